@@ -1,0 +1,43 @@
+# The two commands of the README:  `make iso`  and  `make test`.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+LIVECD  := $(VENV)/bin/livecd
+ISO     ?= libcaca-cpushare-livecd.iso
+PYTEST_ARGS ?=
+
+.PHONY: setup iso test test-fast smoke boot bench lint clean
+
+$(VENV)/.installed: pyproject.toml scripts/install-host-packages.sh
+	scripts/install-host-packages.sh
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+iso: setup
+	$(LIVECD) build -o $(ISO)
+
+test: setup lint
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not qemu" $(PYTEST_ARGS)
+
+smoke: iso
+	$(LIVECD) smoke $(ISO)
+
+boot: iso
+	$(LIVECD) boot $(ISO)
+
+bench: setup
+	$(PY) scripts/bench.py
+
+lint: setup
+	$(VENV)/bin/ruff check livecd cpushare tests scripts
+	$(VENV)/bin/ruff format --check livecd cpushare tests scripts
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf build $(ISO) $(ISO).manifest.json
