@@ -1,0 +1,164 @@
+"""The `.cpu` order format: parsing, every problem named, rendering round trip, fuzzing."""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cpushare.order import OrderError, SellOrder, parse_order, parse_order_bytes
+from livecd.errors import UserError
+from livecd.orders import render_order
+
+
+def test_valid_order_reads_every_field(good: str) -> None:
+    order = parse_order(good)
+    assert order == SellOrder(
+        market_url="https://market.example.org:8443",
+        order_id="o-1234abcd",
+        secret="s3cret-s3cret-s3cret-s3cret",
+        account="libcaca",
+        cert_sha256="ab" * 32,
+        nice=19,
+        max_memory_mb=128,
+        max_cpu_seconds=30,
+    )
+    assert order.max_memory_bytes == 128 << 20
+
+
+def test_defaults_for_seller_section(good: str) -> None:
+    text = good.split("[seller]")[0]
+    order = parse_order(text)
+    assert (order.nice, order.max_memory_mb, order.max_cpu_seconds) == (19, 256, 60)
+
+
+def test_pin_with_colons_and_capitals_is_normalized(good: str) -> None:
+    pin = ":".join(["AB"] * 32)
+    assert parse_order(good.replace("ab" * 32, pin)).cert_sha256 == "ab" * 32
+
+
+def test_every_problem_is_named() -> None:
+    bad = """\
+format = 2
+colour = "blue"
+
+[market]
+url = "http://market.example.org"
+
+[order]
+id = "x"
+account = "Libcaca!"
+
+[seller]
+nice = -1
+max_memory_mb = "lots"
+"""
+    with pytest.raises(OrderError) as caught:
+        parse_order(bad)
+    text = str(caught.value)
+    for needle in (
+        "format 2 is not supported",
+        "unknown key 'colour'",
+        "plain http on a non-loopback host",
+        "order.id 'x' is malformed",
+        "order.secret is missing",
+        "order.account 'Libcaca!' is malformed",
+        "seller.nice is -1",
+        "seller.max_memory_mb must be int, not str",
+    ):
+        assert needle in text
+    assert len(caught.value.problems) == 8
+
+
+def test_secret_is_not_echoed_in_errors(good: str) -> None:
+    with pytest.raises(OrderError) as caught:
+        parse_order(good.replace("s3cret-s3cret-s3cret-s3cret", "short'secret"))
+    assert "short'secret" not in str(caught.value)
+    assert "order.secret is malformed" in str(caught.value)
+
+
+def test_https_needs_a_pin_and_http_only_on_loopback(good: str) -> None:
+    no_pin = good.replace(f'cert_sha256 = "{"ab" * 32}"', "")
+    with pytest.raises(OrderError, match=r"needs market\.cert_sha256 or market\.ca_pem"):
+        parse_order(no_pin)
+    loopback = no_pin.replace("https://market.example.org:8443", "http://127.0.0.1:8080")
+    assert parse_order(loopback).market_url == "http://127.0.0.1:8080"
+
+
+def test_bad_pem_and_two_trust_anchors_are_refused(good: str) -> None:
+    both = good.replace("[order]", 'ca_pem = "-----BEGIN CERTIFICATE-----\\nnope\\n"\n\n[order]')
+    with pytest.raises(OrderError) as caught:
+        parse_order(both)
+    assert "market.ca_pem is not a usable PEM certificate" in str(caught.value)
+    assert "both set" in str(caught.value)
+
+
+def test_not_toml_and_not_utf8() -> None:
+    with pytest.raises(OrderError, match="not valid TOML"):
+        parse_order("format = = 1")
+    with pytest.raises(OrderError, match="not UTF-8"):
+        parse_order_bytes(b"format = 1\n\xff")
+    with pytest.raises(OrderError, match="larger than"):
+        parse_order_bytes(b"#" * (65 << 10))
+
+
+def test_rendered_order_parses_back_identical(good: str) -> None:
+    order = parse_order(good)
+    text = render_order(order)
+    assert parse_order(text) == order
+    assert "nice = 19" in text
+
+
+def test_render_refuses_an_invalid_order() -> None:
+    order = SellOrder(market_url="https://m.example.org", order_id="o-1", secret="x", account="a")
+    with pytest.raises(UserError, match=r"order\.secret is malformed"):
+        render_order(order)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=400))
+def test_fuzz_arbitrary_text_gives_an_order_or_named_problems(text: str) -> None:
+    try:
+        parse_order(text)
+    except OrderError as exc:
+        assert exc.problems and all(isinstance(p, str) and p for p in exc.problems)
+
+
+_scalars = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.text(max_size=40),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.lists(st.integers(), max_size=3),
+)
+_ident = st.text(alphabet=string.ascii_lowercase + "_", min_size=1, max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "format": st.one_of(st.just(1), _scalars),
+            "market": st.dictionaries(
+                st.sampled_from(["url", "cert_sha256", "ca_pem", "x"]), _scalars
+            ),
+            "order": st.dictionaries(st.sampled_from(["id", "secret", "account"]), _scalars),
+            "seller": st.dictionaries(
+                st.sampled_from(["nice", "max_memory_mb", "max_cpu_seconds"]), _scalars
+            ),
+        },
+    ),
+    st.dictionaries(_ident, _scalars, max_size=2),
+)
+def test_fuzz_structured_documents(doc: dict[str, object], extra: dict[str, object]) -> None:
+    from cpushare.order import order_from_toml
+
+    try:
+        order = order_from_toml({**extra, **doc})
+    except OrderError as exc:
+        assert exc.problems
+    else:
+        assert parse_order(render_order(order)) == order
