@@ -1,0 +1,24 @@
+"""The seccomp-strict jail: untrusted x86-64 jobs that can touch nothing but two pipes."""
+
+from __future__ import annotations
+
+from cpushare.jail.check import SelfTestReport, self_test
+from cpushare.jail.elf import InvalidProgram, JobImage, MemoryLimitExceeded, validate_program
+from cpushare.jail.loader import find_loader
+from cpushare.jail.model import JailError, JobResult, Limits, Outcome
+from cpushare.jail.runner import run_job
+
+__all__ = [
+    "InvalidProgram",
+    "JailError",
+    "JobImage",
+    "JobResult",
+    "Limits",
+    "MemoryLimitExceeded",
+    "Outcome",
+    "SelfTestReport",
+    "find_loader",
+    "run_job",
+    "self_test",
+    "validate_program",
+]

@@ -1,0 +1,73 @@
+"""The jail's vocabulary: limits a job runs under, how it ended, and what it produced."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+# Every job gets this stack; it counts against the memory limit like everything else.
+STACK_BYTES = 8 << 20
+MIN_MEMORY_BYTES = 16 << 20
+# The arena must fit between its base and the stack (see cpushare.jail.elf).
+MAX_MEMORY_BYTES = 4 << 40
+
+
+class Outcome(enum.StrEnum):
+    """How a job ended."""
+
+    OK = "ok"
+    EXIT = "exit"
+    FORBIDDEN_SYSCALL = "forbidden-syscall"
+    CPU_LIMIT = "cpu-limit"
+    WALL_LIMIT = "wall-limit"
+    OUTPUT_LIMIT = "output-limit"
+    MEMORY_LIMIT = "memory-limit"
+    CRASHED = "crashed"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one job may use. Impossible values raise ValueError saying which and why."""
+
+    cpu_seconds: int = 60
+    wall_seconds: float = 300.0
+    memory_bytes: int = 256 << 20
+    output_bytes: int = 64 << 20
+    nice: int = 19
+
+    def __post_init__(self) -> None:
+        if self.cpu_seconds < 1:
+            raise ValueError(f"the CPU limit must be at least 1 second, not {self.cpu_seconds}")
+        if not (0 < self.wall_seconds < math.inf):
+            raise ValueError(
+                f"the wall-clock limit must be a positive number of seconds, "
+                f"not {self.wall_seconds}"
+            )
+        if not MIN_MEMORY_BYTES <= self.memory_bytes <= MAX_MEMORY_BYTES:
+            raise ValueError(
+                f"the memory limit must be between {MIN_MEMORY_BYTES >> 20} MiB (the stack "
+                f"alone is {STACK_BYTES >> 20} MiB) and {MAX_MEMORY_BYTES >> 40} TiB, "
+                f"not {self.memory_bytes} bytes"
+            )
+        if self.output_bytes < 0:
+            raise ValueError(f"the output limit cannot be negative ({self.output_bytes})")
+        if not 0 <= self.nice <= 19:
+            raise ValueError(f"nice must be between 0 and 19, not {self.nice}")
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How a job ended, its output (cut at the output limit) and the resources it used."""
+
+    outcome: Outcome
+    exit_status: int | None
+    output: bytes
+    cpu_seconds: float
+    wall_seconds: float
+    detail: str
+
+
+class JailError(RuntimeError):
+    """The jail itself could not run a job (no loader, setup failed): not the job's fault."""

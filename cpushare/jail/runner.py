@@ -1,0 +1,225 @@
+"""Running a job in the jail: spawn the loader, collect output, enforce the clock, classify.
+
+The parent does only what the child cannot do for itself: it enforces the wall clock
+and the output cap (killing the job), reaps it with its rusage, and names the outcome.
+Everything done to the child before the job starts (nice, limits, identity, seccomp) is
+the loader's work, so spawning needs no preexec_fn: posix_spawn, no fork of Python.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import math
+import os
+import re
+import select
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cpushare.jail.control import encode_control
+from cpushare.jail.elf import InvalidProgram, JobImage, MemoryLimitExceeded, validate_program
+from cpushare.jail.loader import find_loader
+from cpushare.jail.model import JailError, JobResult, Limits, Outcome
+
+NOBODY = 65534
+_OUTPUT_CHUNK = 1 << 20
+_PIPE_SIZE = 1 << 20
+_CHILD_FDS = 4  # 0 input, 1 output, 2 loader diagnostics, 3 control
+_DEFAULT_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
+_DIAGNOSTIC = re.compile(rb"jail-loader: step=(\S+) errno=(\d+)")
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    """A job started by `spawn`; `finish` collects it. The fds belong to the parent."""
+
+    pid: int
+    output_fd: int
+    diagnostics_fd: int
+    started: float
+    limits: Limits
+
+
+def _memfd(name: str, data: bytes) -> int:
+    """An anonymous in-memory file holding `data`, positioned at its start."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+@contextlib.contextmanager
+def input_file(data: bytes) -> Iterator[int]:
+    """A job's input as a file descriptor: reads never block, and no file is left behind."""
+    fd = _memfd("cpushare-job-input", data)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _identity() -> tuple[int, int]:
+    """Who the job runs as: nobody when we are root, else ourselves (nothing to drop)."""
+    if os.geteuid() == 0:
+        return NOBODY, NOBODY
+    return os.getuid(), os.getgid()
+
+
+def spawn(image: JobImage, stdin: int, limits: Limits, *, loader: Path) -> RunningJob:
+    """Start the loader on `image`, with `stdin` as the job's fd 0. Does not wait."""
+    uid, gid = _identity()
+    control = _memfd(
+        "cpushare-jail-control",
+        encode_control(image, limits, uid=uid, gid=gid, parent=os.getpid()),
+    )
+    output_r, output_w = os.pipe()
+    diagnostics_r, diagnostics_w = os.pipe()
+    # Fewer wake-ups for large outputs; a refusal (pipe quota) only costs speed.
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(output_r, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+    to_close = [control, output_w, diagnostics_w]
+    try:
+        # The child's dup2s must not clobber a source that is still to be copied, so
+        # every source sits above the four target descriptors.
+        sources = []
+        for fd in (stdin, output_w, diagnostics_w, control):
+            if fd < _CHILD_FDS:
+                fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, _CHILD_FDS)
+                to_close.append(fd)
+            sources.append(fd)
+        started = time.monotonic()
+        pid = os.posix_spawn(
+            loader,
+            [str(loader)],
+            {},
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, source, target) for target, source in enumerate(sources)
+            ],
+            setsigmask=(),
+            setsigdef=_DEFAULT_SIGNALS,
+        )
+    except OSError as exc:
+        os.close(output_r)
+        os.close(diagnostics_r)
+        raise JailError(f"cannot start the jail loader {loader}: {exc.strerror}") from exc
+    finally:
+        for fd in to_close:
+            os.close(fd)
+    return RunningJob(pid, output_r, diagnostics_r, started, limits)
+
+
+def _pump_output(job: RunningJob, output: bytearray) -> Outcome | None:
+    """Collect output until EOF; kill the job and say why at the wall or output limit."""
+    deadline = job.started + job.limits.wall_seconds
+    poller = select.poll()
+    poller.register(job.output_fd, select.POLLIN)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            os.kill(job.pid, signal.SIGKILL)
+            return Outcome.WALL_LIMIT
+        if not poller.poll(math.ceil(left * 1000)):
+            continue
+        chunk = os.read(job.output_fd, _OUTPUT_CHUNK)
+        if not chunk:
+            return None
+        output += chunk
+        if len(output) > job.limits.output_bytes:
+            os.kill(job.pid, signal.SIGKILL)
+            return Outcome.OUTPUT_LIMIT
+
+
+def finish(job: RunningJob) -> JobResult:
+    """Wait for a spawned job under its limits, reap it, and classify how it ended."""
+    output = bytearray()
+    stopped: Outcome | None = None
+    try:
+        stopped = _pump_output(job, output)
+    except BaseException:
+        os.kill(job.pid, signal.SIGKILL)
+        raise
+    finally:
+        _, status, usage = os.wait4(job.pid, 0)
+        wall = time.monotonic() - job.started
+        diagnostics = os.read(job.diagnostics_fd, 4096)
+        os.close(job.output_fd)
+        os.close(job.diagnostics_fd)
+    cpu = usage.ru_utime + usage.ru_stime
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGSYS:
+        return _loader_failure(diagnostics, cpu, wall)
+    outcome, exit_status, detail = _classify(status, stopped, cpu, job.limits)
+    return JobResult(
+        outcome, exit_status, bytes(output[: job.limits.output_bytes]), cpu, wall, detail
+    )
+
+
+def _classify(
+    status: int, stopped: Outcome | None, cpu: float, limits: Limits
+) -> tuple[Outcome, int | None, str]:
+    if stopped is Outcome.WALL_LIMIT:
+        return stopped, None, f"killed at the wall-clock limit of {limits.wall_seconds:g} s"
+    if stopped is Outcome.OUTPUT_LIMIT:
+        return stopped, None, f"killed for writing more than {limits.output_bytes} bytes"
+    if os.WIFEXITED(status):
+        code = os.WEXITSTATUS(status)
+        if code == 0:
+            return Outcome.OK, 0, "exit status 0"
+        return Outcome.EXIT, code, f"exit status {code}"
+    sig = os.WTERMSIG(status)
+    # SIGXCPU at the soft CPU limit; SIGKILL at the hard one, a second later.
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= limits.cpu_seconds):
+        return Outcome.CPU_LIMIT, None, f"killed at the CPU limit of {limits.cpu_seconds} s"
+    if sig == signal.SIGKILL:
+        return (
+            Outcome.FORBIDDEN_SYSCALL,
+            None,
+            "killed by strict seccomp: it made a system call other than read, write, exit",
+        )
+    return Outcome.CRASHED, None, f"killed by {signal.Signals(sig).name}"
+
+
+def _loader_failure(diagnostics: bytes, cpu: float, wall: float) -> JobResult:
+    """The loader gave up before the job started: a memory shortage, or a jail fault."""
+    found = _DIAGNOSTIC.search(diagnostics)
+    if found is None:
+        raise JailError("the jail loader failed while locking the job in (close_range/seccomp)")
+    step, errno = found[1].decode(), int(found[2])
+    reason = os.strerror(errno) if errno else "bad input"
+    if step.startswith("map-") and errno == 12:
+        detail = f"the machine could not provide the job's memory ({step}: {reason})"
+        return JobResult(Outcome.MEMORY_LIMIT, None, b"", cpu, wall, detail)
+    raise JailError(f"the jail loader failed at step {step}: {reason}")
+
+
+def run_image(image: JobImage, stdin: int, limits: Limits, *, loader: Path) -> JobResult:
+    """Run a validated job with `stdin` as its input descriptor, and classify the end."""
+    return finish(spawn(image, stdin, limits, loader=loader))
+
+
+def _refused(outcome: Outcome, exc: InvalidProgram) -> JobResult:
+    return JobResult(outcome, None, b"", 0.0, 0.0, str(exc))
+
+
+def run_job(
+    program: bytes, input: bytes, limits: Limits, *, loader: Path | None = None
+) -> JobResult:
+    """Validate `program`, run it in the jail on `input` under `limits`, classify the end.
+
+    A job's failings (invalid, over a limit, crashed, forbidden syscall) are outcomes;
+    JailError means the jail itself could not run it.
+    """
+    try:
+        image = validate_program(program, limits)
+    except MemoryLimitExceeded as exc:
+        return _refused(Outcome.MEMORY_LIMIT, exc)
+    except InvalidProgram as exc:
+        return _refused(Outcome.INVALID, exc)
+    loader = loader or find_loader()
+    with input_file(input) as stdin:
+        return run_image(image, stdin, limits, loader=loader)
