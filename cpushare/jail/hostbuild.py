@@ -24,10 +24,13 @@ def cache_dir() -> Path:
     return Path(base) / "livecd" / "jail"
 
 
+_ERROR_MARKS = ("error:", "undefined reference", "multiple definition")
+
+
 def first_error(output: bytes) -> str:
     """The compiler's first error line, which names the problem; else its last line."""
     lines = output.decode(errors="replace").strip().splitlines() or ["no output"]
-    return next((line for line in lines if "error" in line), lines[-1])
+    return next((line for line in lines if any(m in line for m in _ERROR_MARKS)), lines[-1])
 
 
 def cached_build(name: str, inputs: Sequence[Path], command: Callable[[Path], list[str]]) -> Path:

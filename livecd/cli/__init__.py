@@ -43,6 +43,7 @@ def main(verbose: bool) -> None:
 def _register() -> None:
     # Each command group lives in its own module; importing registers it on `main`.
     from livecd.cli import image  # noqa: F401
+    from livecd.cli import job  # noqa: F401
 
 
 _register()
