@@ -44,6 +44,7 @@ def _register() -> None:
     # Each command group lives in its own module; importing registers it on `main`.
     from livecd.cli import image  # noqa: F401
     from livecd.cli import job  # noqa: F401
+    from livecd.cli import market, order, sell  # noqa: F401
 
 
 _register()

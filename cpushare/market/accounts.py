@@ -1,0 +1,115 @@
+"""Accounts (API keys) and sell orders (secrets): issuing them and checking credentials.
+
+Keys and secrets are 256-bit random tokens, so a plain sha256 is enough to store them:
+there is nothing to brute-force. Only the hashes are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from cpushare.market.errors import Conflict, MarketError, NotFound
+from cpushare.order import ACCOUNT
+
+
+@dataclass(frozen=True)
+class IssuedAccount:
+    id: int
+    name: str
+    api_key: str
+
+
+@dataclass(frozen=True)
+class IssuedOrder:
+    order_id: str
+    secret: str
+    account: str
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_account(conn: sqlite3.Connection, name: str) -> IssuedAccount:
+    """A new account and its API key (shown once; only its hash is stored)."""
+    if not ACCOUNT.fullmatch(name):
+        raise MarketError(
+            f"account name {name!r} is malformed: use lower-case letters, digits, '.', '-', '_'"
+        )
+    api_key = "ck-" + secrets.token_urlsafe(32)
+    try:
+        cursor = conn.execute(
+            "INSERT INTO accounts (name, key_hash, created) VALUES (?, ?, ?)",
+            (name, token_hash(api_key), time.time()),
+        )
+    except sqlite3.IntegrityError:
+        raise Conflict(f"account {name!r} already exists") from None
+    assert cursor.lastrowid is not None
+    return IssuedAccount(cursor.lastrowid, name, api_key)
+
+
+def account_id(conn: sqlite3.Connection, name: str) -> int:
+    row = conn.execute("SELECT id FROM accounts WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise NotFound(f"no account {name!r}: create it with `livecd market account new`")
+    return int(row[0])
+
+
+def create_order(conn: sqlite3.Connection, account: str) -> IssuedOrder:
+    """A new sell order crediting `account`, with its secret (shown once)."""
+    owner = account_id(conn, account)
+    order_id = "o-" + secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    conn.execute(
+        "INSERT INTO orders (id, account_id, secret_hash, created) VALUES (?, ?, ?, ?)",
+        (order_id, owner, token_hash(secret), time.time()),
+    )
+    return IssuedOrder(order_id, secret, account)
+
+
+def account_for_key(conn: sqlite3.Connection, api_key: str) -> int | None:
+    """The account id an API key belongs to, or None."""
+    row = conn.execute(
+        "SELECT id FROM accounts WHERE key_hash = ?", (token_hash(api_key),)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def order_matches(conn: sqlite3.Connection, order_id: str, secret: str) -> bool:
+    """True if `secret` is the secret of order `order_id`."""
+    row = conn.execute("SELECT secret_hash FROM orders WHERE id = ?", (order_id,)).fetchone()
+    return row is not None and hmac.compare_digest(row[0], token_hash(secret))
+
+
+def list_accounts(conn: sqlite3.Connection) -> list[dict[str, object]]:
+    """Every account with its order count and CPUCoins earned."""
+    rows = conn.execute(
+        """
+        SELECT a.name,
+               (SELECT count(*) FROM orders o WHERE o.account_id = a.id),
+               (SELECT coalesce(sum(millicoins), 0) FROM ledger l WHERE l.account_id = a.id)
+        FROM accounts a ORDER BY a.name
+        """
+    ).fetchall()
+    return [{"name": n, "orders": o, "coins": m / 1000} for n, o, m in rows]
+
+
+def get_setting(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def set_setting(conn: sqlite3.Connection, key: str, value: str | None) -> None:
+    if value is None:
+        conn.execute("DELETE FROM settings WHERE key = ?", (key,))
+    else:
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )

@@ -1,0 +1,82 @@
+"""The operator's commands, run on the market's host against its database directly:
+creating accounts and issuing sell orders. SQLite lets them run beside a live server."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from cpushare.market import accounts
+from cpushare.market.errors import MarketError
+from cpushare.market.store import open_database
+from cpushare.order import SellOrder
+
+T = TypeVar("T")
+
+
+def _transaction(db: Path, op: Callable[[sqlite3.Connection], T]) -> T:
+    if not db.exists():
+        raise MarketError(f"no market database {db}: start one with `livecd market serve --db`")
+    conn = open_database(db)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = op(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+    finally:
+        conn.close()
+
+
+def new_account(db: Path, name: str) -> accounts.IssuedAccount:
+    """Create an account; its API key is in the result and nowhere else."""
+    return _transaction(db, lambda conn: accounts.create_account(conn, name))
+
+
+def list_accounts(db: Path) -> list[dict[str, object]]:
+    return _transaction(db, accounts.list_accounts)
+
+
+def new_order(
+    db: Path,
+    account: str,
+    deliver: Callable[[SellOrder], None],
+    *,
+    public_url: str | None = None,
+    nice: int = 19,
+    max_memory_mb: int = 256,
+    max_cpu_seconds: int = 60,
+) -> SellOrder:
+    """Issue a sell order crediting `account`, addressed as sellers see the market.
+
+    `deliver` (which writes the `.cpu` file) runs before the commit: if it fails, the
+    order is not issued.
+    """
+
+    def issue(conn: sqlite3.Connection) -> SellOrder:
+        url = public_url or accounts.get_setting(conn, "public_url")
+        if url is None:
+            raise MarketError(
+                "the market's public URL is unknown: give --public-url, "
+                "or start the market once with `livecd market serve --public-url`"
+            )
+        issued = accounts.create_order(conn, account)
+        order = SellOrder(
+            market_url=url.rstrip("/"),
+            order_id=issued.order_id,
+            secret=issued.secret,
+            account=account,
+            cert_sha256=accounts.get_setting(conn, "cert_sha256"),
+            nice=nice,
+            max_memory_mb=max_memory_mb,
+            max_cpu_seconds=max_cpu_seconds,
+        )
+        deliver(order)
+        return order
+
+    return _transaction(db, issue)

@@ -1,0 +1,123 @@
+"""Reading requests: capped bodies, typed JSON fields, credentials. Every refusal is a
+MarketError whose message names the problem."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+
+from cpushare.market.errors import MarketError, TooLarge, Unauthorized
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What the Authorization header carries: an account key, or an order id and secret."""
+
+    api_key: str | None = None
+    order_id: str | None = None
+    secret: str | None = None
+
+
+def credentials(request: Request) -> Credentials:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value:
+        return Credentials(api_key=value.strip())
+    if scheme.lower() == "basic" and value:
+        try:
+            pair = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthorized("the Basic credentials are not base64 of ORDER:SECRET") from None
+        order_id, colon, secret = pair.partition(":")
+        if colon:
+            return Credentials(order_id=order_id, secret=secret)
+    raise Unauthorized(
+        "missing credentials: send `Authorization: Bearer API_KEY` (accounts) "
+        "or HTTP Basic ORDER_ID:SECRET (sellers)"
+    )
+
+
+async def read_body(request: Request, cap: int) -> bytes:
+    """The request body, refused with 413 as soon as it passes `cap` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise TooLarge(f"the request body is larger than {cap} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            raise TooLarge(f"the request body is larger than {cap} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, cap: int) -> dict[str, Any]:
+    """The request body as a JSON object."""
+    body = await read_body(request, cap)
+    if not body:
+        return {}
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        raise MarketError("the request body is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise MarketError("the request body must be a JSON object")
+    return doc
+
+
+def field(doc: dict[str, Any], name: str, kind: type[T], default: T | None = None) -> T:
+    """doc[name] checked to be of `kind` (an int is accepted where a float is wanted)."""
+    value = doc.get(name, default)
+    if value is None:
+        raise MarketError(f"field {name!r} is missing")
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise MarketError(f"field {name!r} must be {_kind_name(kind)}")
+    return value
+
+
+def optional_int(doc: dict[str, Any], name: str) -> int | None:
+    value = doc.get(name)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise MarketError(f"field {name!r} must be an integer or null")
+    return value
+
+
+def base64_field(value: object, name: str) -> bytes:
+    if not isinstance(value, str):
+        raise MarketError(f"field {name!r} must be a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise MarketError(f"field {name!r} is not valid base64") from None
+
+
+def path_int(request: Request, name: str) -> int:
+    raw = request.path_params[name]
+    if not raw.isdigit() or len(raw) > 18:
+        raise MarketError(f"{name} {raw!r} must be a positive integer")
+    return int(raw)
+
+
+def query_int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise MarketError(f"query parameter {name} must be an integer from {low} to {high}")
+    return int(raw)
+
+
+def _kind_name(kind: type) -> str:
+    return {int: "an integer", float: "a number", str: "a string", list: "a list"}.get(
+        kind, kind.__name__
+    )

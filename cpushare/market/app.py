@@ -1,0 +1,382 @@
+"""The market's HTTP API (Starlette): routes, authentication, long-poll leasing, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from cpushare.jail import Outcome
+from cpushare.market import accounts, jobs, leases
+from cpushare.market.api import (
+    Credentials,
+    base64_field,
+    credentials,
+    field,
+    optional_int,
+    path_int,
+    query_int,
+    read_body,
+    read_json,
+)
+from cpushare.market.errors import Forbidden, MarketError, Unauthorized
+from cpushare.market.store import Store, StoreFull
+
+log = logging.getLogger("cpushare.market")
+
+OPENAPI = Path(__file__).with_name("openapi.json")
+MAX_WAIT_SECONDS = 60.0
+# Seen within this many seconds counts as a live seller in the status.
+SELLER_SEEN_SECONDS = 600.0
+OUTCOMES = frozenset(o.value for o in Outcome)
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    """How the market runs; the defaults suit production, tests shorten the lease."""
+
+    db: Path
+    lease_seconds: float = 60.0
+    max_body: int = 24 << 20
+
+
+class Wakeup:
+    """Wakes every long-polling seller when work may have appeared."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def notify(self) -> None:
+        self.event.set()
+        self.event = asyncio.Event()
+
+
+def json_response(doc: object, status: int = 200) -> Response:
+    return Response(
+        json.dumps(doc, separators=(",", ":")).encode(),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+class Market:
+    """The running market: its store, its waiting sellers, and the request handlers."""
+
+    def __init__(self, config: MarketConfig) -> None:
+        self.config = config
+        self.store: Store | None = None
+        self.wakeup: Wakeup | None = None
+        self.sellers_seen: dict[tuple[str, str], float] = {}
+        self._accounts: dict[str, int] = {}
+        self._orders: dict[tuple[str, str], bool] = {}
+
+    @property
+    def db(self) -> Store:
+        assert self.store is not None, "the market is not started"
+        return self.store
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        self.store = Store(self.config.db)
+        self.wakeup = Wakeup()
+        sweeper = asyncio.create_task(self._sweep_expired_leases())
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            self.store.close()
+
+    async def _sweep_expired_leases(self) -> None:
+        interval = min(1.0, max(0.1, self.config.lease_seconds / 4))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                expired = await self.db.write(lambda c: leases.expire_leases(c, time.time()))
+            except StoreFull:
+                log.warning("cannot expire leases: the disk is full")
+                continue
+            if expired:
+                self._notify()
+
+    def _notify(self) -> None:
+        assert self.wakeup is not None
+        self.wakeup.notify()
+
+    # Authentication.
+
+    def account(self, request: Request) -> int:
+        creds = credentials(request)
+        if creds.api_key is None:
+            raise Forbidden("this needs an account's API key (Authorization: Bearer KEY)")
+        cached = self._accounts.get(creds.api_key)
+        if cached is not None:
+            return cached
+        found = accounts.account_for_key(self.db.reader, creds.api_key)
+        if found is None:
+            raise Unauthorized("unknown API key")
+        self._accounts[creds.api_key] = found
+        return found
+
+    def seller(self, request: Request) -> str:
+        creds = credentials(request)
+        if creds.order_id is None or creds.secret is None:
+            raise Forbidden("this needs a sell order's credentials (HTTP Basic ORDER_ID:SECRET)")
+        self._check_order(creds)
+        return creds.order_id
+
+    def _check_order(self, creds: Credentials) -> None:
+        assert creds.order_id is not None and creds.secret is not None
+        key = (creds.order_id, creds.secret)
+        if key in self._orders:
+            return
+        if not accounts.order_matches(self.db.reader, *key):
+            raise Unauthorized("unknown order or wrong secret")
+        self._orders[key] = True
+
+    def account_or_seller(self, request: Request) -> None:
+        creds = credentials(request)
+        if creds.api_key is not None:
+            self.account(request)
+        else:
+            self._check_order(creds)
+
+    # Buyers.
+
+    async def upload_program(self, request: Request) -> Response:
+        owner = self.account(request)
+        program = await read_body(request, jobs.MAX_PROGRAM_BYTES)
+        sha256 = jobs.check_program(
+            program, jobs.JobLimits(memory_bytes=jobs.MAX_MEMORY_BYTES).jail_limits()
+        )
+        new = await self.db.write(lambda c: jobs.store_program(c, owner, program, sha256))
+        return json_response(
+            {"sha256": sha256, "size": len(program), "new": new}, 201 if new else 200
+        )
+
+    async def get_program(self, request: Request) -> Response:
+        self.account_or_seller(request)
+        sha256 = request.path_params["sha256"]
+        data = jobs.program_bytes(self.db.reader, sha256)
+        return Response(data, media_type="application/octet-stream")
+
+    async def submit(self, request: Request) -> Response:
+        owner = self.account(request)
+        doc = await read_json(request, self.config.max_body)
+        program = field(doc, "program", str)
+        replicas = field(doc, "replicas", int, 1)
+        raw_inputs = field(doc, "inputs", list)
+        limits = _job_limits(field(doc, "limits", dict, {}))
+        inputs = [base64_field(item, f"inputs[{i}]") for i, item in enumerate(raw_inputs)]
+        jobs.check_batch(inputs, replicas, limits)
+        code = jobs.program_bytes(self.db.reader, program)
+        jobs.check_program(code, limits.jail_limits())
+        ids = await self.db.write(
+            lambda c: jobs.submit_jobs(c, owner, program, inputs, limits, replicas)
+        )
+        self._notify()
+        return json_response({"jobs": ids}, 201)
+
+    async def list_jobs(self, request: Request) -> Response:
+        owner = self.account(request)
+        state = request.query_params.get("state")
+        if state not in (None, "open", "done", "failed"):
+            raise MarketError("query parameter state must be open, done or failed")
+        after = query_int(request, "after", 0, 0, 2**62)
+        limit = query_int(request, "limit", 100, 1, 1000)
+        return json_response({"jobs": jobs.list_jobs(self.db.reader, owner, state, after, limit)})
+
+    async def job(self, request: Request) -> Response:
+        owner = self.account(request)
+        return json_response(jobs.job_status(self.db.reader, owner, path_int(request, "job")))
+
+    async def job_output(self, request: Request) -> Response:
+        owner = self.account(request)
+        data = jobs.job_output(self.db.reader, owner, path_int(request, "job"))
+        return Response(data, media_type="application/octet-stream")
+
+    async def status(self, request: Request) -> Response:
+        self.account(request)
+        now = time.time()
+        doc = jobs.market_status(self.db.reader, now)
+        seen = [k for k, t in self.sellers_seen.items() if now - t < SELLER_SEEN_SECONDS]
+        doc["sellers_seen"] = len(seen)
+        doc["orders_seen"] = len({order for order, _ in seen})
+        return json_response(doc)
+
+    # Sellers.
+
+    async def lease(self, request: Request) -> Response:
+        order = self.seller(request)
+        doc = await read_json(request, 64 << 10)
+        wait = min(max(field(doc, "wait", float, 0.0), 0.0), MAX_WAIT_SECONDS)
+        seller = field(doc, "seller", str, "")[:64]
+        limits = (
+            field(doc, "max_memory_bytes", int, 256 << 20),
+            field(doc, "max_cpu_seconds", int, 60),
+        )
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + wait
+        while True:
+            self.sellers_seen[(order, seller)] = time.time()
+            assert self.wakeup is not None
+            # Taken before looking, so work arriving in between still wakes us.
+            wake = self.wakeup.event
+            granted = await self._try_lease(order, seller, limits)
+            if granted is not None:
+                return json_response(self._lease_doc(granted))
+            remaining = give_up - loop.time()
+            if remaining <= 0:
+                return Response(status_code=204)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), remaining)
+
+    async def _try_lease(
+        self, order: str, seller: str, limits: tuple[int, int]
+    ) -> leases.Lease | None:
+        if leases.ready_job(self.db.reader, order, limits) is None:
+            return None
+        now = time.time()
+        seconds = self.config.lease_seconds
+        return await self.db.write(
+            lambda c: leases.grant_lease(c, order, seller, limits, seconds, now)
+        )
+
+    def _lease_doc(self, lease: leases.Lease) -> dict[str, object]:
+        return {
+            "lease": lease.id,
+            "job": lease.job_id,
+            "program": {
+                "sha256": lease.program_sha256,
+                "size": lease.program_size,
+                "url": f"/v1/programs/{lease.program_sha256}",
+            },
+            "input": base64.b64encode(lease.input).decode(),
+            "limits": {
+                "cpu_seconds": lease.limits.cpu_seconds,
+                "wall_seconds": lease.limits.wall_seconds,
+                "memory_bytes": lease.limits.memory_bytes,
+                "output_bytes": lease.limits.output_bytes,
+            },
+            "lease_seconds": self.config.lease_seconds,
+        }
+
+    async def extend(self, request: Request) -> Response:
+        order = self.seller(request)
+        lease_id = path_int(request, "lease")
+        seconds = self.config.lease_seconds
+        await self.db.write(lambda c: leases.extend_lease(c, lease_id, order, seconds, time.time()))
+        return json_response({"lease": lease_id, "lease_seconds": seconds})
+
+    async def result(self, request: Request) -> Response:
+        order = self.seller(request)
+        lease_id = path_int(request, "lease")
+        doc = await read_json(request, self.config.max_body)
+        outcome = field(doc, "outcome", str)
+        if outcome not in OUTCOMES:
+            raise MarketError(f"field 'outcome' must be one of {', '.join(sorted(OUTCOMES))}")
+        result = leases.ResultIn(
+            outcome=outcome,
+            exit_status=optional_int(doc, "exit_status"),
+            output=base64_field(doc.get("output"), "output"),
+            cpu_seconds=field(doc, "cpu_seconds", float),
+            wall_seconds=field(doc, "wall_seconds", float),
+            detail=field(doc, "detail", str, ""),
+        )
+        reply = await self.db.write(
+            lambda c: leases.record_result(c, lease_id, order, result, time.time())
+        )
+        if reply["verdict"] != "accepted":
+            # A disagreeing result may have freed a slot for another replica.
+            self._notify()
+        return json_response(reply)
+
+    # Documents.
+
+    async def openapi(self, _request: Request) -> Response:
+        return Response(OPENAPI.read_bytes(), media_type="application/json")
+
+    async def health(self, _request: Request) -> Response:
+        return json_response({"ok": True})
+
+
+def _job_limits(doc: dict[str, Any]) -> jobs.JobLimits:
+    unknown = set(doc) - {"cpu_seconds", "wall_seconds", "memory_bytes", "output_bytes"}
+    if unknown:
+        raise MarketError(f"unknown limits: {', '.join(sorted(unknown))}")
+    default = jobs.JobLimits()
+    return jobs.JobLimits(
+        cpu_seconds=field(doc, "cpu_seconds", int, default.cpu_seconds),
+        wall_seconds=field(doc, "wall_seconds", float, default.wall_seconds),
+        memory_bytes=field(doc, "memory_bytes", int, default.memory_bytes),
+        output_bytes=field(doc, "output_bytes", int, default.output_bytes),
+    )
+
+
+async def _market_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, MarketError)
+    response = json_response({"error": str(exc)}, exc.status)
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer, Basic realm="cpushare"'
+    return response
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return json_response({"error": str(exc.detail)}, exc.status_code)
+
+
+async def _store_full(_request: Request, exc: Exception) -> Response:
+    log.error("%s", exc)
+    return json_response({"error": f"{exc}; nothing of this request was kept"}, 507)
+
+
+async def _internal_error(_request: Request, exc: Exception) -> Response:
+    log.exception("internal error", exc_info=exc)
+    return json_response({"error": "internal error: the market logged it"}, 500)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(config: MarketConfig) -> Starlette:
+    """The market as an ASGI application."""
+    market = Market(config)
+    routes = [
+        Route("/v1/openapi.json", market.openapi, methods=["GET"]),
+        Route("/v1/health", market.health, methods=["GET"]),
+        Route("/v1/status", market.status, methods=["GET"]),
+        Route("/v1/programs", market.upload_program, methods=["PUT"]),
+        Route("/v1/programs/{sha256}", market.get_program, methods=["GET"]),
+        Route("/v1/jobs", market.submit, methods=["POST"]),
+        Route("/v1/jobs", market.list_jobs, methods=["GET"]),
+        Route("/v1/jobs/{job}", market.job, methods=["GET"]),
+        Route("/v1/jobs/{job}/output", market.job_output, methods=["GET"]),
+        Route("/v1/lease", market.lease, methods=["POST"]),
+        Route("/v1/leases/{lease}/extend", market.extend, methods=["POST"]),
+        Route("/v1/leases/{lease}/result", market.result, methods=["POST"]),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=market.lifespan,
+        exception_handlers={
+            MarketError: _market_error,
+            HTTPException: _http_error,
+            StoreFull: _store_full,
+            Exception: _internal_error,
+        },
+    )

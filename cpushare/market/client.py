@@ -1,0 +1,96 @@
+"""The buyer's client for the market API (host side, on requests): what the CLI calls."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import requests
+
+
+class ClientError(RuntimeError):
+    """The market refused a request or could not be reached; the message says which."""
+
+
+class MarketClient:
+    """An account's session with one market."""
+
+    def __init__(self, url: str, api_key: str, *, cacert: Path | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {api_key}"
+        self.session.verify = str(cacert) if cacert else True
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            reply = self.session.request(method, self.url + path, timeout=120, **kwargs)
+        except requests.RequestException as exc:
+            raise ClientError(f"cannot reach the market at {self.url}: {exc}") from None
+        if reply.status_code >= 400:
+            raise ClientError(f"the market refused {method} {path}: {_error_text(reply)}")
+        return reply
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        reply = self._call(method, path, **kwargs)
+        try:
+            return reply.json()
+        except ValueError:
+            raise ClientError(f"the market sent a reply that is not JSON to {path}") from None
+
+    def upload_program(self, program: bytes) -> str:
+        doc = self._json(
+            "PUT",
+            "/v1/programs",
+            data=program,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        return str(doc["sha256"])
+
+    def submit(
+        self,
+        program: str,
+        inputs: Sequence[bytes],
+        *,
+        replicas: int = 1,
+        limits: dict[str, int | float] | None = None,
+    ) -> list[int]:
+        body = {
+            "program": program,
+            "inputs": [base64.b64encode(data).decode() for data in inputs],
+            "replicas": replicas,
+            "limits": limits or {},
+        }
+        return [int(i) for i in self._json("POST", "/v1/jobs", json=body)["jobs"]]
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        doc: dict[str, Any] = self._json("GET", f"/v1/jobs/{job_id}")
+        return doc
+
+    def jobs(self, state: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every job of the account (in one state), page by page."""
+        after = 0
+        while True:
+            params: dict[str, str | int] = {"after": after, "limit": 1000}
+            if state:
+                params["state"] = state
+            page = self._json("GET", "/v1/jobs", params=params)["jobs"]
+            yield from page
+            if len(page) < 1000:
+                return
+            after = page[-1]["id"]
+
+    def output(self, job_id: int) -> bytes:
+        return self._call("GET", f"/v1/jobs/{job_id}/output").content
+
+    def status(self) -> dict[str, Any]:
+        doc: dict[str, Any] = self._json("GET", "/v1/status")
+        return doc
+
+
+def _error_text(reply: requests.Response) -> str:
+    try:
+        return f"HTTP {reply.status_code}: {reply.json()['error']}"
+    except (ValueError, KeyError, TypeError):
+        return f"HTTP {reply.status_code}"

@@ -1,0 +1,208 @@
+"""Buyers' side of the store: programs by sha256, job batches, their status and results."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from cpushare.jail import InvalidProgram, Limits, validate_program
+from cpushare.market.errors import Conflict, MarketError, NotFound
+
+MAX_PROGRAM_BYTES = 16 << 20
+MAX_INPUT_BYTES = 16 << 20
+MAX_OUTPUT_BYTES = 16 << 20
+MAX_MEMORY_BYTES = 4 << 30
+MAX_BATCH_JOBS = 1000
+MAX_REPLICAS = 10
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """What one job may use; checked against the program and offered to sellers."""
+
+    cpu_seconds: int = 60
+    wall_seconds: float = 300.0
+    memory_bytes: int = 256 << 20
+    output_bytes: int = 1 << 20
+
+    def problems(self) -> list[str]:
+        bounds = (
+            ("cpu_seconds", self.cpu_seconds, 1, 86400),
+            ("wall_seconds", self.wall_seconds, 1, 7 * 86400),
+            ("memory_bytes", self.memory_bytes, 1 << 20, MAX_MEMORY_BYTES),
+            ("output_bytes", self.output_bytes, 0, MAX_OUTPUT_BYTES),
+        )
+        return [
+            f"limits.{name} is {value}: it must be between {low} and {high}"
+            for name, value, low, high in bounds
+            if not low <= value <= high
+        ]
+
+    def jail_limits(self) -> Limits:
+        return Limits(
+            cpu_seconds=self.cpu_seconds,
+            wall_seconds=self.wall_seconds,
+            memory_bytes=self.memory_bytes,
+            output_bytes=self.output_bytes,
+        )
+
+
+def check_program(program: bytes, limits: Limits) -> str:
+    """The program's sha256 if the jail would run it under `limits`, else a MarketError."""
+    if len(program) > MAX_PROGRAM_BYTES:
+        raise MarketError(f"the program is larger than {MAX_PROGRAM_BYTES} bytes")
+    try:
+        validate_program(program, limits)
+    except InvalidProgram as exc:
+        raise MarketError(f"not a valid job program: {exc}") from None
+    return hashlib.sha256(program).hexdigest()
+
+
+def store_program(conn: sqlite3.Connection, account: int, program: bytes, sha256: str) -> bool:
+    """Keep a validated program; True if it was new."""
+    cursor = conn.execute(
+        "INSERT OR IGNORE INTO programs (sha256, size, data, account_id, created) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (sha256, len(program), program, account, time.time()),
+    )
+    return cursor.rowcount == 1
+
+
+def program_bytes(conn: sqlite3.Connection, sha256: str) -> bytes:
+    row = conn.execute("SELECT data FROM programs WHERE sha256 = ?", (sha256,)).fetchone()
+    if row is None:
+        raise NotFound(f"no program {sha256}: upload it first")
+    return bytes(row[0])
+
+
+def submit_jobs(
+    conn: sqlite3.Connection,
+    account: int,
+    program: str,
+    inputs: list[bytes],
+    limits: JobLimits,
+    replicas: int,
+) -> list[int]:
+    """Queue one job per input, all or none; return their ids in input order."""
+    now = time.time()
+    max_results = 2 * replicas + 1
+    ids: list[int] = []
+    for data in inputs:
+        cursor = conn.execute(
+            """
+            INSERT INTO jobs (account_id, program, input, cpu_seconds, wall_seconds,
+                              memory_bytes, output_bytes, replicas, max_results, slots, created)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """,
+            (
+                account,
+                program,
+                data,
+                limits.cpu_seconds,
+                limits.wall_seconds,
+                limits.memory_bytes,
+                limits.output_bytes,
+                replicas,
+                max_results,
+                replicas,
+                now,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        ids.append(cursor.lastrowid)
+    return ids
+
+
+def check_batch(inputs: list[bytes], replicas: int, limits: JobLimits) -> None:
+    """Raise a MarketError naming every problem of a batch before anything is stored."""
+    problems = limits.problems()
+    if not 1 <= len(inputs) <= MAX_BATCH_JOBS:
+        problems.append(f"a batch holds 1 to {MAX_BATCH_JOBS} inputs, not {len(inputs)}")
+    if not 1 <= replicas <= MAX_REPLICAS:
+        problems.append(f"replicas is {replicas}: it must be between 1 and {MAX_REPLICAS}")
+    big = [i for i, data in enumerate(inputs) if len(data) > MAX_INPUT_BYTES]
+    if big:
+        problems.append(f"inputs {big[:5]} are larger than {MAX_INPUT_BYTES} bytes")
+    if problems:
+        raise MarketError("; ".join(problems))
+
+
+_JOB_COLUMNS = (
+    "id, state, replicas, outcome, exit_status, output_sha256, created, finished, "
+    "(SELECT count(*) FROM results r WHERE r.job_id = jobs.id), "
+    "(SELECT count(*) FROM leases l WHERE l.job_id = jobs.id AND l.state = 'active'), "
+    "(SELECT max(cpu_seconds) FROM results r WHERE r.job_id = jobs.id AND verdict = 'accepted')"
+)
+
+
+def _job_dict(row: tuple[object, ...]) -> dict[str, object]:
+    keys = (
+        "id",
+        "state",
+        "replicas",
+        "outcome",
+        "exit_status",
+        "output_sha256",
+        "created",
+        "finished",
+        "results",
+        "leased",
+        "cpu_seconds",
+    )
+    return dict(zip(keys, row, strict=True))
+
+
+def job_status(conn: sqlite3.Connection, account: int, job_id: int) -> dict[str, object]:
+    row = conn.execute(
+        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ? AND account_id = ?", (job_id, account)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no job {job_id} in your account")
+    return _job_dict(row)
+
+
+def list_jobs(
+    conn: sqlite3.Connection, account: int, state: str | None, after: int, limit: int
+) -> list[dict[str, object]]:
+    """The account's jobs with id > after, oldest first, optionally in one state."""
+    rows = conn.execute(
+        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE account_id = ? AND id > ? "
+        "AND (? IS NULL OR state = ?) ORDER BY id LIMIT ?",
+        (account, after, state, state, limit),
+    ).fetchall()
+    return [_job_dict(row) for row in rows]
+
+
+def job_output(conn: sqlite3.Connection, account: int, job_id: int) -> bytes:
+    """The accepted output of a finished job."""
+    state = job_status(conn, account, job_id)["state"]
+    if state != "done":
+        raise Conflict(f"job {job_id} is {state}: it has no accepted result")
+    row = conn.execute(
+        "SELECT output FROM results WHERE job_id = ? AND verdict = 'accepted' LIMIT 1", (job_id,)
+    ).fetchone()
+    return bytes(row[0])
+
+
+def market_status(conn: sqlite3.Connection, now: float) -> dict[str, object]:
+    """Queue, leases, throughput and coins per account."""
+    states = dict.fromkeys(("open", "done", "failed"), 0)
+    states.update(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
+    leased = conn.execute("SELECT count(*) FROM leases WHERE state = 'active'").fetchone()[0]
+    last_minute, last_hour = conn.execute(
+        "SELECT count(*) FILTER (WHERE created >= ?), count(*) FROM results WHERE created >= ?",
+        (now - 60, now - 3600),
+    ).fetchone()
+    coins = conn.execute(
+        "SELECT a.name, coalesce(sum(l.millicoins), 0) FROM accounts a "
+        "LEFT JOIN ledger l ON l.account_id = a.id GROUP BY a.id ORDER BY a.name"
+    ).fetchall()
+    return {
+        "jobs": states,
+        "leases_active": leased,
+        "results_last_minute": last_minute,
+        "results_last_hour": last_hour,
+        "coins": {name: millicoins / 1000 for name, millicoins in coins},
+    }

@@ -1,0 +1,271 @@
+"""The seller's loop: check the jail, then lease, fetch, run jailed, extend, post; forever.
+
+Nothing the market says can stop it: an unreachable market means backing off with jitter,
+a malformed or hostile reply is logged on the console and survived.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from cpushare.console import emit
+from cpushare.jail import JailError, JobResult, Limits, run_job, self_test
+from cpushare.order import SellOrder
+from cpushare.seller.backoff import Backoff
+from cpushare.seller.client import BadReply, MarketClient, Refused, Unreachable
+from cpushare.seller.protocol import LeaseOffer, parse_lease, parse_recorded
+from cpushare.seller.status import SellerStatus, StatusFile
+
+# Programs kept in memory, by sha256 (the live system has no disk to cache on).
+PROGRAM_CACHE_BYTES = 64 << 20
+RESULT_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class SellerOptions:
+    """How one seller runs; the defaults are the live CD's."""
+
+    order_file: Path
+    status_dir: Path | None = None
+    cpu: int | None = None
+    loader: Path | None = None
+    wait_seconds: float = 30.0
+    backoff_base: float = 1.0
+    backoff_cap: float = 60.0
+
+
+class ProgramCache:
+    """Programs by sha256, least recently used dropped first."""
+
+    def __init__(self, capacity: int = PROGRAM_CACHE_BYTES) -> None:
+        self.capacity = capacity
+        self._programs: OrderedDict[str, bytes] = OrderedDict()
+
+    def get(self, sha256: str) -> bytes | None:
+        program = self._programs.get(sha256)
+        if program is not None:
+            self._programs.move_to_end(sha256)
+        return program
+
+    def put(self, sha256: str, program: bytes) -> None:
+        self._programs[sha256] = program
+        while sum(len(p) for p in self._programs.values()) > self.capacity:
+            self._programs.popitem(last=False)
+
+
+class LeaseKeeper:
+    """Extends a lease from its own thread (and connection) while the job runs."""
+
+    def __init__(self, order: SellOrder, offer: LeaseOffer, stream: TextIO | None) -> None:
+        self.order = order
+        self.offer = offer
+        self.stream = stream
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        client = MarketClient(self.order, timeout=max(5.0, self.offer.lease_seconds / 3))
+        interval = self.offer.lease_seconds / 3
+        try:
+            while not self._stop.wait(interval):
+                try:
+                    client.request_json("POST", f"/v1/leases/{self.offer.lease}/extend", {})
+                except Refused as exc:
+                    emit(
+                        "error",
+                        self.stream,
+                        what="extend",
+                        order=self.order.order_id,
+                        detail=str(exc),
+                    )
+                    return
+                except (Unreachable, BadReply) as exc:
+                    emit(
+                        "error",
+                        self.stream,
+                        what="extend",
+                        order=self.order.order_id,
+                        detail=str(exc),
+                    )
+        finally:
+            client.close()
+
+
+class Seller:
+    """One seller serving one order."""
+
+    def __init__(self, order: SellOrder, options: SellerOptions, stream: TextIO | None = None):
+        self.order = order
+        self.options = options
+        self.stream = stream
+        self.client = MarketClient(order, timeout=options.wait_seconds + 30)
+        self.backoff = Backoff(options.backoff_base, options.backoff_cap)
+        self.cache = ProgramCache()
+        self.instance = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.status = StatusFile(
+            options.status_dir,
+            options.order_file,
+            SellerStatus(order=order.order_id, market=order.market_url),
+        )
+
+    def _error(self, what: str, detail: object) -> None:
+        emit("error", self.stream, what=what, order=self.order.order_id, detail=str(detail))
+        self.status.update(last_error=f"{what}: {detail}")
+
+    def check_jail(self) -> bool:
+        """Run the jail's self-test; say on the console why not if it fails."""
+        report = self_test(loader=self.options.loader)
+        if not report.ok:
+            emit("seccomp", self.stream, status="failed", reason=report.summary())
+            self.status.update(state="failed", last_error=report.summary())
+        return report.ok
+
+    def run(self) -> int:
+        """Serve until killed; 1 if the jail is unusable here."""
+        if self.options.cpu is not None:
+            os.sched_setaffinity(0, {self.options.cpu})
+        if not self.check_jail():
+            return 1
+        emit(
+            "seller-started",
+            self.stream,
+            order=self.order.order_id,
+            cpu="all" if self.options.cpu is None else self.options.cpu,
+            nice=self.order.nice,
+        )
+        try:
+            while True:
+                self.serve_once()
+        finally:
+            self.status.update(state="stopped", job=None)
+            self.client.close()
+
+    def serve_once(self) -> None:
+        """One lease attempt and, if a job came, its whole life; errors end in a backoff."""
+        try:
+            self.status.update(state="leasing", job=None)
+            offer = self.lease()
+            self.backoff.reset()
+            if offer is not None:
+                self.work(offer)
+        except Unreachable as exc:
+            self._error("market-unreachable", exc)
+            self.pause()
+        except Refused as exc:
+            self._error("market-refused", exc)
+            self.pause()
+        except BadReply as exc:
+            self._error("bad-reply", exc)
+            self.pause()
+        except JailError as exc:
+            self._error("jail", exc)
+            self.pause()
+
+    def pause(self) -> None:
+        delay = self.backoff.next_delay()
+        self.status.update(state="backoff", job=None)
+        time.sleep(delay)
+
+    def lease(self) -> LeaseOffer | None:
+        body = {
+            "wait": self.options.wait_seconds,
+            "seller": self.instance,
+            "max_memory_bytes": self.order.max_memory_bytes,
+            "max_cpu_seconds": self.order.max_cpu_seconds,
+        }
+        doc = self.client.request_json("POST", "/v1/lease", body)
+        if doc is None:
+            return None
+        offer = parse_lease(doc)
+        if offer.memory_bytes > self.order.max_memory_bytes:
+            raise BadReply(f"job {offer.job} wants more memory than this order accepts")
+        if offer.cpu_seconds > self.order.max_cpu_seconds:
+            raise BadReply(f"job {offer.job} wants more CPU time than this order accepts")
+        return offer
+
+    def program(self, offer: LeaseOffer) -> bytes:
+        """The leased job's program, from the cache or the market, checked by sha256."""
+        cached = self.cache.get(offer.program_sha256)
+        if cached is not None:
+            return cached
+        _, program = self.client.request(
+            "GET", f"/v1/programs/{offer.program_sha256}", cap=offer.program_size
+        )
+        if hashlib.sha256(program).hexdigest() != offer.program_sha256:
+            raise BadReply(f"program {offer.program_sha256[:16]}... does not match its sha256")
+        self.cache.put(offer.program_sha256, program)
+        return program
+
+    def work(self, offer: LeaseOffer) -> None:
+        """Run one leased job and report it."""
+        emit("job-leased", self.stream, order=self.order.order_id, job=offer.job)
+        program = self.program(offer)
+        try:
+            limits = Limits(
+                cpu_seconds=offer.cpu_seconds,
+                wall_seconds=offer.wall_seconds,
+                memory_bytes=offer.memory_bytes,
+                output_bytes=offer.output_bytes,
+                nice=self.order.nice,
+            )
+        except ValueError as exc:
+            raise BadReply(f"job {offer.job} has impossible limits: {exc}") from None
+        self.status.update(state="running", job=offer.job)
+        with LeaseKeeper(self.order, offer, self.stream):
+            result = run_job(program, offer.input, limits, loader=self.options.loader)
+        emit(
+            "job-finished",
+            self.stream,
+            order=self.order.order_id,
+            job=offer.job,
+            status=result.outcome.value,
+            cpu_seconds=round(result.cpu_seconds, 3),
+        )
+        self.post_result(offer, result)
+
+    def post_result(self, offer: LeaseOffer, result: JobResult) -> None:
+        """Post until the market has it (the post is idempotent) or refuses it."""
+        body = {
+            "outcome": result.outcome.value,
+            "exit_status": result.exit_status,
+            "output": base64.b64encode(result.output).decode(),
+            "cpu_seconds": result.cpu_seconds,
+            "wall_seconds": result.wall_seconds,
+            "detail": result.detail,
+        }
+        self.status.update(state="posting")
+        path = f"/v1/leases/{offer.lease}/result"
+        for attempt in range(RESULT_ATTEMPTS):
+            try:
+                doc = self.client.request_json("POST", path, body)
+                recorded = parse_recorded(doc or {})
+            except (Unreachable, BadReply) as exc:
+                self._error("post-result", exc)
+                if attempt + 1 < RESULT_ATTEMPTS:
+                    self.pause()
+                continue
+            s = self.status.status
+            self.status.update(
+                jobs_done=s.jobs_done + 1,
+                cpu_seconds=round(s.cpu_seconds + result.cpu_seconds, 3),
+                coins=round(s.coins + recorded.coins, 3),
+            )
+            return
+        self._error("post-result", f"gave up on lease {offer.lease} after {RESULT_ATTEMPTS} tries")

@@ -1,0 +1,151 @@
+"""The seller's HTTP client: TLS pinned by the order, Basic auth, capped and checked replies.
+
+Every reply is treated as hostile until checked: its size is capped before it is read,
+JSON must parse to the expected shape, and failures become one of three exceptions the
+agent knows how to survive.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import json
+import ssl
+import urllib.parse
+from typing import Any
+
+from cpushare.order import SellOrder
+
+USER_AGENT = "cpushare-seller/1"
+# Replies bigger than this are refused unread: a lease carries at most a 16 MiB input.
+MAX_REPLY_BYTES = 24 << 20
+
+
+class Unreachable(Exception):
+    """No usable answer now (network down, TLS or pin failure, 5xx): back off and retry."""
+
+
+class Refused(Exception):
+    """The market said no (4xx); `status` is the HTTP status, the message its reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+class BadReply(Exception):
+    """The market answered something malformed, oversized or inconsistent."""
+
+
+class PinMismatch(ConnectionError):
+    """The server's certificate is not the one the order pins."""
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS that trusts exactly one certificate, by the sha256 of its DER form."""
+
+    def __init__(self, host: str, port: int | None, pin: str, timeout: float) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        # The pin replaces chain and name checks; it is checked before any byte is sent.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        super().__init__(host, port, timeout=timeout, context=context)
+        self.pin = pin
+
+    def connect(self) -> None:
+        super().connect()
+        assert isinstance(self.sock, ssl.SSLSocket)
+        der = self.sock.getpeercert(binary_form=True)
+        if der is None or hashlib.sha256(der).hexdigest() != self.pin:
+            self.sock.close()
+            raise PinMismatch("the market's certificate does not match the order's cert_sha256")
+
+
+def _connection(order: SellOrder, timeout: float) -> http.client.HTTPConnection:
+    parts = urllib.parse.urlsplit(order.market_url)
+    host = parts.hostname or ""
+    if parts.scheme == "http":
+        return http.client.HTTPConnection(host, parts.port, timeout=timeout)
+    if order.cert_sha256:
+        return _PinnedHTTPSConnection(host, parts.port, order.cert_sha256, timeout)
+    context = ssl.create_default_context(cadata=order.ca_pem)
+    return http.client.HTTPSConnection(host, parts.port, timeout=timeout, context=context)
+
+
+class MarketClient:
+    """One seller's connection to its order's market (not thread-safe: one per thread)."""
+
+    def __init__(self, order: SellOrder, timeout: float = 30.0) -> None:
+        self.order = order
+        self.timeout = timeout
+        self.prefix = urllib.parse.urlsplit(order.market_url).path.rstrip("/")
+        token = base64.b64encode(f"{order.order_id}:{order.secret}".encode()).decode()
+        self._headers = {"Authorization": f"Basic {token}", "User-Agent": USER_AGENT}
+        self._conn: http.client.HTTPConnection | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        cap: int = MAX_REPLY_BYTES,
+    ) -> tuple[int, bytes]:
+        """(status, body) of a 2xx reply; Unreachable, Refused or BadReply otherwise."""
+        data = None if body is None else json.dumps(body).encode()
+        headers = dict(self._headers)
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            if self._conn is None:
+                self._conn = _connection(self.order, self.timeout)
+            self._conn.timeout = timeout or self.timeout
+            if self._conn.sock is not None:
+                self._conn.sock.settimeout(self._conn.timeout)
+            self._conn.request(method, self.prefix + path, body=data, headers=headers)
+            reply = self._conn.getresponse()
+            payload = reply.read(cap + 1)
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise Unreachable(f"{method} {path}: {exc or type(exc).__name__}") from None
+        if len(payload) > cap or reply.will_close:
+            self.close()
+        if len(payload) > cap:
+            raise BadReply(f"{method} {path}: the reply is larger than {cap} bytes")
+        if reply.status >= 500 or reply.status == 429:
+            raise Unreachable(f"{method} {path}: HTTP {reply.status} {_error_text(payload)}")
+        if reply.status >= 400:
+            raise Refused(reply.status, f"{method} {path}: {_error_text(payload)}")
+        if reply.status >= 300:
+            raise BadReply(f"{method} {path}: unexpected HTTP {reply.status}")
+        return reply.status, payload
+
+    def request_json(
+        self, method: str, path: str, body: dict[str, Any] | None = None, **kwargs: Any
+    ) -> dict[str, Any] | None:
+        """The JSON object of a 2xx reply, or None for 204 No Content."""
+        status, payload = self.request(method, path, body, **kwargs)
+        if status == 204:
+            return None
+        try:
+            doc = json.loads(payload)
+        except (ValueError, RecursionError):
+            raise BadReply(f"{method} {path}: the reply is not JSON") from None
+        if not isinstance(doc, dict):
+            raise BadReply(f"{method} {path}: the reply is not a JSON object")
+        return doc
+
+
+def _error_text(payload: bytes) -> str:
+    try:
+        message = json.loads(payload)["error"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return "(no error message)"
+    return str(message)[:300] if isinstance(message, str) else "(no error message)"
