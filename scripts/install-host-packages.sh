@@ -9,6 +9,7 @@ apt gpgv debian-archive-keyring
 gcc make
 qemu-system-x86 qemu-utils ovmf
 xorriso mtools dosfstools cpio libarchive-tools file
+isolinux
 zstd xz-utils lz4
 "
 
