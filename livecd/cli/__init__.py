@@ -45,6 +45,7 @@ def _register() -> None:
     from livecd.cli import image  # noqa: F401
     from livecd.cli import job  # noqa: F401
     from livecd.cli import market, order, sell  # noqa: F401
+    from livecd.cli import inspect as _inspect  # noqa: F401
 
 
 _register()
