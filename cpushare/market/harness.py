@@ -1,0 +1,91 @@
+"""A market in a child process on loopback, for the tests and the benchmark.
+
+It runs the real `livecd market serve` command, waits until the API answers, and can be
+stopped gently (SIGTERM), killed (SIGKILL) and started again on the same port and database.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from cpushare.market import admin
+from cpushare.market.accounts import IssuedAccount
+from cpushare.order import SellOrder
+
+SERVE = [sys.executable, "-c", "from livecd.cli import main; main()", "market", "serve"]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class MarketProcess:
+    """`livecd market serve` on 127.0.0.1, with its database in `workdir`."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        lease_seconds: float = 60.0,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.db = workdir / "market.db"
+        self.port = port or free_port()
+        self.lease_seconds = lease_seconds
+        self.tls = tls
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.log = workdir / "market.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> MarketProcess:
+        argv = [*SERVE, "--db", str(self.db), "--listen", f"127.0.0.1:{self.port}"]
+        argv += ["--lease-seconds", str(self.lease_seconds)]
+        if self.tls:
+            argv += ["--cert", str(self.tls[0]), "--key", str(self.tls[1])]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self.process is not None
+        give_up = time.monotonic() + timeout
+        while time.monotonic() < give_up:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the market exited: {self.log.read_text()[-2000:]}")
+            try:
+                requests.get(f"{self.url}/v1/health", timeout=1, verify=False)
+                return
+            except requests.RequestException:
+                time.sleep(0.05)
+        raise RuntimeError(f"the market did not answer within {timeout} s")
+
+    def stop(self, *, kill: bool = False) -> None:
+        """SIGTERM (queued writes are committed) or SIGKILL (as a crash would)."""
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        self.process.wait(timeout=20)
+        self.process = None
+
+    def account(self, name: str) -> IssuedAccount:
+        return admin.new_account(self.db, name)
+
+    def order(self, account: str, path: Path, **seller: int) -> SellOrder:
+        """Issue an order for `account` and write it to `path`."""
+        from livecd.orders import write_order
+
+        return admin.new_order(self.db, account, lambda order: write_order(order, path), **seller)

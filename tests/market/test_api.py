@@ -1,0 +1,179 @@
+"""The market's HTTP API on a real server: auth, bad input, long-poll, leases, results."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from pathlib import Path
+
+import requests
+
+from cpushare.market.app import OPENAPI, MarketConfig, create_app
+from cpushare.market.client import MarketClient
+from cpushare.market.harness import MarketProcess
+from cpushare.order import SellOrder
+
+
+def _seller(market: MarketProcess, tmp_path: Path, account: str = "lab") -> SellOrder:
+    return market.order(account, tmp_path / f"{account}-{len(list(tmp_path.iterdir()))}.cpu")
+
+
+def _lease(market: MarketProcess, order: SellOrder, wait: float = 0) -> requests.Response:
+    return requests.post(
+        f"{market.url}/v1/lease",
+        json={"wait": wait, "seller": "t"},
+        auth=(order.order_id, order.secret),
+        timeout=30,
+    )
+
+
+def _result(
+    market: MarketProcess, order: SellOrder, lease: int, output: bytes
+) -> requests.Response:
+    body = {
+        "outcome": "ok",
+        "exit_status": 0,
+        "output": base64.b64encode(output).decode(),
+        "cpu_seconds": 1.5,
+        "wall_seconds": 1.6,
+    }
+    return requests.post(
+        f"{market.url}/v1/leases/{lease}/result",
+        json=body,
+        auth=(order.order_id, order.secret),
+        timeout=30,
+    )
+
+
+def test_requests_without_or_with_wrong_credentials_are_refused(
+    market: MarketProcess, buyer: MarketClient, tmp_path: Path
+) -> None:
+    url = f"{market.url}/v1/status"
+    assert requests.get(url, timeout=5).status_code == 401
+    wrong = requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=5)
+    assert wrong.status_code == 401 and wrong.json() == {"error": "unknown API key"}
+    order = _seller(market, tmp_path)
+    as_seller = requests.get(url, auth=(order.order_id, order.secret), timeout=5)
+    assert as_seller.status_code == 403
+    bad_secret = requests.post(
+        f"{market.url}/v1/lease", json={}, auth=(order.order_id, "x" * 43), timeout=5
+    )
+    assert bad_secret.status_code == 401
+    assert "wrong secret" in bad_secret.json()["error"]
+
+
+def test_invalid_and_oversized_programs_are_refused(
+    buyer: MarketClient, market: MarketProcess
+) -> None:
+    headers = {"Authorization": buyer.session.headers["Authorization"]}
+    not_elf = requests.put(
+        f"{market.url}/v1/programs", data=b"#!/bin/sh\n", headers=headers, timeout=5
+    )
+    assert not_elf.status_code == 400
+    assert not_elf.json()["error"].startswith("not a valid job program:")
+    huge = requests.put(
+        f"{market.url}/v1/programs", data=b"\0" * ((16 << 20) + 1), headers=headers, timeout=30
+    )
+    assert huge.status_code == 413
+    assert "larger than" in huge.json()["error"]
+
+
+def test_bad_json_and_wrong_types_get_json_errors(
+    buyer: MarketClient, market: MarketProcess, fsdither: bytes
+) -> None:
+    headers = {"Authorization": buyer.session.headers["Authorization"]}
+    sha = buyer.upload_program(fsdither)
+    cases = [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (json.dumps({"program": sha, "inputs": "x"}).encode(), "'inputs' must be a list"),
+        (json.dumps({"program": sha, "inputs": ["***"]}).encode(), "not valid base64"),
+        (json.dumps({"program": sha, "inputs": [""], "replicas": 0}).encode(), "replicas is 0"),
+        (json.dumps({"program": "0" * 64, "inputs": [""]}).encode(), "no program"),
+    ]
+    for body, message in cases:
+        reply = requests.post(f"{market.url}/v1/jobs", data=body, headers=headers, timeout=5)
+        assert reply.status_code in (400, 404), body
+        assert message in reply.json()["error"], (body, reply.json())
+    assert buyer.status()["jobs"] == {"open": 0, "done": 0, "failed": 0}
+
+
+def test_long_poll_lease_wakes_up_when_a_job_is_submitted(
+    buyer: MarketClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
+) -> None:
+    order = _seller(market, tmp_path)
+    assert _lease(market, order).status_code == 204
+    replies: list[requests.Response] = []
+    poller = threading.Thread(target=lambda: replies.append(_lease(market, order, wait=30)))
+    poller.start()
+    job = buyer.submit(buyer.upload_program(fsdither), [b"P5\n1 1\n255\n\x80"])[0]
+    poller.join()
+    assert replies[0].status_code == 200
+    lease = replies[0].json()
+    assert lease["job"] == job
+    assert base64.b64decode(lease["input"]) == b"P5\n1 1\n255\n\x80"
+    program = requests.get(
+        f"{market.url}{lease['program']['url']}", auth=(order.order_id, order.secret), timeout=5
+    )
+    assert program.content == fsdither
+
+
+def test_results_are_idempotent_and_credited_once(
+    buyer: MarketClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
+) -> None:
+    order = _seller(market, tmp_path)
+    job = buyer.submit(buyer.upload_program(fsdither), [b"in"])[0]
+    lease = _lease(market, order).json()["lease"]
+    first = _result(market, order, lease, b"out").json()
+    second = _result(market, order, lease, b"other").json()
+    assert first["verdict"] == "accepted" and first["coins"] == 1.5
+    assert second == {**first, "duplicate": True}
+    assert buyer.output(job) == b"out"
+    assert buyer.job(job)["state"] == "done"
+    assert buyer.status()["coins"] == {"lab": 1.5}
+
+
+def test_a_seller_cannot_use_another_orders_lease(
+    buyer: MarketClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
+) -> None:
+    owner, intruder = _seller(market, tmp_path), _seller(market, tmp_path)
+    buyer.submit(buyer.upload_program(fsdither), [b"in"])
+    lease = _lease(market, owner).json()["lease"]
+    stolen = _result(market, intruder, lease, b"forged")
+    assert stolen.status_code == 403
+    assert stolen.json() == {"error": f"lease {lease} belongs to another order"}
+    extend = requests.post(
+        f"{market.url}/v1/leases/{lease}/extend",
+        auth=(intruder.order_id, intruder.secret),
+        timeout=5,
+    )
+    assert extend.status_code == 403
+    assert _result(market, owner, lease, b"real").status_code == 200
+
+
+def test_an_expired_lease_is_refused_and_its_job_goes_to_another_seller(
+    buyer: MarketClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
+) -> None:
+    slow, fast = _seller(market, tmp_path), _seller(market, tmp_path)
+    job = buyer.submit(buyer.upload_program(fsdither), [b"in"])[0]
+    lease = _lease(market, slow).json()["lease"]
+    # The 2-second lease runs out while `fast` waits; the sweep hands the job over.
+    again = _lease(market, fast, wait=20).json()
+    assert again["job"] == job
+    late = _result(market, slow, lease, b"late")
+    assert late.status_code == 410
+    assert _result(market, fast, again["lease"], b"on time").json()["verdict"] == "accepted"
+
+
+def test_the_published_document_matches_the_routes() -> None:
+    doc = json.loads(OPENAPI.read_text())
+    app = create_app(MarketConfig(db=Path("unused.db")))
+    routes = {
+        (route.path, method.lower())  # type: ignore[attr-defined]
+        for route in app.routes
+        for method in route.methods  # type: ignore[attr-defined]
+        if method != "HEAD"
+    }
+    documented = {(path, method) for path, ops in doc["paths"].items() for method in ops}
+    assert routes == documented
