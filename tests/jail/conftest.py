@@ -36,19 +36,29 @@ def build_all(sources: list[Path], out_dir: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def jobs(build_dir: Path) -> dict[str, bytes]:
-    """The test jobs of tests/jail/jobs and the reference jobs, as program bytes by name."""
-    sources = [*sorted(JOBS_DIR.glob("*.c")), SELFTEST_SOURCE, FSDITHER_SOURCE]
-    return {name: path.read_bytes() for name, path in build_all(sources, build_dir).items()}
+def job_paths(build_dir: Path) -> dict[str, Path]:
+    """The test jobs of tests/jail/jobs and the reference jobs, built, by name."""
+    return build_all([*sorted(JOBS_DIR.glob("*.c")), SELFTEST_SOURCE, FSDITHER_SOURCE], build_dir)
 
 
 @pytest.fixture(scope="session")
-def attacks(build_dir: Path) -> dict[str, bytes]:
-    """The attack corpus of tests/jail/attacks, as program bytes by name."""
+def jobs(job_paths: dict[str, Path]) -> dict[str, bytes]:
+    """The same jobs as program bytes."""
+    return {name: path.read_bytes() for name, path in job_paths.items()}
+
+
+@pytest.fixture(scope="session")
+def attack_paths(build_dir: Path) -> dict[str, Path]:
+    """The attack corpus of tests/jail/attacks, built, by name."""
     out = build_dir / "attacks"
     out.mkdir()
-    built = build_all(sorted(ATTACKS_DIR.glob("*.c")), out)
-    return {name: path.read_bytes() for name, path in built.items()}
+    return build_all(sorted(ATTACKS_DIR.glob("*.c")), out)
+
+
+@pytest.fixture(scope="session")
+def attacks(attack_paths: dict[str, Path]) -> dict[str, bytes]:
+    """The same attacks as program bytes."""
+    return {name: path.read_bytes() for name, path in attack_paths.items()}
 
 
 def our_children() -> list[int]:
