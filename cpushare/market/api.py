@@ -4,7 +4,6 @@ MarketError whose message names the problem."""
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -33,7 +32,7 @@ def credentials(request: Request) -> Credentials:
     if scheme.lower() == "basic" and value:
         try:
             pair = base64.b64decode(value, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, non-ASCII, or not UTF-8
             raise Unauthorized("the Basic credentials are not base64 of ORDER:SECRET") from None
         order_id, colon, secret = pair.partition(":")
         if colon:
@@ -97,7 +96,7 @@ def base64_field(value: object, name: str) -> bytes:
         raise MarketError(f"field {name!r} must be a base64 string")
     try:
         return base64.b64decode(value, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or non-ASCII text
         raise MarketError(f"field {name!r} is not valid base64") from None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -64,7 +63,7 @@ def parse_lease(doc: dict[str, Any]) -> LeaseOffer:
         raise BadReply("the lease's input is not a base64 string of a bounded size")
     try:
         data = base64.b64decode(encoded, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or non-ASCII text
         raise BadReply("the lease's input is not valid base64") from None
     return LeaseOffer(
         lease=_int(doc, "lease", 1, 2**62),

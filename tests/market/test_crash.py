@@ -1,0 +1,94 @@
+"""The market SIGKILLed under load and restarted: no acknowledged result lost, none
+credited twice, and every job still completes."""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+
+from cpushare.market.client import MarketClient
+from cpushare.market.harness import MarketProcess
+from cpushare.order import SellOrder
+
+JOBS = 240
+SELLERS = 16
+
+
+def _simulated_seller(
+    url: str, order: SellOrder, acked: list[tuple[int, int, bytes]], stop: threading.Event
+) -> None:
+    session = requests.Session()
+    session.auth = (order.order_id, order.secret)
+    while not stop.is_set():
+        try:
+            reply = session.post(f"{url}/v1/lease", json={"wait": 0.5}, timeout=10)
+            if reply.status_code != 200:
+                continue
+            lease = reply.json()
+            output = f"job {lease['job']} by {order.order_id}".encode()
+            body = {
+                "outcome": "ok",
+                "exit_status": 0,
+                "output": base64.b64encode(output).decode(),
+                "cpu_seconds": 0.25,
+                "wall_seconds": 0.25,
+            }
+            posted = session.post(f"{url}/v1/leases/{lease['lease']}/result", json=body, timeout=10)
+            if posted.status_code == 200:
+                acked.append((lease["lease"], posted.json()["result"], output))
+        except requests.RequestException:
+            time.sleep(0.05)
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float) -> None:
+    give_up = time.monotonic() + timeout
+    while not condition() and time.monotonic() < give_up:
+        time.sleep(0.05)
+
+
+def test_sigkill_under_load_loses_no_acknowledged_result(
+    market: MarketProcess, buyer: MarketClient, fsdither: bytes, tmp_path: Path
+) -> None:
+    sha = buyer.upload_program(fsdither)
+    buyer.submit(sha, [f"input {i}".encode() for i in range(JOBS)])
+    orders = [market.order("lab", tmp_path / f"o{i}.cpu") for i in range(4)]
+    acked: list[tuple[int, int, bytes]] = []
+    stop = threading.Event()
+    sellers = [
+        threading.Thread(target=_simulated_seller, args=(market.url, orders[i % 4], acked, stop))
+        for i in range(SELLERS)
+    ]
+    for t in sellers:
+        t.start()
+    _wait_for(lambda: len(acked) >= JOBS // 3, 60)
+    market.stop(kill=True)
+    acked_before_kill = len(acked)
+    time.sleep(0.5)
+    market.start()
+    _wait_for(lambda: buyer.status()["jobs"]["done"] == JOBS, 90)
+    stop.set()
+    for t in sellers:
+        t.join()
+    market.stop()
+
+    assert acked_before_kill >= JOBS // 3
+    db = sqlite3.connect(market.db)
+    stored = {
+        lease: (result, bytes(output))
+        for lease, result, output in db.execute("SELECT lease_id, id, output FROM results")
+    }
+    for lease, result, output in acked:
+        assert stored[lease] == (result, output)
+    done, accepted, credited, distinct = db.execute(
+        "SELECT (SELECT count(*) FROM jobs WHERE state = 'done'), "
+        "(SELECT count(*) FROM results WHERE verdict = 'accepted'), "
+        "(SELECT count(*) FROM ledger), (SELECT count(DISTINCT result_id) FROM ledger)"
+    ).fetchone()
+    assert done == JOBS
+    assert accepted == credited == distinct == JOBS
