@@ -21,11 +21,14 @@ class MarketClient:
         self.url = url.rstrip("/")
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {api_key}"
-        self.session.verify = str(cacert) if cacert else True
+        # Given per request: a session-wide setting loses to $REQUESTS_CA_BUNDLE.
+        self.verify: str | bool = str(cacert) if cacert else True
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         try:
-            reply = self.session.request(method, self.url + path, timeout=120, **kwargs)
+            reply = self.session.request(
+                method, self.url + path, timeout=120, verify=self.verify, **kwargs
+            )
         except requests.RequestException as exc:
             raise ClientError(f"cannot reach the market at {self.url}: {exc}") from None
         if reply.status_code >= 400:

@@ -67,7 +67,8 @@ class MarketProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the market exited: {self.log.read_text()[-2000:]}")
             try:
-                requests.get(f"{self.url}/v1/health", timeout=1, verify=False)
+                verify = str(self.tls[0]) if self.tls else True
+                requests.get(f"{self.url}/v1/health", timeout=1, verify=verify)
                 return
             except requests.RequestException:
                 time.sleep(0.05)

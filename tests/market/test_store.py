@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def test_a_newer_database_is_refused(tmp_path: Path) -> None:
         migrate(conn)
 
 
-def _insert(value: str) -> object:
+def _insert(value: str) -> Callable[[sqlite3.Connection], int]:
     def op(conn: sqlite3.Connection) -> int:
         cursor = conn.execute("INSERT INTO settings (key, value) VALUES (?, ?)", (value, value))
         assert cursor.lastrowid is not None

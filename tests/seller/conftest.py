@@ -1,0 +1,91 @@
+"""Fixtures for the seller tests: real market processes, real jobs, seller processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cpushare.console import parse_line
+from cpushare.market.client import MarketClient
+from cpushare.market.harness import MarketProcess
+from livecd.jobs import build_job
+
+HERE = Path(__file__).resolve().parent
+JOBS = HERE.parents[1] / "cpushare" / "jobs"
+
+
+@pytest.fixture(scope="session")
+def fsdither(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The Floyd-Steinberg reference job, built with the SDK."""
+    out = tmp_path_factory.mktemp("jobs") / "fsdither.job"
+    return build_job([JOBS / "fsdither.c"], out).read_bytes()
+
+
+@pytest.fixture(scope="session")
+def spin(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A job that burns about 0.65 s of CPU per thousand in its input."""
+    out = tmp_path_factory.mktemp("jobs") / "spin.job"
+    return build_job([HERE / "spin.c"], out).read_bytes()
+
+
+class SellerProcess:
+    """`python3 -m cpushare.seller ORDER` with its console captured to a file."""
+
+    def __init__(self, order: Path, workdir: Path, *extra: str) -> None:
+        self.order = order
+        self.status_dir = workdir / "status"
+        self.console = workdir / f"{order.stem}.console"
+        argv = [sys.executable, "-m", "cpushare.seller", str(order)]
+        argv += ["--status-dir", str(self.status_dir), "--wait", "1", "--backoff-max", "0.4"]
+        with open(self.console, "wb") as out:
+            self.process = subprocess.Popen([*argv, *extra], stdout=out, stderr=subprocess.STDOUT)
+
+    def events(self, name: str | None = None) -> list[dict[str, str]]:
+        lines = self.console.read_text(errors="replace").splitlines()
+        fields = [parse_line(line) for line in lines]
+        return [f for f in fields if f is not None and (name is None or f["event"] == name)]
+
+    def wait_for(self, name: str, count: int = 1, timeout: float = 60) -> list[dict[str, str]]:
+        give_up = time.monotonic() + timeout
+        while time.monotonic() < give_up:
+            found = self.events(name)
+            if len(found) >= count:
+                return found
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no {count} x {name} in:\n{self.console.read_text()}")
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.process.poll() is None:
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
+        self.process.wait(timeout=20)
+
+
+@pytest.fixture
+def sellers(tmp_path: Path) -> Iterator[list[SellerProcess]]:
+    """Started sellers are collected here and stopped at the end of the test."""
+    started: list[SellerProcess] = []
+    yield started
+    for seller in started:
+        seller.stop(kill=True)
+
+
+@pytest.fixture
+def market(tmp_path: Path) -> Iterator[MarketProcess]:
+    process = MarketProcess(tmp_path, lease_seconds=2).start()
+    yield process
+    process.stop(kill=True)
+
+
+@pytest.fixture
+def buyer(market: MarketProcess) -> MarketClient:
+    return MarketClient(market.url, market.account("lab").api_key)

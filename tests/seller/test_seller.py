@@ -1,0 +1,202 @@
+"""The seller against a real market on loopback, with the real jail."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from conftest import SellerProcess
+
+from cpushare.dither import dither, sample_image
+from cpushare.market.client import MarketClient
+from cpushare.market.harness import MarketProcess, free_port
+from cpushare.market.tls import self_signed
+from cpushare.order import load_order
+from cpushare.seller.client import MarketClient as SellerClient
+from livecd.orders import write_order
+
+
+def _wait_done(buyer: MarketClient, count: int, timeout: float = 60) -> None:
+    give_up = time.monotonic() + timeout
+    while buyer.status()["jobs"]["done"] < count:
+        assert time.monotonic() < give_up, buyer.status()
+        time.sleep(0.1)
+
+
+def test_a_batch_through_two_sellers_over_pinned_tls_matches_the_reference(
+    tmp_path: Path, fsdither: bytes, sellers: list[SellerProcess]
+) -> None:
+    cert_pem, key_pem = self_signed(["127.0.0.1"])
+    (tmp_path / "cert.pem").write_bytes(cert_pem)
+    (tmp_path / "key.pem").write_bytes(key_pem)
+    market = MarketProcess(
+        tmp_path, lease_seconds=5, tls=(tmp_path / "cert.pem", tmp_path / "key.pem")
+    ).start()
+    try:
+        buyer = MarketClient(
+            market.url, market.account("lab").api_key, cacert=tmp_path / "cert.pem"
+        )
+        images = [sample_image(40 + 7 * i, 30 + 5 * i, seed=i) for i in range(8)]
+        for name in ("alice", "bob"):
+            market.account(name)
+            order = market.order(name, tmp_path / f"{name}.cpu")
+            assert order.market_url == market.url and order.cert_sha256
+            sellers.append(SellerProcess(tmp_path / f"{name}.cpu", tmp_path))
+        ids = buyer.submit(buyer.upload_program(fsdither), images)
+        _wait_done(buyer, len(ids))
+        for job, image in zip(ids, images, strict=True):
+            assert buyer.output(job) == dither(image)
+        finished = [e for s in sellers for e in s.events("job-finished")]
+        assert sorted(int(e["job"]) for e in finished) == ids
+        assert all(e["status"] == "ok" for e in finished)
+        for seller in sellers:
+            started = seller.events("seller-started")[0]
+            assert started["nice"] == "19" and started["order"] == load_order(seller.order).order_id
+        coins = buyer.status()["coins"]
+        assert coins["alice"] + coins["bob"] > 0 and coins["lab"] == 0
+    finally:
+        market.stop(kill=True)
+
+
+def test_a_seller_refuses_a_market_whose_certificate_is_not_pinned(
+    tmp_path: Path, sellers: list[SellerProcess]
+) -> None:
+    cert_pem, key_pem = self_signed(["127.0.0.1"])
+    (tmp_path / "cert.pem").write_bytes(cert_pem)
+    (tmp_path / "key.pem").write_bytes(key_pem)
+    market = MarketProcess(tmp_path, tls=(tmp_path / "cert.pem", tmp_path / "key.pem")).start()
+    try:
+        market.account("lab")
+        order = market.order("lab", tmp_path / "lab.cpu")
+        from dataclasses import replace
+
+        write_order(replace(order, cert_sha256="0" * 64), tmp_path / "impostor.cpu")
+        seller = SellerProcess(tmp_path / "impostor.cpu", tmp_path)
+        sellers.append(seller)
+        errors = seller.wait_for("error", 2)
+        assert all(e["what"] == "market-unreachable" for e in errors)
+        assert "does not match the order's cert_sha256" in errors[0]["detail"]
+        assert seller.process.poll() is None
+    finally:
+        market.stop(kill=True)
+
+
+def test_replication_rejects_a_lying_seller_and_credits_the_honest(
+    market: MarketProcess,
+    buyer: MarketClient,
+    fsdither: bytes,
+    tmp_path: Path,
+    sellers: list[SellerProcess],
+) -> None:
+    images = [sample_image(32, 24, seed=s) for s in (1, 2)]
+    ids = buyer.submit(buyer.upload_program(fsdither), images, replicas=2)
+    market.account("mallory")
+    liar = SellerClient(market.order("mallory", tmp_path / "mallory.cpu"))
+    for _ in ids:
+        lease = liar.request_json("POST", "/v1/lease", {"wait": 5})
+        assert lease is not None
+        body = {
+            "outcome": "ok",
+            "exit_status": 0,
+            "output": "bGllcw==",
+            "cpu_seconds": 30.0,
+            "wall_seconds": 30.0,
+        }
+        liar.request_json("POST", f"/v1/leases/{lease['lease']}/result", body)
+    for name in ("alice", "bob"):
+        market.account(name)
+        market.order(name, tmp_path / f"{name}.cpu")
+        sellers.append(SellerProcess(tmp_path / f"{name}.cpu", tmp_path))
+    _wait_done(buyer, len(ids))
+    for job, image in zip(ids, images, strict=True):
+        assert buyer.output(job) == dither(image)
+    db = sqlite3.connect(market.db)
+    verdicts = db.execute(
+        "SELECT a.name, r.verdict, count(*) FROM results r JOIN orders o ON o.id = r.order_id "
+        "JOIN accounts a ON a.id = o.account_id GROUP BY a.name, r.verdict"
+    ).fetchall()
+    assert sorted(verdicts) == [
+        ("alice", "accepted", 2),
+        ("bob", "accepted", 2),
+        ("mallory", "rejected", 2),
+    ]
+    coins = buyer.status()["coins"]
+    assert coins["mallory"] == 0 and coins["alice"] > 0 and coins["bob"] > 0
+
+
+def test_a_seller_killed_mid_job_loses_its_lease_and_another_finishes(
+    market: MarketProcess,
+    buyer: MarketClient,
+    spin: bytes,
+    tmp_path: Path,
+    sellers: list[SellerProcess],
+) -> None:
+    market.account("alice")
+    market.order("alice", tmp_path / "first.cpu")
+    market.order("alice", tmp_path / "second.cpu")
+    job = buyer.submit(buyer.upload_program(spin), [b"6000"])[0]
+    first = SellerProcess(tmp_path / "first.cpu", tmp_path)
+    sellers.append(first)
+    first.wait_for("job-leased")
+    first.stop(kill=True)
+    assert buyer.job(job)["state"] == "open"
+    second = SellerProcess(tmp_path / "second.cpu", tmp_path)
+    sellers.append(second)
+    _wait_done(buyer, 1)
+    assert buyer.output(job) == b"spun\n"
+    assert second.events("job-finished")[0]["job"] == str(job)
+    assert not first.events("job-finished")
+
+
+def test_sellers_back_off_while_the_market_is_down_then_work(
+    tmp_path: Path, fsdither: bytes, sellers: list[SellerProcess]
+) -> None:
+    market = MarketProcess(tmp_path, port=free_port(), lease_seconds=5).start()
+    api_key = market.account("lab").api_key
+    market.order("lab", tmp_path / "lab.cpu")
+    market.stop()
+    try:
+        seller = SellerProcess(tmp_path / "lab.cpu", tmp_path)
+        sellers.append(seller)
+        errors = seller.wait_for("error", 3)
+        assert {e["what"] for e in errors} == {"market-unreachable"}
+        market.start()
+        buyer = MarketClient(market.url, api_key)
+        image = sample_image(20, 20)
+        job = buyer.submit(buyer.upload_program(fsdither), [image])[0]
+        _wait_done(buyer, 1)
+        assert buyer.output(job) == dither(image)
+        status = (tmp_path / "status" / "lab.json").read_text()
+        assert '"jobs_done": 1' in status
+    finally:
+        market.stop(kill=True)
+
+
+def test_a_seller_whose_jail_fails_its_self_test_refuses_to_start(tmp_path: Path) -> None:
+    from cpushare.order import SellOrder
+
+    order = SellOrder("http://127.0.0.1:9", "o-test", "s" * 20, "lab")
+    write_order(order, tmp_path / "lab.cpu")
+    seller = SellerProcess(tmp_path / "lab.cpu", tmp_path, "--loader", "/bin/false")
+    assert seller.process.wait(timeout=30) == 1
+    failed = seller.events("seccomp")
+    assert failed and failed[0]["status"] == "failed" and failed[0]["reason"]
+    assert not seller.events("seller-started")
+
+
+def test_a_seller_extends_its_lease_while_a_long_job_runs(
+    market: MarketProcess,
+    buyer: MarketClient,
+    spin: bytes,
+    tmp_path: Path,
+    sellers: list[SellerProcess],
+) -> None:
+    market.account("alice")
+    market.order("alice", tmp_path / "alice.cpu")
+    # About 4 s of CPU against 2-second leases: only extensions keep the lease alive.
+    job = buyer.submit(buyer.upload_program(spin), [b"6000"])[0]
+    sellers.append(SellerProcess(tmp_path / "alice.cpu", tmp_path))
+    _wait_done(buyer, 1)
+    assert buyer.job(job)["results"] == 1
+    assert not sellers[0].events("error")
