@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import tempfile
@@ -36,19 +37,26 @@ def tiled_picture(width: int, height: int) -> bytes:
     return f"P5\n{width} {height}\n255\n".encode() + raster
 
 
-def time_native(program: Path, picture: bytes) -> tuple[float, bytes]:
-    start = time.perf_counter()
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def time_native(program: Path, picture: bytes) -> tuple[float, float, bytes]:
+    """Wall seconds, CPU seconds and output of one native run."""
+    cpu, start = children_cpu(), time.perf_counter()
     proc = subprocess.run([program], input=picture, capture_output=True, check=True)
-    return time.perf_counter() - start, proc.stdout
+    return time.perf_counter() - start, children_cpu() - cpu, proc.stdout
 
 
-def time_jail(job: bytes, picture: bytes, loader: Path) -> tuple[float, bytes]:
+def time_jail(job: bytes, picture: bytes, loader: Path) -> tuple[float, float, bytes]:
+    """Wall seconds, CPU seconds and output of one run in the jail."""
     start = time.perf_counter()
     result = run_job(job, picture, LIMITS, loader=loader)
     elapsed = time.perf_counter() - start
     if result.outcome is not Outcome.OK:
         raise SystemExit(f"bench_jail: fsdither failed in the jail: {result.detail}")
-    return elapsed, result.output
+    return elapsed, result.cpu_seconds, result.output
 
 
 def throughput(work: Path, loader: Path, rounds: int, width: int, height: int) -> float:
@@ -56,25 +64,30 @@ def throughput(work: Path, loader: Path, rounds: int, width: int, height: int) -
     native = build_hosted([FSDITHER_SOURCE], work / "fsdither-native")
     picture = tiled_picture(width, height)
     megapixels = width * height / 1e6
-    native_times: list[float] = []
-    jail_times: list[float] = []
+    native_runs: list[tuple[float, float, bytes]] = []
+    jail_runs: list[tuple[float, float, bytes]] = []
     for i in range(rounds):
         # Alternate the order so neither side always runs on a warmer machine.
         if i % 2:
-            jail_s, jail_out = time_jail(job, picture, loader)
-            native_s, native_out = time_native(native, picture)
+            jail_runs.append(time_jail(job, picture, loader))
+            native_runs.append(time_native(native, picture))
         else:
-            native_s, native_out = time_native(native, picture)
-            jail_s, jail_out = time_jail(job, picture, loader)
-        if native_out != jail_out:
+            native_runs.append(time_native(native, picture))
+            jail_runs.append(time_jail(job, picture, loader))
+        if native_runs[-1][2] != jail_runs[-1][2]:
             raise SystemExit("bench_jail: the jail and native outputs differ")
-        native_times.append(native_s)
-        jail_times.append(jail_s)
-    native_s, jail_s = statistics.median(native_times), statistics.median(jail_times)
+    native_s, native_cpu = (statistics.median(run[k] for run in native_runs) for k in (0, 1))
+    jail_s, jail_cpu = (statistics.median(run[k] for run in jail_runs) for k in (0, 1))
     ratio = native_s / jail_s
     print(f"fsdither {width}x{height} ({megapixels:.1f} MP), median of {rounds} runs each:")
-    print(f"  native program  {native_s * 1000:8.1f} ms  {megapixels / native_s:7.1f} MP/s")
-    print(f"  in the jail     {jail_s * 1000:8.1f} ms  {megapixels / jail_s:7.1f} MP/s")
+    for name, wall, cpu in (
+        ("native program", native_s, native_cpu),
+        ("in the jail", jail_s, jail_cpu),
+    ):
+        print(
+            f"  {name:15} {wall * 1000:8.1f} ms wall {cpu * 1000:8.1f} ms cpu "
+            f"{megapixels / wall:7.1f} MP/s"
+        )
     verdict = "met" if ratio >= THROUGHPUT_GOAL else "MISSED"
     print(f"  jail/native throughput {ratio:.3f} (goal >= {THROUGHPUT_GOAL}: {verdict})")
     return ratio

@@ -114,8 +114,9 @@ def spawn(image: JobImage, stdin: int, limits: Limits, *, loader: Path) -> Runni
     return RunningJob(pid, output_r, diagnostics_r, started, limits)
 
 
-def _pump_output(job: RunningJob, output: bytearray) -> Outcome | None:
+def _pump_output(job: RunningJob, chunks: list[bytes]) -> Outcome | None:
     """Collect output until EOF; kill the job and say why at the wall or output limit."""
+    size = 0
     deadline = job.started + job.limits.wall_seconds
     poller = select.poll()
     poller.register(job.output_fd, select.POLLIN)
@@ -129,18 +130,20 @@ def _pump_output(job: RunningJob, output: bytearray) -> Outcome | None:
         chunk = os.read(job.output_fd, _OUTPUT_CHUNK)
         if not chunk:
             return None
-        output += chunk
-        if len(output) > job.limits.output_bytes:
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > job.limits.output_bytes:
             os.kill(job.pid, signal.SIGKILL)
             return Outcome.OUTPUT_LIMIT
 
 
 def finish(job: RunningJob) -> JobResult:
     """Wait for a spawned job under its limits, reap it, and classify how it ended."""
-    output = bytearray()
+    # A list joined once: growing one buffer costs more than the job for large outputs.
+    chunks: list[bytes] = []
     stopped: Outcome | None = None
     try:
-        stopped = _pump_output(job, output)
+        stopped = _pump_output(job, chunks)
     except BaseException:
         os.kill(job.pid, signal.SIGKILL)
         raise
@@ -154,9 +157,10 @@ def finish(job: RunningJob) -> JobResult:
     if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGSYS:
         return _loader_failure(diagnostics, cpu, wall)
     outcome, exit_status, detail = _classify(status, stopped, cpu, job.limits)
-    return JobResult(
-        outcome, exit_status, bytes(output[: job.limits.output_bytes]), cpu, wall, detail
-    )
+    output = b"".join(chunks)
+    if stopped is Outcome.OUTPUT_LIMIT:
+        output = output[: job.limits.output_bytes]
+    return JobResult(outcome, exit_status, output, cpu, wall, detail)
 
 
 def _classify(
