@@ -6,7 +6,7 @@ set -eu
 PACKAGES="
 python3 python3-venv
 apt gpgv debian-archive-keyring
-gcc make
+gcc make libc6-dev
 qemu-system-x86 qemu-utils ovmf
 xorriso mtools dosfstools cpio libarchive-tools file
 isolinux
