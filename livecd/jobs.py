@@ -6,6 +6,7 @@ import logging
 import os
 import shlex
 import subprocess
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -33,7 +34,9 @@ def _check_sources(sources: Sequence[Path]) -> None:
 def _compile(command_for: Callable[[Path], list[str]], out: Path, what: str) -> Path:
     """Compile into a partial file next to `out`, then rename it: never a half-written job."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    partial = Path(name)
     command = command_for(partial)
     log.debug("run: %s", shlex.join(command))
     proc = subprocess.run(command, capture_output=True, check=False)
@@ -42,6 +45,7 @@ def _compile(command_for: Callable[[Path], list[str]], out: Path, what: str) -> 
         raise UserError(f"building {what} failed: {first_error(proc.stderr or proc.stdout)}")
     if proc.stderr.strip():
         log.warning("%s: compiler warnings:\n%s", what, proc.stderr.decode(errors="replace"))
+    partial.chmod(0o755)  # mkstemp made it private; the linker kept that
     os.replace(partial, out)
     return out
 

@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -47,10 +48,13 @@ def cached_build(name: str, inputs: Sequence[Path], command: Callable[[Path], li
             f"(scripts/install-host-packages.sh)"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    partial = Path(name)
     proc = subprocess.run(command(partial), capture_output=True, check=False)
     if proc.returncode != 0:
         partial.unlink(missing_ok=True)
         raise JailError(f"building {name} failed: {first_error(proc.stderr or proc.stdout)}")
+    partial.chmod(0o755)  # mkstemp made it private; the linker kept that
     os.replace(partial, target)
     return target

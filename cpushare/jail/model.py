@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 # Every job gets this stack; it counts against the memory limit like everything else.
 STACK_BYTES = 8 << 20
+MAX_CPU_SECONDS = 1_000_000
 MIN_MEMORY_BYTES = 16 << 20
 # The arena must fit between its base and the stack (see cpushare.jail.elf).
 MAX_MEMORY_BYTES = 4 << 40
@@ -38,8 +39,11 @@ class Limits:
     nice: int = 19
 
     def __post_init__(self) -> None:
-        if self.cpu_seconds < 1:
-            raise ValueError(f"the CPU limit must be at least 1 second, not {self.cpu_seconds}")
+        if not 1 <= self.cpu_seconds <= MAX_CPU_SECONDS:
+            raise ValueError(
+                f"the CPU limit must be between 1 and {MAX_CPU_SECONDS} seconds, "
+                f"not {self.cpu_seconds}"
+            )
         if not (0 < self.wall_seconds < math.inf):
             raise ValueError(
                 f"the wall-clock limit must be a positive number of seconds, "

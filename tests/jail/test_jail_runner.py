@@ -186,3 +186,23 @@ def test_a_loader_failure_is_a_jail_error_naming_the_step(loader: Path) -> None:
 def test_a_missing_loader_is_a_jail_error(jobs: dict[str, bytes], tmp_path: Path) -> None:
     with pytest.raises(JailError, match="cannot start the jail loader"):
         run_job(jobs["echo"], b"", LIMITS, loader=tmp_path / "no-such-loader")
+
+
+def test_memory_the_machine_refuses_is_a_memory_limit(
+    job_paths: dict[str, Path], loader: Path
+) -> None:
+    # The loader inherits the caller's address-space limit: a 1 GiB job cannot map its arena.
+    script = f"""
+import resource
+from pathlib import Path
+from cpushare.jail import Limits, run_job
+resource.setrlimit(resource.RLIMIT_AS, (768 << 20, 768 << 20))
+result = run_job(Path({str(job_paths["echo"])!r}).read_bytes(), b"", Limits(memory_bytes=1 << 30),
+                 loader=Path({str(loader)!r}))
+print(result.outcome, result.detail)
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert proc.stdout.startswith("memory-limit the machine could not provide the job's memory")
+    assert "map-arena" in proc.stdout
