@@ -186,17 +186,18 @@ def validate_program(program: bytes, limits: Limits) -> JobImage:
     _check_no_overlap(segments)
     _check_entry(entry, segments, loads)
     program_bytes = sum(s.map_size for s in segments)
-    arena_size = _page_down(limits.memory_bytes - program_bytes - STACK_BYTES)
+    stack_size = min(STACK_BYTES, _page_down(limits.memory_bytes // 4))
+    arena_size = _page_down(limits.memory_bytes - program_bytes - stack_size)
     if arena_size < 0:
         raise MemoryLimitExceeded(
-            f"needs {program_bytes + STACK_BYTES} bytes (program {program_bytes}, stack "
-            f"{STACK_BYTES}) but the memory limit is {limits.memory_bytes}"
+            f"needs {program_bytes + stack_size} bytes (program {program_bytes}, stack "
+            f"{stack_size}) but the memory limit is {limits.memory_bytes}"
         )
     return JobImage(
         segments=tuple(segments),
         entry=entry,
-        stack_base=STACK_TOP - STACK_BYTES,
-        stack_size=STACK_BYTES,
+        stack_base=STACK_TOP - stack_size,
+        stack_size=stack_size,
         arena_base=ARENA_BASE,
         arena_size=arena_size,
     )

@@ -6,10 +6,11 @@ import enum
 import math
 from dataclasses import dataclass
 
-# Every job gets this stack; it counts against the memory limit like everything else.
+# A job's stack: 8 MiB, or a quarter of a smaller memory limit. It counts against the
+# limit like everything else.
 STACK_BYTES = 8 << 20
 MAX_CPU_SECONDS = 1_000_000
-MIN_MEMORY_BYTES = 16 << 20
+MIN_MEMORY_BYTES = 1 << 20
 # The arena must fit between its base and the stack (see cpushare.jail.elf).
 MAX_MEMORY_BYTES = 4 << 40
 
@@ -51,9 +52,8 @@ class Limits:
             )
         if not MIN_MEMORY_BYTES <= self.memory_bytes <= MAX_MEMORY_BYTES:
             raise ValueError(
-                f"the memory limit must be between {MIN_MEMORY_BYTES >> 20} MiB (the stack "
-                f"alone is {STACK_BYTES >> 20} MiB) and {MAX_MEMORY_BYTES >> 40} TiB, "
-                f"not {self.memory_bytes} bytes"
+                f"the memory limit must be between {MIN_MEMORY_BYTES >> 20} MiB and "
+                f"{MAX_MEMORY_BYTES >> 40} TiB, not {self.memory_bytes} bytes"
             )
         if self.output_bytes < 0:
             raise ValueError(f"the output limit cannot be negative ({self.output_bytes})")

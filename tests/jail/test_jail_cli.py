@@ -66,7 +66,7 @@ def test_a_job_that_breaks_the_rules_exits_1_with_its_class(
         (["run", "{source}"], "is not a job the jail can run: not an ELF file"),
         (["run", "{selftest}", "--input", "{tmp}/none"], "cannot read input file"),
         (["run", "{selftest}", "--memory", "12Q"], "'12Q' is not a size"),
-        (["run", "{selftest}", "--memory", "1M"], "memory limit must be between"),
+        (["run", "{selftest}", "--memory", "512K"], "memory limit must be between"),
         (["run", "{selftest}", "--cpu-seconds", "0"], "CPU limit must be between 1 and"),
         (["run", "{selftest}", "--wall-seconds", "-1"], "wall-clock limit must be a positive"),
         (["run", "{selftest}", "--nice", "20"], "nice must be between 0 and 19"),

@@ -149,6 +149,12 @@ def test_the_arena_is_what_the_limit_leaves(jobs: dict[str, bytes]) -> None:
     assert image.stack_size == STACK_BYTES
 
 
+def test_a_small_limit_gets_a_quarter_of_it_as_stack(jobs: dict[str, bytes]) -> None:
+    image = validate_program(jobs["selftest"], Limits(memory_bytes=2 << 20))
+    assert image.stack_size == 512 << 10
+    assert image.arena_size == (2 << 20) - (512 << 10) - sum(s.map_size for s in image.segments)
+
+
 def test_a_valid_handmade_elf_is_accepted() -> None:
     image = validate_program(GOOD, LIMITS)
     assert image.entry == 0x400000

@@ -206,3 +206,8 @@ print(result.outcome, result.detail)
     )
     assert proc.stdout.startswith("memory-limit the machine could not provide the job's memory")
     assert "map-arena" in proc.stdout
+
+
+def test_a_one_mebibyte_job_runs(jobs: dict[str, bytes], loader: Path) -> None:
+    result = run_job(jobs["echo"], b"small", Limits(memory_bytes=1 << 20), loader=loader)
+    assert (result.outcome, result.output) == (Outcome.OK, b"small")
