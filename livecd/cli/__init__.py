@@ -18,7 +18,8 @@ class LivecdGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            click.echo(f"livecd: error: {exc}", err=True)
+            for line in str(exc).splitlines():
+                click.echo(f"livecd: error: {line}", err=True)
             ctx.exit(exc.exit_code)
 
 
@@ -42,9 +43,13 @@ def main(verbose: bool) -> None:
 
 def _register() -> None:
     # Each command group lives in its own module; importing registers it on `main`.
-    from livecd.cli import image  # noqa: F401
-    from livecd.cli import job  # noqa: F401
-    from livecd.cli import market, order, sell  # noqa: F401
+    from livecd.cli import (  # noqa: F401
+        image,
+        job,
+        market,
+        order,
+        sell,
+    )
     from livecd.cli import inspect as _inspect  # noqa: F401
 
 

@@ -1,0 +1,66 @@
+"""The boot tree of the ISO: ISOLINUX for BIOS, the ESP image (shim + signed GRUB) for
+UEFI, the kernel and initramfs, GRUB's config and `/.disk/info` by which the signed GRUB
+finds the CD."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from livecd.fat import make_fat_image
+from livecd.iso import IsoFile
+from livecd.rootfs import files_by_package
+from livecd.templates import render
+
+BIOS_BOOT = "isolinux/isolinux.bin"
+EFI_IMAGE = "boot/efi.img"
+_SYSLINUX = "syslinux-common:usr/lib/syslinux/modules/bios"
+# ISO path -> "package:path inside the package".
+ISOLINUX_FILES = {
+    BIOS_BOOT: "isolinux:usr/lib/ISOLINUX/isolinux.bin",
+    "isolinux/ldlinux.c32": f"{_SYSLINUX}/ldlinux.c32",
+    "isolinux/menu.c32": f"{_SYSLINUX}/menu.c32",
+    "isolinux/libutil.c32": f"{_SYSLINUX}/libutil.c32",
+    "isolinux/libcom32.c32": f"{_SYSLINUX}/libcom32.c32",
+}
+# ESP path -> "package:path". Shim loads grubx64.efi from its own directory.
+ESP_FILES = {
+    "EFI/BOOT/BOOTX64.EFI": "shim-signed:usr/lib/shim/shimx64.efi.signed",
+    "EFI/BOOT/grubx64.efi": "grub-efi-amd64-signed:"
+    "usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed",
+}
+BOOT_PACKAGES = frozenset(
+    spec.split(":")[0] for spec in (*ISOLINUX_FILES.values(), *ESP_FILES.values())
+)
+
+
+def esp_image(trees: Mapping[str, Path], *, volume_id: int, epoch: int) -> bytes:
+    """The FAT image El Torito's EFI entry and the GPT's ESP point at."""
+    paths = files_by_package(trees, ESP_FILES)
+    return make_fat_image(
+        {name: path.read_bytes() for name, path in paths.items()},
+        label="CPUSHARE_ESP"[:11],
+        volume_id=volume_id,
+        mtime=epoch,
+    )
+
+
+def boot_files(
+    trees: Mapping[str, Path],
+    context: Mapping[str, object],
+    *,
+    vmlinuz: Path,
+    initramfs: bytes,
+    esp: bytes,
+) -> list[IsoFile]:
+    """Every file of the ISO."""
+    isolinux = files_by_package(trees, ISOLINUX_FILES)
+    return [
+        *(IsoFile(path, source=src) for path, src in isolinux.items()),
+        IsoFile("isolinux/isolinux.cfg", data=render("boot/isolinux.cfg.j2", context).encode()),
+        IsoFile("boot/grub/grub.cfg", data=render("boot/grub.cfg.j2", context).encode()),
+        IsoFile(".disk/info", data=render("boot/info.j2", context).encode()),
+        IsoFile(EFI_IMAGE, data=esp),
+        IsoFile("live/vmlinuz", source=vmlinuz),
+        IsoFile("live/initrd.img", data=initramfs),
+    ]

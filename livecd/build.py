@@ -1,0 +1,200 @@
+"""The build, as a list of steps: inputs -> rootfs -> initramfs -> boot tree -> ISO."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from livecd import __version__, rootfs
+from livecd.boottree import BIOS_BOOT, BOOT_PACKAGES, EFI_IMAGE, boot_files, esp_image
+from livecd.compress import compress
+from livecd.cpio import Entry, write_newc
+from livecd.deb import unpacked
+from livecd.debian import HOST_SOURCES, Apt, Package, cache_home, resolve
+from livecd.errors import UserError
+from livecd.iso import IsoFile, write_iso
+from livecd.kernel import Kernel, ModuleTree, check_seccomp, find_kernel
+from livecd.profile import Profile
+from livecd.progress import Progress
+from livecd.templates import render_tree
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    profile: Profile
+    output: Path
+    cache: Path = field(default_factory=cache_home)
+    apt_sources: Sequence[Path] = HOST_SOURCES
+    refresh: bool = False
+    source_date_epoch: int | None = None
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    iso: Path
+    sha256: str
+    size: int
+    initramfs_size: int
+    rootfs_size: int
+    packages: list[Package]
+    kernel_release: str
+    manifest: dict[str, object]
+
+
+def source_date_epoch(given: int | None) -> int:
+    """SOURCE_DATE_EPOCH from the option or the environment, else the last commit's time."""
+    if given is not None:
+        return given
+    env = os.environ.get("SOURCE_DATE_EPOCH")
+    if env is not None:
+        try:
+            return int(env)
+        except ValueError:
+            raise UserError(
+                f"SOURCE_DATE_EPOCH={env!r} is not an integer: set it to seconds since 1970"
+            ) from None
+    proc = subprocess.run(
+        ["git", "-C", str(REPO), "log", "-1", "--format=%ct"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return int(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else 0
+
+
+def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
+    progress = progress or Progress()
+    profile = opts.profile
+    epoch = source_date_epoch(opts.source_date_epoch)
+
+    with progress.stage("resolve packages"):
+        apt = Apt(opts.cache, profile.suite, opts.apt_sources)
+        if opts.refresh or not apt.has_lists:
+            apt.update()
+        packages = resolve(apt, profile.kernel, profile.packages)
+    with progress.stage("fetch packages"):
+        debs = {p.name: apt.fetch(p) for p in progress.each(packages, "fetch", _label)}
+    with progress.stage("unpack packages"):
+        trees = {
+            n: unpacked(d, opts.cache)
+            for n, d in progress.each(list(debs.items()), "unpack", lambda item: item[0])
+        }
+
+    kernel = find_kernel(trees[packages[0].name])
+    check_seccomp(kernel)
+    context = build_context(profile, kernel, epoch)
+    seed = hashlib.sha256(
+        json.dumps([profile.name, epoch, [(p.name, p.sha256) for p in packages]]).encode()
+    ).digest()
+
+    with progress.stage("root filesystem"):
+        entries = root_filesystem(profile, kernel, trees, packages, context)
+    with progress.stage("initramfs"):
+        buf = io.BytesIO()
+        write_newc(entries, buf, mtime=epoch)
+        initramfs = compress(buf.getvalue(), profile.compression)  # type: ignore[arg-type]
+    with progress.stage("ESP image"):
+        esp = esp_image(trees, volume_id=int.from_bytes(seed[:4], "little"), epoch=epoch)
+    manifest = build_manifest(profile, packages, kernel, epoch, initramfs)
+    with progress.stage("ISO"):
+        files = boot_files(trees, context, vmlinuz=kernel.vmlinuz, initramfs=initramfs, esp=esp)
+        files.append(IsoFile("manifest.json", data=_json(manifest)))
+        digest = write_iso(
+            files,
+            opts.output,
+            label=profile.volume_label,
+            bios_boot=BIOS_BOOT,
+            efi_image=EFI_IMAGE,
+            epoch=epoch,
+            seed=seed,
+        )
+    manifest = {**manifest, "iso": {"name": opts.output.name, "sha256": digest}}
+    _write_text(opts.output.with_name(opts.output.name + ".manifest.json"), _json(manifest))
+    return BuildResult(
+        iso=opts.output,
+        sha256=digest,
+        size=opts.output.stat().st_size,
+        initramfs_size=len(initramfs),
+        rootfs_size=len(buf.getvalue()),
+        packages=packages,
+        kernel_release=kernel.release,
+        manifest=manifest,
+    )
+
+
+def _label(p: Package) -> str:
+    return p.name
+
+
+def build_context(profile: Profile, kernel: Kernel, epoch: int) -> dict[str, object]:
+    """The one context every template is rendered from."""
+    return {
+        "profile": profile,
+        "version": __version__,
+        "build_date": time.strftime("%Y-%m-%d", time.gmtime(epoch)),
+        "source_date_epoch": epoch,
+        "kernel_release": kernel.release,
+        "cmdline": profile.boot.cmdline,
+        "serial_unit": int(profile.boot.serial_port.removeprefix("ttyS")),
+    }
+
+
+def root_filesystem(
+    profile: Profile,
+    kernel: Kernel,
+    trees: dict[str, Path],
+    packages: Sequence[Package],
+    context: dict[str, object],
+) -> list[Entry]:
+    """Every entry of the initramfs, the whole live system."""
+    extra = [
+        p.name for p in packages[1:] if p.name not in BOOT_PACKAGES and p.name != "busybox-static"
+    ]
+    modules = ModuleTree(kernel.modules).closure(profile.drivers)
+    return rootfs.merge(
+        rootfs.skeleton(),
+        *(rootfs.package_tree(name, trees[name]) for name in extra),
+        rootfs.busybox(trees["busybox-static"]),
+        rootfs.modules(kernel, modules),
+        rootfs.overlay(),
+        rootfs.rendered(render_tree("rootfs", context)),
+    )
+
+
+def build_manifest(
+    profile: Profile, packages: Sequence[Package], kernel: Kernel, epoch: int, initramfs: bytes
+) -> dict[str, object]:
+    return {
+        "builder": f"livecd {__version__}",
+        "profile": {"name": profile.name, "sha256": _sha256_file(profile.source)},
+        "source_date_epoch": epoch,
+        "kernel": kernel.release,
+        "packages": [{"name": p.name, "version": p.version, "sha256": p.sha256} for p in packages],
+        "initramfs": {
+            "compression": profile.compression,
+            "sha256": hashlib.sha256(initramfs).hexdigest(),
+        },
+    }
+
+
+def _sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _json(data: object) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _write_text(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
