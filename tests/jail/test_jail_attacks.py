@@ -108,4 +108,5 @@ def test_output_flood_keeps_exactly_the_cap(attacks: dict[str, bytes], loader: P
 def test_cpu_limit_reports_the_cpu_time_used(attacks: dict[str, bytes], loader: Path) -> None:
     result = run_job(attacks["endless_loop"], b"", LIMITS, loader=loader)
     assert result.outcome is Outcome.CPU_LIMIT
-    assert LIMITS.cpu_seconds <= result.cpu_seconds
+    # rusage and the limit are sampled on different clocks: close, not exact.
+    assert result.cpu_seconds == pytest.approx(LIMITS.cpu_seconds, abs=0.2)
