@@ -72,7 +72,11 @@ def _identity() -> tuple[int, int]:
 
 
 def spawn(image: JobImage, stdin: int, limits: Limits, *, loader: Path) -> RunningJob:
-    """Start the loader on `image`, with `stdin` as the job's fd 0. Does not wait."""
+    """Start the loader on `image`, with `stdin` as the job's fd 0. Does not wait.
+
+    Call `finish` from the same thread: the job dies with the thread that spawned it
+    (PR_SET_PDEATHSIG follows the parent thread, not the process).
+    """
     uid, gid = _identity()
     control = _memfd(
         "cpushare-jail-control",
