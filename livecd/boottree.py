@@ -4,13 +4,13 @@ finds the CD."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from livecd.fat import make_fat_image
 from livecd.iso import IsoFile
 from livecd.rootfs import files_by_package
-from livecd.templates import render
+from livecd.templates import Rendered
 
 BIOS_BOOT = "isolinux/isolinux.bin"
 EFI_IMAGE = "boot/efi.img"
@@ -47,19 +47,17 @@ def esp_image(trees: Mapping[str, Path], *, volume_id: int, epoch: int) -> bytes
 
 def boot_files(
     trees: Mapping[str, Path],
-    context: Mapping[str, object],
+    rendered: Sequence[Rendered],
     *,
     vmlinuz: Path,
     initramfs: bytes,
     esp: bytes,
 ) -> list[IsoFile]:
-    """Every file of the ISO."""
+    """Every file of the ISO: boot loaders, `templates/iso` rendered, kernel, initramfs."""
     isolinux = files_by_package(trees, ISOLINUX_FILES)
     return [
         *(IsoFile(path, source=src) for path, src in isolinux.items()),
-        IsoFile("isolinux/isolinux.cfg", data=render("boot/isolinux.cfg.j2", context).encode()),
-        IsoFile("boot/grub/grub.cfg", data=render("boot/grub.cfg.j2", context).encode()),
-        IsoFile(".disk/info", data=render("boot/info.j2", context).encode()),
+        *(IsoFile(r.path, data=r.data) for r in rendered),
         IsoFile(EFI_IMAGE, data=esp),
         IsoFile("live/vmlinuz", source=vmlinuz),
         IsoFile("live/initrd.img", data=initramfs),

@@ -18,12 +18,13 @@ from livecd.compress import compress
 from livecd.cpio import Entry, write_newc
 from livecd.deb import unpacked
 from livecd.debian import HOST_SOURCES, Apt, Package, cache_home, resolve
-from livecd.errors import UserError
+from livecd.errors import BuildError, UserError
 from livecd.iso import IsoFile, write_iso
 from livecd.kernel import Kernel, ModuleTree, check_seccomp, find_kernel
 from livecd.profile import Profile
 from livecd.progress import Progress
-from livecd.templates import render_tree
+from livecd.rootfs import OVERLAYS
+from livecd.templates import TEMPLATES, render_tree
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,6 +37,8 @@ class BuildOptions:
     apt_sources: Sequence[Path] = HOST_SOURCES
     refresh: bool = False
     source_date_epoch: int | None = None
+    templates: Path = TEMPLATES
+    overlays: Path = OVERLAYS
 
 
 @dataclass(frozen=True)
@@ -82,12 +85,10 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
             apt.update()
         packages = resolve(apt, profile.kernel, profile.packages)
     with progress.stage("fetch packages"):
-        debs = {p.name: apt.fetch(p) for p in progress.each(packages, "fetch", _label)}
-    with progress.stage("unpack packages"):
-        trees = {
-            n: unpacked(d, opts.cache)
-            for n, d in progress.each(list(debs.items()), "unpack", lambda item: item[0])
-        }
+        missing = [p for p in packages if not apt.is_cached(p)]
+        for p in progress.each(missing, "download", _label):
+            apt.fetch(p)
+        trees = {p.name: unpacked(apt.fetch(p), opts.cache) for p in packages}
 
     kernel = find_kernel(trees[packages[0].name])
     check_seccomp(kernel)
@@ -97,16 +98,19 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
     ).digest()
 
     with progress.stage("root filesystem"):
-        entries = root_filesystem(profile, kernel, trees, packages, context)
+        entries = root_filesystem(opts, kernel, trees, packages, context)
     with progress.stage("initramfs"):
         buf = io.BytesIO()
         write_newc(entries, buf, mtime=epoch)
-        initramfs = compress(buf.getvalue(), profile.compression)  # type: ignore[arg-type]
+        initramfs = compressed(buf.getvalue(), profile, opts.cache)
     with progress.stage("ESP image"):
         esp = esp_image(trees, volume_id=int.from_bytes(seed[:4], "little"), epoch=epoch)
     manifest = build_manifest(profile, packages, kernel, epoch, initramfs)
     with progress.stage("ISO"):
-        files = boot_files(trees, context, vmlinuz=kernel.vmlinuz, initramfs=initramfs, esp=esp)
+        iso_templates = render_tree("iso", context, opts.templates)
+        files = boot_files(
+            trees, iso_templates, vmlinuz=kernel.vmlinuz, initramfs=initramfs, esp=esp
+        )
         files.append(IsoFile("manifest.json", data=_json(manifest)))
         digest = write_iso(
             files,
@@ -131,6 +135,19 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
     )
 
 
+def compressed(cpio: bytes, profile: Profile, cache: Path) -> bytes:
+    """The compressed initramfs, from the cache when the same archive was compressed the
+    same way before: compression is the slowest step of a rebuild."""
+    key = f"{hashlib.sha256(cpio).hexdigest()}.{profile.compression}{profile.compression_level}"
+    path = cache / "initramfs" / key
+    if path.exists():
+        return path.read_bytes()
+    data = compress(cpio, profile.compression, profile.compression_level)  # type: ignore[arg-type]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_text(path, data)
+    return data
+
+
 def _label(p: Package) -> str:
     return p.name
 
@@ -149,25 +166,29 @@ def build_context(profile: Profile, kernel: Kernel, epoch: int) -> dict[str, obj
 
 
 def root_filesystem(
-    profile: Profile,
+    opts: BuildOptions,
     kernel: Kernel,
     trees: dict[str, Path],
     packages: Sequence[Package],
     context: dict[str, object],
 ) -> list[Entry]:
     """Every entry of the initramfs, the whole live system."""
+    profile = opts.profile
     extra = [
         p.name for p in packages[1:] if p.name not in BOOT_PACKAGES and p.name != "busybox-static"
     ]
     modules = ModuleTree(kernel.modules).closure(profile.drivers)
-    return rootfs.merge(
+    entries = rootfs.merge(
         rootfs.skeleton(),
         *(rootfs.package_tree(name, trees[name]) for name in extra),
         rootfs.busybox(trees["busybox-static"]),
         rootfs.modules(kernel, modules),
-        rootfs.overlay(),
-        rootfs.rendered(render_tree("rootfs", context)),
+        rootfs.overlay(opts.overlays),
+        rootfs.rendered(render_tree("rootfs", context, opts.templates)),
     )
+    if not any(e.path == "init" for e in entries):
+        raise BuildError(f"no /init in the image: {opts.templates}/rootfs/init.j2 is missing")
+    return entries
 
 
 def build_manifest(

@@ -9,7 +9,9 @@ package need no network.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -180,10 +182,26 @@ class Apt:
                 "the mirrors in the machine's apt configuration (or --apt-sources)"
             ) from None
 
+    def _lists_fingerprint(self) -> str:
+        lists = sorted((self.root / "state" / "lists").glob("*_*"))
+        stamp = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in lists]
+        return hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:16]
+
     def show(self, names: Sequence[str]) -> dict[str, Package]:
-        """The candidate version of each named package, from the signed indices."""
+        """The candidate version of each named package, from the signed indices. Answers
+        are kept until the lists change: asking apt-cache takes a second or more."""
         if not self.has_lists:
             self.update()
+        key = hashlib.sha256(json.dumps([self._lists_fingerprint(), *names]).encode())
+        memo = self.root / "resolved" / f"{key.hexdigest()[:32]}.json"
+        if memo.exists():
+            return {n: Package(**fields) for n, fields in json.loads(memo.read_text()).items()}
+        found = self._show(names)
+        memo.parent.mkdir(exist_ok=True)
+        memo.write_text(json.dumps({n: dataclasses.asdict(p) for n, p in found.items()}))
+        return found
+
+    def _show(self, names: Sequence[str]) -> dict[str, Package]:
         try:
             out = self._apt("apt-cache", "show", "--no-all-versions", *names)
         except _AptFailed as exc:

@@ -32,6 +32,7 @@ import pycdlib.utils
 from pycdlib.pycdlibexception import PyCdlibException
 
 from livecd.errors import BuildError, UserError
+from livecd.gpt import mend_gpt
 
 # pycdlib's modules that read the clock, and the one that makes UUIDs.
 _TIME_USERS: tuple[Any, ...] = (pycdlib.pycdlib, pycdlib.headervd, pycdlib.dates, pycdlib.utils)
@@ -137,7 +138,8 @@ def write_iso(
         iso.add_eltorito(iso_paths[efi_image], efi=True, platform_id=0xEF)
         mbr_id = int.from_bytes(hashlib.sha256(seed + b"mbr").digest()[:4], "little")
         iso.add_isohybrid(efi=True, mbr_id=mbr_id)
-        return _write_atomically(iso, out)
+        disk_guid = uuid.UUID(bytes=hashlib.sha256(seed + b"gpt").digest()[:16], version=4)
+        return _write_atomically(iso, out, disk_guid)
 
 
 def _add_file(iso: pycdlib.PyCdlib, f: IsoFile, fp: BinaryIO, iso_paths: dict[str, str]) -> None:
@@ -156,7 +158,7 @@ def _add_file(iso: pycdlib.PyCdlib, f: IsoFile, fp: BinaryIO, iso_paths: dict[st
     iso_paths[f.path] = iso_path
 
 
-def _write_atomically(iso: pycdlib.PyCdlib, out: Path) -> str:
+def _write_atomically(iso: pycdlib.PyCdlib, out: Path, disk_guid: uuid.UUID) -> str:
     out = out.absolute()
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
@@ -167,6 +169,7 @@ def _write_atomically(iso: pycdlib.PyCdlib, out: Path) -> str:
     try:
         with os.fdopen(fd, "w+b") as fp:
             iso.write_fp(fp)
+            mend_gpt(fp, disk_guid=disk_guid)
             fp.flush()
             os.fsync(fp.fileno())
             fp.seek(0)

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from livecd.compress import LEVEL_RANGES, METHODS
 from livecd.errors import UserError
 
 DEFAULT_PROFILE = Path(__file__).with_name("profiles") / "default.toml"
-COMPRESSIONS = ("gzip", "xz", "zstd", "lz4", "none")
+COMPRESSIONS = METHODS
 _PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 _MODULE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _LABEL = re.compile(r"[A-Z0-9_]{1,32}")
@@ -49,6 +50,7 @@ class Profile:
     drivers: tuple[str, ...]
     boot: Boot = field(default_factory=Boot)
     compression: str = "zstd"
+    compression_level: int | None = None
     source: Path = DEFAULT_PROFILE
 
     def with_overrides(self, **changes: Any) -> Profile:
@@ -116,6 +118,9 @@ def load_profile(path: Path | None = None) -> Profile:
                 serial=_get(data, "boot", "serial", str, "ttyS0,115200"),
             ),
             compression=_get(data, "initramfs", "compression", str, "zstd"),
+            compression_level=_get(data, "initramfs", "level", int, _REQUIRED)
+            if "level" in data.get("initramfs", {})
+            else None,
             source=path,
         )
     except _Missing as exc:
@@ -147,6 +152,15 @@ def validate(profile: Profile) -> list[str]:
         problems.append(
             f"initramfs.compression {profile.compression!r} must be one of "
             + ", ".join(COMPRESSIONS)
+        )
+    levels = LEVEL_RANGES.get(profile.compression)  # type: ignore[call-overload]
+    if profile.compression_level is not None and (
+        levels is None or profile.compression_level not in levels
+    ):
+        problems.append(
+            f"initramfs.level {profile.compression_level} does not suit "
+            f"{profile.compression}"
+            + (f" (use {levels.start}..{levels.stop - 1})" if levels else "")
         )
     if not _LABEL.fullmatch(profile.volume_label):
         problems.append(f"volume_label {profile.volume_label!r} must be 1-32 of A-Z, 0-9 and _")

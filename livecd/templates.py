@@ -60,6 +60,8 @@ def _template_line(exc: BaseException, name: str) -> str:
 def render_tree(subdir: str, context: Mapping[str, Any], root: Path = TEMPLATES) -> list[Rendered]:
     """Every `*.j2` under `root/subdir`, rendered, sorted by path."""
     base = root / subdir
+    if not base.is_dir():
+        raise BuildError(f"template folder {base} is missing: restore it or pass --templates")
     out = []
     for src in sorted(base.rglob("*.j2")):
         rel = src.relative_to(root).as_posix()

@@ -21,7 +21,9 @@ from livecd.debian import HOST_SOURCES, cache_home
 from livecd.profile import COMPRESSIONS, load_profile
 from livecd.progress import Progress
 from livecd.qemu import NIC_MODELS, Firmware, GuestConfig, Media, qemu_argv
+from livecd.rootfs import OVERLAYS
 from livecd.smoke import format_table, run_smoke
+from livecd.templates import TEMPLATES
 
 T = TypeVar("T")
 
@@ -92,6 +94,18 @@ def _mib(n: int) -> str:
 @click.option("--timeout", type=int, help="Boot menu timeout in seconds (overrides the profile).")
 @click.option("--cmdline", help="Kernel command line of every boot entry (overrides the profile).")
 @click.option(
+    "--templates",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=TEMPLATES,
+    help="Jinja templates folder (rootfs/ and iso/). Default: the repository's templates/.",
+)
+@click.option(
+    "--overlays",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=OVERLAYS,
+    help="Files copied verbatim into the root filesystem. Default: the repository's overlays/.",
+)
+@click.option(
     "--source-date-epoch",
     type=int,
     help="Timestamp for everything in the image. Default: $SOURCE_DATE_EPOCH, "
@@ -106,6 +120,8 @@ def build_command(
     compression: str | None,
     timeout: int | None,
     cmdline: str | None,
+    templates: Path,
+    overlays: Path,
     source_date_epoch: int | None,
 ) -> None:
     """Build the live CD ISO.
@@ -137,6 +153,8 @@ def build_command(
             apt_sources=apt_sources or HOST_SOURCES,
             refresh=refresh,
             source_date_epoch=source_date_epoch,
+            templates=templates,
+            overlays=overlays,
         ),
         TerminalProgress(),
     )
