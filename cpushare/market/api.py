@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -81,13 +82,24 @@ def field(doc: dict[str, Any], name: str, kind: type[T], default: T | None = Non
         value = float(value)
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise MarketError(f"field {name!r} must be {_kind_name(kind)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MarketError(f"field {name!r} must be a finite number")
+    return value
+
+
+def bounded_int(doc: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = field(doc, name, int, default)
+    if not low <= value <= high:
+        raise MarketError(f"field {name!r} must be between {low} and {high}")
     return value
 
 
 def optional_int(doc: dict[str, Any], name: str) -> int | None:
     value = doc.get(name)
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-        raise MarketError(f"field {name!r} must be an integer or null")
+    if value is not None and (
+        not isinstance(value, int) or isinstance(value, bool) or not -(2**31) <= value < 2**31
+    ):
+        raise MarketError(f"field {name!r} must be a 32-bit integer or null")
     return value
 
 

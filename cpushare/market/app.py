@@ -24,6 +24,7 @@ from cpushare.market import accounts, jobs, leases
 from cpushare.market.api import (
     Credentials,
     base64_field,
+    bounded_int,
     credentials,
     field,
     optional_int,
@@ -226,17 +227,18 @@ class Market:
         wait = min(max(field(doc, "wait", float, 0.0), 0.0), MAX_WAIT_SECONDS)
         seller = field(doc, "seller", str, "")[:64]
         limits = (
-            field(doc, "max_memory_bytes", int, 256 << 20),
-            field(doc, "max_cpu_seconds", int, 60),
+            bounded_int(doc, "max_memory_bytes", 256 << 20, 0, 1 << 42),
+            bounded_int(doc, "max_cpu_seconds", 60, 0, 1 << 30),
         )
         loop = asyncio.get_running_loop()
         give_up = loop.time() + wait
+        waited = False
         while True:
             self.sellers_seen[(order, seller)] = time.time()
             assert self.wakeup is not None
             # Taken before looking, so work arriving in between still wakes us.
             wake = self.wakeup.event
-            granted = await self._try_lease(order, seller, limits)
+            granted = await self._try_lease(order, seller, limits, woken=waited)
             if granted is not None:
                 return json_response(self._lease_doc(granted))
             remaining = give_up - loop.time()
@@ -244,11 +246,17 @@ class Market:
                 return Response(status_code=204)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), remaining)
+            waited = True
+            if await request.is_disconnected():
+                # A seller that hung up would never see the lease: do not hand it one.
+                return Response(status_code=204)
 
     async def _try_lease(
-        self, order: str, seller: str, limits: tuple[int, int]
+        self, order: str, seller: str, limits: tuple[int, int], *, woken: bool
     ) -> leases.Lease | None:
-        if leases.ready_job(self.db.reader, order, limits) is None:
+        # Every waiting seller wakes at once: a look on the read connection first keeps
+        # all but the lucky ones away from the writer.
+        if woken and leases.ready_job(self.db.reader, order, limits) is None:
             return None
         now = time.time()
         seconds = self.config.lease_seconds

@@ -59,7 +59,8 @@ def grant_lease(
         "VALUES (?, ?, ?, 'active', ?, ?)",
         (job_id, order_id, seller, now, now + lease_seconds),
     )
-    refresh_slots(conn, job_id)
+    # One more active lease lowers both bounds of refresh_slots() by one.
+    conn.execute("UPDATE jobs SET slots = slots - 1 WHERE id = ?", (job_id,))
     program, size, data, cpu, wall, memory, output = conn.execute(
         "SELECT program, p.size, input, cpu_seconds, wall_seconds, memory_bytes, output_bytes "
         "FROM jobs JOIN programs p ON p.sha256 = jobs.program WHERE jobs.id = ?",

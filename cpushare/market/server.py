@@ -96,6 +96,8 @@ def serve(options: ServeOptions) -> None:
             access_log=False,
             log_level="warning",
             timeout_keep_alive=75,
+            # Long polls would hold a graceful stop for up to a minute otherwise.
+            timeout_graceful_shutdown=3,
         )
     )
     server.run()
