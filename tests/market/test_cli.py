@@ -1,0 +1,70 @@
+"""`livecd market ...` against a real market: operator and buyer commands, --json, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from cpushare.market.harness import MarketProcess
+from cpushare.order import load_order
+from livecd.cli import main
+
+
+def test_operator_and_buyer_commands(
+    market: MarketProcess, fsdither: bytes, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    db = ["--db", str(market.db)]
+    made = runner.invoke(main, ["market", "account", "new", "lab", *db, "--json"])
+    assert made.exit_code == 0, made.output
+    api_key = json.loads(made.output)["api_key"]
+    order = runner.invoke(
+        main, ["market", "order", "new", *db, "--account", "lab", "-o", str(tmp_path / "lab.cpu")]
+    )
+    assert order.exit_code == 0, order.output
+    assert load_order(tmp_path / "lab.cpu").market_url == market.url
+
+    env = {"CPUSHARE_MARKET": market.url, "CPUSHARE_API_KEY": api_key}
+    (tmp_path / "job").write_bytes(fsdither)
+    (tmp_path / "in.pgm").write_bytes(b"P5\n1 1\n255\n\x80")
+    submitted = runner.invoke(
+        main,
+        ["market", "submit", str(tmp_path / "job"), "--input", str(tmp_path / "in.pgm"), "--json"],
+        env=env,
+    )
+    assert submitted.exit_code == 0, submitted.output
+    assert [j["job"] for j in json.loads(submitted.output)["jobs"]] == [1]
+    status = runner.invoke(main, ["market", "status", "--json"], env=env)
+    assert json.loads(status.output)["jobs"]["open"] == 1
+    pending = runner.invoke(main, ["market", "results", "1", "--out", str(tmp_path / "r")], env=env)
+    assert pending.exit_code == 2 and "job 1 is open: it has no accepted result" in pending.output
+
+
+def test_errors_are_one_line(market: MarketProcess, tmp_path: Path) -> None:
+    runner = CliRunner()
+    db = ["--db", str(market.db)]
+    unknown = runner.invoke(
+        main, ["market", "order", "new", *db, "--account", "ghost", "-o", str(tmp_path / "g.cpu")]
+    )
+    assert unknown.exit_code == 2
+    assert unknown.output == (
+        "livecd: error: no account 'ghost': create it with `livecd market account new`\n"
+    )
+    assert not (tmp_path / "g.cpu").exists()
+    runner.invoke(main, ["market", "account", "new", "lab", *db])
+    twice = runner.invoke(main, ["market", "account", "new", "lab", *db])
+    assert twice.output == "livecd: error: account 'lab' already exists\n"
+    (tmp_path / "script").write_bytes(b"#!/bin/sh\necho hi\n")
+    (tmp_path / "in").write_bytes(b"")
+    env = {"CPUSHARE_MARKET": market.url, "CPUSHARE_API_KEY": "wrong"}
+    bad = runner.invoke(
+        main,
+        ["market", "submit", str(tmp_path / "script"), "--input", str(tmp_path / "in")],
+        env=env,
+    )
+    assert bad.exit_code == 2
+    assert bad.output.startswith("livecd: error: the market refused PUT /v1/programs: HTTP 401")
+    plain = runner.invoke(main, ["market", "serve", *db, "--listen", "0.0.0.0:8999"])
+    assert plain.exit_code == 2 and "plain HTTP is allowed on loopback only" in plain.output
