@@ -85,8 +85,8 @@ class MarketProcess:
     def account(self, name: str) -> IssuedAccount:
         return admin.new_account(self.db, name)
 
-    def order(self, account: str, path: Path, **seller: int) -> SellOrder:
+    def order(self, account: str, path: Path) -> SellOrder:
         """Issue an order for `account` and write it to `path`."""
         from livecd.orders import write_order
 
-        return admin.new_order(self.db, account, lambda order: write_order(order, path), **seller)
+        return admin.new_order(self.db, account, lambda order: write_order(order, path))
