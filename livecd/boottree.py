@@ -39,7 +39,7 @@ def esp_image(trees: Mapping[str, Path], *, volume_id: int, epoch: int) -> bytes
     paths = files_by_package(trees, ESP_FILES)
     return make_fat_image(
         {name: path.read_bytes() for name, path in paths.items()},
-        label="CPUSHARE_ESP"[:11],
+        label="LIVECD_EFI",
         volume_id=volume_id,
         mtime=epoch,
     )

@@ -384,7 +384,9 @@ def _pack_fat(fat: list[int], bits: int) -> bytes:
     out = bytearray()
     for even, odd in zip(padded[::2], padded[1::2], strict=True):
         out += (even | (odd << 12)).to_bytes(3, "little")
-    return bytes(out)
+    # An odd entry count ends in half a byte-triple: the padding entry must not spill
+    # past the table (for the second FAT, into the root directory).
+    return bytes(out[: (len(fat) * 12 + 7) // 8])
 
 
 def _write_boot_sector(image: bytearray, layout: _Layout, volume_id: int, label: bytes) -> None:

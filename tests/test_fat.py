@@ -230,3 +230,17 @@ def test_any_valid_tree_reads_back_the_same(tree: dict[str, bytes]) -> None:
         image.write_bytes(data)
         fsck(image)
         assert extract(image, Path(scratch) / "out") == tree
+
+
+def test_an_odd_fat12_entry_count_does_not_spill_into_the_root_directory() -> None:
+    # 2387 clusters + 2 reserved entries = 2389 entries: 3583.5 bytes, in 7 sectors exactly.
+    # The real ESP (shim + GRUB) has this shape; the label entry must survive.
+    image = make_fat_image(
+        {"EFI/BOOT/BOOTX64.EFI": b"x" * 949_424, "EFI/BOOT/grubx64.efi": b"y" * 3_934_208},
+        label="CPUSHARE",
+        volume_id=1,
+        mtime=1_700_000_000,
+    )
+    fat_sectors = int.from_bytes(image[22:24], "little")
+    root = (1 + 2 * fat_sectors) * 512
+    assert image[root : root + 11] == b"CPUSHARE   "

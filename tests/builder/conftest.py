@@ -1,0 +1,26 @@
+"""Fixtures of the builder tests: one real build of the default profile, shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from livecd.build import BuildOptions, BuildResult, build
+from livecd.profile import load_profile
+
+EPOCH = 1_700_000_000
+
+
+@pytest.fixture(scope="session")
+def default_build(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
+    """The default profile, built once (no menu delay, fixed SOURCE_DATE_EPOCH). The first
+    run downloads the Debian packages into the user's cache; later runs use the cache."""
+    out = tmp_path_factory.mktemp("iso") / "live.iso"
+    profile = load_profile().with_overrides(timeout=0)
+    return build(BuildOptions(profile=profile, output=out, source_date_epoch=EPOCH))
+
+
+@pytest.fixture(scope="session")
+def iso(default_build: BuildResult) -> Path:
+    return default_build.iso

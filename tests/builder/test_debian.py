@@ -1,0 +1,84 @@
+"""Debian inputs: the machine's sources restricted to the suite, apt in a private state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from livecd.build import BuildResult
+from livecd.debian import Apt, Package, cache_home, kernel_image_of, suite_sources
+from livecd.errors import BuildError, UserError
+
+DEB822 = """\
+Types: deb
+URIs: http://mirror.example/debian
+Suites: bookworm bookworm-updates trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb-src
+URIs: http://mirror.example/debian
+Suites: bookworm
+Components: main
+
+Types: deb
+URIs: http://other.example/repo
+Suites: nodistro
+Components: main
+"""
+
+ONE_LINE = """\
+# a comment
+deb [arch=amd64 signed-by=/usr/share/keyrings/k.gpg] http://mirror.example/security bookworm-security main
+deb http://mirror.example/debian sid main
+"""
+
+
+def test_only_the_suites_entries_are_kept(tmp_path: Path) -> None:
+    (tmp_path / "debian.sources").write_text(DEB822)
+    (tmp_path / "extra.list").write_text(ONE_LINE)
+    (tmp_path / "old.list.disabled").write_text("deb http://x.example/ bookworm main\n")
+    text = suite_sources("bookworm", [tmp_path])
+    assert "Suites: bookworm bookworm-updates\n" in text
+    assert "trixie" not in text and "sid" not in text and "nodistro" not in text
+    assert "deb-src" not in text and "x.example" not in text
+    assert "URIs: http://mirror.example/security\nSuites: bookworm-security" in text
+    assert "Signed-By: /usr/share/keyrings/k.gpg" in text
+
+
+def test_no_source_for_the_suite_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "x.list").write_text("deb http://mirror.example/debian sid main\n")
+    apt = Apt(tmp_path / "cache", "bookworm", [tmp_path / "x.list"])
+    with pytest.raises(UserError, match="no apt source for Debian bookworm"):
+        apt.update()
+
+
+def test_unreachable_mirror_with_an_empty_cache(tmp_path: Path) -> None:
+    # Port 9 on loopback: nothing listens, so the connection is refused at once.
+    (tmp_path / "x.list").write_text("deb http://127.0.0.1:9/debian bookworm main\n")
+    apt = Apt(tmp_path / "cache", "bookworm", [tmp_path / "x.list"])
+    with pytest.raises(UserError, match="cannot update the Debian package lists"):
+        apt.show(["busybox-static"])
+    assert not apt.has_lists
+
+
+def test_unknown_package_is_named(default_build: BuildResult) -> None:
+    apt = Apt(cache_home(), "bookworm")
+    with pytest.raises(BuildError, match="unknown package no-such-package-here"):
+        apt.show(["busybox-static", "no-such-package-here"])
+
+
+def test_packages_come_from_the_cache_by_sha256(default_build: BuildResult) -> None:
+    apt = Apt(cache_home(), "bookworm")
+    for pkg in default_build.packages:
+        assert apt.is_cached(pkg)
+        assert apt.fetch(pkg).name == f"{pkg.sha256}.deb"
+
+
+def test_kernel_metapackage_is_followed_to_its_image() -> None:
+    meta = Package("linux-image-amd64", "1", "0" * 64, 1,
+                   depends="linux-image-6.1.0-99-amd64 (= 6.1.1-1), other")
+    assert kernel_image_of(meta) == "linux-image-6.1.0-99-amd64"
+    image = Package("linux-image-6.1.0-99-amd64", "1", "0" * 64, 1, depends="kmod")
+    assert kernel_image_of(image) == "linux-image-6.1.0-99-amd64"

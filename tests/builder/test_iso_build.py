@@ -1,0 +1,150 @@
+"""The built ISO, read back by independent tools: xorriso, bsdtar, zstd, fsck.fat, mtools."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from livecd.build import BuildResult
+from livecd.deb import unpacked
+from livecd.debian import Apt, cache_home
+
+
+def xorriso(*args: str) -> str:
+    proc = subprocess.run(["xorriso", *args], capture_output=True, text=True, check=True)
+    return proc.stdout + proc.stderr
+
+
+def extract(iso: Path, path: str, dest: Path) -> Path:
+    xorriso("-osirrox", "on", "-indev", str(iso), "-extract", path, str(dest))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def trees(default_build: BuildResult) -> dict[str, Path]:
+    apt = Apt(cache_home(), "bookworm")
+    return {p.name: unpacked(apt.fetch(p), cache_home()) for p in default_build.packages}
+
+
+@pytest.fixture(scope="module")
+def initramfs(iso: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("initramfs")
+    packed = extract(iso, "/live/initrd.img", work / "initrd.img")
+    cpio = work / "initrd.cpio"
+    subprocess.run(["zstd", "-q", "-d", str(packed), "-o", str(cpio)], check=True)
+    root = work / "root"
+    root.mkdir()
+    subprocess.run(["bsdtar", "-xf", str(cpio), "-C", str(root)], check=True)
+    return cpio
+
+
+def test_the_iso_has_both_boot_entries_and_a_hybrid_mbr(iso: Path) -> None:
+    report = xorriso("-indev", str(iso), "-report_el_torito", "plain",
+                     "-report_system_area", "plain")
+    assert "El Torito boot img :   1  BIOS  y   none" in report
+    assert "El Torito boot img :   2  UEFI  y   none" in report
+    assert "/isolinux/isolinux.bin" in report and "/boot/efi.img" in report
+    assert "System area summary: MBR isohybrid cyl-align-on GPT" in report
+    # The ESP as an EFI System partition of the MBR, for firmware booting from USB.
+    assert re.search(r"MBR partition\s+:\s+2\s+0x00\s+0xef", report)
+    assert re.search(r"MBR partition path\s+:\s+2\s+/boot/efi.img", report)
+
+
+def test_the_iso_tree_holds_kernel_initramfs_and_both_menus(iso: Path) -> None:
+    listing = xorriso("-indev", str(iso), "-find", "/", "-type", "f")
+    for path in ("/live/vmlinuz", "/live/initrd.img", "/isolinux/isolinux.bin",
+                 "/isolinux/ldlinux.c32", "/isolinux/isolinux.cfg", "/boot/grub/grub.cfg",
+                 "/boot/efi.img", "/.disk/info", "/manifest.json"):
+        assert f"'{path}'" in listing
+
+
+def test_menus_have_the_three_entries_and_the_serial_console(iso: Path, tmp_path: Path) -> None:
+    grub = extract(iso, "/boot/grub/grub.cfg", tmp_path / "grub.cfg").read_text()
+    isolinux = extract(iso, "/isolinux/isolinux.cfg", tmp_path / "i.cfg").read_text()
+    assert grub.count("menuentry ") == 3 and "serial --unit=0 --speed=115200" in grub
+    assert len(re.findall(r"^LABEL ", isolinux, re.M)) == 3 and "SERIAL 0 115200" in isolinux
+    for cfg in (grub, isolinux):
+        assert "console=ttyS0,115200" in cfg and "nomodeset" in cfg
+
+
+def test_the_kernel_is_debians_signed_one(iso: Path, tmp_path: Path,
+                                          trees: dict[str, Path],
+                                          default_build: BuildResult) -> None:
+    vmlinuz = extract(iso, "/live/vmlinuz", tmp_path / "vmlinuz").read_bytes()
+    release = default_build.kernel_release
+    shipped = (trees[default_build.packages[0].name] / "boot" / f"vmlinuz-{release}")
+    assert vmlinuz == shipped.read_bytes()
+
+
+def test_the_initramfs_holds_the_live_system(initramfs: Path,
+                                            default_build: BuildResult) -> None:
+    listing = subprocess.run(["bsdtar", "-tvf", str(initramfs)], capture_output=True,
+                             text=True, check=True).stdout
+    lines = {ln.split()[-1] if " -> " not in ln else ln.split()[-3]: ln
+             for ln in listing.splitlines()}
+    assert lines["init"].startswith("-rwxr-xr-x")
+    assert lines["bin/busybox"].startswith("-rwxr-xr-x")
+    assert lines["sbin/init"].startswith("l") and "-> /bin/busybox" in lines["sbin/init"]
+    assert lines["dev/console"].startswith("c") and lines["dev/null"].startswith("c")
+    assert all(" root " in ln or " 0 " in ln for ln in listing.splitlines())
+    release = default_build.kernel_release
+    for name in ("modules.dep", "modules.alias", "modules.builtin"):
+        assert f"lib/modules/{release}/{name}" in lines
+    assert any(p.endswith("/e1000.ko") for p in lines)
+    assert "etc/inittab" in lines and "etc/init.d/rcS" in lines
+
+
+def test_modules_are_byte_for_byte_the_signed_ones(initramfs: Path, tmp_path: Path,
+                                                   trees: dict[str, Path],
+                                                   default_build: BuildResult) -> None:
+    subprocess.run(["bsdtar", "-xf", str(initramfs), "-C", str(tmp_path)], check=True)
+    release = default_build.kernel_release
+    root = tmp_path / "lib" / "modules" / release
+    kos = list(root.rglob("*.ko"))
+    assert len(kos) >= 20
+    shipped = trees[default_build.packages[0].name] / "lib" / "modules" / release
+    for ko in kos:
+        assert ko.read_bytes() == (shipped / ko.relative_to(root)).read_bytes(), ko
+        assert ko.read_bytes().endswith(b"~Module signature appended~\n")
+
+
+def test_the_esp_is_a_clean_fat_with_shim_and_grub(iso: Path, tmp_path: Path,
+                                                   trees: dict[str, Path]) -> None:
+    esp = extract(iso, "/boot/efi.img", tmp_path / "efi.img")
+    fsck = subprocess.run(["fsck.fat", "-n", str(esp)], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    for name, shipped in (
+        ("BOOTX64.EFI", trees["shim-signed"] / "usr/lib/shim/shimx64.efi.signed"),
+        ("grubx64.efi", trees["grub-efi-amd64-signed"]
+         / "usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed"),
+    ):
+        out = tmp_path / name
+        subprocess.run(["mcopy", "-i", str(esp), f"::EFI/BOOT/{name}", str(out)],
+                       check=True, env=env)
+        assert out.read_bytes() == shipped.read_bytes()
+
+
+def test_manifests_name_every_input_and_the_iso(default_build: BuildResult,
+                                                 tmp_path: Path) -> None:
+    iso = default_build.iso
+    outside = json.loads(iso.with_name(iso.name + ".manifest.json").read_text())
+    inside = json.loads(extract(iso, "/manifest.json", tmp_path / "m.json").read_text())
+    assert outside["iso"]["sha256"] == hashlib.sha256(iso.read_bytes()).hexdigest()
+    assert inside["packages"] == outside["packages"]
+    names = {p["name"] for p in inside["packages"]}
+    assert {"busybox-static", "shim-signed", "grub-efi-amd64-signed"} <= names
+    assert all(len(p["sha256"]) == 64 for p in inside["packages"])
+
+
+def test_no_partial_file_is_left_next_to_the_iso(default_build: BuildResult) -> None:
+    assert [p.name for p in default_build.iso.parent.iterdir()
+            if p.name.endswith(".part")] == []
+    assert stat.S_IMODE(default_build.iso.stat().st_mode) == 0o644
