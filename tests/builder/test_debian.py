@@ -30,7 +30,7 @@ Components: main
 
 ONE_LINE = """\
 # a comment
-deb [arch=amd64 signed-by=/usr/share/keyrings/k.gpg] http://mirror.example/security bookworm-security main
+deb [signed-by=/usr/share/keyrings/k.gpg] http://mirror.example/security bookworm-security main
 deb http://mirror.example/debian sid main
 """
 
