@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -21,6 +22,7 @@ from livecd.debian import HOST_SOURCES, Apt, Package, cache_home, resolve
 from livecd.errors import BuildError, UserError
 from livecd.iso import IsoFile, write_iso
 from livecd.kernel import Kernel, ModuleTree, check_seccomp, find_kernel
+from livecd.lock import locked_packages, profile_sha256
 from livecd.profile import Profile
 from livecd.progress import Progress
 from livecd.rootfs import OVERLAYS
@@ -39,6 +41,7 @@ class BuildOptions:
     source_date_epoch: int | None = None
     templates: Path = TEMPLATES
     overlays: Path = OVERLAYS
+    lock: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,10 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
         apt = Apt(opts.cache, profile.suite, opts.apt_sources)
         if opts.refresh or not apt.has_lists:
             apt.update()
-        packages = resolve(apt, profile.kernel, profile.packages)
+        if opts.lock:
+            packages = locked_packages(opts.lock, profile, apt)
+        else:
+            packages = resolve(apt, profile.kernel, profile.packages)
     with progress.stage("fetch packages"):
         missing = [p for p in packages if not apt.is_cached(p)]
         for p in progress.each(missing, "download", _label):
@@ -196,7 +202,12 @@ def build_manifest(
 ) -> dict[str, object]:
     return {
         "builder": f"livecd {__version__}",
-        "profile": {"name": profile.name, "sha256": _sha256_file(profile.source)},
+        "profile": {
+            "name": profile.name,
+            "sha256": profile_sha256(profile),
+            "settings": profile_settings(profile),
+        },
+        "orders": [],
         "source_date_epoch": epoch,
         "kernel": kernel.release,
         "packages": [{"name": p.name, "version": p.version, "sha256": p.sha256} for p in packages],
@@ -207,8 +218,9 @@ def build_manifest(
     }
 
 
-def _sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def profile_settings(profile: Profile) -> dict[str, object]:
+    """The profile as built, command-line overrides included: what a rebuild needs."""
+    return {k: v for k, v in dataclasses.asdict(profile).items() if k != "source"}
 
 
 def _json(data: object) -> bytes:

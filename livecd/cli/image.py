@@ -111,6 +111,12 @@ def _mib(n: int) -> str:
     help="Timestamp for everything in the image. Default: $SOURCE_DATE_EPOCH, "
     "else the last commit's time.",
 )
+@click.option(
+    "--lock",
+    "lock_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Build from exactly the packages of this lock file (see `livecd lock`).",
+)
 def build_command(
     profile_path: Path | None,
     output: Path | None,
@@ -123,6 +129,7 @@ def build_command(
     templates: Path,
     overlays: Path,
     source_date_epoch: int | None,
+    lock_path: Path | None,
 ) -> None:
     """Build the live CD ISO.
 
@@ -138,6 +145,7 @@ def build_command(
       livecd build                                  the default profile
       livecd build -o /tmp/test.iso --timeout 0     no menu delay
       livecd build --profile my.toml --refresh      another profile, newest packages
+      livecd build --lock libcaca-cpushare-livecd.lock.json   exactly the locked packages
     """
     profile = load_profile(profile_path).with_overrides(
         compression=compression, timeout=timeout, cmdline=cmdline
@@ -155,6 +163,7 @@ def build_command(
             source_date_epoch=source_date_epoch,
             templates=templates,
             overlays=overlays,
+            lock=lock_path,
         ),
         TerminalProgress(),
     )
