@@ -28,8 +28,9 @@ def make_deb(path: Path, members: list[tarfile.TarInfo], files: dict[str, bytes]
             if data is not None:
                 info.size = len(data)
             tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    path.write_bytes(_ar([("debian-binary", b"2.0\n"), ("control.tar.xz", b""),
-                          ("data.tar.xz", buf.getvalue())]))
+    path.write_bytes(
+        _ar([("debian-binary", b"2.0\n"), ("control.tar.xz", b""), ("data.tar.xz", buf.getvalue())])
+    )
     return path
 
 
@@ -54,11 +55,17 @@ def _dir(name: str) -> tarfile.TarInfo:
 
 
 def test_files_dirs_and_links_come_out(tmp_path: Path) -> None:
-    deb = make_deb(tmp_path / "ok.deb",
-                   [_dir("./usr"), _dir("./usr/bin"), _file("./usr/bin/tool", 0o755),
-                    _link("./usr/bin/alias", "tool"), _link("./usr/bin/hard", "./usr/bin/tool",
-                                                           tarfile.LNKTYPE)],
-                   {"./usr/bin/tool": b"#!/bin/sh\n"})
+    deb = make_deb(
+        tmp_path / "ok.deb",
+        [
+            _dir("./usr"),
+            _dir("./usr/bin"),
+            _file("./usr/bin/tool", 0o755),
+            _link("./usr/bin/alias", "tool"),
+            _link("./usr/bin/hard", "./usr/bin/tool", tarfile.LNKTYPE),
+        ],
+        {"./usr/bin/tool": b"#!/bin/sh\n"},
+    )
     dest = tmp_path / "out"
     dest.mkdir()
     extract_data(deb, dest)
@@ -78,8 +85,14 @@ def test_files_dirs_and_links_come_out(tmp_path: Path) -> None:
         ([_link("./lib", "../../.."), _file("./lib/evil")], {"./lib/evil": b"x"}),
         ([_link("./x", "../../etc/passwd", tarfile.LNKTYPE)], {}),
     ],
-    ids=["dotdot", "absolute", "normalised-dotdot", "through-abs-link", "through-rel-link",
-         "hardlink-out"],
+    ids=[
+        "dotdot",
+        "absolute",
+        "normalised-dotdot",
+        "through-abs-link",
+        "through-rel-link",
+        "hardlink-out",
+    ],
 )
 def test_members_escaping_the_tree_are_refused(
     tmp_path: Path, members: list[tarfile.TarInfo], files: dict[str, bytes]

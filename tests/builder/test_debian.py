@@ -77,8 +77,13 @@ def test_packages_come_from_the_cache_by_sha256(default_build: BuildResult) -> N
 
 
 def test_kernel_metapackage_is_followed_to_its_image() -> None:
-    meta = Package("linux-image-amd64", "1", "0" * 64, 1,
-                   depends="linux-image-6.1.0-99-amd64 (= 6.1.1-1), other")
+    meta = Package(
+        "linux-image-amd64",
+        "1",
+        "0" * 64,
+        1,
+        depends="linux-image-6.1.0-99-amd64 (= 6.1.1-1), other",
+    )
     assert kernel_image_of(meta) == "linux-image-6.1.0-99-amd64"
     image = Package("linux-image-6.1.0-99-amd64", "1", "0" * 64, 1, depends="kmod")
     assert kernel_image_of(image) == "linux-image-6.1.0-99-amd64"

@@ -46,8 +46,9 @@ def initramfs(iso: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_iso_has_both_boot_entries_and_a_hybrid_mbr(iso: Path) -> None:
-    report = xorriso("-indev", str(iso), "-report_el_torito", "plain",
-                     "-report_system_area", "plain")
+    report = xorriso(
+        "-indev", str(iso), "-report_el_torito", "plain", "-report_system_area", "plain"
+    )
     assert "El Torito boot img :   1  BIOS  y   none" in report
     assert "El Torito boot img :   2  UEFI  y   none" in report
     assert "/isolinux/isolinux.bin" in report and "/boot/efi.img" in report
@@ -59,9 +60,17 @@ def test_the_iso_has_both_boot_entries_and_a_hybrid_mbr(iso: Path) -> None:
 
 def test_the_iso_tree_holds_kernel_initramfs_and_both_menus(iso: Path) -> None:
     listing = xorriso("-indev", str(iso), "-find", "/", "-type", "f")
-    for path in ("/live/vmlinuz", "/live/initrd.img", "/isolinux/isolinux.bin",
-                 "/isolinux/ldlinux.c32", "/isolinux/isolinux.cfg", "/boot/grub/grub.cfg",
-                 "/boot/efi.img", "/.disk/info", "/manifest.json"):
+    for path in (
+        "/live/vmlinuz",
+        "/live/initrd.img",
+        "/isolinux/isolinux.bin",
+        "/isolinux/ldlinux.c32",
+        "/isolinux/isolinux.cfg",
+        "/boot/grub/grub.cfg",
+        "/boot/efi.img",
+        "/.disk/info",
+        "/manifest.json",
+    ):
         assert f"'{path}'" in listing
 
 
@@ -74,21 +83,22 @@ def test_menus_have_the_three_entries_and_the_serial_console(iso: Path, tmp_path
         assert "console=ttyS0,115200" in cfg and "nomodeset" in cfg
 
 
-def test_the_kernel_is_debians_signed_one(iso: Path, tmp_path: Path,
-                                          trees: dict[str, Path],
-                                          default_build: BuildResult) -> None:
+def test_the_kernel_is_debians_signed_one(
+    iso: Path, tmp_path: Path, trees: dict[str, Path], default_build: BuildResult
+) -> None:
     vmlinuz = extract(iso, "/live/vmlinuz", tmp_path / "vmlinuz").read_bytes()
     release = default_build.kernel_release
-    shipped = (trees[default_build.packages[0].name] / "boot" / f"vmlinuz-{release}")
+    shipped = trees[default_build.packages[0].name] / "boot" / f"vmlinuz-{release}"
     assert vmlinuz == shipped.read_bytes()
 
 
-def test_the_initramfs_holds_the_live_system(initramfs: Path,
-                                            default_build: BuildResult) -> None:
-    listing = subprocess.run(["bsdtar", "-tvf", str(initramfs)], capture_output=True,
-                             text=True, check=True).stdout
-    lines = {ln.split()[-1] if " -> " not in ln else ln.split()[-3]: ln
-             for ln in listing.splitlines()}
+def test_the_initramfs_holds_the_live_system(initramfs: Path, default_build: BuildResult) -> None:
+    listing = subprocess.run(
+        ["bsdtar", "-tvf", str(initramfs)], capture_output=True, text=True, check=True
+    ).stdout
+    lines = {
+        ln.split()[-1] if " -> " not in ln else ln.split()[-3]: ln for ln in listing.splitlines()
+    }
     assert lines["init"].startswith("-rwxr-xr-x")
     assert lines["bin/busybox"].startswith("-rwxr-xr-x")
     assert lines["sbin/init"].startswith("l") and "-> /bin/busybox" in lines["sbin/init"]
@@ -101,9 +111,9 @@ def test_the_initramfs_holds_the_live_system(initramfs: Path,
     assert "etc/inittab" in lines and "etc/init.d/rcS" in lines
 
 
-def test_modules_are_byte_for_byte_the_signed_ones(initramfs: Path, tmp_path: Path,
-                                                   trees: dict[str, Path],
-                                                   default_build: BuildResult) -> None:
+def test_modules_are_byte_for_byte_the_signed_ones(
+    initramfs: Path, tmp_path: Path, trees: dict[str, Path], default_build: BuildResult
+) -> None:
     subprocess.run(["bsdtar", "-xf", str(initramfs), "-C", str(tmp_path)], check=True)
     release = default_build.kernel_release
     root = tmp_path / "lib" / "modules" / release
@@ -115,25 +125,28 @@ def test_modules_are_byte_for_byte_the_signed_ones(initramfs: Path, tmp_path: Pa
         assert ko.read_bytes().endswith(b"~Module signature appended~\n")
 
 
-def test_the_esp_is_a_clean_fat_with_shim_and_grub(iso: Path, tmp_path: Path,
-                                                   trees: dict[str, Path]) -> None:
+def test_the_esp_is_a_clean_fat_with_shim_and_grub(
+    iso: Path, tmp_path: Path, trees: dict[str, Path]
+) -> None:
     esp = extract(iso, "/boot/efi.img", tmp_path / "efi.img")
     fsck = subprocess.run(["fsck.fat", "-n", str(esp)], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
     env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
     for name, shipped in (
         ("BOOTX64.EFI", trees["shim-signed"] / "usr/lib/shim/shimx64.efi.signed"),
-        ("grubx64.efi", trees["grub-efi-amd64-signed"]
-         / "usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed"),
+        (
+            "grubx64.efi",
+            trees["grub-efi-amd64-signed"] / "usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed",
+        ),
     ):
         out = tmp_path / name
-        subprocess.run(["mcopy", "-i", str(esp), f"::EFI/BOOT/{name}", str(out)],
-                       check=True, env=env)
+        subprocess.run(
+            ["mcopy", "-i", str(esp), f"::EFI/BOOT/{name}", str(out)], check=True, env=env
+        )
         assert out.read_bytes() == shipped.read_bytes()
 
 
-def test_manifests_name_every_input_and_the_iso(default_build: BuildResult,
-                                                 tmp_path: Path) -> None:
+def test_manifests_name_every_input_and_the_iso(default_build: BuildResult, tmp_path: Path) -> None:
     iso = default_build.iso
     outside = json.loads(iso.with_name(iso.name + ".manifest.json").read_text())
     inside = json.loads(extract(iso, "/manifest.json", tmp_path / "m.json").read_text())
@@ -145,6 +158,5 @@ def test_manifests_name_every_input_and_the_iso(default_build: BuildResult,
 
 
 def test_no_partial_file_is_left_next_to_the_iso(default_build: BuildResult) -> None:
-    assert [p.name for p in default_build.iso.parent.iterdir()
-            if p.name.endswith(".part")] == []
+    assert [p.name for p in default_build.iso.parent.iterdir() if p.name.endswith(".part")] == []
     assert stat.S_IMODE(default_build.iso.stat().st_mode) == 0o644

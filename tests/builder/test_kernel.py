@@ -49,8 +49,16 @@ def test_modinfo_reads_aliases_and_dependencies(kernel: Kernel) -> None:
 
 def test_closure_brings_every_dependency(kernel: Kernel) -> None:
     names = {m.name for m in ModuleTree(kernel.modules).closure(["virtio_net", "igb"])}
-    assert {"virtio_net", "virtio", "virtio_ring", "net_failover", "failover",
-            "igb", "dca", "i2c_algo_bit"} <= names
+    assert {
+        "virtio_net",
+        "virtio",
+        "virtio_ring",
+        "net_failover",
+        "failover",
+        "igb",
+        "dca",
+        "i2c_algo_bit",
+    } <= names
 
 
 def test_modules_dep_lists_each_module_before_what_it_needs(kernel: Kernel) -> None:

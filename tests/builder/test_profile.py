@@ -12,8 +12,19 @@ from livecd.profile import ProfileError, load_profile
 def test_default_profile_names_the_kernel_the_drivers_and_the_output() -> None:
     profile = load_profile()
     assert profile.kernel == "linux-image-amd64"
-    assert {"e1000", "e1000e", "igb", "igc", "r8169", "8139too", "8139cp", "tg3",
-            "virtio_net", "vmxnet3", "pcnet32"} <= set(profile.drivers)
+    assert {
+        "e1000",
+        "e1000e",
+        "igb",
+        "igc",
+        "r8169",
+        "8139too",
+        "8139cp",
+        "tg3",
+        "virtio_net",
+        "vmxnet3",
+        "pcnet32",
+    } <= set(profile.drivers)
     assert profile.output == "libcaca-cpushare-livecd.iso"
     assert profile.compression in ("gzip", "xz", "zstd", "lz4")
 

@@ -1,4 +1,4 @@
-"""Fixtures of the builder tests: one real build of the default profile, shared."""
+"""Fixtures shared by the builder and boot tests: one real build of the default profile."""
 
 from __future__ import annotations
 

@@ -1,0 +1,111 @@
+"""Bad input to `livecd build|smoke|boot`: one clear line, non-zero exit, no partial ISO."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from livecd.build import BuildResult
+from livecd.cli import main
+from livecd.rootfs import OVERLAYS
+from livecd.templates import TEMPLATES
+
+
+def livecd(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+def assert_one_line_error(result: Result, fragment: str) -> None:
+    assert result.exit_code == 2, result.output
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("livecd: error:")]
+    assert len(errors) == 1 and fragment in errors[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+def assert_no_iso(directory: Path) -> None:
+    assert not [p for p in directory.iterdir() if p.suffix in (".iso", ".part")]
+
+
+def test_unknown_package(tmp_path: Path, default_build: BuildResult) -> None:
+    profile = tmp_path / "p.toml"
+    profile.write_text(
+        'name = "t"\noutput = "t.iso"\n[debian]\npackages = ["busybox-static",'
+        ' "no-such-package-here"]\n'
+    )
+    result = livecd("build", "-p", str(profile), "-o", str(tmp_path / "t.iso"))
+    assert_one_line_error(result, "unknown package no-such-package-here")
+    assert_no_iso(tmp_path)
+
+
+def test_unreachable_source_with_an_empty_cache(tmp_path: Path) -> None:
+    sources = tmp_path / "mirror.list"
+    sources.write_text("deb http://127.0.0.1:9/debian bookworm main\n")
+    result = livecd(
+        "build",
+        "--cache",
+        str(tmp_path / "cache"),
+        "--apt-sources",
+        str(sources),
+        "-o",
+        str(tmp_path / "t.iso"),
+    )
+    assert_one_line_error(result, "cannot update the Debian package lists")
+    assert_no_iso(tmp_path)
+
+
+def test_template_with_an_undefined_variable(tmp_path: Path, default_build: BuildResult) -> None:
+    templates = shutil.copytree(TEMPLATES, tmp_path / "templates")
+    init = templates / "rootfs" / "init.j2"
+    init.write_text(init.read_text() + "echo {{ no_such_variable }}\n")
+    result = livecd("build", "--templates", str(templates), "-o", str(tmp_path / "t.iso"))
+    assert_one_line_error(result, "'no_such_variable' is undefined")
+    assert "rootfs/init.j2" in result.stderr
+    assert_no_iso(tmp_path)
+
+
+def test_overlay_pointing_outside(tmp_path: Path, default_build: BuildResult) -> None:
+    overlays = shutil.copytree(OVERLAYS, tmp_path / "overlays", symlinks=True)
+    (overlays / "etc" / "leak").symlink_to("../../../etc/shadow")
+    result = livecd("build", "--overlays", str(overlays), "-o", str(tmp_path / "t.iso"))
+    assert_one_line_error(result, "points outside the root filesystem")
+    assert_no_iso(tmp_path)
+
+
+def test_missing_overlay_folder(tmp_path: Path, default_build: BuildResult) -> None:
+    result = livecd("build", "--overlays", str(tmp_path / "gone"), "-o", str(tmp_path / "t.iso"))
+    assert_one_line_error(result, "overlay folder")
+    assert_no_iso(tmp_path)
+
+
+def test_unwritable_output_path(tmp_path: Path, default_build: BuildResult) -> None:
+    result = livecd("build", "-o", str(tmp_path / "no" / "such" / "dir" / "t.iso"))
+    assert_one_line_error(result, "cannot write to")
+
+
+def test_source_date_epoch_not_an_integer(tmp_path: Path) -> None:
+    result = livecd("build", "-o", str(tmp_path / "t.iso"), env={"SOURCE_DATE_EPOCH": "soon"})
+    assert_one_line_error(result, "SOURCE_DATE_EPOCH='soon' is not an integer")
+    assert_no_iso(tmp_path)
+
+
+def test_no_qemu_installed(tmp_path: Path, iso: Path) -> None:
+    result = livecd("smoke", str(iso), env={"PATH": str(tmp_path)})
+    assert_one_line_error(result, "qemu-system-x86_64 is not installed")
+
+
+def test_no_ovmf_installed(iso: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr("livecd.qemu.OVMF_DIR", tmp_path)
+    result = livecd("smoke", str(iso), "--firmware", "uefi")
+    assert_one_line_error(result, "is not installed")
+    assert "ovmf" in result.stderr
+
+
+def test_secure_boot_needs_uefi(iso: Path) -> None:
+    assert_one_line_error(livecd("smoke", str(iso), "--secure-boot"), "needs UEFI firmware")
+
+
+def test_missing_iso(tmp_path: Path) -> None:
+    assert_one_line_error(livecd("boot", str(tmp_path / "none.iso")), "no such ISO")
