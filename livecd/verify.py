@@ -33,6 +33,7 @@ from livecd.run import need
 
 INITRAMFS = "live/initrd.img"
 # What `inspect` reports besides the files: everything in the ISO that is not a file.
+_MEMBERS_LISTED = 5
 _LAYOUT_FIELDS = ("volume", "boot_catalog", "boot_entries", "mbr_disk_id", "mbr_partitions", "gpt")
 
 
@@ -121,7 +122,7 @@ def iso_differences(a: Path, b: Path) -> list[str]:
         files_b = _iso_files(b, Path(tmp) / "b")
         digests_a = {path: sha256_file(f) for path, f in files_a.items()}
         digests_b = {path: sha256_file(f) for path, f in files_b.items()}
-        lines += _mapping_differences(digests_a, digests_b, "", "content")
+        lines += _only_in_one(digests_a, digests_b, "")
         changed = sorted(
             p for p in digests_a.keys() & digests_b.keys() if digests_a[p] != digests_b[p]
         )
@@ -193,10 +194,19 @@ def _inside_differences(path: str, a: Path, b: Path) -> list[str]:
         inside = _member_differences(_fat_members(a), _fat_members(b))
         inside = inside or ["same files, other FAT metadata (volume serial, label or layout)"]
     elif path.endswith(".json"):
-        inside = _mapping_differences(_json_object(a), _json_object(b), "", "value")
+        inside = _json_differences(_json_object(a), _json_object(b))
     else:
         return [f"{path}: content differs"]
     return [f"{path}: {line}" for line in inside or ["content differs"]]
+
+
+def _json_differences(a: Mapping[str, object], b: Mapping[str, object]) -> list[str]:
+    lines = _only_in_one(a, b, "")
+    for key in sorted(a.keys() & b.keys()):
+        if a[key] != b[key]:
+            scalars = not isinstance(a[key], dict | list) and not isinstance(b[key], dict | list)
+            lines.append(f"{key}: {a[key]!r} != {b[key]!r}" if scalars else f"{key} differs")
+    return lines
 
 
 def _json_object(path: Path) -> dict[str, object]:
@@ -211,10 +221,19 @@ def _member_differences(
     a: Mapping[str, dict[str, object]], b: Mapping[str, dict[str, object]]
 ) -> list[str]:
     lines = _only_in_one(a, b, "")
+    by_fields: dict[str, list[str]] = {}
     for name in sorted(a.keys() & b.keys()):
         fields = [k for k in a[name] if a[name][k] != b[name].get(k)]
         if fields:
-            lines.append(f"{name}: {', '.join(fields)} differ")
+            verb = "differs" if len(fields) == 1 else "differ"
+            by_fields.setdefault(f"{', '.join(fields)} {verb}", []).append(name)
+    for fields, names in by_fields.items():
+        # An epoch or a mode applied to everything would otherwise list every member.
+        if len(names) > _MEMBERS_LISTED:
+            shown = ", ".join(names[:_MEMBERS_LISTED])
+            lines.append(f"{fields} in {len(names)} members ({shown}, ...)")
+        else:
+            lines += [f"{name}: {fields}" for name in names]
     return lines
 
 
@@ -232,7 +251,7 @@ def _initramfs_members(path: Path) -> dict[str, dict[str, object]]:
     try:
         with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
             for member in archive:
-                data = archive.extractfile(member)
+                data = archive.extractfile(member) if member.isreg() else None
                 members[member.name] = {
                     "type": member.type,
                     "mode": oct(member.mode),
