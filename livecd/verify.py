@@ -227,13 +227,13 @@ def _member_differences(
         if fields:
             verb = "differs" if len(fields) == 1 else "differ"
             by_fields.setdefault(f"{', '.join(fields)} {verb}", []).append(name)
-    for fields, names in by_fields.items():
+    for what, names in by_fields.items():
         # An epoch or a mode applied to everything would otherwise list every member.
         if len(names) > _MEMBERS_LISTED:
             shown = ", ".join(names[:_MEMBERS_LISTED])
-            lines.append(f"{fields} in {len(names)} members ({shown}, ...)")
+            lines.append(f"{what} in {len(names)} members ({shown}, ...)")
         else:
-            lines += [f"{name}: {fields}" for name in names]
+            lines += [f"{name}: {what}" for name in names]
     return lines
 
 
