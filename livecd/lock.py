@@ -56,7 +56,7 @@ def make_lock(profile: Profile, packages: Sequence[Package]) -> Lock:
         suite=profile.suite,
         architecture=profile.architecture,
         kernel=profile.kernel,
-        packages=tuple(packages),
+        packages=tuple(Package(p.name, p.version, p.sha256, p.size) for p in packages),
     )
 
 
