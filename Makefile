@@ -5,7 +5,7 @@ LIVECD  := $(VENV)/bin/livecd
 ISO     ?= libcaca-cpushare-livecd.iso
 PYTEST_ARGS ?=
 
-.PHONY: setup iso test test-fast smoke boot bench lint clean
+.PHONY: setup iso test test-fast smoke boot bench lint clean diffoscope
 
 $(VENV)/.installed: pyproject.toml scripts/install-host-packages.sh
 	scripts/install-host-packages.sh
@@ -33,6 +33,19 @@ boot: iso
 
 bench: setup
 	$(PY) scripts/bench.py
+
+# For people: two builds in different directories, time zones, umasks and locales, shown
+# side by side by diffoscope (silent when they are the same). Any two ISOs:
+#   make diffoscope A=old.iso B=new.iso
+REPRO := build/repro
+diffoscope: setup
+	@if [ -z "$(A)$(B)" ]; then \
+	    mkdir -p $(REPRO)/a $(REPRO)/b && \
+	    TZ=UTC LC_ALL=C.UTF-8 $(LIVECD) build -o $(REPRO)/a/$(ISO) && \
+	    cd $(REPRO)/b && umask 077 && \
+	    TZ=Pacific/Kiritimati LC_ALL=C $(abspath $(LIVECD)) build -o $(ISO); \
+	fi
+	diffoscope $(or $(A),$(REPRO)/a/$(ISO)) $(or $(B),$(REPRO)/b/$(ISO))
 
 lint: setup
 	$(VENV)/bin/ruff check livecd cpushare tests scripts

@@ -11,6 +11,7 @@ qemu-system-x86 qemu-utils ovmf
 xorriso mtools dosfstools cpio libarchive-tools file
 isolinux
 zstd xz-utils lz4
+diffoscope-minimal
 "
 
 missing=""
