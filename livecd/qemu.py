@@ -11,6 +11,8 @@ import contextlib
 import json
 import os
 import queue
+import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -41,14 +43,20 @@ def timeout_factor() -> float:
 
 @dataclass(frozen=True)
 class Forward:
-    """A guestfwd rule: the guest's `guest_addr:guest_port` reaches host loopback `host_port`."""
+    """A guestfwd rule: the guest's `guest_addr:guest_port` reaches host loopback `host_port`.
+
+    Each guest connection gets its own relay (`cmd:socat`): a character-device target
+    would be a single stream, opened once when QEMU starts, that every guest connection
+    shares, and QEMU would not start while nothing listens on the host port.
+    """
 
     guest_addr: str
     guest_port: int
     host_port: int
 
     def option(self) -> str:
-        return f"guestfwd=tcp:{self.guest_addr}:{self.guest_port}-tcp:127.0.0.1:{self.host_port}"
+        relay = f"cmd:socat - TCP:127.0.0.1:{self.host_port}"
+        return f"guestfwd=tcp:{self.guest_addr}:{self.guest_port}-{relay}"
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,7 @@ class GuestConfig:
     forwards: Sequence[Forward] = ()
     drives: Sequence[Path] = ()  # extra raw disks (e.g. a CPUSHARE medium, a data disk)
     headless: bool = True
+    shell: bool = False  # a root shell on the second serial port (ttyS1), see Guest.shell
     extra: Sequence[str] = field(default_factory=tuple)
 
 
@@ -135,6 +144,8 @@ def qemu_argv(cfg: GuestConfig, workdir: Path) -> list[str]:
             "-device",
             f"virtio-blk-pci,drive=disk{i}",
         ]
+    if cfg.forwards:
+        need("socat", "socat")
     netdev = ",".join(["user", "id=net0", "restrict=on", *(f.option() for f in cfg.forwards)])
     argv += ["-netdev", netdev, "-device", f"{cfg.nic},netdev=net0"]
     if cfg.headless:
@@ -148,6 +159,14 @@ def qemu_argv(cfg: GuestConfig, workdir: Path) -> list[str]:
             "-qmp",
             f"unix:{workdir / 'qmp.sock'},server=on,wait=off",
         ]
+        if cfg.shell:
+            # After `-serial stdio`: the second -serial is the guest's ttyS1.
+            argv += [
+                "-chardev",
+                f"socket,id=shell,path={workdir / 'shell.sock'},server=on,wait=off",
+                "-serial",
+                "chardev:shell",
+            ]
     return argv + list(cfg.extra)
 
 
@@ -168,6 +187,7 @@ class Guest:
         self._workdir = Path(tempfile.mkdtemp(prefix="livecd-qemu-"))
         self._proc: subprocess.Popen[bytes] | None = None
         self._started = 0.0
+        self._shell: socket.socket | None = None
 
     def __enter__(self) -> Guest:
         argv = qemu_argv(self.cfg, self._workdir)
@@ -179,6 +199,8 @@ class Guest:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._shell is not None:
+            self._shell.close()
         self.kill()
         shutil.rmtree(self._workdir, ignore_errors=True)
 
@@ -237,6 +259,38 @@ class Guest:
             return True
         except subprocess.TimeoutExpired:
             return False
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def shell(self, command: str, timeout: float = 60.0) -> tuple[int, str]:
+        """Run `command` in the guest's root shell on ttyS1 (GuestConfig.shell): its exit
+        status and output. The markers are split in quotes so that the terminal's echo of
+        the command line never matches them."""
+        token = secrets.token_hex(8)
+        begin, end = f"{token}-begin", f"{token}-end"
+        begin_quoted, end_quoted = f"{token}'-'begin", f"{token}'-'end"
+        line = f"echo {begin_quoted}; ( {command} ) </dev/null 2>&1; echo {end_quoted} $?\n"
+        if self._shell is None:
+            self._shell = socket.socket(socket.AF_UNIX)
+            self._shell.connect(str(self._workdir / "shell.sock"))
+        self._shell.sendall(line.encode())
+        found = re.compile(rf"{begin}\r?\n(.*?){end} (\d+)\r?\n", re.DOTALL)
+        received = b""
+        deadline = time.monotonic() + timeout * timeout_factor()
+        while (left := deadline - time.monotonic()) > 0:
+            self._shell.settimeout(left)
+            try:
+                chunk = self._shell.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            received += chunk
+            if match := found.search(received.decode(errors="replace")):
+                return int(match.group(2)), match.group(1).replace("\r\n", "\n")
+        raise TimeoutError(f"no answer from the guest shell to {command!r} within {timeout} s")
 
     def kill(self) -> None:
         if self._proc and self._proc.poll() is None:

@@ -7,7 +7,7 @@ PACKAGES="
 python3 python3-venv
 apt gpgv debian-archive-keyring
 gcc make libc6-dev
-qemu-system-x86 qemu-utils ovmf
+qemu-system-x86 qemu-utils ovmf socat
 xorriso mtools dosfstools cpio libarchive-tools file
 isolinux
 zstd xz-utils lz4
