@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from livecd import __version__, rootfs
+from livecd import __version__, python, rootfs
 from livecd.boottree import BIOS_BOOT, BOOT_PACKAGES, EFI_IMAGE, boot_files, esp_image
 from livecd.compress import compress
 from livecd.cpio import Entry, write_newc
@@ -184,14 +184,19 @@ def root_filesystem(
         p.name for p in packages[1:] if p.name not in BOOT_PACKAGES and p.name != "busybox-static"
     ]
     modules = ModuleTree(kernel.modules).closure(profile.drivers)
+    packaged = [e for name in extra for e in rootfs.package_tree(name, trees[name])]
     entries = rootfs.merge(
         rootfs.skeleton(),
-        *(rootfs.package_tree(name, trees[name]) for name in extra),
+        python.pruned(packaged),
+        python.ca_bundle(packaged),
         rootfs.busybox(trees["busybox-static"]),
         rootfs.modules(kernel, modules),
+        python.cpushare_package(),
+        python.jail_binaries(opts.cache),
         rootfs.overlay(opts.overlays),
         rootfs.rendered(render_tree("rootfs", context, opts.templates)),
     )
+    entries = python.compiled(entries, opts.cache)
     if not any(e.path == "init" for e in entries):
         raise BuildError(f"no /init in the image: {opts.templates}/rootfs/init.j2 is missing")
     return entries
