@@ -12,6 +12,7 @@ the market accepted, and one seller ran per vCPU at the order's nice level.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -25,9 +26,10 @@ from cpushare.market.client import MarketClient
 from cpushare.market.harness import MarketProcess, free_port
 from cpushare.market.tls import self_signed
 from cpushare.order import SellOrder
+from livecd.errors import UserError
 from livecd.fat import make_fat_image
 from livecd.jobs import build_job
-from livecd.orders import render_order, write_atomically
+from livecd.orders import check_order_file, render_order, write_atomically
 from livecd.qemu import Forward, Guest, GuestConfig, timeout_factor
 
 GUEST_MARKET_ADDR = "10.0.2.100"
@@ -457,3 +459,41 @@ def format_report(result: MarketSmokeResult, echo: Callable[[str], None]) -> Non
         f"power off: {'clean' if result.powered_off else 'FAILED'} "
         f"after {result.wall_seconds:.1f} s"
     )
+
+
+def smoke_with_orders(
+    cfg: GuestConfig,
+    log_path: Path,
+    *,
+    order_file: Path | None,
+    market: bool,
+    jobs: int,
+    timeout: float,
+) -> MarketSmokeResult:
+    """`livecd smoke --order FILE` or `--market`, in a scratch directory."""
+    if order_file is not None and market:
+        raise UserError("give --order or --market, not both: --market issues its own order")
+    with tempfile.TemporaryDirectory(prefix="livecd-e2e-") as tmp:
+        if order_file is not None:
+            check_order_file(order_file)
+            return run_order_smoke(cfg, order_file, log_path, Path(tmp), timeout=timeout)
+        return run_market_smoke(cfg, log_path, Path(tmp), jobs=jobs, timeout=timeout)
+
+
+def result_json(result: MarketSmokeResult) -> dict[str, object]:
+    return {
+        "ok": result.ok,
+        "problems": result.problems,
+        "jobs": result.jobs,
+        "accepted": result.accepted,
+        "first_result_uptime": result.first_result_uptime,
+        "last_result_uptime": result.last_result_uptime,
+        "jobs_per_minute": result.jobs_per_minute,
+        "coins": result.coins,
+        "wall_seconds": result.wall_seconds,
+        "powered_off": result.powered_off,
+        "milestones": [
+            {"event": e.name, "fields": dict(e.fields), "wall": e.host_seconds}
+            for e in result.events
+        ],
+    }

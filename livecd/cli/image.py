@@ -264,6 +264,26 @@ def boot_command(
     help="Where to keep the serial console log. Default: ISO.serial.log",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option(
+    "--order",
+    "order_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Attach a CPUSHARE medium carrying this .cpu order; wait for a seller per CPU.",
+)
+@click.option(
+    "--market",
+    "with_market",
+    is_flag=True,
+    help="End to end: a throwaway market on the host loopback, its order on a CPUSHARE "
+    "medium, a batch of Floyd-Steinberg jobs; passes when every result is correct.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 1000),
+    default=6,
+    show_default=True,
+    help="Jobs in the --market batch.",
+)
 def smoke_command(
     iso: Path,
     firmware: Firmware,
@@ -275,6 +295,9 @@ def smoke_command(
     timeout: float,
     log_path: Path | None,
     as_json: bool,
+    order_file: Path | None,
+    with_market: bool,
+    jobs: int,
 ) -> None:
     """Boot ISO headless and check that the live system comes up.
 
@@ -283,10 +306,19 @@ def smoke_command(
     Prints the guest uptime and wall time at each milestone. Exits 0 only when every
     expected line appeared and none reported an error.
 
+    With --market, the whole sale: the market's address is mapped into the guest
+    (https://10.0.2.100:8443, nothing else reachable), the jobs are queued, the ISO boots
+    unchanged, and the run passes only when every job's accepted result equals the Python
+    reference, the order's account was credited the coins and one seller ran per CPU at
+    the order's nice level. It prints the guest uptime at the first result and the jobs
+    per minute. --timeout is then the wait for all the results.
+
     \b
     Examples:
       livecd smoke libcaca-cpushare-livecd.iso
       livecd smoke ISO --firmware uefi --secure-boot --media usb --cpus 2
+      livecd smoke ISO --order my.cpu --cpus 2
+      livecd smoke ISO --market --cpus 2 --jobs 12
     """
     cfg = GuestConfig(
         iso=iso,
@@ -300,6 +332,19 @@ def smoke_command(
     log = log_path or iso.with_name(iso.name + ".serial.log")
     mode = f"{firmware}{' secure-boot' if secure_boot else ''} {media}, {cpus} CPU, {nic}"
     click.echo(f"livecd: smoke-booting {iso} ({mode})", err=True)
+    if order_file is not None or with_market:
+        from livecd.e2e import format_report, result_json, smoke_with_orders
+
+        sale = smoke_with_orders(
+            cfg, log, order_file=order_file, market=with_market, jobs=jobs, timeout=timeout
+        )
+        if as_json:
+            click.echo(json.dumps(result_json(sale), indent=2))
+        else:
+            format_report(sale, click.echo)
+        for problem in sale.problems:
+            click.echo(f"livecd: error: {problem}", err=True)
+        raise SystemExit(0 if sale.ok else 1)
     result = run_smoke(cfg, log, timeout=timeout)
     if as_json:
         click.echo(
