@@ -167,7 +167,7 @@ def test_every_problem_gets_its_own_line(lock_file: Path) -> None:
 
 MISMATCHES: list[tuple[Callable[[dict[str, Any]], object], str]] = [
     (lambda d: d.update(suite="trixie"), "suite 'trixie' is not the profile's 'bookworm'"),
-    (lambda d: d["packages"].pop(), "grub-efi-amd64-signed not in the lock"),
+    (lambda d: d["packages"].pop(2), "isolinux not in the lock"),
     (lambda d: d["packages"].append({**d["packages"][1], "name": "bash"}), "bash locked but not"),
     (lambda d: d["packages"].insert(1, d["packages"].pop(2)), "not in the profile's order"),
     (lambda d: d["profile"].update(sha256="1" * 64), "made from another version of"),
@@ -218,7 +218,7 @@ def test_verify_rebuilds_the_same_iso(default_build: BuildResult, lock_file: Pat
 
 def test_verify_names_what_differs_inside(lock_file: Path, tmp_path: Path) -> None:
     overlays = tmp_path / "overlays"
-    shutil.copytree(OVERLAYS, overlays)
+    shutil.copytree(OVERLAYS, overlays, symlinks=True)
     (overlays / "etc").mkdir(exist_ok=True)
     (overlays / "etc" / "smuggled").write_text("not from the source\n")
     profile = load_profile().with_overrides(timeout=0)
