@@ -192,16 +192,16 @@ class ConsoleWatch:
         self.events.append(event)
         return event
 
-    def wait(self, name: str, timeout: float, **fields: str) -> Event | None:
-        """The first event `name` with these `fields`, already seen or within `timeout`."""
-        if found := self.find(name, **fields):
-            return found[0]
+    def wait(self, name: str, timeout: float, *, skip: int = 0, **fields: str) -> Event | None:
+        """Event `name` with these `fields`, the first after `skip` such events, already
+        seen or within `timeout`."""
         deadline = time.monotonic() + timeout * timeout_factor()
-        while self.guest.running and (left := deadline - time.monotonic()) > 0:
-            event = self.pump(min(left, 1.0) / timeout_factor())
-            if event is not None and _matches(event, name, fields):
-                return event
-        return None
+        while len(found := self.find(name, **fields)) <= skip:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.guest.running:
+                return None
+            self.pump(min(left, 1.0) / timeout_factor())
+        return found[skip]
 
     def find(self, name: str, **fields: str) -> list[Event]:
         return [e for e in self.events if _matches(e, name, fields)]
@@ -332,9 +332,11 @@ def run_market_smoke(
     jobs: int = 6,
     timeout: float = 300.0,
     power_off_timeout: float = 30.0,
+    while_up: Callable[[Guest], list[str]] | None = None,
 ) -> MarketSmokeResult:
     """The whole run: market, order, medium, jobs, then boot `cfg` (its extra drives
-    stay attached after the medium) until every job is accepted; then the checks."""
+    stay attached after the medium) until every job is accepted; then the checks.
+    `while_up` looks into the guest before it is powered off and returns problems."""
     result = MarketSmokeResult(jobs=jobs)
     inputs = job_inputs(jobs)
     program = build_fsdither(workdir)
@@ -357,6 +359,8 @@ def run_market_smoke(
             result.problems += console_problems(watch.events)
             if not guest.running:
                 result.problems.append(f"QEMU exited early: {guest.stderr or 'no message'}")
+            elif while_up is not None:
+                result.problems += while_up(guest)
             result.powered_off = guest.power_button(power_off_timeout)
             if not result.powered_off:
                 result.problems.append("the guest did not power off on the ACPI power button")

@@ -1,0 +1,239 @@
+"""The unchanged ISO sells its CPUs to a real market on the host loopback, end to end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cpushare.dither import dither
+from cpushare.order import SellOrder
+from livecd.build import BuildOptions, build
+from livecd.cli import main
+from livecd.e2e import (
+    GUEST_MARKET_ADDR,
+    ConsoleWatch,
+    ThrowawayMarket,
+    build_fsdither,
+    file_sha256,
+    job_inputs,
+    make_medium,
+    run_market_smoke,
+    wait_for_results,
+)
+from livecd.fat import make_fat_image
+from livecd.jobs import build_job
+from livecd.orders import render_order
+from livecd.profile import load_profile
+from livecd.qemu import Guest, GuestConfig
+
+pytestmark = pytest.mark.qemu
+
+EPOCH = 1_700_000_000
+SPIN = Path(__file__).resolve().parents[1] / "seller" / "spin.c"
+# The order of a market nobody serves: enough for a seller to start and wait.
+NOWHERE = SellOrder(
+    market_url=f"https://{GUEST_MARKET_ADDR}:8443",
+    order_id="o-nowhere",
+    secret="s" * 32,
+    account="volunteer",
+    cert_sha256="0" * 64,
+)
+
+
+@pytest.fixture(scope="module")
+def selftest_fail_iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default ISO whose kernel command line makes the seccomp self-test fail."""
+    out = tmp_path_factory.mktemp("iso") / "selftest-fail.iso"
+    profile = load_profile().with_overrides(timeout=0, cmdline="quiet cpushare.selftest=fail")
+    return build(BuildOptions(profile=profile, output=out, source_date_epoch=EPOCH)).iso
+
+
+@pytest.fixture
+def market(tmp_path: Path) -> Iterator[ThrowawayMarket]:
+    with ThrowawayMarket(tmp_path / "market", lease_seconds=6) as m:
+        yield m.start()
+
+
+def _data_disk(path: Path) -> Path:
+    """A volunteer's disk: a FAT filesystem with files, 4 MiB, writable by the guest."""
+    files = {"photos/2024/beach.jpg": b"\xff\xd8" + bytes(range(256)) * 64, "notes.txt": b"mine"}
+    image = make_fat_image(files, label="FAMILY", volume_id=0x12345678, mtime=EPOCH)
+    path.write_bytes(image.ljust(4 << 20, b"\0"))
+    return path
+
+
+def _disks_untouched(guest: Guest) -> list[str]:
+    """The data disk is seen by the guest but not mounted; only the medium is, read-only;
+    no swap."""
+    status, partitions = guest.shell("cat /proc/partitions")
+    _, mounts = guest.shell("cat /proc/mounts")
+    _, swaps = guest.shell("cat /proc/swaps")
+    problems = []
+    if status != 0 or "vdb" not in partitions:
+        problems.append(f"the guest does not see the data disk: {partitions!r}")
+    if "/dev/vdb" in mounts:
+        problems.append(f"the data disk is mounted: {mounts!r}")
+    medium = [line.split() for line in mounts.splitlines() if line.startswith("/dev/vda")]
+    if not medium or "ro" not in medium[0][3].split(","):
+        problems.append(f"the CPUSHARE medium is not mounted read-only: {mounts!r}")
+    if len(swaps.strip().splitlines()) > 1:
+        problems.append(f"swap is on: {swaps!r}")
+    return problems
+
+
+def test_e2e_bios_cdrom_two_cpus_and_a_data_disk_left_byte_identical(
+    iso: Path, tmp_path: Path
+) -> None:
+    disk = _data_disk(tmp_path / "data.img")
+    before = file_sha256(disk)
+    cfg = GuestConfig(iso=iso, cpus=2, drives=(disk,), shell=True)
+    result = run_market_smoke(
+        cfg, tmp_path / "serial.log", tmp_path, jobs=8, timeout=240, while_up=_disks_untouched
+    )
+    assert result.ok, result.problems
+    assert result.accepted == 8 and result.coins > 0
+    started = [e for e in result.events if e.name == "seller-started"]
+    assert sorted(e.fields["cpu"] for e in started) == ["0", "1"]
+    assert {e.fields["nice"] for e in started} == {"19"}
+    assert result.first_result_uptime is not None and result.jobs_per_minute
+    assert file_sha256(disk) == before
+
+
+def test_e2e_uefi_secure_boot_usb_two_cpus(iso: Path, tmp_path: Path) -> None:
+    cfg = GuestConfig(
+        iso=iso, firmware="uefi", secure_boot=True, media="usb", cpus=2, nic="virtio-net-pci"
+    )
+    result = run_market_smoke(cfg, tmp_path / "serial.log", tmp_path, jobs=6, timeout=240)
+    assert result.ok, result.problems
+    secureboot = result.first("secureboot")
+    assert secureboot is not None and secureboot.fields["state"] == "enforced"
+    assert result.accepted == 6
+
+
+def test_a_failing_seccomp_self_test_is_reported_and_starts_no_seller(
+    selftest_fail_iso: Path, tmp_path: Path
+) -> None:
+    medium = make_medium({"nowhere.cpu": render_order(NOWHERE).encode()}, tmp_path / "m.img")
+    cfg = GuestConfig(iso=selftest_fail_iso, drives=(medium,), shell=True)
+    with Guest(cfg, tmp_path / "serial.log") as guest:
+        watch = ConsoleWatch(guest)
+        failed = watch.wait("seccomp", 120, status="failed")
+        assert failed is not None and failed.fields["reason"]
+        refusal = watch.wait("error", 60, what="sellers")
+        assert refusal is not None and refusal.fields["detail"]
+        status, pids = guest.shell("pidof python3")
+        assert status != 0 and not pids.strip()
+        assert not watch.find("seller-started")
+        assert guest.power_button(30)
+    assert not watch.find("seller-started")
+
+
+def test_sellers_wait_while_the_market_is_down_then_work(
+    iso: Path, tmp_path: Path, market: ThrowawayMarket
+) -> None:
+    inputs = job_inputs(2)
+    jobs = market.submit(build_fsdither(tmp_path), inputs)
+    market.stop()
+    medium = make_medium({"volunteer.cpu": market.order_file()}, tmp_path / "m.img")
+    cfg = GuestConfig(iso=iso, drives=(medium,), forwards=(market.forward,))
+    with Guest(cfg, tmp_path / "serial.log") as guest:
+        watch = ConsoleWatch(guest)
+        assert watch.wait("seller-started", 120) is not None
+        assert watch.wait("error", 60, what="market-unreachable") is not None
+        market.start()
+        done = wait_for_results(watch, market, jobs, 180)
+        assert set(done) == set(jobs)
+        for job, pgm in zip(jobs, inputs, strict=True):
+            assert market.buyer.output(job) == dither(pgm)
+        assert guest.power_button(30)
+
+
+def test_a_seller_killed_mid_job_is_restarted_and_the_job_completes(
+    iso: Path, tmp_path: Path, market: ThrowawayMarket
+) -> None:
+    spin = build_job([SPIN], tmp_path / "spin.job").read_bytes()
+    # Hundreds of millions of rounds: seconds under emulation, time to kill the seller.
+    job = market.submit(spin, [b"300"])[0]
+    medium = make_medium({"volunteer.cpu": market.order_file()}, tmp_path / "m.img")
+    cfg = GuestConfig(iso=iso, drives=(medium,), forwards=(market.forward,), shell=True)
+    with Guest(cfg, tmp_path / "serial.log") as guest:
+        watch = ConsoleWatch(guest)
+        first = watch.wait("seller-started", 120)
+        assert first is not None
+        assert watch.wait("job-leased", 60, job=str(job)) is not None
+        status, output = guest.shell(f"kill -KILL {first.fields['pid']}")
+        assert status == 0, output
+        restarted = wait_for_results(watch, market, [job], 180)
+        assert set(restarted) == {job}
+        assert market.buyer.output(job) == b"spun\n"
+        started = watch.find("seller-started")
+        assert len(started) == 2 and started[1].fields["pid"] != first.fields["pid"]
+        assert len(watch.find("job-leased", job=str(job))) == 2
+        assert len(watch.find("job-finished", job=str(job))) == 1
+        assert guest.power_button(30)
+
+
+def test_an_invalid_order_on_the_medium_is_skipped_and_the_valid_one_runs(
+    iso: Path, tmp_path: Path, market: ThrowawayMarket
+) -> None:
+    inputs = job_inputs(1)
+    jobs = market.submit(build_fsdither(tmp_path), inputs)
+    files = {
+        "broken.cpu": b"format = 1\n[market]\nurl = 'ftp://x'\n",
+        "good.cpu": market.order_file(),
+    }
+    medium = make_medium(files, tmp_path / "m.img")
+    cfg = GuestConfig(iso=iso, drives=(medium,), forwards=(market.forward,))
+    with Guest(cfg, tmp_path / "serial.log") as guest:
+        watch = ConsoleWatch(guest)
+        refused = watch.wait("error", 120, what="order")
+        assert refused is not None and "broken.cpu" in refused.fields["detail"]
+        orders = watch.wait("orders", 60)
+        assert orders is not None and orders.fields["source"] == "medium"
+        assert orders.fields["count"] == "1"
+        done = wait_for_results(watch, market, jobs, 180)
+        assert set(done) == set(jobs)
+        assert market.buyer.output(jobs[0]) == dither(inputs[0])
+        started = watch.find("seller-started")
+        assert {e.fields["order"] for e in started} == {market.order.order_id}
+        assert guest.power_button(30)
+
+
+def test_a_market_refusing_the_secret_is_reported_and_the_seller_keeps_trying(
+    iso: Path, tmp_path: Path, market: ThrowawayMarket
+) -> None:
+    wrong = replace(market.order, secret="w" * 32)
+    medium = make_medium({"wrong.cpu": render_order(wrong).encode()}, tmp_path / "m.img")
+    cfg = GuestConfig(iso=iso, drives=(medium,), forwards=(market.forward,), shell=True)
+    with Guest(cfg, tmp_path / "serial.log") as guest:
+        watch = ConsoleWatch(guest)
+        assert watch.wait("seller-started", 120) is not None
+        refused = watch.wait("error", 60, what="market-refused")
+        assert refused is not None and "401" in refused.fields["detail"]
+        # Backed off and asked again: the seller is alive and still being refused.
+        again = watch.wait("error", 60, skip=1, what="market-refused")
+        assert again is not None
+        assert len(watch.find("error", what="market-refused")) >= 2
+        assert len(watch.find("seller-started")) == 1
+        status, _ = guest.shell("pidof python3")
+        assert status == 0
+        assert guest.power_button(30)
+    assert "Traceback" not in (tmp_path / "serial.log").read_text(errors="replace")
+
+
+def test_smoke_order_option_boots_a_seller_per_cpu(iso: Path, tmp_path: Path) -> None:
+    order = tmp_path / "nowhere.cpu"
+    order.write_text(render_order(NOWHERE))
+    result = CliRunner().invoke(
+        main, ["smoke", str(iso), "--order", str(order), "--log", str(tmp_path / "log")]
+    )
+    assert result.exit_code == 0, result.output
+    rows = result.stdout.splitlines()
+    assert rows[0].split() == ["milestone", "uptime", "wall", "details"]
+    started = [row for row in rows if row.startswith("seller-started")]
+    assert len(started) == 1 and "order=o-nowhere" in started[0] and "nice=19" in started[0]
+    assert rows[-1].startswith("power off: clean")
