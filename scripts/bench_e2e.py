@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""End-to-end figures: guest uptime at the first accepted result (BIOS, 1 vCPU, TCG), and
+Floyd-Steinberg jobs per minute in the guest against the same jobs in the jail on the
+host, in one run. Prints, asserts nothing.
+
+    scripts/bench_e2e.py [--iso ISO] [--jobs N]
+
+Goal: the first result accepted at most 8 s of guest uptime after power-on. The guest's
+jobs per minute count from its first lease to its last accepted result, network round
+trips included; the host runs the jobs one after another in the jail, nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cpushare.jail import Limits, Outcome, run_job
+from livecd.build import BuildOptions, build
+from livecd.e2e import (
+    JOB_LIMITS,
+    build_fsdither,
+    format_report,
+    job_inputs,
+    run_market_smoke,
+)
+from livecd.profile import load_profile
+from livecd.qemu import GuestConfig
+
+FIRST_RESULT_GOAL = 8.0
+
+
+def host_jobs_per_minute(program: bytes, inputs: list[bytes]) -> float:
+    """The same jobs, one at a time, in the jail on this machine."""
+    limits = Limits(
+        cpu_seconds=int(JOB_LIMITS["cpu_seconds"]),
+        wall_seconds=float(JOB_LIMITS["wall_seconds"]),
+        memory_bytes=int(JOB_LIMITS["memory_bytes"]),
+        output_bytes=int(JOB_LIMITS["output_bytes"]),
+    )
+    start = time.perf_counter()
+    for data in inputs:
+        result = run_job(program, data, limits)
+        if result.outcome != Outcome.OK:
+            raise SystemExit(f"bench_e2e: the job failed on the host: {result.detail}")
+    return 60 * len(inputs) / (time.perf_counter() - start)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iso", type=Path, help="ISO to boot [default: build the default one]")
+    parser.add_argument("--jobs", type=int, default=12, help="jobs in the batch [12]")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+        work = Path(tmp)
+        iso = args.iso
+        if iso is None:
+            profile = load_profile().with_overrides(timeout=0)
+            iso = build(BuildOptions(profile=profile, output=work / "bench.iso")).iso
+        result = run_market_smoke(
+            GuestConfig(iso=iso, cpus=1), work / "serial.log", work, jobs=args.jobs, timeout=600
+        )
+        format_report(result, print)
+        for problem in result.problems:
+            print(f"bench_e2e: problem: {problem}")
+        host = host_jobs_per_minute(build_fsdither(work), job_inputs(args.jobs))
+    first = result.first_result_uptime
+    print(
+        "first accepted result at uptime  "
+        + (f"{first:7.2f} s (goal <= {FIRST_RESULT_GOAL:.0f} s)" if first else "      - s")
+    )
+    guest = result.jobs_per_minute
+    print(f"jobs per minute, guest (TCG)       {guest or 0:9.1f}")
+    print(f"jobs per minute, host jail         {host:9.1f}")
+    print(f"guest / host                       {(guest or 0) / host:9.4f}")
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
