@@ -69,7 +69,8 @@ class GuestConfig:
     memory_mb: int = 512
     nic: str = "e1000"
     forwards: Sequence[Forward] = ()
-    drives: Sequence[Path] = ()  # extra raw disks (e.g. a CPUSHARE medium, a data disk)
+    drives: Sequence[Path] = ()  # extra raw fixed disks (e.g. a volunteer's data disk)
+    sticks: Sequence[Path] = ()  # raw images as removable USB disks (e.g. a CPUSHARE medium)
     headless: bool = True
     shell: bool = False  # a root shell on the second serial port (ttyS1), see Guest.shell
     extra: Sequence[str] = field(default_factory=tuple)
@@ -136,6 +137,15 @@ def qemu_argv(cfg: GuestConfig, workdir: Path) -> list[str]:
             "qemu-xhci,id=xhci",
             "-device",
             "usb-storage,bus=xhci.0,drive=live,removable=on,bootindex=0",
+        ]
+    if cfg.sticks and cfg.media != "usb":
+        argv += ["-device", "qemu-xhci,id=xhci"]
+    for i, stick in enumerate(cfg.sticks):
+        argv += [
+            "-drive",
+            f"file={stick},format=raw,if=none,id=stick{i}",
+            "-device",
+            f"usb-storage,bus=xhci.0,drive=stick{i},removable=on",
         ]
     for i, disk in enumerate(cfg.drives):
         argv += [
