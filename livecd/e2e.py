@@ -3,10 +3,10 @@
 A throwaway market runs on the host loopback with TLS; its order (for a throwaway
 account) names the market as the guest dials it, `https://10.0.2.100:8443`, which a QEMU
 `guestfwd` rule maps to the loopback port. The order reaches the guest on a `CPUSHARE`
-FAT medium attached as an extra disk. A batch of Floyd-Steinberg jobs is queued before
-the guest boots; the run passes when every job has an accepted result equal, bit for
-bit, to the Python reference, the order's account was credited exactly the CPU seconds
-the market accepted, and one seller ran per vCPU at the order's nice level.
+FAT medium attached as a removable USB disk. A batch of Floyd-Steinberg jobs is queued
+before the guest boots; the run passes when every job has an accepted result equal, bit
+for bit, to the Python reference, the order's account was credited exactly the CPU
+seconds the market accepted, and one seller ran per vCPU at the order's nice level.
 """
 
 from __future__ import annotations
@@ -334,8 +334,8 @@ def run_market_smoke(
     power_off_timeout: float = 30.0,
     while_up: Callable[[Guest], list[str]] | None = None,
 ) -> MarketSmokeResult:
-    """The whole run: market, order, medium, jobs, then boot `cfg` (its extra drives
-    stay attached after the medium) until every job is accepted; then the checks.
+    """The whole run: market, order, medium, jobs, then boot `cfg` (its own disks
+    stay attached beside the medium) until every job is accepted; then the checks.
     `while_up` looks into the guest before it is powered off and returns problems."""
     result = MarketSmokeResult(jobs=jobs)
     inputs = job_inputs(jobs)
@@ -345,7 +345,7 @@ def run_market_smoke(
         medium = make_medium({f"{VOLUNTEER}.cpu": market.order_file()}, workdir / "medium.img")
         by_job = dict(zip(market.submit(program, inputs), inputs, strict=True))
         guest_cfg = replace(
-            cfg, drives=(medium, *cfg.drives), forwards=(*cfg.forwards, market.forward)
+            cfg, sticks=(medium, *cfg.sticks), forwards=(*cfg.forwards, market.forward)
         )
         with Guest(guest_cfg, log_path) as guest:
             watch = ConsoleWatch(guest)
@@ -400,7 +400,7 @@ def run_order_smoke(
     started. The order's market need not be reachable: sellers wait for it."""
     result = MarketSmokeResult()
     medium = make_medium({order_file.name: order_file.read_bytes()}, workdir / "medium.img")
-    with Guest(replace(cfg, drives=(medium, *cfg.drives)), log_path) as guest:
+    with Guest(replace(cfg, sticks=(medium, *cfg.sticks)), log_path) as guest:
         watch = ConsoleWatch(guest)
         deadline = time.monotonic() + timeout * timeout_factor()
         while len(watch.find("seller-started")) < cfg.cpus and not _refused(watch.events):

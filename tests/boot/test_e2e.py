@@ -66,20 +66,17 @@ def _data_disk(path: Path) -> Path:
     return path
 
 
-def _disks_untouched(guest: Guest) -> list[str]:
-    """The data disk is seen by the guest but not mounted; only the medium is, read-only;
-    no swap."""
+def _no_disk_in_use(guest: Guest) -> list[str]:
+    """The guest sees the data disk, yet no disk is mounted (the medium was unmounted
+    once its orders were copied) and no swap is on."""
     status, partitions = guest.shell("cat /proc/partitions")
     _, mounts = guest.shell("cat /proc/mounts")
     _, swaps = guest.shell("cat /proc/swaps")
     problems = []
-    if status != 0 or "vdb" not in partitions:
+    if status != 0 or "vda" not in partitions:
         problems.append(f"the guest does not see the data disk: {partitions!r}")
-    if "/dev/vdb" in mounts:
-        problems.append(f"the data disk is mounted: {mounts!r}")
-    medium = [line.split() for line in mounts.splitlines() if line.startswith("/dev/vda")]
-    if not medium or "ro" not in medium[0][3].split(","):
-        problems.append(f"the CPUSHARE medium is not mounted read-only: {mounts!r}")
+    if "/dev/" in "".join(line.split(" ")[0] for line in mounts.splitlines()):
+        problems.append(f"a disk is mounted: {mounts!r}")
     if len(swaps.strip().splitlines()) > 1:
         problems.append(f"swap is on: {swaps!r}")
     return problems
@@ -92,7 +89,7 @@ def test_e2e_bios_cdrom_two_cpus_and_a_data_disk_left_byte_identical(
     before = file_sha256(disk)
     cfg = GuestConfig(iso=iso, cpus=2, drives=(disk,), shell=True)
     result = run_market_smoke(
-        cfg, tmp_path / "serial.log", tmp_path, jobs=8, timeout=240, while_up=_disks_untouched
+        cfg, tmp_path / "serial.log", tmp_path, jobs=8, timeout=240, while_up=_no_disk_in_use
     )
     assert result.ok, result.problems
     assert result.accepted == 8 and result.coins > 0
@@ -118,7 +115,7 @@ def test_a_failing_seccomp_self_test_is_reported_and_starts_no_seller(
     selftest_fail_iso: Path, tmp_path: Path
 ) -> None:
     medium = make_medium({"nowhere.cpu": render_order(NOWHERE).encode()}, tmp_path / "m.img")
-    cfg = GuestConfig(iso=selftest_fail_iso, drives=(medium,), shell=True)
+    cfg = GuestConfig(iso=selftest_fail_iso, sticks=(medium,), shell=True)
     with Guest(cfg, tmp_path / "serial.log") as guest:
         watch = ConsoleWatch(guest)
         failed = watch.wait("seccomp", 120, status="failed")
@@ -139,7 +136,7 @@ def test_sellers_wait_while_the_market_is_down_then_work(
     jobs = market.submit(build_fsdither(tmp_path), inputs)
     market.stop()
     medium = make_medium({"volunteer.cpu": market.order_file()}, tmp_path / "m.img")
-    cfg = GuestConfig(iso=iso, drives=(medium,), forwards=(market.forward,))
+    cfg = GuestConfig(iso=iso, sticks=(medium,), forwards=(market.forward,))
     with Guest(cfg, tmp_path / "serial.log") as guest:
         watch = ConsoleWatch(guest)
         assert watch.wait("seller-started", 120) is not None
@@ -159,7 +156,7 @@ def test_a_seller_killed_mid_job_is_restarted_and_the_job_completes(
     # Hundreds of millions of rounds: seconds under emulation, time to kill the seller.
     job = market.submit(spin, [b"300"])[0]
     medium = make_medium({"volunteer.cpu": market.order_file()}, tmp_path / "m.img")
-    cfg = GuestConfig(iso=iso, drives=(medium,), forwards=(market.forward,), shell=True)
+    cfg = GuestConfig(iso=iso, sticks=(medium,), forwards=(market.forward,), shell=True)
     with Guest(cfg, tmp_path / "serial.log") as guest:
         watch = ConsoleWatch(guest)
         first = watch.wait("seller-started", 120)
@@ -187,7 +184,7 @@ def test_an_invalid_order_on_the_medium_is_skipped_and_the_valid_one_runs(
         "good.cpu": market.order_file(),
     }
     medium = make_medium(files, tmp_path / "m.img")
-    cfg = GuestConfig(iso=iso, drives=(medium,), forwards=(market.forward,))
+    cfg = GuestConfig(iso=iso, sticks=(medium,), forwards=(market.forward,))
     with Guest(cfg, tmp_path / "serial.log") as guest:
         watch = ConsoleWatch(guest)
         refused = watch.wait("error", 120, what="order")
@@ -208,7 +205,7 @@ def test_a_market_refusing_the_secret_is_reported_and_the_seller_keeps_trying(
 ) -> None:
     wrong = replace(market.order, secret="w" * 32)
     medium = make_medium({"wrong.cpu": render_order(wrong).encode()}, tmp_path / "m.img")
-    cfg = GuestConfig(iso=iso, drives=(medium,), forwards=(market.forward,), shell=True)
+    cfg = GuestConfig(iso=iso, sticks=(medium,), forwards=(market.forward,), shell=True)
     with Guest(cfg, tmp_path / "serial.log") as guest:
         watch = ConsoleWatch(guest)
         assert watch.wait("seller-started", 120) is not None
