@@ -249,10 +249,12 @@ def wait_for_results(
     watch: ConsoleWatch, market: ThrowawayMarket, jobs: Sequence[int], timeout: float
 ) -> dict[int, dict[str, object]]:
     """Follow the console until every job in `jobs` has an accepted result (or the
-    timeout, or the guest is gone); the finished jobs."""
+    timeout, or the guest is gone or refuses to sell); the finished jobs."""
     deadline = time.monotonic() + timeout * timeout_factor()
     done = market.done()
-    while not set(jobs) <= set(done) and watch.guest.running and time.monotonic() < deadline:
+    while not set(jobs) <= set(done) and time.monotonic() < deadline:
+        if not watch.guest.running or _refused(watch.events):
+            break
         watch.pump(0.5 / timeout_factor())
         done = market.done()
     return {job: info for job, info in done.items() if job in jobs}
@@ -324,6 +326,17 @@ def console_problems(events: Sequence[Event]) -> list[str]:
     return problems
 
 
+def crash_problems(guest: Guest) -> list[str]:
+    """A Python traceback on the console: something in the live system crashed. The
+    problem names the exception (the traceback's first unindented line)."""
+    texts = [line.text for line in guest.lines]
+    for i, text in enumerate(texts):
+        if text.startswith("Traceback (most recent call last)"):
+            last = next((t for t in texts[i + 1 :] if t and not t.startswith(" ")), "?")
+            return [f"the guest printed a Python traceback ending in: {last}"]
+    return []
+
+
 def run_market_smoke(
     cfg: GuestConfig,
     log_path: Path,
@@ -357,6 +370,7 @@ def run_market_smoke(
             result.coins = market.coins().get(VOLUNTEER, 0.0)
             result.problems += seller_problems(watch.events, cfg.cpus, market.order)
             result.problems += console_problems(watch.events)
+            result.problems += crash_problems(guest)
             if not guest.running:
                 result.problems.append(f"QEMU exited early: {guest.stderr or 'no message'}")
             elif while_up is not None:
@@ -415,6 +429,7 @@ def run_order_smoke(
             watch.pump(min(left, 1.0) / timeout_factor())
         result.events = watch.events
         result.problems += [p for p in console_problems(watch.events) if _not_about_market(p)]
+        result.problems += crash_problems(guest)
         result.powered_off = guest.power_button(power_off_timeout)
         if not result.powered_off:
             result.problems.append("the guest did not power off on the ACPI power button")
