@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,19 +22,19 @@ from livecd.e2e import (
     ConsoleWatch,
     ThrowawayMarket,
     build_fsdither,
+    coin_problems,
     file_sha256,
     job_inputs,
     make_medium,
+    result_problems,
     run_market_smoke,
     wait_for_results,
 )
 from livecd.fat import make_fat_image
 from livecd.jobs import build_job
-from livecd.orders import render_order
+from livecd.orders import render_order, write_order
 from livecd.profile import load_profile
 from livecd.qemu import Guest, GuestConfig
-
-pytestmark = pytest.mark.qemu
 
 EPOCH = 1_700_000_000
 SPIN = Path(__file__).resolve().parents[1] / "seller" / "spin.c"
@@ -82,6 +86,7 @@ def _no_disk_in_use(guest: Guest) -> list[str]:
     return problems
 
 
+@pytest.mark.qemu
 def test_e2e_bios_cdrom_two_cpus_and_a_data_disk_left_byte_identical(
     iso: Path, tmp_path: Path
 ) -> None:
@@ -100,6 +105,7 @@ def test_e2e_bios_cdrom_two_cpus_and_a_data_disk_left_byte_identical(
     assert file_sha256(disk) == before
 
 
+@pytest.mark.qemu
 def test_e2e_uefi_secure_boot_usb_two_cpus(iso: Path, tmp_path: Path) -> None:
     cfg = GuestConfig(
         iso=iso, firmware="uefi", secure_boot=True, media="usb", cpus=2, nic="virtio-net-pci"
@@ -111,6 +117,7 @@ def test_e2e_uefi_secure_boot_usb_two_cpus(iso: Path, tmp_path: Path) -> None:
     assert result.accepted == 6
 
 
+@pytest.mark.qemu
 def test_a_failing_seccomp_self_test_is_reported_and_starts_no_seller(
     selftest_fail_iso: Path, tmp_path: Path
 ) -> None:
@@ -129,6 +136,7 @@ def test_a_failing_seccomp_self_test_is_reported_and_starts_no_seller(
     assert not watch.find("seller-started")
 
 
+@pytest.mark.qemu
 def test_sellers_wait_while_the_market_is_down_then_work(
     iso: Path, tmp_path: Path, market: ThrowawayMarket
 ) -> None:
@@ -149,6 +157,7 @@ def test_sellers_wait_while_the_market_is_down_then_work(
         assert guest.power_button(30)
 
 
+@pytest.mark.qemu
 def test_a_seller_killed_mid_job_is_restarted_and_the_job_completes(
     iso: Path, tmp_path: Path, market: ThrowawayMarket
 ) -> None:
@@ -174,6 +183,7 @@ def test_a_seller_killed_mid_job_is_restarted_and_the_job_completes(
         assert guest.power_button(30)
 
 
+@pytest.mark.qemu
 def test_an_invalid_order_on_the_medium_is_skipped_and_the_valid_one_runs(
     iso: Path, tmp_path: Path, market: ThrowawayMarket
 ) -> None:
@@ -200,6 +210,7 @@ def test_an_invalid_order_on_the_medium_is_skipped_and_the_valid_one_runs(
         assert guest.power_button(30)
 
 
+@pytest.mark.qemu
 def test_a_market_refusing_the_secret_is_reported_and_the_seller_keeps_trying(
     iso: Path, tmp_path: Path, market: ThrowawayMarket
 ) -> None:
@@ -222,6 +233,7 @@ def test_a_market_refusing_the_secret_is_reported_and_the_seller_keeps_trying(
     assert "Traceback" not in (tmp_path / "serial.log").read_text(errors="replace")
 
 
+@pytest.mark.qemu
 def test_smoke_order_option_boots_a_seller_per_cpu(iso: Path, tmp_path: Path) -> None:
     order = tmp_path / "nowhere.cpu"
     order.write_text(render_order(NOWHERE))
@@ -234,3 +246,46 @@ def test_smoke_order_option_boots_a_seller_per_cpu(iso: Path, tmp_path: Path) ->
     started = [row for row in rows if row.startswith("seller-started")]
     assert len(started) == 1 and "order=o-nowhere" in started[0] and "nice=19" in started[0]
     assert rows[-1].startswith("power off: clean")
+
+
+def test_the_medium_is_a_fat_volume_labelled_cpushare(tmp_path: Path) -> None:
+    order = render_order(NOWHERE).encode()
+    medium = make_medium({"volunteer.cpu": order}, tmp_path / "medium.img")
+    label = subprocess.run(
+        ["blkid", "-o", "value", "-s", "LABEL", str(medium)], capture_output=True, text=True
+    )
+    assert label.stdout.strip() == "CPUSHARE"
+    assert subprocess.run(["fsck.fat", "-n", str(medium)], capture_output=True).returncode == 0
+    copy = subprocess.run(
+        ["mtype", "-i", str(medium), "::volunteer.cpu"],
+        capture_output=True,
+        env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
+    )
+    assert copy.stdout == order
+
+
+def test_the_checks_pass_for_honest_results_and_catch_wrong_ones(
+    tmp_path: Path, market: ThrowawayMarket
+) -> None:
+    """The market side of the smoke, with a seller on the host dialling loopback."""
+    inputs = job_inputs(3)
+    jobs = market.submit(build_fsdither(tmp_path), inputs)
+    write_order(replace(market.order, market_url=market.process.url), tmp_path / "host.cpu")
+    seller = subprocess.Popen(
+        [sys.executable, "-m", "cpushare.seller", str(tmp_path / "host.cpu"), "--wait", "1"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        give_up = time.monotonic() + 60
+        while len(done := market.done()) < 3:
+            assert time.monotonic() < give_up
+            time.sleep(0.1)
+    finally:
+        seller.kill()
+        seller.wait()
+    assert result_problems(market, dict(zip(jobs, inputs, strict=True)), done) == []
+    assert coin_problems(market, done) == []
+    swapped = dict(zip(jobs, reversed(inputs), strict=True))
+    assert len(result_problems(market, swapped, done)) == 2
+    inflated = {job: {**info, "cpu_seconds": 10.0} for job, info in done.items()}
+    assert "volunteer holds" in coin_problems(market, inflated)[0]
