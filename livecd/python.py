@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import py_compile
+import marshal
 import stat
 import sys
 import tempfile
+import types
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -28,9 +29,11 @@ from livecd.jobs import build_job, build_loader
 STDLIB = "usr/lib/python3.11"
 CPUSHARE_SRC = Path(__file__).resolve().parent.parent / "cpushare"
 # Guest parts of the cpushare package; the market (host only) stays out.
-GUEST_MODULES = ("*.py", "jail/*.py", "seller/*.py")
+GUEST_MODULES = ("*.py", "jail/*.py", "jobs/*.py", "seller/*.py")
 _REG = stat.S_IFREG | 0o644
 _EXE = stat.S_IFREG | 0o755
+# Part of the cache key of compiled files: a change of format compiles everything again.
+_PYC_FORMAT = importlib.util.MAGIC_NUMBER + b"unchecked-hash marshal-2"
 
 # Standard library packages, modules and extensions no seller imports, and other files
 # the live system never reads. Pruning keeps the initramfs small; pruning something the
@@ -178,23 +181,30 @@ def compiled(entries: Iterable[Entry], cache: Path) -> list[Entry]:
 
 
 def _pyc(source: bytes, dfile: str, cache: Path) -> Path:
-    key = hashlib.sha256(importlib.util.MAGIC_NUMBER + dfile.encode() + b"\0" + source)
+    key = hashlib.sha256(_PYC_FORMAT + dfile.encode() + b"\0" + source)
     out = cache / "pyc" / f"{key.hexdigest()}.pyc"
     if out.exists():
         return out
+    try:
+        code = compile(source, dfile, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        raise BuildError(f"{dfile} does not compile: {exc}") from None
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        src = Path(tmp) / "module.py"
-        src.write_bytes(source)
-        try:
-            py_compile.compile(
-                str(src),
-                cfile=str(Path(tmp) / "m.pyc"),
-                dfile=dfile,
-                doraise=True,
-                invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-            )
-        except py_compile.PyCompileError as exc:
-            raise BuildError(f"{dfile} does not compile: {exc.msg}") from None
-        (Path(tmp) / "m.pyc").rename(out)
+    with tempfile.NamedTemporaryFile(dir=out.parent, delete=False) as tmp:
+        tmp.write(_pyc_bytes(source, code))
+    Path(tmp.name).rename(out)
     return out
+
+
+def _pyc_bytes(source: bytes, code: types.CodeType) -> bytes:
+    """An unchecked-hash `.pyc` (PEP 552). Marshal format 4, which py_compile writes,
+    flags an object as shared when its reference count in the compiling process is above
+    one, so the bytes depend on what that process imported before; format 2 has no
+    shared references, and every Python 3 reads it."""
+    flags = (0b01).to_bytes(4, "little")  # hash-based, not checked against the source
+    return (
+        importlib.util.MAGIC_NUMBER
+        + flags
+        + importlib.util.source_hash(source)
+        + (marshal.dumps(code, 2))
+    )
