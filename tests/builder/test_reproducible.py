@@ -182,6 +182,33 @@ def test_zstd_output_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert compress(data, "zstd", 3) == plain
 
 
+# marshal marks objects shared by their reference count in the compiling process.
+
+COMPILE_MODULES = """
+import hashlib, sys
+from pathlib import Path
+if sys.argv[1] == "busy":
+    import ast, ntpath, pathlib, pytest  # objects the modules below share, referenced more
+from livecd.cpio import Entry
+from livecd.python import STDLIB, compiled
+for name in ("ast", "ntpath", "pathlib"):
+    source = Path(sys.base_prefix, "lib", "python3.11", f"{name}.py")
+    entry = Entry(f"{STDLIB}/{name}.py", 0o100644, source=source)
+    (pyc,) = compiled([entry], Path(sys.argv[2]))
+    print(name, hashlib.sha256(pyc.source.read_bytes()).hexdigest())
+"""
+
+
+def test_pyc_bytes_do_not_depend_on_what_the_compiler_imported(tmp_path: Path) -> None:
+    def compile_in(state: str) -> str:
+        argv = [sys.executable, "-c", COMPILE_MODULES, state, str(tmp_path / state)]
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+    quiet = compile_in("quiet")
+    assert quiet.count("\n") == 3
+    assert compile_in("busy") == quiet
+
+
 # SOURCE_DATE_EPOCH: given, from the environment, or the last commit's time.
 
 
