@@ -204,7 +204,7 @@ def test_a_missing_lock_file_is_one_line(tmp_path: Path) -> None:
 def test_the_manifest_carries_what_a_rebuild_needs(default_build: BuildResult) -> None:
     manifest: Any = default_build.manifest
     assert manifest["source_date_epoch"] == EPOCH
-    assert manifest["orders"] == []
+    assert all(len(order["sha256"]) == 64 for order in manifest["orders"])
     assert manifest["builder"].startswith("livecd ")
     profile = load_profile().with_overrides(timeout=0)
     assert built_profile(load_profile(), manifest, default_build.iso) == profile
