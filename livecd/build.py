@@ -15,6 +15,7 @@ from pathlib import Path
 
 from livecd import __version__, python, rootfs
 from livecd.boottree import BIOS_BOOT, BOOT_PACKAGES, EFI_IMAGE, boot_files, esp_image
+from livecd.builtin_orders import BuiltinOrder, load_orders, order_entries
 from livecd.compress import compress
 from livecd.cpio import Entry, write_newc
 from livecd.deb import unpacked
@@ -42,6 +43,7 @@ class BuildOptions:
     templates: Path = TEMPLATES
     overlays: Path = OVERLAYS
     lock: Path | None = None
+    orders: Sequence[str] = ()  # .cpu files or URLs replacing the profile's orders
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,10 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
     progress = progress or Progress()
     profile = opts.profile
     epoch = source_date_epoch(opts.source_date_epoch)
+    if opts.orders:
+        orders = load_orders(opts.orders, Path.cwd())
+    else:
+        orders = load_orders(profile.orders, profile.source.parent)
 
     with progress.stage("resolve packages"):
         apt = Apt(opts.cache, profile.suite, opts.apt_sources)
@@ -100,18 +106,26 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
     check_seccomp(kernel)
     context = build_context(profile, kernel, epoch)
     seed = hashlib.sha256(
-        json.dumps([profile.name, epoch, [(p.name, p.sha256) for p in packages]]).encode()
+        json.dumps(
+            [
+                profile.name,
+                epoch,
+                [(p.name, p.sha256) for p in packages],
+                [o.sha256 for o in orders],
+            ]
+        ).encode()
     ).digest()
 
     with progress.stage("root filesystem"):
         entries = root_filesystem(opts, kernel, trees, packages, context)
+        entries += order_entries(orders)
     with progress.stage("initramfs"):
         buf = io.BytesIO()
         write_newc(entries, buf, mtime=epoch)
         initramfs = compressed(buf.getvalue(), profile, opts.cache)
     with progress.stage("ESP image"):
         esp = esp_image(trees, volume_id=int.from_bytes(seed[:4], "little"), epoch=epoch)
-    manifest = build_manifest(profile, packages, kernel, epoch, initramfs)
+    manifest = build_manifest(profile, packages, orders, kernel, epoch, initramfs)
     with progress.stage("ISO"):
         iso_templates = render_tree("iso", context, opts.templates)
         files = boot_files(
@@ -203,7 +217,12 @@ def root_filesystem(
 
 
 def build_manifest(
-    profile: Profile, packages: Sequence[Package], kernel: Kernel, epoch: int, initramfs: bytes
+    profile: Profile,
+    packages: Sequence[Package],
+    orders: Sequence[BuiltinOrder],
+    kernel: Kernel,
+    epoch: int,
+    initramfs: bytes,
 ) -> dict[str, object]:
     return {
         "builder": f"livecd {__version__}",
@@ -212,7 +231,7 @@ def build_manifest(
             "sha256": profile_sha256(profile),
             "settings": profile_settings(profile),
         },
-        "orders": [],
+        "orders": [{"name": o.name, "sha256": o.sha256} for o in orders],
         "source_date_epoch": epoch,
         "kernel": kernel.release,
         "packages": [{"name": p.name, "version": p.version, "sha256": p.sha256} for p in packages],

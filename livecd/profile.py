@@ -51,11 +51,14 @@ class Profile:
     boot: Boot = field(default_factory=Boot)
     compression: str = "zstd"
     compression_level: int | None = None
+    orders: tuple[str, ...] = ()  # .cpu files (relative to the profile) or URLs
     source: Path = DEFAULT_PROFILE
 
     def with_overrides(self, **changes: Any) -> Profile:
         """A copy with the given settings replaced (None means: keep), validated again."""
         kept = {k: v for k, v in changes.items() if v is not None}
+        if "compression" in kept and "compression_level" not in kept:
+            kept["compression_level"] = None  # the profile's level was for its own method
         boot_keys = {"timeout", "cmdline", "serial"}
         boot = replace(self.boot, **{k: kept.pop(k) for k in list(kept) if k in boot_keys})
         profile = replace(self, boot=boot, **kept)
@@ -121,6 +124,7 @@ def load_profile(path: Path | None = None) -> Profile:
             compression_level=_get(data, "initramfs", "level", int, _REQUIRED)
             if "level" in data.get("initramfs", {})
             else None,
+            orders=_strings(_get(data, "", "orders", list, []), "orders"),
             source=path,
         )
     except _Missing as exc:

@@ -29,7 +29,7 @@ from livecd.jobs import build_job, build_loader
 STDLIB = "usr/lib/python3.11"
 CPUSHARE_SRC = Path(__file__).resolve().parent.parent / "cpushare"
 # Guest parts of the cpushare package; the market (host only) stays out.
-GUEST_MODULES = ("*.py", "jail/*.py", "jobs/*.py", "seller/*.py")
+GUEST_MODULES = ("*.py", "jail/*.py", "jobs/*.py", "sdk/*.py", "seller/*.py")
 _REG = stat.S_IFREG | 0o644
 _EXE = stat.S_IFREG | 0o755
 # Part of the cache key of compiled files: a change of format compiles everything again.

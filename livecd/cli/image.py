@@ -94,6 +94,14 @@ def _mib(n: int) -> str:
 @click.option("--timeout", type=int, help="Boot menu timeout in seconds (overrides the profile).")
 @click.option("--cmdline", help="Kernel command line of every boot entry (overrides the profile).")
 @click.option(
+    "--order",
+    "orders",
+    multiple=True,
+    metavar="FILE|URL",
+    help="A .cpu sell order to build into the CD (/etc/cpushare); repeatable. Replaces the "
+    "profile's orders.",
+)
+@click.option(
     "--templates",
     type=click.Path(file_okay=False, path_type=Path),
     default=TEMPLATES,
@@ -126,6 +134,7 @@ def build_command(
     compression: str | None,
     timeout: int | None,
     cmdline: str | None,
+    orders: tuple[str, ...],
     templates: Path,
     overlays: Path,
     source_date_epoch: int | None,
@@ -163,6 +172,7 @@ def build_command(
             source_date_epoch=source_date_epoch,
             templates=templates,
             overlays=overlays,
+            orders=orders,
             lock=lock_path,
         ),
         TerminalProgress(),
