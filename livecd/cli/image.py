@@ -312,7 +312,8 @@ def smoke_command(
     """Boot ISO headless and check that the live system comes up.
 
     Captures the serial console, waits for the `cpushare:` lines (init, secureboot,
-    network, seccomp), presses the ACPI power button and checks the guest powers off.
+    network, seccomp verified, orders, one seller-started per CPU), presses the ACPI
+    power button and checks the guest powers off.
     Prints the guest uptime and wall time at each milestone. Exits 0 only when every
     expected line appeared and none reported an error.
 
