@@ -187,6 +187,7 @@ def test_a_lock_of_another_profile_is_refused(
 def test_an_edited_profile_needs_a_new_lock(lock_file: Path, tmp_path: Path) -> None:
     profile = tmp_path / "edited.toml"
     profile.write_text(DEFAULT_PROFILE.read_text() + "# one more comment\n")
+    shutil.copy(DEFAULT_PROFILE.with_name("libcaca.cpu"), tmp_path)
     result = livecd("build", "--profile", str(profile), "--lock", str(lock_file))
     (line,) = error_lines(result)
     assert f"made from another version of {profile}" in line
