@@ -8,10 +8,12 @@ or FAT32 boot sector) or an ISO 9660 volume id of CPUSHARE matches.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
 LABEL = "CPUSHARE"
+FILESYSTEMS = ("vfat", "isofs")
 _ISO_PVD = 16 * 2048
 
 
@@ -69,12 +71,22 @@ def usb_storage_settling(usb: Path = Path("/sys/bus/usb/devices")) -> bool:
     return False
 
 
+def load_drivers(sys_bus: Path = Path("/sys/bus")) -> None:
+    """Load what the medium needs that boot's pass over the modaliases could not: drivers
+    of devices that appeared since (a USB stick's disk only once usb-storage has probed
+    it), and the filesystems (mount tries only those already loaded)."""
+    aliases = {p.read_text().strip() for p in sys_bus.glob("*/devices/*/modalias")}
+    subprocess.run(["modprobe", "-qab", *sorted(aliases), *FILESYSTEMS], check=False)
+
+
 def wait_for_medium(limit: float = 5.0) -> Path | None:
     """The CPUSHARE medium, waiting (at most `limit` seconds) only while a USB stick is
     still being set up: a boot without one does not wait at all."""
     deadline = time.monotonic() + limit
+    load_drivers()
     while (found := find_medium()) is None and usb_storage_settling():
         if time.monotonic() > deadline:
             break
         time.sleep(0.1)
+        load_drivers()
     return found
