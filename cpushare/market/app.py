@@ -290,6 +290,13 @@ class Market:
         await self.db.write(lambda c: leases.extend_lease(c, lease_id, order, seconds, time.time()))
         return json_response({"lease": lease_id, "lease_seconds": seconds})
 
+    async def release(self, request: Request) -> Response:
+        order = self.seller(request)
+        lease_id = path_int(request, "lease")
+        await self.db.write(lambda c: leases.release_lease(c, lease_id, order, time.time()))
+        self._notify()
+        return json_response({"lease": lease_id, "released": True})
+
     async def result(self, request: Request) -> Response:
         order = self.seller(request)
         lease_id = path_int(request, "lease")
@@ -376,6 +383,7 @@ def create_app(config: MarketConfig) -> Starlette:
         Route("/v1/jobs/{job}/output", market.job_output, methods=["GET"]),
         Route("/v1/lease", market.lease, methods=["POST"]),
         Route("/v1/leases/{lease}/extend", market.extend, methods=["POST"]),
+        Route("/v1/leases/{lease}/release", market.release, methods=["POST"]),
         Route("/v1/leases/{lease}/result", market.result, methods=["POST"]),
     ]
     return Starlette(

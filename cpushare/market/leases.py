@@ -156,6 +156,20 @@ def extend_lease(
     return now + lease_seconds
 
 
+def release_lease(conn: sqlite3.Connection, lease_id: int, order_id: str, now: float) -> None:
+    """Hand an active lease back: its job goes back to the queue now, not at its deadline."""
+    job_id, state, deadline = _own_lease(conn, lease_id, order_id)
+    if state == "done":
+        raise Conflict(f"lease {lease_id} already has its result")
+    if state == "expired" or deadline < now:
+        raise Gone(f"lease {lease_id} expired and its job went back to the queue")
+    conn.execute(
+        "UPDATE leases SET state = 'expired', deadline = ?, released = ? WHERE id = ?",
+        (now, now, lease_id),
+    )
+    refresh_slots(conn, job_id)
+
+
 def record_result(
     conn: sqlite3.Connection, lease_id: int, order_id: str, result: ResultIn, now: float
 ) -> dict[str, object]:

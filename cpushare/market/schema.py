@@ -92,6 +92,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX ledger_account ON ledger(account_id);
     """,
+    """
+    -- When the seller handed the lease back (it stopped before finishing the job); such
+    -- a lease is 'expired' from then on, and its job back in the queue.
+    ALTER TABLE leases ADD COLUMN released REAL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
