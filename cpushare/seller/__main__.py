@@ -7,11 +7,10 @@ import os
 import signal
 import sys
 from pathlib import Path
-from types import FrameType
 
 from cpushare.console import emit
 from cpushare.order import OrderError, load_order
-from cpushare.seller.agent import Seller, SellerOptions
+from cpushare.seller.agent import Seller, SellerOptions, stop_on_signal
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -32,16 +31,18 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--wait", type=float, default=30.0, help="seconds one lease request waits for a job"
     )
     parser.add_argument(
+        "--memory-cap", type=int, help="the most memory in bytes a job may have on this machine"
+    )
+    parser.add_argument(
+        "--nice", type=int, choices=range(20), metavar="0-19", help="instead of the order's nice"
+    )
+    parser.add_argument(
         "--backoff-max",
         type=float,
         default=60.0,
         help="longest pause between attempts while the market is unreachable",
     )
     return parser.parse_args(argv)
-
-
-def _stop(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         wait_seconds=args.wait,
         backoff_base=min(1.0, args.backoff_max),
         backoff_cap=args.backoff_max,
+        memory_cap=args.memory_cap,
+        nice=args.nice,
     )
-    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGTERM, stop_on_signal)
     try:
         return Seller(order, options).run()
     except KeyboardInterrupt:

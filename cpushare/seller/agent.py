@@ -1,7 +1,8 @@
 """The seller's loop: check the jail, then lease, fetch, run jailed, extend, post; forever.
 
 Nothing the market says can stop it: an unreachable market means backing off with jitter,
-a malformed or hostile reply is logged on the console and survived.
+a malformed or hostile reply is logged on the console and survived. Stopped (SIGTERM) with
+a job in hand, it hands the lease back so the job is requeued at once.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import base64
 import hashlib
 import os
 import secrets
+import signal
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import TextIO
 
 from cpushare.console import emit
@@ -23,11 +26,22 @@ from cpushare.order import SellOrder
 from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply, MarketClient, Refused, Unreachable
 from cpushare.seller.protocol import LeaseOffer, parse_lease, parse_recorded
-from cpushare.seller.status import SellerStatus, StatusFile
+from cpushare.seller.status import SellerStatus, StatusFile, boottime
 
 # Programs kept in memory, by sha256 (the live system has no disk to cache on).
 PROGRAM_CACHE_BYTES = 64 << 20
 RESULT_ATTEMPTS = 8
+# The longest a new seller may take to say anything: the jail's self-test, under emulation.
+SELF_TEST_SECONDS = 120.0
+# Handing a lease back is a courtesy on the way out: it must not delay a power-off.
+RELEASE_TIMEOUT = 3.0
+
+
+def stop_on_signal(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM: unwind (the seller hands its lease back on the way); a second one while
+    that happens is ignored."""
+    signal.signal(signum, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
 
 
 @dataclass(frozen=True)
@@ -39,8 +53,12 @@ class SellerOptions:
     cpu: int | None = None
     loader: Path | None = None
     wait_seconds: float = 30.0
+    request_timeout: float = 30.0  # a request's time to answer beyond the lease wait
     backoff_base: float = 1.0
     backoff_cap: float = 60.0
+    memory_cap: int | None = None  # the most memory a job may have here (boot's plan)
+    nice: int | None = None  # instead of the order's nice level
+    program_cache_bytes: int = PROGRAM_CACHE_BYTES
 
 
 class ProgramCache:
@@ -76,9 +94,10 @@ class LeaseKeeper:
         self._thread.start()
         return self
 
-    def __exit__(self, *_: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         self._stop.set()
-        self._thread.join()
+        # On the way out, an extension still in flight is not waited for.
+        self._thread.join(None if exc_type is None else 1.0)
 
     def _run(self) -> None:
         client = MarketClient(self.order, timeout=max(5.0, self.offer.lease_seconds / 3))
@@ -115,15 +134,33 @@ class Seller:
         self.order = order
         self.options = options
         self.stream = stream
-        self.client = MarketClient(order, timeout=options.wait_seconds + 30)
+        self.client = MarketClient(order, timeout=options.wait_seconds + options.request_timeout)
         self.backoff = Backoff(options.backoff_base, options.backoff_cap)
-        self.cache = ProgramCache()
+        self.cache = ProgramCache(options.program_cache_bytes)
         self.instance = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.nice = order.nice if options.nice is None else options.nice
+        self.max_memory = min(order.max_memory_bytes, options.memory_cap or order.max_memory_bytes)
         self.status = StatusFile(
             options.status_dir,
             options.order_file,
-            SellerStatus(order=order.order_id, market=order.market_url),
+            SellerStatus(
+                order=order.order_id,
+                market=order.market_url,
+                account=order.account,
+                cpu=options.cpu,
+                nice=self.nice,
+                stale_after=boottime() + SELF_TEST_SECONDS,
+            ),
         )
+
+    def _state(self, state: str, within: float, **changes: object) -> None:
+        """Enter `state`, promising the next status write within `within` seconds (the
+        watchdog adds its own margin)."""
+        stale_after = round(boottime() + within, 1)
+        self.status.update(state=state, stale_after=stale_after, **changes)
+
+    def _market_answered(self) -> None:
+        self.status.update(market_seen=round(boottime(), 1))
 
     def _error(self, what: str, detail: object) -> None:
         emit("error", self.stream, what=what, order=self.order.order_id, detail=str(detail))
@@ -148,20 +185,22 @@ class Seller:
             self.stream,
             order=self.order.order_id,
             cpu="all" if self.options.cpu is None else self.options.cpu,
-            nice=self.order.nice,
+            nice=self.nice,
+            pid=os.getpid(),
         )
         try:
             while True:
                 self.serve_once()
         finally:
-            self.status.update(state="stopped", job=None)
+            self.status.update(state="stopped", job=None, stale_after=0.0)
             self.client.close()
 
     def serve_once(self) -> None:
         """One lease attempt and, if a job came, its whole life; errors end in a backoff."""
         try:
-            self.status.update(state="leasing", job=None)
+            self._state("leasing", self.client.timeout, job=None)
             offer = self.lease()
+            self._market_answered()
             self.backoff.reset()
             if offer is not None:
                 self.work(offer)
@@ -180,22 +219,22 @@ class Seller:
 
     def pause(self) -> None:
         delay = self.backoff.next_delay()
-        self.status.update(state="backoff", job=None)
+        self._state("backoff", delay, job=None)
         time.sleep(delay)
 
     def lease(self) -> LeaseOffer | None:
         body = {
             "wait": self.options.wait_seconds,
             "seller": self.instance,
-            "max_memory_bytes": self.order.max_memory_bytes,
+            "max_memory_bytes": self.max_memory,
             "max_cpu_seconds": self.order.max_cpu_seconds,
         }
         doc = self.client.request_json("POST", "/v1/lease", body)
         if doc is None:
             return None
         offer = parse_lease(doc)
-        if offer.memory_bytes > self.order.max_memory_bytes:
-            raise BadReply(f"job {offer.job} wants more memory than this order accepts")
+        if offer.memory_bytes > self.max_memory:
+            raise BadReply(f"job {offer.job} wants more memory than this seller accepts")
         if offer.cpu_seconds > self.order.max_cpu_seconds:
             raise BadReply(f"job {offer.job} wants more CPU time than this order accepts")
         return offer
@@ -214,8 +253,35 @@ class Seller:
         return program
 
     def work(self, offer: LeaseOffer) -> None:
-        """Run one leased job and report it."""
+        """Run one leased job and report it; stopped before that, hand the lease back."""
         emit("job-leased", self.stream, order=self.order.order_id, job=offer.job)
+        try:
+            self.run_and_post(offer)
+        except (SystemExit, KeyboardInterrupt):
+            self.release(offer)
+            raise
+
+    def release(self, offer: LeaseOffer) -> None:
+        """Tell the market this lease's job is not coming, on a fresh connection (the
+        seller's own may have been cut mid-request)."""
+        client = MarketClient(self.order, timeout=RELEASE_TIMEOUT)
+        try:
+            client.request_json("POST", f"/v1/leases/{offer.lease}/release", {})
+        except (Unreachable, Refused, BadReply) as exc:
+            self._error("release", exc)
+            return
+        finally:
+            client.close()
+        emit(
+            "lease-released",
+            self.stream,
+            order=self.order.order_id,
+            job=offer.job,
+            lease=offer.lease,
+        )
+
+    def run_and_post(self, offer: LeaseOffer) -> None:
+        self._state("running", self.client.timeout + offer.wall_seconds, job=offer.job)
         program = self.program(offer)
         try:
             limits = Limits(
@@ -223,11 +289,10 @@ class Seller:
                 wall_seconds=offer.wall_seconds,
                 memory_bytes=offer.memory_bytes,
                 output_bytes=offer.output_bytes,
-                nice=self.order.nice,
+                nice=self.nice,
             )
         except ValueError as exc:
             raise BadReply(f"job {offer.job} has impossible limits: {exc}") from None
-        self.status.update(state="running", job=offer.job)
         with LeaseKeeper(self.order, offer, self.stream):
             result = run_job(program, offer.input, limits, loader=self.options.loader)
         emit(
@@ -250,9 +315,9 @@ class Seller:
             "wall_seconds": result.wall_seconds,
             "detail": result.detail,
         }
-        self.status.update(state="posting")
         path = f"/v1/leases/{offer.lease}/result"
         for attempt in range(RESULT_ATTEMPTS):
+            self._state("posting", self.client.timeout)
             try:
                 doc = self.client.request_json("POST", path, body)
                 recorded = parse_recorded(doc or {})
@@ -262,6 +327,7 @@ class Seller:
                     self.pause()
                 continue
             s = self.status.status
+            self._market_answered()
             self.status.update(
                 jobs_done=s.jobs_done + 1,
                 cpu_seconds=round(s.cpu_seconds + result.cpu_seconds, 3),

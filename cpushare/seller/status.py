@@ -1,23 +1,39 @@
-"""The seller's status file, read by `/etc/init.d/cpushare status`; written atomically."""
+"""The seller's status file, read by the fleet's watchdog, the status screen and
+`/etc/init.d/cpushare status`; written atomically."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 
+def boottime() -> float:
+    """Seconds since boot, as /proc/uptime counts them: the clock of every deadline in a
+    status file (it never jumps, and the shell and the screen can read it too)."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
 @dataclass(frozen=True)
 class SellerStatus:
-    """What one seller is doing and has done."""
+    """What one seller is doing and has done.
+
+    `stale_after` is the boot time by which the seller promises to write again: a seller
+    still silent well after it is hung, and the fleet replaces it. `market_seen` is the
+    boot time of the market's last answer.
+    """
 
     order: str
     market: str
+    account: str = ""
     pid: int = field(default_factory=os.getpid)
+    cpu: int | None = None
+    nice: int = 19
     state: str = "starting"
     job: int | None = None
     jobs_done: int = 0
@@ -25,6 +41,8 @@ class SellerStatus:
     coins: float = 0.0
     last_error: str | None = None
     updated: float = 0.0
+    stale_after: float = 0.0
+    market_seen: float | None = None
 
 
 class StatusFile:
@@ -54,3 +72,49 @@ class StatusFile:
         except BaseException:
             os.unlink(tmp)
             raise
+
+
+def read_status(path: Path) -> SellerStatus | None:
+    """A status file's contents, or None when it is missing or not one (yet)."""
+    try:
+        doc = json.loads(path.read_text())
+        known = {f.name for f in fields(SellerStatus)}
+        return SellerStatus(**{k: v for k, v in doc.items() if k in known})
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def read_statuses(directory: Path) -> dict[str, SellerStatus]:
+    """Every seller's status in `directory`, by file stem."""
+    found = {p.stem: read_status(p) for p in sorted(directory.glob("*.json"))}
+    return {name: status for name, status in found.items() if status is not None}
+
+
+def format_table(statuses: dict[str, SellerStatus]) -> str:
+    """One line per seller: the `status` command's output."""
+    lines = [f"{'seller':<20} {'state':<9} {'job':>7} {'done':>5} {'cpu s':>9} {'coins':>9}"]
+    for name, s in statuses.items():
+        job = "-" if s.job is None else str(s.job)
+        lines.append(
+            f"{name:<20} {s.state:<9} {job:>7} {s.jobs_done:>5} "
+            f"{s.cpu_seconds:>9.1f} {s.coins:>9.3f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python3 -m cpushare.seller.status DIR`: each seller's state, job and earnings."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python3 -m cpushare.seller.status STATUS-DIR", file=sys.stderr)
+        return 2
+    statuses = read_statuses(Path(args[0]))
+    if not statuses:
+        print("cpushare: no seller has reported yet")
+        return 3
+    print(format_table(statuses))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

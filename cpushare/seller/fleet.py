@@ -1,0 +1,356 @@
+"""`python3 -m cpushare.seller.fleet RUNDIR`: the live CD's sellers, started and kept alive.
+
+`/etc/init.d/cpushare start` runs it once, as root. It checks strict seccomp and picks
+the orders (cpushare.startup), plans memory (cpushare.seller.plan), then forks one seller
+per seat from this one warm process: the modules are imported once and shared
+copy-on-write, so a seller costs a few MB rather than a whole interpreter, and a restart
+costs no start-up. Each seller drops to the unprivileged user before it touches the
+network. The fleet restarts a seller that dies (with a back-off), replaces one whose
+status file went stale (hung), and on SIGTERM stops them all: they hand their leases back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import os
+import shutil
+import signal
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from cpushare.bootopts import int_option, read_kernel_options
+from cpushare.console import emit
+from cpushare.order import OrderError, load_order
+from cpushare.seller.agent import (
+    SELF_TEST_SECONDS,
+    Seller,
+    SellerOptions,
+    stop_on_signal,
+)
+from cpushare.seller.plan import Plan, mem_available, plan_sellers
+from cpushare.seller.status import boottime, read_status
+from cpushare.startup import BUILTIN, medium_orders, seccomp_works, valid_orders
+
+WATCHED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+TICK_SECONDS = 1.0
+# A seller that keeps dying young waits longer and longer, up to this, between lives.
+MAX_BACKOFF = 60.0
+LONG_LIFE = 60.0
+# Sellers get this long to hand their leases back when the fleet stops.
+STOP_SECONDS = 5.0
+# The OOM killer takes jobs first (the loader sets theirs to 1000), the sellers last.
+SELLER_OOM_SCORE_ADJ = -900
+
+
+@dataclass(frozen=True)
+class Seat:
+    """One seller's place: its copy of an order, its CPU and its nice level."""
+
+    name: str
+    order_file: Path
+    cpu: int
+    nice: int
+
+
+@dataclass(frozen=True)
+class FleetOptions:
+    status_dir: Path
+    user: tuple[int, int] | None = None  # (uid, gid) the sellers run as
+    memory_cap: int | None = None
+    loader: Path | None = None
+    wait_seconds: float = 30.0
+    request_timeout: float = 30.0
+    backoff_max: float = 60.0
+    hang_grace: float = 30.0  # past a seller's promise, before it counts as hung
+
+
+@dataclass
+class Occupant:
+    """The seller process on a seat, or when the next one starts."""
+
+    seat: Seat
+    pid: int | None = None
+    started: float = 0.0
+    restart_at: float = 0.0
+    backoff: float = 1.0
+    hung: bool = False
+
+
+def make_seats(
+    orders: list[tuple[Path, int]], count: int, copies: Path, nice: int | None
+) -> list[Seat]:
+    """`count` seats sharing the orders in turn, one per online CPU in turn; each gets
+    its own copy of its order, named as the original instructions named them by hand
+    (libcaca-cpu0.cpu, libcaca-cpu1.cpu)."""
+    copies.mkdir(parents=True, exist_ok=True)
+    cpus = sorted(os.sched_getaffinity(0))
+    seats = []
+    for i in range(count):
+        order, order_nice = orders[i % len(orders)]
+        stem = order.stem.rsplit("-cpu", 1)[0] if "-cpu" in order.stem else order.stem
+        name = f"{stem}-cpu{i}"
+        copy = copies / f"{name}.cpu"
+        shutil.copyfile(order, copy)
+        seats.append(Seat(name, copy, cpus[i % len(cpus)], order_nice if nice is None else nice))
+    return seats
+
+
+class Fleet:
+    """Keeps one seller alive on every seat until SIGTERM."""
+
+    def __init__(self, seats: list[Seat], options: FleetOptions) -> None:
+        self.options = options
+        self.occupants = [Occupant(seat) for seat in seats]
+
+    def run(self) -> int:
+        signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
+        while True:
+            self.start_due()
+            info = signal.sigtimedwait(WATCHED, TICK_SECONDS)
+            if info is not None and info.si_signo != signal.SIGCHLD:
+                self.stop_all()
+                return 0
+            self.reap()
+            self.replace_hung()
+
+    def start_due(self) -> None:
+        now = boottime()
+        for occupant in self.occupants:
+            if occupant.pid is None and occupant.restart_at <= now:
+                occupant.pid = self.spawn(occupant.seat)
+                occupant.started = now
+                occupant.hung = False
+
+    def spawn(self, seat: Seat) -> int:
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 70
+            try:
+                code = self.seller_main(seat)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        return pid
+
+    def seller_main(self, seat: Seat) -> int:
+        """In the child: become the unprivileged seller of `seat`, then serve."""
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        signal.signal(signal.SIGTERM, stop_on_signal)
+        os.setpriority(os.PRIO_PROCESS, 0, seat.nice)
+        if self.options.user is not None:
+            uid, gid = self.options.user
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+        try:
+            order = load_order(seat.order_file)
+        except (OSError, OrderError) as exc:
+            emit("error", what="order", file=seat.order_file.name, detail=str(exc))
+            return 2
+        options = SellerOptions(
+            order_file=seat.order_file,
+            status_dir=self.options.status_dir,
+            cpu=seat.cpu,
+            loader=self.options.loader,
+            wait_seconds=self.options.wait_seconds,
+            request_timeout=self.options.request_timeout,
+            backoff_base=min(1.0, self.options.backoff_max),
+            backoff_cap=self.options.backoff_max,
+            memory_cap=self.options.memory_cap,
+            nice=seat.nice,
+        )
+        return Seller(order, options).run()
+
+    def reap(self) -> None:
+        """Collect dead sellers and schedule their successors."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            for occupant in self.occupants:
+                if occupant.pid == pid:
+                    self.schedule_restart(occupant, status)
+
+    def schedule_restart(self, occupant: Occupant, status: int) -> None:
+        now = boottime()
+        if now - occupant.started >= LONG_LIFE:
+            occupant.backoff = 1.0
+        how = "hung and was replaced" if occupant.hung else _ended(status)
+        emit(
+            "error",
+            what="seller",
+            order=occupant.seat.name,
+            detail=f"{how}; restarting in {occupant.backoff:g} s",
+        )
+        occupant.pid = None
+        occupant.restart_at = now + occupant.backoff
+        if now - occupant.started < LONG_LIFE:
+            occupant.backoff = min(MAX_BACKOFF, occupant.backoff * 2)
+
+    def replace_hung(self) -> None:
+        """Kill sellers that broke their status file's promise: the job dies with them
+        (its parent-death signal), and `reap` starts a new seller."""
+        now = boottime()
+        for occupant in self.occupants:
+            if occupant.pid is None or occupant.hung:
+                continue
+            status = read_status(self.options.status_dir / f"{occupant.seat.name}.json")
+            if status is not None and status.pid == occupant.pid:
+                deadline = status.stale_after
+            else:  # not a word yet from this seller
+                deadline = occupant.started + SELF_TEST_SECONDS
+            if deadline and now > deadline + self.options.hang_grace:
+                occupant.hung = True
+                os.kill(occupant.pid, signal.SIGKILL)
+
+    def stop_all(self) -> None:
+        """SIGTERM to every seller, time to hand leases back, then SIGKILL."""
+        running = {o.pid for o in self.occupants if o.pid is not None}
+        for pid in running:
+            _signal(pid, signal.SIGTERM)
+        deadline = boottime() + STOP_SECONDS
+        while running and (left := deadline - boottime()) > 0:
+            signal.sigtimedwait({signal.SIGCHLD}, left)
+            running -= _reaped()
+        for pid in running:
+            _signal(pid, signal.SIGKILL)
+        while running:
+            running -= {os.waitpid(pid, 0)[0] for pid in running}
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _reaped() -> set[int]:
+    gone: set[int] = set()
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return gone
+        if pid == 0:
+            return gone
+        gone.add(pid)
+
+
+def _ended(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"
+
+
+def protect_from_oom() -> None:
+    """Sellers last for the OOM killer: set here, as root, and inherited by each seller."""
+    if os.geteuid() == 0:
+        Path("/proc/self/oom_score_adj").write_text(f"{SELLER_OOM_SCORE_ADJ}\n")
+
+
+def choose_orders(rundir: Path, orders_dir: Path | None) -> tuple[str, list[tuple[Path, int]]]:
+    """Where the orders come from and the valid ones: `orders_dir` if given, else the
+    CPUSHARE medium's, else the built-in ones."""
+    if orders_dir is not None:
+        return "directory", valid_orders(sorted(orders_dir.glob("*.cpu")))
+    on_medium = medium_orders(rundir)
+    if on_medium:
+        return "medium", valid_orders(on_medium)
+    return "builtin", valid_orders(sorted(BUILTIN.glob("*.cpu")))
+
+
+def announce_plan(plan: Plan) -> None:
+    emit(
+        "memory",
+        available_mb=plan.available >> 20,
+        sellers=plan.sellers,
+        wanted=plan.wanted,
+        job_memory_mb=plan.job_memory_bytes >> 20,
+    )
+
+
+def _user(text: str) -> tuple[int, int]:
+    uid, _, gid = text.partition(":")
+    try:
+        return int(uid), int(gid or uid)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not UID:GID") from None
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python3 -m cpushare.seller.fleet",
+        description="Check the jail, pick the orders, run and supervise the sellers.",
+    )
+    parser.add_argument("rundir", type=Path, help="order copies and status files go here")
+    parser.add_argument("--user", type=_user, help="run the sellers as UID:GID")
+    parser.add_argument("--orders", type=Path, help="take the orders from this directory")
+    parser.add_argument(
+        "--cmdline", type=Path, default=Path("/proc/cmdline"), help="the kernel options"
+    )
+    parser.add_argument("--loader", type=Path, help="the jail loader [default: find it]")
+    parser.add_argument("--wait", type=float, default=30.0, help="seconds a lease request waits")
+    parser.add_argument(
+        "--request-timeout", type=float, default=30.0, help="seconds a reply may take"
+    )
+    parser.add_argument(
+        "--backoff-max", type=float, default=60.0, help="longest pause while the market is away"
+    )
+    parser.add_argument(
+        "--hang-grace",
+        type=float,
+        default=30.0,
+        help="seconds past a seller's promised status update before it counts as hung",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    options = read_kernel_options(args.cmdline)
+    if not seccomp_works(options.get("selftest") == "fail"):
+        return 1
+    source, orders = choose_orders(args.rundir, args.orders)
+    emit("orders", source=source, count=len(orders))
+    if not orders:
+        emit("error", what="sellers", detail="no valid order: no seller started")
+        return 2
+    wanted = int_option(options, "sellers", 1, 1024) or len(os.sched_getaffinity(0))
+    plan = plan_sellers(mem_available(), wanted)
+    announce_plan(plan)
+    nice = int_option(options, "nice", 0, 19)
+    seats = make_seats(orders, plan.sellers, args.rundir / "orders", nice)
+    status_dir = args.rundir / "status"
+    status_dir.mkdir(parents=True, exist_ok=True)
+    if args.user is not None:
+        os.chown(status_dir, *args.user)
+    protect_from_oom()
+    fleet_options = FleetOptions(
+        status_dir=status_dir,
+        user=args.user,
+        memory_cap=plan.job_memory_bytes,
+        loader=args.loader,
+        wait_seconds=args.wait,
+        request_timeout=args.request_timeout,
+        backoff_max=args.backoff_max,
+        hang_grace=args.hang_grace,
+    )
+    # Everything imported and built so far is shared with the sellers; frozen, the
+    # collector never writes to it, so the pages stay shared.
+    gc.freeze()
+    return Fleet(seats, fleet_options).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
