@@ -255,8 +255,10 @@ def _ended(status: int) -> str:
 
 def protect_from_oom() -> None:
     """Sellers last for the OOM killer: set here, as root, and inherited by each seller."""
-    if os.geteuid() == 0:
+    try:
         Path("/proc/self/oom_score_adj").write_text(f"{SELLER_OOM_SCORE_ADJ}\n")
+    except OSError as exc:  # not root, or a container without CAP_SYS_RESOURCE
+        emit("error", what="oom-protection", detail=f"sellers stay unprotected: {exc.strerror}")
 
 
 def choose_orders(rundir: Path, orders_dir: Path | None) -> tuple[str, list[tuple[Path, int]]]:

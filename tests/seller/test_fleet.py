@@ -1,0 +1,187 @@
+"""The fleet on the host: real forked sellers, a real market on loopback, the real jail."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import SellerProcess
+
+from cpushare.console import parse_line
+from cpushare.dither import dither, sample_image
+from cpushare.market.client import MarketClient
+from cpushare.market.harness import MarketProcess
+from cpushare.seller.status import read_statuses
+
+GiB = 1 << 30
+
+
+class FleetProcess:
+    """`python3 -m cpushare.seller.fleet` with short waits, its console in a file."""
+
+    def __init__(self, workdir: Path, cmdline: str) -> None:
+        self.run = workdir / "run"
+        self.console = workdir / "fleet.console"
+        (workdir / "cmdline").write_text(cmdline + "\n")
+        argv = [sys.executable, "-m", "cpushare.seller.fleet", str(self.run)]
+        argv += ["--orders", str(workdir / "orders"), "--cmdline", str(workdir / "cmdline")]
+        argv += ["--wait", "1", "--request-timeout", "2", "--backoff-max", "0.4"]
+        argv += ["--hang-grace", "1"]
+        with open(self.console, "wb") as out:
+            self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+
+    def events(self, name: str, **fields: str) -> list[dict[str, str]]:
+        found = [parse_line(line) for line in self.console.read_text().splitlines()]
+        return [
+            f
+            for f in found
+            if f is not None
+            and f["event"] == name
+            and all(f.get(k) == v for k, v in fields.items())
+        ]
+
+    def wait_for(
+        self, name: str, count: int = 1, timeout: float = 60, **fields: str
+    ) -> list[dict[str, str]]:
+        return _until(lambda: self.events(name, **fields), count, timeout, self.console)
+
+
+def _until(
+    look: Callable[[], list[dict[str, str]]], count: int, timeout: float, log: Path
+) -> list[dict[str, str]]:
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        if len(found := look()) >= count:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"not {count} such events in:\n{log.read_text()}")
+
+
+@pytest.fixture
+def orders(tmp_path: Path, market: MarketProcess) -> Path:
+    (tmp_path / "orders").mkdir()
+    market.account("volunteer")
+    market.order("volunteer", tmp_path / "orders" / "volunteer.cpu")
+    return tmp_path / "orders"
+
+
+@pytest.fixture
+def fleets() -> Iterator[list[FleetProcess]]:
+    started: list[FleetProcess] = []
+    yield started
+    for fleet in started:
+        if fleet.process.poll() is None:
+            fleet.process.kill()
+            fleet.process.wait()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"
+
+
+def test_a_seller_per_seat_at_the_options_nice_level_sells_and_a_killed_one_comes_back(
+    tmp_path: Path, orders: Path, buyer: MarketClient, fsdither: bytes, fleets: list[FleetProcess]
+) -> None:
+    fleet = FleetProcess(tmp_path, "quiet cpushare.sellers=2 cpushare.nice=7")
+    fleets.append(fleet)
+    started = fleet.wait_for("seller-started", 2)
+    assert fleet.events("seccomp", status="verified")
+    assert fleet.events("orders", source="directory", count="1")
+    memory = fleet.events("memory")[0]
+    assert (memory["sellers"], memory["wanted"]) == ("2", "2")
+    assert int(memory["job_memory_mb"]) > 16
+    assert {e["nice"] for e in started} == {"7"}
+    assert len({e["pid"] for e in started}) == 2
+    for event in started:
+        assert os.getpriority(os.PRIO_PROCESS, int(event["pid"])) == 7
+    images = [sample_image(30 + i, 20 + i, seed=i) for i in range(4)]
+    jobs = buyer.submit(buyer.upload_program(fsdither), images)
+    give_up = time.monotonic() + 60
+    while buyer.status()["jobs"]["done"] < len(jobs):
+        assert time.monotonic() < give_up, fleet.console.read_text()
+        time.sleep(0.1)
+    assert [buyer.output(job) for job in jobs] == [dither(image) for image in images]
+    statuses = read_statuses(fleet.run / "status")
+    assert sorted(statuses) == ["volunteer-cpu0", "volunteer-cpu1"]
+    assert sum(s.jobs_done for s in statuses.values()) == len(jobs)
+    assert all(s.market_seen is not None and s.account == "volunteer" for s in statuses.values())
+
+    os.kill(int(started[0]["pid"]), signal.SIGKILL)
+    died = fleet.wait_for("error", what="seller")[0]
+    assert "killed by SIGKILL" in died["detail"] and "restarting" in died["detail"]
+    again = fleet.wait_for("seller-started", 3)[2]
+    assert again["pid"] not in {e["pid"] for e in started}
+    assert again["cpu"] == started[0]["cpu"]
+
+
+def test_a_hung_seller_is_replaced(
+    tmp_path: Path, orders: Path, fleets: list[FleetProcess]
+) -> None:
+    fleet = FleetProcess(tmp_path, "cpushare.sellers=1")
+    fleets.append(fleet)
+    first = fleet.wait_for("seller-started")[0]
+    pid = int(first["pid"])
+    os.kill(pid, signal.SIGSTOP)
+    replaced = fleet.wait_for("error", what="seller", timeout=30)[0]
+    assert "hung and was replaced" in replaced["detail"]
+    second = fleet.wait_for("seller-started", 2)[1]
+    assert second["pid"] != first["pid"]
+    assert _gone(pid)
+
+
+def test_sigterm_hands_the_lease_back_and_stops_within_seconds(
+    tmp_path: Path, spin: bytes, fleets: list[FleetProcess]
+) -> None:
+    market = MarketProcess(tmp_path, lease_seconds=600).start()
+    try:
+        (tmp_path / "orders").mkdir()
+        market.account("volunteer")
+        market.order("volunteer", tmp_path / "orders" / "volunteer.cpu")
+        buyer = MarketClient(market.url, market.account("lab").api_key)
+        # Far longer than the test: only a release puts the job back in the queue.
+        job = buyer.submit(buyer.upload_program(spin), [b"100000"])[0]
+        fleet = FleetProcess(tmp_path, "cpushare.sellers=1 cpushare.nice=high")
+        fleets.append(fleet)
+        assert "cpushare.nice=high" in fleet.wait_for("error", what="option")[0]["detail"]
+        leased = fleet.wait_for("job-leased", job=str(job))[0]
+        time.sleep(0.5)
+        stopped_at = time.monotonic()
+        fleet.process.send_signal(signal.SIGTERM)
+        assert fleet.process.wait(timeout=15) == 0
+        assert time.monotonic() - stopped_at < 6
+        released = fleet.events("lease-released", job=str(job))
+        assert len(released) == 1 and released[0]["order"] == leased["order"]
+        with sqlite3.connect(market.db) as db:
+            rows = db.execute("SELECT state, released FROM leases WHERE job_id = ?", (job,))
+            assert [(state, when is not None) for state, when in rows] == [("expired", True)]
+        statuses = read_statuses(fleet.run / "status")
+        assert {s.state for s in statuses.values()} == {"stopped"}
+        assert all(_gone(s.pid) for s in statuses.values())
+    finally:
+        market.stop(kill=True)
+
+
+def test_a_seller_takes_no_job_above_its_memory_cap(
+    tmp_path: Path, market: MarketProcess, buyer: MarketClient, fsdither: bytes,
+    sellers: list[SellerProcess],
+) -> None:  # fmt: skip
+    market.order("lab", tmp_path / "lab.cpu")
+    program = buyer.upload_program(fsdither)
+    big = buyer.submit(program, [sample_image(8, 8)], limits={"memory_bytes": 64 << 20})[0]
+    small = buyer.submit(program, [sample_image(8, 8)], limits={"memory_bytes": 16 << 20})[0]
+    sellers.append(SellerProcess(tmp_path / "lab.cpu", tmp_path, "--memory-cap", str(32 << 20)))
+    sellers[0].wait_for("job-finished")
+    time.sleep(2)  # two more lease rounds: the big job stays queued
+    assert [e["job"] for e in sellers[0].events("job-leased")] == [str(small)]
+    assert buyer.job(big)["state"] == "open"
