@@ -59,6 +59,7 @@ class Seat:
 @dataclass(frozen=True)
 class FleetOptions:
     status_dir: Path
+    pid_dir: Path | None = None  # SEAT.pid for each running seller
     user: tuple[int, int] | None = None  # (uid, gid) the sellers run as
     memory_cap: int | None = None
     loader: Path | None = None
@@ -124,6 +125,8 @@ class Fleet:
                 occupant.pid = self.spawn(occupant.seat)
                 occupant.started = now
                 occupant.hung = False
+                if self.options.pid_dir is not None:
+                    write_pid(self.options.pid_dir / f"{occupant.seat.name}.pid", occupant.pid)
 
     def spawn(self, seat: Seat) -> int:
         sys.stdout.flush()
@@ -230,6 +233,20 @@ class Fleet:
             running -= {os.waitpid(pid, 0)[0] for pid in running}
 
 
+def say_state(rundir: Path, text: str) -> None:
+    """The fleet's state in one line, in RUNDIR/state, for the status screen."""
+    tmp = rundir / ".state.tmp"
+    tmp.write_text(text + "\n")
+    tmp.replace(rundir / "state")
+
+
+def write_pid(path: Path, pid: int) -> None:
+    """`path` holds `pid`, replaced whole: a reader never sees half a number."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(f"{pid}\n")
+    tmp.replace(path)
+
+
 def _signal(pid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signum)
@@ -320,13 +337,29 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
+    args.rundir.mkdir(parents=True, exist_ok=True)
+    pidfile = args.rundir / "fleet.pid"
+    write_pid(pidfile, os.getpid())
+    try:
+        return serve(args)
+    finally:
+        pidfile.unlink(missing_ok=True)
+        for seat_pid in args.rundir.glob("*.pid"):
+            seat_pid.unlink()
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Check, plan and run the sellers until SIGTERM; 1 without seccomp, 2 without orders."""
     options = read_kernel_options(args.cmdline)
+    say_state(args.rundir, "checking the jail and the orders")
     if not seccomp_works(options.get("selftest") == "fail"):
+        say_state(args.rundir, "not selling: strict seccomp does not work on this machine")
         return 1
     source, orders = choose_orders(args.rundir, args.orders)
     emit("orders", source=source, count=len(orders))
     if not orders:
         emit("error", what="sellers", detail="no valid order: no seller started")
+        say_state(args.rundir, f"not selling: no valid order ({source})")
         return 2
     wanted = int_option(options, "sellers", 1, 1024) or len(os.sched_getaffinity(0))
     plan = plan_sellers(mem_available(), wanted)
@@ -340,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     protect_from_oom()
     fleet_options = FleetOptions(
         status_dir=status_dir,
+        pid_dir=args.rundir,
         user=args.user,
         memory_cap=plan.job_memory_bytes,
         loader=args.loader,
@@ -350,8 +384,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     # Everything imported and built so far is shared with the sellers; frozen, the
     # collector never writes to it, so the pages stay shared.
+    say_state(
+        args.rundir,
+        f"selling: {plan.sellers} seller(s), orders from {source}, "
+        f"jobs up to {plan.job_memory_bytes >> 20} MiB",
+    )
     gc.freeze()
-    return Fleet(seats, fleet_options).run()
+    code = Fleet(seats, fleet_options).run()
+    say_state(args.rundir, "stopped")
+    return code
 
 
 if __name__ == "__main__":
