@@ -101,5 +101,10 @@ def unpacked(deb: Path, cache: Path) -> Path:
         staging = Path(tmp) / "tree"
         staging.mkdir()
         extract_data(deb, staging)
-        staging.rename(tree)
+        try:
+            staging.rename(tree)
+        except OSError:
+            # Another build unpacked the same package meanwhile: the same bytes, keep it.
+            if not tree.is_dir():
+                raise
     return tree

@@ -31,6 +31,7 @@ from livecd.fat import make_fat_image
 from livecd.jobs import build_job
 from livecd.orders import check_order_file, render_order, write_atomically
 from livecd.qemu import Forward, Guest, GuestConfig, timeout_factor
+from livecd.smoke import Milestone as Event
 
 GUEST_MARKET_ADDR = "10.0.2.100"
 GUEST_MARKET_PORT = 8443
@@ -158,22 +159,6 @@ class ThrowawayMarket:
         return dict(self.buyer.status()["coins"])
 
 
-@dataclass(frozen=True)
-class Event:
-    """A `cpushare:` console line and when the host read it (seconds since QEMU started)."""
-
-    name: str
-    fields: Mapping[str, str]
-    host_seconds: float
-
-    @property
-    def uptime(self) -> float | None:
-        try:
-            return float(self.fields["uptime"])
-        except (KeyError, ValueError):
-            return None
-
-
 class ConsoleWatch:
     """The guest's `cpushare:` lines as events, and the guest clock seen from the host."""
 
@@ -221,7 +206,7 @@ class ConsoleWatch:
 
 
 def _matches(event: Event, name: str, fields: Mapping[str, str]) -> bool:
-    return event.name == name and all(event.fields.get(k) == v for k, v in fields.items())
+    return event.event == name and all(event.fields.get(k) == v for k, v in fields.items())
 
 
 @dataclass
@@ -242,7 +227,7 @@ class MarketSmokeResult:
         return not self.problems
 
     def first(self, name: str) -> Event | None:
-        return next((e for e in self.events if e.name == name), None)
+        return next((e for e in self.events if e.event == name), None)
 
 
 def wait_for_results(
@@ -291,7 +276,7 @@ def coin_problems(market: ThrowawayMarket, done: Mapping[int, Mapping[str, objec
 
 def seller_problems(events: Sequence[Event], cpus: int, order: SellOrder) -> list[str]:
     """One seller per vCPU for `order`, each at the order's nice level."""
-    started = [e for e in events if e.name == "seller-started"]
+    started = [e for e in events if e.event == "seller-started"]
     problems = []
     for e in started:
         if e.fields.get("order") != order.order_id:
@@ -312,15 +297,15 @@ def console_problems(events: Sequence[Event]) -> list[str]:
     """What the guest itself reported as wrong: failed self-test, errors, failed jobs."""
     problems = []
     for e in events:
-        if e.name == "seccomp" and e.fields.get("status") != "verified":
+        if e.event == "seccomp" and e.fields.get("status") != "verified":
             problems.append(f"the seccomp self-test failed: {e.fields.get('reason', '?')}")
-        elif e.name == "error":
+        elif e.event == "error":
             problems.append(
                 f"the guest reported an error: {e.fields.get('what')}: {e.fields.get('detail', '')}"
             )
-        elif e.name == "job-finished" and e.fields.get("status") != "ok":
+        elif e.event == "job-finished" and e.fields.get("status") != "ok":
             problems.append(f"job {e.fields.get('job')} finished {e.fields.get('status')}")
-    orders = [e for e in events if e.name == "orders"]
+    orders = [e for e in events if e.event == "orders"]
     if not orders or orders[0].fields.get("source") != "medium":
         problems.append("the guest did not take its orders from the CPUSHARE medium")
     return problems
@@ -442,8 +427,8 @@ def run_order_smoke(
 def _refused(events: Sequence[Event]) -> bool:
     """The guest said it sells nothing: strict seccomp failed, or no order was valid."""
     return any(
-        (e.name == "error" and e.fields.get("what") == "sellers")
-        or (e.name == "orders" and e.fields.get("count") == "0")
+        (e.event == "error" and e.fields.get("what") == "sellers")
+        or (e.event == "orders" and e.fields.get("count") == "0")
         for e in events
     )
 
@@ -460,13 +445,13 @@ def format_report(result: MarketSmokeResult, echo: Callable[[str], None]) -> Non
     """The milestones with guest uptime and host wall time, the first lease and result,
     then the figures."""
     echo(f"{'milestone':<15} {'uptime':>8} {'wall':>8}  details")
-    shown = [e for e in result.events if e.name in MILESTONES]
+    shown = [e for e in result.events if e.event in MILESTONES]
     for name in ("job-leased", "job-finished"):
-        shown += [e for e in result.events if e.name == name][:1]
+        shown += [e for e in result.events if e.event == name][:1]
     for e in sorted(shown, key=lambda e: e.host_seconds):
         details = " ".join(f"{k}={v}" for k, v in e.fields.items() if k not in ("event", "uptime"))
         up = f"{e.uptime:7.2f}s" if e.uptime is not None else "       -"
-        echo(f"{e.name:<15} {up:>8} {e.host_seconds:7.2f}s  {details}")
+        echo(f"{e.event:<15} {up:>8} {e.host_seconds:7.2f}s  {details}")
     for label, uptime in (
         ("first result", result.first_result_uptime),
         ("last result", result.last_result_uptime),
@@ -517,7 +502,7 @@ def result_json(result: MarketSmokeResult) -> dict[str, object]:
         "wall_seconds": result.wall_seconds,
         "powered_off": result.powered_off,
         "milestones": [
-            {"event": e.name, "fields": dict(e.fields), "wall": e.host_seconds}
+            {"event": e.event, "fields": dict(e.fields), "wall": e.host_seconds}
             for e in result.events
         ],
     }

@@ -3,7 +3,7 @@ console, press the power button, and say what happened and when."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,8 +13,10 @@ from livecd.qemu import Guest, GuestConfig
 
 @dataclass(frozen=True)
 class Milestone:
+    """A `cpushare:` console line and when the host read it (seconds since QEMU started)."""
+
     event: str
-    fields: dict[str, str]
+    fields: Mapping[str, str]
     host_seconds: float
 
     @property

@@ -102,7 +102,7 @@ def test_e2e_bios_cdrom_two_cpus_and_the_machines_disks_left_byte_identical(
     )
     assert result.ok, result.problems
     assert result.accepted == 8 and result.coins > 0
-    started = [e for e in result.events if e.name == "seller-started"]
+    started = [e for e in result.events if e.event == "seller-started"]
     assert sorted(e.fields["cpu"] for e in started) == ["0", "1"]
     assert {e.fields["nice"] for e in started} == {"19"}
     assert result.first_result_uptime is not None and result.jobs_per_minute
