@@ -60,6 +60,7 @@ def test_a_running_job_is_locked_down(jobs: dict[str, bytes], loader: Path) -> N
         stat = Path(f"/proc/{job.pid}/stat").read_text().rsplit(")", 1)[1].split()
         limits = Path(f"/proc/{job.pid}/limits").read_text()
         maps = Path(f"/proc/{job.pid}/maps").read_text()
+        oom_score_adj = Path(f"/proc/{job.pid}/oom_score_adj").read_text()
         os.write(writer, b"hello")
         os.close(writer)
         result = finish(job)
@@ -70,6 +71,7 @@ def test_a_running_job_is_locked_down(jobs: dict[str, bytes], loader: Path) -> N
         assert status["Groups"].strip() == ""
     assert fds == [0, 1]
     assert int(stat[16]) == LIMITS.nice
+    assert oom_score_adj.strip() == "1000"  # the OOM killer's first choice, not the seller
     limit_rows = {row[:26].strip(): row[26:].split()[:2] for row in limits.splitlines()[1:]}
     assert limit_rows["Max cpu time"] == [str(LIMITS.cpu_seconds), str(LIMITS.cpu_seconds + 1)]
     assert limit_rows["Max core file size"] == ["0", "0"]
