@@ -1,0 +1,140 @@
+"""`python3 -m cpushare.screen`: the volunteer's view of the live CD, on its first console.
+
+Redrawn every few seconds from what the live system leaves in /run: the fleet's state
+line, each seller's status file, the addresses DHCP gave. It reads files only, so it
+keeps showing the truth when the sellers are stuck, gone, or never started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cpushare.seller.status import SellerStatus, boottime, read_statuses
+
+REFRESH_SECONDS = 3.0
+WIDTH = 79  # the VGA text console is 80 columns; the last one would wrap
+# A seller asks the market at least every lease wait (30 s): silence for longer than this
+# means the market no longer answers.
+REACHABLE_SECONDS = 75.0
+RELEASE = Path("/etc/cpushare-release")
+RUN = Path("/run/cpushare")
+NET = Path("/run/net")
+
+
+@dataclass(frozen=True)
+class View:
+    """Everything one frame shows."""
+
+    release: str
+    state: str
+    addresses: list[str]
+    sellers: dict[str, SellerStatus]
+    now: float  # seconds since boot
+
+
+def _first_line(path: Path, default: str) -> str:
+    try:
+        return path.read_text().strip().splitlines()[0]
+    except (OSError, IndexError):
+        return default
+
+
+def look(run: Path = RUN, net: Path = NET, release: Path = RELEASE) -> View:
+    """The live system's state, as the files under /run say it now."""
+    addresses = [
+        f"{p.name.removesuffix('.addr')} {_first_line(p, '?')}" for p in sorted(net.glob("*.addr"))
+    ]
+    return View(
+        release=_first_line(release, "CPUShare live CD"),
+        state=_first_line(run / "state", "starting"),
+        addresses=addresses,
+        sellers=read_statuses(run / "status"),
+        now=boottime(),
+    )
+
+
+def market_line(view: View) -> str:
+    """Whether the market answers, judged by the sellers' last exchanges with it."""
+    sellers = list(view.sellers.values())
+    seen = [s.market_seen for s in sellers if s.market_seen is not None]
+    if seen and view.now - max(seen) < REACHABLE_SECONDS:
+        return f"reachable (answered {view.now - max(seen):.0f} s ago)"
+    errors = [s.last_error for s in sellers if s.last_error]
+    for prefix, verdict in (("market-refused", "refuses"), ("market-unreachable", "unreachable")):
+        found = [e for e in errors if e.startswith(prefix)]
+        if found:
+            return f"{verdict}: {found[0].removeprefix(prefix + ': ')}"
+    return "not asked yet" if not seen else "no answer for a while"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02}:{secs:02}"
+
+
+def render(view: View) -> list[str]:
+    """The frame's lines, each at most WIDTH columns."""
+    sellers = view.sellers
+    first = next(iter(sellers.values()), None)
+    lines = [
+        f"{view.release:<60}{'up ' + _duration(view.now):>19}",
+        view.state,
+        "",
+        f"account   {first.account if first else '-'}",
+        f"network   {', '.join(view.addresses) or 'no address yet (DHCP on every wired link)'}",
+        f"market    {first.market if first else '-'}",
+        f"          {market_line(view)}",
+        "",
+        f"{'seller':<22}{'state':<10}{'job':>8}{'jobs':>8}{'CPU s':>12}{'coins':>12}",
+    ]
+    for name, s in sellers.items():
+        job = "-" if s.job is None else str(s.job)
+        lines.append(
+            f"{name:<22}{s.state:<10}{job:>8}{s.jobs_done:>8}{s.cpu_seconds:>12.1f}{s.coins:>12.3f}"
+        )
+    if len(sellers) > 1:
+        lines.append(
+            f"{'all':<22}{'':<10}{'':>8}{sum(s.jobs_done for s in sellers.values()):>8}"
+            f"{sum(s.cpu_seconds for s in sellers.values()):>12.1f}"
+            f"{sum(s.coins for s in sellers.values()):>12.3f}"
+        )
+    errors = [(n, s.last_error) for n, s in sellers.items() if s.last_error]
+    if errors:
+        lines += ["", f"last error ({errors[-1][0]}): {errors[-1][1]}"]
+    lines += [
+        "",
+        "This CD uses your CPU only: it never reads or writes your disks.",
+        "Root shell: Alt+F2.  Power button: jobs go back to the market, then power off.",
+    ]
+    return [line[:WIDTH] for line in lines]
+
+
+def draw(lines: list[str]) -> str:
+    """Terminal output that repaints the screen in place: home, each line cleared to its
+    end, then everything below cleared (no blank flash between frames)."""
+    return "\033[H" + "".join(f"{line}\033[K\n" for line in lines) + "\033[J"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m cpushare.screen")
+    parser.add_argument("--run", type=Path, default=RUN, help="the live system's run folder")
+    parser.add_argument("--net", type=Path, default=NET, help="where DHCP notes addresses")
+    parser.add_argument("--once", action="store_true", help="print one frame as text, exit")
+    args = parser.parse_args(argv)
+    if args.once:
+        print("\n".join(render(look(args.run, args.net))))
+        return 0
+    sys.stdout.write("\033[2J")
+    while True:
+        sys.stdout.write(draw(render(look(args.run, args.net))))
+        sys.stdout.flush()
+        time.sleep(REFRESH_SECONDS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
