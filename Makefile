@@ -5,7 +5,7 @@ LIVECD  := $(VENV)/bin/livecd
 ISO     ?= libcaca-cpushare-livecd.iso
 PYTEST_ARGS ?=
 
-.PHONY: setup iso test test-fast smoke boot bench lint clean diffoscope
+.PHONY: setup iso test test-fast test-matrix smoke boot bench lint clean diffoscope
 
 $(VENV)/.installed: pyproject.toml scripts/install-host-packages.sh
 	scripts/install-host-packages.sh
@@ -24,6 +24,11 @@ test: setup lint
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not qemu" $(PYTEST_ARGS)
+
+# The whole boot matrix (NICs, vCPUs, 256 MB) and the slow recovery tests; the default
+# suite boots only their representative part.
+test-matrix: setup
+	LIVECD_MATRIX=full $(PY) -m pytest -q $(PYTEST_ARGS) tests/boot/test_matrix.py tests/boot/test_recovery.py
 
 smoke: iso
 	$(LIVECD) smoke $(ISO)

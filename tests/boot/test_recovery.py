@@ -1,0 +1,108 @@
+"""Recovery on a real guest: the link lost and regained during a job, the power button
+during a job, a hung seller. The first two run in the default suite; the hung seller
+(minutes of guest time) with `make test-matrix`."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from livecd.e2e import ConsoleWatch, ThrowawayMarket, make_medium, wait_for_results
+from livecd.jobs import build_job
+from livecd.qemu import Guest, GuestConfig
+
+pytestmark = pytest.mark.qemu
+
+SPIN = Path(__file__).resolve().parents[1] / "seller" / "spin.c"
+FULL = os.environ.get("LIVECD_MATRIX") == "full"
+
+
+@pytest.fixture
+def spin(tmp_path: Path) -> bytes:
+    """A job that burns CPU for as many million rounds as its input says."""
+    return build_job([SPIN], tmp_path / "spin.job").read_bytes()
+
+
+def _market(tmp_path: Path, lease_seconds: float) -> Iterator[ThrowawayMarket]:
+    with ThrowawayMarket(tmp_path / "market", lease_seconds=lease_seconds) as market:
+        yield market.start()
+
+
+@pytest.fixture
+def market(tmp_path: Path) -> Iterator[ThrowawayMarket]:
+    """Short leases: a job whose seller lost the market is soon leased again."""
+    yield from _market(tmp_path, 6)
+
+
+@pytest.fixture
+def slow_market(tmp_path: Path) -> Iterator[ThrowawayMarket]:
+    """Leases far longer than the test: only a release requeues a job."""
+    yield from _market(tmp_path, 600)
+
+
+def _guest_cfg(iso: Path, tmp_path: Path, market: ThrowawayMarket) -> GuestConfig:
+    medium = make_medium({"volunteer.cpu": market.order_file()}, tmp_path / "medium.img")
+    return GuestConfig(iso=iso, sticks=(medium,), forwards=(market.forward,), shell=True)
+
+
+def test_the_link_lost_during_a_job_comes_back_and_the_job_completes(
+    iso: Path, tmp_path: Path, market: ThrowawayMarket, spin: bytes
+) -> None:
+    job = market.submit(spin, [b"1000"])[0]
+    with Guest(_guest_cfg(iso, tmp_path, market), tmp_path / "serial.log") as guest:
+        watch = ConsoleWatch(guest)
+        assert watch.wait("job-leased", 180, job=str(job)) is not None
+        guest.qmp("set_link", name="net0", up=False)
+        # Longer than the lease: the seller cannot extend it and notices.
+        noticed = watch.wait("error", 60)
+        guest.qmp("set_link", name="net0", up=True)
+        assert noticed is not None, "the seller did not notice the lost link"
+        done = wait_for_results(watch, market, [job], 240)
+        assert set(done) == {job}
+        assert market.buyer.output(job) == b"spun\n"
+        assert watch.find("seller-started") and len(watch.find("seller-started")) == 1
+        assert guest.power_button(30)
+
+
+def test_the_power_button_during_a_job_hands_the_lease_back_and_powers_off(
+    iso: Path, tmp_path: Path, slow_market: ThrowawayMarket, spin: bytes
+) -> None:
+    job = slow_market.submit(spin, [b"100000"])[0]
+    with Guest(_guest_cfg(iso, tmp_path, slow_market), tmp_path / "serial.log") as guest:
+        watch = ConsoleWatch(guest)
+        assert watch.wait("job-leased", 180, job=str(job)) is not None
+        pressed = time.monotonic()
+        assert guest.power_button(10), "the guest did not power off within 10 s"
+        off_after = time.monotonic() - pressed
+        while watch.pump(1) is not None:  # the lines QEMU printed before it exited
+            pass
+    released = [e for e in watch.events if e.name == "lease-released"]
+    assert [e.fields["job"] for e in released] == [str(job)], (off_after, watch.events[-5:])
+    with sqlite3.connect(slow_market.process.db) as db:
+        leases = db.execute("SELECT state, released FROM leases WHERE job_id = ?", (job,))
+        assert [(state, when is not None) for state, when in leases] == [("expired", True)]
+    assert slow_market.buyer.job(job)["state"] == "open"
+
+
+@pytest.mark.skipif(not FULL, reason="minutes of guest time: make test-matrix")
+def test_a_hung_seller_is_replaced_and_the_job_completes(
+    iso: Path, tmp_path: Path, market: ThrowawayMarket, spin: bytes
+) -> None:
+    with Guest(_guest_cfg(iso, tmp_path, market), tmp_path / "serial.log") as guest:
+        watch = ConsoleWatch(guest)
+        first = watch.wait("seller-started", 180)
+        assert first is not None
+        status, out = guest.shell(f"kill -STOP {first.fields['pid']}")
+        assert status == 0, out
+        replaced = watch.wait("error", 240, what="seller")
+        assert replaced is not None and "hung" in replaced.fields["detail"]
+        second = watch.wait("seller-started", 60, skip=1)
+        assert second is not None and second.fields["pid"] != first.fields["pid"]
+        job = market.submit(spin, [b"100"])[0]
+        assert set(wait_for_results(watch, market, [job], 180)) == {job}
+        assert guest.power_button(30)
