@@ -245,7 +245,10 @@ class Seller:
         if cached is not None:
             return cached
         _, program = self.client.request(
-            "GET", f"/v1/programs/{offer.program_sha256}", cap=offer.program_size
+            "GET",
+            f"/v1/programs/{offer.program_sha256}",
+            cap=offer.program_size,
+            timeout=self.options.request_timeout,
         )
         if hashlib.sha256(program).hexdigest() != offer.program_sha256:
             raise BadReply(f"program {offer.program_sha256[:16]}... does not match its sha256")
@@ -281,7 +284,8 @@ class Seller:
         )
 
     def run_and_post(self, offer: LeaseOffer) -> None:
-        self._state("running", self.client.timeout + offer.wall_seconds, job=offer.job)
+        fetch = self.options.request_timeout
+        self._state("running", fetch + offer.wall_seconds, job=offer.job)
         program = self.program(offer)
         try:
             limits = Limits(
@@ -317,9 +321,11 @@ class Seller:
         }
         path = f"/v1/leases/{offer.lease}/result"
         for attempt in range(RESULT_ATTEMPTS):
-            self._state("posting", self.client.timeout)
+            self._state("posting", self.options.request_timeout)
             try:
-                doc = self.client.request_json("POST", path, body)
+                doc = self.client.request_json(
+                    "POST", path, body, timeout=self.options.request_timeout
+                )
                 recorded = parse_recorded(doc or {})
             except (Unreachable, BadReply) as exc:
                 self._error("post-result", exc)

@@ -53,10 +53,12 @@ def _guest_cfg(iso: Path, tmp_path: Path, market: ThrowawayMarket) -> GuestConfi
 def test_the_link_lost_during_a_job_comes_back_and_the_job_completes(
     iso: Path, tmp_path: Path, market: ThrowawayMarket, spin: bytes
 ) -> None:
-    job = market.submit(spin, [b"1000"])[0]
+    # About 15 s of guest CPU under emulation.
+    job = market.submit(spin, [b"3000"])[0]
     with Guest(_guest_cfg(iso, tmp_path, market), tmp_path / "serial.log") as guest:
         watch = ConsoleWatch(guest)
         assert watch.wait("job-leased", 180, job=str(job)) is not None
+        time.sleep(3)  # the program is fetched: the job runs
         guest.qmp("set_link", name="net0", up=False)
         # Longer than the lease: the seller cannot extend it and notices.
         noticed = watch.wait("error", 60)
@@ -81,7 +83,7 @@ def test_the_power_button_during_a_job_hands_the_lease_back_and_powers_off(
         off_after = time.monotonic() - pressed
         while watch.pump(1) is not None:  # the lines QEMU printed before it exited
             pass
-    released = [e for e in watch.events if e.name == "lease-released"]
+    released = watch.find("lease-released")
     assert [e.fields["job"] for e in released] == [str(job)], (off_after, watch.events[-5:])
     with sqlite3.connect(slow_market.process.db) as db:
         leases = db.execute("SELECT state, released FROM leases WHERE job_id = ?", (job,))
