@@ -1,21 +1,16 @@
-"""`python3 -m cpushare.startup RUNDIR`: what the live system checks before it sells.
+"""What the live system checks before it sells: strict seccomp, then the orders.
 
-Called by `/etc/init.d/cpushare start`, once, so that Python starts once for all of it
-(under emulation a start costs a second): the seccomp self-test (no seller starts when
-strict seccomp does not work), then the orders: those on a removable medium labelled
-CPUSHARE (mounted read-only just long enough to copy them) replace the built-in ones in
-/etc/cpushare; invalid ones are reported and skipped. Each valid order is printed on
-stdout as `PATH NICE`. Exit status: 0 with at least one valid order, 1 when seccomp fails,
-2 when no order is valid.
+The fleet (`cpushare.seller.fleet`) calls these once at boot, in the process that then
+forks the sellers: the seccomp self-test (no seller starts when strict seccomp does not
+work), then the orders: those on a removable medium labelled CPUSHARE (mounted read-only
+just long enough to copy them) replace the built-in ones in /etc/cpushare; invalid ones
+are reported and skipped.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 from cpushare.console import emit
@@ -78,28 +73,3 @@ def valid_orders(paths: list[Path]) -> list[tuple[Path, int]]:
         else:
             valid.append((path, order.nice))
     return valid
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m cpushare.startup")
-    parser.add_argument("rundir", type=Path, help="where to copy the medium's orders")
-    parser.add_argument(
-        "--fail-selftest",
-        action="store_true",
-        help="make the seccomp self-test fail (kernel option cpushare.selftest=fail)",
-    )
-    args = parser.parse_args(argv)
-    # Console lines go to stderr: stdout is the list of orders for the shell.
-    with contextlib.redirect_stdout(sys.stderr):
-        if not seccomp_works(args.fail_selftest):
-            return 1
-        on_medium = medium_orders(args.rundir)
-        valid = valid_orders(on_medium or sorted(BUILTIN.glob("*.cpu")))
-        emit("orders", source="medium" if on_medium else "builtin", count=len(valid))
-    for path, nice in valid:
-        print(path, nice)
-    return 0 if valid else 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
