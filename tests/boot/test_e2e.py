@@ -133,8 +133,9 @@ def test_a_failing_seccomp_self_test_is_reported_and_starts_no_seller(
         assert failed is not None and failed.fields["reason"]
         refusal = watch.wait("error", 60, what="sellers")
         assert refusal is not None and refusal.fields["detail"]
-        # The boot-time check exits; then no Python process is left: no seller runs.
-        gone = "for i in $(seq 100); do pidof python3.11 || exit 0; sleep 0.1; done; exit 1"
+        # The boot-time check exits; then no process of the sellers' user is left.
+        sellers = "ps -o user,args | grep '^cpushare '"
+        gone = f"for i in $(seq 100); do {sellers} || exit 0; sleep 0.1; done; exit 1"
         status, pids = guest.shell(gone)
         assert status == 0, f"still running: {pids}"
         status, said = guest.shell("/etc/init.d/cpushare status")
@@ -237,7 +238,7 @@ def test_a_market_refusing_the_secret_is_reported_and_the_seller_keeps_trying(
         assert again is not None
         assert len(watch.find("error", what="market-refused")) >= 2
         assert len(watch.find("seller-started")) == 1
-        status, _ = guest.shell("pidof python3.11")
+        status, _ = guest.shell("ps -o user,args | grep '^cpushare '")
         assert status == 0
         assert guest.power_button(30)
     assert "Traceback" not in (tmp_path / "serial.log").read_text(errors="replace")
