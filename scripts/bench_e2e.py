@@ -53,6 +53,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iso", type=Path, help="ISO to boot [default: build the default one]")
     parser.add_argument("--jobs", type=int, default=12, help="jobs in the batch [12]")
+    parser.add_argument(
+        "--nic", default="virtio-net-pci", help="emulated NIC [virtio-net-pci; QEMU's own: e1000]"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         work = Path(tmp)
@@ -61,7 +64,11 @@ def main() -> int:
             profile = load_profile().with_overrides(timeout=0)
             iso = build(BuildOptions(profile=profile, output=work / "bench.iso")).iso
         result = run_market_smoke(
-            GuestConfig(iso=iso, cpus=1), work / "serial.log", work, jobs=args.jobs, timeout=600
+            GuestConfig(iso=iso, cpus=1, nic=args.nic),
+            work / "serial.log",
+            work,
+            jobs=args.jobs,
+            timeout=600,
         )
         format_report(result, print)
         for problem in result.problems:
