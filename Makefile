@@ -28,7 +28,7 @@ test-fast: setup
 # The whole boot matrix (NICs, vCPUs, 256 MB) and the slow recovery tests; the default
 # suite boots only their representative part.
 test-matrix: setup
-	LIVECD_MATRIX=full $(PY) -m pytest -q $(PYTEST_ARGS) tests/boot/test_matrix.py tests/boot/test_recovery.py
+	$(PY) -m pytest -q -m qemu $(PYTEST_ARGS) tests/boot/test_matrix.py tests/boot/test_recovery.py
 
 smoke: iso
 	$(LIVECD) smoke $(ISO)

@@ -4,7 +4,6 @@ during a job, a hung seller. The first two run in the default suite; the hung se
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -19,7 +18,6 @@ from livecd.qemu import Guest, GuestConfig
 pytestmark = pytest.mark.qemu
 
 SPIN = Path(__file__).resolve().parents[1] / "seller" / "spin.c"
-FULL = os.environ.get("LIVECD_MATRIX") == "full"
 
 
 @pytest.fixture
@@ -91,7 +89,7 @@ def test_the_power_button_during_a_job_hands_the_lease_back_and_powers_off(
     assert slow_market.buyer.job(job)["state"] == "open"
 
 
-@pytest.mark.skipif(not FULL, reason="minutes of guest time: make test-matrix")
+@pytest.mark.matrix
 def test_a_hung_seller_is_replaced_and_the_job_completes(
     iso: Path, tmp_path: Path, market: ThrowawayMarket, spin: bytes
 ) -> None:
