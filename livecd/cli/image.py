@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -228,6 +229,21 @@ def _guest_options(f: Callable[..., None]) -> Callable[..., None]:
     return f
 
 
+def _guest(
+    iso: Path, firmware: Firmware, secure_boot: bool, media: Media, cpus: int, memory: int, nic: str
+) -> GuestConfig:
+    """The guest the `_guest_options` describe."""
+    return GuestConfig(
+        iso=iso,
+        firmware=firmware,
+        secure_boot=secure_boot,
+        media=media,
+        cpus=cpus,
+        memory_mb=memory,
+        nic=nic,
+    )
+
+
 @main.command("boot")
 @click.argument("iso", type=click.Path(path_type=Path))
 @_guest_options
@@ -240,14 +256,8 @@ def boot_command(
     terminal (quit with Ctrl-A X). The guest's network is QEMU's user mode, restricted:
     it reaches nothing outside.
     """
-    cfg = GuestConfig(
-        iso=iso,
-        firmware=firmware,
-        secure_boot=secure_boot,
-        media=media,
-        cpus=cpus,
-        memory_mb=memory,
-        nic=nic,
+    cfg = replace(
+        _guest(iso, firmware, secure_boot, media, cpus, memory, nic),
         headless=False,
         extra=() if os.environ.get("DISPLAY") else ("-nographic",),
     )
@@ -331,15 +341,7 @@ def smoke_command(
       livecd smoke ISO --order my.cpu --cpus 2
       livecd smoke ISO --market --cpus 2 --jobs 12
     """
-    cfg = GuestConfig(
-        iso=iso,
-        firmware=firmware,
-        secure_boot=secure_boot,
-        media=media,
-        cpus=cpus,
-        memory_mb=memory,
-        nic=nic,
-    )
+    cfg = _guest(iso, firmware, secure_boot, media, cpus, memory, nic)
     log = log_path or iso.with_name(iso.name + ".serial.log")
     mode = f"{firmware}{' secure-boot' if secure_boot else ''} {media}, {cpus} CPU, {nic}"
     click.echo(f"livecd: smoke-booting {iso} ({mode})", err=True)
