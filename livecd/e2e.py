@@ -31,6 +31,7 @@ from livecd.fat import make_fat_image
 from livecd.jobs import build_job
 from livecd.orders import check_order_file, render_order, write_atomically
 from livecd.qemu import Forward, Guest, GuestConfig, timeout_factor
+from livecd.smoke import MARKET_ABSENT
 from livecd.smoke import Milestone as Event
 
 GUEST_MARKET_ADDR = "10.0.2.100"
@@ -294,11 +295,16 @@ def seller_problems(events: Sequence[Event], cpus: int, order: SellOrder) -> lis
 
 
 def console_problems(events: Sequence[Event]) -> list[str]:
-    """What the guest itself reported as wrong: failed self-test, errors, failed jobs."""
+    """What the guest itself reported as wrong: failed self-test, errors (but the market
+    out of reach while the guest had no address yet), failed jobs."""
     problems = []
+    network_up = False
     for e in events:
+        network_up = network_up or e.event == "network"
         if e.event == "seccomp" and e.fields.get("status") != "verified":
             problems.append(f"the seccomp self-test failed: {e.fields.get('reason', '?')}")
+        elif e.event == "error" and e.fields.get("what") in MARKET_ABSENT and not network_up:
+            continue  # a seller that starts before DHCP is done retries once it is
         elif e.event == "error":
             problems.append(
                 f"the guest reported an error: {e.fields.get('what')}: {e.fields.get('detail', '')}"

@@ -23,6 +23,7 @@ from livecd.e2e import (
     ThrowawayMarket,
     build_fsdither,
     coin_problems,
+    console_problems,
     file_sha256,
     job_inputs,
     make_medium,
@@ -35,6 +36,7 @@ from livecd.jobs import build_job
 from livecd.orders import render_order, write_order
 from livecd.profile import load_profile
 from livecd.qemu import Guest, GuestConfig
+from livecd.smoke import Milestone
 
 EPOCH = 1_700_000_000
 # The supervisor's record of the first seller's process (/etc/init.d/cpushare).
@@ -300,3 +302,14 @@ def test_the_checks_pass_for_honest_results_and_catch_wrong_ones(
     assert len(result_problems(market, swapped, done)) == 2
     inflated = {job: {**info, "cpu_seconds": 10.0} for job, info in done.items()}
     assert "volunteer holds" in coin_problems(market, inflated)[0]
+
+
+def test_the_market_out_of_reach_counts_only_once_the_guest_has_an_address() -> None:
+    def line(event: str, **fields: str) -> Milestone:
+        return Milestone(event, {"event": event, **fields}, 0.0)
+
+    unreachable = line("error", what="market-unreachable", detail="Network is unreachable")
+    medium = line("orders", source="medium", count="1")
+    assert console_problems([medium, unreachable, line("network", addr="10.0.2.15/24")]) == []
+    late = console_problems([medium, line("network", addr="10.0.2.15/24"), unreachable])
+    assert late == ["the guest reported an error: market-unreachable: Network is unreachable"]
