@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from cpushare.console import parse_line
 from livecd.qemu import Guest, GuestConfig
@@ -92,11 +93,24 @@ def run_smoke(
                 break
             if m.event in wanted:
                 wanted.remove(m.event)
-        result.powered_off = guest.power_button(power_off_timeout)
-        if not result.powered_off:
-            result.problems.append("the guest did not power off on the ACPI power button")
-        result.wall_seconds = guest.elapsed
+        power_off(guest, result, power_off_timeout)
     return result
+
+
+class Finishing(Protocol):
+    """What a boot test records when it ends: its problems, the power-off, its wall time."""
+
+    problems: list[str]
+    powered_off: bool
+    wall_seconds: float
+
+
+def power_off(guest: Guest, result: Finishing, timeout: float) -> None:
+    """Press the ACPI power button and record whether the guest powered off, and when."""
+    result.powered_off = guest.power_button(timeout)
+    if not result.powered_off:
+        result.problems.append("the guest did not power off on the ACPI power button")
+    result.wall_seconds = guest.elapsed
 
 
 def format_table(result: SmokeResult) -> str:
