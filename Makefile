@@ -2,7 +2,7 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 LIVECD  := $(VENV)/bin/livecd
-ISO     ?= libcaca-cpushare-livecd.iso
+ISO     ?= libcaca-cpushare-livecd.formats.iso
 PYTEST_ARGS ?=
 
 .PHONY: setup iso test test-fast test-matrix smoke boot bench lint clean diffoscope
@@ -53,8 +53,8 @@ diffoscope: setup
 	diffoscope $(or $(A),$(REPRO)/a/$(ISO)) $(or $(B),$(REPRO)/b/$(ISO))
 
 lint: setup
-	$(VENV)/bin/ruff check livecd cpushare tests scripts
-	$(VENV)/bin/ruff format --check livecd cpushare tests scripts
+	$(VENV)/bin/ruff check livecd cpushare market tests scripts
+	$(VENV)/bin/ruff format --check livecd cpushare market tests scripts
 	$(VENV)/bin/mypy
 
 clean:

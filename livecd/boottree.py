@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from livecd.fat import make_fat_image
-from livecd.iso import IsoFile
+from livecd.formats.fat import make_fat_image
+from livecd.formats.iso import IsoFile
 from livecd.rootfs import files_by_package
 from livecd.templates import Rendered
 

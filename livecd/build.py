@@ -16,12 +16,13 @@ from pathlib import Path
 from livecd import __version__, python, rootfs
 from livecd.boottree import BIOS_BOOT, BOOT_PACKAGES, EFI_IMAGE, boot_files, esp_image
 from livecd.builtin_orders import BuiltinOrder, load_orders, order_entries
-from livecd.compress import compress
-from livecd.cpio import Entry, write_newc
 from livecd.deb import unpacked
-from livecd.debian import HOST_SOURCES, Apt, Package, cache_home, resolve
+from livecd.debian import HOST_SOURCES, Apt, Package, resolve
 from livecd.errors import BuildError, UserError
-from livecd.iso import IsoFile, write_iso
+from livecd.files import cache_home
+from livecd.formats.compress import compress
+from livecd.formats.cpio import Entry, write_newc
+from livecd.formats.iso import IsoFile, write_iso
 from livecd.kernel import Kernel, ModuleTree, check_seccomp, find_kernel
 from livecd.lock import locked_packages, profile_sha256
 from livecd.profile import Profile
@@ -206,7 +207,7 @@ def root_filesystem(
         rootfs.busybox(trees["busybox-static"]),
         rootfs.modules(kernel, modules),
         python.cpushare_package(),
-        python.jail_binaries(opts.cache),
+        python.jail_binaries(),
         rootfs.overlay(opts.overlays),
         rootfs.rendered(render_tree("rootfs", context, opts.templates)),
     )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from livecd.errors import BuildError, UserError
+from livecd.files import sha256_file
 from livecd.run import need
 
 HOST_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
@@ -39,12 +40,6 @@ class Package:
     @property
     def label(self) -> str:
         return f"{self.name} {self.version}"
-
-
-def cache_home() -> Path:
-    """`$XDG_CACHE_HOME/livecd`, by default `~/.cache/livecd`."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "livecd"
 
 
 def suite_sources(suite: str, paths: Iterable[Path] = HOST_SOURCES) -> str:
@@ -265,14 +260,6 @@ def _parse_packages(text: str) -> Iterable[tuple[str, Package]]:
                     depends=fields.get("Depends", ""),
                 ),
             )
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def kernel_image_of(meta: Package) -> str:

@@ -19,20 +19,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cpushare.console import parse_line
-from cpushare.dither import dither, sample_image
-from cpushare.jobs import FSDITHER_SOURCE
-from cpushare.market import admin
-from cpushare.market.client import MarketClient
-from cpushare.market.harness import MarketProcess, free_port
-from cpushare.market.tls import self_signed
 from cpushare.order import SellOrder
 from livecd.errors import UserError
-from livecd.fat import make_fat_image
-from livecd.jobs import build_job
+from livecd.formats.fat import make_fat_image
+from livecd.market_process import MarketProcess, free_port
 from livecd.orders import check_order_file, render_order, write_atomically
 from livecd.qemu import Forward, Guest, GuestConfig, timeout_factor
+from livecd.sdk.dither import dither, sample_image
 from livecd.smoke import MARKET_ABSENT, power_off
 from livecd.smoke import Milestone as Event
+from livecd.toolchain import FSDITHER_SOURCE, build_job
+from market import admin
+from market.client import MarketClient
+from market.tls import self_signed
 
 GUEST_MARKET_ADDR = "10.0.2.100"
 GUEST_MARKET_PORT = 8443

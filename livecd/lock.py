@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from livecd.debian import Apt, Package, sha256_file
+from livecd.debian import Apt, Package
 from livecd.errors import BuildError, UserError
+from livecd.files import sha256_file
 from livecd.profile import Profile
 
 FORMAT = "livecd-lock"

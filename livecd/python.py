@@ -17,19 +17,16 @@ import stat
 import sys
 import tempfile
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
-from cpushare.jail.loader import LOADER_SOURCE
-from cpushare.jobs import SELFTEST_SOURCE
-from livecd.cpio import Entry
+import cpushare
+from livecd import toolchain
 from livecd.errors import BuildError
-from livecd.jobs import build_job, build_loader
+from livecd.formats.cpio import Entry
 
 STDLIB = "usr/lib/python3.11"
-CPUSHARE_SRC = Path(__file__).resolve().parent.parent / "cpushare"
-# Guest parts of the cpushare package; the market (host only) stays out.
-GUEST_MODULES = ("*.py", "jail/*.py", "jobs/*.py", "sdk/*.py", "seller/*.py")
+CPUSHARE_SRC = Path(cpushare.__file__).resolve().parent
 _REG = stat.S_IFREG | 0o644
 _EXE = stat.S_IFREG | 0o755
 # Part of the cache key of compiled files: a change of format compiles everything again.
@@ -116,41 +113,22 @@ def ca_bundle(entries: Iterable[Entry]) -> list[Entry]:
 
 
 def cpushare_package() -> list[Entry]:
-    """The guest modules of `cpushare`, in the interpreter's own library directory so
-    that `python3 -I -S -m cpushare.seller` finds them without site processing."""
-    sources = sorted({p for pattern in GUEST_MODULES for p in CPUSHARE_SRC.glob(pattern)})
+    """The whole `cpushare` package (the guest side: standard library only), in the
+    interpreter's own library directory so that `python3 -I -S -m cpushare.seller` finds
+    it without site processing."""
+    sources = sorted(CPUSHARE_SRC.rglob("*.py"))
     return [
         Entry(f"{STDLIB}/cpushare/{p.relative_to(CPUSHARE_SRC).as_posix()}", _REG, source=p)
         for p in sources
     ]
 
 
-def jail_binaries(cache: Path) -> list[Entry]:
-    """The jail loader and the self-test job, built by the host's C compiler once per
-    source change."""
-    sdk = sorted((CPUSHARE_SRC / "sdk").iterdir())
-    loader = _cached(cache, "jail-loader", [LOADER_SOURCE], build_loader)
-    job = _cached(
-        cache,
-        "selftest.job",
-        [SELFTEST_SOURCE, *sdk],
-        lambda out: build_job([SELFTEST_SOURCE], out),
-    )
+def jail_binaries() -> list[Entry]:
+    """The jail loader and the self-test job, from the toolchain's cache."""
     return [
-        Entry("usr/lib/cpushare/jail-loader", _EXE, source=loader),
-        Entry("usr/lib/cpushare/selftest.job", _REG, source=job),
+        Entry("usr/lib/cpushare/jail-loader", _EXE, source=toolchain.loader()),
+        Entry("usr/lib/cpushare/selftest.job", _REG, source=toolchain.selftest_job()),
     ]
-
-
-def _cached(cache: Path, name: str, inputs: list[Path], make: Callable[[Path], Path]) -> Path:
-    digest = hashlib.sha256()
-    for path in inputs:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    out = cache / "guest-bin" / f"{name}-{digest.hexdigest()[:24]}"
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        make(out)
-    return out
 
 
 def compiled(entries: Iterable[Entry], cache: Path) -> list[Entry]:

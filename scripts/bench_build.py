@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from livecd.build import BuildOptions, build
-from livecd.debian import cache_home
+from livecd.files import cache_home
 from livecd.profile import load_profile
 from livecd.qemu import GuestConfig
 from livecd.smoke import run_smoke

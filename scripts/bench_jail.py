@@ -13,11 +13,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from cpushare.dither import sample_image
 from cpushare.jail import Limits, Outcome, run_job, validate_program
 from cpushare.jail.runner import finish, input_file, spawn
-from cpushare.jobs import FSDITHER_SOURCE
-from livecd.jobs import build_hosted, build_job, build_loader
+from livecd.sdk.dither import sample_image
+from livecd.toolchain import FSDITHER_SOURCE, build_hosted, build_job, build_loader
 
 THROUGHPUT_GOAL = 0.98
 STARTUP_GOAL_MS = 2.0

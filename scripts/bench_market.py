@@ -18,11 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from cpushare.market.client import MarketClient
-from cpushare.market.harness import MarketProcess
-from livecd.jobs import build_job
+from livecd.market_process import MarketProcess
+from livecd.toolchain import FSDITHER_SOURCE, build_job
+from market.client import MarketClient
 
-JOB_SOURCE = Path(__file__).resolve().parent.parent / "cpushare" / "jobs" / "fsdither.c"
+JOB_SOURCE = FSDITHER_SOURCE
 RESULT_BODY = json.dumps(
     {
         "outcome": "ok",

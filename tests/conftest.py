@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from livecd import toolchain
 from livecd.build import BuildOptions, BuildResult, build
 from livecd.profile import load_profile
 
 EPOCH = 1_700_000_000
+
+
+@pytest.fixture(scope="session", autouse=True)
+def jail_on_this_host() -> None:
+    """Point the guest's jail (and every seller a test starts) at the toolchain's builds
+    of the loader and self-test job, as the image has them at fixed paths."""
+    for name, value in toolchain.jail_environment().items():
+        os.environ.setdefault(name, value)
 
 
 @pytest.fixture(scope="session")

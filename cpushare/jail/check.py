@@ -10,16 +10,12 @@ and the check reports it. `python3 -m cpushare.jail.selftest` is the command lin
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cpushare.jail.hostbuild import cached_build
-from cpushare.jail.loader import find_loader
+from cpushare.jail.loader import find_loader, find_prebuilt
 from cpushare.jail.model import JailError, Limits, Outcome
 from cpushare.jail.runner import run_job
-from cpushare.jobs import SELFTEST_SOURCE
-from cpushare.sdk import HEADER, LINKER_SCRIPT, START, job_compile_command
 
 IMAGE_SELFTEST_JOB = Path("/usr/lib/cpushare/selftest.job")
 SELFTEST_LIMITS = Limits(cpu_seconds=5, wall_seconds=30.0, memory_bytes=32 << 20, output_bytes=4096)
@@ -45,17 +41,8 @@ class SelfTestReport:
 
 
 def find_selftest_job() -> Path:
-    """$CPUSHARE_SELFTEST_JOB, else the image's job, else a host build (cached)."""
-    override = os.environ.get("CPUSHARE_SELFTEST_JOB")
-    if override:
-        return Path(override)
-    if IMAGE_SELFTEST_JOB.is_file():
-        return IMAGE_SELFTEST_JOB
-    return cached_build(
-        "selftest.job",
-        [SELFTEST_SOURCE, HEADER, START, LINKER_SCRIPT],
-        lambda out: job_compile_command([SELFTEST_SOURCE], out),
-    )
+    """$CPUSHARE_SELFTEST_JOB, else the installed self-test job (`selftest.c`)."""
+    return find_prebuilt("CPUSHARE_SELFTEST_JOB", IMAGE_SELFTEST_JOB, "self-test job")
 
 
 def expected_output(data: bytes) -> bytes:

@@ -23,9 +23,9 @@ from typing import TextIO
 from cpushare.console import emit
 from cpushare.jail import JailError, JobResult, Limits, run_job, self_test
 from cpushare.order import SellOrder
+from cpushare.protocol import LeaseOffer, parse_lease, parse_recorded
 from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply, MarketClient, Refused, Unreachable
-from cpushare.seller.protocol import LeaseOffer, parse_lease, parse_recorded
 from cpushare.seller.status import SellerStatus, StatusFile, boottime
 
 # Programs kept in memory, by sha256 (the live system has no disk to cache on).

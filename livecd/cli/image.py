@@ -18,7 +18,8 @@ import click
 
 from livecd.build import BuildOptions, build
 from livecd.cli import main
-from livecd.debian import HOST_SOURCES, cache_home
+from livecd.debian import HOST_SOURCES
+from livecd.files import cache_home
 from livecd.profile import COMPRESSIONS, load_profile
 from livecd.progress import Progress
 from livecd.qemu import NIC_MODELS, Firmware, GuestConfig, Media, qemu_argv
@@ -336,7 +337,7 @@ def smoke_command(
 
     \b
     Examples:
-      livecd smoke libcaca-cpushare-livecd.iso
+      livecd smoke libcaca-cpushare-livecd.formats.iso
       livecd smoke ISO --firmware uefi --secure-boot --media usb --cpus 2
       livecd smoke ISO --order my.cpu --cpus 2
       livecd smoke ISO --market --cpus 2 --jobs 12

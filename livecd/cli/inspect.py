@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from livecd.cli import main
-from livecd.inspect import inspect_iso, render_text, to_json
+from livecd.formats.isoread import inspect_iso, render_text, to_json
 
 
 @main.command("inspect")

@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
 
 from cpushare.jail import JailError, Limits, Outcome, run_job
+from livecd import toolchain
 from livecd.cli import main
 from livecd.errors import UserError
-from livecd.jobs import build_job, parse_size, read_file
+from livecd.toolchain import build_job
 
 _DEFAULT = Limits()
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in `text`: a number with an optional K, M, G or T suffix (powers of 1024)."""
+    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = cleaned[-1:] if cleaned[-1:] in _SIZE_UNITS else ""
+    number = cleaned[: len(cleaned) - len(unit)]
+    if not number.isdigit():
+        raise UserError(f"{text!r} is not a size: use a number of bytes, or e.g. 64M, 1G")
+    return int(number) * _SIZE_UNITS[unit]
+
+
+def read_file(path: Path, what: str) -> bytes:
+    """The bytes of `path`, or a UserError naming it as `what`."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {what} {path}: {exc.strerror}") from exc
 
 
 @main.group()
@@ -69,7 +90,7 @@ def run(
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     try:
-        result = run_job(code, data, limits)
+        result = run_job(code, data, limits, loader=toolchain_loader())
     except JailError as exc:
         raise UserError(str(exc)) from exc
     if result.outcome is Outcome.INVALID:
@@ -83,3 +104,9 @@ def run(
     )
     if result.outcome is not Outcome.OK:
         sys.exit(1)
+
+
+def toolchain_loader() -> Path:
+    """$CPUSHARE_LOADER when set, else the host's cached build of the loader."""
+    override = os.environ.get("CPUSHARE_LOADER")
+    return Path(override) if override else toolchain.loader()

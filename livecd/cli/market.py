@@ -27,9 +27,9 @@ def _echo_json(doc: object) -> None:
 
 
 def _market_errors() -> tuple[type[Exception], ...]:
-    from cpushare.market.client import ClientError
-    from cpushare.market.errors import MarketError
-    from cpushare.market.schema import SchemaTooNew
+    from market.client import ClientError
+    from market.errors import MarketError
+    from market.schema import SchemaTooNew
 
     return ClientError, MarketError, SchemaTooNew
 
@@ -82,8 +82,8 @@ def serve(
 ) -> None:
     """Serve the market API. Plain HTTP is allowed on loopback only; elsewhere give
     --cert and --key. The database is created and migrated on start."""
-    from cpushare.market.server import ServeError, ServeOptions, parse_listen, prepare
-    from cpushare.market.server import serve as run_server
+    from market.server import ServeError, ServeOptions, parse_listen, prepare
+    from market.server import serve as run_server
 
     try:
         host, port = parse_listen(listen)
@@ -121,7 +121,7 @@ def serve(
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def cert(names: tuple[str, ...], cert_out: Path, key_out: Path, as_json: bool) -> None:
     """Make a self-signed certificate and key for trying the market out."""
-    from cpushare.market.tls import pem_sha256, self_signed
+    from market.tls import pem_sha256, self_signed
 
     cert_pem, key_pem = self_signed(list(names))
     try:
@@ -147,7 +147,7 @@ def account() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def account_new(name: str, db: Path, as_json: bool) -> None:
     """Create account NAME and print its API key (shown only this once)."""
-    from cpushare.market.admin import new_account
+    from market.admin import new_account
 
     issued = _user_errors(lambda: new_account(db, name))
     if as_json:
@@ -161,7 +161,7 @@ def account_new(name: str, db: Path, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def account_list(db: Path, as_json: bool) -> None:
     """List accounts with their orders and CPUCoins."""
-    from cpushare.market.admin import list_accounts
+    from market.admin import list_accounts
 
     rows = _user_errors(lambda: list_accounts(db))
     if as_json:
@@ -196,7 +196,7 @@ def market_order_new(
     as_json: bool,
 ) -> None:
     """Issue a sell order for ACCOUNT and write it to a `.cpu` file."""
-    from cpushare.market.admin import new_order
+    from market.admin import new_order
 
     order = _user_errors(
         lambda: new_order(
@@ -252,7 +252,7 @@ def _buyer(fn: F) -> F:
 
 
 def _client(market_url: str, api_key: str, cacert: Path | None) -> Any:
-    from cpushare.market.client import MarketClient
+    from market.client import MarketClient
 
     return MarketClient(market_url, api_key, cacert=cacert)
 

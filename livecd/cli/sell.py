@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import click
 
+from livecd import toolchain
 from livecd.cli import main
 from livecd.errors import UserError
 from livecd.orders import check_order_file
@@ -23,7 +25,7 @@ from livecd.orders import check_order_file
 @click.option(
     "--loader",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="The jail loader [default: $CPUSHARE_LOADER, the image's, or a host build].",
+    help="The jail loader [default: $CPUSHARE_LOADER, the installed one, or a host build].",
 )
 @click.option(
     "--backoff-max",
@@ -44,8 +46,9 @@ def sell(
         extra += ["--status-dir", str(status_dir)]
     if loader:
         extra += ["--loader", str(loader)]
+    env = {**toolchain.jail_environment(), **os.environ}
     sellers = [
-        subprocess.Popen([sys.executable, "-m", "cpushare.seller", str(path), *extra])
+        subprocess.Popen([sys.executable, "-m", "cpushare.seller", str(path), *extra], env=env)
         for path in orders
     ]
     try:

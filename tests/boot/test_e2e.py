@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cpushare.dither import dither
 from cpushare.order import SellOrder
 from livecd.build import BuildOptions, build
 from livecd.cli import main
@@ -31,12 +30,13 @@ from livecd.e2e import (
     run_market_smoke,
     wait_for_results,
 )
-from livecd.fat import make_fat_image
-from livecd.jobs import build_job
+from livecd.formats.fat import make_fat_image
 from livecd.orders import render_order, write_order
 from livecd.profile import load_profile
 from livecd.qemu import Guest, GuestConfig
+from livecd.sdk.dither import dither
 from livecd.smoke import Milestone
+from livecd.toolchain import build_job
 
 EPOCH = 1_700_000_000
 # The supervisor's record of the first seller's process (/etc/init.d/cpushare).

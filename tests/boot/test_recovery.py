@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from livecd.e2e import ConsoleWatch, ThrowawayMarket, make_medium, wait_for_results
-from livecd.jobs import build_job
 from livecd.qemu import Guest, GuestConfig
+from livecd.toolchain import build_job
 
 pytestmark = pytest.mark.qemu
 

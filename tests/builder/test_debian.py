@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from livecd.build import BuildResult
-from livecd.debian import Apt, Package, cache_home, kernel_image_of, suite_sources
+from livecd.debian import Apt, Package, kernel_image_of, suite_sources
 from livecd.errors import BuildError, UserError
+from livecd.files import cache_home
 
 DEB822 = """\
 Types: deb

@@ -14,7 +14,8 @@ import pytest
 
 from livecd.build import BuildResult
 from livecd.deb import unpacked
-from livecd.debian import Apt, cache_home
+from livecd.debian import Apt
+from livecd.files import cache_home
 
 
 def xorriso(*args: str) -> str:

@@ -8,8 +8,9 @@ import pytest
 
 from livecd.build import BuildResult
 from livecd.deb import unpacked
-from livecd.debian import Apt, cache_home
+from livecd.debian import Apt
 from livecd.errors import BuildError
+from livecd.files import cache_home
 from livecd.kernel import Kernel, ModuleTree, check_seccomp, find_kernel, modinfo, module_db
 
 

@@ -21,12 +21,12 @@ from click.testing import CliRunner
 
 from livecd.build import BuildResult, source_date_epoch
 from livecd.cli import main
-from livecd.compress import compress
-from livecd.cpio import Entry, tree_entries, write_newc
-from livecd.debian import cache_home
-from livecd.fat import make_fat_image
-from livecd.inspect import inspect_iso
-from livecd.iso import IsoFile, write_iso
+from livecd.files import cache_home
+from livecd.formats.compress import compress
+from livecd.formats.cpio import Entry, tree_entries, write_newc
+from livecd.formats.fat import make_fat_image
+from livecd.formats.iso import IsoFile, write_iso
+from livecd.formats.isoread import inspect_iso
 from livecd.verify import iso_differences
 
 ISOLINUX = Path("/usr/lib/ISOLINUX/isolinux.bin")  # Debian package isolinux
@@ -189,7 +189,7 @@ import hashlib, sys
 from pathlib import Path
 if sys.argv[1] == "busy":
     import ast, ntpath, pathlib, pytest  # objects the modules below share, referenced more
-from livecd.cpio import Entry
+from livecd.formats.cpio import Entry
 from livecd.python import STDLIB, compiled
 for name in ("ast", "ntpath", "pathlib"):
     source = Path(sys.base_prefix, "lib", "python3.11", f"{name}.py")

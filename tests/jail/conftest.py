@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cpushare.jobs import FSDITHER_SOURCE, SELFTEST_SOURCE
-from livecd.jobs import build_job, build_loader
+from livecd.toolchain import FSDITHER_SOURCE, SELFTEST_SOURCE, build_job, build_loader
 
 HERE = Path(__file__).resolve().parent
 ATTACKS_DIR = HERE / "attacks"

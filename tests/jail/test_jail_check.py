@@ -12,6 +12,8 @@ import pytest
 from cpushare.console import parse_line
 from cpushare.jail import JailError, find_loader, self_test
 from cpushare.jail.check import find_selftest_job, strict_mode_problem
+from livecd import toolchain
+from livecd.errors import UserError
 
 
 def test_self_test_passes_here(loader: Path, job_paths: dict[str, Path]) -> None:
@@ -85,28 +87,26 @@ def test_selftest_command_fails_on_request(loader: Path, job_paths: dict[str, Pa
     assert "not stopped" in line["reason"]
 
 
-def test_find_loader_builds_once_into_the_cache(
+def test_toolchain_builds_the_loader_once_into_its_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("CPUSHARE_LOADER", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    built = find_loader()
-    assert built.parent == tmp_path / "livecd" / "jail"
+    built = toolchain.loader()
+    assert built.parent == tmp_path / "livecd" / "toolchain"
     assert os.access(built, os.X_OK)
     assert b"ld-linux" not in built.read_bytes()  # static: no interpreter named
     stamp = built.stat().st_mtime_ns
-    assert find_loader() == built
+    assert toolchain.loader() == built
     assert built.stat().st_mtime_ns == stamp
     assert [p.name for p in built.parent.iterdir()] == [built.name]  # no partial file
 
 
-def test_find_selftest_job_builds_into_the_cache(
+def test_toolchain_selftest_job_passes_the_self_test(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loader: Path
 ) -> None:
-    monkeypatch.delenv("CPUSHARE_SELFTEST_JOB", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    job = find_selftest_job()
-    assert job.parent == tmp_path / "livecd" / "jail"
+    job = toolchain.selftest_job()
+    assert job.parent == tmp_path / "livecd" / "toolchain"
     assert self_test(loader=loader, job=job).ok
 
 
@@ -117,11 +117,17 @@ def test_environment_overrides_win(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert find_selftest_job() == tmp_path / "my.job"
 
 
-def test_no_compiler_and_no_loader_says_what_to_install(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_guest_without_a_loader_says_where_one_comes_from(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("CPUSHARE_LOADER", raising=False)
+    monkeypatch.setattr("cpushare.jail.loader.IMAGE_LOADER", Path("/nonexistent/jail-loader"))
+    with pytest.raises(JailError, match="set CPUSHARE_LOADER"):
+        find_loader()
+
+
+def test_no_compiler_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    with pytest.raises(JailError, match="install gcc"):
-        find_loader()
+    with pytest.raises(UserError, match="install gcc"):
+        toolchain.loader()

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from cpushare.dither import dither, sample_image
-from cpushare.jobs import FSDITHER_SOURCE
 from livecd.cli import main
-from livecd.jobs import parse_size
+from livecd.cli.job import parse_size
+from livecd.sdk.dither import dither, sample_image
+from livecd.toolchain import FSDITHER_SOURCE
 
 Invoke = Callable[..., Result]
 

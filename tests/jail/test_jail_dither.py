@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cpushare.dither import (
+from cpushare.jail import Limits, Outcome, run_job
+from livecd.sdk.dither import (
     blurred_error,
     dither,
     floyd_steinberg,
@@ -15,9 +16,7 @@ from cpushare.dither import (
     read_pgm,
     sample_image,
 )
-from cpushare.jail import Limits, Outcome, run_job
-from cpushare.jobs import FSDITHER_SOURCE
-from livecd.jobs import build_hosted
+from livecd.toolchain import FSDITHER_SOURCE, build_hosted
 
 LIMITS = Limits(cpu_seconds=10, wall_seconds=60.0, memory_bytes=64 << 20)
 

@@ -17,9 +17,9 @@ import pytest
 
 from cpushare.jail import JailError, Limits, Outcome, run_job, validate_program
 from cpushare.jail.elf import ARENA_BASE, STACK_TOP, JobImage, Segment
-from cpushare.jail.loader import LOADER_ADDRESS
 from cpushare.jail.model import STACK_BYTES
 from cpushare.jail.runner import NOBODY, finish, spawn
+from livecd.toolchain import LOADER_ADDRESS
 
 LIMITS = Limits(cpu_seconds=3, wall_seconds=30.0, memory_bytes=64 << 20, output_bytes=32 << 20)
 

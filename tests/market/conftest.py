@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from cpushare.market.client import MarketClient
-from cpushare.market.harness import MarketProcess
-from livecd.jobs import build_job
+from livecd.market_process import MarketProcess
+from livecd.toolchain import FSDITHER_SOURCE, build_job
+from market.client import MarketClient
 
-JOBS = Path(__file__).resolve().parents[2] / "cpushare" / "jobs"
+JOBS = FSDITHER_SOURCE.parent
 
 
 @pytest.fixture(scope="session")

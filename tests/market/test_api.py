@@ -9,10 +9,10 @@ from pathlib import Path
 
 import requests
 
-from cpushare.market.app import OPENAPI, MarketConfig, create_app
-from cpushare.market.client import MarketClient
-from cpushare.market.harness import MarketProcess
 from cpushare.order import SellOrder
+from livecd.market_process import MarketProcess
+from market.app import OPENAPI, MarketConfig, create_app
+from market.client import MarketClient
 
 
 def _seller(market: MarketProcess, tmp_path: Path, account: str = "lab") -> SellOrder:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from cpushare.market.harness import MarketProcess
 from cpushare.order import load_order
 from livecd.cli import main
+from livecd.market_process import MarketProcess
 
 
 def test_operator_and_buyer_commands(

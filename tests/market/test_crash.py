@@ -12,9 +12,9 @@ from pathlib import Path
 
 import requests
 
-from cpushare.market.client import MarketClient
-from cpushare.market.harness import MarketProcess
 from cpushare.order import SellOrder
+from livecd.market_process import MarketProcess
+from market.client import MarketClient
 
 JOBS = 240
 SELLERS = 16

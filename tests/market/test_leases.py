@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cpushare.market import accounts, jobs, leases
-from cpushare.market.errors import Forbidden, Gone
-from cpushare.market.store import open_database
+from market import accounts, jobs, leases
+from market.errors import Forbidden, Gone
+from market.store import open_database
 
 LIMITS = (256 << 20, 60)
 

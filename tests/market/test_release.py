@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from cpushare.market.client import MarketClient
-from cpushare.market.harness import MarketProcess
 from cpushare.order import SellOrder
+from livecd.market_process import MarketProcess
+from market.client import MarketClient
 
 RESULT = {"outcome": "ok", "exit_status": 0, "output": "", "cpu_seconds": 1, "wall_seconds": 1}
 

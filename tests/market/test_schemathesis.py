@@ -16,8 +16,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from cpushare.market.app import OPENAPI
-from cpushare.market.harness import MarketProcess
+from livecd.market_process import MarketProcess
+from market.app import OPENAPI
 
 schema = schemathesis.openapi.from_path(OPENAPI)
 

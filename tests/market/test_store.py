@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cpushare.market.schema import SCHEMA_VERSION, SchemaTooNew, migrate
-from cpushare.market.store import Store, StoreFull, connect, open_database
+from market.schema import SCHEMA_VERSION, SchemaTooNew, migrate
+from market.store import Store, StoreFull, connect, open_database
 
 
 def test_new_database_is_migrated_to_the_current_version(tmp_path: Path) -> None:

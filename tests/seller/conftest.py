@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from cpushare.console import parse_line
-from cpushare.market.client import MarketClient
-from cpushare.market.harness import MarketProcess
-from livecd.jobs import build_job
+from livecd.market_process import MarketProcess
+from livecd.toolchain import FSDITHER_SOURCE, build_job
+from market.client import MarketClient
 
 HERE = Path(__file__).resolve().parent
-JOBS = HERE.parents[1] / "cpushare" / "jobs"
+JOBS = FSDITHER_SOURCE.parent
 
 
 @pytest.fixture(scope="session")

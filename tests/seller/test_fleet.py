@@ -15,10 +15,10 @@ import pytest
 from conftest import SellerProcess
 
 from cpushare.console import parse_line
-from cpushare.dither import dither, sample_image
-from cpushare.market.client import MarketClient
-from cpushare.market.harness import MarketProcess
 from cpushare.seller.status import read_statuses
+from livecd.market_process import MarketProcess
+from livecd.sdk.dither import dither, sample_image
+from market.client import MarketClient
 
 GiB = 1 << 30
 

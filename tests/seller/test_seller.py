@@ -8,13 +8,13 @@ from pathlib import Path
 
 from conftest import SellerProcess
 
-from cpushare.dither import dither, sample_image
-from cpushare.market.client import MarketClient
-from cpushare.market.harness import MarketProcess, free_port
-from cpushare.market.tls import self_signed
 from cpushare.order import load_order
 from cpushare.seller.client import MarketClient as SellerClient
+from livecd.market_process import MarketProcess, free_port
 from livecd.orders import write_order
+from livecd.sdk.dither import dither, sample_image
+from market.client import MarketClient
+from market.tls import self_signed
 
 
 def _wait_done(buyer: MarketClient, count: int, timeout: float = 60) -> None:

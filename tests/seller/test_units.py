@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from cpushare.protocol import parse_lease, parse_recorded
 from cpushare.seller.agent import ProgramCache
 from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply
-from cpushare.seller.protocol import parse_lease, parse_recorded
 from cpushare.seller.status import SellerStatus, StatusFile
 
 LEASE = {

@@ -13,8 +13,8 @@ import hashlib
 import sqlite3
 from dataclasses import dataclass
 
-from cpushare.market.errors import Conflict, Forbidden, Gone, NotFound, TooLarge
-from cpushare.market.jobs import JobLimits
+from market.errors import Conflict, Forbidden, Gone, NotFound, TooLarge
+from market.jobs import JobLimits
 
 
 @dataclass(frozen=True)

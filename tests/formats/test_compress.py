@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from livecd.compress import METHODS, Method, compress
 from livecd.errors import ToolMissing
+from livecd.formats.compress import METHODS, Method, compress
 
 DECOMPRESS: dict[Method, list[str]] = {
     "gzip": ["gzip", "-dc"],

@@ -1,6 +1,6 @@
 """Floyd-Steinberg in pure Python: the reference that the fsdither job must match bit for bit.
 
-`dither(pgm)` returns exactly the bytes cpushare/jobs/fsdither.c writes for the same
+`dither(pgm)` returns exactly the bytes livecd/sdk/jobs/fsdither.c writes for the same
 input (see that file for the format and the quality figure); results from sellers are
 checked against it. `sample_image` makes reproducible test pictures.
 """

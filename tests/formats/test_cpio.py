@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from livecd.cpio import Entry, tree_entries, write_newc
+from livecd.formats.cpio import Entry, tree_entries, write_newc
 
 EPOCH = 1_700_000_000
 

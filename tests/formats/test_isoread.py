@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from livecd.cli import main
-from livecd.fat import make_fat_image
-from livecd.inspect import IsoReport, inspect_iso
+from livecd.formats.fat import make_fat_image
+from livecd.formats.isoread import IsoReport, inspect_iso
 
 ISOLINUX = Path("/usr/lib/ISOLINUX/isolinux.bin")  # Debian package isolinux
 MANIFEST = {"name": "test", "inputs": [{"package": "busybox-static", "sha256": "00" * 32}]}

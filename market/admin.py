@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from cpushare.market import accounts
-from cpushare.market.errors import MarketError
-from cpushare.market.store import open_database
 from cpushare.order import SellOrder
+from market import accounts
+from market.errors import MarketError
+from market.store import open_database
 
 T = TypeVar("T")
 

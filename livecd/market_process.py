@@ -15,9 +15,9 @@ from pathlib import Path
 
 import requests
 
-from cpushare.market import admin
-from cpushare.market.accounts import IssuedAccount
 from cpushare.order import SellOrder
+from market import admin
+from market.accounts import IssuedAccount
 
 SERVE = [sys.executable, "-c", "from livecd.cli import main; main()", "market", "serve"]
 

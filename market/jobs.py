@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 
 from cpushare.jail import InvalidProgram, Limits, validate_program
-from cpushare.market.errors import Conflict, MarketError, NotFound
+from market.errors import Conflict, MarketError, NotFound
 
 MAX_PROGRAM_BYTES = 16 << 20
 MAX_INPUT_BYTES = 16 << 20

@@ -20,8 +20,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cpushare.jail import Outcome
-from cpushare.market import accounts, jobs, leases
-from cpushare.market.api import (
+from market import accounts, jobs, leases
+from market.api import (
     Credentials,
     base64_field,
     bounded_int,
@@ -33,10 +33,10 @@ from cpushare.market.api import (
     read_body,
     read_json,
 )
-from cpushare.market.errors import Forbidden, MarketError, Unauthorized
-from cpushare.market.store import Store, StoreFull
+from market.errors import Forbidden, MarketError, Unauthorized
+from market.store import Store, StoreFull
 
-log = logging.getLogger("cpushare.market")
+log = logging.getLogger("market")
 
 OPENAPI = Path(__file__).with_name("openapi.json")
 MAX_WAIT_SECONDS = 60.0

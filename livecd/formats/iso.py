@@ -32,7 +32,7 @@ import pycdlib.utils
 from pycdlib.pycdlibexception import PyCdlibException
 
 from livecd.errors import BuildError, UserError
-from livecd.gpt import mend_gpt
+from livecd.formats.gpt import mend_gpt
 
 # pycdlib's modules that read the clock, and the one that makes UUIDs.
 _TIME_USERS: tuple[Any, ...] = (pycdlib.pycdlib, pycdlib.headervd, pycdlib.dates, pycdlib.utils)

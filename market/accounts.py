@@ -13,8 +13,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from cpushare.market.errors import Conflict, MarketError, NotFound
 from cpushare.order import ACCOUNT
+from market.errors import Conflict, MarketError, NotFound
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import uvicorn
 
-from cpushare.market import accounts
-from cpushare.market.app import MarketConfig, create_app
-from cpushare.market.store import open_database
-from cpushare.market.tls import pem_sha256
 from cpushare.order import is_loopback_host
+from market import accounts
+from market.app import MarketConfig, create_app
+from market.store import open_database
+from market.tls import pem_sha256
 
 
 class ServeError(ValueError):

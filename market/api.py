@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
-from cpushare.market.errors import MarketError, TooLarge, Unauthorized
+from market.errors import MarketError, TooLarge, Unauthorized
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cpushare.market.schema import migrate
+from market.schema import migrate
 
 T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], Any]
