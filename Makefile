@@ -2,7 +2,7 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 LIVECD  := $(VENV)/bin/livecd
-ISO     ?= libcaca-cpushare-livecd.formats.iso
+ISO     ?= libcaca-cpushare-livecd.iso
 PYTEST_ARGS ?=
 
 .PHONY: setup iso test test-fast test-matrix smoke boot bench lint clean diffoscope

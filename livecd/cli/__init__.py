@@ -31,7 +31,7 @@ def main(verbose: bool) -> None:
 
     \b
     Typical use:
-      livecd build                      build libcaca-cpushare-livecd.formats.iso (default profile)
+      livecd build                      build libcaca-cpushare-livecd.iso (default profile)
       livecd smoke ISO                  boot it headless under QEMU and check the console
       livecd boot ISO                   boot it in a QEMU window, like `qemu -cdrom ISO`
       livecd inspect ISO                show its volume, boot entries, partitions and files
@@ -44,7 +44,8 @@ def main(verbose: bool) -> None:
 def _register() -> None:
     # Each command group lives in its own module; importing registers it on `main`.
     from livecd.cli import (  # noqa: F401
-        image,
+        boot,
+        build,
         job,
         lock,
         market,

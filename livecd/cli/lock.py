@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from livecd.cli import main
-from livecd.cli.image import TerminalProgress
+from livecd.cli.terminal import TerminalProgress
 from livecd.debian import HOST_SOURCES, Apt, resolve
 from livecd.files import cache_home
 from livecd.lock import make_lock, write_lock
@@ -111,7 +111,7 @@ def verify_command(
 
     \b
     Example:
-      livecd verify libcaca-cpushare-livecd.formats.iso --lock libcaca-cpushare-livecd.lock.json
+      livecd verify libcaca-cpushare-livecd.iso --lock libcaca-cpushare-livecd.lock.json
     """
     click.echo(f"livecd: rebuilding {iso} from {lock_path}", err=True)
     result = verify_iso(
