@@ -318,6 +318,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "--hang-grace",
         type=float,
         default=30.0,
+        metavar="SECONDS",
         help="seconds past a seller's promised status update before it counts as hung",
     )
     return parser.parse_args(argv)
