@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
@@ -26,6 +26,7 @@ from cpushare.order import SellOrder
 from cpushare.protocol import LeaseOffer, parse_lease, parse_recorded
 from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply, MarketClient, Refused, Unreachable
+from cpushare.seller.options import SellerOptions
 from cpushare.seller.status import SellerStatus, StatusFile, boottime
 
 # Programs kept in memory, by sha256 (the live system has no disk to cache on).
@@ -35,6 +36,8 @@ RESULT_ATTEMPTS = 8
 SELF_TEST_SECONDS = 120.0
 # Handing a lease back is a courtesy on the way out: it must not delay a power-off.
 RELEASE_TIMEOUT = 3.0
+# Stopped sellers get this long to hand their leases back before they are killed.
+STOP_SECONDS = 5.0
 
 
 def stop_on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -42,23 +45,6 @@ def stop_on_signal(signum: int, _frame: FrameType | None) -> None:
     that happens is ignored."""
     signal.signal(signum, signal.SIG_IGN)
     raise SystemExit(128 + signum)
-
-
-@dataclass(frozen=True)
-class SellerOptions:
-    """How one seller runs; the defaults are the live CD's."""
-
-    order_file: Path
-    status_dir: Path | None = None
-    cpu: int | None = None
-    loader: Path | None = None
-    wait_seconds: float = 30.0
-    request_timeout: float = 30.0  # a request's time to answer beyond the lease wait
-    backoff_base: float = 1.0
-    backoff_cap: float = 60.0
-    memory_cap: int | None = None  # the most memory a job may have here (boot's plan)
-    nice: int | None = None  # instead of the order's nice level
-    program_cache_bytes: int = PROGRAM_CACHE_BYTES
 
 
 class ProgramCache:
@@ -130,19 +116,29 @@ class LeaseKeeper:
 class Seller:
     """One seller serving one order."""
 
-    def __init__(self, order: SellOrder, options: SellerOptions, stream: TextIO | None = None):
+    def __init__(
+        self,
+        order: SellOrder,
+        order_file: Path,
+        options: SellerOptions,
+        stream: TextIO | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.order = order
         self.options = options
         self.stream = stream
-        self.client = MarketClient(order, timeout=options.wait_seconds + options.request_timeout)
-        self.backoff = Backoff(options.backoff_base, options.backoff_cap)
-        self.cache = ProgramCache(options.program_cache_bytes)
+        self.sleep = sleep
+        self.client = MarketClient(order, timeout=options.wait + options.request_timeout)
+        # The first pauses are short (a blip), unless the cap is shorter still.
+        self.backoff = Backoff(min(1.0, options.backoff_max), options.backoff_max)
+        self.cache = ProgramCache()
         self.instance = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.nice = order.nice if options.nice is None else options.nice
         self.max_memory = min(order.max_memory_bytes, options.memory_cap or order.max_memory_bytes)
         self.status = StatusFile(
             options.status_dir,
-            options.order_file,
+            order_file,
             SellerStatus(
                 order=order.order_id,
                 market=order.market_url,
@@ -220,11 +216,11 @@ class Seller:
     def pause(self) -> None:
         delay = self.backoff.next_delay()
         self._state("backoff", delay, job=None)
-        time.sleep(delay)
+        self.sleep(delay)
 
     def lease(self) -> LeaseOffer | None:
         body = {
-            "wait": self.options.wait_seconds,
+            "wait": self.options.wait,
             "seller": self.instance,
             "max_memory_bytes": self.max_memory,
             "max_cpu_seconds": self.order.max_cpu_seconds,

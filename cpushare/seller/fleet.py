@@ -7,6 +7,8 @@ copy-on-write, so a seller costs a few MB rather than a whole interpreter, and a
 costs no start-up. Each seller drops to the unprivileged user before it touches the
 network. The fleet restarts a seller that dies (with a back-off), replaces one whose
 status file went stale (hung), and on SIGTERM stops them all: they hand their leases back.
+Killed itself, it leaves none behind: each seller watches the fleet's lifeline
+(cpushare.seller.lifeline) and stops when it breaks.
 """
 
 from __future__ import annotations
@@ -19,18 +21,15 @@ import shutil
 import signal
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cpushare.bootopts import int_option, read_kernel_options
 from cpushare.console import emit
 from cpushare.order import OrderError, load_order
-from cpushare.seller.agent import (
-    SELF_TEST_SECONDS,
-    Seller,
-    SellerOptions,
-    stop_on_signal,
-)
+from cpushare.seller.agent import SELF_TEST_SECONDS, STOP_SECONDS, Seller, stop_on_signal
+from cpushare.seller.lifeline import Lifeline
+from cpushare.seller.options import SellerOptions, add_arguments, from_arguments
 from cpushare.seller.plan import Plan, mem_available, plan_sellers
 from cpushare.seller.status import boottime, read_status
 from cpushare.startup import BUILTIN, medium_orders, seccomp_works, valid_orders
@@ -40,8 +39,6 @@ TICK_SECONDS = 1.0
 # A seller that keeps dying young waits longer and longer, up to this, between lives.
 MAX_BACKOFF = 60.0
 LONG_LIFE = 60.0
-# Sellers get this long to hand their leases back when the fleet stops.
-STOP_SECONDS = 5.0
 # The OOM killer takes jobs first (the loader sets theirs to 1000), the sellers last.
 SELLER_OOM_SCORE_ADJ = -900
 
@@ -56,17 +53,21 @@ class Seat:
     nice: int
 
 
+# Seller options the fleet sets itself, per fleet (from the plan) or per seat.
+FLEET_DECIDES = frozenset({"status_dir", "memory_cap", "cpu", "nice"})
+
+
 @dataclass(frozen=True)
 class FleetOptions:
-    status_dir: Path
+    seller: SellerOptions  # every seller's, but its seat's cpu and nice; with a status_dir
     pid_dir: Path | None = None  # SEAT.pid for each running seller
     user: tuple[int, int] | None = None  # (uid, gid) the sellers run as
-    memory_cap: int | None = None
-    loader: Path | None = None
-    wait_seconds: float = 30.0
-    request_timeout: float = 30.0
-    backoff_max: float = 60.0
     hang_grace: float = 30.0  # past a seller's promise, before it counts as hung
+
+    @property
+    def status_dir(self) -> Path:
+        assert self.seller.status_dir is not None
+        return self.seller.status_dir
 
 
 @dataclass
@@ -106,17 +107,21 @@ class Fleet:
     def __init__(self, seats: list[Seat], options: FleetOptions) -> None:
         self.options = options
         self.occupants = [Occupant(seat) for seat in seats]
+        self.lifeline = Lifeline()
 
     def run(self) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
-        while True:
-            self.start_due()
-            info = signal.sigtimedwait(WATCHED, TICK_SECONDS)
-            if info is not None and info.si_signo != signal.SIGCHLD:
-                self.stop_all()
-                return 0
-            self.reap()
-            self.replace_hung()
+        try:
+            while True:
+                self.start_due()
+                info = signal.sigtimedwait(WATCHED, TICK_SECONDS)
+                if info is not None and info.si_signo != signal.SIGCHLD:
+                    self.stop_all()
+                    return 0
+                self.reap()
+                self.replace_hung()
+        finally:
+            self.lifeline.close()
 
     def start_due(self) -> None:
         now = boottime()
@@ -146,8 +151,9 @@ class Fleet:
 
     def seller_main(self, seat: Seat) -> int:
         """In the child: become the unprivileged seller of `seat`, then serve."""
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
         signal.signal(signal.SIGTERM, stop_on_signal)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+        self.lifeline.in_child()
         os.setpriority(os.PRIO_PROCESS, 0, seat.nice)
         if self.options.user is not None:
             uid, gid = self.options.user
@@ -159,19 +165,8 @@ class Fleet:
         except (OSError, OrderError) as exc:
             emit("error", what="order", file=seat.order_file.name, detail=str(exc))
             return 2
-        options = SellerOptions(
-            order_file=seat.order_file,
-            status_dir=self.options.status_dir,
-            cpu=seat.cpu,
-            loader=self.options.loader,
-            wait_seconds=self.options.wait_seconds,
-            request_timeout=self.options.request_timeout,
-            backoff_base=min(1.0, self.options.backoff_max),
-            backoff_cap=self.options.backoff_max,
-            memory_cap=self.options.memory_cap,
-            nice=seat.nice,
-        )
-        return Seller(order, options).run()
+        options = replace(self.options.seller, cpu=seat.cpu, nice=seat.nice)
+        return Seller(order, seat.order_file, options).run()
 
     def reap(self) -> None:
         """Collect dead sellers and schedule their successors."""
@@ -318,18 +313,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--cmdline", type=Path, default=Path("/proc/cmdline"), help="the kernel options"
     )
-    parser.add_argument("--loader", type=Path, help="the jail loader [default: find it]")
-    parser.add_argument("--wait", type=float, default=30.0, help="seconds a lease request waits")
-    parser.add_argument(
-        "--request-timeout", type=float, default=30.0, help="seconds a reply may take"
-    )
-    parser.add_argument(
-        "--backoff-max", type=float, default=60.0, help="longest pause while the market is away"
-    )
+    add_arguments(parser, skip=FLEET_DECIDES)
     parser.add_argument(
         "--hang-grace",
         type=float,
         default=30.0,
+        metavar="SECONDS",
         help="seconds past a seller's promised status update before it counts as hung",
     )
     return parser.parse_args(argv)
@@ -371,15 +360,11 @@ def serve(args: argparse.Namespace) -> int:
     if args.user is not None:
         os.chown(status_dir, *args.user)
     protect_from_oom()
+    seller = SellerOptions(status_dir=status_dir, memory_cap=plan.job_memory_bytes)
     fleet_options = FleetOptions(
-        status_dir=status_dir,
+        seller=from_arguments(args, seller),
         pid_dir=args.rundir,
         user=args.user,
-        memory_cap=plan.job_memory_bytes,
-        loader=args.loader,
-        wait_seconds=args.wait,
-        request_timeout=args.request_timeout,
-        backoff_max=args.backoff_max,
         hang_grace=args.hang_grace,
     )
     # Everything imported and built so far is shared with the sellers; frozen, the

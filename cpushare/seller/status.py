@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -70,7 +71,10 @@ class StatusFile:
                 f.write("\n")
             os.replace(tmp, self.path)
         except BaseException:
-            os.unlink(tmp)
+            # SIGTERM (SystemExit) may land just after the rename, when `tmp` is gone: the
+            # clean-up must not replace that exception, or the seller keeps its lease.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
             raise
 
 

@@ -1,62 +1,101 @@
-"""`livecd sell FILE.cpu...`: run one seller process per sell order on this machine."""
+"""`livecd sell FILE.cpu...`: run one seller process per sell order on this machine.
+
+Its options are the seller's own (cpushare.seller.options), turned into click options
+here and handed on to each `python3 -m cpushare.seller`. The sellers die with this
+command, however it ends: each watches a lifeline pipe whose other end only this process
+holds (cpushare.seller.lifeline); SIGTERM or Ctrl-C stops them first, so that they hand
+their leases back before it returns.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
+from cpushare.seller.agent import STOP_SECONDS, stop_on_signal
+from cpushare.seller.options import Option, SellerOptions, declared, to_argv
 from livecd import toolchain
 from livecd.cli import main
 from livecd.errors import UserError
 from livecd.orders import check_order_file
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _click_type(option: Option) -> click.ParamType[Any, Any]:
+    if option.kind is Path:
+        return click.Path(path_type=Path)
+    if option.kind is int:
+        low, high = option.low, option.high
+        return click.IntRange(
+            None if low is None else int(low), None if high is None else int(high)
+        )
+    return click.FloatRange(option.low, option.high)
+
+
+def seller_options(command: F) -> F:
+    """Every seller option as a click option of `command`."""
+    for option in reversed(declared()):
+        command = click.option(
+            option.flag,
+            option.name,
+            type=_click_type(option),
+            default=option.default,
+            show_default=option.default is not None,
+            envvar=option.env,
+            show_envvar=option.env is not None,
+            help=option.help[0].upper() + option.help[1:] + ".",
+        )(command)
+    return command
+
 
 @main.command()
 @click.argument("orders", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--status-dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Keep one STEM.json status file per seller here.",
-)
-@click.option(
-    "--loader",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="The jail loader [default: $CPUSHARE_LOADER, the installed one, or a host build].",
-)
-@click.option(
-    "--backoff-max",
-    type=click.FloatRange(0.1),
-    default=60.0,
-    show_default=True,
-    help="Longest pause between attempts while the market is unreachable.",
-)
-def sell(
-    orders: tuple[Path, ...], status_dir: Path | None, loader: Path | None, backoff_max: float
-) -> None:
+@seller_options
+def sell(orders: tuple[Path, ...], **options: Any) -> None:
     """Sell this machine's CPU: one seller per `.cpu` file (copies of one order are fine),
     each checking the seccomp jail first and printing `cpushare:` console lines."""
     for path in orders:
         check_order_file(path)
-    extra: list[str] = ["--backoff-max", str(backoff_max)]
-    if status_dir:
-        extra += ["--status-dir", str(status_dir)]
-    if loader:
-        extra += ["--loader", str(loader)]
+    extra = to_argv(SellerOptions(**options))
     env = {**toolchain.jail_environment(), **os.environ}
-    sellers = [
-        subprocess.Popen([sys.executable, "-m", "cpushare.seller", str(path), *extra], env=env)
-        for path in orders
-    ]
+    lifeline, keep = os.pipe()
+    previous = signal.signal(signal.SIGTERM, stop_on_signal)
+    sellers: list[subprocess.Popen[bytes]] = []
     try:
+        try:
+            for path in orders:
+                argv = [sys.executable, "-m", "cpushare.seller", str(path), *extra]
+                argv += ["--lifeline", str(lifeline)]
+                sellers.append(subprocess.Popen(argv, env=env, pass_fds=(lifeline,)))
+        finally:
+            os.close(lifeline)
         codes = [p.wait() for p in sellers]
-    except KeyboardInterrupt:
-        for p in sellers:
-            p.terminate()
-        codes = [p.wait() for p in sellers]
+    except (KeyboardInterrupt, SystemExit):
+        _stop(sellers)
+        raise
+    finally:
+        os.close(keep)
+        signal.signal(signal.SIGTERM, previous)
     failed = [str(path) for path, code in zip(orders, codes, strict=True) if code not in (0, 143)]
     if failed:
         raise UserError(f"sellers stopped with an error: {', '.join(failed)}")
+
+
+def _stop(sellers: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each seller, give them time to hand their leases back, then SIGKILL."""
+    for p in sellers:
+        p.terminate()
+    for p in sellers:
+        try:
+            p.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

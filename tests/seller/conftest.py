@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -68,6 +71,35 @@ class SellerProcess:
             else:
                 self.process.terminate()
         self.process.wait(timeout=20)
+
+
+def running(mentioning: str) -> list[int]:
+    """Live processes (zombies are dead) whose command line mentions `mentioning`: a
+    seller names its order file there, a fleet's forked seller its fleet's run folder."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # it ended while we looked
+        if mentioning.encode() in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def outlivers(mentioning: str, timeout: float = 15) -> list[int]:
+    """The processes mentioning `mentioning` still running after `timeout` seconds, if
+    any, SIGKILLed: whatever a test started ends with it, and the test learns of it."""
+    give_up = time.monotonic() + timeout
+    while (left := running(mentioning)) and time.monotonic() < give_up:
+        time.sleep(0.05)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left
 
 
 @pytest.fixture

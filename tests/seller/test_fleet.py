@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SellerProcess
+from conftest import SellerProcess, outlivers, running
 
 from cpushare.console import parse_line
+from cpushare.seller.fleet import make_seats
 from cpushare.seller.status import read_statuses
 from livecd.market_process import MarketProcess
 from livecd.sdk.dither import dither, sample_image
@@ -74,12 +75,20 @@ def orders(tmp_path: Path, market: MarketProcess) -> Path:
 
 @pytest.fixture
 def fleets() -> Iterator[list[FleetProcess]]:
+    """Started fleets are stopped at the end of the test as the live CD stops them
+    (SIGTERM, then SIGKILL), and none may leave a seller behind."""
     started: list[FleetProcess] = []
     yield started
     for fleet in started:
         if fleet.process.poll() is None:
-            fleet.process.kill()
-            fleet.process.wait()
+            fleet.process.terminate()
+            try:
+                fleet.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                fleet.process.kill()
+                fleet.process.wait()
+    left = [pid for fleet in started for pid in outlivers(str(fleet.run))]
+    assert not left, f"sellers outlived their fleet: {left}"
 
 
 def _gone(pid: int) -> bool:
@@ -140,8 +149,9 @@ def test_a_hung_seller_is_replaced(
     assert _gone(pid)
 
 
-def test_sigterm_hands_the_lease_back_and_stops_within_seconds(
-    tmp_path: Path, spin: bytes, fleets: list[FleetProcess]
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_stopped_or_killed_fleet_leaves_no_seller_and_its_lease_goes_back(
+    tmp_path: Path, spin: bytes, fleets: list[FleetProcess], signum: signal.Signals
 ) -> None:
     market = MarketProcess(tmp_path, lease_seconds=600).start()
     try:
@@ -149,27 +159,43 @@ def test_sigterm_hands_the_lease_back_and_stops_within_seconds(
         market.account("volunteer")
         market.order("volunteer", tmp_path / "orders" / "volunteer.cpu")
         buyer = MarketClient(market.url, market.account("lab").api_key)
-        # Far longer than the test: only a release puts the job back in the queue.
-        job = buyer.submit(buyer.upload_program(spin), [b"100000"])[0]
-        fleet = FleetProcess(tmp_path, "cpushare.sellers=1 cpushare.nice=high")
+        # Far longer than the test: only a release puts a job back in the queue. One job
+        # per seller: none is left polling for a job released on the way out.
+        jobs = buyer.submit(buyer.upload_program(spin), [b"100000"] * 2)
+        fleet = FleetProcess(tmp_path, "cpushare.sellers=2 cpushare.nice=high")
         fleets.append(fleet)
         assert "cpushare.nice=high" in fleet.wait_for("error", what="option")[0]["detail"]
-        leased = fleet.wait_for("job-leased", job=str(job))[0]
+        sellers = {int(e["pid"]) for e in fleet.wait_for("seller-started", 2)}
+        leased = {e["job"]: e["order"] for e in fleet.wait_for("job-leased", 2)}
+        assert sorted(leased) == sorted(map(str, jobs))
+        assert sellers | {fleet.process.pid} == set(running(str(fleet.run)))
         time.sleep(0.5)
         stopped_at = time.monotonic()
-        fleet.process.send_signal(signal.SIGTERM)
-        assert fleet.process.wait(timeout=15) == 0
+        fleet.process.send_signal(signum)
+        # A stopped fleet stops its sellers; a killed one's sellers stop by themselves.
+        assert fleet.process.wait(timeout=15) == (0 if signum == signal.SIGTERM else -signum)
+        assert outlivers(str(fleet.run)) == []
         assert time.monotonic() - stopped_at < 6
-        released = fleet.events("lease-released", job=str(job))
-        assert len(released) == 1 and released[0]["order"] == leased["order"]
+        assert {e["job"]: e["order"] for e in fleet.events("lease-released")} == leased
         with sqlite3.connect(market.db) as db:
-            rows = db.execute("SELECT state, released FROM leases WHERE job_id = ?", (job,))
-            assert [(state, when is not None) for state, when in rows] == [("expired", True)]
+            rows = db.execute("SELECT job_id, state, released IS NOT NULL FROM leases")
+            assert sorted(rows) == [(job, "expired", 1) for job in jobs]
         statuses = read_statuses(fleet.run / "status")
         assert {s.state for s in statuses.values()} == {"stopped"}
-        assert all(_gone(s.pid) for s in statuses.values())
+        assert {s.pid for s in statuses.values()} == sellers
     finally:
         market.stop(kill=True)
+
+
+def test_seats_share_the_orders_in_turn_with_numbered_copies(tmp_path: Path) -> None:
+    a, b = tmp_path / "lab.cpu", tmp_path / "libcaca-cpu0.cpu"
+    a.write_text("a")
+    b.write_text("b")
+    seats = make_seats([(a, 19), (b, 10)], 3, tmp_path / "copies", None)
+    assert [s.name for s in seats] == ["lab-cpu0", "libcaca-cpu1", "lab-cpu2"]
+    assert [s.nice for s in seats] == [19, 10, 19]
+    assert [s.order_file.read_text() for s in seats] == ["a", "b", "a"]
+    assert {s.nice for s in make_seats([(a, 19)], 2, tmp_path / "c2", 5)} == {5}
 
 
 def test_a_seller_takes_no_job_above_its_memory_cap(

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import json
+import os
+import signal
 import sqlite3
 import time
 from pathlib import Path
 
+import pytest
 from conftest import SellerProcess
 
 from cpushare.order import load_order
+from cpushare.seller.agent import Seller, stop_on_signal
 from cpushare.seller.client import MarketClient as SellerClient
+from cpushare.seller.options import SellerOptions
 from livecd.market_process import MarketProcess, free_port
 from livecd.orders import write_order
 from livecd.sdk.dither import dither, sample_image
@@ -157,10 +164,13 @@ def test_sellers_back_off_while_the_market_is_down_then_work(
     market.order("lab", tmp_path / "lab.cpu")
     market.stop()
     try:
-        seller = SellerProcess(tmp_path / "lab.cpu", tmp_path)
+        # Pauses of up to 1 s, then 2 s: at least a tenth of that each.
+        seller = SellerProcess(tmp_path / "lab.cpu", tmp_path, "--backoff-max", "2")
         sellers.append(seller)
         errors = seller.wait_for("error", 3)
         assert {e["what"] for e in errors} == {"market-unreachable"}
+        times = [float(e["uptime"]) for e in errors[:3]]
+        assert times[1] - times[0] >= 0.09 and times[2] - times[1] >= 0.19, times
         market.start()
         buyer = MarketClient(market.url, api_key)
         image = sample_image(20, 20)
@@ -200,3 +210,42 @@ def test_a_seller_extends_its_lease_while_a_long_job_runs(
     _wait_done(buyer, 1)
     assert buyer.job(job)["results"] == 1
     assert not sellers[0].events("error")
+
+
+def test_a_sigterm_as_a_job_starts_still_hands_its_lease_back(
+    market: MarketProcess,
+    buyer: MarketClient,
+    fsdither: bytes,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    market.account("alice")
+    market.order("alice", tmp_path / "alice.cpu")
+    job = buyer.submit(buyer.upload_program(fsdither), [sample_image(8, 8)])[0]
+    status_file = tmp_path / "status" / "alice.json"
+    rename = os.replace
+
+    def rename_then_sigterm(source: str, target: Path) -> None:
+        """SIGTERM right after the status file says `running`: the lease is in hand."""
+        rename(source, target)
+        if Path(target) == status_file and json.loads(status_file.read_text())["state"] == (
+            "running"
+        ):
+            signal.raise_signal(signal.SIGTERM)
+
+    console = io.StringIO()
+    options = SellerOptions(status_dir=tmp_path / "status", wait=1)
+    seller = Seller(load_order(tmp_path / "alice.cpu"), tmp_path / "alice.cpu", options, console)
+    previous = signal.signal(signal.SIGTERM, stop_on_signal)
+    monkeypatch.setattr(os, "replace", rename_then_sigterm)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            seller.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert f"event=lease-released order={seller.order.order_id} job={job}" in console.getvalue()
+    with sqlite3.connect(market.db) as db:
+        rows = db.execute("SELECT released IS NOT NULL FROM leases WHERE job_id = ?", (job,))
+        assert rows.fetchall() == [(1,)]
+    assert json.loads(status_file.read_text())["state"] == "stopped"

@@ -1,0 +1,87 @@
+"""`livecd sell`: its sellers end with it, stopped or killed, and hand their leases back."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import outlivers, running
+
+from cpushare.console import parse_line
+from livecd.market_process import MarketProcess
+from market.client import MarketClient
+
+LIVECD = [sys.executable, "-c", "from livecd.cli import main; main()"]
+
+
+@pytest.fixture
+def sells() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Started `livecd sell` processes, killed at the end of the test if still running."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _events(console: Path, name: str) -> list[dict[str, str]]:
+    found = [parse_line(line) for line in console.read_text().splitlines()]
+    return [f for f in found if f is not None and f["event"] == name]
+
+
+def _wait_for(console: Path, name: str, count: int = 1, timeout: float = 60) -> None:
+    give_up = time.monotonic() + timeout
+    while len(_events(console, name)) < count:
+        assert time.monotonic() < give_up, console.read_text()
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_stopped_or_killed_livecd_sell_leaves_no_seller_and_its_lease_goes_back(
+    tmp_path: Path,
+    spin: bytes,
+    sells: list[subprocess.Popen[bytes]],
+    signum: signal.Signals,
+) -> None:
+    market = MarketProcess(tmp_path, lease_seconds=600).start()
+    try:
+        market.account("volunteer")
+        orders = [tmp_path / "first.cpu", tmp_path / "second.cpu"]
+        for path in orders:
+            market.order("volunteer", path)
+        buyer = MarketClient(market.url, market.account("lab").api_key)
+        # Far longer than the test: only a release puts a job back in the queue. One job
+        # per seller: none is left polling for a job released on the way out.
+        jobs = buyer.submit(buyer.upload_program(spin), [b"100000"] * 2)
+        console = tmp_path / "sell.console"
+        argv = [*LIVECD, "sell", *map(str, orders), "--status-dir", str(tmp_path / "status")]
+        with open(console, "wb") as out:
+            sell = subprocess.Popen(
+                [*argv, "--wait", "1", "--backoff-max", "0.4"], stdout=out, stderr=out
+            )
+        sells.append(sell)
+        _wait_for(console, "seller-started", 2)
+        _wait_for(console, "job-leased", 2)
+        sellers = {int(e["pid"]) for e in _events(console, "seller-started")}
+        assert sellers | {sell.pid} == {pid for path in orders for pid in running(str(path))}
+        stopped_at = time.monotonic()
+        sell.send_signal(signum)
+        assert sell.wait(timeout=15) == (143 if signum == signal.SIGTERM else -signum)
+        left = [pid for path in orders for pid in outlivers(str(path))]
+        assert left == []
+        assert time.monotonic() - stopped_at < 6
+        assert sorted(int(e["job"]) for e in _events(console, "lease-released")) == jobs
+        with sqlite3.connect(market.db) as db:
+            rows = db.execute("SELECT job_id, released IS NOT NULL FROM leases")
+            assert sorted(rows) == [(job, 1) for job in jobs]
+        assert [buyer.job(job)["state"] for job in jobs] == ["open", "open"]
+        assert "Traceback" not in console.read_text()
+    finally:
+        market.stop(kill=True)
