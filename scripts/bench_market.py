@@ -20,7 +20,7 @@ from pathlib import Path
 
 from livecd.market_process import MarketProcess
 from livecd.toolchain import FSDITHER_SOURCE, build_job
-from market.client import MarketClient
+from market.buyer import BuyerClient
 
 JOB_SOURCE = FSDITHER_SOURCE
 RESULT_BODY = json.dumps(
@@ -118,12 +118,12 @@ async def wake_up_latency(
     return latencies
 
 
-def start_market(work: Path, sellers: int) -> tuple[MarketProcess, MarketClient, str, list[str]]:
+def start_market(work: Path, sellers: int) -> tuple[MarketProcess, BuyerClient, str, list[str]]:
     """A market with an account, the fsdither program and `sellers` orders."""
     program = build_job([JOB_SOURCE], work / "fsdither.job").read_bytes()
     market = MarketProcess(work).start()
     api_key = market.account("bench").api_key
-    buyer = MarketClient(market.url, api_key)
+    buyer = BuyerClient(market.url, api_key)
     sha = buyer.upload_program(program)
     orders = [market.order("bench", work / f"o{i}.cpu") for i in range(sellers)]
     return market, buyer, sha, [basic(o.order_id, o.secret) for o in orders]

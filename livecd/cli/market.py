@@ -27,7 +27,7 @@ def _echo_json(doc: object) -> None:
 
 
 def _market_errors() -> tuple[type[Exception], ...]:
-    from market.client import ClientError
+    from market.buyer import ClientError
     from market.errors import MarketError
     from market.schema import SchemaTooNew
 
@@ -252,9 +252,9 @@ def _buyer(fn: F) -> F:
 
 
 def _client(market_url: str, api_key: str, cacert: Path | None) -> Any:
-    from market.client import MarketClient
+    from market.buyer import BuyerClient
 
-    return MarketClient(market_url, api_key, cacert=cacert)
+    return BuyerClient(market_url, api_key, cacert=cacert)
 
 
 def _read(path: Path) -> bytes:

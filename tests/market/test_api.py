@@ -12,7 +12,7 @@ import requests
 from cpushare.order import SellOrder
 from livecd.market_process import MarketProcess
 from market.app import OPENAPI, MarketConfig, create_app
-from market.client import MarketClient
+from market.buyer import BuyerClient
 
 
 def _seller(market: MarketProcess, tmp_path: Path, account: str = "lab") -> SellOrder:
@@ -47,7 +47,7 @@ def _result(
 
 
 def test_requests_without_or_with_wrong_credentials_are_refused(
-    market: MarketProcess, buyer: MarketClient, tmp_path: Path
+    market: MarketProcess, buyer: BuyerClient, tmp_path: Path
 ) -> None:
     url = f"{market.url}/v1/status"
     assert requests.get(url, timeout=5).status_code == 401
@@ -64,7 +64,7 @@ def test_requests_without_or_with_wrong_credentials_are_refused(
 
 
 def test_invalid_and_oversized_programs_are_refused(
-    buyer: MarketClient, market: MarketProcess
+    buyer: BuyerClient, market: MarketProcess
 ) -> None:
     headers = {"Authorization": buyer.session.headers["Authorization"]}
     not_elf = requests.put(
@@ -80,7 +80,7 @@ def test_invalid_and_oversized_programs_are_refused(
 
 
 def test_bad_json_and_wrong_types_get_json_errors(
-    buyer: MarketClient, market: MarketProcess, fsdither: bytes
+    buyer: BuyerClient, market: MarketProcess, fsdither: bytes
 ) -> None:
     headers = {"Authorization": buyer.session.headers["Authorization"]}
     sha = buyer.upload_program(fsdither)
@@ -100,7 +100,7 @@ def test_bad_json_and_wrong_types_get_json_errors(
 
 
 def test_long_poll_lease_wakes_up_when_a_job_is_submitted(
-    buyer: MarketClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
+    buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
 ) -> None:
     order = _seller(market, tmp_path)
     assert _lease(market, order).status_code == 204
@@ -120,7 +120,7 @@ def test_long_poll_lease_wakes_up_when_a_job_is_submitted(
 
 
 def test_results_are_idempotent_and_credited_once(
-    buyer: MarketClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
+    buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
 ) -> None:
     order = _seller(market, tmp_path)
     job = buyer.submit(buyer.upload_program(fsdither), [b"in"])[0]
@@ -135,7 +135,7 @@ def test_results_are_idempotent_and_credited_once(
 
 
 def test_a_seller_cannot_use_another_orders_lease(
-    buyer: MarketClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
+    buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
 ) -> None:
     owner, intruder = _seller(market, tmp_path), _seller(market, tmp_path)
     buyer.submit(buyer.upload_program(fsdither), [b"in"])
@@ -153,7 +153,7 @@ def test_a_seller_cannot_use_another_orders_lease(
 
 
 def test_an_expired_lease_is_refused_and_its_job_goes_to_another_seller(
-    buyer: MarketClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
+    buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
 ) -> None:
     slow, fast = _seller(market, tmp_path), _seller(market, tmp_path)
     job = buyer.submit(buyer.upload_program(fsdither), [b"in"])[0]

@@ -18,7 +18,7 @@ from cpushare.console import parse_line
 from cpushare.seller.status import read_statuses
 from livecd.market_process import MarketProcess
 from livecd.sdk.dither import dither, sample_image
-from market.client import MarketClient
+from market.buyer import BuyerClient
 
 GiB = 1 << 30
 
@@ -91,7 +91,7 @@ def _gone(pid: int) -> bool:
 
 
 def test_a_seller_per_seat_at_the_options_nice_level_sells_and_a_killed_one_comes_back(
-    tmp_path: Path, orders: Path, buyer: MarketClient, fsdither: bytes, fleets: list[FleetProcess]
+    tmp_path: Path, orders: Path, buyer: BuyerClient, fsdither: bytes, fleets: list[FleetProcess]
 ) -> None:
     fleet = FleetProcess(tmp_path, "quiet cpushare.sellers=2 cpushare.nice=7")
     fleets.append(fleet)
@@ -148,7 +148,7 @@ def test_sigterm_hands_the_lease_back_and_stops_within_seconds(
         (tmp_path / "orders").mkdir()
         market.account("volunteer")
         market.order("volunteer", tmp_path / "orders" / "volunteer.cpu")
-        buyer = MarketClient(market.url, market.account("lab").api_key)
+        buyer = BuyerClient(market.url, market.account("lab").api_key)
         # Far longer than the test: only a release puts the job back in the queue.
         job = buyer.submit(buyer.upload_program(spin), [b"100000"])[0]
         fleet = FleetProcess(tmp_path, "cpushare.sellers=1 cpushare.nice=high")
@@ -173,7 +173,7 @@ def test_sigterm_hands_the_lease_back_and_stops_within_seconds(
 
 
 def test_a_seller_takes_no_job_above_its_memory_cap(
-    tmp_path: Path, market: MarketProcess, buyer: MarketClient, fsdither: bytes,
+    tmp_path: Path, market: MarketProcess, buyer: BuyerClient, fsdither: bytes,
     sellers: list[SellerProcess],
 ) -> None:  # fmt: skip
     market.order("lab", tmp_path / "lab.cpu")
