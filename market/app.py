@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
@@ -19,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cpushare.jail import Outcome
-from market import accounts, jobs, leases
+from cpushare import protocol
+from cpushare.limits import MAX_PROGRAM_BYTES, JobLimits, default_wall_seconds
+from market import accounts, agreement, jobs, leasing
 from market.api import (
     Credentials,
     base64_field,
@@ -42,7 +42,8 @@ OPENAPI = Path(__file__).with_name("openapi.json")
 MAX_WAIT_SECONDS = 60.0
 # Seen within this many seconds counts as a live seller in the status.
 SELLER_SEEN_SECONDS = 600.0
-OUTCOMES = frozenset(o.value for o in Outcome)
+# A seller that names no bounds of its own takes jobs up to the default limits.
+DEFAULT = JobLimits()
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class Market:
         while True:
             await asyncio.sleep(interval)
             try:
-                expired = await self.db.write(lambda c: leases.expire_leases(c, time.time()))
+                expired = await self.db.write(lambda c: leasing.expire_leases(c, time.time()))
             except StoreFull:
                 log.warning("cannot expire leases: the disk is full")
                 continue
@@ -160,10 +161,8 @@ class Market:
 
     async def upload_program(self, request: Request) -> Response:
         owner = self.account(request)
-        program = await read_body(request, jobs.MAX_PROGRAM_BYTES)
-        sha256 = jobs.check_program(
-            program, jobs.JobLimits(memory_bytes=jobs.MAX_MEMORY_BYTES).jail_limits()
-        )
+        program = await read_body(request, MAX_PROGRAM_BYTES)
+        sha256 = jobs.check_program(program)
         new = await self.db.write(lambda c: jobs.store_program(c, owner, program, sha256))
         return json_response(
             {"sha256": sha256, "size": len(program), "new": new}, 201 if new else 200
@@ -185,7 +184,7 @@ class Market:
         inputs = [base64_field(item, f"inputs[{i}]") for i, item in enumerate(raw_inputs)]
         jobs.check_batch(inputs, replicas, limits)
         code = jobs.program_bytes(self.db.reader, program)
-        jobs.check_program(code, limits.jail_limits())
+        jobs.check_program(code, limits)
         ids = await self.db.write(
             lambda c: jobs.submit_jobs(c, owner, program, inputs, limits, replicas)
         )
@@ -227,8 +226,8 @@ class Market:
         wait = min(max(field(doc, "wait", float, 0.0), 0.0), MAX_WAIT_SECONDS)
         seller = field(doc, "seller", str, "")[:64]
         limits = (
-            bounded_int(doc, "max_memory_bytes", 256 << 20, 0, 1 << 42),
-            bounded_int(doc, "max_cpu_seconds", 60, 0, 1 << 30),
+            bounded_int(doc, "max_memory_bytes", DEFAULT.memory_bytes, 0, 1 << 42),
+            bounded_int(doc, "max_cpu_seconds", DEFAULT.cpu_seconds, 0, 1 << 30),
         )
         loop = asyncio.get_running_loop()
         give_up = loop.time() + wait
@@ -240,7 +239,17 @@ class Market:
             wake = self.wakeup.event
             granted = await self._try_lease(order, seller, limits, woken=waited)
             if granted is not None:
-                return json_response(self._lease_doc(granted))
+                return json_response(
+                    protocol.lease_document(
+                        granted.id,
+                        granted.job_id,
+                        granted.program_sha256,
+                        granted.program_size,
+                        granted.input,
+                        granted.limits,
+                        self.config.lease_seconds,
+                    )
+                )
             remaining = give_up - loop.time()
             if remaining <= 0:
                 return Response(status_code=204)
@@ -253,47 +262,30 @@ class Market:
 
     async def _try_lease(
         self, order: str, seller: str, limits: tuple[int, int], *, woken: bool
-    ) -> leases.Lease | None:
+    ) -> leasing.Lease | None:
         # Every waiting seller wakes at once: a look on the read connection first keeps
         # all but the lucky ones away from the writer.
-        if woken and leases.ready_job(self.db.reader, order, limits) is None:
+        if woken and leasing.ready_job(self.db.reader, order, limits) is None:
             return None
         now = time.time()
         seconds = self.config.lease_seconds
         return await self.db.write(
-            lambda c: leases.grant_lease(c, order, seller, limits, seconds, now)
+            lambda c: leasing.grant_lease(c, order, seller, limits, seconds, now)
         )
-
-    def _lease_doc(self, lease: leases.Lease) -> dict[str, object]:
-        return {
-            "lease": lease.id,
-            "job": lease.job_id,
-            "program": {
-                "sha256": lease.program_sha256,
-                "size": lease.program_size,
-                "url": f"/v1/programs/{lease.program_sha256}",
-            },
-            "input": base64.b64encode(lease.input).decode(),
-            "limits": {
-                "cpu_seconds": lease.limits.cpu_seconds,
-                "wall_seconds": lease.limits.wall_seconds,
-                "memory_bytes": lease.limits.memory_bytes,
-                "output_bytes": lease.limits.output_bytes,
-            },
-            "lease_seconds": self.config.lease_seconds,
-        }
 
     async def extend(self, request: Request) -> Response:
         order = self.seller(request)
         lease_id = path_int(request, "lease")
         seconds = self.config.lease_seconds
-        await self.db.write(lambda c: leases.extend_lease(c, lease_id, order, seconds, time.time()))
+        await self.db.write(
+            lambda c: leasing.extend_lease(c, lease_id, order, seconds, time.time())
+        )
         return json_response({"lease": lease_id, "lease_seconds": seconds})
 
     async def release(self, request: Request) -> Response:
         order = self.seller(request)
         lease_id = path_int(request, "lease")
-        await self.db.write(lambda c: leases.release_lease(c, lease_id, order, time.time()))
+        await self.db.write(lambda c: leasing.release_lease(c, lease_id, order, time.time()))
         self._notify()
         return json_response({"lease": lease_id, "released": True})
 
@@ -302,9 +294,11 @@ class Market:
         lease_id = path_int(request, "lease")
         doc = await read_json(request, self.config.max_body)
         outcome = field(doc, "outcome", str)
-        if outcome not in OUTCOMES:
-            raise MarketError(f"field 'outcome' must be one of {', '.join(sorted(OUTCOMES))}")
-        result = leases.ResultIn(
+        if outcome not in protocol.OUTCOMES:
+            raise MarketError(
+                f"field 'outcome' must be one of {', '.join(sorted(protocol.OUTCOMES))}"
+            )
+        result = agreement.ResultIn(
             outcome=outcome,
             exit_status=optional_int(doc, "exit_status"),
             output=base64_field(doc.get("output"), "output"),
@@ -312,13 +306,17 @@ class Market:
             wall_seconds=field(doc, "wall_seconds", float),
             detail=field(doc, "detail", str, ""),
         )
-        reply = await self.db.write(
-            lambda c: leases.record_result(c, lease_id, order, result, time.time())
+        recorded = await self.db.write(
+            lambda c: agreement.record_result(c, lease_id, order, result, time.time())
         )
-        if reply["verdict"] != "accepted":
+        if recorded.verdict != "accepted":
             # A disagreeing result may have freed a slot for another replica.
             self._notify()
-        return json_response(reply)
+        return json_response(
+            protocol.recorded_document(
+                recorded.result_id, recorded.verdict, recorded.millicoins, recorded.duplicate
+            )
+        )
 
     # Documents.
 
@@ -329,14 +327,15 @@ class Market:
         return json_response({"ok": True})
 
 
-def _job_limits(doc: dict[str, Any]) -> jobs.JobLimits:
-    unknown = set(doc) - {"cpu_seconds", "wall_seconds", "memory_bytes", "output_bytes"}
+def _job_limits(doc: dict[str, Any]) -> JobLimits:
+    unknown = set(doc) - set(JobLimits.names())
     if unknown:
         raise MarketError(f"unknown limits: {', '.join(sorted(unknown))}")
-    default = jobs.JobLimits()
-    return jobs.JobLimits(
-        cpu_seconds=field(doc, "cpu_seconds", int, default.cpu_seconds),
-        wall_seconds=field(doc, "wall_seconds", float, default.wall_seconds),
+    default = JobLimits()
+    cpu_seconds = field(doc, "cpu_seconds", int, default.cpu_seconds)
+    return JobLimits(
+        cpu_seconds=cpu_seconds,
+        wall_seconds=field(doc, "wall_seconds", float, default_wall_seconds(cpu_seconds)),
         memory_bytes=field(doc, "memory_bytes", int, default.memory_bytes),
         output_bytes=field(doc, "output_bytes", int, default.output_bytes),
     )
