@@ -109,7 +109,11 @@ def schemas() -> dict[str, dict[str, Any]]:
     # A seller whose job produced no exit status sends null.
     result["properties"]["exit_status"]["type"] = ["integer", "null"]
     return {
-        "Limits": {**_object(LIMITS), "required": [], "additionalProperties": False},
+        "Limits": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": _object(LIMITS)["properties"],
+        },
         "FullLimits": _object(LIMITS),
         "Lease": _object(
             LEASE,

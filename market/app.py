@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from cpushare import protocol
 from cpushare.limits import MAX_PROGRAM_BYTES, JobLimits, default_wall_seconds
-from market import accounts, agreement, jobs, leasing
+from market import accounts, agreement, jobs, leasing, openapi
 from market.api import (
     Credentials,
     base64_field,
@@ -38,7 +38,6 @@ from market.store import Store, StoreFull
 
 log = logging.getLogger("market")
 
-OPENAPI = Path(__file__).with_name("openapi.json")
 MAX_WAIT_SECONDS = 60.0
 # Seen within this many seconds counts as a live seller in the status.
 SELLER_SEEN_SECONDS = 600.0
@@ -84,6 +83,8 @@ class Market:
         self.sellers_seen: dict[tuple[str, str], float] = {}
         self._accounts: dict[str, int] = {}
         self._orders: dict[tuple[str, str], bool] = {}
+        # Built once, and before serving: an undocumented route stops the market at start.
+        self.openapi_json = json.dumps(openapi_document(), indent=2).encode()
 
     @property
     def db(self) -> Store:
@@ -321,7 +322,7 @@ class Market:
     # Documents.
 
     async def openapi(self, _request: Request) -> Response:
-        return Response(OPENAPI.read_bytes(), media_type="application/json")
+        return Response(self.openapi_json, media_type="application/json")
 
     async def health(self, _request: Request) -> Response:
         return json_response({"ok": True})
@@ -364,27 +365,37 @@ async def _internal_error(_request: Request, exc: Exception) -> Response:
     return json_response({"error": "internal error: the market logged it"}, 500)
 
 
-Handler = Callable[[Request], Awaitable[Response]]
+# (path, method, Market's handler): the app's routes and the paths of its OpenAPI document.
+ROUTES = (
+    ("/v1/health", "GET", "health"),
+    ("/v1/openapi.json", "GET", "openapi"),
+    ("/v1/status", "GET", "status"),
+    ("/v1/programs", "PUT", "upload_program"),
+    ("/v1/programs/{sha256}", "GET", "get_program"),
+    ("/v1/jobs", "POST", "submit"),
+    ("/v1/jobs", "GET", "list_jobs"),
+    ("/v1/jobs/{job}", "GET", "job"),
+    ("/v1/jobs/{job}/output", "GET", "job_output"),
+    ("/v1/lease", "POST", "lease"),
+    ("/v1/leases/{lease}/extend", "POST", "extend"),
+    ("/v1/leases/{lease}/release", "POST", "release"),
+    ("/v1/leases/{lease}/result", "POST", "result"),
+)
+
+
+def openapi_document() -> dict[str, Any]:
+    """The API document of this app."""
+    return openapi.document(
+        [(path, method) for path, method, _ in ROUTES],
+        (DEFAULT.memory_bytes, DEFAULT.cpu_seconds),
+        MAX_WAIT_SECONDS,
+    )
 
 
 def create_app(config: MarketConfig) -> Starlette:
     """The market as an ASGI application."""
     market = Market(config)
-    routes = [
-        Route("/v1/openapi.json", market.openapi, methods=["GET"]),
-        Route("/v1/health", market.health, methods=["GET"]),
-        Route("/v1/status", market.status, methods=["GET"]),
-        Route("/v1/programs", market.upload_program, methods=["PUT"]),
-        Route("/v1/programs/{sha256}", market.get_program, methods=["GET"]),
-        Route("/v1/jobs", market.submit, methods=["POST"]),
-        Route("/v1/jobs", market.list_jobs, methods=["GET"]),
-        Route("/v1/jobs/{job}", market.job, methods=["GET"]),
-        Route("/v1/jobs/{job}/output", market.job_output, methods=["GET"]),
-        Route("/v1/lease", market.lease, methods=["POST"]),
-        Route("/v1/leases/{lease}/extend", market.extend, methods=["POST"]),
-        Route("/v1/leases/{lease}/release", market.release, methods=["POST"]),
-        Route("/v1/leases/{lease}/result", market.result, methods=["POST"]),
-    ]
+    routes = [Route(path, getattr(market, name), methods=[method]) for path, method, name in ROUTES]
     return Starlette(
         routes=routes,
         lifespan=market.lifespan,

@@ -98,6 +98,14 @@ def serve(
 
 
 @market.command()
+def openapi() -> None:
+    """Print the market's OpenAPI document, as it serves it at /v1/openapi.json."""
+    from market.app import openapi_document
+
+    _echo_json(openapi_document())
+
+
+@market.command()
 @click.option(
     "--name",
     "names",
