@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cpushare.jail.model import Outcome
+from cpushare.jail.model import JobResult, Outcome
 from cpushare.limits import BOUNDS, MAX_INPUT_BYTES, MAX_PROGRAM_BYTES, JobLimits
 from cpushare.seller.client import BadReply
 
@@ -216,6 +216,18 @@ def parse_lease(doc: dict[str, Any]) -> LeaseOffer:
         lease_seconds=top["lease_seconds"],
         **limits,
     )
+
+
+def result_document(result: JobResult) -> dict[str, Any]:
+    """The seller's post of a job's result."""
+    return {
+        "outcome": result.outcome.value,
+        "exit_status": result.exit_status,
+        "output": base64.b64encode(result.output).decode(),
+        "cpu_seconds": result.cpu_seconds,
+        "wall_seconds": result.wall_seconds,
+        "detail": result.detail,
+    }
 
 
 @dataclass(frozen=True)

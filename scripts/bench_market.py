@@ -18,19 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from cpushare.jail import JobResult, Outcome
+from cpushare.protocol import result_document
 from livecd.market_process import MarketProcess
 from livecd.toolchain import FSDITHER_SOURCE, build_job
 from market.buyer import BuyerClient
 
 JOB_SOURCE = FSDITHER_SOURCE
 RESULT_BODY = json.dumps(
-    {
-        "outcome": "ok",
-        "exit_status": 0,
-        "output": base64.b64encode(b"P5\n1 1\n255\n\x00").decode(),
-        "cpu_seconds": 0.01,
-        "wall_seconds": 0.01,
-    }
+    result_document(JobResult(Outcome.OK, 0, b"P5\n1 1\n255\n\x00", 0.01, 0.01, ""))
 ).encode()
 
 
