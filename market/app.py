@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cpushare import protocol
-from cpushare.limits import MAX_PROGRAM_BYTES, JobLimits, default_wall_seconds
+from cpushare.limits import MAX_PROGRAM_BYTES, JobLimits
 from market import accounts, agreement, jobs, leasing, openapi
 from market.api import (
     Credentials,
@@ -27,7 +27,8 @@ from market.api import (
     bounded_int,
     credentials,
     field,
-    optional_int,
+    parse_limits,
+    parse_result,
     path_int,
     query_int,
     read_body,
@@ -181,7 +182,7 @@ class Market:
         program = field(doc, "program", str)
         replicas = field(doc, "replicas", int, 1)
         raw_inputs = field(doc, "inputs", list)
-        limits = _job_limits(field(doc, "limits", dict, {}))
+        limits = parse_limits(field(doc, "limits", dict, {}))
         inputs = [base64_field(item, f"inputs[{i}]") for i, item in enumerate(raw_inputs)]
         jobs.check_batch(inputs, replicas, limits)
         code = jobs.program_bytes(self.db.reader, program)
@@ -294,19 +295,7 @@ class Market:
         order = self.seller(request)
         lease_id = path_int(request, "lease")
         doc = await read_json(request, self.config.max_body)
-        outcome = field(doc, "outcome", str)
-        if outcome not in protocol.OUTCOMES:
-            raise MarketError(
-                f"field 'outcome' must be one of {', '.join(sorted(protocol.OUTCOMES))}"
-            )
-        result = agreement.ResultIn(
-            outcome=outcome,
-            exit_status=optional_int(doc, "exit_status"),
-            output=base64_field(doc.get("output"), "output"),
-            cpu_seconds=field(doc, "cpu_seconds", float),
-            wall_seconds=field(doc, "wall_seconds", float),
-            detail=field(doc, "detail", str, ""),
-        )
+        result = parse_result(doc)
         recorded = await self.db.write(
             lambda c: agreement.record_result(c, lease_id, order, result, time.time())
         )
@@ -326,20 +315,6 @@ class Market:
 
     async def health(self, _request: Request) -> Response:
         return json_response({"ok": True})
-
-
-def _job_limits(doc: dict[str, Any]) -> JobLimits:
-    unknown = set(doc) - set(JobLimits.names())
-    if unknown:
-        raise MarketError(f"unknown limits: {', '.join(sorted(unknown))}")
-    default = JobLimits()
-    cpu_seconds = field(doc, "cpu_seconds", int, default.cpu_seconds)
-    return JobLimits(
-        cpu_seconds=cpu_seconds,
-        wall_seconds=field(doc, "wall_seconds", float, default_wall_seconds(cpu_seconds)),
-        memory_bytes=field(doc, "memory_bytes", int, default.memory_bytes),
-        output_bytes=field(doc, "output_bytes", int, default.output_bytes),
-    )
 
 
 async def _market_error(_request: Request, exc: Exception) -> Response:
