@@ -195,11 +195,13 @@ def _values(doc: dict[str, Any], fields: tuple[Field, ...]) -> dict[str, Any]:
 def parse_lease(doc: dict[str, Any]) -> LeaseOffer:
     """A LeaseOffer from the lease reply, or BadReply naming what is wrong."""
     top = _values(doc, LEASE)
+    # The sha256 names a file in the program cache: checked first, whatever else is wrong.
+    sha256 = top["program"].get("sha256")
+    if not isinstance(sha256, str) or not SHA256_HEX.fullmatch(sha256):
+        raise BadReply("the lease's program sha256 is not 64 hex digits")
     # The seller fetches a program by its sha256 alone: the url is for other clients.
     program = _values(top["program"], tuple(f for f in PROGRAM if f.name != "url"))
     limits = _values(top["limits"], LIMITS)
-    if not SHA256_HEX.fullmatch(program["sha256"]):
-        raise BadReply("the lease's program sha256 is not 64 hex digits")
     encoded = top["input"]
     if len(encoded) > MAX_INPUT_BYTES * 4 // 3 + 4:
         raise BadReply("the lease's input is not a base64 string of a bounded size")
