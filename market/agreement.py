@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from market import ledger
 from market.errors import Gone, TooLarge
-from market.leasing import count, own_lease, refresh_slots
+from market.leasing import own_lease
+from market.slots import refresh_slots, tally
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,16 @@ class ResultIn:
     cpu_seconds: float
     wall_seconds: float
     detail: str
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A stored result and where it stands: judged, and credited if accepted."""
+
+    result_id: int
+    verdict: str
+    millicoins: int
+    duplicate: bool
 
 
 def record_result(
@@ -66,16 +77,6 @@ def record_result(
     return _recorded(conn, lease_id, duplicate=False)
 
 
-@dataclass(frozen=True)
-class Recorded:
-    """A stored result and where it stands: judged, and credited if accepted."""
-
-    result_id: int
-    verdict: str
-    millicoins: int
-    duplicate: bool
-
-
 def _recorded(conn: sqlite3.Connection, lease_id: int, duplicate: bool) -> Recorded:
     result_id, verdict = conn.execute(
         "SELECT id, verdict FROM results WHERE lease_id = ?", (lease_id,)
@@ -106,11 +107,8 @@ def judge(conn: sqlite3.Connection, job_id: int, now: float) -> None:
         _accept(conn, job_id, best[:3], now)
         return
     slots = refresh_slots(conn, job_id)
-    total = count(conn, "SELECT count(*) FROM results WHERE job_id = ?", job_id)
-    active = count(
-        conn, "SELECT count(*) FROM leases WHERE job_id = ? AND state = 'active'", job_id
-    )
-    if slots == 0 and active == 0 and total >= max_results:
+    replicas_now = tally(conn, job_id)
+    if slots == 0 and replicas_now.active == 0 and replicas_now.results >= max_results:
         conn.execute(
             "UPDATE jobs SET state = 'failed', finished = ?, slots = 0 WHERE id = ?", (now, job_id)
         )

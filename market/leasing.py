@@ -1,7 +1,6 @@
 """Leases: a job handed to one seller until a deadline, extended, released or expired.
 
-`jobs.slots` caches how many more leases a job may hand out now, so the lease query is one
-indexed lookup; every change to a job's leases or results recomputes it (refresh_slots).
+Every change to a job's leases updates its slots (market.slots).
 """
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 
 from cpushare.limits import JobLimits
 from market.errors import Conflict, Forbidden, Gone, NotFound
+from market.slots import refresh_slots, take_slot
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,7 @@ def grant_lease(
         "VALUES (?, ?, ?, 'active', ?, ?)",
         (job_id, order_id, seller, now, now + lease_seconds),
     )
-    # One more active lease lowers both bounds of refresh_slots() by one.
-    conn.execute("UPDATE jobs SET slots = slots - 1 WHERE id = ?", (job_id,))
+    take_slot(conn, job_id)
     program, size, data, cpu, wall, memory, output = conn.execute(
         "SELECT program, p.size, input, cpu_seconds, wall_seconds, memory_bytes, output_bytes "
         "FROM jobs JOIN programs p ON p.sha256 = jobs.program WHERE jobs.id = ?",
@@ -76,33 +75,6 @@ def ready_job(conn: sqlite3.Connection, order_id: str, limits: tuple[int, int]) 
         (memory, cpu, order_id),
     ).fetchone()
     return None if row is None else int(row[0])
-
-
-def refresh_slots(conn: sqlite3.Connection, job_id: int) -> int:
-    """Recompute how many more leases the job may hand out now; return it."""
-    state, replicas, max_results = conn.execute(
-        "SELECT state, replicas, max_results FROM jobs WHERE id = ?", (job_id,)
-    ).fetchone()
-    slots = 0
-    if state == "open":
-        active = count(
-            conn, "SELECT count(*) FROM leases WHERE job_id = ? AND state = 'active'", job_id
-        )
-        total = count(conn, "SELECT count(*) FROM results WHERE job_id = ?", job_id)
-        best = count(
-            conn,
-            "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM results "
-            "WHERE job_id = ? AND verdict = 'pending' "
-            "GROUP BY outcome, exit_status, output_sha256)",
-            job_id,
-        )
-        slots = max(0, min(replicas - best - active, max_results - total - active))
-    conn.execute("UPDATE jobs SET slots = ? WHERE id = ?", (slots, job_id))
-    return slots
-
-
-def count(conn: sqlite3.Connection, sql: str, job_id: int) -> int:
-    return int(conn.execute(sql, (job_id,)).fetchone()[0])
 
 
 def expire_leases(conn: sqlite3.Connection, now: float) -> int:
