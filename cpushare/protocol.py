@@ -47,10 +47,9 @@ class Field:
 
 
 LIMITS = tuple(
-    Field(name, "number" if name == "wall_seconds" else "integer", bound.low, bound.high)
-    for name, bound in BOUNDS.items()
+    Field(name, "number" if name == "wall_seconds" else "integer", *BOUNDS[name])
+    for name in JobLimits.names()
 )
-assert tuple(f.name for f in LIMITS) == JobLimits.names()
 PROGRAM = (
     Field("sha256", "string", extra=(("pattern", "^[0-9a-f]{64}$"),)),
     Field("size", "integer", 1, MAX_PROGRAM_BYTES),

@@ -37,12 +37,13 @@ class Outcome(enum.StrEnum):
 @dataclass(frozen=True)
 class Limits:
     """What one job may use, and how nicely it runs. Impossible values raise ValueError
-    saying which and why. The defaults are a market job's."""
+    saying which and why. A market job's defaults, except that a local run keeps more
+    output (a market job's output is sent in one reply)."""
 
     cpu_seconds: int = _JOB.cpu_seconds
     wall_seconds: float = _JOB.wall_seconds
     memory_bytes: int = _JOB.memory_bytes
-    output_bytes: int = _JOB.output_bytes
+    output_bytes: int = 64 << 20
     nice: int = 19
 
     @classmethod
