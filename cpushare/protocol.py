@@ -23,6 +23,8 @@ MAX_ID = 2**62
 MAX_LEASE_SECONDS = 86400
 VERDICTS = ("pending", "accepted", "rejected")
 OUTCOMES = tuple(o.value for o in Outcome)
+# The longest base64 text of an input of MAX_INPUT_BYTES.
+MAX_INPUT_CHARS = (MAX_INPUT_BYTES + 2) // 3 * 4
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ LEASE = (
     Field("lease", "integer", 1, MAX_ID),
     Field("job", "integer", 1, MAX_ID),
     Field("program", "object"),
-    Field("input", "string", extra=(("contentEncoding", "base64"),)),
+    Field("input", "string", extra=(("contentEncoding", "base64"), ("maxLength", MAX_INPUT_CHARS))),
     Field("limits", "object"),
     Field(
         "lease_seconds",
@@ -202,7 +204,7 @@ def parse_lease(doc: dict[str, Any]) -> LeaseOffer:
     program = _values(top["program"], tuple(f for f in PROGRAM if f.name != "url"))
     limits = _values(top["limits"], LIMITS)
     encoded = top["input"]
-    if len(encoded) > MAX_INPUT_BYTES * 4 // 3 + 4:
+    if len(encoded) > MAX_INPUT_CHARS:
         raise BadReply("the lease's input is not a base64 string of a bounded size")
     try:
         data = base64.b64decode(encoded, validate=True)
