@@ -1,17 +1,153 @@
-"""The market's replies as the seller checks them: shape, types and bounds, or BadReply."""
+"""The wire contract between market and seller: the lease, result and recorded documents.
+
+Each document's fields (names, types, sizes) are declared once here. The market builds
+its replies with the builders, the seller checks them with the parsers (every reply is
+hostile until checked: BadReply names what is wrong), and the market's OpenAPI document
+takes its schemas of these documents from `schemas()`.
+"""
 
 from __future__ import annotations
 
 import base64
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from cpushare.jail.model import JobResult, Outcome
+from cpushare.limits import BOUNDS, MAX_INPUT_BYTES, MAX_PROGRAM_BYTES, JobLimits
 from cpushare.seller.client import BadReply
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-MAX_PROGRAM_BYTES = 16 << 20
-MAX_INPUT_BYTES = 16 << 20
+MAX_ID = 2**62
+MAX_LEASE_SECONDS = 86400
+VERDICTS = ("pending", "accepted", "rejected")
+OUTCOMES = tuple(o.value for o in Outcome)
+# The longest base64 text of an input of MAX_INPUT_BYTES.
+MAX_INPUT_CHARS = (MAX_INPUT_BYTES + 2) // 3 * 4
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a document: its JSON type and, for numbers, its closed range."""
+
+    name: str
+    kind: str  # a JSON schema type: integer, number, string, boolean, object
+    low: int | None = None
+    high: int | None = None
+    required: bool = True
+    extra: tuple[tuple[str, Any], ...] = ()
+
+    def schema(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"type": self.kind}
+        if self.low is not None:
+            doc["minimum"] = self.low
+        if self.high is not None:
+            doc["maximum"] = self.high
+        doc.update(self.extra)
+        return doc
+
+
+LIMITS = tuple(
+    Field(name, "number" if name == "wall_seconds" else "integer", *BOUNDS[name])
+    for name in JobLimits.names()
+)
+PROGRAM = (
+    Field("sha256", "string", extra=(("pattern", "^[0-9a-f]{64}$"),)),
+    Field("size", "integer", 1, MAX_PROGRAM_BYTES),
+    Field("url", "string"),
+)
+LEASE = (
+    Field("lease", "integer", 1, MAX_ID),
+    Field("job", "integer", 1, MAX_ID),
+    Field("program", "object"),
+    Field("input", "string", extra=(("contentEncoding", "base64"), ("maxLength", MAX_INPUT_CHARS))),
+    Field("limits", "object"),
+    Field(
+        "lease_seconds",
+        "number",
+        1,
+        MAX_LEASE_SECONDS,
+        extra=(("description", "extend the lease well within this"),),
+    ),
+)
+RESULT = (
+    Field("outcome", "string", extra=(("enum", list(OUTCOMES)),)),
+    Field("exit_status", "integer", -(2**31), 2**31 - 1, required=False),
+    Field("output", "string", extra=(("contentEncoding", "base64"),)),
+    Field("cpu_seconds", "number"),
+    Field("wall_seconds", "number"),
+    Field("detail", "string", required=False),
+)
+RECORDED = (
+    Field("result", "integer"),
+    Field("verdict", "string", extra=(("enum", list(VERDICTS)),)),
+    Field(
+        "coins",
+        "number",
+        extra=(("description", "CPUCoins credited for this result so far"),),
+    ),
+    Field(
+        "duplicate",
+        "boolean",
+        extra=(("description", "true when this lease's result was already stored"),),
+    ),
+)
+
+
+def _object(fields: tuple[Field, ...], **properties: dict[str, Any]) -> dict[str, Any]:
+    props = {f.name: properties.get(f.name, f.schema()) for f in fields}
+    return {
+        "type": "object",
+        "required": [f.name for f in fields if f.required],
+        "properties": props,
+    }
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """JSON schemas of the documents, for the market's OpenAPI document."""
+    result = _object(RESULT)
+    # A seller whose job produced no exit status sends null.
+    result["properties"]["exit_status"]["type"] = ["integer", "null"]
+    return {
+        "Limits": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": _object(LIMITS)["properties"],
+        },
+        "FullLimits": _object(LIMITS),
+        "Lease": _object(
+            LEASE,
+            program=_object(PROGRAM),
+            limits={"$ref": "#/components/schemas/FullLimits"},
+        ),
+        "Result": result,
+        "Recorded": _object(RECORDED),
+    }
+
+
+def lease_document(
+    lease: int,
+    job: int,
+    program_sha256: str,
+    program_size: int,
+    data: bytes,
+    limits: JobLimits,
+    lease_seconds: float,
+) -> dict[str, Any]:
+    """The market's reply to a lease request that got a job."""
+    return {
+        "lease": lease,
+        "job": job,
+        "program": {
+            "sha256": program_sha256,
+            "size": program_size,
+            "url": f"/v1/programs/{program_sha256}",
+        },
+        "input": base64.b64encode(data).decode(),
+        "limits": limits.as_dict(),
+        "lease_seconds": lease_seconds,
+    }
 
 
 @dataclass(frozen=True)
@@ -29,54 +165,72 @@ class LeaseOffer:
     output_bytes: int
     lease_seconds: float
 
-
-def _int(doc: dict[str, Any], key: str, low: int, high: int) -> int:
-    value = doc.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise BadReply(f"the lease's {key} is not an integer from {low} to {high}: {value!r:.40}")
-    return value
+    @property
+    def limits(self) -> JobLimits:
+        return JobLimits(self.cpu_seconds, self.wall_seconds, self.memory_bytes, self.output_bytes)
 
 
-def _number(doc: dict[str, Any], key: str, low: float, high: float) -> float:
-    value = doc.get(key)
-    if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value <= high:
-        raise BadReply(f"the lease's {key} is not a number from {low} to {high}: {value!r:.40}")
-    return float(value)
+def _value(doc: dict[str, Any], spec: Field) -> Any:
+    value: Any = doc.get(spec.name)
+    # NaN would slip through every range check below.
+    number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if spec.kind == "integer" and (not number or not isinstance(value, int)):
+        raise BadReply(f"the lease's {spec.name} is not an integer: {value!r:.40}")
+    if spec.kind == "number" and not number:
+        raise BadReply(f"the lease's {spec.name} is not a number: {value!r:.40}")
+    if spec.kind == "object" and not isinstance(value, dict):
+        raise BadReply(f"the lease's {spec.name} is not an object")
+    if spec.kind == "string" and not isinstance(value, str):
+        raise BadReply(f"the lease's {spec.name} is not a string")
+    if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
+        raise BadReply(
+            f"the lease's {spec.name} is not from {spec.low} to {spec.high}: {value!r:.40}"
+        )
+    return float(value) if spec.kind == "number" else value
 
 
-def _table(doc: dict[str, Any], key: str) -> dict[str, Any]:
-    value = doc.get(key)
-    if not isinstance(value, dict):
-        raise BadReply(f"the lease's {key} is not an object")
-    return value
+def _values(doc: dict[str, Any], fields: tuple[Field, ...]) -> dict[str, Any]:
+    return {spec.name: _value(doc, spec) for spec in fields}
 
 
 def parse_lease(doc: dict[str, Any]) -> LeaseOffer:
     """A LeaseOffer from the lease reply, or BadReply naming what is wrong."""
-    program = _table(doc, "program")
-    limits = _table(doc, "limits")
-    sha256 = program.get("sha256")
+    top = _values(doc, LEASE)
+    # The sha256 names a file in the program cache: checked first, whatever else is wrong.
+    sha256 = top["program"].get("sha256")
     if not isinstance(sha256, str) or not SHA256_HEX.fullmatch(sha256):
         raise BadReply("the lease's program sha256 is not 64 hex digits")
-    encoded = doc.get("input")
-    if not isinstance(encoded, str) or len(encoded) > MAX_INPUT_BYTES * 4 // 3 + 4:
+    # The seller fetches a program by its sha256 alone: the url is for other clients.
+    program = _values(top["program"], tuple(f for f in PROGRAM if f.name != "url"))
+    limits = _values(top["limits"], LIMITS)
+    encoded = top["input"]
+    if len(encoded) > MAX_INPUT_CHARS:
         raise BadReply("the lease's input is not a base64 string of a bounded size")
     try:
         data = base64.b64decode(encoded, validate=True)
     except ValueError:  # binascii.Error, or non-ASCII text
         raise BadReply("the lease's input is not valid base64") from None
     return LeaseOffer(
-        lease=_int(doc, "lease", 1, 2**62),
-        job=_int(doc, "job", 1, 2**62),
-        program_sha256=sha256,
-        program_size=_int(program, "size", 1, MAX_PROGRAM_BYTES),
+        lease=top["lease"],
+        job=top["job"],
+        program_sha256=program["sha256"],
+        program_size=program["size"],
         input=data,
-        cpu_seconds=_int(limits, "cpu_seconds", 1, 7 * 86400),
-        wall_seconds=_number(limits, "wall_seconds", 1, 7 * 86400),
-        memory_bytes=_int(limits, "memory_bytes", 1, 1 << 42),
-        output_bytes=_int(limits, "output_bytes", 0, 1 << 32),
-        lease_seconds=_number(doc, "lease_seconds", 1, 86400),
+        lease_seconds=top["lease_seconds"],
+        **limits,
     )
+
+
+def result_document(result: JobResult) -> dict[str, Any]:
+    """The seller's post of a job's result."""
+    return {
+        "outcome": result.outcome.value,
+        "exit_status": result.exit_status,
+        "output": base64.b64encode(result.output).decode(),
+        "cpu_seconds": result.cpu_seconds,
+        "wall_seconds": result.wall_seconds,
+        "detail": result.detail,
+    }
 
 
 @dataclass(frozen=True)
@@ -87,10 +241,22 @@ class Recorded:
     coins: float
 
 
+def recorded_document(
+    result: int, verdict: str, millicoins: int, duplicate: bool
+) -> dict[str, Any]:
+    """The market's reply to a posted result."""
+    return {
+        "result": result,
+        "verdict": verdict,
+        "coins": millicoins / 1000,
+        "duplicate": duplicate,
+    }
+
+
 def parse_recorded(doc: dict[str, Any]) -> Recorded:
     verdict = doc.get("verdict")
     coins = doc.get("coins", 0)
-    if verdict not in ("pending", "accepted", "rejected"):
+    if verdict not in VERDICTS:
         raise BadReply(
             f"the result reply's verdict is not pending/accepted/rejected: {verdict!r:.40}"
         )

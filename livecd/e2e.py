@@ -30,7 +30,7 @@ from livecd.smoke import MARKET_ABSENT, power_off
 from livecd.smoke import Milestone as Event
 from livecd.toolchain import FSDITHER_SOURCE, build_job
 from market import admin
-from market.client import MarketClient
+from market.buyer import BuyerClient
 from market.tls import self_signed
 
 GUEST_MARKET_ADDR = "10.0.2.100"
@@ -99,7 +99,7 @@ class ThrowawayMarket:
             workdir, port=free_port(), lease_seconds=lease_seconds, tls=(self.cert, key)
         )
         self._order: SellOrder | None = None
-        self._buyer: MarketClient | None = None
+        self._buyer: BuyerClient | None = None
 
     @property
     def url(self) -> str:
@@ -117,7 +117,7 @@ class ThrowawayMarket:
         return self._order
 
     @property
-    def buyer(self) -> MarketClient:
+    def buyer(self) -> BuyerClient:
         if self._buyer is None:
             raise RuntimeError("start the market first: it creates the buyer's account")
         return self._buyer
@@ -134,7 +134,7 @@ class ThrowawayMarket:
             self._order = admin.new_order(
                 self.process.db, VOLUNTEER, lambda order: None, public_url=self.url
             )
-            self._buyer = MarketClient(self.process.url, api_key, cacert=self.cert)
+            self._buyer = BuyerClient(self.process.url, api_key, cacert=self.cert)
         return self
 
     def stop(self) -> None:

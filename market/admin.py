@@ -11,7 +11,7 @@ from typing import TypeVar
 from cpushare.order import SellOrder
 from market import accounts
 from market.errors import MarketError
-from market.store import open_database
+from market.store import transact
 
 T = TypeVar("T")
 
@@ -19,18 +19,7 @@ T = TypeVar("T")
 def _transaction(db: Path, op: Callable[[sqlite3.Connection], T]) -> T:
     if not db.exists():
         raise MarketError(f"no market database {db}: start one with `livecd market serve --db`")
-    conn = open_database(db)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = op(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
-    finally:
-        conn.close()
+    return transact(db, op)
 
 
 def new_account(db: Path, name: str) -> accounts.IssuedAccount:

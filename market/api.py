@@ -11,6 +11,9 @@ from typing import Any, TypeVar
 
 from starlette.requests import Request
 
+from cpushare import protocol
+from cpushare.limits import JobLimits, default_wall_seconds
+from market.agreement import ResultIn
 from market.errors import MarketError, TooLarge, Unauthorized
 
 T = TypeVar("T")
@@ -126,6 +129,36 @@ def query_int(request: Request, name: str, default: int, low: int, high: int) ->
     if not raw.isdigit() or not low <= int(raw) <= high:
         raise MarketError(f"query parameter {name} must be an integer from {low} to {high}")
     return int(raw)
+
+
+def parse_limits(doc: dict[str, Any]) -> JobLimits:
+    """A job batch's limits; those not given take their defaults."""
+    unknown = set(doc) - set(JobLimits.names())
+    if unknown:
+        raise MarketError(f"unknown limits: {', '.join(sorted(unknown))}")
+    default = JobLimits()
+    cpu_seconds = field(doc, "cpu_seconds", int, default.cpu_seconds)
+    return JobLimits(
+        cpu_seconds=cpu_seconds,
+        wall_seconds=field(doc, "wall_seconds", float, default_wall_seconds(cpu_seconds)),
+        memory_bytes=field(doc, "memory_bytes", int, default.memory_bytes),
+        output_bytes=field(doc, "output_bytes", int, default.output_bytes),
+    )
+
+
+def parse_result(doc: dict[str, Any]) -> ResultIn:
+    """A seller's result document."""
+    outcome = field(doc, "outcome", str)
+    if outcome not in protocol.OUTCOMES:
+        raise MarketError(f"field 'outcome' must be one of {', '.join(sorted(protocol.OUTCOMES))}")
+    return ResultIn(
+        outcome=outcome,
+        exit_status=optional_int(doc, "exit_status"),
+        output=base64_field(doc.get("output"), "output"),
+        cpu_seconds=field(doc, "cpu_seconds", float),
+        wall_seconds=field(doc, "wall_seconds", float),
+        detail=field(doc, "detail", str, ""),
+    )
 
 
 def _kind_name(kind: type) -> str:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cpushare.jail import Outcome
-from market import accounts, jobs, leases
+from cpushare import protocol
+from cpushare.limits import MAX_PROGRAM_BYTES, JobLimits
+from market import accounts, agreement, jobs, leasing, openapi
 from market.api import (
     Credentials,
     base64_field,
     bounded_int,
     credentials,
     field,
-    optional_int,
+    parse_limits,
+    parse_result,
     path_int,
     query_int,
     read_body,
@@ -38,11 +39,11 @@ from market.store import Store, StoreFull
 
 log = logging.getLogger("market")
 
-OPENAPI = Path(__file__).with_name("openapi.json")
 MAX_WAIT_SECONDS = 60.0
 # Seen within this many seconds counts as a live seller in the status.
 SELLER_SEEN_SECONDS = 600.0
-OUTCOMES = frozenset(o.value for o in Outcome)
+# A seller that names no bounds of its own takes jobs up to the default limits.
+DEFAULT = JobLimits()
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class Market:
         self.sellers_seen: dict[tuple[str, str], float] = {}
         self._accounts: dict[str, int] = {}
         self._orders: dict[tuple[str, str], bool] = {}
+        # Built once, and before serving: an undocumented route stops the market at start.
+        self.openapi_json = json.dumps(openapi_document(), indent=2).encode()
 
     @property
     def db(self) -> Store:
@@ -107,7 +110,7 @@ class Market:
         while True:
             await asyncio.sleep(interval)
             try:
-                expired = await self.db.write(lambda c: leases.expire_leases(c, time.time()))
+                expired = await self.db.write(lambda c: leasing.expire_leases(c, time.time()))
             except StoreFull:
                 log.warning("cannot expire leases: the disk is full")
                 continue
@@ -160,10 +163,8 @@ class Market:
 
     async def upload_program(self, request: Request) -> Response:
         owner = self.account(request)
-        program = await read_body(request, jobs.MAX_PROGRAM_BYTES)
-        sha256 = jobs.check_program(
-            program, jobs.JobLimits(memory_bytes=jobs.MAX_MEMORY_BYTES).jail_limits()
-        )
+        program = await read_body(request, MAX_PROGRAM_BYTES)
+        sha256 = jobs.check_program(program)
         new = await self.db.write(lambda c: jobs.store_program(c, owner, program, sha256))
         return json_response(
             {"sha256": sha256, "size": len(program), "new": new}, 201 if new else 200
@@ -181,11 +182,11 @@ class Market:
         program = field(doc, "program", str)
         replicas = field(doc, "replicas", int, 1)
         raw_inputs = field(doc, "inputs", list)
-        limits = _job_limits(field(doc, "limits", dict, {}))
+        limits = parse_limits(field(doc, "limits", dict, {}))
         inputs = [base64_field(item, f"inputs[{i}]") for i, item in enumerate(raw_inputs)]
         jobs.check_batch(inputs, replicas, limits)
         code = jobs.program_bytes(self.db.reader, program)
-        jobs.check_program(code, limits.jail_limits())
+        jobs.check_program(code, limits)
         ids = await self.db.write(
             lambda c: jobs.submit_jobs(c, owner, program, inputs, limits, replicas)
         )
@@ -227,8 +228,8 @@ class Market:
         wait = min(max(field(doc, "wait", float, 0.0), 0.0), MAX_WAIT_SECONDS)
         seller = field(doc, "seller", str, "")[:64]
         limits = (
-            bounded_int(doc, "max_memory_bytes", 256 << 20, 0, 1 << 42),
-            bounded_int(doc, "max_cpu_seconds", 60, 0, 1 << 30),
+            bounded_int(doc, "max_memory_bytes", DEFAULT.memory_bytes, 0, 1 << 42),
+            bounded_int(doc, "max_cpu_seconds", DEFAULT.cpu_seconds, 0, 1 << 30),
         )
         loop = asyncio.get_running_loop()
         give_up = loop.time() + wait
@@ -240,7 +241,17 @@ class Market:
             wake = self.wakeup.event
             granted = await self._try_lease(order, seller, limits, woken=waited)
             if granted is not None:
-                return json_response(self._lease_doc(granted))
+                return json_response(
+                    protocol.lease_document(
+                        granted.id,
+                        granted.job_id,
+                        granted.program_sha256,
+                        granted.program_size,
+                        granted.input,
+                        granted.limits,
+                        self.config.lease_seconds,
+                    )
+                )
             remaining = give_up - loop.time()
             if remaining <= 0:
                 return Response(status_code=204)
@@ -253,47 +264,30 @@ class Market:
 
     async def _try_lease(
         self, order: str, seller: str, limits: tuple[int, int], *, woken: bool
-    ) -> leases.Lease | None:
+    ) -> leasing.Lease | None:
         # Every waiting seller wakes at once: a look on the read connection first keeps
         # all but the lucky ones away from the writer.
-        if woken and leases.ready_job(self.db.reader, order, limits) is None:
+        if woken and leasing.ready_job(self.db.reader, order, limits) is None:
             return None
         now = time.time()
         seconds = self.config.lease_seconds
         return await self.db.write(
-            lambda c: leases.grant_lease(c, order, seller, limits, seconds, now)
+            lambda c: leasing.grant_lease(c, order, seller, limits, seconds, now)
         )
-
-    def _lease_doc(self, lease: leases.Lease) -> dict[str, object]:
-        return {
-            "lease": lease.id,
-            "job": lease.job_id,
-            "program": {
-                "sha256": lease.program_sha256,
-                "size": lease.program_size,
-                "url": f"/v1/programs/{lease.program_sha256}",
-            },
-            "input": base64.b64encode(lease.input).decode(),
-            "limits": {
-                "cpu_seconds": lease.limits.cpu_seconds,
-                "wall_seconds": lease.limits.wall_seconds,
-                "memory_bytes": lease.limits.memory_bytes,
-                "output_bytes": lease.limits.output_bytes,
-            },
-            "lease_seconds": self.config.lease_seconds,
-        }
 
     async def extend(self, request: Request) -> Response:
         order = self.seller(request)
         lease_id = path_int(request, "lease")
         seconds = self.config.lease_seconds
-        await self.db.write(lambda c: leases.extend_lease(c, lease_id, order, seconds, time.time()))
+        await self.db.write(
+            lambda c: leasing.extend_lease(c, lease_id, order, seconds, time.time())
+        )
         return json_response({"lease": lease_id, "lease_seconds": seconds})
 
     async def release(self, request: Request) -> Response:
         order = self.seller(request)
         lease_id = path_int(request, "lease")
-        await self.db.write(lambda c: leases.release_lease(c, lease_id, order, time.time()))
+        await self.db.write(lambda c: leasing.release_lease(c, lease_id, order, time.time()))
         self._notify()
         return json_response({"lease": lease_id, "released": True})
 
@@ -301,45 +295,26 @@ class Market:
         order = self.seller(request)
         lease_id = path_int(request, "lease")
         doc = await read_json(request, self.config.max_body)
-        outcome = field(doc, "outcome", str)
-        if outcome not in OUTCOMES:
-            raise MarketError(f"field 'outcome' must be one of {', '.join(sorted(OUTCOMES))}")
-        result = leases.ResultIn(
-            outcome=outcome,
-            exit_status=optional_int(doc, "exit_status"),
-            output=base64_field(doc.get("output"), "output"),
-            cpu_seconds=field(doc, "cpu_seconds", float),
-            wall_seconds=field(doc, "wall_seconds", float),
-            detail=field(doc, "detail", str, ""),
+        result = parse_result(doc)
+        recorded = await self.db.write(
+            lambda c: agreement.record_result(c, lease_id, order, result, time.time())
         )
-        reply = await self.db.write(
-            lambda c: leases.record_result(c, lease_id, order, result, time.time())
-        )
-        if reply["verdict"] != "accepted":
+        if recorded.verdict != "accepted":
             # A disagreeing result may have freed a slot for another replica.
             self._notify()
-        return json_response(reply)
+        return json_response(
+            protocol.recorded_document(
+                recorded.result_id, recorded.verdict, recorded.millicoins, recorded.duplicate
+            )
+        )
 
     # Documents.
 
     async def openapi(self, _request: Request) -> Response:
-        return Response(OPENAPI.read_bytes(), media_type="application/json")
+        return Response(self.openapi_json, media_type="application/json")
 
     async def health(self, _request: Request) -> Response:
         return json_response({"ok": True})
-
-
-def _job_limits(doc: dict[str, Any]) -> jobs.JobLimits:
-    unknown = set(doc) - {"cpu_seconds", "wall_seconds", "memory_bytes", "output_bytes"}
-    if unknown:
-        raise MarketError(f"unknown limits: {', '.join(sorted(unknown))}")
-    default = jobs.JobLimits()
-    return jobs.JobLimits(
-        cpu_seconds=field(doc, "cpu_seconds", int, default.cpu_seconds),
-        wall_seconds=field(doc, "wall_seconds", float, default.wall_seconds),
-        memory_bytes=field(doc, "memory_bytes", int, default.memory_bytes),
-        output_bytes=field(doc, "output_bytes", int, default.output_bytes),
-    )
 
 
 async def _market_error(_request: Request, exc: Exception) -> Response:
@@ -365,27 +340,37 @@ async def _internal_error(_request: Request, exc: Exception) -> Response:
     return json_response({"error": "internal error: the market logged it"}, 500)
 
 
-Handler = Callable[[Request], Awaitable[Response]]
+# (path, method, Market's handler): the app's routes and the paths of its OpenAPI document.
+ROUTES = (
+    ("/v1/health", "GET", "health"),
+    ("/v1/openapi.json", "GET", "openapi"),
+    ("/v1/status", "GET", "status"),
+    ("/v1/programs", "PUT", "upload_program"),
+    ("/v1/programs/{sha256}", "GET", "get_program"),
+    ("/v1/jobs", "POST", "submit"),
+    ("/v1/jobs", "GET", "list_jobs"),
+    ("/v1/jobs/{job}", "GET", "job"),
+    ("/v1/jobs/{job}/output", "GET", "job_output"),
+    ("/v1/lease", "POST", "lease"),
+    ("/v1/leases/{lease}/extend", "POST", "extend"),
+    ("/v1/leases/{lease}/release", "POST", "release"),
+    ("/v1/leases/{lease}/result", "POST", "result"),
+)
+
+
+def openapi_document() -> dict[str, Any]:
+    """The API document of this app."""
+    return openapi.document(
+        [(path, method) for path, method, _ in ROUTES],
+        (DEFAULT.memory_bytes, DEFAULT.cpu_seconds),
+        MAX_WAIT_SECONDS,
+    )
 
 
 def create_app(config: MarketConfig) -> Starlette:
     """The market as an ASGI application."""
     market = Market(config)
-    routes = [
-        Route("/v1/openapi.json", market.openapi, methods=["GET"]),
-        Route("/v1/health", market.health, methods=["GET"]),
-        Route("/v1/status", market.status, methods=["GET"]),
-        Route("/v1/programs", market.upload_program, methods=["PUT"]),
-        Route("/v1/programs/{sha256}", market.get_program, methods=["GET"]),
-        Route("/v1/jobs", market.submit, methods=["POST"]),
-        Route("/v1/jobs", market.list_jobs, methods=["GET"]),
-        Route("/v1/jobs/{job}", market.job, methods=["GET"]),
-        Route("/v1/jobs/{job}/output", market.job_output, methods=["GET"]),
-        Route("/v1/lease", market.lease, methods=["POST"]),
-        Route("/v1/leases/{lease}/extend", market.extend, methods=["POST"]),
-        Route("/v1/leases/{lease}/release", market.release, methods=["POST"]),
-        Route("/v1/leases/{lease}/result", market.result, methods=["POST"]),
-    ]
+    routes = [Route(path, getattr(market, name), methods=[method]) for path, method, name in ROUTES]
     return Starlette(
         routes=routes,
         lifespan=market.lifespan,

@@ -5,56 +5,25 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import time
-from dataclasses import dataclass
 
 from cpushare.jail import InvalidProgram, Limits, validate_program
+from cpushare.limits import BOUNDS, MAX_INPUT_BYTES, MAX_PROGRAM_BYTES, JobLimits
+from market import ledger
 from market.errors import Conflict, MarketError, NotFound
 
-MAX_PROGRAM_BYTES = 16 << 20
-MAX_INPUT_BYTES = 16 << 20
-MAX_OUTPUT_BYTES = 16 << 20
-MAX_MEMORY_BYTES = 4 << 30
 MAX_BATCH_JOBS = 1000
 MAX_REPLICAS = 10
+# An upload is checked against the largest memory a job may ask for; each batch then
+# against its own limits.
+MOST_MEMORY = JobLimits(memory_bytes=BOUNDS["memory_bytes"].high)
 
 
-@dataclass(frozen=True)
-class JobLimits:
-    """What one job may use; checked against the program and offered to sellers."""
-
-    cpu_seconds: int = 60
-    wall_seconds: float = 300.0
-    memory_bytes: int = 256 << 20
-    output_bytes: int = 1 << 20
-
-    def problems(self) -> list[str]:
-        bounds = (
-            ("cpu_seconds", self.cpu_seconds, 1, 86400),
-            ("wall_seconds", self.wall_seconds, 1, 7 * 86400),
-            ("memory_bytes", self.memory_bytes, 1 << 20, MAX_MEMORY_BYTES),
-            ("output_bytes", self.output_bytes, 0, MAX_OUTPUT_BYTES),
-        )
-        return [
-            f"limits.{name} is {value}: it must be between {low} and {high}"
-            for name, value, low, high in bounds
-            if not low <= value <= high
-        ]
-
-    def jail_limits(self) -> Limits:
-        return Limits(
-            cpu_seconds=self.cpu_seconds,
-            wall_seconds=self.wall_seconds,
-            memory_bytes=self.memory_bytes,
-            output_bytes=self.output_bytes,
-        )
-
-
-def check_program(program: bytes, limits: Limits) -> str:
+def check_program(program: bytes, limits: JobLimits = MOST_MEMORY) -> str:
     """The program's sha256 if the jail would run it under `limits`, else a MarketError."""
     if len(program) > MAX_PROGRAM_BYTES:
         raise MarketError(f"the program is larger than {MAX_PROGRAM_BYTES} bytes")
     try:
-        validate_program(program, limits)
+        validate_program(program, Limits.for_job(limits))
     except InvalidProgram as exc:
         raise MarketError(f"not a valid job program: {exc}") from None
     return hashlib.sha256(program).hexdigest()
@@ -195,14 +164,10 @@ def market_status(conn: sqlite3.Connection, now: float) -> dict[str, object]:
         "SELECT count(*) FILTER (WHERE created >= ?), count(*) FROM results WHERE created >= ?",
         (now - 60, now - 3600),
     ).fetchone()
-    coins = conn.execute(
-        "SELECT a.name, coalesce(sum(l.millicoins), 0) FROM accounts a "
-        "LEFT JOIN ledger l ON l.account_id = a.id GROUP BY a.id ORDER BY a.name"
-    ).fetchall()
     return {
         "jobs": states,
         "leases_active": leased,
         "results_last_minute": last_minute,
         "results_last_hour": last_hour,
-        "coins": {name: millicoins / 1000 for name, millicoins in coins},
+        "coins": ledger.coins_per_account(conn),
     }

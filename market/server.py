@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ import uvicorn
 from cpushare.order import is_loopback_host
 from market import accounts
 from market.app import MarketConfig, create_app
-from market.store import open_database
+from market.store import transact
 from market.tls import pem_sha256
 
 
@@ -70,14 +71,12 @@ def prepare(options: ServeOptions) -> str:
                 f"cannot use --cert {options.cert} / --key {options.key}: {exc}"
             ) from None
     public_url = (options.public_url or default_public_url(options)).rstrip("/")
-    conn = open_database(options.db)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
+
+    def settle(conn: sqlite3.Connection) -> None:
         accounts.set_setting(conn, "public_url", public_url)
         accounts.set_setting(conn, "cert_sha256", pin)
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
+
+    transact(options.db, settle)
     return public_url
 
 

@@ -48,6 +48,23 @@ def open_database(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def transact(path: Path, op: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `op` in one write transaction on a connection of its own, for tools that run
+    beside a live market (the operator's commands, the server's start-up)."""
+    conn = open_database(path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = op(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+    finally:
+        conn.close()
+
+
 def _is_full(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
 

@@ -18,19 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from cpushare.jail import JobResult, Outcome
+from cpushare.protocol import result_document
 from livecd.market_process import MarketProcess
 from livecd.toolchain import FSDITHER_SOURCE, build_job
-from market.client import MarketClient
+from market.buyer import BuyerClient
 
 JOB_SOURCE = FSDITHER_SOURCE
 RESULT_BODY = json.dumps(
-    {
-        "outcome": "ok",
-        "exit_status": 0,
-        "output": base64.b64encode(b"P5\n1 1\n255\n\x00").decode(),
-        "cpu_seconds": 0.01,
-        "wall_seconds": 0.01,
-    }
+    result_document(JobResult(Outcome.OK, 0, b"P5\n1 1\n255\n\x00", 0.01, 0.01, ""))
 ).encode()
 
 
@@ -118,12 +114,12 @@ async def wake_up_latency(
     return latencies
 
 
-def start_market(work: Path, sellers: int) -> tuple[MarketProcess, MarketClient, str, list[str]]:
+def start_market(work: Path, sellers: int) -> tuple[MarketProcess, BuyerClient, str, list[str]]:
     """A market with an account, the fsdither program and `sellers` orders."""
     program = build_job([JOB_SOURCE], work / "fsdither.job").read_bytes()
     market = MarketProcess(work).start()
     api_key = market.account("bench").api_key
-    buyer = MarketClient(market.url, api_key)
+    buyer = BuyerClient(market.url, api_key)
     sha = buyer.upload_program(program)
     orders = [market.order("bench", work / f"o{i}.cpu") for i in range(sellers)]
     return market, buyer, sha, [basic(o.order_id, o.secret) for o in orders]

@@ -6,6 +6,11 @@ import enum
 import math
 from dataclasses import dataclass
 
+from cpushare.limits import JobLimits
+
+_JOB = JobLimits()
+# The jail's own bounds: what it can enforce at all, wider than a market job's
+# (cpushare.limits) so that local runs (`livecd job run`, benchmarks) may go further.
 # A job's stack: 8 MiB, or a quarter of a smaller memory limit. It counts against the
 # limit like everything else.
 STACK_BYTES = 8 << 20
@@ -31,13 +36,20 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Limits:
-    """What one job may use. Impossible values raise ValueError saying which and why."""
+    """What one job may use, and how nicely it runs. Impossible values raise ValueError
+    saying which and why. A market job's defaults, except that a local run keeps more
+    output (a market job's output is sent in one reply)."""
 
-    cpu_seconds: int = 60
-    wall_seconds: float = 300.0
-    memory_bytes: int = 256 << 20
+    cpu_seconds: int = _JOB.cpu_seconds
+    wall_seconds: float = _JOB.wall_seconds
+    memory_bytes: int = _JOB.memory_bytes
     output_bytes: int = 64 << 20
     nice: int = 19
+
+    @classmethod
+    def for_job(cls, job: JobLimits, nice: int = 19) -> Limits:
+        """The jail's limits for a market job."""
+        return cls(job.cpu_seconds, job.wall_seconds, job.memory_bytes, job.output_bytes, nice)
 
     def __post_init__(self) -> None:
         if not 1 <= self.cpu_seconds <= MAX_CPU_SECONDS:

@@ -7,7 +7,6 @@ a job in hand, it hands the lease back so the job is requeued at once.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import secrets
@@ -23,7 +22,7 @@ from typing import TextIO
 from cpushare.console import emit
 from cpushare.jail import JailError, JobResult, Limits, run_job, self_test
 from cpushare.order import SellOrder
-from cpushare.protocol import LeaseOffer, parse_lease, parse_recorded
+from cpushare.protocol import LeaseOffer, parse_lease, parse_recorded, result_document
 from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply, MarketClient, Refused, Unreachable
 from cpushare.seller.options import SellerOptions
@@ -284,13 +283,7 @@ class Seller:
         self._state("running", fetch + offer.wall_seconds, job=offer.job)
         program = self.program(offer)
         try:
-            limits = Limits(
-                cpu_seconds=offer.cpu_seconds,
-                wall_seconds=offer.wall_seconds,
-                memory_bytes=offer.memory_bytes,
-                output_bytes=offer.output_bytes,
-                nice=self.nice,
-            )
+            limits = Limits.for_job(offer.limits, nice=self.nice)
         except ValueError as exc:
             raise BadReply(f"job {offer.job} has impossible limits: {exc}") from None
         with LeaseKeeper(self.order, offer, self.stream):
@@ -307,14 +300,7 @@ class Seller:
 
     def post_result(self, offer: LeaseOffer, result: JobResult) -> None:
         """Post until the market has it (the post is idempotent) or refuses it."""
-        body = {
-            "outcome": result.outcome.value,
-            "exit_status": result.exit_status,
-            "output": base64.b64encode(result.output).decode(),
-            "cpu_seconds": result.cpu_seconds,
-            "wall_seconds": result.wall_seconds,
-            "detail": result.detail,
-        }
+        body = result_document(result)
         path = f"/v1/leases/{offer.lease}/result"
         for attempt in range(RESULT_ATTEMPTS):
             self._state("posting", self.options.request_timeout)

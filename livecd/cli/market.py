@@ -15,11 +15,13 @@ from typing import Any, TypeVar
 
 import click
 
+from cpushare.limits import JobLimits, default_wall_seconds
 from livecd.cli import main
 from livecd.errors import UserError
 from livecd.orders import write_atomically, write_order
 
 F = TypeVar("F", bound=Callable[..., Any])
+_DEFAULT = JobLimits()
 
 
 def _echo_json(doc: object) -> None:
@@ -27,7 +29,7 @@ def _echo_json(doc: object) -> None:
 
 
 def _market_errors() -> tuple[type[Exception], ...]:
-    from market.client import ClientError
+    from market.buyer import ClientError
     from market.errors import MarketError
     from market.schema import SchemaTooNew
 
@@ -93,6 +95,14 @@ def serve(
         raise UserError(str(exc)) from None
     click.echo(f"market: serving {db} on {listen}; orders point sellers at {url}", err=True)
     run_server(options)
+
+
+@market.command()
+def openapi() -> None:
+    """Print the market's OpenAPI document, as it serves it at /v1/openapi.json."""
+    from market.app import openapi_document
+
+    _echo_json(openapi_document())
 
 
 @market.command()
@@ -252,9 +262,9 @@ def _buyer(fn: F) -> F:
 
 
 def _client(market_url: str, api_key: str, cacert: Path | None) -> Any:
-    from market.client import MarketClient
+    from market.buyer import BuyerClient
 
-    return MarketClient(market_url, api_key, cacert=cacert)
+    return BuyerClient(market_url, api_key, cacert=cacert)
 
 
 def _read(path: Path) -> bytes:
@@ -281,9 +291,15 @@ def _read(path: Path) -> bytes:
     show_default=True,
     help="Agreeing results from distinct orders needed to accept a job.",
 )
-@click.option("--cpu-seconds", type=click.IntRange(1), default=60, show_default=True)
-@click.option("--memory-mb", type=click.IntRange(1), default=256, show_default=True)
-@click.option("--output-bytes", type=click.IntRange(0), default=1 << 20, show_default=True)
+@click.option(
+    "--cpu-seconds", type=click.IntRange(1), default=_DEFAULT.cpu_seconds, show_default=True
+)
+@click.option(
+    "--memory-mb", type=click.IntRange(1), default=_DEFAULT.memory_bytes >> 20, show_default=True
+)
+@click.option(
+    "--output-bytes", type=click.IntRange(0), default=_DEFAULT.output_bytes, show_default=True
+)
 @_buyer
 def submit(
     program: Path,
@@ -301,12 +317,12 @@ def submit(
     client = _client(market_url, api_key, cacert)
     code = _read(program)
     data = [_read(path) for path in inputs]
-    limits = {
-        "cpu_seconds": cpu_seconds,
-        "memory_bytes": memory_mb << 20,
-        "output_bytes": output_bytes,
-        "wall_seconds": max(300, 5 * cpu_seconds),
-    }
+    limits = JobLimits(
+        cpu_seconds=cpu_seconds,
+        wall_seconds=default_wall_seconds(cpu_seconds),
+        memory_bytes=memory_mb << 20,
+        output_bytes=output_bytes,
+    ).as_dict()
     sha256 = _user_errors(lambda: client.upload_program(code))
     ids = _user_errors(lambda: client.submit(sha256, data, replicas=replicas, limits=limits))
     if as_json:

@@ -5,26 +5,34 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from cpushare.order import SellOrder
 from livecd.market_process import MarketProcess
-from market.app import OPENAPI, MarketConfig, create_app
-from market.client import MarketClient
+from market.app import MarketConfig, create_app, openapi_document
+from market.buyer import BuyerClient
+from market.openapi import OPERATIONS, UndocumentedRoute, document
+
+# A long poll's wait in these tests: far longer than any wake-up may take.
+WAIT = 30.0
 
 
 def _seller(market: MarketProcess, tmp_path: Path, account: str = "lab") -> SellOrder:
     return market.order(account, tmp_path / f"{account}-{len(list(tmp_path.iterdir()))}.cpu")
 
 
-def _lease(market: MarketProcess, order: SellOrder, wait: float = 0) -> requests.Response:
+def _lease(
+    market: MarketProcess, order: SellOrder, wait: float = 0, seller: str = "t"
+) -> requests.Response:
     return requests.post(
         f"{market.url}/v1/lease",
-        json={"wait": wait, "seller": "t"},
+        json={"wait": wait, "seller": seller},
         auth=(order.order_id, order.secret),
-        timeout=30,
+        timeout=WAIT + 10,
     )
 
 
@@ -47,7 +55,7 @@ def _result(
 
 
 def test_requests_without_or_with_wrong_credentials_are_refused(
-    market: MarketProcess, buyer: MarketClient, tmp_path: Path
+    market: MarketProcess, buyer: BuyerClient, tmp_path: Path
 ) -> None:
     url = f"{market.url}/v1/status"
     assert requests.get(url, timeout=5).status_code == 401
@@ -64,7 +72,7 @@ def test_requests_without_or_with_wrong_credentials_are_refused(
 
 
 def test_invalid_and_oversized_programs_are_refused(
-    buyer: MarketClient, market: MarketProcess
+    buyer: BuyerClient, market: MarketProcess
 ) -> None:
     headers = {"Authorization": buyer.session.headers["Authorization"]}
     not_elf = requests.put(
@@ -80,7 +88,7 @@ def test_invalid_and_oversized_programs_are_refused(
 
 
 def test_bad_json_and_wrong_types_get_json_errors(
-    buyer: MarketClient, market: MarketProcess, fsdither: bytes
+    buyer: BuyerClient, market: MarketProcess, fsdither: bytes
 ) -> None:
     headers = {"Authorization": buyer.session.headers["Authorization"]}
     sha = buyer.upload_program(fsdither)
@@ -100,17 +108,32 @@ def test_bad_json_and_wrong_types_get_json_errors(
 
 
 def test_long_poll_lease_wakes_up_when_a_job_is_submitted(
-    buyer: MarketClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
+    buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
 ) -> None:
     order = _seller(market, tmp_path)
     assert _lease(market, order).status_code == 204
-    replies: list[requests.Response] = []
-    poller = threading.Thread(target=lambda: replies.append(_lease(market, order, wait=30)))
+    program = buyer.upload_program(fsdither)
+    replies: list[tuple[float, requests.Response]] = []
+
+    def poll() -> None:
+        reply = _lease(market, order, wait=WAIT, seller="poller")
+        replies.append((time.monotonic(), reply))
+
+    poller = threading.Thread(target=poll)
     poller.start()
-    job = buyer.submit(buyer.upload_program(fsdither), [b"P5\n1 1\n255\n\x80"])[0]
+    # The market counts the poller as seen once its long poll has begun (the event that
+    # wakes it is taken by then): from there on the submit below has a seller to wake.
+    give_up = time.monotonic() + 10
+    while buyer.status()["sellers_seen"] < 2 and time.monotonic() < give_up:
+        time.sleep(0.01)
+    submitted = time.monotonic()
+    job = buyer.submit(program, [b"P5\n1 1\n255\n\x80"])[0]
     poller.join()
-    assert replies[0].status_code == 200
-    lease = replies[0].json()
+    woken, reply = replies[0]
+    assert reply.status_code == 200
+    # Woken by the submit, not by the end of the wait.
+    assert woken - submitted < WAIT / 10
+    lease = reply.json()
     assert lease["job"] == job
     assert base64.b64decode(lease["input"]) == b"P5\n1 1\n255\n\x80"
     program = requests.get(
@@ -120,7 +143,7 @@ def test_long_poll_lease_wakes_up_when_a_job_is_submitted(
 
 
 def test_results_are_idempotent_and_credited_once(
-    buyer: MarketClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
+    buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
 ) -> None:
     order = _seller(market, tmp_path)
     job = buyer.submit(buyer.upload_program(fsdither), [b"in"])[0]
@@ -135,7 +158,7 @@ def test_results_are_idempotent_and_credited_once(
 
 
 def test_a_seller_cannot_use_another_orders_lease(
-    buyer: MarketClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
+    buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
 ) -> None:
     owner, intruder = _seller(market, tmp_path), _seller(market, tmp_path)
     buyer.submit(buyer.upload_program(fsdither), [b"in"])
@@ -153,7 +176,7 @@ def test_a_seller_cannot_use_another_orders_lease(
 
 
 def test_an_expired_lease_is_refused_and_its_job_goes_to_another_seller(
-    buyer: MarketClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
+    buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
 ) -> None:
     slow, fast = _seller(market, tmp_path), _seller(market, tmp_path)
     job = buyer.submit(buyer.upload_program(fsdither), [b"in"])[0]
@@ -166,8 +189,9 @@ def test_an_expired_lease_is_refused_and_its_job_goes_to_another_seller(
     assert _result(market, fast, again["lease"], b"on time").json()["verdict"] == "accepted"
 
 
-def test_the_published_document_matches_the_routes() -> None:
-    doc = json.loads(OPENAPI.read_text())
+def test_the_served_document_is_built_from_the_routes(market: MarketProcess) -> None:
+    served = requests.get(f"{market.url}/v1/openapi.json", timeout=5).json()
+    assert served == openapi_document()
     app = create_app(MarketConfig(db=Path("unused.db")))
     routes = {
         (route.path, method.lower())  # type: ignore[attr-defined]
@@ -175,5 +199,12 @@ def test_the_published_document_matches_the_routes() -> None:
         for method in route.methods  # type: ignore[attr-defined]
         if method != "HEAD"
     }
-    documented = {(path, method) for path, ops in doc["paths"].items() for method in ops}
+    documented = {(path, method) for path, ops in served["paths"].items() for method in ops}
     assert routes == documented
+    # No operation is left over from a route that is gone.
+    assert {(path, method.lower()) for path, method in OPERATIONS} == routes
+
+
+def test_a_route_without_an_operation_stops_the_document() -> None:
+    with pytest.raises(UndocumentedRoute, match="DELETE /v1/jobs"):
+        document([("/v1/jobs", "DELETE")], (1, 1), 1.0)

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from cpushare.order import load_order
 from livecd.cli import main
 from livecd.market_process import MarketProcess
+from market.app import openapi_document
 
 
 def test_operator_and_buyer_commands(
@@ -68,3 +69,9 @@ def test_errors_are_one_line(market: MarketProcess, tmp_path: Path) -> None:
     assert bad.output.startswith("livecd: error: the market refused PUT /v1/programs: HTTP 401")
     plain = runner.invoke(main, ["market", "serve", *db, "--listen", "0.0.0.0:8999"])
     assert plain.exit_code == 2 and "plain HTTP is allowed on loopback only" in plain.output
+
+
+def test_openapi_prints_the_served_document() -> None:
+    printed = CliRunner().invoke(main, ["market", "openapi"])
+    assert printed.exit_code == 0, printed.output
+    assert json.loads(printed.output) == openapi_document()

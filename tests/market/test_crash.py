@@ -14,7 +14,7 @@ import requests
 
 from cpushare.order import SellOrder
 from livecd.market_process import MarketProcess
-from market.client import MarketClient
+from market.buyer import BuyerClient
 
 JOBS = 240
 SELLERS = 16
@@ -53,7 +53,7 @@ def _wait_for(condition: Callable[[], bool], timeout: float) -> None:
 
 
 def test_sigkill_under_load_loses_no_acknowledged_result(
-    market: MarketProcess, buyer: MarketClient, fsdither: bytes, tmp_path: Path
+    market: MarketProcess, buyer: BuyerClient, fsdither: bytes, tmp_path: Path
 ) -> None:
     sha = buyer.upload_program(fsdither)
     buyer.submit(sha, [f"input {i}".encode() for i in range(JOBS)])

@@ -11,7 +11,7 @@ import requests
 
 from cpushare.order import SellOrder
 from livecd.market_process import MarketProcess
-from market.client import MarketClient
+from market.buyer import BuyerClient
 
 RESULT = {"outcome": "ok", "exit_status": 0, "output": "", "cpu_seconds": 1, "wall_seconds": 1}
 
@@ -33,7 +33,7 @@ def _post(market: MarketProcess, order: SellOrder, path: str, **body: object) ->
 def test_a_released_lease_requeues_its_job_at_once_for_the_same_order(
     slow_market: MarketProcess, fsdither: bytes, tmp_path: Path
 ) -> None:
-    buyer = MarketClient(slow_market.url, slow_market.account("lab").api_key)
+    buyer = BuyerClient(slow_market.url, slow_market.account("lab").api_key)
     order = slow_market.order("lab", tmp_path / "lab.cpu")
     job = buyer.submit(buyer.upload_program(fsdither), [b"in"])[0]
     first = _post(slow_market, order, "/v1/lease", wait=0, seller="a").json()
@@ -55,7 +55,7 @@ def test_a_released_lease_requeues_its_job_at_once_for_the_same_order(
 def test_a_lease_cannot_be_released_twice_after_its_result_or_by_another_order(
     slow_market: MarketProcess, fsdither: bytes, tmp_path: Path
 ) -> None:
-    buyer = MarketClient(slow_market.url, slow_market.account("lab").api_key)
+    buyer = BuyerClient(slow_market.url, slow_market.account("lab").api_key)
     owner = slow_market.order("lab", tmp_path / "owner.cpu")
     other = slow_market.order("lab", tmp_path / "other.cpu")
     buyer.submit(buyer.upload_program(fsdither), [b"one", b"two"])

@@ -14,19 +14,9 @@ from pathlib import Path
 import pytest
 
 from cpushare.console import parse_line
-from livecd.market_process import MarketProcess
-from livecd.toolchain import FSDITHER_SOURCE, build_job
-from market.client import MarketClient
+from livecd.toolchain import build_job
 
 HERE = Path(__file__).resolve().parent
-JOBS = FSDITHER_SOURCE.parent
-
-
-@pytest.fixture(scope="session")
-def fsdither(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """The Floyd-Steinberg reference job, built with the SDK."""
-    out = tmp_path_factory.mktemp("jobs") / "fsdither.job"
-    return build_job([JOBS / "fsdither.c"], out).read_bytes()
 
 
 @pytest.fixture(scope="session")
@@ -109,15 +99,3 @@ def sellers(tmp_path: Path) -> Iterator[list[SellerProcess]]:
     yield started
     for seller in started:
         seller.stop(kill=True)
-
-
-@pytest.fixture
-def market(tmp_path: Path) -> Iterator[MarketProcess]:
-    process = MarketProcess(tmp_path, lease_seconds=2).start()
-    yield process
-    process.stop(kill=True)
-
-
-@pytest.fixture
-def buyer(market: MarketProcess) -> MarketClient:
-    return MarketClient(market.url, market.account("lab").api_key)

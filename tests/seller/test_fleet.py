@@ -19,7 +19,7 @@ from cpushare.seller.fleet import make_seats
 from cpushare.seller.status import read_statuses
 from livecd.market_process import MarketProcess
 from livecd.sdk.dither import dither, sample_image
-from market.client import MarketClient
+from market.buyer import BuyerClient
 
 GiB = 1 << 30
 
@@ -100,7 +100,7 @@ def _gone(pid: int) -> bool:
 
 
 def test_a_seller_per_seat_at_the_options_nice_level_sells_and_a_killed_one_comes_back(
-    tmp_path: Path, orders: Path, buyer: MarketClient, fsdither: bytes, fleets: list[FleetProcess]
+    tmp_path: Path, orders: Path, buyer: BuyerClient, fsdither: bytes, fleets: list[FleetProcess]
 ) -> None:
     fleet = FleetProcess(tmp_path, "quiet cpushare.sellers=2 cpushare.nice=7")
     fleets.append(fleet)
@@ -158,7 +158,7 @@ def test_a_stopped_or_killed_fleet_leaves_no_seller_and_its_lease_goes_back(
         (tmp_path / "orders").mkdir()
         market.account("volunteer")
         market.order("volunteer", tmp_path / "orders" / "volunteer.cpu")
-        buyer = MarketClient(market.url, market.account("lab").api_key)
+        buyer = BuyerClient(market.url, market.account("lab").api_key)
         # Far longer than the test: only a release puts a job back in the queue. One job
         # per seller: none is left polling for a job released on the way out.
         jobs = buyer.submit(buyer.upload_program(spin), [b"100000"] * 2)
@@ -199,7 +199,7 @@ def test_seats_share_the_orders_in_turn_with_numbered_copies(tmp_path: Path) -> 
 
 
 def test_a_seller_takes_no_job_above_its_memory_cap(
-    tmp_path: Path, market: MarketProcess, buyer: MarketClient, fsdither: bytes,
+    tmp_path: Path, market: MarketProcess, buyer: BuyerClient, fsdither: bytes,
     sellers: list[SellerProcess],
 ) -> None:  # fmt: skip
     market.order("lab", tmp_path / "lab.cpu")

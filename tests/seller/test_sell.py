@@ -15,7 +15,7 @@ from conftest import outlivers, running
 
 from cpushare.console import parse_line
 from livecd.market_process import MarketProcess
-from market.client import MarketClient
+from market.buyer import BuyerClient
 
 LIVECD = [sys.executable, "-c", "from livecd.cli import main; main()"]
 
@@ -56,7 +56,7 @@ def test_a_stopped_or_killed_livecd_sell_leaves_no_seller_and_its_lease_goes_bac
         orders = [tmp_path / "first.cpu", tmp_path / "second.cpu"]
         for path in orders:
             market.order("volunteer", path)
-        buyer = MarketClient(market.url, market.account("lab").api_key)
+        buyer = BuyerClient(market.url, market.account("lab").api_key)
         # Far longer than the test: only a release puts a job back in the queue. One job
         # per seller: none is left polling for a job released on the way out.
         jobs = buyer.submit(buyer.upload_program(spin), [b"100000"] * 2)

@@ -20,11 +20,11 @@ from cpushare.seller.options import SellerOptions
 from livecd.market_process import MarketProcess, free_port
 from livecd.orders import write_order
 from livecd.sdk.dither import dither, sample_image
-from market.client import MarketClient
+from market.buyer import BuyerClient
 from market.tls import self_signed
 
 
-def _wait_done(buyer: MarketClient, count: int, timeout: float = 60) -> None:
+def _wait_done(buyer: BuyerClient, count: int, timeout: float = 60) -> None:
     give_up = time.monotonic() + timeout
     while buyer.status()["jobs"]["done"] < count:
         assert time.monotonic() < give_up, buyer.status()
@@ -41,9 +41,7 @@ def test_a_batch_through_two_sellers_over_pinned_tls_matches_the_reference(
         tmp_path, lease_seconds=5, tls=(tmp_path / "cert.pem", tmp_path / "key.pem")
     ).start()
     try:
-        buyer = MarketClient(
-            market.url, market.account("lab").api_key, cacert=tmp_path / "cert.pem"
-        )
+        buyer = BuyerClient(market.url, market.account("lab").api_key, cacert=tmp_path / "cert.pem")
         images = [sample_image(40 + 7 * i, 30 + 5 * i, seed=i) for i in range(8)]
         for name in ("alice", "bob"):
             market.account(name)
@@ -91,7 +89,7 @@ def test_a_seller_refuses_a_market_whose_certificate_is_not_pinned(
 
 def test_replication_rejects_a_lying_seller_and_credits_the_honest(
     market: MarketProcess,
-    buyer: MarketClient,
+    buyer: BuyerClient,
     fsdither: bytes,
     tmp_path: Path,
     sellers: list[SellerProcess],
@@ -134,7 +132,7 @@ def test_replication_rejects_a_lying_seller_and_credits_the_honest(
 
 def test_a_seller_killed_mid_job_loses_its_lease_and_another_finishes(
     market: MarketProcess,
-    buyer: MarketClient,
+    buyer: BuyerClient,
     spin: bytes,
     tmp_path: Path,
     sellers: list[SellerProcess],
@@ -172,7 +170,7 @@ def test_sellers_back_off_while_the_market_is_down_then_work(
         times = [float(e["uptime"]) for e in errors[:3]]
         assert times[1] - times[0] >= 0.09 and times[2] - times[1] >= 0.19, times
         market.start()
-        buyer = MarketClient(market.url, api_key)
+        buyer = BuyerClient(market.url, api_key)
         image = sample_image(20, 20)
         job = buyer.submit(buyer.upload_program(fsdither), [image])[0]
         _wait_done(buyer, 1)
@@ -197,7 +195,7 @@ def test_a_seller_whose_jail_fails_its_self_test_refuses_to_start(tmp_path: Path
 
 def test_a_seller_extends_its_lease_while_a_long_job_runs(
     market: MarketProcess,
-    buyer: MarketClient,
+    buyer: BuyerClient,
     spin: bytes,
     tmp_path: Path,
     sellers: list[SellerProcess],
@@ -214,7 +212,7 @@ def test_a_seller_extends_its_lease_while_a_long_job_runs(
 
 def test_a_sigterm_as_a_job_starts_still_hands_its_lease_back(
     market: MarketProcess,
-    buyer: MarketClient,
+    buyer: BuyerClient,
     fsdither: bytes,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -14,7 +14,7 @@ class ClientError(RuntimeError):
     """The market refused a request or could not be reached; the message says which."""
 
 
-class MarketClient:
+class BuyerClient:
     """An account's session with one market."""
 
     def __init__(self, url: str, api_key: str, *, cacert: Path | None = None) -> None:

@@ -1,0 +1,325 @@
+"""The market's OpenAPI 3.1 document, built from its routes and the wire contract.
+
+Each route of the app (`market.app.ROUTES`) has its operation here; the lease, result and
+limits schemas come from `cpushare.protocol`, so the document cannot drift from what the
+market sends and the seller checks. A route without an operation is an error at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cpushare import protocol
+from cpushare.limits import MAX_PROGRAM_BYTES
+from market.jobs import MAX_BATCH_JOBS, MAX_REPLICAS
+
+DESCRIPTION = (
+    "Sellers lease jobs (long-poll), extend leases while a job runs, and post results. "
+    "Buyers upload programs, submit job batches and collect accepted results. Every request "
+    "except /v1/health and /v1/openapi.json is authenticated: accounts with "
+    "`Authorization: Bearer API_KEY`, sellers with HTTP Basic ORDER_ID:SECRET. Errors are "
+    'JSON objects {"error": "..."}.'
+)
+# Every authenticated operation can answer these.
+AUTH_ERRORS = {
+    400: "Bad input: the error names the problem.",
+    401: "Missing or wrong credentials.",
+    403: "These credentials may not do this.",
+}
+DISK_FULL = "The market's disk is full; nothing was kept."
+NO_LEASE = "No such lease."
+LEASE_DONE = "The lease already has its result."
+LEASE_GONE = "The lease expired; its job was requeued."
+BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+ANY_OBJECT = {"application/json": {"schema": {"type": "object"}}}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(name)}}
+
+
+def _id_parameter(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    }
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One method on one path: who may call it, what it takes and what it answers."""
+
+    summary: str
+    security: tuple[str, ...]
+    replies: dict[int, tuple[str, dict[str, Any]]]
+    errors: dict[int, str] = field(default_factory=dict)
+    body: dict[str, Any] | None = None
+    body_required: bool = True
+    parameters: tuple[dict[str, Any], ...] = ()
+
+    def document(self) -> dict[str, Any]:
+        responses: dict[str, Any] = {
+            str(code): {"description": text, **({"content": content} if content else {})}
+            for code, (text, content) in self.replies.items()
+        }
+        errors = {**(AUTH_ERRORS if self.security else {}), **self.errors}
+        for code, text in sorted(errors.items()):
+            responses[str(code)] = {"description": text, "content": _json("Error")}
+        doc: dict[str, Any] = {
+            "summary": self.summary,
+            "security": [{name: []} for name in self.security],
+        }
+        if self.parameters:
+            doc["parameters"] = list(self.parameters)
+        if self.body is not None:
+            doc["requestBody"] = {"required": self.body_required, "content": self.body}
+        doc["responses"] = responses
+        return doc
+
+
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("/v1/health", "GET"): Operation("Liveness", (), {200: ("up", ANY_OBJECT)}),
+    ("/v1/openapi.json", "GET"): Operation("This document", (), {200: ("OpenAPI 3.1", ANY_OBJECT)}),
+    ("/v1/status", "GET"): Operation(
+        "Queue, leases, throughput, sellers seen and coins per account",
+        ("account",),
+        {200: ("market status", _json("Status"))},
+    ),
+    ("/v1/programs", "PUT"): Operation(
+        "Upload a job program (static x86-64 ELF), validated by the jail",
+        ("account",),
+        {200: ("already stored", _json("Program")), 201: ("stored", _json("Program"))},
+        {413: f"Larger than {MAX_PROGRAM_BYTES >> 20} MiB.", 507: DISK_FULL},
+        body=BINARY,
+    ),
+    ("/v1/programs/{sha256}", "GET"): Operation(
+        "Download a program by sha256",
+        ("account", "order"),
+        {200: ("the program", BINARY)},
+        {404: "No such program."},
+        parameters=(
+            {"name": "sha256", "in": "path", "required": True, "schema": {"type": "string"}},
+        ),
+    ),
+    ("/v1/jobs", "POST"): Operation(
+        "Submit a batch of jobs (one per input), all or none",
+        ("account",),
+        {201: ("queued", _json("Submitted"))},
+        {404: "No such program.", 413: "Body too large.", 507: DISK_FULL},
+        body=_json("Submit"),
+    ),
+    ("/v1/jobs", "GET"): Operation(
+        "List this account's jobs, oldest first",
+        ("account",),
+        {200: ("jobs", _json("JobList"))},
+        parameters=(
+            {
+                "name": "state",
+                "in": "query",
+                "schema": {"type": "string", "enum": ["open", "done", "failed"]},
+            },
+            {
+                "name": "after",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 0},
+                "description": "only ids greater than this",
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+            },
+        ),
+    ),
+    ("/v1/jobs/{job}", "GET"): Operation(
+        "One job's status",
+        ("account",),
+        {200: ("the job", _json("Job"))},
+        {404: "No such job in this account."},
+        parameters=(_id_parameter("job"),),
+    ),
+    ("/v1/jobs/{job}/output", "GET"): Operation(
+        "A finished job's accepted output",
+        ("account",),
+        {200: ("the output bytes", BINARY)},
+        {404: "No such job in this account.", 409: "The job has no accepted result (yet)."},
+        parameters=(_id_parameter("job"),),
+    ),
+    ("/v1/lease", "POST"): Operation(
+        "Lease a job (long-poll up to `wait` seconds)",
+        ("order",),
+        {200: ("a lease", _json("Lease")), 204: ("no job within `wait`", {})},
+        {413: "Body too large."},
+        body=_json("LeaseRequest"),
+        body_required=False,
+    ),
+    ("/v1/leases/{lease}/extend", "POST"): Operation(
+        "Push a running lease's deadline",
+        ("order",),
+        {200: ("extended", _json("Extended"))},
+        {404: NO_LEASE, 409: LEASE_DONE, 410: LEASE_GONE},
+        parameters=(_id_parameter("lease"),),
+    ),
+    ("/v1/leases/{lease}/release", "POST"): Operation(
+        "Hand a lease back: its job goes back to the queue at once",
+        ("order",),
+        {200: ("released", _json("Released"))},
+        {404: NO_LEASE, 409: LEASE_DONE, 410: LEASE_GONE},
+        parameters=(_id_parameter("lease"),),
+    ),
+    ("/v1/leases/{lease}/result", "POST"): Operation(
+        "Post a lease's result; acknowledged only once stored on disk",
+        ("order",),
+        {200: ("stored (or already stored)", _json("Recorded"))},
+        {404: NO_LEASE, 410: LEASE_GONE, 413: "Output or body too large.", 507: DISK_FULL},
+        body=_json("Result"),
+        parameters=(_id_parameter("lease"),),
+    ),
+}
+
+
+def _object(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def _market_schemas(lease_defaults: tuple[int, int], max_wait: float) -> dict[str, Any]:
+    """Schemas of the buyer's documents and the market's small replies."""
+    memory, cpu = lease_defaults
+    job_fields: dict[str, Any] = {
+        "id": {"type": "integer"},
+        "state": {"type": "string", "enum": ["open", "done", "failed"]},
+        "replicas": {"type": "integer"},
+        "outcome": {"type": ["string", "null"]},
+        "exit_status": {"type": ["integer", "null"]},
+        "output_sha256": {"type": ["string", "null"]},
+        "created": {"type": "number"},
+        "finished": {"type": ["number", "null"]},
+        "results": {"type": "integer"},
+        "leased": {"type": "integer"},
+        "cpu_seconds": {"type": ["number", "null"]},
+    }
+    counts = ("leases_active", "results_last_minute", "results_last_hour")
+    status_fields: dict[str, Any] = {
+        "jobs": {"type": "object", "additionalProperties": {"type": "integer"}},
+        **{name: {"type": "integer"} for name in counts},
+        "coins": {"type": "object", "additionalProperties": {"type": "number"}},
+        "sellers_seen": {"type": "integer"},
+        "orders_seen": {"type": "integer"},
+    }
+    return {
+        "Error": _object(["error"], {"error": {"type": "string"}}),
+        "Program": _object(
+            ["sha256", "size", "new"],
+            {
+                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "size": {"type": "integer"},
+                "new": {"type": "boolean"},
+            },
+        ),
+        "Submit": _object(
+            ["program", "inputs"],
+            {
+                "program": {"type": "string", "description": "sha256 of an uploaded program"},
+                "inputs": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_BATCH_JOBS,
+                    "items": {"type": "string", "contentEncoding": "base64"},
+                },
+                "replicas": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_REPLICAS,
+                    "default": 1,
+                    "description": "agreeing results from distinct orders needed to accept a job",
+                },
+                "limits": _ref("Limits"),
+            },
+        ),
+        "Submitted": _object(["jobs"], {"jobs": {"type": "array", "items": {"type": "integer"}}}),
+        "Job": _object(list(job_fields), job_fields),
+        "JobList": _object(["jobs"], {"jobs": {"type": "array", "items": _ref("Job")}}),
+        "Status": _object(list(status_fields), status_fields),
+        "LeaseRequest": {
+            "type": "object",
+            "properties": {
+                "wait": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": max_wait,
+                    "default": 0,
+                    "description": "seconds to wait for a job (long-poll)",
+                },
+                "seller": {
+                    "type": "string",
+                    "maxLength": 64,
+                    "description": "an id of this seller process",
+                },
+                "max_memory_bytes": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": 1 << 42,
+                    "default": memory,
+                },
+                "max_cpu_seconds": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": 1 << 30,
+                    "default": cpu,
+                },
+            },
+        },
+        "Extended": _object(
+            ["lease", "lease_seconds"],
+            {"lease": {"type": "integer"}, "lease_seconds": {"type": "number"}},
+        ),
+        "Released": _object(
+            ["lease", "released"],
+            {"lease": {"type": "integer"}, "released": {"type": "boolean", "const": True}},
+        ),
+    }
+
+
+class UndocumentedRoute(RuntimeError):
+    """A route of the app has no operation in this document."""
+
+
+def document(
+    routes: Iterable[tuple[str, str]], lease_defaults: tuple[int, int], max_wait: float
+) -> dict[str, Any]:
+    """The OpenAPI document of the app whose routes are (path, method) pairs."""
+    paths: dict[str, dict[str, Any]] = {}
+    for path, method in routes:
+        operation = OPERATIONS.get((path, method))
+        if operation is None:
+            raise UndocumentedRoute(f"{method} {path} has no operation in market/openapi.py")
+        paths.setdefault(path, {})[method.lower()] = operation.document()
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "CPUShare market", "version": "1", "description": DESCRIPTION},
+        "servers": [{"url": "/"}],
+        "components": {
+            "securitySchemes": {
+                "account": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An account's API key.",
+                },
+                "order": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "A sell order's id and secret.",
+                },
+            },
+            "schemas": {**_market_schemas(lease_defaults, max_wait), **protocol.schemas()},
+        },
+        "paths": paths,
+    }
