@@ -1,4 +1,8 @@
-"""`python3 -m cpushare.seller FILE.cpu`: run one seller for one sell order."""
+"""`python3 -m cpushare.seller FILE.cpu`: run one seller for one sell order.
+
+Alone, it enrolls this machine itself (one seat); started by `livecd sell`, it reads the
+host identity its parent enrolled from the pipe `--host-fd` names.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from cpushare.console import emit
 from cpushare.order import OrderError, load_order
 from cpushare.seller import lifeline
 from cpushare.seller.agent import Seller, stop_on_signal
+from cpushare.seller.host import Identity, read_identity
 from cpushare.seller.options import add_arguments, from_arguments
 
 
@@ -28,6 +33,13 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         help="stop (handing the lease back) once the other end of this pipe is closed: "
         "the starting process passes it to have its sellers die with it",
     )
+    parser.add_argument(
+        "--host-fd",
+        type=int,
+        metavar="FD",
+        help="read this machine's host identity (enrolled by the starting process) from this "
+        "pipe, instead of enrolling",
+    )
     return parser.parse_args(argv)
 
 
@@ -41,6 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     except OrderError as exc:
         emit("error", what="order", detail=f"{args.order}: {exc}")
         return 2
+    identity: Identity | None = None
+    if args.host_fd is not None:
+        try:
+            identity = read_identity(args.host_fd)
+        except (OSError, ValueError) as exc:
+            emit("error", what="identity", detail=f"fd {args.host_fd}: {exc}")
+            return 2
+        if identity.order != order.order_id:
+            emit("error", what="identity", detail=f"the host is not enrolled under {args.order}")
+            return 2
     signal.signal(signal.SIGTERM, stop_on_signal)
     if args.lifeline is not None:
         try:
@@ -49,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             emit("error", what="lifeline", detail=f"fd {args.lifeline}: {exc.strerror}")
             return 2
     try:
-        return Seller(order, args.order, from_arguments(args)).run()
+        return Seller(order, args.order, from_arguments(args), identity=identity).run()
     except KeyboardInterrupt:
         return 130
 

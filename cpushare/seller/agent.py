@@ -1,8 +1,12 @@
 """The seller's loop: check the jail, then lease, fetch, run jailed, extend, post; forever.
 
-Nothing the market says can stop it: an unreachable market means backing off with jitter,
-a malformed or hostile reply is logged on the console and survived. Stopped (SIGTERM) with
-a job in hand, it hands the lease back so the job is requeued at once.
+Every request is made as this machine's host (cpushare.seller.host), on this seller's
+seat; a seller given no identity enrolls itself with one seat. Nothing the market says can
+stop it but a revocation: an unreachable or busy market means backing off with jitter, a
+malformed or hostile reply is logged on the console and survived, an unknown host (the
+market was reset) enrolls again once. Revoked, it says so in one console line and exits
+EXIT_REVOKED for good. Stopped (SIGTERM) with a job in hand, it hands the lease back so
+the job is requeued at once.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from cpushare.jail import JailError, JobResult, Limits, run_job, self_test
 from cpushare.order import SellOrder
 from cpushare.protocol import LeaseOffer, parse_lease, parse_recorded, result_document
 from cpushare.seller.backoff import Backoff
-from cpushare.seller.client import BadReply, MarketClient, Refused, Unreachable
+from cpushare.seller.client import BadReply, Busy, MarketClient, Refused, Revoked, Unreachable
+from cpushare.seller.host import ENROLL_TIMEOUT, Identity, enroll, say_revoked
 from cpushare.seller.options import SellerOptions
 from cpushare.seller.status import SellerStatus, StatusFile, boottime
 
@@ -37,6 +42,8 @@ SELF_TEST_SECONDS = 120.0
 RELEASE_TIMEOUT = 3.0
 # Stopped sellers get this long to hand their leases back before they are killed.
 STOP_SECONDS = 5.0
+# A seller the market revoked exits with this status, and is not restarted.
+EXIT_REVOKED = 3
 
 
 def stop_on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -68,8 +75,15 @@ class ProgramCache:
 class LeaseKeeper:
     """Extends a lease from its own thread (and connection) while the job runs."""
 
-    def __init__(self, order: SellOrder, offer: LeaseOffer, stream: TextIO | None) -> None:
+    def __init__(
+        self,
+        order: SellOrder,
+        credentials: tuple[str, str],
+        offer: LeaseOffer,
+        stream: TextIO | None,
+    ) -> None:
         self.order = order
+        self.credentials = credentials
         self.offer = offer
         self.stream = stream
         self._stop = threading.Event()
@@ -85,12 +99,15 @@ class LeaseKeeper:
         self._thread.join(None if exc_type is None else 1.0)
 
     def _run(self) -> None:
-        client = MarketClient(self.order, timeout=max(5.0, self.offer.lease_seconds / 3))
+        timeout = max(5.0, self.offer.lease_seconds / 3)
+        client = MarketClient(self.order, timeout, self.credentials)
         interval = self.offer.lease_seconds / 3
         try:
             while not self._stop.wait(interval):
                 try:
                     client.request_json("POST", f"/v1/leases/{self.offer.lease}/extend", {})
+                except Revoked:
+                    return  # the main thread says so when it posts the result
                 except Refused as exc:
                     emit(
                         "error",
@@ -123,12 +140,16 @@ class Seller:
         stream: TextIO | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
+        identity: Identity | None = None,
     ) -> None:
         self.order = order
         self.options = options
         self.stream = stream
         self.sleep = sleep
-        self.client = MarketClient(order, timeout=options.wait + options.request_timeout)
+        self.identity = identity
+        # An unknown host enrolls again once; again unknown, it is an error.
+        self.reenrolled = False
+        self.client = self._client(options.wait + options.request_timeout)
         # The first pauses are short (a blip), unless the cap is shorter still.
         self.backoff = Backoff(min(1.0, options.backoff_max), options.backoff_max)
         self.cache = ProgramCache()
@@ -147,6 +168,16 @@ class Seller:
                 stale_after=boottime() + SELF_TEST_SECONDS,
             ),
         )
+
+    def _client(self, timeout: float) -> MarketClient:
+        """A connection as this seller's host (as its order, to enroll, without one)."""
+        credentials = None if self.identity is None else self.identity.credentials
+        return MarketClient(self.order, timeout, credentials)
+
+    def _use(self, identity: Identity | None) -> None:
+        self.identity = identity
+        self.client.close()
+        self.client = self._client(self.client.timeout)
 
     def _state(self, state: str, within: float, **changes: object) -> None:
         """Enter `state`, promising the next status write within `within` seconds (the
@@ -170,7 +201,7 @@ class Seller:
         return report.ok
 
     def run(self) -> int:
-        """Serve until killed; 1 if the jail is unusable here."""
+        """Serve until killed; 1 if the jail is unusable here, EXIT_REVOKED once revoked."""
         if self.options.cpu is not None:
             os.sched_setaffinity(0, {self.options.cpu})
         if not self.check_jail():
@@ -186,23 +217,46 @@ class Seller:
         try:
             while True:
                 self.serve_once()
+        except Revoked as exc:
+            say_revoked(self.order.order_id, exc, self.stream)
+            self.status.update(state="revoked", last_error=f"revoked: {exc}")
+            return EXIT_REVOKED
         finally:
-            self.status.update(state="stopped", job=None, stale_after=0.0)
+            if self.status.status.state != "revoked":
+                self.status.update(state="stopped", job=None, stale_after=0.0)
+            else:
+                self.status.update(job=None, stale_after=0.0)
             self.client.close()
 
     def serve_once(self) -> None:
-        """One lease attempt and, if a job came, its whole life; errors end in a backoff."""
+        """One lease attempt (enrolling first without a host) and, if a job came, its
+        whole life; errors end in a backoff, a revocation in Revoked."""
         try:
+            if self.identity is None:
+                self._state("enrolling", ENROLL_TIMEOUT, job=None)
+                self._use(enroll(self.order, 1, self.stream))
             self._state("leasing", self.client.timeout, job=None)
             offer = self.lease()
             self._market_answered()
             self.backoff.reset()
+            self.reenrolled = False
             if offer is not None:
                 self.work(offer)
+        except Revoked:
+            raise
+        except Busy as exc:
+            self._error("market-busy", exc)
+            self.pause(exc.retry_after)
         except Unreachable as exc:
             self._error("market-unreachable", exc)
             self.pause()
         except Refused as exc:
+            if exc.status == 401 and self.identity is not None and not self.reenrolled:
+                # The market no longer knows this host (reset, or its database replaced).
+                self._error("unknown-host", exc)
+                self.reenrolled = True
+                self._use(None)
+                return
             self._error("market-refused", exc)
             self.pause()
         except BadReply as exc:
@@ -212,13 +266,15 @@ class Seller:
             self._error("jail", exc)
             self.pause()
 
-    def pause(self) -> None:
-        delay = self.backoff.next_delay()
+    def pause(self, at_least: float = 0.0) -> None:
+        delay = max(self.backoff.next_delay(), at_least)
         self._state("backoff", delay, job=None)
         self.sleep(delay)
 
     def lease(self) -> LeaseOffer | None:
+        assert self.identity is not None
         body = {
+            "seat": self.identity.seat,
             "wait": self.options.wait,
             "seller": self.instance,
             "max_memory_bytes": self.max_memory,
@@ -262,7 +318,7 @@ class Seller:
     def release(self, offer: LeaseOffer) -> None:
         """Tell the market this lease's job is not coming, on a fresh connection (the
         seller's own may have been cut mid-request)."""
-        client = MarketClient(self.order, timeout=RELEASE_TIMEOUT)
+        client = self._client(RELEASE_TIMEOUT)
         try:
             client.request_json("POST", f"/v1/leases/{offer.lease}/release", {})
         except (Unreachable, Refused, BadReply) as exc:
@@ -286,7 +342,8 @@ class Seller:
             limits = Limits.for_job(offer.limits, nice=self.nice)
         except ValueError as exc:
             raise BadReply(f"job {offer.job} has impossible limits: {exc}") from None
-        with LeaseKeeper(self.order, offer, self.stream):
+        assert self.identity is not None
+        with LeaseKeeper(self.order, self.identity.credentials, offer, self.stream):
             result = run_job(program, offer.input, limits, loader=self.options.loader)
         emit(
             "job-finished",
@@ -312,7 +369,7 @@ class Seller:
             except (Unreachable, BadReply) as exc:
                 self._error("post-result", exc)
                 if attempt + 1 < RESULT_ATTEMPTS:
-                    self.pause()
+                    self.pause(exc.retry_after if isinstance(exc, Busy) else 0.0)
                 continue
             s = self.status.status
             self._market_answered()

@@ -1,8 +1,12 @@
 """The seller's HTTP client: TLS pinned by the order, Basic auth, capped and checked replies.
 
 Every reply is treated as hostile until checked: its size is capped before it is read,
-JSON must parse to the expected shape, and failures become one of three exceptions the
-agent knows how to survive.
+JSON must parse to the expected shape, and failures become one of the exceptions below,
+which the agent knows how to survive (or, for Revoked, how to stop).
+
+The credentials are the order's for enrollment and the host's for everything after it
+(cpushare.seller.host). `CPUSHARE_SOURCE_ADDRESS` binds the connection's source address:
+tests on loopback use 127.0.0.2, 127.0.0.3... to stand for distinct machines.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import base64
 import hashlib
 import http.client
 import json
+import os
 import ssl
 import urllib.parse
 from typing import Any
@@ -20,10 +25,21 @@ from cpushare.order import SellOrder
 USER_AGENT = "cpushare-seller/1"
 # Replies bigger than this are refused unread: a lease carries at most a 16 MiB input.
 MAX_REPLY_BYTES = 24 << 20
+# A market asking for a longer pause than this (Retry-After) is waited for this long.
+MAX_RETRY_AFTER = 3600.0
+SOURCE_ADDRESS_ENV = "CPUSHARE_SOURCE_ADDRESS"
 
 
 class Unreachable(Exception):
     """No usable answer now (network down, TLS or pin failure, 5xx): back off and retry."""
+
+
+class Busy(Unreachable):
+    """429: the market asks to be left alone for `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Refused(Exception):
@@ -32,6 +48,11 @@ class Refused(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
+
+
+class Revoked(Refused):
+    """403 with `"code": "revoked"`: this host, its order or its account is revoked or
+    disabled; asking again is pointless."""
 
 
 class BadReply(Exception):
@@ -45,12 +66,21 @@ class PinMismatch(ConnectionError):
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS that trusts exactly one certificate, by the sha256 of its DER form."""
 
-    def __init__(self, host: str, port: int | None, pin: str, timeout: float) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int | None,
+        pin: str,
+        timeout: float,
+        source_address: tuple[str, int] | None,
+    ) -> None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         # The pin replaces chain and name checks; it is checked before any byte is sent.
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        super().__init__(host, port, timeout=timeout, context=context)
+        super().__init__(
+            host, port, timeout=timeout, source_address=source_address, context=context
+        )
         self.pin = pin
 
     def connect(self) -> None:
@@ -65,22 +95,33 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
 def _connection(order: SellOrder, timeout: float) -> http.client.HTTPConnection:
     parts = urllib.parse.urlsplit(order.market_url)
     host = parts.hostname or ""
+    source = os.environ.get(SOURCE_ADDRESS_ENV)
+    bind = (source, 0) if source else None
     if parts.scheme == "http":
-        return http.client.HTTPConnection(host, parts.port, timeout=timeout)
+        return http.client.HTTPConnection(host, parts.port, timeout, bind)
     if order.cert_sha256:
-        return _PinnedHTTPSConnection(host, parts.port, order.cert_sha256, timeout)
+        return _PinnedHTTPSConnection(host, parts.port, order.cert_sha256, timeout, bind)
     context = ssl.create_default_context(cadata=order.ca_pem)
-    return http.client.HTTPSConnection(host, parts.port, timeout=timeout, context=context)
+    return http.client.HTTPSConnection(
+        host, parts.port, timeout=timeout, source_address=bind, context=context
+    )
 
 
 class MarketClient:
     """One seller's connection to its order's market (not thread-safe: one per thread)."""
 
-    def __init__(self, order: SellOrder, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        order: SellOrder,
+        timeout: float = 30.0,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
+        """`credentials` (user, password) are the order's unless given."""
         self.order = order
         self.timeout = timeout
         self.prefix = urllib.parse.urlsplit(order.market_url).path.rstrip("/")
-        token = base64.b64encode(f"{order.order_id}:{order.secret}".encode()).decode()
+        user, password = credentials or (order.order_id, order.secret)
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
         self._headers = {"Authorization": f"Basic {token}", "User-Agent": USER_AGENT}
         self._conn: http.client.HTTPConnection | None = None
 
@@ -119,10 +160,16 @@ class MarketClient:
             self.close()
         if len(payload) > cap:
             raise BadReply(f"{method} {path}: the reply is larger than {cap} bytes")
-        if reply.status >= 500 or reply.status == 429:
+        if reply.status == 429:
+            wait = _retry_after(reply.getheader("Retry-After"))
+            raise Busy(f"{method} {path}: HTTP 429 {_error_text(payload)}", wait)
+        if reply.status >= 500:
             raise Unreachable(f"{method} {path}: HTTP {reply.status} {_error_text(payload)}")
         if reply.status >= 400:
-            raise Refused(reply.status, f"{method} {path}: {_error_text(payload)}")
+            message = f"{method} {path}: {_error_text(payload)}"
+            if reply.status == 403 and _error_code(payload) == "revoked":
+                raise Revoked(reply.status, message)
+            raise Refused(reply.status, message)
         if reply.status >= 300:
             raise BadReply(f"{method} {path}: unexpected HTTP {reply.status}")
         return reply.status, payload
@@ -141,6 +188,23 @@ class MarketClient:
         if not isinstance(doc, dict):
             raise BadReply(f"{method} {path}: the reply is not a JSON object")
         return doc
+
+
+def _retry_after(header: str | None) -> float:
+    """Retry-After in seconds (0 when absent or not a number of seconds), capped."""
+    try:
+        seconds = float(header or 0)
+    except ValueError:
+        return 0.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER) if seconds == seconds else 0.0
+
+
+def _error_code(payload: bytes) -> str | None:
+    try:
+        code = json.loads(payload)["code"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
+    return code if isinstance(code, str) else None
 
 
 def _error_text(payload: bytes) -> str:

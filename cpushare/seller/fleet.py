@@ -4,8 +4,11 @@
 the orders (cpushare.startup), plans memory (cpushare.seller.plan), then forks one seller
 per seat from this one warm process: the modules are imported once and shared
 copy-on-write, so a seller costs a few MB rather than a whole interpreter, and a restart
-costs no start-up. Each seller drops to the unprivileged user before it touches the
-network. The fleet restarts a seller that dies (with a back-off), replaces one whose
+costs no start-up. Before forking, it enrolls this machine with the market once per order
+(cpushare.seller.host; seats = the order's sellers, as the unprivileged user), and each
+forked seller inherits its host identity and seat in memory. Each seller drops to the
+unprivileged user before it touches the network. The fleet restarts a seller that dies
+(with a back-off) but not one the market revoked (exit EXIT_REVOKED), replaces one whose
 status file went stale (hung), and on SIGTERM stops them all: they hand their leases back.
 Killed itself, it leaves none behind: each seller watches the fleet's lifeline
 (cpushare.seller.lifeline) and stops when it breaks.
@@ -21,16 +24,24 @@ import shutil
 import signal
 import sys
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cpushare.bootopts import int_option, read_kernel_options
 from cpushare.console import emit
 from cpushare.order import OrderError, load_order
-from cpushare.seller.agent import SELF_TEST_SECONDS, STOP_SECONDS, Seller, stop_on_signal
+from cpushare.seller.agent import (
+    EXIT_REVOKED,
+    SELF_TEST_SECONDS,
+    STOP_SECONDS,
+    Seller,
+    stop_on_signal,
+)
+from cpushare.seller.host import Identity
 from cpushare.seller.lifeline import Lifeline
 from cpushare.seller.options import SellerOptions, add_arguments, from_arguments
 from cpushare.seller.plan import Plan, mem_available, plan_sellers
+from cpushare.seller.privileges import drop_to, enroll_as
 from cpushare.seller.status import boottime, read_status
 from cpushare.startup import BUILTIN, medium_orders, seccomp_works, valid_orders
 
@@ -45,12 +56,14 @@ SELLER_OOM_SCORE_ADJ = -900
 
 @dataclass(frozen=True)
 class Seat:
-    """One seller's place: its copy of an order, its CPU and its nice level."""
+    """One seller's place: its copy of an order, its CPU, its nice level and, once
+    enrolled, its host identity and seat."""
 
     name: str
     order_file: Path
     cpu: int
     nice: int
+    identity: Identity | None = field(default=None, compare=False)
 
 
 # Seller options the fleet sets itself, per fleet (from the plan) or per seat.
@@ -80,6 +93,7 @@ class Occupant:
     restart_at: float = 0.0
     backoff: float = 1.0
     hung: bool = False
+    revoked: bool = False  # its seller exited EXIT_REVOKED: the seat stays empty
 
 
 def make_seats(
@@ -119,6 +133,8 @@ class Fleet:
                     self.stop_all()
                     return 0
                 self.reap()
+                if all(o.revoked for o in self.occupants):
+                    return EXIT_REVOKED
                 self.replace_hung()
         finally:
             self.lifeline.close()
@@ -126,7 +142,7 @@ class Fleet:
     def start_due(self) -> None:
         now = boottime()
         for occupant in self.occupants:
-            if occupant.pid is None and occupant.restart_at <= now:
+            if occupant.pid is None and not occupant.revoked and occupant.restart_at <= now:
                 occupant.pid = self.spawn(occupant.seat)
                 occupant.started = now
                 occupant.hung = False
@@ -156,17 +172,14 @@ class Fleet:
         self.lifeline.in_child()
         os.setpriority(os.PRIO_PROCESS, 0, seat.nice)
         if self.options.user is not None:
-            uid, gid = self.options.user
-            os.setgroups([])
-            os.setresgid(gid, gid, gid)
-            os.setresuid(uid, uid, uid)
+            drop_to(self.options.user)
         try:
             order = load_order(seat.order_file)
         except (OSError, OrderError) as exc:
             emit("error", what="order", file=seat.order_file.name, detail=str(exc))
             return 2
         options = replace(self.options.seller, cpu=seat.cpu, nice=seat.nice)
-        return Seller(order, seat.order_file, options).run()
+        return Seller(order, seat.order_file, options, identity=seat.identity).run()
 
     def reap(self) -> None:
         """Collect dead sellers and schedule their successors."""
@@ -182,6 +195,10 @@ class Fleet:
                     self.schedule_restart(occupant, status)
 
     def schedule_restart(self, occupant: Occupant, status: int) -> None:
+        occupant.pid = None
+        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_REVOKED:
+            occupant.revoked = True  # it said so on the console and in its status file
+            return
         now = boottime()
         if now - occupant.started >= LONG_LIFE:
             occupant.backoff = 1.0
@@ -192,7 +209,6 @@ class Fleet:
             order=occupant.seat.name,
             detail=f"{how}; restarting in {occupant.backoff:g} s",
         )
-        occupant.pid = None
         occupant.restart_at = now + occupant.backoff
         if now - occupant.started < LONG_LIFE:
             occupant.backoff = min(MAX_BACKOFF, occupant.backoff * 2)
@@ -367,6 +383,13 @@ def serve(args: argparse.Namespace) -> int:
         user=args.user,
         hang_grace=args.hang_grace,
     )
+    say_state(args.rundir, "enrolling this machine with the market")
+    orders_of_seats = [load_order(seat.order_file) for seat in seats]
+    identities = enroll_as(args.user, orders_of_seats, fleet_options.seller.backoff_max)
+    seats = [replace(s, identity=i) for s, i in zip(seats, identities, strict=True) if i]
+    if not seats:
+        say_state(args.rundir, "not selling: the market revoked this machine's orders")
+        return EXIT_REVOKED
     # Everything imported and built so far is shared with the sellers; frozen, the
     # collector never writes to it, so the pages stay shared.
     say_state(
@@ -376,7 +399,10 @@ def serve(args: argparse.Namespace) -> int:
     )
     gc.freeze()
     code = Fleet(seats, fleet_options).run()
-    say_state(args.rundir, "stopped")
+    if code == EXIT_REVOKED:
+        say_state(args.rundir, "not selling: the market revoked this machine")
+    else:
+        say_state(args.rundir, "stopped")
     return code
 
 

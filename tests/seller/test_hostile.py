@@ -32,6 +32,7 @@ GOOD_LEASE = {
     },
     "lease_seconds": 30,
 }
+ENROLLED = {"host": "host-1", "secret": "k" * 43, "seats": 1, "order": "o-victim"}
 # What the fake market answers to successive lease requests; then 204 for ever.
 REPLIES: list[bytes] = [
     b"x" * (25 << 20),
@@ -57,7 +58,9 @@ class HostileMarket(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.path == "/v1/lease" and self.replies:
+        if self.path == "/v1/hosts":
+            self._send(201, json.dumps(ENROLLED).encode())
+        elif self.path == "/v1/lease" and self.replies:
             self._send(200, self.replies.pop(0))
         else:
             self._send(204, b"")

@@ -1,0 +1,174 @@
+"""This machine's host identity: enrolled once with the market, kept in memory only.
+
+An order is the right to enroll (`POST /v1/hosts` with the order's credentials); the
+market answers with a host id and secret, and every later request of every seller on
+this machine is made as that host, on a seat of its own. The starting process (the fleet,
+or `livecd sell`) enrolls once per order and hands each seller its identity in memory:
+the fleet's forked sellers inherit it, `livecd sell`'s sellers read it from a pipe
+(`write_identity` / `read_identity`), never from argv, the environment or a file. The
+secret is never written anywhere: a reboot is a new host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TextIO
+
+from cpushare.console import emit
+from cpushare.order import SellOrder
+from cpushare.seller.backoff import Backoff
+from cpushare.seller.client import BadReply, Busy, MarketClient, Refused, Revoked, Unreachable
+
+MAX_SEATS = 256
+HOST_ID = re.compile(r"host-[A-Za-z0-9_-]{1,80}")
+# 32 random bytes in URL-safe base64, with or without padding.
+HOST_SECRET = re.compile(r"[A-Za-z0-9_-]{43}=?")
+ENROLL_TIMEOUT = 30.0
+# An identity handed over a pipe is far smaller than this; more is not one.
+MAX_IDENTITY_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A seller's host credentials and its seat (0 <= seat < seats) on that host."""
+
+    host: str
+    secret: str = field(repr=False)
+    seats: int
+    order: str
+    seat: int = 0
+
+    def __post_init__(self) -> None:
+        if not HOST_ID.fullmatch(self.host):
+            raise ValueError("the host id is not host- and letters")
+        if not HOST_SECRET.fullmatch(self.secret):
+            raise ValueError("the host secret is not 32 bytes of URL-safe base64")
+        if not 1 <= self.seats <= MAX_SEATS or not 0 <= self.seat < self.seats:
+            raise ValueError(f"seat {self.seat} of {self.seats} is not a seat")
+
+    @property
+    def credentials(self) -> tuple[str, str]:
+        return self.host, self.secret
+
+    def on_seat(self, seat: int) -> Identity:
+        return replace(self, seat=seat)
+
+    def document(self) -> dict[str, Any]:
+        """The identity as JSON, to hand to a seller in memory (never to a file)."""
+        return {k: getattr(self, k) for k in FIELDS}
+
+    @classmethod
+    def from_document(cls, doc: object) -> Identity:
+        """`document()`'s inverse; ValueError when `doc` is not one."""
+        try:
+            assert isinstance(doc, dict)
+            return cls(**{k: doc[k] for k in FIELDS})
+        except (AssertionError, KeyError, TypeError) as exc:
+            raise ValueError(f"not an identity: {exc!r}") from None
+
+
+FIELDS = ("host", "secret", "seats", "order", "seat")
+
+
+def parse_enrollment(doc: dict[str, Any], order: str, seats: int) -> Identity:
+    """The market's 201 reply to an enrollment, checked against what was asked."""
+    host, secret, got_seats, got_order = (doc.get(k) for k in ("host", "secret", "seats", "order"))
+    if not isinstance(host, str) or not isinstance(secret, str):
+        raise BadReply("the enrollment has no host id and secret")
+    if got_seats != seats or got_order != order:
+        raise BadReply(f"the enrollment is for {got_order!r} x {got_seats!r} seats, not {seats}")
+    try:
+        return Identity(host, secret, seats, order)
+    except ValueError as exc:
+        raise BadReply(f"the enrollment is malformed: {exc}") from None
+
+
+def enroll(order: SellOrder, seats: int, stream: TextIO | None = None) -> Identity:
+    """Enroll this machine with `seats` seats under `order`; say so on the console."""
+    client = MarketClient(order, timeout=ENROLL_TIMEOUT)
+    try:
+        doc = client.request_json("POST", "/v1/hosts", {"seats": seats})
+    finally:
+        client.close()
+    identity = parse_enrollment(doc or {}, order.order_id, seats)
+    emit("enrolled", stream, order=order.order_id, host=identity.host, seats=seats)
+    return identity
+
+
+def enroll_patiently(
+    order: SellOrder,
+    seats: int,
+    backoff_max: float,
+    stream: TextIO | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Identity | None:
+    """Enroll, backing off while the market is unreachable, busy or refusing; None (after
+    the one `what=revoked` line) when the order or its account is revoked."""
+    backoff = Backoff(min(1.0, backoff_max), backoff_max)
+    while True:
+        try:
+            return enroll(order, seats, stream)
+        except Revoked as exc:
+            say_revoked(order.order_id, exc, stream)
+            return None
+        except (Unreachable, Refused, BadReply) as exc:
+            emit("error", stream, what="enroll", order=order.order_id, detail=str(exc))
+            delay = backoff.next_delay()
+            sleep(max(delay, exc.retry_after) if isinstance(exc, Busy) else delay)
+
+
+def enroll_machine(
+    orders: Sequence[SellOrder], backoff_max: float, stream: TextIO | None = None
+) -> list[Identity | None]:
+    """The identity of each of this machine's sellers, one seller per entry of `orders`:
+    each distinct order (market and id) is enrolled once, with as many seats as sellers
+    serve it (a new host per MAX_SEATS), seats numbered in turn; None for a revoked order."""
+    sellers: dict[tuple[str, str], list[int]] = {}
+    for i, order in enumerate(orders):
+        sellers.setdefault((order.market_url, order.order_id), []).append(i)
+    found: list[Identity | None] = [None] * len(orders)
+    for indices in sellers.values():
+        for start in range(0, len(indices), MAX_SEATS):
+            chunk = indices[start : start + MAX_SEATS]
+            host = enroll_patiently(orders[chunk[0]], len(chunk), backoff_max, stream)
+            if host is None:
+                break
+            for seat, i in enumerate(chunk):
+                found[i] = host.on_seat(seat)
+    return found
+
+
+def say_revoked(order: str, exc: Revoked, stream: TextIO | None = None) -> None:
+    """The one console line of a seller the market will not serve any more."""
+    emit("error", stream, what="revoked", order=order, detail=str(exc))
+
+
+def write_identity(fd: int, identity: Identity) -> None:
+    """Hand `identity` to the process holding the read end of pipe `fd`, and close it.
+    Smaller than a pipe's buffer, so this never blocks."""
+    data = json.dumps(identity.document()).encode()
+    assert len(data) < MAX_IDENTITY_BYTES
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def read_identity(fd: int) -> Identity:
+    """The identity written to the other end of pipe `fd` (read to its end, then closed);
+    ValueError when there is none."""
+    chunks = []
+    try:
+        while chunk := os.read(fd, MAX_IDENTITY_BYTES):
+            chunks.append(chunk)
+            if sum(map(len, chunks)) > MAX_IDENTITY_BYTES:
+                raise ValueError("more than an identity")
+    finally:
+        os.close(fd)
+    return Identity.from_document(json.loads(b"".join(chunks)))
