@@ -1,0 +1,182 @@
+"""Attack: a cheating seller. The REAL seller, run with a tampered jail loader that does not
+run dithering jobs on big pictures and posts garbage instead, leases jobs beside honest
+sellers on other source addresses (other machines, to the market). Its garbage is never
+accepted, the buyer downloads only right results, it earns nothing for garbage, and it
+loses the trust its honest results had earned. And: a revoked host's seller says so in
+one console line and stops for good."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cpushare.console import parse_line
+from livecd.market_process import MarketProcess
+from livecd.sdk.dither import dither, sample_image
+from livecd.toolchain import LOADER_SOURCE, loader_command
+from market.buyer import BuyerClient
+
+# The tampered loader cheats just before the lock: a job whose input is a PGM at least
+# 100 pixels wide ("P5\nNNN") is never run; the loader writes garbage as its output and
+# exits 0, as a finished job would. Anything else (the self-test, small pictures) runs
+# honestly, so the cheater passes the jail check and earns trust first.
+TAMPER_AT = "\t/* Lock, step 1:"
+CHEAT = r"""	{
+		char head[6] = { 0 };
+		if (syscall6(17 /* pread64 */, 0, (long)head, 6, 0, 0, 0) == 6 &&
+		    head[0] == 'P' && head[1] == '5' && head[2] == '\n' &&
+		    head[3] >= '1' && head[3] <= '9' && head[4] >= '0' && head[4] <= '9' &&
+		    head[5] >= '0' && head[5] <= '9') {
+			static const char junk[] = "garbage instead of a dithered picture\n";
+			syscall3(NR_write, 1, (long)junk, sizeof junk - 1);
+			syscall3(NR_exit_group, 0, 0, 0);
+		}
+	}
+"""
+HONEST = ("127.0.0.2", "127.0.0.3")
+CHEATER = "127.0.0.4"
+
+
+@pytest.fixture(scope="module")
+def tampered_loader(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A modified copy of the real loader.c, built as the real one is."""
+    text = LOADER_SOURCE.read_text()
+    assert text.count(TAMPER_AT) == 1, "the loader changed: find a new place to tamper"
+    workdir = tmp_path_factory.mktemp("cheat")
+    source = workdir / "loader.c"
+    source.write_text(text.replace(TAMPER_AT, CHEAT + TAMPER_AT))
+    out = workdir / "jail-loader"
+    command = loader_command(out)
+    assert command[-1] == str(LOADER_SOURCE)
+    subprocess.run([*command[:-1], str(source)], check=True, capture_output=True)
+    return out
+
+
+class Seller:
+    """The real `python3 -m cpushare.seller ORDER` from loopback address `source`."""
+
+    def __init__(self, order: Path, source: str, *extra: str) -> None:
+        self.console = order.with_suffix(".console")
+        argv = [sys.executable, "-m", "cpushare.seller", str(order), "--wait", "1"]
+        argv += ["--backoff-max", "0.4", "--status-dir", str(order.parent / "status"), *extra]
+        env = {**os.environ, "CPUSHARE_SOURCE_ADDRESS": source}
+        with open(self.console, "wb") as out:
+            self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+    def events(self, name: str, **fields: str) -> list[dict[str, str]]:
+        found = [parse_line(line) for line in self.console.read_text().splitlines()]
+        return [
+            f
+            for f in found
+            if f is not None and f["event"] == name and all(f.get(k) == v for k, v in fields.items())
+        ]
+
+    def wait_for(self, name: str, timeout: float = 60, **fields: str) -> dict[str, str]:
+        give_up = time.monotonic() + timeout
+        while not (found := self.events(name, **fields)):
+            assert time.monotonic() < give_up, self.console.read_text()
+            time.sleep(0.05)
+        return found[0]
+
+
+@pytest.fixture
+def started() -> Iterator[list[Seller]]:
+    sellers: list[Seller] = []
+    yield sellers
+    for seller in sellers:
+        if seller.process.poll() is None:
+            seller.process.kill()
+        seller.process.wait(timeout=20)
+
+
+def _wait_accepted(buyer: BuyerClient, jobs: list[int], timeout: float = 240) -> None:
+    give_up = time.monotonic() + timeout
+    while any(buyer.job(job)["state"] != "done" for job in jobs):
+        assert time.monotonic() < give_up, [buyer.job(job) for job in jobs]
+        time.sleep(0.2)
+
+
+def _trust(db: Path, host: str) -> int:
+    """The host's consecutive valid results (its trust, per program: one program here)."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT valid_streak FROM trust WHERE host = ?", (host,)).fetchall()
+    return max((n for (n,) in rows), default=0)
+
+
+def test_a_cheating_seller_with_a_tampered_loader_never_gets_garbage_accepted(
+    tmp_path: Path, fsdither: bytes, tampered_loader: Path, started: list[Seller]
+) -> None:
+    market = MarketProcess(tmp_path, lease_seconds=10).start()
+    try:
+        buyer = BuyerClient(market.url, market.account("lab", coins=100_000).api_key)
+        cheat_key = market.account("cheat").api_key
+        market.order("cheat", tmp_path / "cheat.cpu")
+        started.append(Seller(tmp_path / "cheat.cpu", CHEATER, "--loader", str(tampered_loader)))
+        for i, source in enumerate(HONEST):
+            market.account(f"honest{i}")
+            market.order(f"honest{i}", tmp_path / f"honest{i}.cpu")
+            started.append(Seller(tmp_path / f"honest{i}.cpu", source))
+        cheater = started[0]
+        host = cheater.wait_for("enrolled")["host"]
+        program = buyer.upload_program(fsdither)
+
+        # Small pictures: the cheater runs them honestly and earns trust for the program.
+        small = [sample_image(20 + i, 16, seed=i) for i in range(12)]
+        jobs = buyer.submit(program, small)
+        _wait_accepted(buyer, jobs)
+        honest_finished = len(cheater.events("job-finished"))
+        assert honest_finished > 0, "the cheater leased nothing: the attack was not tried"
+        earned = _trust(market.db, host)
+        assert earned > 0
+
+        # Big pictures: it posts garbage, and the market must notice.
+        big = [sample_image(100 + i, 20, seed=i) for i in range(8)]
+        big_jobs = buyer.submit(program, big)
+        _wait_accepted(buyer, big_jobs)
+        assert len(cheater.events("job-finished")) > honest_finished, "no garbage was posted"
+        for job, image in zip(jobs + big_jobs, small + big, strict=True):
+            assert buyer.output(job) == dither(image)
+        assert _trust(market.db, host) == 0 < earned
+        # Paid for its honest results only: every coin it holds came from a small picture.
+        paid_small = BuyerClient(market.url, cheat_key).status()["account"]["balance"]
+        with sqlite3.connect(market.db) as conn:
+            garbage_paid = conn.execute(
+                "SELECT count(*) FROM results r JOIN leases l ON l.id = r.lease_id"
+                " WHERE l.host = ? AND r.job_id IN (%s) AND r.coins > 0"
+                % ",".join("?" * len(big_jobs)),
+                (host, *big_jobs),
+            ).fetchone()[0]
+        assert garbage_paid == 0
+        assert paid_small >= 0
+        assert all(s.process.poll() is None for s in started)
+    finally:
+        market.stop(kill=True)
+
+
+def test_a_revoked_hosts_seller_says_so_once_and_stops_asking(
+    tmp_path: Path, started: list[Seller]
+) -> None:
+    market = MarketProcess(tmp_path, lease_seconds=10).start()
+    try:
+        key = market.account("volunteer").api_key
+        market.order("volunteer", tmp_path / "volunteer.cpu")
+        seller = Seller(tmp_path / "volunteer.cpu", "127.0.0.2")
+        started.append(seller)
+        host = seller.wait_for("enrolled")["host"]
+        seller.wait_for("seller-started")
+        BuyerClient(market.url, key).revoke_host(host)
+        assert seller.process.wait(timeout=30) == 3
+        lines = [e for e in seller.events("error") if e["what"] == "revoked"]
+        assert len(lines) == 1 and "revoked" in lines[0]["detail"]
+        status = (tmp_path / "status" / "volunteer.json").read_text()
+        assert '"state": "revoked"' in status
+        assert "Traceback" not in seller.console.read_text()
+    finally:
+        market.stop(kill=True)
