@@ -181,7 +181,9 @@ def smoke_command(
     log = log_path or iso.with_name(iso.name + ".serial.log")
     mode = f"{firmware}{' secure-boot' if secure_boot else ''} {media}, {cpus} CPU, {nic}"
     click.echo(f"livecd: smoke-booting {iso} ({mode})", err=True)
-    report = _smoke(cfg, log, order_file=order_file, with_market=with_market, jobs=jobs, timeout=timeout)
+    report = _smoke(
+        cfg, log, order_file=order_file, with_market=with_market, jobs=jobs, timeout=timeout
+    )
     if as_json:
         click.echo(json.dumps(report_json(report), indent=2))
     else:

@@ -109,12 +109,8 @@ def _firmware(cfg: GuestConfig, workdir: Path) -> list[str]:
     argv = ["-machine", "q35,smm=on" if cfg.secure_boot else "q35"]
     if cfg.secure_boot:
         argv += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
-    return argv + [
-        "-drive",
-        f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
-        "-drive",
-        f"if=pflash,format=raw,unit=1,file={vars_copy}",
-    ]
+    argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}"]
+    return [*argv, "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
 
 
 def _media(cfg: GuestConfig) -> list[str]:

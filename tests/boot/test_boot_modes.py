@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from livecd.cli import main
-from livecd.qemu import GuestConfig
-from livecd.smoke import run_smoke
+from livecd.qemu.machine import GuestConfig
+from livecd.qemu.smoke import run_smoke
 
 pytestmark = pytest.mark.qemu
 

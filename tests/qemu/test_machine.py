@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ def iso(tmp_path: Path) -> Path:
 
 def _values(argv: list[str], option: str) -> list[str]:
     """Every value given to `option` (e.g. all the `-device` arguments), in order."""
-    return [value for flag, value in zip(argv, argv[1:], strict=False) if flag == option]
+    return [value for flag, value in itertools.pairwise(argv) if flag == option]
 
 
 def _argv(cfg: GuestConfig, workdir: Path) -> list[str]:
