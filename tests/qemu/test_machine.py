@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from livecd.errors import UserError
-from livecd.qemu.machine import OVMF_DIR, Forward, GuestConfig, qemu_argv
+from livecd.qemu.machine import OVMF_DIR, Forward, GuestConfig, Media, qemu_argv
 
 
 @pytest.fixture
@@ -80,10 +80,10 @@ def test_usb_boots_the_iso_from_a_removable_read_only_usb_disk(iso: Path, tmp_pa
 
 @pytest.mark.parametrize("media", ["cdrom", "usb"])
 def test_sticks_get_one_usb_controller_and_disks_a_virtio_drive(
-    iso: Path, tmp_path: Path, media: str
+    iso: Path, tmp_path: Path, media: Media
 ) -> None:
     stick, disk = tmp_path / "stick.img", tmp_path / "disk.img"
-    cfg = GuestConfig(iso=iso, media=media, sticks=(stick,), drives=(disk,))  # type: ignore[arg-type]
+    cfg = GuestConfig(iso=iso, media=media, sticks=(stick,), drives=(disk,))
     argv = _argv(cfg, tmp_path / "w")
     devices = _values(argv, "-device")
     assert devices.count("qemu-xhci,id=xhci") == 1
