@@ -170,7 +170,7 @@ def smoke_command(
 
     \b
     Examples:
-      livecd smoke libcaca-cpushare-livecd.formats.iso
+      livecd smoke libcaca-cpushare-livecd.iso
       livecd smoke ISO --firmware uefi --secure-boot --media usb --cpus 2
       livecd smoke ISO --order my.cpu --cpus 2
       livecd smoke ISO --market --cpus 2 --jobs 12

@@ -22,17 +22,14 @@ from typing import IO
 from livecd.qemu.machine import GuestConfig, qemu_argv
 
 
-def timeout_factor() -> float:
-    """Multiplier for every guest timeout (LIVECD_TIMEOUT_FACTOR), for slow machines."""
-    try:
-        return max(0.1, float(os.environ.get("LIVECD_TIMEOUT_FACTOR", "1")))
-    except ValueError:
-        return 1.0
-
-
 def scaled(seconds: float) -> float:
-    """`seconds` of guest time on this machine: times LIVECD_TIMEOUT_FACTOR."""
-    return seconds * timeout_factor()
+    """`seconds` of waiting for the guest on this machine: times LIVECD_TIMEOUT_FACTOR,
+    for slow machines (at least a tenth; an unreadable factor counts as 1)."""
+    try:
+        factor = max(0.1, float(os.environ.get("LIVECD_TIMEOUT_FACTOR", "1")))
+    except ValueError:
+        factor = 1.0
+    return seconds * factor
 
 
 @dataclass(frozen=True)
