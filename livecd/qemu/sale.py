@@ -110,9 +110,9 @@ def wait_for_results(
     timeout, or the guest is gone or refuses to sell); the finished jobs."""
     done: dict[int, dict[str, object]] = {}
 
-    def finished(_: list[Event]) -> bool:
+    def finished(events: list[Event]) -> bool:
         done.update(market.done())
-        return set(jobs) <= set(done) or refused(console.events)
+        return set(jobs) <= set(done) or refused(events)
 
     console.until(finished, timeout)
     return {job: info for job, info in done.items() if job in jobs}
