@@ -1,7 +1,9 @@
-"""A market in a child process on loopback, for the tests and the benchmark.
+"""A market in a child process on loopback, for the tests, the boot harness and the
+benchmarks.
 
 It runs the real `livecd market serve` command, waits until the API answers, and can be
 stopped gently (SIGTERM), killed (SIGKILL) and started again on the same port and database.
+Used in a `with` block it is killed at the end whatever happened.
 """
 
 from __future__ import annotations
@@ -11,13 +13,17 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import requests
 
 from cpushare.order import SellOrder
+from livecd.files import atomic_write
 from market import admin
 from market.accounts import IssuedAccount
+from market.buyer import BuyerClient
+from market.tls import self_signed
 
 SERVE = [sys.executable, "-c", "from livecd.cli import main; main()", "market", "serve"]
 
@@ -30,7 +36,12 @@ def free_port() -> int:
 
 
 class MarketProcess:
-    """`livecd market serve` on 127.0.0.1, with its database in `workdir`."""
+    """`livecd market serve` on 127.0.0.1, with its database in `workdir`.
+
+    `tls` serves HTTPS with that (certificate, key); `cert_names` instead makes a fresh
+    self-signed certificate for those names (and 127.0.0.1) in `workdir`, for a market
+    that clients reach under another address (a guest through a QEMU forward).
+    """
 
     def __init__(
         self,
@@ -39,16 +50,28 @@ class MarketProcess:
         port: int | None = None,
         lease_seconds: float = 60.0,
         tls: tuple[Path, Path] | None = None,
+        cert_names: Sequence[str] = (),
     ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.db = workdir / "market.db"
         self.port = port or free_port()
         self.lease_seconds = lease_seconds
+        if cert_names:
+            tls = (workdir / "market-cert.pem", workdir / "market-key.pem")
+            cert_pem, key_pem = self_signed([*cert_names, "127.0.0.1"])
+            atomic_write(tls[0], cert_pem, 0o644)
+            atomic_write(tls[1], key_pem, 0o600)
         self.tls = tls
         scheme = "https" if tls else "http"
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.log = workdir / "market.log"
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def cert(self) -> Path | None:
+        """The certificate clients must trust, if the market serves HTTPS."""
+        return self.tls[0] if self.tls else None
 
     def start(self, timeout: float = 20.0) -> MarketProcess:
         argv = [*SERVE, "--db", str(self.db), "--listen", f"127.0.0.1:{self.port}"]
@@ -67,7 +90,7 @@ class MarketProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the market exited: {self.log.read_text()[-2000:]}")
             try:
-                verify = str(self.tls[0]) if self.tls else True
+                verify = str(self.cert) if self.cert else True
                 requests.get(f"{self.url}/v1/health", timeout=1, verify=verify)
                 return
             except requests.RequestException:
@@ -82,11 +105,28 @@ class MarketProcess:
         self.process.wait(timeout=20)
         self.process = None
 
+    def __enter__(self) -> MarketProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop(kill=True)
+
     def account(self, name: str) -> IssuedAccount:
         return admin.new_account(self.db, name)
 
-    def order(self, account: str, path: Path) -> SellOrder:
-        """Issue an order for `account` and write it to `path`."""
+    def client(self, account: str) -> BuyerClient:
+        """A client of the API for a new account `account`, as a buyer uses it."""
+        return BuyerClient(self.url, self.account(account).api_key, cacert=self.cert)
+
+    def order(
+        self, account: str, path: Path | None = None, *, public_url: str | None = None
+    ) -> SellOrder:
+        """Issue an order for `account`, addressed to the market as sellers reach it
+        (`public_url`, by default the market's own), and write it to `path` if given."""
         from livecd.orders import write_order
 
-        return admin.new_order(self.db, account, lambda order: write_order(order, path))
+        def deliver(order: SellOrder) -> None:
+            if path is not None:
+                write_order(order, path)
+
+        return admin.new_order(self.db, account, deliver, public_url=public_url)

@@ -19,8 +19,8 @@ from pathlib import Path
 from livecd.build import BuildOptions, build
 from livecd.files import cache_home
 from livecd.profile import load_profile
-from livecd.qemu import GuestConfig
-from livecd.smoke import run_smoke
+from livecd.qemu.machine import GuestConfig
+from livecd.qemu.smoke import run_smoke
 
 MODES = [
     ("bios cdrom e1000", GuestConfig(iso=Path(), nic="e1000")),

@@ -20,27 +20,17 @@ from pathlib import Path
 
 from cpushare.jail import Limits, Outcome, run_job
 from livecd.build import BuildOptions, build
-from livecd.e2e import (
-    JOB_LIMITS,
-    build_fsdither,
-    format_report,
-    job_inputs,
-    run_market_smoke,
-)
 from livecd.profile import load_profile
-from livecd.qemu import GuestConfig
+from livecd.qemu.machine import GuestConfig
+from livecd.qemu.report import format_report
+from livecd.qemu.sale import JOB_LIMITS, build_fsdither, job_inputs, run_sale
 
 FIRST_RESULT_GOAL = 8.0
 
 
 def host_jobs_per_minute(program: bytes, inputs: list[bytes]) -> float:
     """The same jobs, one at a time, in the jail on this machine."""
-    limits = Limits(
-        cpu_seconds=int(JOB_LIMITS["cpu_seconds"]),
-        wall_seconds=float(JOB_LIMITS["wall_seconds"]),
-        memory_bytes=int(JOB_LIMITS["memory_bytes"]),
-        output_bytes=int(JOB_LIMITS["output_bytes"]),
-    )
+    limits = Limits.for_job(JOB_LIMITS)
     start = time.perf_counter()
     for data in inputs:
         result = run_job(program, data, limits)
@@ -63,7 +53,7 @@ def main() -> int:
         if iso is None:
             profile = load_profile().with_overrides(timeout=0)
             iso = build(BuildOptions(profile=profile, output=work / "bench.iso")).iso
-        result = run_market_smoke(
+        result = run_sale(
             GuestConfig(iso=iso, cpus=1, nic=args.nic),
             work / "serial.log",
             work,
@@ -74,12 +64,14 @@ def main() -> int:
         for problem in result.problems:
             print(f"bench_e2e: problem: {problem}")
         host = host_jobs_per_minute(build_fsdither(work), job_inputs(args.jobs))
-    first = result.first_result_uptime
+    sale = result.sale
+    assert sale is not None  # run_sale always reports its figures
+    first = sale.first_result_uptime
     print(
         "first accepted result at uptime  "
         + (f"{first:7.2f} s (goal <= {FIRST_RESULT_GOAL:.0f} s)" if first else "      - s")
     )
-    guest = result.jobs_per_minute
+    guest = sale.jobs_per_minute
     print(f"jobs per minute, guest (TCG)       {guest or 0:9.1f}")
     print(f"jobs per minute, host jail         {host:9.1f}")
     print(f"guest / host                       {(guest or 0) / host:9.4f}")

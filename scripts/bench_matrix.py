@@ -18,10 +18,11 @@ import tempfile
 from pathlib import Path
 
 from livecd.build import BuildOptions, build
-from livecd.e2e import run_market_smoke
-from livecd.matrix import MATRIX, MemoryUse, live_memory
 from livecd.profile import load_profile
-from livecd.qemu import Guest, GuestConfig
+from livecd.qemu.guest import Guest
+from livecd.qemu.machine import GuestConfig
+from livecd.qemu.matrix import MATRIX, MemoryUse, live_memory
+from livecd.qemu.sale import run_sale
 
 MEMORY_GOAL_MB = 64
 
@@ -34,8 +35,8 @@ def first_results(iso: Path, work: Path, quick: bool) -> None:
         cfg = GuestConfig(iso=iso, nic=entry.nic, cpus=entry.cpus, memory_mb=entry.memory_mb)
         run = work / entry.id
         run.mkdir()
-        result = run_market_smoke(cfg, run / "serial.log", run, jobs=2, timeout=300)
-        first = result.first_result_uptime
+        result = run_sale(cfg, run / "serial.log", run, jobs=2, timeout=300)
+        first = result.sale.first_result_uptime if result.sale else None
         shown = f"{first:11.2f} s" if first is not None else f"{'-':>13}"
         print(f"{entry.id:<28} {shown}  {'; '.join(result.problems[:2]) or '-'}", flush=True)
 
@@ -52,9 +53,7 @@ def memory_with(iso: Path, work: Path, cpus: int) -> MemoryUse | None:
     run = work / f"memory-{cpus}"
     run.mkdir()
     cfg = GuestConfig(iso=iso, cpus=cpus, shell=True)
-    result = run_market_smoke(
-        cfg, run / "serial.log", run, jobs=2 * cpus, timeout=300, while_up=measure
-    )
+    result = run_sale(cfg, run / "serial.log", run, jobs=2 * cpus, timeout=300, while_up=measure)
     for problem in result.problems:
         print(f"bench_matrix: problem: {problem}")
     return found[0] if found else None

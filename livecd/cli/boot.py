@@ -14,8 +14,11 @@ from pathlib import Path
 import click
 
 from livecd.cli import main
-from livecd.qemu import NIC_MODELS, Firmware, GuestConfig, Media, qemu_argv
-from livecd.smoke import format_table, run_smoke
+from livecd.errors import UserError
+from livecd.orders import check_order_file
+from livecd.qemu.machine import NIC_MODELS, Firmware, GuestConfig, Media, qemu_argv
+from livecd.qemu.report import Report, format_report, report_json
+from livecd.qemu.smoke import run_order_smoke, run_smoke
 
 
 def _guest_options(f: Callable[..., None]) -> Callable[..., None]:
@@ -167,47 +170,47 @@ def smoke_command(
 
     \b
     Examples:
-      livecd smoke libcaca-cpushare-livecd.formats.iso
+      livecd smoke libcaca-cpushare-livecd.iso
       livecd smoke ISO --firmware uefi --secure-boot --media usb --cpus 2
       livecd smoke ISO --order my.cpu --cpus 2
       livecd smoke ISO --market --cpus 2 --jobs 12
     """
+    if order_file is not None and with_market:
+        raise UserError("give --order or --market, not both: --market issues its own order")
     cfg = _guest(iso, firmware, secure_boot, media, cpus, memory, nic)
     log = log_path or iso.with_name(iso.name + ".serial.log")
     mode = f"{firmware}{' secure-boot' if secure_boot else ''} {media}, {cpus} CPU, {nic}"
     click.echo(f"livecd: smoke-booting {iso} ({mode})", err=True)
-    if order_file is not None or with_market:
-        from livecd.e2e import format_report, result_json, smoke_with_orders
-
-        sale = smoke_with_orders(
-            cfg, log, order_file=order_file, market=with_market, jobs=jobs, timeout=timeout
-        )
-        if as_json:
-            click.echo(json.dumps(result_json(sale), indent=2))
-        else:
-            format_report(sale, click.echo)
-        for problem in sale.problems:
-            click.echo(f"livecd: error: {problem}", err=True)
-        raise SystemExit(0 if sale.ok else 1)
-    result = run_smoke(cfg, log, timeout=timeout)
+    report = _smoke(
+        cfg, log, order_file=order_file, with_market=with_market, jobs=jobs, timeout=timeout
+    )
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "ok": result.ok,
-                    "problems": result.problems,
-                    "wall_seconds": result.wall_seconds,
-                    "powered_off": result.powered_off,
-                    "milestones": [
-                        {"event": m.event, "fields": m.fields, "wall": m.host_seconds}
-                        for m in result.milestones
-                    ],
-                },
-                indent=2,
-            )
-        )
+        click.echo(json.dumps(report_json(report), indent=2))
     else:
-        click.echo(format_table(result))
-    for problem in result.problems:
+        format_report(report, click.echo)
+    for problem in report.problems:
         click.echo(f"livecd: error: {problem}", err=True)
-    raise SystemExit(0 if result.ok else 1)
+    raise SystemExit(0 if report.ok else 1)
+
+
+def _smoke(
+    cfg: GuestConfig,
+    log: Path,
+    *,
+    order_file: Path | None,
+    with_market: bool,
+    jobs: int,
+    timeout: float,
+) -> Report:
+    """The boot checks, with an order on a medium, or the whole sale in a scratch
+    directory."""
+    if order_file is None and not with_market:
+        return run_smoke(cfg, log, timeout=timeout)
+    with tempfile.TemporaryDirectory(prefix="livecd-smoke-") as tmp:
+        if order_file is not None:
+            check_order_file(order_file)
+            return run_order_smoke(cfg, order_file, log, Path(tmp), timeout=timeout)
+        # The sale needs the market and the SDK: imported only for it.
+        from livecd.qemu.sale import run_sale
+
+        return run_sale(cfg, log, Path(tmp), jobs=jobs, timeout=timeout)

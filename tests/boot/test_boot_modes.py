@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from livecd.cli import main
-from livecd.qemu import GuestConfig
-from livecd.smoke import run_smoke
+from livecd.qemu.machine import Firmware, GuestConfig, Media
+from livecd.qemu.smoke import run_smoke
 
 pytestmark = pytest.mark.qemu
 
@@ -23,15 +23,14 @@ MODES = [
 
 @pytest.mark.parametrize(("firmware", "secure_boot", "media", "nic"), MODES)
 def test_boot_reaches_network_up_and_powers_off(
-    iso: Path, tmp_path: Path, firmware: str, secure_boot: bool, media: str, nic: str
+    iso: Path,
+    tmp_path: Path,
+    firmware: Firmware,
+    secure_boot: bool,
+    media: Media,
+    nic: str,
 ) -> None:
-    cfg = GuestConfig(
-        iso=iso,
-        firmware=firmware,
-        secure_boot=secure_boot,  # type: ignore[arg-type]
-        media=media,
-        nic=nic,
-    )  # type: ignore[arg-type]
+    cfg = GuestConfig(iso=iso, firmware=firmware, secure_boot=secure_boot, media=media, nic=nic)
     result = run_smoke(cfg, tmp_path / "serial.log", timeout=180)
     assert result.ok, result.problems
     events = [m.event for m in result.milestones]

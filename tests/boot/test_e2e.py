@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,26 +12,24 @@ from click.testing import CliRunner
 from cpushare.order import SellOrder
 from livecd.build import BuildOptions, build
 from livecd.cli import main
-from livecd.e2e import (
+from livecd.files import sha256_file
+from livecd.formats.fat import make_fat_image
+from livecd.orders import render_order
+from livecd.profile import load_profile
+from livecd.qemu.events import ConsoleEvents
+from livecd.qemu.guest import Guest
+from livecd.qemu.machine import GuestConfig
+from livecd.qemu.medium import make_medium
+from livecd.qemu.sale import (
     GUEST_MARKET_ADDR,
-    ConsoleWatch,
-    ThrowawayMarket,
+    SaleMarket,
     build_fsdither,
-    coin_problems,
-    console_problems,
-    file_sha256,
+    guest_market,
     job_inputs,
-    make_medium,
-    result_problems,
-    run_market_smoke,
+    run_sale,
     wait_for_results,
 )
-from livecd.formats.fat import make_fat_image
-from livecd.orders import render_order, write_order
-from livecd.profile import load_profile
-from livecd.qemu import Guest, GuestConfig
 from livecd.sdk.dither import dither
-from livecd.smoke import Milestone
 from livecd.toolchain import build_job
 
 EPOCH = 1_700_000_000
@@ -61,9 +55,9 @@ def selftest_fail_iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def market(tmp_path: Path) -> Iterator[ThrowawayMarket]:
-    with ThrowawayMarket(tmp_path / "market", lease_seconds=6) as m:
-        yield m.start()
+def market(tmp_path: Path) -> Iterator[SaleMarket]:
+    with guest_market(tmp_path / "market", lease_seconds=6) as process:
+        yield SaleMarket.open(process.start())
 
 
 def _data_disk(path: Path) -> Path:
@@ -97,18 +91,19 @@ def test_e2e_bios_cdrom_two_cpus_and_the_machines_disks_left_byte_identical(
     """A USB stick the live system can see (and whose label it reads) and a fixed disk
     it has no driver for, both holding a filesystem, are the same bytes afterwards."""
     stick, disk = _data_disk(tmp_path / "stick.img"), _data_disk(tmp_path / "disk.img")
-    before = file_sha256(stick), file_sha256(disk)
+    before = sha256_file(stick), sha256_file(disk)
     cfg = GuestConfig(iso=iso, cpus=2, sticks=(stick,), drives=(disk,), shell=True)
-    result = run_market_smoke(
+    result = run_sale(
         cfg, tmp_path / "serial.log", tmp_path, jobs=8, timeout=240, while_up=_no_disk_in_use
     )
     assert result.ok, result.problems
-    assert result.accepted == 8 and result.coins > 0
-    started = [e for e in result.events if e.event == "seller-started"]
+    assert result.sale is not None
+    assert result.sale.accepted == 8 and result.sale.coins > 0
+    started = [e for e in result.milestones if e.event == "seller-started"]
     assert sorted(e.fields["cpu"] for e in started) == ["0", "1"]
     assert {e.fields["nice"] for e in started} == {"19"}
-    assert result.first_result_uptime is not None and result.jobs_per_minute
-    assert (file_sha256(stick), file_sha256(disk)) == before
+    assert result.sale.first_result_uptime is not None and result.sale.jobs_per_minute
+    assert (sha256_file(stick), sha256_file(disk)) == before
 
 
 @pytest.mark.qemu
@@ -116,11 +111,11 @@ def test_e2e_uefi_secure_boot_usb_two_cpus(iso: Path, tmp_path: Path) -> None:
     cfg = GuestConfig(
         iso=iso, firmware="uefi", secure_boot=True, media="usb", cpus=2, nic="virtio-net-pci"
     )
-    result = run_market_smoke(cfg, tmp_path / "serial.log", tmp_path, jobs=6, timeout=240)
+    result = run_sale(cfg, tmp_path / "serial.log", tmp_path, jobs=6, timeout=240)
     assert result.ok, result.problems
     secureboot = result.first("secureboot")
     assert secureboot is not None and secureboot.fields["state"] == "enforced"
-    assert result.accepted == 6
+    assert result.sale is not None and result.sale.accepted == 6
 
 
 @pytest.mark.qemu
@@ -130,10 +125,10 @@ def test_a_failing_seccomp_self_test_is_reported_and_starts_no_seller(
     medium = make_medium({"nowhere.cpu": render_order(NOWHERE).encode()}, tmp_path / "m.img")
     cfg = GuestConfig(iso=selftest_fail_iso, sticks=(medium,), shell=True)
     with Guest(cfg, tmp_path / "serial.log") as guest:
-        watch = ConsoleWatch(guest)
-        failed = watch.wait("seccomp", 120, status="failed")
+        console = ConsoleEvents(guest)
+        failed = console.wait("seccomp", 120, status="failed")
         assert failed is not None and failed.fields["reason"]
-        refusal = watch.wait("error", 60, what="sellers")
+        refusal = console.wait("error", 60, what="sellers")
         assert refusal is not None and refusal.fields["detail"]
         # The boot-time check exits; then no process of the sellers' user is left.
         sellers = "ps -o user,args | grep '^cpushare '"
@@ -142,26 +137,26 @@ def test_a_failing_seccomp_self_test_is_reported_and_starts_no_seller(
         assert status == 0, f"still running: {pids}"
         status, said = guest.shell("/etc/init.d/cpushare status")
         assert status == 3 and "not running" in said
-        assert not watch.find("seller-started")
+        assert not console.find("seller-started")
         assert guest.power_button(30)
-    assert not watch.find("seller-started")
+    assert not console.find("seller-started")
 
 
 @pytest.mark.qemu
 def test_sellers_wait_while_the_market_is_down_then_work(
-    iso: Path, tmp_path: Path, market: ThrowawayMarket
+    iso: Path, tmp_path: Path, market: SaleMarket
 ) -> None:
     inputs = job_inputs(2)
     jobs = market.submit(build_fsdither(tmp_path), inputs)
-    market.stop()
+    market.process.stop()
     medium = make_medium({"volunteer.cpu": market.order_file()}, tmp_path / "m.img")
     cfg = GuestConfig(iso=iso, sticks=(medium,), forwards=(market.forward,))
     with Guest(cfg, tmp_path / "serial.log") as guest:
-        watch = ConsoleWatch(guest)
-        assert watch.wait("seller-started", 120) is not None
-        assert watch.wait("error", 60, what="market-unreachable") is not None
-        market.start()
-        done = wait_for_results(watch, market, jobs, 180)
+        console = ConsoleEvents(guest)
+        assert console.wait("seller-started", 120) is not None
+        assert console.wait("error", 60, what="market-unreachable") is not None
+        market.process.start()
+        done = wait_for_results(console, market, jobs, 180)
         assert set(done) == set(jobs)
         for job, pgm in zip(jobs, inputs, strict=True):
             assert market.buyer.output(job) == dither(pgm)
@@ -170,7 +165,7 @@ def test_sellers_wait_while_the_market_is_down_then_work(
 
 @pytest.mark.qemu
 def test_a_seller_killed_mid_job_is_restarted_and_the_job_completes(
-    iso: Path, tmp_path: Path, market: ThrowawayMarket
+    iso: Path, tmp_path: Path, market: SaleMarket
 ) -> None:
     spin = build_job([SPIN], tmp_path / "spin.job").read_bytes()
     # Hundreds of millions of rounds: seconds under emulation, time to kill the seller.
@@ -178,27 +173,27 @@ def test_a_seller_killed_mid_job_is_restarted_and_the_job_completes(
     medium = make_medium({"volunteer.cpu": market.order_file()}, tmp_path / "m.img")
     cfg = GuestConfig(iso=iso, sticks=(medium,), forwards=(market.forward,), shell=True)
     with Guest(cfg, tmp_path / "serial.log") as guest:
-        watch = ConsoleWatch(guest)
-        first = watch.wait("seller-started", 120)
+        console = ConsoleEvents(guest)
+        first = console.wait("seller-started", 120)
         assert first is not None
-        assert watch.wait("job-leased", 60, job=str(job)) is not None
+        assert console.wait("job-leased", 60, job=str(job)) is not None
         status, killed = guest.shell(f"cat {PIDFILE}; kill -KILL $(cat {PIDFILE})")
         assert status == 0, killed
-        restarted = wait_for_results(watch, market, [job], 180)
+        restarted = wait_for_results(console, market, [job], 180)
         assert set(restarted) == {job}
         assert market.buyer.output(job) == b"spun\n"
-        assert watch.find("error", what="seller")
-        assert len(watch.find("seller-started")) == 2
+        assert console.find("error", what="seller")
+        assert len(console.find("seller-started")) == 2
         _, pid = guest.shell(f"cat {PIDFILE}")
         assert pid.strip() != killed.strip()
-        assert len(watch.find("job-leased", job=str(job))) == 2
-        assert len(watch.find("job-finished", job=str(job))) == 1
+        assert len(console.find("job-leased", job=str(job))) == 2
+        assert len(console.find("job-finished", job=str(job))) == 1
         assert guest.power_button(30)
 
 
 @pytest.mark.qemu
 def test_an_invalid_order_on_the_medium_is_skipped_and_the_valid_one_runs(
-    iso: Path, tmp_path: Path, market: ThrowawayMarket
+    iso: Path, tmp_path: Path, market: SaleMarket
 ) -> None:
     inputs = job_inputs(1)
     jobs = market.submit(build_fsdither(tmp_path), inputs)
@@ -209,37 +204,37 @@ def test_an_invalid_order_on_the_medium_is_skipped_and_the_valid_one_runs(
     medium = make_medium(files, tmp_path / "m.img")
     cfg = GuestConfig(iso=iso, sticks=(medium,), forwards=(market.forward,))
     with Guest(cfg, tmp_path / "serial.log") as guest:
-        watch = ConsoleWatch(guest)
-        refused = watch.wait("error", 120, what="order")
+        console = ConsoleEvents(guest)
+        refused = console.wait("error", 120, what="order")
         assert refused is not None and refused.fields["file"] == "broken.cpu"
-        orders = watch.wait("orders", 60)
+        orders = console.wait("orders", 60)
         assert orders is not None and orders.fields["source"] == "medium"
         assert orders.fields["count"] == "1"
-        done = wait_for_results(watch, market, jobs, 180)
+        done = wait_for_results(console, market, jobs, 180)
         assert set(done) == set(jobs)
         assert market.buyer.output(jobs[0]) == dither(inputs[0])
-        started = watch.find("seller-started")
+        started = console.find("seller-started")
         assert {e.fields["order"] for e in started} == {market.order.order_id}
         assert guest.power_button(30)
 
 
 @pytest.mark.qemu
 def test_a_market_refusing_the_secret_is_reported_and_the_seller_keeps_trying(
-    iso: Path, tmp_path: Path, market: ThrowawayMarket
+    iso: Path, tmp_path: Path, market: SaleMarket
 ) -> None:
     wrong = replace(market.order, secret="w" * 32)
     medium = make_medium({"wrong.cpu": render_order(wrong).encode()}, tmp_path / "m.img")
     cfg = GuestConfig(iso=iso, sticks=(medium,), forwards=(market.forward,), shell=True)
     with Guest(cfg, tmp_path / "serial.log") as guest:
-        watch = ConsoleWatch(guest)
-        assert watch.wait("seller-started", 120) is not None
-        refused = watch.wait("error", 60, what="market-refused")
+        console = ConsoleEvents(guest)
+        assert console.wait("seller-started", 120) is not None
+        refused = console.wait("error", 60, what="market-refused")
         assert refused is not None and "401" in refused.fields["detail"]
         # Backed off and asked again: the seller is alive and still being refused.
-        again = watch.wait("error", 60, skip=1, what="market-refused")
+        again = console.wait("error", 60, skip=1, what="market-refused")
         assert again is not None
-        assert len(watch.find("error", what="market-refused")) >= 2
-        assert len(watch.find("seller-started")) == 1
+        assert len(console.find("error", what="market-refused")) >= 2
+        assert len(console.find("seller-started")) == 1
         status, _ = guest.shell("ps -o user,args | grep '^cpushare '")
         assert status == 0
         assert guest.power_button(30)
@@ -259,57 +254,3 @@ def test_smoke_order_option_boots_a_seller_per_cpu(iso: Path, tmp_path: Path) ->
     started = [row for row in rows if row.startswith("seller-started")]
     assert len(started) == 1 and "order=o-nowhere" in started[0] and "nice=19" in started[0]
     assert rows[-1].startswith("power off: clean")
-
-
-def test_the_medium_is_a_fat_volume_labelled_cpushare(tmp_path: Path) -> None:
-    order = render_order(NOWHERE).encode()
-    medium = make_medium({"volunteer.cpu": order}, tmp_path / "medium.img")
-    label = subprocess.run(
-        ["blkid", "-o", "value", "-s", "LABEL", str(medium)], capture_output=True, text=True
-    )
-    assert label.stdout.strip() == "CPUSHARE"
-    assert subprocess.run(["fsck.fat", "-n", str(medium)], capture_output=True).returncode == 0
-    copy = subprocess.run(
-        ["mtype", "-i", str(medium), "::volunteer.cpu"],
-        capture_output=True,
-        env={**os.environ, "MTOOLS_SKIP_CHECK": "1"},
-    )
-    assert copy.stdout == order
-
-
-def test_the_checks_pass_for_honest_results_and_catch_wrong_ones(
-    tmp_path: Path, market: ThrowawayMarket
-) -> None:
-    """The market side of the smoke, with a seller on the host dialling loopback."""
-    inputs = job_inputs(3)
-    jobs = market.submit(build_fsdither(tmp_path), inputs)
-    write_order(replace(market.order, market_url=market.process.url), tmp_path / "host.cpu")
-    seller = subprocess.Popen(
-        [sys.executable, "-m", "cpushare.seller", str(tmp_path / "host.cpu"), "--wait", "1"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        give_up = time.monotonic() + 60
-        while len(done := market.done()) < 3:
-            assert time.monotonic() < give_up
-            time.sleep(0.1)
-    finally:
-        seller.kill()
-        seller.wait()
-    assert result_problems(market, dict(zip(jobs, inputs, strict=True)), done) == []
-    assert coin_problems(market, done) == []
-    swapped = dict(zip(jobs, reversed(inputs), strict=True))
-    assert len(result_problems(market, swapped, done)) == 2
-    inflated = {job: {**info, "cpu_seconds": 10.0} for job, info in done.items()}
-    assert "volunteer holds" in coin_problems(market, inflated)[0]
-
-
-def test_the_market_out_of_reach_counts_only_once_the_guest_has_an_address() -> None:
-    def line(event: str, **fields: str) -> Milestone:
-        return Milestone(event, {"event": event, **fields}, 0.0)
-
-    unreachable = line("error", what="market-unreachable", detail="Network is unreachable")
-    medium = line("orders", source="medium", count="1")
-    assert console_problems([medium, unreachable, line("network", addr="10.0.2.15/24")]) == []
-    late = console_problems([medium, line("network", addr="10.0.2.15/24"), unreachable])
-    assert late == ["the guest reported an error: market-unreachable: Network is unreachable"]

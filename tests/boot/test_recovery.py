@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from livecd.e2e import ConsoleWatch, ThrowawayMarket, make_medium, wait_for_results
-from livecd.qemu import Guest, GuestConfig
+from livecd.qemu.events import ConsoleEvents
+from livecd.qemu.guest import Guest
+from livecd.qemu.machine import GuestConfig
+from livecd.qemu.medium import make_medium
+from livecd.qemu.sale import SaleMarket, guest_market, wait_for_results
 from livecd.toolchain import build_job
 
 pytestmark = pytest.mark.qemu
@@ -26,63 +29,62 @@ def spin(tmp_path: Path) -> bytes:
     return build_job([SPIN], tmp_path / "spin.job").read_bytes()
 
 
-def _market(tmp_path: Path, lease_seconds: float) -> Iterator[ThrowawayMarket]:
-    with ThrowawayMarket(tmp_path / "market", lease_seconds=lease_seconds) as market:
-        yield market.start()
+def _market(tmp_path: Path, lease_seconds: float) -> Iterator[SaleMarket]:
+    with guest_market(tmp_path / "market", lease_seconds=lease_seconds) as process:
+        yield SaleMarket.open(process.start())
 
 
 @pytest.fixture
-def market(tmp_path: Path) -> Iterator[ThrowawayMarket]:
+def market(tmp_path: Path) -> Iterator[SaleMarket]:
     """Short leases: a job whose seller lost the market is soon leased again."""
     yield from _market(tmp_path, 6)
 
 
 @pytest.fixture
-def slow_market(tmp_path: Path) -> Iterator[ThrowawayMarket]:
+def slow_market(tmp_path: Path) -> Iterator[SaleMarket]:
     """Leases far longer than the test: only a release requeues a job."""
     yield from _market(tmp_path, 600)
 
 
-def _guest_cfg(iso: Path, tmp_path: Path, market: ThrowawayMarket) -> GuestConfig:
+def _guest_cfg(iso: Path, tmp_path: Path, market: SaleMarket) -> GuestConfig:
     medium = make_medium({"volunteer.cpu": market.order_file()}, tmp_path / "medium.img")
     return GuestConfig(iso=iso, sticks=(medium,), forwards=(market.forward,), shell=True)
 
 
 def test_the_link_lost_during_a_job_comes_back_and_the_job_completes(
-    iso: Path, tmp_path: Path, market: ThrowawayMarket, spin: bytes
+    iso: Path, tmp_path: Path, market: SaleMarket, spin: bytes
 ) -> None:
     # About 15 s of guest CPU under emulation.
     job = market.submit(spin, [b"3000"])[0]
     with Guest(_guest_cfg(iso, tmp_path, market), tmp_path / "serial.log") as guest:
-        watch = ConsoleWatch(guest)
-        assert watch.wait("job-leased", 180, job=str(job)) is not None
+        console = ConsoleEvents(guest)
+        assert console.wait("job-leased", 180, job=str(job)) is not None
         time.sleep(3)  # the program is fetched: the job runs
         guest.qmp("set_link", name="net0", up=False)
         # Longer than the lease: the seller cannot extend it and notices.
-        noticed = watch.wait("error", 60)
+        noticed = console.wait("error", 60)
         guest.qmp("set_link", name="net0", up=True)
         assert noticed is not None, "the seller did not notice the lost link"
-        done = wait_for_results(watch, market, [job], 240)
+        done = wait_for_results(console, market, [job], 240)
         assert set(done) == {job}
         assert market.buyer.output(job) == b"spun\n"
-        assert watch.find("seller-started") and len(watch.find("seller-started")) == 1
+        assert console.find("seller-started") and len(console.find("seller-started")) == 1
         assert guest.power_button(30)
 
 
 def test_the_power_button_during_a_job_hands_the_lease_back_and_powers_off(
-    iso: Path, tmp_path: Path, slow_market: ThrowawayMarket, spin: bytes
+    iso: Path, tmp_path: Path, slow_market: SaleMarket, spin: bytes
 ) -> None:
     job = slow_market.submit(spin, [b"100000"])[0]
     with Guest(_guest_cfg(iso, tmp_path, slow_market), tmp_path / "serial.log") as guest:
-        watch = ConsoleWatch(guest)
-        assert watch.wait("job-leased", 180, job=str(job)) is not None
+        console = ConsoleEvents(guest)
+        assert console.wait("job-leased", 180, job=str(job)) is not None
         pressed = time.monotonic()
         assert guest.power_button(10), "the guest did not power off within 10 s"
         off_after = time.monotonic() - pressed
-        while watch.pump(1) is not None:  # the lines QEMU printed before it exited
-            pass
-    released = watch.find("lease-released")
-    assert [e.fields["job"] for e in released] == [str(job)], (off_after, watch.events[-5:])
+        console.drain()  # the lines QEMU printed before it exited
+    released = console.find("lease-released")
+    assert [e.fields["job"] for e in released] == [str(job)], (off_after, console.events[-5:])
     with sqlite3.connect(slow_market.process.db) as db:
         leases = db.execute("SELECT state, released FROM leases WHERE job_id = ?", (job,))
         assert [(state, when is not None) for state, when in leases] == [("expired", True)]
@@ -91,18 +93,18 @@ def test_the_power_button_during_a_job_hands_the_lease_back_and_powers_off(
 
 @pytest.mark.matrix
 def test_a_hung_seller_is_replaced_and_the_job_completes(
-    iso: Path, tmp_path: Path, market: ThrowawayMarket, spin: bytes
+    iso: Path, tmp_path: Path, market: SaleMarket, spin: bytes
 ) -> None:
     with Guest(_guest_cfg(iso, tmp_path, market), tmp_path / "serial.log") as guest:
-        watch = ConsoleWatch(guest)
-        first = watch.wait("seller-started", 180)
+        console = ConsoleEvents(guest)
+        first = console.wait("seller-started", 180)
         assert first is not None
         status, out = guest.shell(f"kill -STOP {first.fields['pid']}")
         assert status == 0, out
-        replaced = watch.wait("error", 240, what="seller")
+        replaced = console.wait("error", 240, what="seller")
         assert replaced is not None and "hung" in replaced.fields["detail"]
-        second = watch.wait("seller-started", 60, skip=1)
+        second = console.wait("seller-started", 60, skip=1)
         assert second is not None and second.fields["pid"] != first.fields["pid"]
         job = market.submit(spin, [b"100"])[0]
-        assert set(wait_for_results(watch, market, [job], 180)) == {job}
+        assert set(wait_for_results(console, market, [job], 180)) == {job}
         assert guest.power_button(30)

@@ -97,7 +97,7 @@ def test_no_qemu_installed(tmp_path: Path, iso: Path) -> None:
 
 
 def test_no_ovmf_installed(iso: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr("livecd.qemu.OVMF_DIR", tmp_path)
+    monkeypatch.setattr("livecd.qemu.machine.OVMF_DIR", tmp_path)
     result = livecd("smoke", str(iso), "--firmware", "uefi")
     assert_one_line_error(result, "is not installed")
     assert "ovmf" in result.stderr

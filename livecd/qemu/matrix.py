@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from livecd.qemu import Guest
+from livecd.qemu.guest import Guest
 
 # A process in the guest, as `ps` would say it: pid, RSS and PSS in KiB, name.
 _PROCESSES = (

@@ -1,0 +1,229 @@
+"""The end-to-end sale: the unchanged ISO sells its CPUs to a real market on the host.
+
+A market runs on the host loopback with TLS; its order (for a throwaway account) names
+the market as the guest dials it, `https://10.0.2.100:8443`, which a QEMU `guestfwd` rule
+maps to the loopback port. The order reaches the guest on a CPUSHARE medium. A batch of
+Floyd-Steinberg jobs is queued before the guest boots; the run passes when every job has
+an accepted result equal, bit for bit, to the Python reference, the order's account was
+credited exactly the CPU seconds the market accepted, and one seller ran per vCPU at the
+order's nice level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cpushare.limits import JobLimits
+from cpushare.order import SellOrder
+from livecd.market_process import MarketProcess
+from livecd.orders import render_order
+from livecd.qemu.events import ConsoleEvents, Event
+from livecd.qemu.guest import Guest
+from livecd.qemu.machine import Forward, GuestConfig
+from livecd.qemu.medium import make_medium
+from livecd.qemu.report import (
+    Report,
+    SaleFigures,
+    console_problems,
+    crash_problems,
+    power_off,
+    refused,
+)
+from livecd.sdk.dither import dither, sample_image
+from livecd.toolchain import FSDITHER_SOURCE, build_job
+from market.buyer import BuyerClient
+
+GUEST_MARKET_ADDR = "10.0.2.100"
+GUEST_MARKET_PORT = 8443
+VOLUNTEER = "volunteer"  # the order's account: it is credited the coins
+BUYER = "lab"  # the account that submits the jobs
+# Small pictures: under emulation the jail's start-up, not the dithering, should dominate.
+JOB_LIMITS = JobLimits(
+    cpu_seconds=30, wall_seconds=120, memory_bytes=32 << 20, output_bytes=1 << 20
+)
+# A lease outlives a seller killed mid-job by this much, then the job is leased again.
+LEASE_SECONDS = 15.0
+
+
+def job_inputs(count: int) -> list[bytes]:
+    """`count` reproducible PGM pictures of slightly different sizes."""
+    return [sample_image(64 + 8 * (i % 5), 48 + 4 * (i % 3), seed=i) for i in range(count)]
+
+
+def build_fsdither(workdir: Path) -> bytes:
+    """The Floyd-Steinberg job, built with the SDK."""
+    return build_job([FSDITHER_SOURCE], workdir / "fsdither.job").read_bytes()
+
+
+def guest_market(workdir: Path, *, lease_seconds: float = LEASE_SECONDS) -> MarketProcess:
+    """A market (not started yet) whose certificate also names the address the guest
+    dials; the same port, database and certificate across stops and starts."""
+    return MarketProcess(workdir, lease_seconds=lease_seconds, cert_names=[GUEST_MARKET_ADDR])
+
+
+@dataclass(frozen=True)
+class SaleMarket:
+    """A running `guest_market` with a volunteer's order and a buyer's account."""
+
+    process: MarketProcess
+    order: SellOrder
+    buyer: BuyerClient
+
+    @classmethod
+    def open(cls, process: MarketProcess) -> SaleMarket:
+        """The accounts and the order on `process`, which runs."""
+        process.account(VOLUNTEER)
+        url = f"https://{GUEST_MARKET_ADDR}:{GUEST_MARKET_PORT}"
+        order = process.order(VOLUNTEER, public_url=url)
+        return cls(process, order, process.client(BUYER))
+
+    @property
+    def forward(self) -> Forward:
+        """The guest's way to the market."""
+        return Forward(GUEST_MARKET_ADDR, GUEST_MARKET_PORT, self.process.port)
+
+    def order_file(self) -> bytes:
+        """The volunteer's `.cpu` file."""
+        return render_order(self.order).encode()
+
+    def submit(self, program: bytes, inputs: Sequence[bytes]) -> list[int]:
+        """Queue one job per input; their ids, in order."""
+        sha256 = self.buyer.upload_program(program)
+        return self.buyer.submit(sha256, inputs, limits=JOB_LIMITS.as_dict())
+
+    def done(self) -> dict[int, dict[str, object]]:
+        """The buyer's finished jobs with an accepted result, by id."""
+        return {int(str(job["id"])): job for job in self.buyer.jobs("done")}
+
+    def coins(self) -> dict[str, float]:
+        return dict(self.buyer.status()["coins"])
+
+
+def wait_for_results(
+    console: ConsoleEvents, market: SaleMarket, jobs: Sequence[int], timeout: float
+) -> dict[int, dict[str, object]]:
+    """Follow the console until every job in `jobs` has an accepted result (or the
+    timeout, or the guest is gone or refuses to sell); the finished jobs."""
+    done: dict[int, dict[str, object]] = {}
+
+    def finished(events: list[Event]) -> bool:
+        done.update(market.done())
+        return set(jobs) <= set(done) or refused(events)
+
+    console.until(finished, timeout)
+    return {job: info for job, info in done.items() if job in jobs}
+
+
+def result_problems(
+    market: SaleMarket, inputs: Mapping[int, bytes], done: Mapping[int, object]
+) -> list[str]:
+    """Jobs without an accepted result, or whose result is not the reference's bytes."""
+    problems = []
+    for job, pgm in inputs.items():
+        if job not in done:
+            problems.append(f"job {job} has no accepted result")
+        elif market.buyer.output(job) != dither(pgm):
+            problems.append(f"job {job}: the accepted result differs from the Python reference")
+    return problems
+
+
+def coin_problems(market: SaleMarket, done: Mapping[int, Mapping[str, object]]) -> list[str]:
+    """The volunteer's account holds one millicoin per accepted CPU millisecond (one at
+    least per job); the buyer earned nothing."""
+    expected = sum(max(1, round(1000 * float(str(job["cpu_seconds"])))) for job in done.values())
+    coins = market.coins()
+    problems = []
+    if round(1000 * coins.get(VOLUNTEER, 0.0)) != expected:
+        problems.append(
+            f"account {VOLUNTEER} holds {coins.get(VOLUNTEER, 0.0):.3f} coins, "
+            f"not the {expected / 1000:.3f} its accepted results earned"
+        )
+    if coins.get(BUYER, 0.0) != 0:
+        problems.append(f"the buyer's account {BUYER} was credited {coins[BUYER]:.3f} coins")
+    return problems
+
+
+def seller_problems(console: ConsoleEvents, cpus: int, order: SellOrder) -> list[str]:
+    """One seller per vCPU for `order`, each at the order's nice level."""
+    started = console.find("seller-started")
+    problems = []
+    for e in started:
+        if e.fields.get("order") != order.order_id:
+            problems.append(f"a seller started for order {e.fields.get('order')}, not ours")
+        if e.fields.get("nice") != str(order.nice):
+            problems.append(
+                f"the seller on cpu {e.fields.get('cpu')} runs at nice "
+                f"{e.fields.get('nice')}, not {order.nice}"
+            )
+    on_cpus = sorted({e.fields.get("cpu", "?") for e in started})
+    wanted = [str(cpu) for cpu in range(cpus)]
+    if on_cpus != wanted:
+        problems.append(f"sellers ran on cpus {on_cpus or 'none'}, not one on each of {wanted}")
+    return problems
+
+
+def run_sale(
+    cfg: GuestConfig,
+    log_path: Path,
+    workdir: Path,
+    *,
+    jobs: int = 6,
+    timeout: float = 300.0,
+    power_off_timeout: float = 30.0,
+    while_up: Callable[[Guest], list[str]] | None = None,
+) -> Report:
+    """The whole run: market, order, medium, jobs, then boot `cfg` (its own disks
+    stay attached beside the medium) until every job is accepted; then the checks.
+    `while_up` looks into the guest before it is powered off and returns problems."""
+    sale = SaleFigures(jobs=jobs, account=VOLUNTEER)
+    report = Report(sale=sale)
+    inputs = job_inputs(jobs)
+    program = build_fsdither(workdir)
+    with guest_market(workdir / "market") as process:
+        market = SaleMarket.open(process.start())
+        medium = make_medium({f"{VOLUNTEER}.cpu": market.order_file()}, workdir / "medium.img")
+        by_job = dict(zip(market.submit(program, inputs), inputs, strict=True))
+        guest_cfg = replace(
+            cfg, sticks=(medium, *cfg.sticks), forwards=(*cfg.forwards, market.forward)
+        )
+        with Guest(guest_cfg, log_path) as guest:
+            console = ConsoleEvents(guest)
+            done = wait_for_results(console, market, list(by_job), timeout)
+            report.milestones = console.events
+            _measure(sale, console, done, market)
+            report.problems += result_problems(market, by_job, done)
+            report.problems += coin_problems(market, done)
+            report.problems += seller_problems(console, cfg.cpus, market.order)
+            report.problems += console_problems(console.events, secure_boot=cfg.secure_boot)
+            report.problems += crash_problems(guest)
+            if not guest.running:
+                report.problems.append(f"QEMU exited early: {guest.stderr or 'no message'}")
+            elif while_up is not None:
+                report.problems += while_up(guest)
+            power_off(guest, report, power_off_timeout)
+    if report.problems:
+        report.problems.append(f"console log: {log_path}")
+    return report
+
+
+def _measure(
+    sale: SaleFigures,
+    console: ConsoleEvents,
+    done: Mapping[int, Mapping[str, object]],
+    market: SaleMarket,
+) -> None:
+    """Guest uptime at the first and last accepted result, jobs per minute from the
+    first lease to the last accepted result, and the coins the volunteer holds."""
+    sale.accepted = len(done)
+    sale.coins = market.coins().get(VOLUNTEER, 0.0)
+    finished = sorted(float(str(job["finished"])) for job in done.values())
+    if not finished:
+        return
+    sale.first_result_uptime = console.uptime_at(finished[0])
+    sale.last_result_uptime = console.uptime_at(finished[-1])
+    leased = console.find("job-leased")
+    if leased:
+        span = finished[-1] - console.wall_of(leased[0])
+        sale.jobs_per_minute = 60 * len(finished) / span if span > 0 else None

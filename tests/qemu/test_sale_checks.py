@@ -1,0 +1,62 @@
+"""The sale's checks against a real market, with a seller on the host dialling loopback
+instead of a guest: they pass for honest results and catch wrong ones."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from livecd.orders import write_order
+from livecd.qemu.sale import (
+    SaleMarket,
+    build_fsdither,
+    coin_problems,
+    guest_market,
+    job_inputs,
+    result_problems,
+)
+
+
+@pytest.fixture
+def market(tmp_path: Path) -> Iterator[SaleMarket]:
+    with guest_market(tmp_path / "market", lease_seconds=6) as process:
+        yield SaleMarket.open(process.start())
+
+
+def test_the_order_names_the_market_as_the_guest_dials_it(market: SaleMarket) -> None:
+    assert market.order.market_url == "https://10.0.2.100:8443"
+    assert market.order.account == "volunteer"
+    assert (market.forward.guest_addr, market.forward.guest_port) == ("10.0.2.100", 8443)
+    assert market.forward.host_port == market.process.port
+
+
+def test_the_checks_pass_for_honest_results_and_catch_wrong_ones(
+    tmp_path: Path, market: SaleMarket
+) -> None:
+    inputs = job_inputs(3)
+    jobs = market.submit(build_fsdither(tmp_path), inputs)
+    write_order(replace(market.order, market_url=market.process.url), tmp_path / "host.cpu")
+    seller = subprocess.Popen(
+        [sys.executable, "-m", "cpushare.seller", str(tmp_path / "host.cpu"), "--wait", "1"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        give_up = time.monotonic() + 60
+        while len(done := market.done()) < 3:
+            assert time.monotonic() < give_up
+            time.sleep(0.1)
+    finally:
+        seller.kill()
+        seller.wait()
+    assert result_problems(market, dict(zip(jobs, inputs, strict=True)), done) == []
+    assert coin_problems(market, done) == []
+    swapped = dict(zip(jobs, reversed(inputs), strict=True))
+    assert len(result_problems(market, swapped, done)) == 2
+    inflated = {job: {**info, "cpu_seconds": 10.0} for job, info in done.items()}
+    assert "volunteer holds" in coin_problems(market, inflated)[0]
