@@ -27,16 +27,22 @@ def spin(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 
 
 class SellerProcess:
-    """`python3 -m cpushare.seller ORDER` with its console captured to a file."""
+    """`python3 -m cpushare.seller ORDER` with its console captured to a file; from the
+    loopback address `source` if given (each address is another machine to the market)."""
 
-    def __init__(self, order: Path, workdir: Path, *extra: str) -> None:
+    def __init__(self, order: Path, workdir: Path, *extra: str, source: str | None = None) -> None:
         self.order = order
         self.status_dir = workdir / "status"
         self.console = workdir / f"{order.stem}.console"
         argv = [sys.executable, "-m", "cpushare.seller", str(order)]
         argv += ["--status-dir", str(self.status_dir), "--wait", "1", "--backoff-max", "0.4"]
+        env = dict(os.environ)
+        if source is not None:
+            env["CPUSHARE_SOURCE_ADDRESS"] = source
         with open(self.console, "wb") as out:
-            self.process = subprocess.Popen([*argv, *extra], stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                [*argv, *extra], stdout=out, stderr=subprocess.STDOUT, env=env
+            )
 
     def events(self, name: str | None = None) -> list[dict[str, str]]:
         lines = self.console.read_text(errors="replace").splitlines()

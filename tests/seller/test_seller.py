@@ -20,8 +20,17 @@ from cpushare.seller.options import SellerOptions
 from livecd.market_process import MarketProcess, free_port
 from livecd.orders import write_order
 from livecd.sdk.dither import dither, sample_image
+from market import admin
 from market.buyer import BuyerClient
 from market.tls import self_signed
+
+
+GRANT = 1_000_000
+
+
+def _coins(market: MarketProcess) -> dict[str, float]:
+    """Every account's balance, as the operator sees it."""
+    return {str(a["name"]): float(str(a["coins"])) for a in admin.list_accounts(market.db)}
 
 
 def _wait_done(buyer: BuyerClient, count: int, timeout: float = 60) -> None:
@@ -41,25 +50,29 @@ def test_a_batch_through_two_sellers_over_pinned_tls_matches_the_reference(
         tmp_path, lease_seconds=5, tls=(tmp_path / "cert.pem", tmp_path / "key.pem")
     ).start()
     try:
-        buyer = BuyerClient(market.url, market.account("lab").api_key, cacert=tmp_path / "cert.pem")
+        api_key = market.account("lab", coins=GRANT).api_key
+        buyer = BuyerClient(market.url, api_key, cacert=tmp_path / "cert.pem")
         images = [sample_image(40 + 7 * i, 30 + 5 * i, seed=i) for i in range(8)]
-        for name in ("alice", "bob"):
+        # Two machines (two source addresses): new hosts, so every job needs both.
+        for name, source in (("alice", "127.0.0.2"), ("bob", "127.0.0.3")):
             market.account(name)
             order = market.order(name, tmp_path / f"{name}.cpu")
             assert order.market_url == market.url and order.cert_sha256
-            sellers.append(SellerProcess(tmp_path / f"{name}.cpu", tmp_path))
+            sellers.append(SellerProcess(tmp_path / f"{name}.cpu", tmp_path, source=source))
         ids = buyer.submit(buyer.upload_program(fsdither), images)
         _wait_done(buyer, len(ids))
         for job, image in zip(ids, images, strict=True):
             assert buyer.output(job) == dither(image)
-        finished = [e for s in sellers for e in s.events("job-finished")]
-        assert sorted(int(e["job"]) for e in finished) == ids
-        assert all(e["status"] == "ok" for e in finished)
         for seller in sellers:
+            finished = seller.events("job-finished")
+            assert sorted(int(e["job"]) for e in finished) == ids
+            assert all(e["status"] == "ok" for e in finished)
             started = seller.events("seller-started")[0]
             assert started["nice"] == "19" and started["order"] == load_order(seller.order).order_id
-        coins = buyer.status()["coins"]
-        assert coins["alice"] + coins["bob"] > 0 and coins["lab"] == 0
+            assert seller.events("enrolled")[0]["seats"] == "1"
+        coins = _coins(market)
+        assert coins["alice"] > 0 and coins["bob"] > 0 and coins["lab"] < GRANT
+        assert admin.check_ledger(market.db) == []
     finally:
         market.stop(kill=True)
 
@@ -97,9 +110,11 @@ def test_replication_rejects_a_lying_seller_and_credits_the_honest(
     images = [sample_image(32, 24, seed=s) for s in (1, 2)]
     ids = buyer.submit(buyer.upload_program(fsdither), images, replicas=2)
     market.account("mallory")
-    liar = SellerClient(market.order("mallory", tmp_path / "mallory.cpu"))
-    for _ in ids:
-        lease = liar.request_json("POST", "/v1/lease", {"wait": 5})
+    order = market.order("mallory", tmp_path / "mallory.cpu")
+    host = market.enroll(order, seats=len(ids), source="127.0.0.4")
+    liar = SellerClient(order, credentials=host.auth)
+    for seat in range(len(ids)):
+        lease = liar.request_json("POST", "/v1/lease", {"wait": 5, "seat": seat})
         assert lease is not None
         body = {
             "outcome": "ok",
@@ -109,10 +124,10 @@ def test_replication_rejects_a_lying_seller_and_credits_the_honest(
             "wall_seconds": 30.0,
         }
         liar.request_json("POST", f"/v1/leases/{lease['lease']}/result", body)
-    for name in ("alice", "bob"):
+    for name, source in (("alice", "127.0.0.2"), ("bob", "127.0.0.3")):
         market.account(name)
         market.order(name, tmp_path / f"{name}.cpu")
-        sellers.append(SellerProcess(tmp_path / f"{name}.cpu", tmp_path))
+        sellers.append(SellerProcess(tmp_path / f"{name}.cpu", tmp_path, source=source))
     _wait_done(buyer, len(ids))
     for job, image in zip(ids, images, strict=True):
         assert buyer.output(job) == dither(image)
@@ -126,7 +141,7 @@ def test_replication_rejects_a_lying_seller_and_credits_the_honest(
         ("bob", "accepted", 2),
         ("mallory", "rejected", 2),
     ]
-    coins = buyer.status()["coins"]
+    coins = _coins(market)
     assert coins["mallory"] == 0 and coins["alice"] > 0 and coins["bob"] > 0
 
 
@@ -140,7 +155,8 @@ def test_a_seller_killed_mid_job_loses_its_lease_and_another_finishes(
     market.account("alice")
     market.order("alice", tmp_path / "first.cpu")
     market.order("alice", tmp_path / "second.cpu")
-    job = buyer.submit(buyer.upload_program(spin), [b"6000"])[0]
+    # replicas=1: this is about a lost lease, not about agreement (one machine here).
+    job = buyer.submit(buyer.upload_program(spin), [b"6000"], replicas=1)[0]
     first = SellerProcess(tmp_path / "first.cpu", tmp_path)
     sellers.append(first)
     first.wait_for("job-leased")
@@ -158,7 +174,7 @@ def test_sellers_back_off_while_the_market_is_down_then_work(
     tmp_path: Path, fsdither: bytes, sellers: list[SellerProcess]
 ) -> None:
     market = MarketProcess(tmp_path, port=free_port(), lease_seconds=5).start()
-    api_key = market.account("lab").api_key
+    api_key = market.account("lab", coins=GRANT).api_key
     market.order("lab", tmp_path / "lab.cpu")
     market.stop()
     try:
@@ -172,9 +188,11 @@ def test_sellers_back_off_while_the_market_is_down_then_work(
         market.start()
         buyer = BuyerClient(market.url, api_key)
         image = sample_image(20, 20)
-        job = buyer.submit(buyer.upload_program(fsdither), [image])[0]
+        # replicas=1: this is about backing off, not about agreement.
+        job = buyer.submit(buyer.upload_program(fsdither), [image], replicas=1)[0]
         _wait_done(buyer, 1)
         assert buyer.output(job) == dither(image)
+        assert len(seller.events("enrolled")) == 1
         status = (tmp_path / "status" / "lab.json").read_text()
         assert '"jobs_done": 1' in status
     finally:
@@ -203,7 +221,8 @@ def test_a_seller_extends_its_lease_while_a_long_job_runs(
     market.account("alice")
     market.order("alice", tmp_path / "alice.cpu")
     # About 4 s of CPU against 2-second leases: only extensions keep the lease alive.
-    job = buyer.submit(buyer.upload_program(spin), [b"6000"])[0]
+    # replicas=1: this is about extensions, not about agreement.
+    job = buyer.submit(buyer.upload_program(spin), [b"6000"], replicas=1)[0]
     sellers.append(SellerProcess(tmp_path / "alice.cpu", tmp_path))
     _wait_done(buyer, 1)
     assert buyer.job(job)["results"] == 1
