@@ -100,7 +100,12 @@ def _gone(pid: int) -> bool:
 
 
 def test_a_seller_per_seat_at_the_options_nice_level_sells_and_a_killed_one_comes_back(
-    tmp_path: Path, orders: Path, buyer: BuyerClient, fsdither: bytes, fleets: list[FleetProcess]
+    tmp_path: Path,
+    orders: Path,
+    market: MarketProcess,
+    buyer: BuyerClient,
+    fsdither: bytes,
+    fleets: list[FleetProcess],
 ) -> None:
     fleet = FleetProcess(tmp_path, "quiet cpushare.sellers=2 cpushare.nice=7")
     fleets.append(fleet)
@@ -114,8 +119,12 @@ def test_a_seller_per_seat_at_the_options_nice_level_sells_and_a_killed_one_come
     assert len({e["pid"] for e in started}) == 2
     for event in started:
         assert os.getpriority(os.PRIO_PROCESS, int(event["pid"])) == 7
+    # The fleet enrolled the machine once: one host, a seat per seller.
+    (enrolled,) = fleet.events("enrolled")
+    assert enrolled["seats"] == "2"
     images = [sample_image(30 + i, 20 + i, seed=i) for i in range(4)]
-    jobs = buyer.submit(buyer.upload_program(fsdither), images)
+    # replicas=1: this is about the fleet, not about agreement (one machine here).
+    jobs = buyer.submit(buyer.upload_program(fsdither), images, replicas=1)
     give_up = time.monotonic() + 60
     while buyer.status()["jobs"]["done"] < len(jobs):
         assert time.monotonic() < give_up, fleet.console.read_text()
@@ -124,6 +133,9 @@ def test_a_seller_per_seat_at_the_options_nice_level_sells_and_a_killed_one_come
     statuses = read_statuses(fleet.run / "status")
     assert sorted(statuses) == ["volunteer-cpu0", "volunteer-cpu1"]
     assert sum(s.jobs_done for s in statuses.values()) == len(jobs)
+    with sqlite3.connect(market.db) as db:
+        seats = db.execute("SELECT DISTINCT host_id, seat FROM leases").fetchall()
+    assert {host for host, _ in seats} == {enrolled["host"]} and {s for _, s in seats} <= {0, 1}
     assert all(s.market_seen is not None and s.account == "volunteer" for s in statuses.values())
 
     os.kill(int(started[0]["pid"]), signal.SIGKILL)
@@ -158,10 +170,11 @@ def test_a_stopped_or_killed_fleet_leaves_no_seller_and_its_lease_goes_back(
         (tmp_path / "orders").mkdir()
         market.account("volunteer")
         market.order("volunteer", tmp_path / "orders" / "volunteer.cpu")
-        buyer = BuyerClient(market.url, market.account("lab").api_key)
+        buyer = BuyerClient(market.url, market.account("lab", coins=1_000_000).api_key)
         # Far longer than the test: only a release puts a job back in the queue. One job
-        # per seller: none is left polling for a job released on the way out.
-        jobs = buyer.submit(buyer.upload_program(spin), [b"100000"] * 2)
+        # per seller: none is left polling for a job released on the way out. replicas=1:
+        # this is about stopping, not about agreement.
+        jobs = buyer.submit(buyer.upload_program(spin), [b"100000"] * 2, replicas=1)
         fleet = FleetProcess(tmp_path, "cpushare.sellers=2 cpushare.nice=high")
         fleets.append(fleet)
         assert "cpushare.nice=high" in fleet.wait_for("error", what="option")[0]["detail"]

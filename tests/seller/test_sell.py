@@ -56,10 +56,11 @@ def test_a_stopped_or_killed_livecd_sell_leaves_no_seller_and_its_lease_goes_bac
         orders = [tmp_path / "first.cpu", tmp_path / "second.cpu"]
         for path in orders:
             market.order("volunteer", path)
-        buyer = BuyerClient(market.url, market.account("lab").api_key)
+        buyer = BuyerClient(market.url, market.account("lab", coins=1_000_000).api_key)
         # Far longer than the test: only a release puts a job back in the queue. One job
-        # per seller: none is left polling for a job released on the way out.
-        jobs = buyer.submit(buyer.upload_program(spin), [b"100000"] * 2)
+        # per seller: none is left polling for a job released on the way out. replicas=1:
+        # this is about stopping, not about agreement.
+        jobs = buyer.submit(buyer.upload_program(spin), [b"100000"] * 2, replicas=1)
         console = tmp_path / "sell.console"
         argv = [*LIVECD, "sell", *map(str, orders), "--status-dir", str(tmp_path / "status")]
         with open(console, "wb") as out:

@@ -24,7 +24,6 @@ from market import admin
 from market.buyer import BuyerClient
 from market.tls import self_signed
 
-
 GRANT = 1_000_000
 
 
