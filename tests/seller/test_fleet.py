@@ -19,6 +19,7 @@ from cpushare.seller.fleet import make_seats
 from cpushare.seller.status import read_statuses
 from livecd.market_process import MarketProcess
 from livecd.sdk.dither import dither, sample_image
+from market import admin
 from market.buyer import BuyerClient
 
 GiB = 1 << 30
@@ -224,3 +225,22 @@ def test_a_seller_takes_no_job_above_its_memory_cap(
     time.sleep(2)  # two more lease rounds: the big job stays queued
     assert [e["job"] for e in sellers[0].events("job-leased")] == [str(small)]
     assert buyer.job(big)["state"] == "open"
+
+
+def test_a_revoked_host_stops_every_seller_of_the_fleet_for_good(
+    tmp_path: Path, orders: Path, market: MarketProcess, fleets: list[FleetProcess]
+) -> None:
+    fleet = FleetProcess(tmp_path, "cpushare.sellers=2")
+    fleets.append(fleet)
+    fleet.wait_for("seller-started", 2)
+    (enrolled,) = fleet.events("enrolled")
+    admin.revoke_host(market.db, enrolled["host"])  # as `livecd market host revoke` does
+    assert fleet.process.wait(timeout=30) == 3
+    # One line per seller, and no restart: the fleet stops once every seat is revoked.
+    assert len(fleet.events("error", what="revoked")) == 2
+    assert not fleet.events("error", what="seller")
+    assert len(fleet.events("seller-started")) == 2
+    assert (fleet.run / "state").read_text().startswith("not selling: the market revoked")
+    statuses = read_statuses(fleet.run / "status")
+    assert {s.state for s in statuses.values()} == {"revoked"}
+    assert "Traceback" not in fleet.console.read_text()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -84,5 +86,42 @@ def test_a_stopped_or_killed_livecd_sell_leaves_no_seller_and_its_lease_goes_bac
             assert sorted(rows) == [(job, 1) for job in jobs]
         assert [buyer.job(job)["state"] for job in jobs] == ["open", "open"]
         assert "Traceback" not in console.read_text()
+    finally:
+        market.stop(kill=True)
+
+
+def test_livecd_sell_enrolls_once_per_order_and_hands_the_secret_over_a_pipe(
+    tmp_path: Path, sells: list[subprocess.Popen[bytes]]
+) -> None:
+    market = MarketProcess(tmp_path, lease_seconds=10).start()
+    try:
+        market.account("volunteer")
+        order = tmp_path / "volunteer.cpu"
+        market.order("volunteer", order)
+        copy = tmp_path / "volunteer-2.cpu"
+        copy.write_bytes(order.read_bytes())
+        console = tmp_path / "sell.console"
+        argv = [*LIVECD, "sell", str(order), str(copy), "--status-dir", str(tmp_path / "status")]
+        with open(console, "wb") as out:
+            sell = subprocess.Popen([*argv, "--wait", "1"], stdout=out, stderr=out)
+        sells.append(sell)
+        _wait_for(console, "seller-started", 2)
+        (enrolled,) = _events(console, "enrolled")
+        assert enrolled["seats"] == "2"
+        sellers = [int(e["pid"]) for e in _events(console, "seller-started")]
+        # A host secret is a word of 43 characters of URL-safe base64: none in any
+        # seller's command line nor in a status file; its environment is ours, no more.
+        secret = re.compile(rb"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
+        for pid in sellers:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            assert b"--host-fd" in cmdline and not secret.search(cmdline)
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            names = {item.partition(b"=")[0] for item in environ if item}
+            # (The CLI sets the terminal's size for its own output.)
+            assert names - {b"COLUMNS", b"LINES"} <= {name.encode() for name in os.environ}
+        for status in (tmp_path / "status").iterdir():
+            assert not secret.search(status.read_bytes())
+        sell.send_signal(signal.SIGTERM)
+        assert sell.wait(timeout=15) == 143
     finally:
         market.stop(kill=True)
