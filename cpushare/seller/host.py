@@ -118,7 +118,7 @@ def enroll_patiently(
             say_revoked(order.order_id, exc, stream)
             return None
         except (Unreachable, Refused, BadReply) as exc:
-            emit("error", stream, what="enroll", order=order.order_id, detail=str(exc))
+            emit("error", stream, what=_what(exc), order=order.order_id, detail=str(exc))
             delay = backoff.next_delay()
             sleep(max(delay, exc.retry_after) if isinstance(exc, Busy) else delay)
 
@@ -142,6 +142,15 @@ def enroll_machine(
             for seat, i in enumerate(chunk):
                 found[i] = host.on_seat(seat)
     return found
+
+
+def _what(exc: Exception) -> str:
+    """The console's name for a failure, as the seller's loop names it."""
+    if isinstance(exc, Busy):
+        return "market-busy"
+    if isinstance(exc, Unreachable):
+        return "market-unreachable"
+    return "market-refused" if isinstance(exc, Refused) else "bad-reply"
 
 
 def say_revoked(order: str, exc: Revoked, stream: TextIO | None = None) -> None:

@@ -5,13 +5,23 @@ the market as the guest dials it, `https://10.0.2.100:8443`, which a QEMU `guest
 maps to the loopback port. The order reaches the guest on a CPUSHARE medium. A batch of
 Floyd-Steinberg jobs is queued before the guest boots; the run passes when every job has
 an accepted result equal, bit for bit, to the Python reference, the order's account was
-credited exactly the CPU seconds the market accepted, and one seller ran per vCPU at the
-order's nice level.
+paid exactly what the market's ledger says its accepted results earned, and one seller ran
+per vCPU at the order's nice level.
+
+Under the market's trust model a new host's result needs a second, distinct machine to
+agree with it, and a guest's sellers are one host: so an honest seller runs on the host
+beside the guest, from another loopback address (`validator`), unless the run asks for
+`replicas=1` (trust every seller).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,13 +42,18 @@ from livecd.qemu.report import (
     refused,
 )
 from livecd.sdk.dither import dither, sample_image
-from livecd.toolchain import FSDITHER_SOURCE, build_job
+from livecd.toolchain import FSDITHER_SOURCE, build_job, jail_environment
+from market import admin
 from market.buyer import BuyerClient
 
 GUEST_MARKET_ADDR = "10.0.2.100"
 GUEST_MARKET_PORT = 8443
 VOLUNTEER = "volunteer"  # the order's account: it is credited the coins
 BUYER = "lab"  # the account that submits the jobs
+BUYER_COINS = 1_000_000  # granted to the buyer: submitting reserves each job's worst case
+VALIDATOR = "validator"  # the host-side honest seller's account
+# Where the validator's connections come from: another machine, to the market.
+VALIDATOR_SOURCE = "127.0.0.2"
 # Small pictures: under emulation the jail's start-up, not the dithering, should dominate.
 JOB_LIMITS = JobLimits(
     cpu_seconds=30, wall_seconds=120, memory_bytes=32 << 20, output_bytes=1 << 20
@@ -77,7 +92,9 @@ class SaleMarket:
         process.account(VOLUNTEER)
         url = f"https://{GUEST_MARKET_ADDR}:{GUEST_MARKET_PORT}"
         order = process.order(VOLUNTEER, public_url=url)
-        return cls(process, order, process.client(BUYER))
+        buyer = process.client(BUYER)
+        process.grant(BUYER, BUYER_COINS)
+        return cls(process, order, buyer)
 
     @property
     def forward(self) -> Forward:
@@ -88,17 +105,44 @@ class SaleMarket:
         """The volunteer's `.cpu` file."""
         return render_order(self.order).encode()
 
-    def submit(self, program: bytes, inputs: Sequence[bytes]) -> list[int]:
-        """Queue one job per input; their ids, in order."""
+    def submit(
+        self, program: bytes, inputs: Sequence[bytes], *, replicas: int | None = None
+    ) -> list[int]:
+        """Queue one job per input (adaptive replication unless `replicas`); their ids."""
         sha256 = self.buyer.upload_program(program)
-        return self.buyer.submit(sha256, inputs, limits=JOB_LIMITS.as_dict())
+        return self.buyer.submit(sha256, inputs, replicas=replicas, limits=JOB_LIMITS.as_dict())
 
     def done(self) -> dict[int, dict[str, object]]:
         """The buyer's finished jobs with an accepted result, by id."""
         return {int(str(job["id"])): job for job in self.buyer.jobs("done")}
 
     def coins(self) -> dict[str, float]:
-        return dict(self.buyer.status()["coins"])
+        """Every account's balance, as the market's operator sees it."""
+        return {
+            str(a["name"]): float(str(a["coins"])) for a in admin.list_accounts(self.process.db)
+        }
+
+    @contextlib.contextmanager
+    def validator(self, workdir: Path) -> Iterator[None]:
+        """An honest seller on the host, from VALIDATOR_SOURCE: a second machine whose
+        results the guest's agree with (its console in workdir/validator.console)."""
+        if VALIDATOR not in self.coins():
+            self.process.account(VALIDATOR)
+        order = workdir / "validator.cpu"
+        self.process.order(VALIDATOR, order)
+        env = {**jail_environment(), **os.environ, "CPUSHARE_SOURCE_ADDRESS": VALIDATOR_SOURCE}
+        argv = [sys.executable, "-m", "cpushare.seller", str(order), "--wait", "5"]
+        with open(workdir / "validator.console", "wb") as console:
+            seller = subprocess.Popen(argv, stdout=console, stderr=subprocess.STDOUT, env=env)
+        try:
+            yield
+        finally:
+            seller.terminate()
+            try:
+                seller.wait(10)
+            except subprocess.TimeoutExpired:
+                seller.kill()
+                seller.wait()
 
 
 def wait_for_results(
@@ -130,18 +174,36 @@ def result_problems(
 
 
 def coin_problems(market: SaleMarket, done: Mapping[int, Mapping[str, object]]) -> list[str]:
-    """The volunteer's account holds one millicoin per accepted CPU millisecond (one at
-    least per job); the buyer earned nothing."""
-    expected = sum(max(1, round(1000 * float(str(job["cpu_seconds"])))) for job in done.values())
+    """The volunteer's account holds exactly what the ledger paid its accepted results of
+    the `done` jobs, each at least one millicoin and at most its own CPU claim; the buyer
+    paid and earned nothing; the books balance."""
+    with contextlib.closing(sqlite3.connect(market.process.db)) as conn:
+        paid = conn.execute(
+            "SELECT r.job_id, r.cpu_seconds, t.millicoins FROM results r "
+            "JOIN orders o ON o.id = r.order_id JOIN accounts a ON a.id = o.account_id "
+            "LEFT JOIN transfers t ON t.result_id = r.id AND t.kind = 'pay' "
+            "WHERE a.name = ? AND r.verdict = 'accepted'",
+            (VOLUNTEER,),
+        ).fetchall()
     coins = market.coins()
     problems = []
-    if round(1000 * coins.get(VOLUNTEER, 0.0)) != expected:
+    for job, claim, millicoins in paid:
+        if job not in done:
+            continue
+        if millicoins is None or not 1 <= millicoins <= max(1, round(1000 * claim)):
+            problems.append(
+                f"job {job}: the volunteer was paid {millicoins} millicoins "
+                f"for a result claiming {claim:.3f} CPU seconds"
+            )
+    earned = sum(m or 0 for job, _, m in paid if job in done)
+    if round(1000 * coins.get(VOLUNTEER, 0.0)) != earned:
         problems.append(
             f"account {VOLUNTEER} holds {coins.get(VOLUNTEER, 0.0):.3f} coins, "
-            f"not the {expected / 1000:.3f} its accepted results earned"
+            f"not the {earned / 1000:.3f} its accepted results earned"
         )
-    if coins.get(BUYER, 0.0) != 0:
+    if coins.get(BUYER, 0.0) > BUYER_COINS:
         problems.append(f"the buyer's account {BUYER} was credited {coins[BUYER]:.3f} coins")
+    problems += admin.check_ledger(market.process.db)
     return problems
 
 
@@ -173,10 +235,12 @@ def run_sale(
     timeout: float = 300.0,
     power_off_timeout: float = 30.0,
     while_up: Callable[[Guest], list[str]] | None = None,
+    replicas: int | None = None,
 ) -> Report:
     """The whole run: market, order, medium, jobs, then boot `cfg` (its own disks
     stay attached beside the medium) until every job is accepted; then the checks.
-    `while_up` looks into the guest before it is powered off and returns problems."""
+    `while_up` looks into the guest before it is powered off and returns problems.
+    `replicas=1` trusts the guest alone; otherwise the validator runs beside it."""
     sale = SaleFigures(jobs=jobs, account=VOLUNTEER)
     report = Report(sale=sale)
     inputs = job_inputs(jobs)
@@ -184,11 +248,12 @@ def run_sale(
     with guest_market(workdir / "market") as process:
         market = SaleMarket.open(process.start())
         medium = make_medium({f"{VOLUNTEER}.cpu": market.order_file()}, workdir / "medium.img")
-        by_job = dict(zip(market.submit(program, inputs), inputs, strict=True))
+        by_job = dict(zip(market.submit(program, inputs, replicas=replicas), inputs, strict=True))
         guest_cfg = replace(
             cfg, sticks=(medium, *cfg.sticks), forwards=(*cfg.forwards, market.forward)
         )
-        with Guest(guest_cfg, log_path) as guest:
+        alongside = contextlib.nullcontext() if replicas == 1 else market.validator(workdir)
+        with alongside, Guest(guest_cfg, log_path) as guest:
             console = ConsoleEvents(guest)
             done = wait_for_results(console, market, list(by_job), timeout)
             report.milestones = console.events

@@ -147,15 +147,19 @@ def test_sellers_wait_while_the_market_is_down_then_work(
     iso: Path, tmp_path: Path, market: SaleMarket
 ) -> None:
     inputs = job_inputs(2)
-    jobs = market.submit(build_fsdither(tmp_path), inputs)
+    # replicas=1: this is about waiting for the market, not about agreement.
+    jobs = market.submit(build_fsdither(tmp_path), inputs, replicas=1)
     market.process.stop()
     medium = make_medium({"volunteer.cpu": market.order_file()}, tmp_path / "m.img")
     cfg = GuestConfig(iso=iso, sticks=(medium,), forwards=(market.forward,))
     with Guest(cfg, tmp_path / "serial.log") as guest:
         console = ConsoleEvents(guest)
-        assert console.wait("seller-started", 120) is not None
-        assert console.wait("error", 60, what="market-unreachable") is not None
+        # The machine enrolls before its sellers start: it waits for the market.
+        assert console.wait("error", 180, what="market-unreachable") is not None
+        assert not console.find("seller-started")
         market.process.start()
+        assert console.wait("enrolled", 120) is not None
+        assert console.wait("seller-started", 120) is not None
         done = wait_for_results(console, market, jobs, 180)
         assert set(done) == set(jobs)
         for job, pgm in zip(jobs, inputs, strict=True):
@@ -169,7 +173,8 @@ def test_a_seller_killed_mid_job_is_restarted_and_the_job_completes(
 ) -> None:
     spin = build_job([SPIN], tmp_path / "spin.job").read_bytes()
     # Hundreds of millions of rounds: seconds under emulation, time to kill the seller.
-    job = market.submit(spin, [b"300"])[0]
+    # replicas=1: this is about a restarted seller, not about agreement.
+    job = market.submit(spin, [b"300"], replicas=1)[0]
     medium = make_medium({"volunteer.cpu": market.order_file()}, tmp_path / "m.img")
     cfg = GuestConfig(iso=iso, sticks=(medium,), forwards=(market.forward,), shell=True)
     with Guest(cfg, tmp_path / "serial.log") as guest:
@@ -196,7 +201,8 @@ def test_an_invalid_order_on_the_medium_is_skipped_and_the_valid_one_runs(
     iso: Path, tmp_path: Path, market: SaleMarket
 ) -> None:
     inputs = job_inputs(1)
-    jobs = market.submit(build_fsdither(tmp_path), inputs)
+    # replicas=1: this is about choosing the orders, not about agreement.
+    jobs = market.submit(build_fsdither(tmp_path), inputs, replicas=1)
     files = {
         "broken.cpu": b"format = 1\n[market]\nurl = 'ftp://x'\n",
         "good.cpu": market.order_file(),
@@ -219,7 +225,7 @@ def test_an_invalid_order_on_the_medium_is_skipped_and_the_valid_one_runs(
 
 
 @pytest.mark.qemu
-def test_a_market_refusing_the_secret_is_reported_and_the_seller_keeps_trying(
+def test_a_market_refusing_the_secret_is_reported_and_the_machine_keeps_trying(
     iso: Path, tmp_path: Path, market: SaleMarket
 ) -> None:
     wrong = replace(market.order, secret="w" * 32)
@@ -227,14 +233,12 @@ def test_a_market_refusing_the_secret_is_reported_and_the_seller_keeps_trying(
     cfg = GuestConfig(iso=iso, sticks=(medium,), forwards=(market.forward,), shell=True)
     with Guest(cfg, tmp_path / "serial.log") as guest:
         console = ConsoleEvents(guest)
-        assert console.wait("seller-started", 120) is not None
-        refused = console.wait("error", 60, what="market-refused")
+        # The order cannot enroll the machine: no seller starts, and it keeps asking.
+        refused = console.wait("error", 180, what="market-refused")
         assert refused is not None and "401" in refused.fields["detail"]
-        # Backed off and asked again: the seller is alive and still being refused.
         again = console.wait("error", 60, skip=1, what="market-refused")
         assert again is not None
-        assert len(console.find("error", what="market-refused")) >= 2
-        assert len(console.find("seller-started")) == 1
+        assert not console.find("seller-started") and not console.find("enrolled")
         status, _ = guest.shell("ps -o user,args | grep '^cpushare '")
         assert status == 0
         assert guest.power_button(30)

@@ -40,7 +40,8 @@ def test_the_checks_pass_for_honest_results_and_catch_wrong_ones(
     tmp_path: Path, market: SaleMarket
 ) -> None:
     inputs = job_inputs(3)
-    jobs = market.submit(build_fsdither(tmp_path), inputs)
+    # replicas=1: one seller on the host, whose results the checks judge.
+    jobs = market.submit(build_fsdither(tmp_path), inputs, replicas=1)
     write_order(replace(market.order, market_url=market.process.url), tmp_path / "host.cpu")
     seller = subprocess.Popen(
         [sys.executable, "-m", "cpushare.seller", str(tmp_path / "host.cpu"), "--wait", "1"],
@@ -58,5 +59,30 @@ def test_the_checks_pass_for_honest_results_and_catch_wrong_ones(
     assert coin_problems(market, done) == []
     swapped = dict(zip(jobs, reversed(inputs), strict=True))
     assert len(result_problems(market, swapped, done)) == 2
-    inflated = {job: {**info, "cpu_seconds": 10.0} for job, info in done.items()}
-    assert "volunteer holds" in coin_problems(market, inflated)[0]
+    fewer = dict(list(done.items())[1:])  # it holds more than these jobs earned
+    assert "volunteer holds" in coin_problems(market, fewer)[0]
+
+
+def test_with_the_validator_beside_it_a_sellers_results_are_accepted_by_agreement(
+    tmp_path: Path, market: SaleMarket
+) -> None:
+    inputs = job_inputs(3)
+    jobs = market.submit(build_fsdither(tmp_path), inputs)  # adaptive: two machines each
+    write_order(replace(market.order, market_url=market.process.url), tmp_path / "host.cpu")
+    seller = subprocess.Popen(
+        [sys.executable, "-m", "cpushare.seller", str(tmp_path / "host.cpu"), "--wait", "1"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        with market.validator(tmp_path):
+            give_up = time.monotonic() + 60
+            while len(done := market.done()) < 3:
+                assert time.monotonic() < give_up
+                time.sleep(0.1)
+    finally:
+        seller.kill()
+        seller.wait()
+    assert result_problems(market, dict(zip(jobs, inputs, strict=True)), done) == []
+    assert coin_problems(market, done) == []
+    assert all(info["results"] == 2 for info in done.values())
+    assert market.coins()["validator"] > 0
