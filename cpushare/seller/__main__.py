@@ -15,7 +15,6 @@ from cpushare.console import emit
 from cpushare.order import OrderError, load_order
 from cpushare.seller import lifeline
 from cpushare.seller.agent import Seller, stop_on_signal
-from cpushare.seller.host import Identity, read_identity
 from cpushare.seller.options import add_arguments, from_arguments
 
 
@@ -53,16 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     except OrderError as exc:
         emit("error", what="order", detail=f"{args.order}: {exc}")
         return 2
-    identity: Identity | None = None
-    if args.host_fd is not None:
-        try:
-            identity = read_identity(args.host_fd)
-        except (OSError, ValueError) as exc:
-            emit("error", what="identity", detail=f"fd {args.host_fd}: {exc}")
-            return 2
-        if identity.order != order.order_id:
-            emit("error", what="identity", detail=f"the host is not enrolled under {args.order}")
-            return 2
     signal.signal(signal.SIGTERM, stop_on_signal)
     if args.lifeline is not None:
         try:
@@ -71,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             emit("error", what="lifeline", detail=f"fd {args.lifeline}: {exc.strerror}")
             return 2
     try:
-        return Seller(order, args.order, from_arguments(args), identity=identity).run()
+        options = from_arguments(args)
+        return Seller(order, args.order, options, identity_fd=args.host_fd).run()
     except KeyboardInterrupt:
         return 130
 

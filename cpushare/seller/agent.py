@@ -1,7 +1,9 @@
 """The seller's loop: check the jail, then lease, fetch, run jailed, extend, post; forever.
 
 Every request is made as this machine's host (cpushare.seller.host), on this seller's
-seat; a seller given no identity enrolls itself with one seat. Nothing the market says can
+seat: its starting process hands it the identity on a pipe (`identity_fd`, read once the
+jail checked out, for as long as the enrollment takes); a seller started alone enrolls
+itself with one seat. Nothing the market says can
 stop it but a revocation: an unreachable or busy market means backing off with jitter, a
 malformed or hostile reply is logged on the console and survived, an unknown host (the
 market was reset) enrolls again once. Revoked, it says so in one console line and exits
@@ -29,7 +31,7 @@ from cpushare.order import SellOrder
 from cpushare.protocol import LeaseOffer, parse_lease, parse_recorded, result_document
 from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply, Busy, MarketClient, Refused, Revoked, Unreachable
-from cpushare.seller.host import ENROLL_TIMEOUT, Identity, enroll, say_revoked
+from cpushare.seller.host import ENROLL_TIMEOUT, Identity, enroll, read_identity, say_revoked
 from cpushare.seller.options import SellerOptions
 from cpushare.seller.status import SellerStatus, StatusFile, boottime
 
@@ -140,13 +142,14 @@ class Seller:
         stream: TextIO | None = None,
         *,
         sleep: Callable[[float], None] = time.sleep,
-        identity: Identity | None = None,
+        identity_fd: int | None = None,
     ) -> None:
         self.order = order
         self.options = options
         self.stream = stream
         self.sleep = sleep
-        self.identity = identity
+        self.identity: Identity | None = None
+        self.identity_fd = identity_fd
         # An unknown host enrolls again once; again unknown, it is an error.
         self.reenrolled = False
         self.client = self._client(options.wait + options.request_timeout)
@@ -214,6 +217,8 @@ class Seller:
             nice=self.nice,
             pid=os.getpid(),
         )
+        if self.identity_fd is not None and (code := self.receive_identity()) is not None:
+            return code
         try:
             while True:
                 self.serve_once()
@@ -227,6 +232,25 @@ class Seller:
             else:
                 self.status.update(job=None, stale_after=0.0)
             self.client.close()
+
+    def receive_identity(self) -> int | None:
+        """Wait for the host identity on `identity_fd` (no promise to the watchdog: the
+        market may be down for long); an exit status if none comes."""
+        assert self.identity_fd is not None
+        self.status.update(state="enrolling", stale_after=0.0)
+        try:
+            identity = read_identity(self.identity_fd)
+        except (OSError, ValueError) as exc:
+            self._error("identity", f"fd {self.identity_fd}: {exc}")
+            return 2
+        if identity is None:  # the order is revoked, as the enrolling process said
+            self.status.update(state="revoked")
+            return EXIT_REVOKED
+        if identity.order != self.order.order_id:
+            self._error("identity", f"the host is not enrolled under order {self.order.order_id}")
+            return 2
+        self._use(identity)
+        return None
 
     def serve_once(self) -> None:
         """One lease attempt (enrolling first without a host) and, if a job came, its

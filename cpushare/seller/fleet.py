@@ -4,10 +4,11 @@
 the orders (cpushare.startup), plans memory (cpushare.seller.plan), then forks one seller
 per seat from this one warm process: the modules are imported once and shared
 copy-on-write, so a seller costs a few MB rather than a whole interpreter, and a restart
-costs no start-up. Before forking, it enrolls this machine with the market once per order
-(cpushare.seller.host; seats = the order's sellers, as the unprivileged user), and each
-forked seller inherits its host identity and seat in memory. Each seller drops to the
-unprivileged user before it touches the network. The fleet restarts a seller that dies
+costs no start-up. Meanwhile it enrolls this machine with the market once per order
+(cpushare.seller.host; seats = the order's sellers), in a child running as the
+unprivileged user, for as long as the market takes; each seller waits for its host
+identity and seat on a pipe of its own. Each seller drops to the unprivileged user before
+it touches the network. The fleet restarts a seller that dies
 (with a back-off) but not one the market revoked (exit EXIT_REVOKED), replaces one whose
 status file went stale (hung), and on SIGTERM stops them all: they hand their leases back.
 Killed itself, it leaves none behind: each seller watches the fleet's lifeline
@@ -24,7 +25,7 @@ import shutil
 import signal
 import sys
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cpushare.bootopts import int_option, read_kernel_options
@@ -37,11 +38,11 @@ from cpushare.seller.agent import (
     Seller,
     stop_on_signal,
 )
-from cpushare.seller.host import Identity
+from cpushare.seller.host import Identity, write_identity
 from cpushare.seller.lifeline import Lifeline
 from cpushare.seller.options import SellerOptions, add_arguments, from_arguments
 from cpushare.seller.plan import Plan, mem_available, plan_sellers
-from cpushare.seller.privileges import drop_to, enroll_as
+from cpushare.seller.privileges import Enrollment, drop_to
 from cpushare.seller.status import boottime, read_status
 from cpushare.startup import BUILTIN, medium_orders, seccomp_works, valid_orders
 
@@ -56,14 +57,12 @@ SELLER_OOM_SCORE_ADJ = -900
 
 @dataclass(frozen=True)
 class Seat:
-    """One seller's place: its copy of an order, its CPU, its nice level and, once
-    enrolled, its host identity and seat."""
+    """One seller's place: its copy of an order, its CPU and its nice level."""
 
     name: str
     order_file: Path
     cpu: int
     nice: int
-    identity: Identity | None = field(default=None, compare=False)
 
 
 # Seller options the fleet sets itself, per fleet (from the plan) or per seat.
@@ -94,6 +93,7 @@ class Occupant:
     backoff: float = 1.0
     hung: bool = False
     revoked: bool = False  # its seller exited EXIT_REVOKED: the seat stays empty
+    handover: int | None = None  # the pipe its identity goes down, once enrolled
 
 
 def make_seats(
@@ -122,11 +122,38 @@ class Fleet:
         self.options = options
         self.occupants = [Occupant(seat) for seat in seats]
         self.lifeline = Lifeline()
+        self.identities: list[Identity | None] | None = None  # by seat, once enrolled
+        self.enrollment: Enrollment | None = None
+
+    def enroll(self) -> None:
+        orders = [load_order(o.seat.order_file) for o in self.occupants]
+        backoff_max = self.options.seller.backoff_max
+        self.enrollment = Enrollment(self.options.user, orders, backoff_max, self.lifeline.read_fd)
+
+    def collect_identities(self) -> None:
+        """Once the enrollment is done, hand each waiting seller its identity."""
+        if self.enrollment is None or self.identities is not None:
+            return
+        try:
+            found = self.enrollment.poll()
+        except ValueError as exc:
+            emit("error", what="enroll", detail=f"{exc}; enrolling again")
+            self.enroll()
+            return
+        if found is None:
+            return
+        self.identities = found
+        for i, occupant in enumerate(self.occupants):
+            if occupant.handover is not None:
+                write_identity(occupant.handover, found[i])
+                occupant.handover = None
 
     def run(self) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
+        self.enroll()
         try:
             while True:
+                self.collect_identities()
                 self.start_due()
                 info = signal.sigtimedwait(WATCHED, TICK_SECONDS)
                 if info is not None and info.si_signo != signal.SIGCHLD:
@@ -137,25 +164,39 @@ class Fleet:
                     return EXIT_REVOKED
                 self.replace_hung()
         finally:
+            if self.enrollment is not None:
+                self.enrollment.cancel()
+            for occupant in self.occupants:
+                if occupant.handover is not None:
+                    os.close(occupant.handover)
             self.lifeline.close()
 
     def start_due(self) -> None:
         now = boottime()
-        for occupant in self.occupants:
+        for i, occupant in enumerate(self.occupants):
             if occupant.pid is None and not occupant.revoked and occupant.restart_at <= now:
-                occupant.pid = self.spawn(occupant.seat)
+                occupant.pid = self.spawn(i)
                 occupant.started = now
                 occupant.hung = False
                 if self.options.pid_dir is not None:
                     write_pid(self.options.pid_dir / f"{occupant.seat.name}.pid", occupant.pid)
 
-    def spawn(self, seat: Seat) -> int:
+    def spawn(self, index: int) -> int:
+        """Fork the seller of seat `index`; its identity follows on a pipe, now or once
+        the machine is enrolled."""
+        identity_fd, handover = os.pipe()
         sys.stdout.flush()
         pid = os.fork()
         if pid == 0:
             code = 70
             try:
-                code = self.seller_main(seat)
+                os.close(handover)
+                for other in self.occupants:  # nobody else's identity
+                    if other.handover is not None:
+                        os.close(other.handover)
+                if self.enrollment is not None and self.enrollment.read_fd is not None:
+                    os.close(self.enrollment.read_fd)
+                code = self.seller_main(self.occupants[index].seat, identity_fd)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
             except BaseException:
@@ -163,9 +204,14 @@ class Fleet:
             finally:
                 sys.stdout.flush()
                 os._exit(code)
+        os.close(identity_fd)
+        if self.identities is None:
+            self.occupants[index].handover = handover
+        else:
+            write_identity(handover, self.identities[index])
         return pid
 
-    def seller_main(self, seat: Seat) -> int:
+    def seller_main(self, seat: Seat, identity_fd: int) -> int:
         """In the child: become the unprivileged seller of `seat`, then serve."""
         signal.signal(signal.SIGTERM, stop_on_signal)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
@@ -179,7 +225,7 @@ class Fleet:
             emit("error", what="order", file=seat.order_file.name, detail=str(exc))
             return 2
         options = replace(self.options.seller, cpu=seat.cpu, nice=seat.nice)
-        return Seller(order, seat.order_file, options, identity=seat.identity).run()
+        return Seller(order, seat.order_file, options, identity_fd=identity_fd).run()
 
     def reap(self) -> None:
         """Collect dead sellers and schedule their successors."""
@@ -190,12 +236,17 @@ class Fleet:
                 return
             if pid == 0:
                 return
+            if self.enrollment is not None and pid == self.enrollment.pid:
+                self.enrollment.reaped = True
             for occupant in self.occupants:
                 if occupant.pid == pid:
                     self.schedule_restart(occupant, status)
 
     def schedule_restart(self, occupant: Occupant, status: int) -> None:
         occupant.pid = None
+        if occupant.handover is not None:  # its successor gets a pipe of its own
+            os.close(occupant.handover)
+            occupant.handover = None
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_REVOKED:
             occupant.revoked = True  # it said so on the console and in its status file
             return
@@ -383,13 +434,6 @@ def serve(args: argparse.Namespace) -> int:
         user=args.user,
         hang_grace=args.hang_grace,
     )
-    say_state(args.rundir, "enrolling this machine with the market")
-    orders_of_seats = [load_order(seat.order_file) for seat in seats]
-    identities = enroll_as(args.user, orders_of_seats, fleet_options.seller.backoff_max)
-    seats = [replace(s, identity=i) for s, i in zip(seats, identities, strict=True) if i]
-    if not seats:
-        say_state(args.rundir, "not selling: the market revoked this machine's orders")
-        return EXIT_REVOKED
     # Everything imported and built so far is shared with the sellers; frozen, the
     # collector never writes to it, so the pages stay shared.
     say_state(

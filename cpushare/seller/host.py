@@ -3,10 +3,9 @@
 An order is the right to enroll (`POST /v1/hosts` with the order's credentials); the
 market answers with a host id and secret, and every later request of every seller on
 this machine is made as that host, on a seat of its own. The starting process (the fleet,
-or `livecd sell`) enrolls once per order and hands each seller its identity in memory:
-the fleet's forked sellers inherit it, `livecd sell`'s sellers read it from a pipe
-(`write_identity` / `read_identity`), never from argv, the environment or a file. The
-secret is never written anywhere: a reboot is a new host.
+or `livecd sell`) enrolls once per order and hands each seller its identity on a pipe of
+its own (`write_identity` / `read_identity`), never in argv, the environment or a file.
+The secret is never written anywhere: a reboot is a new host.
 """
 
 from __future__ import annotations
@@ -158,26 +157,29 @@ def say_revoked(order: str, exc: Revoked, stream: TextIO | None = None) -> None:
     emit("error", stream, what="revoked", order=order, detail=str(exc))
 
 
-def write_identity(fd: int, identity: Identity) -> None:
-    """Hand `identity` to the process holding the read end of pipe `fd`, and close it.
-    Smaller than a pipe's buffer, so this never blocks."""
-    data = json.dumps(identity.document()).encode()
-    assert len(data) < MAX_IDENTITY_BYTES
+def write_identity(fd: int, identity: Identity | None) -> None:
+    """Hand `identity` (one line) to the process holding the read end of pipe `fd`, and
+    close it; None closes it with nothing said: no host (its order is revoked). Smaller
+    than a pipe's buffer, so this never blocks."""
     try:
-        os.write(fd, data)
+        if identity is not None:
+            data = json.dumps(identity.document()).encode() + b"\n"
+            assert len(data) < MAX_IDENTITY_BYTES
+            os.write(fd, data)
     finally:
         os.close(fd)
 
 
-def read_identity(fd: int) -> Identity:
-    """The identity written to the other end of pipe `fd` (read to its end, then closed);
-    ValueError when there is none."""
-    chunks = []
+def read_identity(fd: int) -> Identity | None:
+    """The identity written to the other end of pipe `fd` (waiting for it as long as it
+    takes), then closes `fd`; None when that end closed with nothing said, ValueError
+    when what it said is not an identity."""
+    data = b""
     try:
-        while chunk := os.read(fd, MAX_IDENTITY_BYTES):
-            chunks.append(chunk)
-            if sum(map(len, chunks)) > MAX_IDENTITY_BYTES:
+        while not data.endswith(b"\n") and (chunk := os.read(fd, MAX_IDENTITY_BYTES)):
+            data += chunk
+            if len(data) > MAX_IDENTITY_BYTES:
                 raise ValueError("more than an identity")
     finally:
         os.close(fd)
-    return Identity.from_document(json.loads(b"".join(chunks)))
+    return Identity.from_document(json.loads(data)) if data else None

@@ -1,4 +1,9 @@
-"""The fleet runs as root; whatever talks to the market runs as the unprivileged user."""
+"""The fleet runs as root; whatever talks to the market runs as the unprivileged user.
+
+That includes enrolling the machine: `Enrollment` does it in a forked child that drops to
+the sellers' user, while the fleet goes on supervising; the fleet collects the identities
+from a pipe without ever blocking on it.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,11 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable
 from types import FrameType
-from typing import Any
 
 from cpushare.order import SellOrder
 from cpushare.seller.host import Identity, enroll_machine
+from cpushare.seller.lifeline import watch
 
 
 def drop_to(user: tuple[int, int]) -> None:
@@ -28,53 +32,72 @@ def _stop(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def enroll_as(
-    user: tuple[int, int] | None, orders: list[SellOrder], backoff_max: float
-) -> list[Identity | None]:
-    """`enroll_machine(orders)`, talking to the market as `user`."""
+class Enrollment:
+    """`enroll_machine(orders)`, as `user`, in a child that dies with the fleet (it
+    watches the fleet's lifeline `lifeline_fd`) and may wait for the market for long."""
 
-    def enroll() -> list[dict[str, Any] | None]:
-        found = enroll_machine(orders, backoff_max)
-        return [None if i is None else i.document() for i in found]
+    def __init__(
+        self,
+        user: tuple[int, int] | None,
+        orders: list[SellOrder],
+        backoff_max: float,
+        lifeline_fd: int,
+    ) -> None:
+        self._buffer = b""
+        read_fd, write_fd = os.pipe()
+        sys.stdout.flush()
+        self.pid = os.fork()
+        if self.pid == 0:
+            code = 70
+            try:
+                os.close(read_fd)
+                signal.signal(signal.SIGTERM, _stop)
+                signal.pthread_sigmask(signal.SIG_SETMASK, set())
+                watch(lifeline_fd)
+                if user is not None:
+                    drop_to(user)
+                found = enroll_machine(orders, backoff_max)
+                docs = [None if i is None else i.document() for i in found]
+                with os.fdopen(write_fd, "wb") as out:
+                    out.write(json.dumps(docs).encode())
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        self.read_fd: int | None = read_fd
+        self.reaped = False  # the fleet reaped the child: its pid may be another's now
 
-    return [None if d is None else Identity.from_document(d) for d in call_as(user, enroll)]
-
-
-def call_as(user: tuple[int, int] | None, work: Callable[[], Any]) -> Any:
-    """`work()`'s value (JSON), computed as `user` in a forked child, or here without a
-    user. RuntimeError when the child fails; SIGTERM meanwhile kills the child too."""
-    if user is None:
-        return work()
-    read_fd, write_fd = os.pipe()
-    sys.stdout.flush()
-    pid = os.fork()
-    if pid == 0:
-        code = 70
+    def poll(self) -> list[Identity | None] | None:
+        """The identity of each order's seller once the child is done, None before.
+        ValueError if the child ended without them (the fleet reaps it, as any child)."""
+        assert self.read_fd is not None, "polled after the end"
+        while True:
+            try:
+                chunk = os.read(self.read_fd, 1 << 16)
+            except BlockingIOError:
+                return None
+            if not chunk:
+                break
+            self._buffer += chunk
+        os.close(self.read_fd)
+        self.read_fd = None
         try:
-            os.close(read_fd)
-            drop_to(user)
-            data = json.dumps(work()).encode()
-            with os.fdopen(write_fd, "wb") as out:
-                out.write(data)
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            os._exit(code)
-    os.close(write_fd)
-    previous = signal.signal(signal.SIGTERM, _stop)
-    try:
-        with os.fdopen(read_fd, "rb") as answer:
-            data = answer.read()
-        _, status = os.waitpid(pid, 0)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    if status != 0:
-        raise RuntimeError(f"the unprivileged child ended with status {status}")
-    return json.loads(data)
+            docs = json.loads(self._buffer)
+            return [None if d is None else Identity.from_document(d) for d in docs]
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"the enrollment ended without identities: {exc}") from None
+
+    def cancel(self) -> None:
+        """Stop the child (if it still runs; the fleet reaps it) and drop the pipe."""
+        if self.read_fd is not None:
+            os.close(self.read_fd)
+            self.read_fd = None
+        if not self.reaped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)

@@ -16,7 +16,7 @@ from conftest import SellerProcess, outlivers, running
 
 from cpushare.console import parse_line
 from cpushare.seller.fleet import make_seats
-from cpushare.seller.status import read_statuses
+from cpushare.seller.status import read_status, read_statuses
 from livecd.market_process import MarketProcess
 from livecd.sdk.dither import dither, sample_image
 from market import admin
@@ -154,6 +154,12 @@ def test_a_hung_seller_is_replaced(
     fleets.append(fleet)
     first = fleet.wait_for("seller-started")[0]
     pid = int(first["pid"])
+    # A seller waiting for the machine's enrollment promises nothing; one that leases does.
+    status = fleet.run / "status" / "volunteer-cpu0.json"
+    give_up = time.monotonic() + 30
+    while (s := read_status(status)) is None or s.state in ("starting", "enrolling"):
+        assert time.monotonic() < give_up, s
+        time.sleep(0.05)
     os.kill(pid, signal.SIGSTOP)
     replaced = fleet.wait_for("error", what="seller", timeout=30)[0]
     assert "hung and was replaced" in replaced["detail"]

@@ -60,7 +60,13 @@ def test_an_identity_crosses_a_pipe_whole() -> None:
             os.fstat(fd)
 
 
-@pytest.mark.parametrize("data", [b"", b"{", b"[]", b'{"host": "host-7"}', b"x" * 9000])
+def test_a_pipe_closed_with_nothing_said_means_no_host() -> None:
+    read_fd, write_fd = os.pipe()
+    write_identity(write_fd, None)
+    assert read_identity(read_fd) is None
+
+
+@pytest.mark.parametrize("data", [b"{", b"[]\n", b'{"host": "host-7"}', b"x" * 9000])
 def test_anything_else_on_the_pipe_is_no_identity(data: bytes) -> None:
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
