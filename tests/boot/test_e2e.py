@@ -154,12 +154,12 @@ def test_sellers_wait_while_the_market_is_down_then_work(
     cfg = GuestConfig(iso=iso, sticks=(medium,), forwards=(market.forward,))
     with Guest(cfg, tmp_path / "serial.log") as guest:
         console = ConsoleEvents(guest)
-        # The machine enrolls before its sellers start: it waits for the market.
-        assert console.wait("error", 180, what="market-unreachable") is not None
-        assert not console.find("seller-started")
+        assert console.wait("seller-started", 120) is not None
+        # The machine cannot enroll yet: its sellers wait for it.
+        assert console.wait("error", 60, what="market-unreachable") is not None
+        assert not console.find("enrolled")
         market.process.start()
         assert console.wait("enrolled", 120) is not None
-        assert console.wait("seller-started", 120) is not None
         done = wait_for_results(console, market, jobs, 180)
         assert set(done) == set(jobs)
         for job, pgm in zip(jobs, inputs, strict=True):
@@ -225,7 +225,7 @@ def test_an_invalid_order_on_the_medium_is_skipped_and_the_valid_one_runs(
 
 
 @pytest.mark.qemu
-def test_a_market_refusing_the_secret_is_reported_and_the_machine_keeps_trying(
+def test_a_market_refusing_the_secret_is_reported_and_the_seller_keeps_trying(
     iso: Path, tmp_path: Path, market: SaleMarket
 ) -> None:
     wrong = replace(market.order, secret="w" * 32)
@@ -233,12 +233,14 @@ def test_a_market_refusing_the_secret_is_reported_and_the_machine_keeps_trying(
     cfg = GuestConfig(iso=iso, sticks=(medium,), forwards=(market.forward,), shell=True)
     with Guest(cfg, tmp_path / "serial.log") as guest:
         console = ConsoleEvents(guest)
-        # The order cannot enroll the machine: no seller starts, and it keeps asking.
-        refused = console.wait("error", 180, what="market-refused")
+        assert console.wait("seller-started", 120) is not None
+        # The order cannot enroll the machine: refused, and asked again after a pause.
+        refused = console.wait("error", 60, what="market-refused")
         assert refused is not None and "401" in refused.fields["detail"]
         again = console.wait("error", 60, skip=1, what="market-refused")
         assert again is not None
-        assert not console.find("seller-started") and not console.find("enrolled")
+        assert len(console.find("error", what="market-refused")) >= 2
+        assert len(console.find("seller-started")) == 1 and not console.find("enrolled")
         status, _ = guest.shell("ps -o user,args | grep '^cpushare '")
         assert status == 0
         assert guest.power_button(30)
