@@ -1,8 +1,8 @@
 """`livecd market ...`: run the CPUShare market, administer it, and use it as a buyer.
 
 Operator commands (`account`, `order`, `host`, `ledger-check`) open the market's
-database directly on the market's host; buyer commands (`submit`, `status`, `results`) talk to its HTTP API with
-an account's API key.
+database directly on the market's host; buyer commands (`submit`, `cancel`, `status`,
+`results`) talk to its HTTP API with an account's API key.
 """
 
 from __future__ import annotations
