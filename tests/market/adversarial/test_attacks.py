@@ -204,3 +204,20 @@ def test_revoked_host_order_and_disabled_account_are_refused_at_once(
     admin.set_account_disabled(slow_market.db, "lab", False)
     time.sleep(1.1)
     assert lab.status()["jobs"]["open"] == 3
+
+
+def test_a_forwarded_for_header_does_not_choose_the_hosts_network(
+    slow_market: MarketProcess, fleet: Fleet, tmp_path: Path
+) -> None:
+    # A QEMU guest reaches the market from 127.0.0.1: no header may make it another network.
+    order = slow_market.order("mallory", tmp_path / "spoof.cpu")
+    reply = requests.post(
+        f"{slow_market.url}/v1/hosts",
+        json={},
+        auth=(order.order_id, order.secret),
+        headers={"X-Forwarded-For": "203.0.113.9", "X-Real-IP": "203.0.113.9"},
+        timeout=10,
+    )
+    assert reply.status_code == 201
+    host = next(h for h in admin.list_hosts(slow_market.db) if h["host"] == reply.json()["host"])
+    assert host["network"] == "127.0.0.1"
