@@ -221,3 +221,18 @@ def test_a_forwarded_for_header_does_not_choose_the_hosts_network(
     assert reply.status_code == 201
     host = next(h for h in admin.list_hosts(slow_market.db) if h["host"] == reply.json()["host"])
     assert host["network"] == "127.0.0.1"
+
+
+def test_an_order_revoked_by_its_account_stops_its_hosts_and_enrolls_no_more(
+    slow_market: MarketProcess, lab: BuyerClient, tmp_path: Path
+) -> None:
+    order = slow_market.order("lab", tmp_path / "lab.cpu")
+    enrolled = Seller(slow_market, slow_market.enroll(order, source="127.0.0.2"))
+    assert enrolled.lease().status_code == 204
+    revoke = lab.session.post(f"{slow_market.url}/v1/orders/{order.order_id}/revoke", timeout=10)
+    assert revoke.status_code == 200
+    assert enrolled.lease().json()["code"] == "revoked"  # at once: the API clears the cache
+    again = requests.post(
+        f"{slow_market.url}/v1/hosts", json={}, auth=(order.order_id, order.secret), timeout=10
+    )
+    assert again.status_code == 403 and again.json()["code"] == "revoked"
