@@ -21,8 +21,9 @@ from market.leasing import own_lease
 from market.slots import refresh_slots, tally
 
 # The median a result accepted alone is paid at most is taken over this many recent results
-# of the program that were validated by agreement.
-MEDIAN_WINDOW = 101
+# of the program that were validated by agreement: enough that moving it takes a majority
+# of them, few enough that every solo acceptance can afford to read them.
+MEDIAN_WINDOW = 21
 
 
 @dataclass(frozen=True)

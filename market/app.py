@@ -34,7 +34,8 @@ from market.api import (
     read_json,
 )
 from market.auth import Authenticator
-from market.errors import MarketError, TooManyRequests
+from market.errors import MarketError
+from market.responses import http_error, internal_error, json_response, market_error, store_full
 from market.store import Store, StoreFull
 
 log = logging.getLogger("market")
@@ -66,14 +67,6 @@ class Wakeup:
     def notify(self) -> None:
         self.event.set()
         self.event = asyncio.Event()
-
-
-def json_response(doc: object, status: int = 200) -> Response:
-    return Response(
-        json.dumps(doc, separators=(",", ":")).encode(),
-        status_code=status,
-        media_type="application/json",
-    )
 
 
 class Market:
@@ -345,32 +338,6 @@ class Market:
         return json_response({"ok": True})
 
 
-async def _market_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, MarketError)
-    doc = {"error": str(exc)} if exc.code is None else {"error": str(exc), "code": exc.code}
-    response = json_response(doc, exc.status)
-    if isinstance(exc, TooManyRequests):
-        response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-    if exc.status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer, Basic realm="cpushare"'
-    return response
-
-
-async def _http_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return json_response({"error": str(exc.detail)}, exc.status_code)
-
-
-async def _store_full(_request: Request, exc: Exception) -> Response:
-    log.error("%s", exc)
-    return json_response({"error": f"{exc}; nothing of this request was kept"}, 507)
-
-
-async def _internal_error(_request: Request, exc: Exception) -> Response:
-    log.exception("internal error", exc_info=exc)
-    return json_response({"error": "internal error: the market logged it"}, 500)
-
-
 # (path, method, Market's handler): the app's routes and the paths of its OpenAPI document.
 ROUTES = (
     ("/v1/health", "GET", "health"),
@@ -410,9 +377,9 @@ def create_app(config: MarketConfig) -> Starlette:
         routes=routes,
         lifespan=market.lifespan,
         exception_handlers={
-            MarketError: _market_error,
-            HTTPException: _http_error,
-            StoreFull: _store_full,
-            Exception: _internal_error,
+            MarketError: market_error,
+            HTTPException: http_error,
+            StoreFull: store_full,
+            Exception: internal_error,
         },
     )

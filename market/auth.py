@@ -76,7 +76,8 @@ class Authenticator:
     def __init__(self, reader: Callable[[], sqlite3.Connection]) -> None:
         self._reader = reader
         self._accounts: TimedCache[str, int | None] = TimedCache()
-        self._hosts: TimedCache[tuple[str, str], hosts.Host | hosts.Revoked | None] = TimedCache()
+        # A host, the reason it is refused (revoked), or None (unknown or wrong secret).
+        self._hosts: TimedCache[tuple[str, str], hosts.Host | str | None] = TimedCache()
         self.enrollments = EnrollLimiter()
 
     def clear(self) -> None:
@@ -110,14 +111,14 @@ class Authenticator:
             )
         key = (creds.host_id, creds.secret)
         found = self._hosts.get(key, lambda: self._load_host(*key))
-        if isinstance(found, hosts.Revoked):
-            raise found
+        if isinstance(found, str):
+            raise hosts.Revoked(found)
         if found is None:
             raise Unauthorized("unknown host or wrong secret: enroll again")
         return found
 
-    def _load_host(self, host_id: str, secret: str) -> hosts.Host | hosts.Revoked | None:
+    def _load_host(self, host_id: str, secret: str) -> hosts.Host | str | None:
         try:
             return hosts.authenticate(self._reader(), host_id, secret)
         except hosts.Revoked as exc:
-            return exc
+            return str(exc)

@@ -85,7 +85,8 @@ def grant_lease(
         ),
     )
     if solo:
-        refresh_slots(conn, job_id)
+        # The solo lease's result will stand alone: nobody else is asked meanwhile.
+        conn.execute("UPDATE jobs SET slots = 0 WHERE id = ?", (job_id,))
     else:
         take_slot(conn, job_id)
     assert cursor.lastrowid is not None

@@ -99,10 +99,13 @@ def pay(
     millicoins: int,
     now: float,
 ) -> None:
-    """Pay a result from its job's reservation, once (a result is paid at most once)."""
+    """Pay a result from its job's reservation, once (a result is paid at most once), and
+    never more than the reservation holds: a job queued before the ledger holds nothing."""
     if conn.execute("SELECT 1 FROM transfers WHERE result_id = ?", (result_id,)).fetchone():
         return
-    transfer(conn, "pay", job_book(job_id), account_book(account_id), millicoins, now, result_id)
+    reserved = conn.execute("SELECT reserved FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
+    amount = min(millicoins, int(reserved))
+    transfer(conn, "pay", job_book(job_id), account_book(account_id), amount, now, result_id)
 
 
 def refund(conn: sqlite3.Connection, job_id: int, now: float) -> None:

@@ -152,6 +152,20 @@ def test_results_are_idempotent_and_credited_once(
     assert buyer.status()["coins"] == {"lab": 1_000_000}
 
 
+def test_a_cancelled_job_ends_its_lease_and_returns_its_coins(
+    buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
+) -> None:
+    host = _seller(market, tmp_path)
+    before = buyer.status()["coins"]["lab"]
+    job = buyer.submit(buyer.upload_program(fsdither), [b"in"])[0]
+    assert buyer.status()["coins"]["lab"] < before  # reserved
+    lease = _lease(market, host).json()["lease"]
+    buyer.cancel(job)
+    assert buyer.status()["coins"]["lab"] == before
+    assert buyer.job(job)["state"] == "failed"
+    assert _result(market, host, lease, b"late").status_code == 410
+
+
 def test_a_seller_cannot_use_another_hosts_lease(
     buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
 ) -> None:
