@@ -65,7 +65,7 @@ class LivecdGroup(click.Group):
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
             raise
-        except Exception as exc:  # noqa: BLE001 - the one place every other failure ends
+        except Exception as exc:  # the one place every other failure ends: a bug
             logging.getLogger("livecd").debug("internal error", exc_info=True)
             what = "internal error" if isinstance(exc, InternalError) else type(exc).__name__
             click.echo(
