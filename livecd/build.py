@@ -19,9 +19,9 @@ from livecd.builtin_orders import BuiltinOrder, load_orders, order_entries
 from livecd.deb import unpacked
 from livecd.debian import HOST_SOURCES, Apt, Package, resolve
 from livecd.errors import BuildError, UserError
-from livecd.files import cache_home
+from livecd.files import atomic_write, cache_home
 from livecd.formats.compress import compress
-from livecd.formats.cpio import Entry, write_newc
+from livecd.formats.cpio import CpioError, Entry, write_newc
 from livecd.formats.iso import IsoFile, write_iso
 from livecd.kernel import Kernel, ModuleTree, check_seccomp, find_kernel
 from livecd.lock import locked_packages, profile_sha256
@@ -62,11 +62,11 @@ class BuildResult:
 def source_date_epoch(given: int | None) -> int:
     """SOURCE_DATE_EPOCH from the option or the environment, else the last commit's time."""
     if given is not None:
-        return given
+        return _epoch_in_range(given)
     env = os.environ.get("SOURCE_DATE_EPOCH")
     if env is not None:
         try:
-            return int(env)
+            return _epoch_in_range(int(env))
         except ValueError:
             raise UserError(
                 f"SOURCE_DATE_EPOCH={env!r} is not an integer: set it to seconds since 1970"
@@ -78,6 +78,13 @@ def source_date_epoch(given: int | None) -> int:
         check=False,
     )
     return int(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else 0
+
+
+def _epoch_in_range(epoch: int) -> int:
+    # The cpio header holds 32 unsigned bits of time.
+    if not 0 <= epoch <= 0xFFFFFFFF:
+        raise UserError(f"SOURCE_DATE_EPOCH {epoch} is out of range: use 0..4294967295")
+    return epoch
 
 
 def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
@@ -122,7 +129,11 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
         entries += order_entries(orders)
     with progress.stage("initramfs"):
         buf = io.BytesIO()
-        write_newc(entries, buf, mtime=epoch)
+        try:
+            write_newc(entries, buf, mtime=epoch)
+        except CpioError as exc:
+            # Overlays and rendered templates are the user's: two of them at one path.
+            raise BuildError(f"the root filesystem cannot be archived: {exc}") from None
         initramfs = compressed(buf.getvalue(), profile, opts.cache)
     with progress.stage("ESP image"):
         esp = esp_image(trees, volume_id=int.from_bytes(seed[:4], "little"), epoch=epoch)
@@ -143,7 +154,7 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
             seed=seed,
         )
     manifest = {**manifest, "iso": {"name": opts.output.name, "sha256": digest}}
-    _write_text(opts.output.with_name(opts.output.name + ".manifest.json"), _json(manifest))
+    atomic_write(opts.output.with_name(opts.output.name + ".manifest.json"), _json(manifest))
     return BuildResult(
         iso=opts.output,
         sha256=digest,
@@ -164,8 +175,7 @@ def compressed(cpio: bytes, profile: Profile, cache: Path) -> bytes:
     if path.exists():
         return path.read_bytes()
     data = compress(cpio, profile.compression, profile.compression_level)  # type: ignore[arg-type]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_text(path, data)
+    atomic_write(path, data)
     return data
 
 
@@ -250,9 +260,3 @@ def profile_settings(profile: Profile) -> dict[str, object]:
 
 def _json(data: object) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
-
-
-def _write_text(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

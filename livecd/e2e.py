@@ -19,11 +19,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cpushare.console import parse_line
-from cpushare.order import SellOrder
+from cpushare.order import SellOrder, render_order
 from livecd.errors import UserError
+from livecd.files import atomic_write as write_atomically
 from livecd.formats.fat import make_fat_image
 from livecd.market_process import MarketProcess, free_port
-from livecd.orders import check_order_file, render_order, write_atomically
+from livecd.orders import check_order_file
 from livecd.qemu import Forward, Guest, GuestConfig, timeout_factor
 from livecd.sdk.dither import dither, sample_image
 from livecd.smoke import MARKET_ABSENT, power_off

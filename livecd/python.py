@@ -15,7 +15,6 @@ import importlib.util
 import marshal
 import stat
 import sys
-import tempfile
 import types
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import cpushare
 from livecd import toolchain
 from livecd.errors import BuildError
+from livecd.files import atomic_write
 from livecd.formats.cpio import Entry
 
 STDLIB = "usr/lib/python3.11"
@@ -167,10 +167,7 @@ def _pyc(source: bytes, dfile: str, cache: Path) -> Path:
         code = compile(source, dfile, "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as exc:
         raise BuildError(f"{dfile} does not compile: {exc}") from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=out.parent, delete=False) as tmp:
-        tmp.write(_pyc_bytes(source, code))
-    Path(tmp.name).rename(out)
+    atomic_write(out, _pyc_bytes(source, code))
     return out
 
 

@@ -17,7 +17,8 @@ import click
 
 from livecd.cli import main
 from livecd.errors import UserError
-from livecd.orders import write_atomically, write_order
+from livecd.files import atomic_write as write_atomically
+from livecd.orders import write_order
 
 F = TypeVar("F", bound=Callable[..., Any])
 

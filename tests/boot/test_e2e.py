@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cpushare.order import SellOrder
+from cpushare.order import SellOrder, render_order
 from livecd.build import BuildOptions, build
 from livecd.cli import main
 from livecd.e2e import (
@@ -31,7 +31,7 @@ from livecd.e2e import (
     wait_for_results,
 )
 from livecd.formats.fat import make_fat_image
-from livecd.orders import render_order, write_order
+from livecd.orders import write_order
 from livecd.profile import load_profile
 from livecd.qemu import Guest, GuestConfig
 from livecd.sdk.dither import dither
