@@ -90,6 +90,12 @@ def _epoch_in_range(epoch: int) -> int:
 def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
     progress = progress or Progress()
     profile = opts.profile
+    if not opts.output.absolute().parent.is_dir():
+        # Found out now, not after the whole build.
+        raise UserError(
+            f"cannot write to {opts.output.parent}: no such directory; "
+            "choose another output with -o"
+        )
     epoch = source_date_epoch(opts.source_date_epoch)
     if opts.orders:
         orders = load_orders(opts.orders, Path.cwd())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import traceback
 from typing import Any, NamedTuple
 
 import click
@@ -66,7 +67,8 @@ class LivecdGroup(click.Group):
         except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:  # the one place every other failure ends: a bug
-            logging.getLogger("livecd").debug("internal error", exc_info=True)
+            if ctx.params.get("verbose"):
+                click.echo(traceback.format_exc().rstrip(), err=True)
             what = "internal error" if isinstance(exc, InternalError) else type(exc).__name__
             click.echo(
                 f"livecd: bug: {what}: {exc} (please report it; run with -v for the traceback)",

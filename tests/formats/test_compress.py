@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from livecd.errors import ToolMissing
-from livecd.formats.compress import METHODS, Method, compress
+from livecd.formats.compress import METHODS, CompressionError, Method, compress
 
 DECOMPRESS: dict[Method, list[str]] = {
     "gzip": ["gzip", "-dc"],
@@ -107,7 +107,7 @@ def test_zstd_ultra_levels_round_trip() -> None:
     ],
 )
 def test_bad_method_or_level_is_refused(method: Method, level: int | None, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(CompressionError, match=message):
         compress(b"data", method, level)
 
 
