@@ -215,6 +215,15 @@ class Apt:
             )
         return found
 
+    def versions(self, name: str) -> list[Package]:
+        """Every version of `name` the signed indices list (a suite, its updates and its
+        security fixes each may list one); none when the name is unknown."""
+        try:
+            out = self._apt("apt-cache", "show", name)
+        except _AptFailed:
+            return []
+        return [pkg for _, pkg in _parse_packages(out)]
+
     def is_cached(self, pkg: Package) -> bool:
         return (self.debs / f"{pkg.sha256}.deb").exists()
 

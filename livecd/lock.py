@@ -254,9 +254,11 @@ def _fetch_unlisted(apt: Apt, pkg: Package, where: Path) -> None:
     try:
         apt.fetch(pkg)
     except UserError as exc:
+        listed = ", ".join(sorted({p.version for p in apt.versions(pkg.name)})) or "none"
         raise LockError(
-            f"{where}: {pkg.label} (sha256 {pkg.sha256[:12]}...) can no longer be had: "
-            f"run `livecd lock` to pin the current versions [{exc}]"
+            f"{where}: {pkg.label} (sha256 {pkg.sha256[:12]}...) can no longer be had "
+            f"(the mirrors list {listed}): run `livecd lock` to pin the current versions "
+            f"[{exc}]"
         ) from None
 
 
