@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -44,7 +43,6 @@ class BuildOptions:
     templates: Path = TEMPLATES
     overlays: Path = OVERLAYS
     lock: Path | None = None
-    orders: Sequence[str] = ()  # .cpu files or URLs replacing the profile's orders
 
 
 @dataclass(frozen=True)
@@ -97,10 +95,7 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
             "choose another output with -o"
         )
     epoch = source_date_epoch(opts.source_date_epoch)
-    if opts.orders:
-        orders = load_orders(opts.orders, Path.cwd())
-    else:
-        orders = load_orders(profile.orders, profile.source.parent)
+    orders = load_orders(profile.orders, profile.source.parent)
 
     with progress.stage("resolve packages"):
         apt = Apt(opts.cache, profile.suite, opts.apt_sources)
@@ -246,7 +241,7 @@ def build_manifest(
         "profile": {
             "name": profile.name,
             "sha256": profile_sha256(profile),
-            "settings": profile_settings(profile),
+            "settings": profile.settings(),
         },
         "orders": [{"name": o.name, "sha256": o.sha256} for o in orders],
         "source_date_epoch": epoch,
@@ -257,11 +252,6 @@ def build_manifest(
             "sha256": hashlib.sha256(initramfs).hexdigest(),
         },
     }
-
-
-def profile_settings(profile: Profile) -> dict[str, object]:
-    """The profile as built, command-line overrides included: what a rebuild needs."""
-    return {k: v for k, v in dataclasses.asdict(profile).items() if k != "source"}
 
 
 def _json(data: object) -> bytes:

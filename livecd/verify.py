@@ -100,15 +100,14 @@ def built_profile(profile: Profile, manifest: Any, iso: Path) -> Profile:
     """`profile` with the settings the manifest of `iso` records (command-line overrides
     included), so that the rebuild is made as the ISO was."""
     recorded = manifest.get("profile", {}).get("settings")
-    if not isinstance(recorded, dict) or not isinstance(recorded.get("boot"), dict):
+    if not isinstance(recorded, dict) or set(recorded) != set(profile.settings()):
         raise UserError(
-            f"{iso}: its manifest records no profile settings: it was made by another "
-            "version of livecd; verify it with that version"
+            f"{iso}: its manifest records no profile settings this livecd knows: it was made "
+            "by another version of livecd; verify it with that version"
         )
-    settings = {k: v for k, v in recorded.items() if k != "boot"} | recorded["boot"]
     try:
         return profile.with_overrides(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()}
         )
     except TypeError as exc:
         raise UserError(f"{iso}: its manifest's profile settings are not usable: {exc}") from None
