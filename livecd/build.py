@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from livecd import __version__, python, rootfs
+from livecd import __version__, guest, pyc, python_runtime, rootfs
 from livecd.boottree import BIOS_BOOT, BOOT_PACKAGES, EFI_IMAGE, boot_files, esp_image
 from livecd.builtin_orders import BuiltinOrder, load_orders, order_entries
 from livecd.deb import unpacked
@@ -213,16 +213,16 @@ def root_filesystem(
     packaged = [e for name in extra for e in rootfs.package_tree(name, trees[name])]
     entries = rootfs.merge(
         rootfs.skeleton(),
-        python.pruned(packaged),
-        python.ca_bundle(packaged),
+        python_runtime.pruned(packaged),
+        python_runtime.ca_bundle(packaged),
         rootfs.busybox(trees["busybox-static"]),
         rootfs.modules(kernel, modules),
-        python.cpushare_package(),
-        python.jail_binaries(),
+        guest.cpushare_package(),
+        guest.jail_binaries(),
         rootfs.overlay(opts.overlays),
         rootfs.rendered(render_tree("rootfs", context, opts.templates)),
     )
-    entries = python.compiled(entries, opts.cache)
+    entries = pyc.compiled(entries, opts.cache)
     if not any(e.path == "init" for e in entries):
         raise BuildError(f"no /init in the image: {opts.templates}/rootfs/init.j2 is missing")
     return entries
