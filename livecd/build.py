@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 import os
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from livecd.lock import locked_packages, profile_sha256
 from livecd.profile import Profile
 from livecd.progress import Progress
 from livecd.rootfs import OVERLAYS
+from livecd.run import run
 from livecd.templates import TEMPLATES, render_tree
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,12 +69,7 @@ def source_date_epoch(given: int | None) -> int:
             raise UserError(
                 f"SOURCE_DATE_EPOCH={env!r} is not an integer: set it to seconds since 1970"
             ) from None
-    proc = subprocess.run(
-        ["git", "-C", str(REPO), "log", "-1", "--format=%ct"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = run(["git", "-C", REPO, "log", "-1", "--format=%ct"], check=False)
     return int(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else 0
 
 
