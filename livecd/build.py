@@ -43,6 +43,7 @@ class BuildOptions:
     templates: Path = TEMPLATES
     overlays: Path = OVERLAYS
     lock: Path | None = None
+    orders_base: Path | None = None  # where the orders' files are; None: the profile's folder
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
             "choose another output with -o"
         )
     epoch = source_date_epoch(opts.source_date_epoch)
-    orders = load_orders(profile.orders, profile.source.parent)
+    orders = load_orders(profile.orders, opts.orders_base or profile.source.parent)
 
     with progress.stage("resolve packages"):
         apt = Apt(opts.cache, profile.suite, opts.apt_sources)

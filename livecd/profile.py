@@ -133,7 +133,8 @@ class Profile:
     output: str = _setting(
         section="",
         key="output",
-        help="File name of the ISO. The option takes a path: where to write it.",
+        help="File name of the ISO, written in the current folder; the option writes it "
+        "elsewhere instead (any path), leaving this setting as it is.",
         check=_check_output,
         option="-o/--output",
     )

@@ -43,11 +43,6 @@ def _setting_options(command: F) -> F:
     return command
 
 
-def _orders_from_here(specs: tuple[str, ...]) -> tuple[str, ...]:
-    # Orders in a profile are relative to it; on the command line, to the current folder.
-    return tuple(s if "://" in s else str(Path(s).absolute()) for s in specs)
-
-
 @main.command("build")
 @click.option(
     "-p",
@@ -132,13 +127,11 @@ def build_command(
     from livecd.rootfs import OVERLAYS
     from livecd.templates import TEMPLATES
 
+    # -o says where to write this ISO; the profile's output (its default name) stays as
+    # the manifest records it, so that builds written to different places are identical.
     output: Path | None = overrides.pop("output")
     changes = {k: (v or None) if isinstance(v, tuple) else v for k, v in overrides.items()}
-    if changes["orders"]:
-        changes["orders"] = _orders_from_here(changes["orders"])
-    profile: Profile = load_profile(profile_path).with_overrides(
-        output=output.name if output else None, **changes
-    )
+    profile: Profile = load_profile(profile_path).with_overrides(**changes)
     out = output or Path(profile.output)
     start = time.monotonic()
     click.echo(f"livecd: building {out} from profile {profile.name}", err=True)
@@ -153,6 +146,8 @@ def build_command(
             templates=templates or TEMPLATES,
             overlays=overlays or OVERLAYS,
             lock=lock_path,
+            # Orders in a profile are relative to it; on the command line, to this folder.
+            orders_base=Path.cwd() if changes["orders"] else None,
         ),
         TerminalProgress(),
     )
