@@ -138,7 +138,7 @@ def write_iso(
         mbr_id = int.from_bytes(hashlib.sha256(seed + b"mbr").digest()[:4], "little")
         iso.add_isohybrid(efi=True, mbr_id=mbr_id)
         disk_guid = uuid.UUID(bytes=hashlib.sha256(seed + b"gpt").digest()[:16], version=4)
-        return _write_atomically(iso, out, disk_guid)
+        return _write_image(iso, out, disk_guid)
 
 
 def _add_file(iso: pycdlib.PyCdlib, f: IsoFile, fp: BinaryIO, iso_paths: dict[str, str]) -> None:
@@ -157,7 +157,7 @@ def _add_file(iso: pycdlib.PyCdlib, f: IsoFile, fp: BinaryIO, iso_paths: dict[st
     iso_paths[f.path] = iso_path
 
 
-def _write_atomically(iso: pycdlib.PyCdlib, out: Path, disk_guid: uuid.UUID) -> str:
+def _write_image(iso: pycdlib.PyCdlib, out: Path, disk_guid: uuid.UUID) -> str:
     try:
         with atomic_file(out) as (fp, tmp):
             iso.write_fp(fp)
