@@ -6,16 +6,22 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from livecd.build import BuildResult
+from livecd.cli import main
 from livecd.deb import unpacked
 from livecd.debian import Apt
 from livecd.files import cache_home
+from livecd.profile import DEFAULT_PROFILE, load_profile
+
+ORDER = DEFAULT_PROFILE.with_name("libcaca.cpu")
 
 
 def xorriso(*args: str) -> str:
@@ -161,3 +167,29 @@ def test_manifests_name_every_input_and_the_iso(default_build: BuildResult, tmp_
 def test_no_partial_file_is_left_next_to_the_iso(default_build: BuildResult) -> None:
     assert [p.name for p in default_build.iso.parent.iterdir() if p.name.endswith(".part")] == []
     assert stat.S_IMODE(default_build.iso.stat().st_mode) == 0o644
+
+
+def test_command_line_settings_reach_the_image(
+    default_build: BuildResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Options made from the settings table, through a real build: an order relative to the
+    # current folder, a volume label, a compression and its level, a serial console.
+    shutil.copy(ORDER, tmp_path / "mine.cpu")
+    monkeypatch.chdir(tmp_path)
+    args = ["build", "--order", "mine.cpu", "--volume-label", "MINE", "--serial", "ttyS1",
+            "--compression", "gzip", "--compression-level", "1", "--timeout", "0",
+            "-o", "out/t.iso"]  # fmt: skip
+    (tmp_path / "out").mkdir()
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "out" / "t.iso.manifest.json").read_text())
+    settings = manifest["profile"]["settings"]
+    assert settings["orders"] == ["mine.cpu"] and settings["output"] == load_profile().output
+    assert (settings["volume_label"], settings["serial"]) == ("MINE", "ttyS1")
+    assert (settings["compression"], settings["compression_level"]) == ("gzip", 1)
+    assert [o["name"] for o in manifest["orders"]] == ["mine.cpu"]
+    assert "Volume id    : 'MINE'" in xorriso("-indev", "out/t.iso", "-pvd_info")
+    initrd = extract(tmp_path / "out" / "t.iso", "/live/initrd.img", tmp_path / "initrd.img")
+    assert initrd.read_bytes()[:2] == b"\x1f\x8b"
+    grub = extract(tmp_path / "out" / "t.iso", "/boot/grub/grub.cfg", tmp_path / "grub.cfg")
+    assert "console=ttyS1" in grub.read_text()

@@ -190,7 +190,8 @@ from pathlib import Path
 if sys.argv[1] == "busy":
     import ast, ntpath, pathlib, pytest  # objects the modules below share, referenced more
 from livecd.formats.cpio import Entry
-from livecd.python import STDLIB, compiled
+from livecd.pyc import compiled
+from livecd.python_runtime import STDLIB
 for name in ("ast", "ntpath", "pathlib"):
     source = Path(sys.base_prefix, "lib", "python3.11", f"{name}.py")
     entry = Entry(f"{STDLIB}/{name}.py", 0o100644, source=source)
