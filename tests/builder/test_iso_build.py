@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import cpushare
 from livecd.build import BuildResult
 from livecd.cli import main
 from livecd.deb import unpacked
@@ -193,3 +194,19 @@ def test_command_line_settings_reach_the_image(
     assert initrd.read_bytes()[:2] == b"\x1f\x8b"
     grub = extract(tmp_path / "out" / "t.iso", "/boot/grub/grub.cfg", tmp_path / "grub.cfg")
     assert "console=ttyS1" in grub.read_text()
+
+
+def test_the_image_holds_exactly_the_guest_package(initramfs: Path) -> None:
+    """Every module of `cpushare`, and nothing of the host's packages (market, builder)."""
+    names = subprocess.run(
+        ["bsdtar", "-tf", str(initramfs)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    stdlib = "usr/lib/python3.11/"
+    guest = Path(cpushare.__file__).resolve().parent
+    shipped = {
+        n.removeprefix(stdlib + "cpushare/")
+        for n in names
+        if n.startswith(stdlib + "cpushare/") and n.endswith(".py")
+    }
+    assert shipped == {p.relative_to(guest).as_posix() for p in guest.rglob("*.py")}
+    assert [n for n in names if n.startswith((stdlib + "market", stdlib + "livecd"))] == []

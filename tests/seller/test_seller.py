@@ -56,7 +56,7 @@ def test_a_batch_through_two_sellers_over_pinned_tls_matches_the_reference(
         assert sorted(int(e["job"]) for e in finished) == ids
         assert all(e["status"] == "ok" for e in finished)
         for seller in sellers:
-            started = seller.events("seller-started")[0]
+            started = seller.wait_for("seller-started")[0]
             assert started["nice"] == "19" and started["order"] == load_order(seller.order).order_id
         coins = buyer.status()["coins"]
         assert coins["alice"] + coins["bob"] > 0 and coins["lab"] == 0
