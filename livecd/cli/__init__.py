@@ -46,6 +46,7 @@ def _register() -> None:
     from livecd.cli import (  # noqa: F401
         boot,
         build,
+        deb,
         job,
         lock,
         market,
