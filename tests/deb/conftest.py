@@ -20,8 +20,9 @@ from livecd.files import cache_home
 
 EPOCH = 1_700_000_000
 SUITE = "bookworm"
-# The package's dependencies: dpkg installs it offline, as apt would after fetching them.
-ROOT_PACKAGES = ("python3", "adduser")
+# The package's dependencies (dpkg installs it offline, as apt would after fetching
+# them) and systemd, whose systemd-analyze checks the unit.
+ROOT_PACKAGES = ("python3", "adduser", "systemd")
 # The environment of commands in the root: nothing of the host's (its CPUSHARE_LOADER
 # would point the sellers at a file the root does not have).
 ROOT_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/root"}
@@ -64,6 +65,9 @@ def root_tarball() -> Path:
             check=True,
         )  # fmt: skip
         tar.replace(out)
+    for old in out.parent.glob(f"{SUITE}-minbase-*.tar"):
+        if old != out:  # made from other sources or packages: never used again
+            old.unlink()
     return out
 
 

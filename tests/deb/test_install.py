@@ -1,6 +1,8 @@
 """The package installed in a Debian 12 root: the init script sells jobs from a real
 market on the host's loopback (the chroot shares the host's network), reports each
 order's state, stops every seller, and the maintainer scripts keep or purge the orders.
+The systemd unit is checked by systemd-analyze and enabled for boot; no test boots it
+with systemd as PID 1.
 
 Slow (about a minute once the root is cached), but part of `make test`: it is the only
 test of the package as a Debian user meets it.
@@ -29,6 +31,7 @@ from market.client import MarketClient
 pytestmark = [pytest.mark.chroot, pytest.mark.timeout(300)]
 T = TypeVar("T")
 INIT = "/etc/init.d/cpushare"
+WANTS = "etc/systemd/system/multi-user.target.wants/cpushare.service"
 BROKEN_ORDER = 'format = 1\n[market]\nurl = "ftp://nowhere"\n'
 
 
@@ -101,6 +104,9 @@ def test_start_refuses_without_an_order_and_without_strict_seccomp(
 ) -> None:
     assert installed.uid("cpushare") is not None
     assert (installed.path / "etc/rc2.d/S01cpushare").is_symlink()
+    assert (installed.path / WANTS).is_symlink()
+    verified = installed.run("systemd-analyze", "verify", "cpushare.service")
+    assert verified.returncode == 0 and verified.stderr == "", verified.stderr
     clear_orders(installed)
     empty = installed.run(INIT, "start")
     assert empty.returncode == 2
@@ -189,3 +195,4 @@ def test_removal_stops_the_sellers_and_keeps_the_orders_purge_removes_them(
     assert not orders_dir(installed).exists()
     assert installed.uid("cpushare") is None
     assert not (installed.path / "etc/rc2.d/S01cpushare").exists()
+    assert not (installed.path / WANTS).is_symlink()
