@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from conftest import DebianRoot
+from debroot import DebianRoot
 
 from cpushare.console import parse_line
 from cpushare.seller.status import SellerStatus, read_statuses

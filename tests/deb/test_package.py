@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import EPOCH
+from debroot import EPOCH
 
 from livecd.cli import main
 from livecd.debpkg.archive import Built, build
