@@ -30,7 +30,7 @@ PRE_DEPENDS = "init-system-helpers (>= 1.54~)"
 DEB_TEMPLATES = TEMPLATES / "deb"
 LIB = "usr/lib/cpushare"
 DOC = f"usr/share/doc/{PACKAGE}"
-CONFFILES = ("etc/init.d/cpushare",)
+CONFFILES = ("etc/init.d/cpushare", "etc/logrotate.d/cpushare")
 SCRIPTS = ("postinst", "prerm", "postrm")
 GUEST_SRC = Path(cpushare.__file__).resolve().parent
 _REG = stat.S_IFREG | 0o644
@@ -91,6 +91,7 @@ def files(epoch: int) -> list[Entry]:
         Entry(
             "lib/systemd/system/cpushare.service", _REG, source=DEB_TEMPLATES / "cpushare.service"
         ),
+        Entry("etc/logrotate.d/cpushare", _REG, source=DEB_TEMPLATES / "cpushare.logrotate"),
         Entry("etc/cpushare", _DIR),
         Entry(f"{DOC}/copyright", _REG, source=DEB_TEMPLATES / "copyright"),
         Entry(f"{DOC}/README.Debian", _REG, source=DEB_TEMPLATES / "README.Debian"),

@@ -143,6 +143,8 @@ def test_two_orders_sell_at_nice_19_as_the_sellers_user_and_stop_leaves_none(
         assert events(started.stdout, "orders")[0]["count"] == "2"
         up = until(lambda: len(sellers(installed)) == 2 and sellers(installed), "two sellers")
         assert sorted(up) == ["volunteer-cpu0", "volunteer-cpu1"]
+        log = installed.path / "var/log/cpushare.log"
+        until(lambda: len(events(log.read_text(), "seller-started")) == 2, "the log's lines")
 
         images = [sample_image(120 + 8 * i, 90 + 4 * i, seed=i) for i in range(10)]
         jobs = buyer.submit(buyer.upload_program(fsdither), images)
