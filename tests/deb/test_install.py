@@ -175,15 +175,29 @@ def test_two_orders_sell_at_nice_19_as_the_sellers_user_and_stop_leaves_none(
     assert installed.run(INIT, "status").returncode == 3
 
 
-def test_removal_stops_the_sellers_and_keeps_the_orders_purge_removes_them(
-    installed: DebianRoot, market: MarketProcess
+def test_upgrade_restarts_removal_stops_the_sellers_and_keeps_the_orders_purge_removes_them(
+    installed: DebianRoot, market: MarketProcess, deb: Built
 ) -> None:
     clear_orders(installed)
     market.account("kept")
     order = orders_dir(installed) / "kept-cpu0.cpu"
     market.order("kept", order)
     assert installed.run(INIT, "start").returncode == 0
-    until(lambda: sellers(installed), "a seller")
+    before = until(lambda: sellers(installed).get("kept-cpu0"), "the seller").pid
+    pidfile = installed.path / "run/cpushare/sellers.pid"
+    supervisor = pidfile.read_text()
+
+    # Installing it again is an upgrade: the sellers go on, restarted with the new code.
+    again = installed.run("dpkg", "-i", f"/tmp/{deb.path.name}")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert pidfile.read_text() != supervisor
+
+    def restarted() -> SellerStatus | None:
+        seller = sellers(installed).get("kept-cpu0")
+        return seller if seller is not None and seller.pid != before else None
+
+    until(restarted, "a new seller")
+    assert installed.run(INIT, "status").returncode == 0
 
     removed = installed.run("dpkg", "--remove", "cpushare")
     assert removed.returncode == 0, removed.stdout + removed.stderr
