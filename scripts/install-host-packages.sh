@@ -12,6 +12,7 @@ xorriso mtools dosfstools cpio libarchive-tools file
 isolinux
 zstd xz-utils lz4
 diffoscope-minimal
+binutils lintian mmdebstrap
 "
 
 missing=""

@@ -27,6 +27,7 @@ class _Lazy(NamedTuple):
 COMMANDS: dict[str, _Lazy] = {
     "boot": _Lazy("boot", "Boot ISO in QEMU for a person, like `qemu -cdrom ISO`."),
     "build": _Lazy("build", "Build the live CD ISO."),
+    "deb": _Lazy("deb", "Build the `cpushare` Debian package, for machines that run Debian."),
     "inspect": _Lazy("inspect", "Show ISO's volume, boot entries, partitions and files."),
     "job": _Lazy("job", "Jobs: native x86-64 programs that run in the strict-seccomp jail."),
     "lock": _Lazy("lock", "Write a lock file pinning the packages the profile resolves to."),
