@@ -68,3 +68,15 @@ def initramfs(first_stage: bytes, image: bytes, epoch: int) -> bytes:
     write_newc([Entry(IMAGE, stat.S_IFREG | 0o444, data=image)], buf, mtime=epoch)
     # The kernel looks for the next archive's header on a 4-byte boundary.
     return first_stage + b"\0" * (-len(first_stage) % 512) + buf.getvalue()
+
+
+def split(initramfs: bytes) -> tuple[bytes, bytes]:
+    """`initramfs` (as `initramfs` made it) cut into its compressed first-stage archive,
+    zero padding included, and the uncompressed archive that holds the image."""
+    # The archive's first member is the image's folder, which write_newc adds.
+    name = IMAGE.split("/")[0].encode() + b"\0"
+    for offset in range(0, len(initramfs), 512):
+        header = initramfs[offset : offset + 110 + len(name)]
+        if header.startswith(b"070701") and header.endswith(name):
+            return initramfs[:offset], initramfs[offset:]
+    raise ValueError(f"no uncompressed archive holding {IMAGE} in this initramfs")
