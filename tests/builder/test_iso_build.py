@@ -16,7 +16,7 @@ from livecd.build import BuildResult
 from livecd.deb import unpacked
 from livecd.debian import Apt
 from livecd.files import cache_home
-from livecd.stage1 import IMAGE, split
+from livecd.stage1 import IMAGE
 
 
 def xorriso(*args: str) -> str:
@@ -36,21 +36,22 @@ def trees(default_build: BuildResult) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def initramfs(iso: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def initramfs(
+    initramfs_parts: tuple[bytes, bytes], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """The first stage's cpio, decompressed."""
-    work = tmp_path_factory.mktemp("initramfs")
-    first, _ = split(extract(iso, "/live/initrd.img", work / "initrd.img").read_bytes())
-    cpio = work / "initrd.cpio"
-    subprocess.run(["zstd", "-q", "-d", "-o", str(cpio)], input=first.rstrip(b"\0"), check=True)
+    cpio = tmp_path_factory.mktemp("initramfs") / "initrd.cpio"
+    cpio.write_bytes(initramfs_parts[0])
     return cpio
 
 
 @pytest.fixture(scope="module")
-def live_root(iso: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def live_root(
+    initramfs_parts: tuple[bytes, bytes], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """The live system: the squashfs image, unpacked by squashfs-tools."""
     work = tmp_path_factory.mktemp("live")
-    _, archive = split(extract(iso, "/live/initrd.img", work / "initrd.img").read_bytes())
-    subprocess.run(["bsdtar", "-xf", "-", "-C", str(work)], input=archive, check=True)
+    subprocess.run(["bsdtar", "-xf", "-", "-C", str(work)], input=initramfs_parts[1], check=True)
     root = work / "root"
     subprocess.run(["unsquashfs", "-q", "-n", "-d", str(root), str(work / IMAGE)], check=True)
     return root

@@ -29,7 +29,10 @@ def _listing(image: bytes, tmp_path: Path) -> dict[str, list[str]]:
     path = tmp_path / "listing.sqfs"
     path.write_bytes(image)
     out = subprocess.run(
-        ["unsquashfs", "-lls", "-n", "-d", "", str(path)], capture_output=True, text=True, check=True
+        ["unsquashfs", "-lls", "-n", "-d", "", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rows = [row for row in (line.split() for line in out.splitlines()) if len(row) >= 6]
     return {row[5]: row for row in rows}
