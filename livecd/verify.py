@@ -8,6 +8,7 @@ bsdtar) and of the ESP's FAT image (read by mtools).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -15,10 +16,11 @@ import os
 import subprocess
 import tarfile
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pycdlib
 
@@ -31,6 +33,7 @@ from livecd.formats.isoread import IsoReport, inspect_iso
 from livecd.profile import Profile, load_profile
 from livecd.progress import Progress
 from livecd.run import need
+from livecd.stage1 import IMAGE, split
 
 INITRAMFS = "live/initrd.img"
 # What `inspect` reports besides the files: everything in the ISO that is not a file.
@@ -239,20 +242,66 @@ def _member_differences(
 
 
 def _initramfs_members(path: Path) -> dict[str, dict[str, object]]:
+    """The members of the first stage's archive and, named below the image's path, the
+    files of the squashfs image that follows it (`livecd.stage1`)."""
+    data = path.read_bytes()
+    try:
+        first, archive = split(data)
+    except ValueError:
+        return _cpio_members(data)
+    members = _cpio_members(first)
+    with tempfile.TemporaryDirectory(prefix="livecd-verify-") as tmp:
+        root = Path(tmp)
+        subprocess.run(["bsdtar", "-xf", "-", "-C", tmp], input=archive, check=True)
+        need("unsquashfs", "squashfs-tools")
+        subprocess.run(
+            ["unsquashfs", "-q", "-n", "-d", str(root / "image"), str(root / IMAGE)],
+            capture_output=True,
+            check=True,
+        )
+        members.update(_tree_members(root / "image", IMAGE))
+    return members
+
+
+def _tree_members(root: Path, prefix: str) -> dict[str, dict[str, object]]:
+    """Files of an unpacked image, described as `_cpio_members` describes archive members."""
+    members: dict[str, dict[str, object]] = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        kind = tarfile.SYMTYPE if path.is_symlink() else tarfile.DIRTYPE if path.is_dir() else (
+            tarfile.REGTYPE
+        )  # fmt: skip
+        members[f"{prefix}/{path.relative_to(root).as_posix()}"] = {
+            "type": kind,
+            "mode": oct(st.st_mode & 0o7777),
+            "owner": (st.st_uid, st.st_gid),
+            "mtime": int(st.st_mtime),
+            "link": os.readlink(path) if kind == tarfile.SYMTYPE else "",
+            "device": (0, 0),
+            "content": sha256_file(path) if kind == tarfile.REGTYPE else "",
+        }
+    return members
+
+
+def _cpio_members(data: bytes) -> dict[str, dict[str, object]]:
     """The members of a (compressed) cpio, read by bsdtar, which reads every format and
     compression the kernel does and writes them as one tar stream."""
     need("bsdtar", "libarchive-tools")
     proc = subprocess.Popen(
-        ["bsdtar", "-cf", "-", "--format=pax", f"@{path}"],
+        ["bsdtar", "-cf", "-", "--format=pax", "@-"],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
-    assert proc.stdout is not None
+    assert proc.stdin is not None and proc.stdout is not None
+    # bsdtar reads its input while it writes: feed it from a thread of its own.
+    feeder = threading.Thread(target=_feed, args=(proc.stdin, data), daemon=True)
+    feeder.start()
     members: dict[str, dict[str, object]] = {}
     try:
         with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
             for member in archive:
-                data = archive.extractfile(member) if member.isreg() else None
+                content = archive.extractfile(member) if member.isreg() else None
                 members[member.name] = {
                     "type": member.type,
                     "mode": oct(member.mode),
@@ -260,14 +309,22 @@ def _initramfs_members(path: Path) -> dict[str, dict[str, object]]:
                     "mtime": int(member.mtime),
                     "link": member.linkname,
                     "device": (member.devmajor, member.devminor),
-                    "content": hashlib.sha256(data.read()).hexdigest() if data else "",
+                    "content": hashlib.sha256(content.read()).hexdigest() if content else "",
                 }
     except tarfile.TarError:
-        members = {"(not a readable archive)": {"content": sha256_file(path)}}
+        members = {"(not a readable archive)": {"content": hashlib.sha256(data).hexdigest()}}
     finally:
         proc.stdout.close()
         proc.wait()
+        feeder.join()
     return members
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    with contextlib.suppress(BrokenPipeError):
+        pipe.write(data)
+    with contextlib.suppress(BrokenPipeError):
+        pipe.close()
 
 
 def _fat_members(path: Path) -> dict[str, dict[str, object]]:
