@@ -34,7 +34,7 @@ from livecd.run import need, run
 COMPRESSION = ("-comp", "zstd", "-Xcompression-level", "19")
 BLOCK_SIZE = 128 * 1024
 # Part of the cache key: a change of options or format builds every image again.
-_FORMAT = f"squashfs-4 {' '.join(COMPRESSION)} -b {BLOCK_SIZE} stage-tree-1"
+_FORMAT = f"squashfs-4 {' '.join(COMPRESSION)} -b {BLOCK_SIZE} stage-tree-2"
 
 
 def image(entries: Iterable[Entry], epoch: int, cache: Path) -> bytes:
@@ -59,6 +59,8 @@ def image(entries: Iterable[Entry], epoch: int, cache: Path) -> bytes:
                 "-no-progress", "-b", str(BLOCK_SIZE), *COMPRESSION,
                 "-mkfs-time", str(epoch), "-all-time", str(epoch),
             ],
+            # mksquashfs refuses SOURCE_DATE_EPOCH beside the options that say the same.
+            env={k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"},
             what="mksquashfs",
         )  # fmt: skip
         data = out.read_bytes()
@@ -70,13 +72,12 @@ def image(entries: Iterable[Entry], epoch: int, cache: Path) -> bytes:
 def stage(entries: Iterable[Entry], tree: Path) -> None:
     """Write `entries` below `tree` with their exact modes (the umask does not apply).
     Parents an entry list leaves implicit are directories 0755, as in the cpio."""
-    tree.mkdir(mode=0o755)
+    tree.mkdir()
+    os.chmod(tree, 0o755)  # the image's root folder: / of the live system
     dirs: list[tuple[Path, int]] = []
     for e in entries:
         path = tree / e.path
-        if path.parent != tree and not path.parent.exists():
-            path.parent.mkdir(mode=0o755, parents=True)
-            os.chmod(path.parent, 0o755)
+        _parents(tree, path.parent)
         kind = stat.S_IFMT(e.mode)
         if kind == stat.S_IFDIR:
             path.mkdir(exist_ok=True)
@@ -94,6 +95,15 @@ def stage(entries: Iterable[Entry], tree: Path) -> None:
     # Directory modes last: a read-only directory would refuse its own children.
     for path, mode in dirs:
         os.chmod(path, mode)
+
+
+def _parents(tree: Path, directory: Path) -> None:
+    """Make the missing folders down to `directory`, each 0755 whatever the umask."""
+    if directory == tree or directory.exists():
+        return
+    _parents(tree, directory.parent)
+    directory.mkdir()
+    os.chmod(directory, 0o755)
 
 
 def _key(entries: list[Entry], epoch: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
 from pathlib import Path
@@ -72,3 +73,13 @@ def test_the_image_follows_the_compressed_first_stage_on_a_boundary(tmp_path: Pa
     # The image is the last member, so a short unpacking cuts it, not /init.
     assert archive.rstrip(b"\0").endswith(b"TRAILER!!!")
     assert archive.count(b"070701") == 3  # its folder, the image, the trailer
+
+
+def test_implicit_folders_are_0755_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        squashfs.stage([Entry("a/b/c/file", stat.S_IFREG | 0o644, data=b"x")], tmp_path / "t")
+    finally:
+        os.umask(old)
+    for folder in ("", "a", "a/b", "a/b/c"):
+        assert (tmp_path / "t" / folder).stat().st_mode & 0o7777 == 0o755, folder
