@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from livecd import __version__, guest, pyc, python_runtime, rootfs
+from livecd import __version__, guest, pyc, python_runtime, rootfs, squashfs, stage1
 from livecd.boottree import BIOS_BOOT, BOOT_PACKAGES, EFI_IMAGE, boot_files, esp_image
 from livecd.builtin_orders import BuiltinOrder, load_orders, order_entries
 from livecd.deb import unpacked
@@ -51,8 +51,9 @@ class BuildResult:
     iso: Path
     sha256: str
     size: int
-    initramfs_size: int
-    rootfs_size: int
+    initramfs_size: int  # compressed, as on the ISO
+    rootfs_size: int  # the live system's files, unpacked
+    image_size: int  # the live system's squashfs image, inside the initramfs
     packages: list[Package]
     kernel_release: str
     manifest: dict[str, object]
@@ -124,14 +125,16 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
     with progress.stage("root filesystem"):
         entries = root_filesystem(opts, kernel, trees, packages, context)
         entries += order_entries(orders)
-    with progress.stage("initramfs"):
-        buf = io.BytesIO()
+    with progress.stage("squashfs image"):
         try:
-            write_newc(entries, buf, mtime=epoch)
+            image = squashfs.image(entries, epoch, opts.cache)
         except CpioError as exc:
             # Overlays and rendered templates are the user's: two of them at one path.
             raise BuildError(f"the root filesystem cannot be archived: {exc}") from None
-        initramfs = compressed(buf.getvalue(), profile, opts.cache)
+    with progress.stage("initramfs"):
+        buf = io.BytesIO()
+        write_newc(first_stage(opts, kernel, trees, context, image), buf, mtime=epoch)
+        initramfs = stage1.initramfs(compressed(buf.getvalue(), profile, opts.cache), image, epoch)
     with progress.stage("ESP image"):
         esp = esp_image(trees, volume_id=int.from_bytes(seed[:4], "little"), epoch=epoch)
     manifest = build_manifest(profile, packages, orders, kernel, epoch, initramfs)
@@ -157,7 +160,8 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
         sha256=digest,
         size=opts.output.stat().st_size,
         initramfs_size=len(initramfs),
-        rootfs_size=len(buf.getvalue()),
+        rootfs_size=rootfs.size_of(entries),
+        image_size=len(image),
         packages=packages,
         kernel_release=kernel.release,
         manifest=manifest,
@@ -222,6 +226,29 @@ def root_filesystem(
     if not any(e.path == "init" for e in entries):
         raise BuildError(f"no /init in the image: {opts.templates}/rootfs/init.j2 is missing")
     return entries
+
+
+def first_stage(
+    opts: BuildOptions,
+    kernel: Kernel,
+    trees: dict[str, Path],
+    context: dict[str, object],
+    image: bytes,
+) -> list[Entry]:
+    """The initramfs the kernel unpacks: `/init` of the first stage and the image."""
+    stage_context = {
+        **context,
+        "image": stage1.IMAGE,
+        "image_size": len(image),
+        "min_available_mb": stage1.MIN_AVAILABLE_MB,
+    }
+    return stage1.entries(
+        rootfs.busybox(trees["busybox-static"]),
+        kernel,
+        render_tree("initramfs", stage_context, opts.templates),
+        render_tree("rootfs", context, opts.templates),
+        [e for e in rootfs.overlay(opts.overlays) if e.path.startswith("etc/acpi/")],
+    )
 
 
 def build_manifest(

@@ -30,6 +30,7 @@ from livecd.formats.isoread import IsoReport, inspect_iso
 from livecd.profile import Profile, load_profile
 from livecd.progress import Progress
 from livecd.run import need, run, streamed
+from livecd.stage1 import IMAGE, split
 
 INITRAMFS = "live/initrd.img"
 # What `inspect` reports besides the files: everything in the ISO that is not a file.
@@ -237,6 +238,45 @@ def _member_differences(
 
 
 def _initramfs_members(path: Path) -> dict[str, dict[str, object]]:
+    """The members of the first stage's archive and, named below the image's path, the
+    files of the squashfs image that follows it (`livecd.stage1`)."""
+    data = path.read_bytes()
+    try:
+        first, archive = split(data)
+    except ValueError:
+        return _cpio_members(path)
+    with tempfile.TemporaryDirectory(prefix="livecd-verify-") as tmp:
+        root = Path(tmp)
+        (root / "first.cpio").write_bytes(first)
+        members = _cpio_members(root / "first.cpio")
+        run(["bsdtar", "-xf", "-", "-C", tmp], input=archive, what="bsdtar")
+        unsquashfs = need("unsquashfs", "squashfs-tools")
+        run([unsquashfs, "-q", "-n", "-d", root / "image", root / IMAGE], what="unsquashfs")
+        members.update(_tree_members(root / "image", IMAGE))
+    return members
+
+
+def _tree_members(root: Path, prefix: str) -> dict[str, dict[str, object]]:
+    """Files of an unpacked image, described as `_cpio_members` describes archive members."""
+    members: dict[str, dict[str, object]] = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        kind = tarfile.SYMTYPE if path.is_symlink() else tarfile.DIRTYPE if path.is_dir() else (
+            tarfile.REGTYPE
+        )  # fmt: skip
+        members[f"{prefix}/{path.relative_to(root).as_posix()}"] = {
+            "type": kind,
+            "mode": oct(st.st_mode & 0o7777),
+            "owner": (st.st_uid, st.st_gid),
+            "mtime": int(st.st_mtime),
+            "link": os.readlink(path) if kind == tarfile.SYMTYPE else "",
+            "device": (0, 0),
+            "content": sha256_file(path) if kind == tarfile.REGTYPE else "",
+        }
+    return members
+
+
+def _cpio_members(path: Path) -> dict[str, dict[str, object]]:
     """The members of a (compressed) cpio, read by bsdtar, which reads every format and
     compression the kernel does and writes them as one tar stream."""
     need("bsdtar", "libarchive-tools")

@@ -78,7 +78,7 @@ def write_newc(entries: Iterable[Entry], out: BinaryIO, *, mtime: int) -> int:
     Returns the number of bytes written. Bad entries raise CpioError before any write."""
     if not 0 <= mtime <= 0xFFFFFFFF:
         raise CpioError(f"mtime {mtime} does not fit a cpio header (0..4294967295)")
-    members = _complete(entries)
+    members = complete_tree(entries)
     written = 0
     for ino, entry in enumerate(members, start=1):
         written += _write_member(out, entry, ino, mtime)
@@ -88,7 +88,9 @@ def write_newc(entries: Iterable[Entry], out: BinaryIO, *, mtime: int) -> int:
     return written + pad
 
 
-def _complete(entries: Iterable[Entry]) -> list[Entry]:
+def complete_tree(entries: Iterable[Entry]) -> list[Entry]:
+    """`entries` checked (each well formed, no path twice, no file where a folder must
+    be), with their missing parent folders, sorted: what an archive of them holds."""
     by_path: dict[str, Entry] = {}
     for entry in entries:
         _check(entry)

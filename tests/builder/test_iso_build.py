@@ -21,6 +21,7 @@ from livecd.deb import unpacked
 from livecd.debian import Apt
 from livecd.files import cache_home
 from livecd.profile import DEFAULT_PROFILE, load_profile
+from livecd.stage1 import IMAGE
 
 ORDER = DEFAULT_PROFILE.with_name("libcaca.cpu")
 
@@ -42,15 +43,25 @@ def trees(default_build: BuildResult) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def initramfs(iso: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("initramfs")
-    packed = extract(iso, "/live/initrd.img", work / "initrd.img")
-    cpio = work / "initrd.cpio"
-    subprocess.run(["zstd", "-q", "-d", str(packed), "-o", str(cpio)], check=True)
-    root = work / "root"
-    root.mkdir()
-    subprocess.run(["bsdtar", "-xf", str(cpio), "-C", str(root)], check=True)
+def initramfs(
+    initramfs_parts: tuple[bytes, bytes], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The first stage's cpio, decompressed."""
+    cpio = tmp_path_factory.mktemp("initramfs") / "initrd.cpio"
+    cpio.write_bytes(initramfs_parts[0])
     return cpio
+
+
+@pytest.fixture(scope="module")
+def live_root(
+    initramfs_parts: tuple[bytes, bytes], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The live system: the squashfs image, unpacked by squashfs-tools."""
+    work = tmp_path_factory.mktemp("live")
+    subprocess.run(["bsdtar", "-xf", "-", "-C", str(work)], input=initramfs_parts[1], check=True)
+    root = work / "root"
+    subprocess.run(["unsquashfs", "-q", "-n", "-d", str(root), str(work / IMAGE)], check=True)
+    return root
 
 
 def test_the_iso_has_both_boot_entries_and_a_hybrid_mbr(iso: Path) -> None:
@@ -115,18 +126,37 @@ def test_the_initramfs_holds_the_live_system(initramfs: Path, default_build: Bui
     release = default_build.kernel_release
     for name in ("modules.dep", "modules.alias", "modules.builtin"):
         assert f"lib/modules/{release}/{name}" in lines
-    assert any(p.endswith("/e1000.ko") for p in lines)
-    assert "etc/inittab" in lines and "etc/init.d/rcS" in lines
+    assert any(p.endswith("/squashfs.ko") for p in lines)
+    assert "etc/inittab" in lines
 
 
-def test_modules_are_byte_for_byte_the_signed_ones(
-    initramfs: Path, tmp_path: Path, trees: dict[str, Path], default_build: BuildResult
-) -> None:
-    subprocess.run(["bsdtar", "-xf", str(initramfs), "-C", str(tmp_path)], check=True)
+def test_the_image_holds_the_live_system(live_root: Path, default_build: BuildResult) -> None:
+    assert (live_root / "init").stat().st_mode & 0o777 == 0o755
+    assert (live_root / "etc/init.d/rcS").is_file()
+    assert (live_root / "usr/bin/python3.11").is_file()
+    assert (live_root / "tmp").stat().st_mode & 0o7777 == 0o1777
     release = default_build.kernel_release
-    root = tmp_path / "lib" / "modules" / release
+    assert list((live_root / "lib/modules" / release).rglob("e1000.ko"))
+
+
+@pytest.mark.parametrize("where", ["first stage", "image"])
+def test_modules_are_byte_for_byte_the_signed_ones(
+    initramfs: Path,
+    live_root: Path,
+    tmp_path: Path,
+    trees: dict[str, Path],
+    default_build: BuildResult,
+    where: str,
+) -> None:
+    if where == "image":
+        tree = live_root
+    else:
+        subprocess.run(["bsdtar", "-xf", str(initramfs), "-C", str(tmp_path)], check=True)
+        tree = tmp_path
+    release = default_build.kernel_release
+    root = tree / "lib" / "modules" / release
     kos = list(root.rglob("*.ko"))
-    assert len(kos) >= 20
+    assert len(kos) >= (20 if where == "image" else 3)
     shipped = trees[default_build.packages[0].name] / "lib" / "modules" / release
     for ko in kos:
         assert ko.read_bytes() == (shipped / ko.relative_to(root)).read_bytes(), ko
@@ -196,17 +226,11 @@ def test_command_line_settings_reach_the_image(
     assert "console=ttyS1" in grub.read_text()
 
 
-def test_the_image_holds_exactly_the_guest_package(initramfs: Path) -> None:
+def test_the_image_holds_exactly_the_guest_package(live_root: Path) -> None:
     """Every module of `cpushare`, and nothing of the host's packages (market, builder)."""
-    names = subprocess.run(
-        ["bsdtar", "-tf", str(initramfs)], capture_output=True, text=True, check=True
-    ).stdout.split()
-    stdlib = "usr/lib/python3.11/"
+    stdlib = live_root / "usr/lib/python3.11"
     guest = Path(cpushare.__file__).resolve().parent
-    shipped = {
-        n.removeprefix(stdlib + "cpushare/")
-        for n in names
-        if n.startswith(stdlib + "cpushare/") and n.endswith(".py")
-    }
+    package = stdlib / "cpushare"
+    shipped = {p.relative_to(package).as_posix() for p in package.rglob("*.py")}
     assert shipped == {p.relative_to(guest).as_posix() for p in guest.rglob("*.py")}
-    assert [n for n in names if n.startswith((stdlib + "market", stdlib + "livecd"))] == []
+    assert [p.name for p in stdlib.iterdir() if p.name.startswith(("market", "livecd"))] == []

@@ -255,7 +255,10 @@ def test_verify_names_what_differs_inside(lock_file: Path, tmp_path: Path) -> No
                        overlays=overlays))  # fmt: skip
     result = livecd("verify", str(iso), "--lock", str(lock_file))
     assert result.exit_code == 1
-    assert "differs: live/initrd.img: etc/smuggled: only in the first" in result.stdout
+    assert (
+        "differs: live/initrd.img: live/root.squashfs/etc/smuggled: only in the first"
+        in result.stdout
+    )
     assert "differs: manifest.json: initramfs differs" in result.stdout
     (line,) = error_lines(result)
     assert "is not what" in line
