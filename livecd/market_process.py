@@ -14,9 +14,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from cpushare.order import SellOrder
 from livecd.files import atomic_write
@@ -24,6 +27,41 @@ from market import admin
 from market.accounts import IssuedAccount
 from market.buyer import BuyerClient
 from market.tls import self_signed
+
+
+@dataclass(frozen=True)
+class Host:
+    """An enrolled host's credentials, and the source address it talks from."""
+
+    id: str
+    secret: str
+    seats: int
+    source: str
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        return (self.id, self.secret)
+
+
+class _SourceAdapter(HTTPAdapter):
+    def __init__(self, source: str) -> None:
+        self._source = source
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self._source, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def source_session(source: str) -> requests.Session:
+    """A requests session whose connections come from `source` (a loopback address such as
+    127.0.0.2: the market sees a distinct machine)."""
+    session = requests.Session()
+    adapter = _SourceAdapter(source)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
 
 SERVE = [sys.executable, "-c", "from livecd.cli import main; main()", "market", "serve"]
 
@@ -111,8 +149,30 @@ class MarketProcess:
     def __exit__(self, *exc: object) -> None:
         self.stop(kill=True)
 
-    def account(self, name: str) -> IssuedAccount:
-        return admin.new_account(self.db, name)
+    def account(self, name: str, coins: float = 0) -> IssuedAccount:
+        """A new account, granted `coins` (a buyer needs coins to submit)."""
+        issued = admin.new_account(self.db, name)
+        if coins:
+            admin.grant(self.db, name, coins)
+        return issued
+
+    def grant(self, name: str, coins: float) -> float:
+        return admin.grant(self.db, name, coins)
+
+    def enroll(self, order: SellOrder, *, seats: int = 1, source: str = "127.0.0.1") -> Host:
+        """Enroll a host with `order` from the loopback address `source` (each address is a
+        distinct machine to the market's agreement)."""
+        with source_session(source) as session:
+            reply = session.post(
+                f"{self.url}/v1/hosts",
+                json={"seats": seats},
+                auth=(order.order_id, order.secret),
+                timeout=10,
+            )
+        if reply.status_code != 201:
+            raise RuntimeError(f"enrolling failed: {reply.status_code} {reply.text}")
+        doc = reply.json()
+        return Host(doc["host"], doc["secret"], doc["seats"], source)
 
     def client(self, account: str) -> BuyerClient:
         """A client of the API for a new account `account`, as a buyer uses it."""

@@ -7,7 +7,6 @@ there is nothing to brute-force. Only the hashes are kept.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import sqlite3
 import time
@@ -72,18 +71,14 @@ def create_order(conn: sqlite3.Connection, account: str) -> IssuedOrder:
     return IssuedOrder(order_id, secret, account)
 
 
-def account_for_key(conn: sqlite3.Connection, api_key: str) -> int | None:
-    """The account id an API key belongs to, or None."""
+def account_row(conn: sqlite3.Connection, api_key: str) -> int | None:
+    """The account id an API key belongs to, -1 if that account is disabled, or None."""
     row = conn.execute(
-        "SELECT id FROM accounts WHERE key_hash = ?", (token_hash(api_key),)
+        "SELECT id, disabled FROM accounts WHERE key_hash = ?", (token_hash(api_key),)
     ).fetchone()
-    return None if row is None else int(row[0])
-
-
-def order_matches(conn: sqlite3.Connection, order_id: str, secret: str) -> bool:
-    """True if `secret` is the secret of order `order_id`."""
-    row = conn.execute("SELECT secret_hash FROM orders WHERE id = ?", (order_id,)).fetchone()
-    return row is not None and hmac.compare_digest(row[0], token_hash(secret))
+    if row is None:
+        return None
+    return -1 if row[1] is not None else int(row[0])
 
 
 def list_accounts(conn: sqlite3.Connection) -> list[dict[str, object]]:
@@ -92,11 +87,11 @@ def list_accounts(conn: sqlite3.Connection) -> list[dict[str, object]]:
         """
         SELECT a.name,
                (SELECT count(*) FROM orders o WHERE o.account_id = a.id),
-               (SELECT coalesce(sum(millicoins), 0) FROM ledger l WHERE l.account_id = a.id)
+               a.millicoins, a.disabled IS NOT NULL
         FROM accounts a ORDER BY a.name
         """
     ).fetchall()
-    return [{"name": n, "orders": o, "coins": m / 1000} for n, o, m in rows]
+    return [{"name": n, "orders": o, "coins": m / 1000, "disabled": bool(d)} for n, o, m, d in rows]
 
 
 def get_setting(conn: sqlite3.Connection, key: str) -> str | None:

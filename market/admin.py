@@ -1,15 +1,17 @@
 """The operator's commands, run on the market's host against its database directly:
-creating accounts and issuing sell orders. SQLite lets them run beside a live server."""
+accounts, coins, sell orders and hosts. SQLite lets them run beside a live server, whose
+credential caches notice a revocation within a second."""
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from cpushare.order import SellOrder
-from market import accounts
+from market import accounts, hosts, ledger
 from market.errors import MarketError
 from market.store import transact
 
@@ -69,3 +71,38 @@ def new_order(
         return order
 
     return _transaction(db, issue)
+
+
+def grant(db: Path, name: str, coins: float) -> float:
+    """Give account NAME coins from the mint; return its new balance in coins."""
+
+    def give(conn: sqlite3.Connection) -> float:
+        owner = accounts.account_id(conn, name)
+        ledger.grant(conn, owner, round(coins * 1000), time.time())
+        return ledger.balance(conn, owner) / 1000
+
+    return _transaction(db, give)
+
+
+def set_account_disabled(db: Path, name: str, disabled: bool) -> None:
+    """Disable an account (its key, orders and hosts are refused at once) or enable it again."""
+    _transaction(
+        db, lambda conn: hosts.set_account_disabled(conn, accounts.account_id(conn, name), disabled)
+    )
+
+
+def revoke_order(db: Path, order_id: str) -> None:
+    _transaction(db, lambda conn: hosts.revoke_order(conn, order_id))
+
+
+def revoke_host(db: Path, host_id: str) -> None:
+    _transaction(db, lambda conn: hosts.revoke_host(conn, host_id))
+
+
+def list_hosts(db: Path) -> list[dict[str, object]]:
+    return _transaction(db, hosts.list_hosts)
+
+
+def check_ledger(db: Path) -> list[str]:
+    """Every way the coin books disagree with themselves (empty: they add up)."""
+    return _transaction(db, ledger.check)

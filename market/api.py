@@ -15,16 +15,19 @@ from cpushare import protocol
 from cpushare.limits import JobLimits, default_wall_seconds
 from market.agreement import ResultIn
 from market.errors import MarketError, TooLarge, Unauthorized
+from market.hosts import HOST_PREFIX
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Credentials:
-    """What the Authorization header carries: an account key, or an order id and secret."""
+    """What the Authorization header carries: an account key, an order's id and secret (to
+    enroll), or a host's id and secret (every seller request after enrolling)."""
 
     api_key: str | None = None
     order_id: str | None = None
+    host_id: str | None = None
     secret: str | None = None
 
 
@@ -38,12 +41,14 @@ def credentials(request: Request) -> Credentials:
             pair = base64.b64decode(value, validate=True).decode()
         except ValueError:  # binascii.Error, non-ASCII, or not UTF-8
             raise Unauthorized("the Basic credentials are not base64 of ORDER:SECRET") from None
-        order_id, colon, secret = pair.partition(":")
+        user, colon, secret = pair.partition(":")
+        if colon and user.startswith(HOST_PREFIX):
+            return Credentials(host_id=user, secret=secret)
         if colon:
-            return Credentials(order_id=order_id, secret=secret)
+            return Credentials(order_id=user, secret=secret)
     raise Unauthorized(
-        "missing credentials: send `Authorization: Bearer API_KEY` (accounts) "
-        "or HTTP Basic ORDER_ID:SECRET (sellers)"
+        "missing credentials: send `Authorization: Bearer API_KEY` (accounts), "
+        "HTTP Basic ORDER_ID:SECRET (enrolling) or HOST_ID:HOST_SECRET (sellers)"
     )
 
 

@@ -20,9 +20,8 @@ from starlette.routing import Route
 
 from cpushare import protocol
 from cpushare.limits import MAX_PROGRAM_BYTES, JobLimits
-from market import accounts, agreement, jobs, leasing, openapi
+from market import agreement, hosts, jobs, leasing, openapi
 from market.api import (
-    Credentials,
     base64_field,
     bounded_int,
     credentials,
@@ -34,7 +33,9 @@ from market.api import (
     read_body,
     read_json,
 )
-from market.errors import Forbidden, MarketError, Unauthorized
+from market.auth import Authenticator
+from market.errors import MarketError
+from market.responses import http_error, internal_error, json_response, market_error, store_full
 from market.store import Store, StoreFull
 
 log = logging.getLogger("market")
@@ -42,6 +43,8 @@ log = logging.getLogger("market")
 MAX_WAIT_SECONDS = 60.0
 # Seen within this many seconds counts as a live seller in the status.
 SELLER_SEEN_SECONDS = 600.0
+# Seats remembered as seen at most; older entries are dropped past this.
+MAX_SEATS_SEEN = 100_000
 # A seller that names no bounds of its own takes jobs up to the default limits.
 DEFAULT = JobLimits()
 
@@ -66,14 +69,6 @@ class Wakeup:
         self.event = asyncio.Event()
 
 
-def json_response(doc: object, status: int = 200) -> Response:
-    return Response(
-        json.dumps(doc, separators=(",", ":")).encode(),
-        status_code=status,
-        media_type="application/json",
-    )
-
-
 class Market:
     """The running market: its store, its waiting sellers, and the request handlers."""
 
@@ -81,9 +76,9 @@ class Market:
         self.config = config
         self.store: Store | None = None
         self.wakeup: Wakeup | None = None
-        self.sellers_seen: dict[tuple[str, str], float] = {}
-        self._accounts: dict[str, int] = {}
-        self._orders: dict[tuple[str, str], bool] = {}
+        # (host, seat) -> (order, last seen): keyed by market-issued host ids, and pruned.
+        self.seats_seen: dict[tuple[str, int], tuple[str, float]] = {}
+        self.auth = Authenticator(lambda: self.db.reader)
         # Built once, and before serving: an undocumented route stops the market at start.
         self.openapi_json = json.dumps(openapi_document(), indent=2).encode()
 
@@ -124,40 +119,26 @@ class Market:
     # Authentication.
 
     def account(self, request: Request) -> int:
-        creds = credentials(request)
-        if creds.api_key is None:
-            raise Forbidden("this needs an account's API key (Authorization: Bearer KEY)")
-        cached = self._accounts.get(creds.api_key)
-        if cached is not None:
-            return cached
-        found = accounts.account_for_key(self.db.reader, creds.api_key)
-        if found is None:
-            raise Unauthorized("unknown API key")
-        self._accounts[creds.api_key] = found
-        return found
+        return self.auth.account(credentials(request))
 
-    def seller(self, request: Request) -> str:
-        creds = credentials(request)
-        if creds.order_id is None or creds.secret is None:
-            raise Forbidden("this needs a sell order's credentials (HTTP Basic ORDER_ID:SECRET)")
-        self._check_order(creds)
-        return creds.order_id
-
-    def _check_order(self, creds: Credentials) -> None:
-        assert creds.order_id is not None and creds.secret is not None
-        key = (creds.order_id, creds.secret)
-        if key in self._orders:
-            return
-        if not accounts.order_matches(self.db.reader, *key):
-            raise Unauthorized("unknown order or wrong secret")
-        self._orders[key] = True
+    def seller(self, request: Request) -> hosts.Host:
+        return self.auth.host(credentials(request))
 
     def account_or_seller(self, request: Request) -> None:
         creds = credentials(request)
         if creds.api_key is not None:
-            self.account(request)
+            self.auth.account(creds)
         else:
-            self._check_order(creds)
+            self.auth.host(creds)
+
+    def _seen(self, host: hosts.Host, seat: int) -> None:
+        now = time.time()
+        if len(self.seats_seen) >= MAX_SEATS_SEEN:
+            old = now - SELLER_SEEN_SECONDS
+            self.seats_seen = {k: v for k, v in self.seats_seen.items() if v[1] >= old}
+            if len(self.seats_seen) >= MAX_SEATS_SEEN:
+                self.seats_seen.clear()
+        self.seats_seen[(host.id, seat)] = (host.order_id, now)
 
     # Buyers.
 
@@ -180,7 +161,8 @@ class Market:
         owner = self.account(request)
         doc = await read_json(request, self.config.max_body)
         program = field(doc, "program", str)
-        replicas = field(doc, "replicas", int, 1)
+        # No replicas: adaptive replication; k: k agreeing hosts, always (1: trust all).
+        replicas = None if doc.get("replicas") is None else field(doc, "replicas", int)
         raw_inputs = field(doc, "inputs", list)
         limits = parse_limits(field(doc, "limits", dict, {}))
         inputs = [base64_field(item, f"inputs[{i}]") for i, item in enumerate(raw_inputs)]
@@ -215,18 +197,55 @@ class Market:
         self.account(request)
         now = time.time()
         doc = jobs.market_status(self.db.reader, now)
-        seen = [k for k, t in self.sellers_seen.items() if now - t < SELLER_SEEN_SECONDS]
+        seen = [o for o, t in self.seats_seen.values() if now - t < SELLER_SEEN_SECONDS]
         doc["sellers_seen"] = len(seen)
-        doc["orders_seen"] = len({order for order, _ in seen})
+        doc["orders_seen"] = len(set(seen))
         return json_response(doc)
+
+    # Buyers' and sellers' own revocations, and cancelling.
+
+    async def cancel(self, request: Request) -> Response:
+        owner = self.account(request)
+        job_id = path_int(request, "job")
+        await self.db.write(lambda c: agreement.cancel(c, owner, job_id, time.time()))
+        return json_response({"job": job_id, "cancelled": True})
+
+    async def revoke_host(self, request: Request) -> Response:
+        owner = self.account(request)
+        host_id = request.path_params["host"]
+        await self.db.write(lambda c: hosts.revoke_host(c, host_id, owner))
+        self.auth.clear()
+        self._notify()
+        return json_response({"host": host_id, "revoked": True})
+
+    async def revoke_order(self, request: Request) -> Response:
+        owner = self.account(request)
+        order_id = request.path_params["order"]
+        await self.db.write(lambda c: hosts.revoke_order(c, order_id, owner))
+        self.auth.clear()
+        self._notify()
+        return json_response({"order": order_id, "revoked": True})
 
     # Sellers.
 
+    async def enroll(self, request: Request) -> Response:
+        creds = credentials(request)
+        if creds.host_id is not None:
+            raise MarketError("enroll with the order's credentials, not a host's")
+        order = self.auth.order(creds)
+        doc = await read_json(request, 64 << 10)
+        seats = bounded_int(doc, "seats", 1, 1, hosts.MAX_SEATS)
+        network = hosts.network_of(request.client.host if request.client else "")
+        self.auth.enrollments.take(network)
+        enrolled = await self.db.write(lambda c: hosts.enroll(c, order, seats, network))
+        doc = {"host": enrolled.host_id, "secret": enrolled.secret, "seats": seats, "order": order}
+        return json_response(doc, 201)
+
     async def lease(self, request: Request) -> Response:
-        order = self.seller(request)
+        host = self.seller(request)
         doc = await read_json(request, 64 << 10)
         wait = min(max(field(doc, "wait", float, 0.0), 0.0), MAX_WAIT_SECONDS)
-        seller = field(doc, "seller", str, "")[:64]
+        seat = bounded_int(doc, "seat", 0, 0, hosts.MAX_SEATS - 1)
         limits = (
             bounded_int(doc, "max_memory_bytes", DEFAULT.memory_bytes, 0, 1 << 42),
             bounded_int(doc, "max_cpu_seconds", DEFAULT.cpu_seconds, 0, 1 << 30),
@@ -235,11 +254,11 @@ class Market:
         give_up = loop.time() + wait
         waited = False
         while True:
-            self.sellers_seen[(order, seller)] = time.time()
+            self._seen(host, seat)
             assert self.wakeup is not None
             # Taken before looking, so work arriving in between still wakes us.
             wake = self.wakeup.event
-            granted = await self._try_lease(order, seller, limits, woken=waited)
+            granted = await self._try_lease(host, seat, limits, woken=waited)
             if granted is not None:
                 return json_response(
                     protocol.lease_document(
@@ -258,46 +277,48 @@ class Market:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), remaining)
             waited = True
+            # A host revoked meanwhile gets no lease (the cache outlives it by 1 s at most).
+            host = self.seller(request)
             if await request.is_disconnected():
                 # A seller that hung up would never see the lease: do not hand it one.
                 return Response(status_code=204)
 
     async def _try_lease(
-        self, order: str, seller: str, limits: tuple[int, int], *, woken: bool
+        self, host: hosts.Host, seat: int, limits: tuple[int, int], *, woken: bool
     ) -> leasing.Lease | None:
         # Every waiting seller wakes at once: a look on the read connection first keeps
         # all but the lucky ones away from the writer.
-        if woken and leasing.ready_job(self.db.reader, order, limits) is None:
+        if woken and leasing.ready_job(self.db.reader, host.network, limits) is None:
             return None
         now = time.time()
         seconds = self.config.lease_seconds
         return await self.db.write(
-            lambda c: leasing.grant_lease(c, order, seller, limits, seconds, now)
+            lambda c: leasing.grant_lease(c, host, seat, limits, seconds, now)
         )
 
     async def extend(self, request: Request) -> Response:
-        order = self.seller(request)
+        host = self.seller(request)
         lease_id = path_int(request, "lease")
         seconds = self.config.lease_seconds
         await self.db.write(
-            lambda c: leasing.extend_lease(c, lease_id, order, seconds, time.time())
+            lambda c: leasing.extend_lease(c, lease_id, host.id, seconds, time.time())
         )
         return json_response({"lease": lease_id, "lease_seconds": seconds})
 
     async def release(self, request: Request) -> Response:
-        order = self.seller(request)
+        host = self.seller(request)
         lease_id = path_int(request, "lease")
-        await self.db.write(lambda c: leasing.release_lease(c, lease_id, order, time.time()))
+        await self.db.write(lambda c: leasing.release_lease(c, lease_id, host.id, time.time()))
         self._notify()
         return json_response({"lease": lease_id, "released": True})
 
     async def result(self, request: Request) -> Response:
-        order = self.seller(request)
+        host = self.seller(request)
         lease_id = path_int(request, "lease")
         doc = await read_json(request, self.config.max_body)
         result = parse_result(doc)
         recorded = await self.db.write(
-            lambda c: agreement.record_result(c, lease_id, order, result, time.time())
+            lambda c: agreement.record_result(c, lease_id, host.id, result, time.time())
         )
         if recorded.verdict != "accepted":
             # A disagreeing result may have freed a slot for another replica.
@@ -317,29 +338,6 @@ class Market:
         return json_response({"ok": True})
 
 
-async def _market_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, MarketError)
-    response = json_response({"error": str(exc)}, exc.status)
-    if exc.status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer, Basic realm="cpushare"'
-    return response
-
-
-async def _http_error(_request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return json_response({"error": str(exc.detail)}, exc.status_code)
-
-
-async def _store_full(_request: Request, exc: Exception) -> Response:
-    log.error("%s", exc)
-    return json_response({"error": f"{exc}; nothing of this request was kept"}, 507)
-
-
-async def _internal_error(_request: Request, exc: Exception) -> Response:
-    log.exception("internal error", exc_info=exc)
-    return json_response({"error": "internal error: the market logged it"}, 500)
-
-
 # (path, method, Market's handler): the app's routes and the paths of its OpenAPI document.
 ROUTES = (
     ("/v1/health", "GET", "health"),
@@ -351,6 +349,10 @@ ROUTES = (
     ("/v1/jobs", "GET", "list_jobs"),
     ("/v1/jobs/{job}", "GET", "job"),
     ("/v1/jobs/{job}/output", "GET", "job_output"),
+    ("/v1/jobs/{job}/cancel", "POST", "cancel"),
+    ("/v1/orders/{order}/revoke", "POST", "revoke_order"),
+    ("/v1/hosts", "POST", "enroll"),
+    ("/v1/hosts/{host}/revoke", "POST", "revoke_host"),
     ("/v1/lease", "POST", "lease"),
     ("/v1/leases/{lease}/extend", "POST", "extend"),
     ("/v1/leases/{lease}/release", "POST", "release"),
@@ -375,9 +377,9 @@ def create_app(config: MarketConfig) -> Starlette:
         routes=routes,
         lifespan=market.lifespan,
         exception_handlers={
-            MarketError: _market_error,
-            HTTPException: _http_error,
-            StoreFull: _store_full,
-            Exception: _internal_error,
+            MarketError: market_error,
+            HTTPException: http_error,
+            StoreFull: store_full,
+            Exception: internal_error,
         },
     )

@@ -56,15 +56,18 @@ class BuyerClient:
         program: str,
         inputs: Sequence[bytes],
         *,
-        replicas: int = 1,
+        replicas: int | None = None,
         limits: dict[str, int | float] | None = None,
     ) -> list[int]:
-        body = {
+        """Queue one job per input. `replicas` None: adaptive replication (the default);
+        k: k agreeing hosts, always (1: trust every seller, for a group's own machines)."""
+        body: dict[str, Any] = {
             "program": program,
             "inputs": [base64.b64encode(data).decode() for data in inputs],
-            "replicas": replicas,
             "limits": limits or {},
         }
+        if replicas is not None:
+            body["replicas"] = replicas
         return [int(i) for i in self._json("POST", "/v1/jobs", json=body)["jobs"]]
 
     def job(self, job_id: int) -> dict[str, Any]:
@@ -83,6 +86,9 @@ class BuyerClient:
             if len(page) < 1000:
                 return
             after = page[-1]["id"]
+
+    def cancel(self, job_id: int) -> None:
+        self._json("POST", f"/v1/jobs/{job_id}/cancel")
 
     def output(self, job_id: int) -> bytes:
         return self._call("GET", f"/v1/jobs/{job_id}/output").content

@@ -7,6 +7,8 @@ class MarketError(Exception):
     """A request the market refuses; the message says what is wrong and what to do."""
 
     status = 400
+    # A word a client may act on without parsing the message ("revoked").
+    code: str | None = None
 
 
 class NotFound(MarketError):
@@ -31,3 +33,11 @@ class Gone(MarketError):
 
 class TooLarge(MarketError):
     status = 413
+
+
+class TooManyRequests(MarketError):
+    status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

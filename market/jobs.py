@@ -13,6 +13,8 @@ from market.errors import Conflict, MarketError, NotFound
 
 MAX_BATCH_JOBS = 1000
 MAX_REPLICAS = 10
+# Agreeing hosts an adaptive job needs while its hosts are not trusted yet.
+ADAPTIVE_QUORUM = 2
 # An upload is checked against the largest memory a job may ask for; each batch then
 # against its own limits.
 MOST_MEMORY = JobLimits(memory_bytes=BOUNDS["memory_bytes"].high)
@@ -52,18 +54,28 @@ def submit_jobs(
     program: str,
     inputs: list[bytes],
     limits: JobLimits,
-    replicas: int,
+    replicas: int | None,
 ) -> list[int]:
-    """Queue one job per input, all or none; return their ids in input order."""
+    """Queue one job per input, all or none; return their ids in input order.
+
+    `replicas` None is adaptive replication (two agreeing hosts until they earn trust);
+    k is always k agreeing hosts (1: trust every seller). Each job's worst case (its CPU cap
+    times its most results) moves from the buyer's balance to the job's reservation.
+    """
     now = time.time()
-    max_results = 2 * replicas + 1
+    adaptive = replicas is None
+    quorum = ADAPTIVE_QUORUM if replicas is None else replicas
+    max_results = 2 * quorum + 1
+    each = limits.cpu_seconds * 1000 * max_results
+    ledger.afford(conn, account, each * len(inputs))
     ids: list[int] = []
     for data in inputs:
         cursor = conn.execute(
             """
             INSERT INTO jobs (account_id, program, input, cpu_seconds, wall_seconds,
-                              memory_bytes, output_bytes, replicas, max_results, slots, created)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                              memory_bytes, output_bytes, replicas, max_results, slots, created,
+                              adaptive)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
             (
                 account,
@@ -73,23 +85,25 @@ def submit_jobs(
                 limits.wall_seconds,
                 limits.memory_bytes,
                 limits.output_bytes,
-                replicas,
+                quorum,
                 max_results,
-                replicas,
+                quorum,
                 now,
+                int(adaptive),
             ),
         )
         assert cursor.lastrowid is not None
+        ledger.reserve(conn, account, cursor.lastrowid, each, now)
         ids.append(cursor.lastrowid)
     return ids
 
 
-def check_batch(inputs: list[bytes], replicas: int, limits: JobLimits) -> None:
+def check_batch(inputs: list[bytes], replicas: int | None, limits: JobLimits) -> None:
     """Raise a MarketError naming every problem of a batch before anything is stored."""
     problems = limits.problems()
     if not 1 <= len(inputs) <= MAX_BATCH_JOBS:
         problems.append(f"a batch holds 1 to {MAX_BATCH_JOBS} inputs, not {len(inputs)}")
-    if not 1 <= replicas <= MAX_REPLICAS:
+    if replicas is not None and not 1 <= replicas <= MAX_REPLICAS:
         problems.append(f"replicas is {replicas}: it must be between 1 and {MAX_REPLICAS}")
     big = [i for i, data in enumerate(inputs) if len(data) > MAX_INPUT_BYTES]
     if big:

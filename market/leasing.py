@@ -1,21 +1,32 @@
-"""Leases: a job handed to one seller until a deadline, extended, released or expired.
+"""Leases: a job handed to one seat of one host until a deadline, extended, released or expired.
 
-Every change to a job's leases updates its slots (market.slots).
+A host holds at most one active lease per seat (asking again on a seat hands the previous
+lease back), a job is never leased twice to one network while a lease or result of that
+network stands, and no lease is extended past its job's wall-clock limit. Every change to a
+job's leases updates its slots (market.slots).
 """
 
 from __future__ import annotations
 
+import random
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cpushare.limits import JobLimits
-from market.errors import Conflict, Forbidden, Gone, NotFound
+from market import trust
+from market.errors import Conflict, Forbidden, Gone, MarketError, NotFound
+from market.hosts import Host
 from market.slots import refresh_slots, take_slot
+
+# A lease may outlive its job's wall-clock limit by this much: the seller downloads the
+# program and starts the jail after leasing, and posts the result after the jail ends.
+WALL_GRACE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
 class Lease:
-    """A job handed to one seller until `deadline` (extendable)."""
+    """A job handed to one seat until `deadline` (extendable)."""
 
     id: int
     job_id: int
@@ -28,27 +39,56 @@ class Lease:
 
 def grant_lease(
     conn: sqlite3.Connection,
-    order_id: str,
-    seller: str,
+    host: Host,
+    seat: int,
     limits: tuple[int, int],
     lease_seconds: float,
     now: float,
+    chance: Callable[[], float] = random.random,
 ) -> Lease | None:
-    """Lease the oldest job this order may take within (memory bytes, CPU seconds), or None."""
-    job_id = ready_job(conn, order_id, limits)
+    """Lease the oldest job this host may take within (memory bytes, CPU seconds), or None.
+
+    The seat's previous active lease, if any, is handed back first.
+    """
+    if not 0 <= seat < host.seats:
+        raise MarketError(f"seat must be from 0 to {host.seats - 1}: this host has {host.seats}")
+    previous = conn.execute(
+        "SELECT id, job_id FROM leases WHERE host_id = ? AND seat = ? AND state = 'active'",
+        (host.id, seat),
+    ).fetchone()
+    if previous is not None:
+        _hand_back(conn, int(previous[0]), int(previous[1]), now)
+    job_id = ready_job(conn, host.network, limits)
     if job_id is None:
         return None
-    cursor = conn.execute(
-        "INSERT INTO leases (job_id, order_id, seller, state, created, deadline) "
-        "VALUES (?, ?, ?, 'active', ?, ?)",
-        (job_id, order_id, seller, now, now + lease_seconds),
-    )
-    take_slot(conn, job_id)
-    program, size, data, cpu, wall, memory, output = conn.execute(
-        "SELECT program, p.size, input, cpu_seconds, wall_seconds, memory_bytes, output_bytes "
-        "FROM jobs JOIN programs p ON p.sha256 = jobs.program WHERE jobs.id = ?",
+    program, size, data, cpu, wall, memory, output, adaptive = conn.execute(
+        "SELECT program, p.size, input, cpu_seconds, wall_seconds, memory_bytes, output_bytes, "
+        "adaptive FROM jobs JOIN programs p ON p.sha256 = jobs.program WHERE jobs.id = ?",
         (job_id,),
     ).fetchone()
+    solo = bool(adaptive) and trust.stands_alone(
+        trust.valid_results(conn, host.id, program), chance
+    )
+    cursor = conn.execute(
+        "INSERT INTO leases (job_id, order_id, seller, state, created, deadline, host_id, seat, "
+        "network, solo) VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?)",
+        (
+            job_id,
+            host.order_id,
+            str(seat),
+            now,
+            now + lease_seconds,
+            host.id,
+            seat,
+            host.network,
+            int(solo),
+        ),
+    )
+    if solo:
+        # The solo lease's result will stand alone: nobody else is asked meanwhile.
+        conn.execute("UPDATE jobs SET slots = 0 WHERE id = ?", (job_id,))
+    else:
+        take_slot(conn, job_id)
     assert cursor.lastrowid is not None
     return Lease(
         id=cursor.lastrowid,
@@ -61,18 +101,18 @@ def grant_lease(
     )
 
 
-def ready_job(conn: sqlite3.Connection, order_id: str, limits: tuple[int, int]) -> int | None:
-    """The oldest job with a free slot that fits and that this order has not taken."""
+def ready_job(conn: sqlite3.Connection, network: str, limits: tuple[int, int]) -> int | None:
+    """The oldest job with a free slot that fits and that this network has not taken."""
     memory, cpu = limits
     row = conn.execute(
         """
         SELECT id FROM jobs
         WHERE state = 'open' AND slots > 0 AND memory_bytes <= ? AND cpu_seconds <= ?
           AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_id = jobs.id
-                          AND l.order_id = ? AND l.state != 'expired')
+                          AND l.network = ? AND l.state != 'expired')
         ORDER BY id LIMIT 1
         """,
-        (memory, cpu, order_id),
+        (memory, cpu, network),
     ).fetchone()
     return None if row is None else int(row[0])
 
@@ -88,37 +128,55 @@ def expire_leases(conn: sqlite3.Connection, now: float) -> int:
     return len(rows)
 
 
-def own_lease(conn: sqlite3.Connection, lease_id: int, order_id: str) -> tuple[int, str, float]:
+def own_lease(conn: sqlite3.Connection, lease_id: int, host_id: str) -> tuple[int, str, float]:
+    """(job, state, deadline) of a lease of this host; Forbidden if another host's."""
     row = conn.execute(
-        "SELECT job_id, order_id, state, deadline FROM leases WHERE id = ?", (lease_id,)
+        "SELECT job_id, host_id, state, deadline FROM leases WHERE id = ?", (lease_id,)
     ).fetchone()
     if row is None:
         raise NotFound(f"no lease {lease_id}")
-    if row[1] != order_id:
-        raise Forbidden(f"lease {lease_id} belongs to another order")
+    if row[1] != host_id:
+        raise Forbidden(f"lease {lease_id} belongs to another host")
     return int(row[0]), str(row[2]), float(row[3])
 
 
+def _active(conn: sqlite3.Connection, lease_id: int, host_id: str, now: float) -> int:
+    job_id, state, deadline = own_lease(conn, lease_id, host_id)
+    if state == "done":
+        raise Conflict(f"lease {lease_id} already has its result")
+    if state == "expired" or deadline < now:
+        raise Gone(f"lease {lease_id} expired and its job went back to the queue")
+    return job_id
+
+
 def extend_lease(
-    conn: sqlite3.Connection, lease_id: int, order_id: str, lease_seconds: float, now: float
+    conn: sqlite3.Connection, lease_id: int, host_id: str, lease_seconds: float, now: float
 ) -> float:
-    """Push an active lease's deadline to now + lease_seconds; return the new deadline."""
-    _, state, deadline = own_lease(conn, lease_id, order_id)
-    if state == "done":
-        raise Conflict(f"lease {lease_id} already has its result")
-    if state == "expired" or deadline < now:
-        raise Gone(f"lease {lease_id} expired and its job went back to the queue")
-    conn.execute("UPDATE leases SET deadline = ? WHERE id = ?", (now + lease_seconds, lease_id))
-    return now + lease_seconds
+    """Push an active lease's deadline to now + lease_seconds, never past its job's
+    wall-clock limit (plus WALL_GRACE_SECONDS); return the new deadline."""
+    _active(conn, lease_id, host_id, now)
+    created, wall = conn.execute(
+        "SELECT l.created, j.wall_seconds FROM leases l JOIN jobs j ON j.id = l.job_id "
+        "WHERE l.id = ?",
+        (lease_id,),
+    ).fetchone()
+    limit = float(created) + float(wall) + WALL_GRACE_SECONDS
+    if now >= limit:
+        raise Conflict(
+            f"lease {lease_id} reached its job's wall-clock limit of {wall:g} s: "
+            "it is not extended again"
+        )
+    deadline = min(now + lease_seconds, limit)
+    conn.execute("UPDATE leases SET deadline = ? WHERE id = ?", (deadline, lease_id))
+    return deadline
 
 
-def release_lease(conn: sqlite3.Connection, lease_id: int, order_id: str, now: float) -> None:
+def release_lease(conn: sqlite3.Connection, lease_id: int, host_id: str, now: float) -> None:
     """Hand an active lease back: its job goes back to the queue now, not at its deadline."""
-    job_id, state, deadline = own_lease(conn, lease_id, order_id)
-    if state == "done":
-        raise Conflict(f"lease {lease_id} already has its result")
-    if state == "expired" or deadline < now:
-        raise Gone(f"lease {lease_id} expired and its job went back to the queue")
+    _hand_back(conn, lease_id, _active(conn, lease_id, host_id, now), now)
+
+
+def _hand_back(conn: sqlite3.Connection, lease_id: int, job_id: int, now: float) -> None:
     conn.execute(
         "UPDATE leases SET state = 'expired', deadline = ?, released = ? WHERE id = ?",
         (now, now, lease_id),

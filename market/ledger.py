@@ -1,45 +1,162 @@
-"""The ledger: CPUCoins credited to the order account of each accepted result.
+"""The double-entry ledger of CPUCoins (one coin is one CPU second; amounts in millicoins).
 
-Its unique result_id makes crediting idempotent whatever path reaches it twice.
+Every movement is one transfer from a book to another: the operator's grants come from
+'mint', a submit moves a job's worst case from the buyer's balance ('a:ID') to the job's
+reservation ('j:ID'), and the reservation pays the sellers' accounts and refunds the rest
+when the job ends. Balances are cached in accounts.millicoins and jobs.reserved for the hot
+paths; `check()` recomputes them from the transfers. So the sum of all balances and
+reservations is always what the mint gave out, and no account goes below zero.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
+from market.errors import MarketError
 
-def credit(conn: sqlite3.Connection, result_id: int) -> None:
-    """Credit an accepted result's order account with CPUCoins, once.
+MINT = "mint"
 
-    One coin is one CPU second. Every agreeing result earns the smallest CPU time claimed
-    among them, so a seller gains nothing by inflating its own claim.
-    """
+
+class PaymentRequired(MarketError):
+    """The buyer's balance does not cover what it asks for."""
+
+    status = 402
+
+
+def account_book(account_id: int) -> str:
+    return f"a:{account_id}"
+
+
+def job_book(job_id: int) -> str:
+    return f"j:{job_id}"
+
+
+def _apply(conn: sqlite3.Connection, book: str, millicoins: int) -> None:
+    kind, _, key = book.partition(":")
+    if kind == "a":
+        conn.execute(
+            "UPDATE accounts SET millicoins = millicoins + ? WHERE id = ?", (millicoins, int(key))
+        )
+    elif kind == "j":
+        conn.execute("UPDATE jobs SET reserved = reserved + ? WHERE id = ?", (millicoins, int(key)))
+
+
+def transfer(
+    conn: sqlite3.Connection,
+    kind: str,
+    source: str,
+    target: str,
+    millicoins: int,
+    now: float,
+    result_id: int | None = None,
+) -> None:
+    """Move millicoins from one book to another (nothing if the amount is not positive)."""
+    if millicoins <= 0:
+        return
     conn.execute(
-        """
-        INSERT INTO ledger (result_id, account_id, order_id, millicoins, created)
-        SELECT r.id, o.account_id, r.order_id,
-               max(1, CAST(round(1000 * (SELECT min(a.cpu_seconds) FROM results a
-                                         WHERE a.job_id = r.job_id AND a.verdict = 'accepted'))
-                           AS INTEGER)),
-               r.created
-        FROM results r JOIN orders o ON o.id = r.order_id
-        WHERE r.id = ? AND r.verdict = 'accepted'
-        ON CONFLICT (result_id) DO NOTHING
-        """,
-        (result_id,),
+        "INSERT INTO transfers (kind, source, target, millicoins, result_id, created) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (kind, source, target, millicoins, result_id, now),
     )
+    _apply(conn, source, -millicoins)
+    _apply(conn, target, millicoins)
 
 
-def credited_millicoins(conn: sqlite3.Connection, result_id: int) -> int:
+def balance(conn: sqlite3.Connection, account_id: int) -> int:
+    row = conn.execute("SELECT millicoins FROM accounts WHERE id = ?", (account_id,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def grant(conn: sqlite3.Connection, account_id: int, millicoins: int, now: float) -> None:
+    """The operator gives an account coins."""
+    if millicoins <= 0:
+        raise MarketError("a grant must be a positive number of coins")
+    transfer(conn, "grant", MINT, account_book(account_id), millicoins, now)
+
+
+def afford(conn: sqlite3.Connection, account_id: int, millicoins: int) -> None:
+    """PaymentRequired unless the account holds `millicoins`."""
+    have = balance(conn, account_id)
+    if have < millicoins:
+        raise PaymentRequired(
+            f"this batch needs {millicoins / 1000:.3f} coins held in reserve (each job's CPU "
+            f"cap times its most results), and the account holds {have / 1000:.3f}: "
+            "ask the market's operator for a grant"
+        )
+
+
+def reserve(
+    conn: sqlite3.Connection, account_id: int, job_id: int, millicoins: int, now: float
+) -> None:
+    transfer(conn, "reserve", account_book(account_id), job_book(job_id), millicoins, now)
+
+
+def pay(
+    conn: sqlite3.Connection,
+    job_id: int,
+    result_id: int,
+    account_id: int,
+    millicoins: int,
+    now: float,
+) -> None:
+    """Pay a result from its job's reservation, once (a result is paid at most once), and
+    never more than the reservation holds: a job queued before the ledger holds nothing."""
+    if conn.execute("SELECT 1 FROM transfers WHERE result_id = ?", (result_id,)).fetchone():
+        return
+    reserved = conn.execute("SELECT reserved FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
+    amount = min(millicoins, int(reserved))
+    transfer(conn, "pay", job_book(job_id), account_book(account_id), amount, now, result_id)
+
+
+def refund(conn: sqlite3.Connection, job_id: int, now: float) -> None:
+    """Return what is left of a finished job's reservation to its buyer."""
+    account_id, reserved = conn.execute(
+        "SELECT account_id, reserved FROM jobs WHERE id = ?", (job_id,)
+    ).fetchone()
+    transfer(conn, "refund", job_book(job_id), account_book(account_id), reserved, now)
+
+
+def paid_millicoins(conn: sqlite3.Connection, result_id: int) -> int:
     """What the result earned, in thousandths of a coin (0 if nothing, yet)."""
-    row = conn.execute("SELECT millicoins FROM ledger WHERE result_id = ?", (result_id,)).fetchone()
+    row = conn.execute(
+        "SELECT millicoins FROM transfers WHERE result_id = ?", (result_id,)
+    ).fetchone()
     return 0 if row is None else int(row[0])
 
 
 def coins_per_account(conn: sqlite3.Connection) -> dict[str, float]:
-    """Every account's credited coins, by account name."""
-    rows = conn.execute(
-        "SELECT a.name, coalesce(sum(l.millicoins), 0) FROM accounts a "
-        "LEFT JOIN ledger l ON l.account_id = a.id GROUP BY a.id ORDER BY a.name"
-    ).fetchall()
+    """Every account's balance, by account name."""
+    rows = conn.execute("SELECT name, millicoins FROM accounts ORDER BY name").fetchall()
     return {name: millicoins / 1000 for name, millicoins in rows}
+
+
+def check(conn: sqlite3.Connection) -> list[str]:
+    """Every way the books disagree with themselves; empty when they add up."""
+    books = dict(
+        conn.execute(
+            "SELECT book, sum(amount) FROM (SELECT target AS book, millicoins AS amount "
+            "FROM transfers UNION ALL SELECT source, -millicoins FROM transfers) GROUP BY book"
+        ).fetchall()
+    )
+    problems: list[str] = []
+    minted = -books.pop(MINT, 0)
+    cached = 0
+    for table, prefix, column in (("accounts", "a", "millicoins"), ("jobs", "j", "reserved")):
+        for key, value in conn.execute(f"SELECT id, {column} FROM {table}"):
+            book = f"{prefix}:{key}"
+            cached += value
+            if books.pop(book, 0) != value:
+                problems.append(f"{book} caches {value} millicoins, its transfers say otherwise")
+            if value < 0:
+                problems.append(f"{book} is below zero: {value} millicoins")
+    problems += [f"transfers name {book}, which does not exist" for book in books]
+    if cached != minted:
+        problems.append(
+            f"balances and reservations hold {cached} millicoins, {minted} were granted"
+        )
+    stale = conn.execute(
+        "SELECT count(*) FROM jobs WHERE state != 'open' AND reserved != 0"
+    ).fetchone()[0]
+    if stale:
+        problems.append(f"{stale} finished jobs still hold a reservation")
+    return problems

@@ -16,11 +16,14 @@ from cpushare.limits import MAX_PROGRAM_BYTES
 from market.jobs import MAX_BATCH_JOBS, MAX_REPLICAS
 
 DESCRIPTION = (
-    "Sellers lease jobs (long-poll), extend leases while a job runs, and post results. "
-    "Buyers upload programs, submit job batches and collect accepted results. Every request "
-    "except /v1/health and /v1/openapi.json is authenticated: accounts with "
-    "`Authorization: Bearer API_KEY`, sellers with HTTP Basic ORDER_ID:SECRET. Errors are "
-    'JSON objects {"error": "..."}.'
+    "A seller's machine enrolls once with its sell order (POST /v1/hosts) and gets a host "
+    "identity; its seats then lease jobs (long-poll), extend leases while a job runs, and "
+    "post results, as that host. Buyers hold coins, upload programs, submit job batches "
+    "(validated by agreeing hosts) and collect accepted results. Every request except "
+    "/v1/health and /v1/openapi.json is authenticated: accounts with "
+    "`Authorization: Bearer API_KEY`, enrollment with HTTP Basic ORDER_ID:SECRET, sellers "
+    'with HTTP Basic HOST_ID:HOST_SECRET. Errors are JSON objects {"error": "..."}, with '
+    '"code": "revoked" when the host, its order or its account was revoked or disabled.'
 )
 # Every authenticated operation can answer these.
 AUTH_ERRORS = {
@@ -31,7 +34,11 @@ AUTH_ERRORS = {
 DISK_FULL = "The market's disk is full; nothing was kept."
 NO_LEASE = "No such lease."
 LEASE_DONE = "The lease already has its result."
-LEASE_GONE = "The lease expired; its job was requeued."
+LEASE_GONE = "The lease expired (or its job ended); its job was requeued."
+REVOKED = (
+    'Revoked or disabled ("code": "revoked"), or order credentials where a host\'s are needed.'
+)
+
 BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 ANY_OBJECT = {"application/json": {"schema": {"type": "object"}}}
 
@@ -51,6 +58,10 @@ def _id_parameter(name: str) -> dict[str, Any]:
         "required": True,
         "schema": {"type": "integer", "minimum": 0},
     }
+
+
+def _name_parameter(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("/v1/programs/{sha256}", "GET"): Operation(
         "Download a program by sha256",
-        ("account", "order"),
+        ("account", "host"),
         {200: ("the program", BINARY)},
         {404: "No such program."},
         parameters=(
@@ -113,8 +124,42 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Submit a batch of jobs (one per input), all or none",
         ("account",),
         {201: ("queued", _json("Submitted"))},
-        {404: "No such program.", 413: "Body too large.", 507: DISK_FULL},
+        {
+            402: "The account's balance does not cover the batch's reservation.",
+            404: "No such program.",
+            413: "Body too large.",
+            507: DISK_FULL,
+        },
         body=_json("Submit"),
+    ),
+    ("/v1/jobs/{job}/cancel", "POST"): Operation(
+        "Cancel an open job: its leases end and its reservation comes back whole",
+        ("account",),
+        {200: ("cancelled", _json("Cancelled"))},
+        {404: "No such job in this account.", 409: "The job is no longer open."},
+        parameters=(_id_parameter("job"),),
+    ),
+    ("/v1/orders/{order}/revoke", "POST"): Operation(
+        "Revoke one of this account's sell orders and every host enrolled with it, at once",
+        ("account",),
+        {200: ("revoked", _json("Revoked"))},
+        {404: "No such order in this account."},
+        parameters=(_name_parameter("order"),),
+    ),
+    ("/v1/hosts", "POST"): Operation(
+        "Enroll a machine with a sell order: its host id and secret (shown once)",
+        ("order",),
+        {201: ("enrolled", _json("Enrolled"))},
+        {403: REVOKED, 429: "Too many enrollments from this network: see Retry-After."},
+        body=_json("Enroll"),
+        body_required=False,
+    ),
+    ("/v1/hosts/{host}/revoke", "POST"): Operation(
+        "Revoke a host enrolled with one of this account's orders, at once",
+        ("account",),
+        {200: ("revoked", _json("Revoked"))},
+        {404: "No such host in this account."},
+        parameters=(_name_parameter("host"),),
     ),
     ("/v1/jobs", "GET"): Operation(
         "List this account's jobs, oldest first",
@@ -155,7 +200,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("/v1/lease", "POST"): Operation(
         "Lease a job (long-poll up to `wait` seconds)",
-        ("order",),
+        ("host",),
         {200: ("a lease", _json("Lease")), 204: ("no job within `wait`", {})},
         {413: "Body too large."},
         body=_json("LeaseRequest"),
@@ -163,21 +208,25 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("/v1/leases/{lease}/extend", "POST"): Operation(
         "Push a running lease's deadline",
-        ("order",),
+        ("host",),
         {200: ("extended", _json("Extended"))},
-        {404: NO_LEASE, 409: LEASE_DONE, 410: LEASE_GONE},
+        {
+            404: NO_LEASE,
+            409: LEASE_DONE + " Or its job's wall-clock limit is reached.",
+            410: LEASE_GONE,
+        },
         parameters=(_id_parameter("lease"),),
     ),
     ("/v1/leases/{lease}/release", "POST"): Operation(
         "Hand a lease back: its job goes back to the queue at once",
-        ("order",),
+        ("host",),
         {200: ("released", _json("Released"))},
         {404: NO_LEASE, 409: LEASE_DONE, 410: LEASE_GONE},
         parameters=(_id_parameter("lease"),),
     ),
     ("/v1/leases/{lease}/result", "POST"): Operation(
         "Post a lease's result; acknowledged only once stored on disk",
-        ("order",),
+        ("host",),
         {200: ("stored (or already stored)", _json("Recorded"))},
         {404: NO_LEASE, 410: LEASE_GONE, 413: "Output or body too large.", 507: DISK_FULL},
         body=_json("Result"),
@@ -238,8 +287,9 @@ def _market_schemas(lease_defaults: tuple[int, int], max_wait: float) -> dict[st
                     "type": "integer",
                     "minimum": 1,
                     "maximum": MAX_REPLICAS,
-                    "default": 1,
-                    "description": "agreeing results from distinct orders needed to accept a job",
+                    "description": "agreeing hosts on distinct networks needed to accept a job, "
+                    "always (1: trust every seller); absent: adaptive replication (two until "
+                    "hosts earn trust per program)",
                 },
                 "limits": _ref("Limits"),
             },
@@ -258,10 +308,13 @@ def _market_schemas(lease_defaults: tuple[int, int], max_wait: float) -> dict[st
                     "default": 0,
                     "description": "seconds to wait for a job (long-poll)",
                 },
-                "seller": {
-                    "type": "string",
-                    "maxLength": 64,
-                    "description": "an id of this seller process",
+                "seat": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": 255,
+                    "default": 0,
+                    "description": "which of the host's seats asks: one active lease per seat, "
+                    "asking again hands the seat's previous lease back",
                 },
                 "max_memory_bytes": {
                     "type": "integer",
@@ -280,6 +333,26 @@ def _market_schemas(lease_defaults: tuple[int, int], max_wait: float) -> dict[st
         "Extended": _object(
             ["lease", "lease_seconds"],
             {"lease": {"type": "integer"}, "lease_seconds": {"type": "number"}},
+        ),
+        "Enroll": {
+            "type": "object",
+            "properties": {
+                "seats": {"type": "integer", "minimum": 1, "maximum": 256, "default": 1}
+            },
+        },
+        "Enrolled": _object(
+            ["host", "secret", "seats", "order"],
+            {
+                "host": {"type": "string", "pattern": "^host-"},
+                "secret": {"type": "string"},
+                "seats": {"type": "integer"},
+                "order": {"type": "string"},
+            },
+        ),
+        "Revoked": {"type": "object", "properties": {"revoked": {"const": True}}},
+        "Cancelled": _object(
+            ["job", "cancelled"],
+            {"job": {"type": "integer"}, "cancelled": {"type": "boolean", "const": True}},
         ),
         "Released": _object(
             ["lease", "released"],
@@ -316,7 +389,12 @@ def document(
                 "order": {
                     "type": "http",
                     "scheme": "basic",
-                    "description": "A sell order's id and secret.",
+                    "description": "A sell order's id and secret: only to enroll a host.",
+                },
+                "host": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "A host's id and secret, from enrolling.",
                 },
             },
             "schemas": {**_market_schemas(lease_defaults, max_wait), **protocol.schemas()},

@@ -97,6 +97,72 @@ MIGRATIONS: tuple[str, ...] = (
     -- a lease is 'expired' from then on, and its job back in the queue.
     ALTER TABLE leases ADD COLUMN released REAL;
     """,
+    """
+    -- Trust (issue 11): a host is one machine, enrolled with an order; it leases, posts
+    -- and is trusted per program on its own. Its network (an IPv4 address or an IPv6 /64
+    -- it enrolled from) is what agreement counts: one network cannot agree with itself.
+    CREATE TABLE hosts (
+        id TEXT PRIMARY KEY,
+        order_id TEXT NOT NULL REFERENCES orders(id),
+        secret_hash TEXT NOT NULL,
+        seats INTEGER NOT NULL,
+        network TEXT NOT NULL,
+        created REAL NOT NULL,
+        revoked REAL
+    );
+    CREATE INDEX hosts_order ON hosts(order_id);
+    ALTER TABLE orders ADD COLUMN revoked REAL;
+    ALTER TABLE accounts ADD COLUMN disabled REAL;
+    -- The account's balance in millicoins: a cache of the transfers, checked by ledger.check.
+    ALTER TABLE accounts ADD COLUMN millicoins INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE leases ADD COLUMN host_id TEXT REFERENCES hosts(id);
+    ALTER TABLE leases ADD COLUMN seat INTEGER;
+    ALTER TABLE leases ADD COLUMN network TEXT;
+    -- Leased to a trusted host whose result will stand alone (adaptive replication).
+    ALTER TABLE leases ADD COLUMN solo INTEGER NOT NULL DEFAULT 0;
+    CREATE UNIQUE INDEX leases_seat ON leases(host_id, seat) WHERE state = 'active';
+    CREATE INDEX leases_network ON leases(job_id, network);
+    CREATE INDEX leases_host ON leases(host_id) WHERE state = 'active';
+    ALTER TABLE results ADD COLUMN host_id TEXT REFERENCES hosts(id);
+    ALTER TABLE results ADD COLUMN network TEXT;
+    ALTER TABLE results ADD COLUMN solo INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE results ADD COLUMN program TEXT;
+    CREATE INDEX results_program ON results(program, id) WHERE verdict = 'accepted' AND solo = 0;
+    -- 1: adaptive replication (replicas is the quorum of untrusted hosts); 0: fixed.
+    ALTER TABLE jobs ADD COLUMN adaptive INTEGER NOT NULL DEFAULT 0;
+    -- Millicoins held for the job (a cache of the transfers, like accounts.millicoins).
+    ALTER TABLE jobs ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN cancelled REAL;
+    -- Consecutive valid results of a host per program (BOINC's adaptive replication).
+    CREATE TABLE trust (
+        host_id TEXT NOT NULL REFERENCES hosts(id),
+        program TEXT NOT NULL,
+        valid INTEGER NOT NULL,
+        PRIMARY KEY (host_id, program)
+    ) WITHOUT ROWID;
+    -- The double-entry ledger: each transfer moves millicoins from one book to another.
+    -- Books: 'mint' (the operator's grants), 'a:ID' (an account's balance), 'j:ID' (a
+    -- job's reservation). Every book's balance is the sum of what it received minus what
+    -- it gave, so the sum over all books is always zero.
+    CREATE TABLE transfers (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('grant', 'reserve', 'pay', 'refund')),
+        source TEXT NOT NULL,
+        target TEXT NOT NULL,
+        millicoins INTEGER NOT NULL CHECK (millicoins > 0),
+        -- A result is paid at most once, whatever path reaches it twice.
+        result_id INTEGER UNIQUE REFERENCES results(id),
+        created REAL NOT NULL
+    );
+    CREATE INDEX transfers_source ON transfers(source);
+    CREATE INDEX transfers_target ON transfers(target);
+    -- Coins credited before the ledger become grants, so the books balance from the start.
+    INSERT INTO transfers (kind, source, target, millicoins, created)
+        SELECT 'grant', 'mint', 'a:' || account_id, millicoins, created FROM ledger;
+    UPDATE accounts SET millicoins =
+        (SELECT coalesce(sum(millicoins), 0) FROM ledger WHERE ledger.account_id = accounts.id);
+    DROP TABLE ledger;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

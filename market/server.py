@@ -93,6 +93,9 @@ def serve(options: ServeOptions) -> None:
             ssl_certfile=options.cert,
             ssl_keyfile=options.key,
             access_log=False,
+            # The peer's own address counts agreement (market.hosts): no client, a QEMU
+            # guest arriving from 127.0.0.1 included, may name another with a header.
+            proxy_headers=False,
             log_level="warning",
             timeout_keep_alive=75,
             # Long polls would hold a graceful stop for up to a minute otherwise.

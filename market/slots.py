@@ -16,7 +16,8 @@ class Tally:
 
     active: int  # leases out now
     results: int  # results stored, judged or not
-    agreeing: int  # the largest group of pending results that agree
+    agreeing: int  # the most distinct networks among pending results that agree
+    solo: bool  # a lease out now whose result will stand alone (adaptive replication)
 
 
 def tally(conn: sqlite3.Connection, job_id: int) -> Tally:
@@ -27,9 +28,12 @@ def tally(conn: sqlite3.Connection, job_id: int) -> Tally:
         active=count("SELECT count(*) FROM leases WHERE job_id = ? AND state = 'active'"),
         results=count("SELECT count(*) FROM results WHERE job_id = ?"),
         agreeing=count(
-            "SELECT coalesce(max(n), 0) FROM (SELECT count(*) AS n FROM results "
+            "SELECT coalesce(max(n), 0) FROM (SELECT count(DISTINCT network) AS n FROM results "
             "WHERE job_id = ? AND verdict = 'pending' "
             "GROUP BY outcome, exit_status, output_sha256)"
+        ),
+        solo=bool(
+            count("SELECT count(*) FROM leases WHERE job_id = ? AND state = 'active' AND solo = 1")
         ),
     )
 
@@ -40,8 +44,8 @@ def refresh_slots(conn: sqlite3.Connection, job_id: int) -> int:
         "SELECT state, replicas, max_results FROM jobs WHERE id = ?", (job_id,)
     ).fetchone()
     slots = 0
-    if state == "open":
-        out = tally(conn, job_id)
+    out = tally(conn, job_id) if state == "open" else None
+    if out is not None and not out.solo:
         slots = max(
             0, min(replicas - out.agreeing - out.active, max_results - out.results - out.active)
         )

@@ -58,5 +58,5 @@ def market(tmp_path: Path) -> Iterator[MarketProcess]:
 
 @pytest.fixture
 def buyer(market: MarketProcess) -> BuyerClient:
-    """A client for a fresh account `lab`."""
-    return BuyerClient(market.url, market.account("lab").api_key)
+    """A client for a fresh account `lab`, granted coins to buy with."""
+    return BuyerClient(market.url, market.account("lab", coins=1_000_000).api_key)

@@ -1,8 +1,8 @@
 """`livecd market ...`: run the CPUShare market, administer it, and use it as a buyer.
 
-Operator commands (`account`, `order new`) open the market's database directly on the
-market's host; buyer commands (`submit`, `status`, `results`) talk to its HTTP API with
-an account's API key.
+Operator commands (`account`, `order`, `host`, `ledger-check`) open the market's
+database directly on the market's host; buyer commands (`submit`, `cancel`, `status`,
+`results`) talk to its HTTP API with an account's API key.
 """
 
 from __future__ import annotations
@@ -182,6 +182,87 @@ def account_list(db: Path, as_json: bool) -> None:
         click.echo(f"{row['name']:20} orders={row['orders']:<5} coins={row['coins']:.3f}")
 
 
+@account.command("grant")
+@click.argument("name")
+@click.argument("coins", type=click.FloatRange(0.001, 1e12))
+@_db_option
+def account_grant(name: str, coins: float, db: Path) -> None:
+    """Give account NAME COINS CPUCoins (a buyer needs them to submit jobs)."""
+    from market.admin import grant
+
+    balance = _user_errors(lambda: grant(db, name, coins))
+    click.echo(f"account {name}: {balance:.3f} coins")
+
+
+@account.command("disable")
+@click.argument("name")
+@_db_option
+def account_disable(name: str, db: Path) -> None:
+    """Disable account NAME at once: its key, orders and hosts are refused until enabled."""
+    from market.admin import set_account_disabled
+
+    _user_errors(lambda: set_account_disabled(db, name, True))
+    click.echo(f"account {name}: disabled; its hosts' leases went back to the queue")
+
+
+@account.command("enable")
+@click.argument("name")
+@_db_option
+def account_enable(name: str, db: Path) -> None:
+    """Enable account NAME again."""
+    from market.admin import set_account_disabled
+
+    _user_errors(lambda: set_account_disabled(db, name, False))
+    click.echo(f"account {name}: enabled")
+
+
+@market.command("ledger-check")
+@_db_option
+def ledger_check(db: Path) -> None:
+    """Check that the coin books add up (balances and reservations = coins granted)."""
+    from market.admin import check_ledger
+
+    problems = _user_errors(lambda: check_ledger(db))
+    if problems:
+        raise UserError("the ledger does not add up: " + "; ".join(problems[:10]))
+    click.echo("ledger: the books add up")
+
+
+@market.group()
+def host() -> None:
+    """Hosts: the machines enrolled with sell orders (one identity each, kept in RAM)."""
+
+
+@host.command("list")
+@_db_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def host_list(db: Path, as_json: bool) -> None:
+    """List hosts with their order, account, network, seats and active leases."""
+    from market.admin import list_hosts
+
+    rows = _user_errors(lambda: list_hosts(db))
+    if as_json:
+        _echo_json(rows)
+        return
+    for row in rows:
+        state = "revoked" if row["revoked"] else f"leases={row['leases']}"
+        click.echo(
+            f"{row['host']} order={row['order']} account={row['account']} "
+            f"network={row['network']} seats={row['seats']} {state}"
+        )
+
+
+@host.command("revoke")
+@click.argument("host_id")
+@_db_option
+def host_revoke(host_id: str, db: Path) -> None:
+    """Revoke HOST_ID at once and for good; its leases go back to the queue."""
+    from market.admin import revoke_host
+
+    _user_errors(lambda: revoke_host(db, host_id))
+    click.echo(f"host {host_id}: revoked")
+
+
 @market.group("order")
 def market_order() -> None:
     """Sell orders: the `.cpu` files sellers run with."""
@@ -231,6 +312,17 @@ def market_order_new(
         )
     else:
         click.echo(f"wrote {output}: order {order.order_id} for {account} at {order.market_url}")
+
+
+@market_order.command("revoke")
+@click.argument("order_id")
+@_db_option
+def market_order_revoke(order_id: str, db: Path) -> None:
+    """Revoke ORDER_ID: it enrolls no more hosts and its hosts are refused at once."""
+    from market.admin import revoke_order
+
+    _user_errors(lambda: revoke_order(db, order_id))
+    click.echo(f"order {order_id}: revoked, with its hosts")
 
 
 def _buyer(fn: F) -> F:
@@ -288,9 +380,8 @@ def _read(path: Path) -> bytes:
 @click.option(
     "--replicas",
     type=click.IntRange(1, 10),
-    default=1,
-    show_default=True,
-    help="Agreeing results from distinct orders needed to accept a job.",
+    help="Accept a job only once this many hosts on distinct networks agree; 1 trusts every "
+    "seller (for a group's own machines) [default: adaptive: two until hosts earn trust].",
 )
 @click.option(
     "--cpu-seconds", type=click.IntRange(1), default=_DEFAULT.cpu_seconds, show_default=True
@@ -305,7 +396,7 @@ def _read(path: Path) -> bytes:
 def submit(
     program: Path,
     inputs: tuple[Path, ...],
-    replicas: int,
+    replicas: int | None,
     cpu_seconds: int,
     memory_mb: int,
     output_bytes: int,
@@ -338,6 +429,18 @@ def submit(
         return
     for job, path in zip(ids, inputs, strict=True):
         click.echo(f"job {job}: {path}")
+
+
+@market.command()
+@click.argument("job", type=int)
+@_buyer
+def cancel(job: int, market_url: str, api_key: str, cacert: Path | None, as_json: bool) -> None:
+    """Cancel open JOB: its leases end and its reserved coins come back."""
+    _user_errors(lambda: _client(market_url, api_key, cacert).cancel(job))
+    if as_json:
+        _echo_json({"job": job, "cancelled": True})
+    else:
+        click.echo(f"job {job}: cancelled")
 
 
 @market.command()

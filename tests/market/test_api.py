@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from cpushare.order import SellOrder
-from livecd.market_process import MarketProcess
+from livecd.market_process import Host, MarketProcess, source_session
 from market.app import MarketConfig, create_app, openapi_document
 from market.buyer import BuyerClient
 from market.openapi import OPERATIONS, UndocumentedRoute, document
@@ -21,24 +20,23 @@ from market.openapi import OPERATIONS, UndocumentedRoute, document
 WAIT = 30.0
 
 
-def _seller(market: MarketProcess, tmp_path: Path, account: str = "lab") -> SellOrder:
-    return market.order(account, tmp_path / f"{account}-{len(list(tmp_path.iterdir()))}.cpu")
+def _seller(market: MarketProcess, tmp_path: Path, account: str = "lab") -> Host:
+    """A host enrolled with a new order of `account`, from a loopback address of its own."""
+    count = len(list(tmp_path.glob("*.cpu")))
+    order = market.order(account, tmp_path / f"{account}-{count}.cpu")
+    return market.enroll(order, seats=2, source=f"127.0.0.{count + 2}")
 
 
-def _lease(
-    market: MarketProcess, order: SellOrder, wait: float = 0, seller: str = "t"
-) -> requests.Response:
-    return requests.post(
+def _lease(market: MarketProcess, host: Host, wait: float = 0, seat: int = 0) -> requests.Response:
+    return source_session(host.source).post(
         f"{market.url}/v1/lease",
-        json={"wait": wait, "seller": seller},
-        auth=(order.order_id, order.secret),
+        json={"wait": wait, "seat": seat},
+        auth=host.auth,
         timeout=WAIT + 10,
     )
 
 
-def _result(
-    market: MarketProcess, order: SellOrder, lease: int, output: bytes
-) -> requests.Response:
+def _result(market: MarketProcess, host: Host, lease: int, output: bytes) -> requests.Response:
     body = {
         "outcome": "ok",
         "exit_status": 0,
@@ -46,11 +44,8 @@ def _result(
         "cpu_seconds": 1.5,
         "wall_seconds": 1.6,
     }
-    return requests.post(
-        f"{market.url}/v1/leases/{lease}/result",
-        json=body,
-        auth=(order.order_id, order.secret),
-        timeout=30,
+    return source_session(host.source).post(
+        f"{market.url}/v1/leases/{lease}/result", json=body, auth=host.auth, timeout=30
     )
 
 
@@ -61,11 +56,11 @@ def test_requests_without_or_with_wrong_credentials_are_refused(
     assert requests.get(url, timeout=5).status_code == 401
     wrong = requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=5)
     assert wrong.status_code == 401 and wrong.json() == {"error": "unknown API key"}
-    order = _seller(market, tmp_path)
-    as_seller = requests.get(url, auth=(order.order_id, order.secret), timeout=5)
+    host = _seller(market, tmp_path)
+    as_seller = requests.get(url, auth=host.auth, timeout=5)
     assert as_seller.status_code == 403
     bad_secret = requests.post(
-        f"{market.url}/v1/lease", json={}, auth=(order.order_id, "x" * 43), timeout=5
+        f"{market.url}/v1/lease", json={}, auth=(host.id, "x" * 43), timeout=5
     )
     assert bad_secret.status_code == 401
     assert "wrong secret" in bad_secret.json()["error"]
@@ -110,13 +105,13 @@ def test_bad_json_and_wrong_types_get_json_errors(
 def test_long_poll_lease_wakes_up_when_a_job_is_submitted(
     buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
 ) -> None:
-    order = _seller(market, tmp_path)
-    assert _lease(market, order).status_code == 204
+    host = _seller(market, tmp_path)
+    assert _lease(market, host).status_code == 204
     program = buyer.upload_program(fsdither)
     replies: list[tuple[float, requests.Response]] = []
 
     def poll() -> None:
-        reply = _lease(market, order, wait=WAIT, seller="poller")
+        reply = _lease(market, host, wait=WAIT, seat=1)
         replies.append((time.monotonic(), reply))
 
     poller = threading.Thread(target=poll)
@@ -127,7 +122,7 @@ def test_long_poll_lease_wakes_up_when_a_job_is_submitted(
     while buyer.status()["sellers_seen"] < 2 and time.monotonic() < give_up:
         time.sleep(0.01)
     submitted = time.monotonic()
-    job = buyer.submit(program, [b"P5\n1 1\n255\n\x80"])[0]
+    job = buyer.submit(program, [b"P5\n1 1\n255\n\x80"], replicas=1)[0]
     poller.join()
     woken, reply = replies[0]
     assert reply.status_code == 200
@@ -136,41 +131,51 @@ def test_long_poll_lease_wakes_up_when_a_job_is_submitted(
     lease = reply.json()
     assert lease["job"] == job
     assert base64.b64decode(lease["input"]) == b"P5\n1 1\n255\n\x80"
-    program = requests.get(
-        f"{market.url}{lease['program']['url']}", auth=(order.order_id, order.secret), timeout=5
-    )
+    program = requests.get(f"{market.url}{lease['program']['url']}", auth=host.auth, timeout=5)
     assert program.content == fsdither
 
 
 def test_results_are_idempotent_and_credited_once(
     buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
 ) -> None:
-    order = _seller(market, tmp_path)
-    job = buyer.submit(buyer.upload_program(fsdither), [b"in"])[0]
-    lease = _lease(market, order).json()["lease"]
-    first = _result(market, order, lease, b"out").json()
-    second = _result(market, order, lease, b"other").json()
+    host = _seller(market, tmp_path)
+    # One trusted seller: this test is about idempotence, not validation.
+    job = buyer.submit(buyer.upload_program(fsdither), [b"in"], replicas=1)[0]
+    lease = _lease(market, host).json()["lease"]
+    first = _result(market, host, lease, b"out").json()
+    second = _result(market, host, lease, b"other").json()
     assert first["verdict"] == "accepted" and first["coins"] == 1.5
     assert second == {**first, "duplicate": True}
     assert buyer.output(job) == b"out"
     assert buyer.job(job)["state"] == "done"
-    assert buyer.status()["coins"] == {"lab": 1.5}
+    # The seller's account is the buyer's: paid 1.5 coins back from its reservation.
+    assert buyer.status()["coins"] == {"lab": 1_000_000}
 
 
-def test_a_seller_cannot_use_another_orders_lease(
+def test_a_cancelled_job_ends_its_lease_and_returns_its_coins(
+    buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
+) -> None:
+    host = _seller(market, tmp_path)
+    before = buyer.status()["coins"]["lab"]
+    job = buyer.submit(buyer.upload_program(fsdither), [b"in"])[0]
+    assert buyer.status()["coins"]["lab"] < before  # reserved
+    lease = _lease(market, host).json()["lease"]
+    buyer.cancel(job)
+    assert buyer.status()["coins"]["lab"] == before
+    assert buyer.job(job)["state"] == "failed"
+    assert _result(market, host, lease, b"late").status_code == 410
+
+
+def test_a_seller_cannot_use_another_hosts_lease(
     buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
 ) -> None:
     owner, intruder = _seller(market, tmp_path), _seller(market, tmp_path)
-    buyer.submit(buyer.upload_program(fsdither), [b"in"])
+    buyer.submit(buyer.upload_program(fsdither), [b"in"], replicas=1)
     lease = _lease(market, owner).json()["lease"]
     stolen = _result(market, intruder, lease, b"forged")
     assert stolen.status_code == 403
-    assert stolen.json() == {"error": f"lease {lease} belongs to another order"}
-    extend = requests.post(
-        f"{market.url}/v1/leases/{lease}/extend",
-        auth=(intruder.order_id, intruder.secret),
-        timeout=5,
-    )
+    assert stolen.json() == {"error": f"lease {lease} belongs to another host"}
+    extend = requests.post(f"{market.url}/v1/leases/{lease}/extend", auth=intruder.auth, timeout=5)
     assert extend.status_code == 403
     assert _result(market, owner, lease, b"real").status_code == 200
 
@@ -179,7 +184,7 @@ def test_an_expired_lease_is_refused_and_its_job_goes_to_another_seller(
     buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
 ) -> None:
     slow, fast = _seller(market, tmp_path), _seller(market, tmp_path)
-    job = buyer.submit(buyer.upload_program(fsdither), [b"in"])[0]
+    job = buyer.submit(buyer.upload_program(fsdither), [b"in"], replicas=1)[0]
     lease = _lease(market, slow).json()["lease"]
     # The 2-second lease runs out while `fast` waits; the sweep hands the job over.
     again = _lease(market, fast, wait=20).json()

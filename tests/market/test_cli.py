@@ -30,11 +30,12 @@ def test_operator_and_buyer_commands(
     env = {"CPUSHARE_MARKET": market.url, "CPUSHARE_API_KEY": api_key}
     (tmp_path / "job").write_bytes(fsdither)
     (tmp_path / "in.pgm").write_bytes(b"P5\n1 1\n255\n\x80")
-    submitted = runner.invoke(
-        main,
-        ["market", "submit", str(tmp_path / "job"), "--input", str(tmp_path / "in.pgm"), "--json"],
-        env=env,
-    )
+    submit = ["market", "submit", str(tmp_path / "job"), "--input", str(tmp_path / "in.pgm")]
+    broke = runner.invoke(main, submit, env=env)
+    assert broke.exit_code == 2 and "HTTP 402" in broke.output and "grant" in broke.output
+    granted = runner.invoke(main, ["market", "account", "grant", "lab", "5000", *db])
+    assert granted.exit_code == 0 and "lab: 5000.000 coins" in granted.output, granted.output
+    submitted = runner.invoke(main, [*submit, "--json"], env=env)
     assert submitted.exit_code == 0, submitted.output
     assert [j["job"] for j in json.loads(submitted.output)["jobs"]] == [1]
     status = runner.invoke(main, ["market", "status", "--json"], env=env)

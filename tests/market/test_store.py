@@ -86,3 +86,32 @@ def test_a_full_disk_is_reported_and_loses_nothing_committed(tmp_path: Path) -> 
     store.close()
     rows = connect(tmp_path / "m.db").execute("SELECT key FROM settings").fetchall()
     assert rows == [("kept",)]
+
+
+def test_coins_credited_before_the_ledger_become_grants_that_add_up(tmp_path: Path) -> None:
+    from market import ledger
+    from market.schema import MIGRATIONS
+
+    conn = connect(tmp_path / "m.db")
+    for script in MIGRATIONS[:2]:
+        conn.executescript(script)
+    conn.execute("PRAGMA user_version = 2")
+    conn.executescript(
+        """
+        INSERT INTO accounts VALUES (1, 'lab', 'k', 0);
+        INSERT INTO orders VALUES ('o-1', 1, 's', 0);
+        INSERT INTO programs VALUES ('p', 1, x'00', 1, 0);
+        INSERT INTO jobs (id, account_id, program, input, cpu_seconds, wall_seconds,
+            memory_bytes, output_bytes, replicas, max_results, slots, created, state)
+            VALUES (1, 1, 'p', x'', 60, 300, 1, 1, 1, 3, 0, 0, 'done');
+        INSERT INTO leases (id, job_id, order_id, seller, state, created, deadline)
+            VALUES (1, 1, 'o-1', 's', 'done', 0, 1);
+        INSERT INTO results (id, lease_id, job_id, order_id, outcome, output, output_sha256,
+            cpu_seconds, wall_seconds, detail, verdict, created)
+            VALUES (1, 1, 1, 'o-1', 'ok', x'', 'h', 2.5, 2.5, '', 'accepted', 0);
+        INSERT INTO ledger VALUES (1, 1, 1, 'o-1', 2500, 0);
+        """
+    )
+    assert migrate(conn) == 2
+    assert ledger.balance(conn, 1) == 2500
+    assert ledger.check(conn) == []

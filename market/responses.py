@@ -1,0 +1,48 @@
+"""The market's JSON replies, and its refusals turned into them."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from market.errors import MarketError, TooManyRequests
+
+log = logging.getLogger("market")
+
+
+def json_response(doc: object, status: int = 200) -> Response:
+    return Response(
+        json.dumps(doc, separators=(",", ":")).encode(),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+async def market_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, MarketError)
+    doc = {"error": str(exc)} if exc.code is None else {"error": str(exc), "code": exc.code}
+    response = json_response(doc, exc.status)
+    if isinstance(exc, TooManyRequests):
+        response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer, Basic realm="cpushare"'
+    return response
+
+
+async def http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return json_response({"error": str(exc.detail)}, exc.status_code)
+
+
+async def store_full(_request: Request, exc: Exception) -> Response:
+    log.error("%s", exc)
+    return json_response({"error": f"{exc}; nothing of this request was kept"}, 507)
+
+
+async def internal_error(_request: Request, exc: Exception) -> Response:
+    log.exception("internal error", exc_info=exc)
+    return json_response({"error": "internal error: the market logged it"}, 500)
