@@ -6,8 +6,9 @@
 
 `run` prints the result as JSON (or the JailError as {"error": ...}); its environment may
 set CPU_HARD (a lower RLIMIT_CPU hard limit first) and NICE_FIRST (the caller's own
-niceness first); UID GID force the identity the control stream asks for. `spin` starts JOB, prints the pid it spawned, kills it when
-its stdin closes and prints the outcome. `selftest` prints the report's summary.
+niceness first); UID GID force the identity the control stream asks for. `spin` starts
+JOB, prints the pid it spawned, kills it when its stdin closes and prints the outcome.
+`selftest` prints the report's summary.
 """
 
 from __future__ import annotations

@@ -238,15 +238,15 @@ def test_a_job_identity_file_of_root_or_the_caller_is_refused(jail: SetuidJail, 
 
 def test_a_caller_outside_the_group_cannot_execute_the_loader(jail: SetuidJail) -> None:
     result = jail.run(str(jail.jobs["echo"]), "hello", "5", "30", user=NOBODY)
-    assert result == {
-        "error": f"cannot start the jail loader {jail.loader}: Permission denied"
-    }
+    assert result == {"error": f"cannot start the jail loader {jail.loader}: Permission denied"}
 
 
 def test_a_cpu_limit_above_the_callers_own_is_refused(jail: SetuidJail) -> None:
     # Root could raise the hard limit; the loader has stopped being root by then.
     refused = jail.run(str(jail.jobs["echo"]), "hi", "20", "30", CPU_HARD="10")
-    assert refused == {"error": "the jail loader failed at step rlimit-cpu: Operation not permitted"}
+    assert refused == {
+        "error": "the jail loader failed at step rlimit-cpu: Operation not permitted"
+    }
     within = jail.run(str(jail.jobs["echo"]), "hi", "5", "30", CPU_HARD="10")
     assert within["outcome"] == "ok"
 
