@@ -111,7 +111,9 @@ def test_the_initramfs_holds_the_live_system(initramfs: Path, default_build: Bui
     assert lines["bin/busybox"].startswith("-rwxr-xr-x")
     assert lines["sbin/init"].startswith("l") and "-> /bin/busybox" in lines["sbin/init"]
     assert lines["dev/console"].startswith("c") and lines["dev/null"].startswith("c")
-    assert all(" root " in ln or " 0 " in ln for ln in listing.splitlines())
+    # Root's, but for the jobs identity's file (test_jobs_run_as_a_user_of_their_own).
+    owned = [ln for ln in listing.splitlines() if not ln.endswith(" usr/lib/cpushare/job-identity")]
+    assert all(" root " in ln or " 0 " in ln for ln in owned)
     release = default_build.kernel_release
     for name in ("modules.dep", "modules.alias", "modules.builtin"):
         assert f"lib/modules/{release}/{name}" in lines
@@ -210,3 +212,31 @@ def test_the_image_holds_exactly_the_guest_package(initramfs: Path) -> None:
     }
     assert shipped == {p.relative_to(guest).as_posix() for p in guest.rglob("*.py")}
     assert [n for n in names if n.startswith((stdlib + "market", stdlib + "livecd"))] == []
+
+
+def test_jobs_run_as_a_user_of_their_own(initramfs: Path) -> None:
+    """The loader is setuid root for the sellers' group only; the identity file belongs to
+    cpushare-job, the user the loader runs every seller's job as."""
+
+    def read(member: str) -> str:
+        return subprocess.run(
+            ["bsdtar", "-xOf", str(initramfs), member], capture_output=True, text=True, check=True
+        ).stdout
+
+    users = {f[0]: f for f in (ln.split(":") for ln in read("etc/passwd").splitlines())}
+    groups = {f[0]: f for f in (ln.split(":") for ln in read("etc/group").splitlines())}
+    listing = subprocess.run(
+        ["bsdtar", "--numeric-owner", "-tvf", str(initramfs), "usr/lib/cpushare"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rows = {ln.split()[-1]: ln.split() for ln in listing.splitlines()}
+    loader = rows["usr/lib/cpushare/jail-loader"]
+    assert loader[0] == "-rwsr-x---"
+    assert loader[2:4] == ["0", groups["cpushare"][2]]
+    identity = rows["usr/lib/cpushare/job-identity"]
+    job_user = users["cpushare-job"]
+    assert identity[2:4] == [job_user[2], job_user[3]] == [job_user[2], groups["cpushare-job"][2]]
+    assert job_user[2] not in ("0", users["cpushare"][2])
+    assert job_user[3] not in ("0", users["cpushare"][3])
