@@ -249,8 +249,8 @@ static void drop_root(u64 uid, u64 gid)
  * block us) and O_NOFOLLOW refuses a link, though /usr/lib/cpushare is root's alone. A
  * caller could only mount another file there inside a user namespace of its own, where
  * the kernel ignores this program's setuid bit (root is not mapped there).
- * Refused: root, and any identity the caller holds itself, the jobs would then share
- * the caller's files and processes, the very thing this identity exists to prevent. */
+ * Refused: root, and any uid or group the caller holds itself: the jobs would then
+ * share the caller's files or processes, what this identity exists to prevent. */
 static struct identity job_identity(u64 caller_uid, u64 caller_gid)
 {
 	unsigned int groups[MAX_GROUPS];
