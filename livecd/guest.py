@@ -8,13 +8,17 @@ import stat
 from pathlib import Path
 
 import cpushare
+from cpushare.jail.runner import JOB_IDENTITY
 from livecd import toolchain
 from livecd.formats.cpio import Entry
 from livecd.python_runtime import STDLIB
 
 CPUSHARE_SRC = Path(cpushare.__file__).resolve().parent
 _REG = stat.S_IFREG | 0o644
-_EXE = stat.S_IFREG | 0o755
+_SETUID = stat.S_IFREG | stat.S_ISUID | 0o750
+# The ids of overlays/etc/passwd and group: the sellers' group, the jobs user and group.
+SELLERS_GID = 100
+JOBS_UID = JOBS_GID = 101
 
 
 def cpushare_package() -> list[Entry]:
@@ -29,8 +33,17 @@ def cpushare_package() -> list[Entry]:
 
 
 def jail_binaries() -> list[Entry]:
-    """The jail loader and the self-test job, from the toolchain's cache."""
+    """The jail loader and the self-test job, from the toolchain's cache, and the file
+    whose owner is the jobs identity. The loader is setuid root and only the sellers'
+    group may run it: a seller's jobs run as cpushare-job, not as the seller."""
     return [
-        Entry("usr/lib/cpushare/jail-loader", _EXE, source=toolchain.loader()),
+        Entry("usr/lib/cpushare/jail-loader", _SETUID, source=toolchain.loader(), gid=SELLERS_GID),
         Entry("usr/lib/cpushare/selftest.job", _REG, source=toolchain.selftest_job()),
+        Entry(
+            JOB_IDENTITY.relative_to("/").as_posix(),
+            _REG,
+            data=b"cpushare-job\n",
+            uid=JOBS_UID,
+            gid=JOBS_GID,
+        ),
     ]

@@ -34,7 +34,7 @@ from livecd.run import need, run
 COMPRESSION = ("-comp", "zstd", "-Xcompression-level", "19")
 BLOCK_SIZE = 128 * 1024
 # Part of the cache key: a change of options or format builds every image again.
-_FORMAT = f"squashfs-4 {' '.join(COMPRESSION)} -b {BLOCK_SIZE} stage-tree-2"
+_FORMAT = f"squashfs-4 {' '.join(COMPRESSION)} -b {BLOCK_SIZE} stage-tree-3 owners"
 
 
 def image(entries: Iterable[Entry], epoch: int, cache: Path) -> bytes:
@@ -52,10 +52,19 @@ def image(entries: Iterable[Entry], epoch: int, cache: Path) -> bytes:
         tree = Path(tmp) / "root"
         stage(members, tree)
         out = Path(tmp) / "root.sqfs"
+        # Owners and modes come from the entries, not from the staging tree: a builder that
+        # is not root can neither chown nor set another group's set-id bits, and the jail's
+        # loader is setuid root for the sellers' group (`livecd.guest`). One pseudo
+        # definition per member says exactly what the image holds.
+        pseudo = Path(tmp) / "owners"
+        pseudo.write_text(
+            "".join(f"{e.path} m {stat.S_IMODE(e.mode):o} {e.uid} {e.gid}\n" for e in members)
+        )
         run(
             [
-                mksquashfs, tree, out, "-noappend", "-no-xattrs", "-all-root", "-quiet",
-                "-no-progress", "-b", str(BLOCK_SIZE), *COMPRESSION,
+                mksquashfs, tree, out, "-noappend", "-no-xattrs", "-quiet", "-no-progress",
+                "-b", str(BLOCK_SIZE), *COMPRESSION, "-pf", pseudo,
+                "-root-uid", "0", "-root-gid", "0", "-root-mode", "755",
                 "-mkfs-time", str(epoch), "-all-time", str(epoch),
             ],
             # mksquashfs refuses SOURCE_DATE_EPOCH beside the options that say the same.
@@ -88,7 +97,8 @@ def stage(entries: Iterable[Entry], tree: Path) -> None:
                 shutil.copyfile(e.source, path)
             else:
                 path.write_bytes(e.data)
-            os.chmod(path, stat.S_IMODE(e.mode))
+            # Set-id bits are the pseudo definitions' (mksquashfs sets them with the owner).
+            os.chmod(path, stat.S_IMODE(e.mode) & ~(stat.S_ISUID | stat.S_ISGID))
         else:
             raise BuildError(f"{e.path}: mode {e.mode:#o} cannot go into the squashfs image")
     # Directory modes last: a read-only directory would refuse its own children.
@@ -108,6 +118,6 @@ def _parents(tree: Path, directory: Path) -> None:
 def _key(entries: list[Entry], epoch: int) -> str:
     h = hashlib.sha256(f"{_FORMAT}\0{epoch}\0".encode())
     for e in entries:
-        h.update(f"{e.path}\0{e.mode:o}\0".encode())
+        h.update(f"{e.path}\0{e.mode:o}\0{e.uid}\0{e.gid}\0".encode())
         h.update(hashlib.sha256(e.source.read_bytes() if e.source else e.data).digest())
     return h.hexdigest()

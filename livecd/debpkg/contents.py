@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import cpushare
+from cpushare.jail.runner import JOB_IDENTITY
 from livecd import __version__, toolchain
 from livecd.formats.cpio import Entry
 from livecd.run import need, run
@@ -84,7 +85,10 @@ def files(epoch: int) -> list[Entry]:
     """Every file and directory of the package, parents included, sorted by path."""
     entries = [
         *guest_package(),
+        # Not setuid here: postinst makes it 4750 root:cpushare and job-identity
+        # cpushare-job's (stat overrides: both users are made by postinst).
         Entry(f"{LIB}/jail-loader", _EXE, data=stripped(toolchain.loader())),
+        Entry(JOB_IDENTITY.relative_to("/").as_posix(), _REG, data=b"cpushare-job\n"),
         Entry(f"{LIB}/selftest.job", _REG, data=stripped(toolchain.selftest_job())),
         Entry(f"{LIB}/sellers", _EXE, source=DEB_TEMPLATES / "sellers"),
         Entry("etc/init.d/cpushare", _EXE, source=DEB_TEMPLATES / "cpushare.init"),

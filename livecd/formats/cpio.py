@@ -30,13 +30,15 @@ _KNOWN_TYPES = frozenset(
 @dataclass(frozen=True)
 class Entry:
     """One archive member. Regular file content comes from `source` or inline `data`;
-    a symlink's target is its `data`."""
+    a symlink's target is its `data`. Owned by root unless `uid`/`gid` say otherwise."""
 
     path: str
     mode: int
     source: Path | None = None
     data: bytes = b""
     rdev: tuple[int, int] = (0, 0)
+    uid: int = 0
+    gid: int = 0
 
 
 def tree_entries(root: Path) -> list[Entry]:
@@ -74,8 +76,9 @@ def _walk(directory: Path) -> Iterator[Path]:
 
 def write_newc(entries: Iterable[Entry], out: BinaryIO, *, mtime: int) -> int:
     """Write `entries` as one newc archive to `out`: sorted by path, missing parent
-    directories added, owners root, every time `mtime`, padded to 512 bytes.
-    Returns the number of bytes written. Bad entries raise CpioError before any write."""
+    directories added, owners root unless an entry names others, every time `mtime`,
+    padded to 512 bytes. Returns the number of bytes written. Bad entries raise CpioError
+    before any write."""
     if not 0 <= mtime <= 0xFFFFFFFF:
         raise CpioError(f"mtime {mtime} does not fit a cpio header (0..4294967295)")
     members = complete_tree(entries)
@@ -149,6 +152,7 @@ def _write_member(out: BinaryIO, entry: Entry, ino: int, mtime: int) -> int:
         mtime=mtime,
         size=size,
         rdev=entry.rdev,
+        owner=(entry.uid, entry.gid),
     )
     if entry.source is not None:
         copied = _copy_file(entry.source, out)
@@ -179,9 +183,11 @@ def _write_header(
     mtime: int,
     size: int,
     rdev: tuple[int, int] = (0, 0),
+    owner: tuple[int, int] = (0, 0),
 ) -> int:
     encoded = os.fsencode(name) + b"\0"
-    fields = (ino, mode, 0, 0, nlink, mtime, size, 0, 0, rdev[0], rdev[1], len(encoded), 0)
+    uid, gid = owner
+    fields = (ino, mode, uid, gid, nlink, mtime, size, 0, 0, rdev[0], rdev[1], len(encoded), 0)
     header = MAGIC + b"".join(b"%08X" % f for f in fields) + encoded
     header += b"\0" * (-len(header) % 4)
     out.write(header)

@@ -122,7 +122,9 @@ def test_the_initramfs_holds_the_live_system(initramfs: Path, default_build: Bui
     assert lines["bin/busybox"].startswith("-rwxr-xr-x")
     assert lines["sbin/init"].startswith("l") and "-> /bin/busybox" in lines["sbin/init"]
     assert lines["dev/console"].startswith("c") and lines["dev/null"].startswith("c")
-    assert all(" root " in ln or " 0 " in ln for ln in listing.splitlines())
+    # Root's, but for the jobs identity's file (test_jobs_run_as_a_user_of_their_own).
+    owned = [ln for ln in listing.splitlines() if not ln.endswith(" usr/lib/cpushare/job-identity")]
+    assert all(" root " in ln or " 0 " in ln for ln in owned)
     release = default_build.kernel_release
     for name in ("modules.dep", "modules.alias", "modules.builtin"):
         assert f"lib/modules/{release}/{name}" in lines
@@ -234,3 +236,23 @@ def test_the_image_holds_exactly_the_guest_package(live_root: Path) -> None:
     shipped = {p.relative_to(package).as_posix() for p in package.rglob("*.py")}
     assert shipped == {p.relative_to(guest).as_posix() for p in guest.rglob("*.py")}
     assert [p.name for p in stdlib.iterdir() if p.name.startswith(("market", "livecd"))] == []
+
+
+def test_jobs_run_as_a_user_of_their_own(live_root: Path) -> None:
+    """The loader is setuid root for the sellers' group only; the identity file belongs to
+    cpushare-job, the user the loader runs every seller's job as."""
+
+    def table(name: str) -> dict[str, list[str]]:
+        rows = (ln.split(":") for ln in (live_root / "etc" / name).read_text().splitlines())
+        return {f[0]: f for f in rows}
+
+    users, groups = table("passwd"), table("group")
+    loader = (live_root / "usr/lib/cpushare/jail-loader").stat()
+    assert stat.filemode(loader.st_mode) == "-rwsr-x---"
+    assert (loader.st_uid, loader.st_gid) == (0, int(groups["cpushare"][2]))
+    identity = (live_root / "usr/lib/cpushare/job-identity").stat()
+    job_user = users["cpushare-job"]
+    assert (identity.st_uid, identity.st_gid) == (int(job_user[2]), int(job_user[3]))
+    assert job_user[3] == groups["cpushare-job"][2]
+    assert job_user[2] not in ("0", users["cpushare"][2])
+    assert job_user[3] not in ("0", users["cpushare"][3])

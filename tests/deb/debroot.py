@@ -89,8 +89,14 @@ class DebianRoot:
         return pids
 
     def uid(self, user: str) -> int | None:
-        for line in (self.path / "etc/passwd").read_text().splitlines():
+        return self._id("etc/passwd", user)
+
+    def gid(self, group: str) -> int | None:
+        return self._id("etc/group", group)
+
+    def _id(self, table: str, name: str) -> int | None:
+        for line in (self.path / table).read_text().splitlines():
             fields = line.split(":")
-            if fields[0] == user:
+            if fields[0] == name:
                 return int(fields[2])
         return None

@@ -32,6 +32,7 @@ pytestmark = [pytest.mark.chroot, pytest.mark.timeout(300)]
 T = TypeVar("T")
 INIT = "/etc/init.d/cpushare"
 WANTS = "etc/systemd/system/multi-user.target.wants/cpushare.service"
+SPIN_SOURCE = Path(__file__).resolve().parent.parent / "seller" / "spin.c"
 BROKEN_ORDER = 'format = 1\n[market]\nurl = "ftp://nowhere"\n'
 
 
@@ -70,6 +71,12 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MarketProcess]:
 
 
 @pytest.fixture(scope="module")
+def spin(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    out = tmp_path_factory.mktemp("jobs") / "spin.job"
+    return build_job([SPIN_SOURCE], out).read_bytes()
+
+
+@pytest.fixture(scope="module")
 def fsdither(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     out = tmp_path_factory.mktemp("jobs") / "fsdither.job"
     return build_job([FSDITHER_SOURCE], out).read_bytes()
@@ -88,11 +95,24 @@ def sellers(root: DebianRoot) -> dict[str, SellerStatus]:
     return read_statuses(root.path / "run/cpushare/status")
 
 
+def proc_status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+
+
 def owner(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("Uid:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no Uid line for {pid}")
+    return int(proc_status(pid)["Uid"].split()[0])
+
+
+def jailed(root: DebianRoot) -> int | None:
+    """A process of the root that runs under strict seccomp: a job."""
+    for pid in root.processes():
+        try:
+            if proc_status(pid)["Seccomp"] == "1":
+                return pid
+        except (OSError, KeyError):
+            continue
+    return None
 
 
 def no_process_left(root: DebianRoot) -> bool:
@@ -103,6 +123,14 @@ def test_start_refuses_without_an_order_and_without_strict_seccomp(
     installed: DebianRoot, market: MarketProcess
 ) -> None:
     assert installed.uid("cpushare") is not None
+    # The jobs' own user; the loader setuid root for the sellers' group only.
+    job_uid, job_gid = installed.uid("cpushare-job"), installed.gid("cpushare-job")
+    assert job_uid is not None and job_uid != installed.uid("cpushare")
+    loader = (installed.path / "usr/lib/cpushare/jail-loader").stat()
+    assert (loader.st_mode & 0o7777, loader.st_uid) == (0o4750, 0)
+    assert loader.st_gid == installed.gid("cpushare")
+    identity = (installed.path / "usr/lib/cpushare/job-identity").stat()
+    assert (identity.st_uid, identity.st_gid) == (job_uid, job_gid)
     assert (installed.path / "etc/rc2.d/S01cpushare").is_symlink()
     assert (installed.path / WANTS).is_symlink()
     verified = installed.run("systemd-analyze", "verify", "cpushare.service")
@@ -125,7 +153,7 @@ def test_start_refuses_without_an_order_and_without_strict_seccomp(
 
 
 def test_two_orders_sell_at_nice_19_as_the_sellers_user_and_stop_leaves_none(
-    installed: DebianRoot, market: MarketProcess, fsdither: bytes
+    installed: DebianRoot, market: MarketProcess, fsdither: bytes, spin: bytes
 ) -> None:
     clear_orders(installed)
     market.account("volunteer")
@@ -167,6 +195,18 @@ def test_two_orders_sell_at_nice_19_as_the_sellers_user_and_stop_leaves_none(
         rows = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines()[1:]}
         assert rows.keys() == {"volunteer-cpu0", "volunteer-cpu1"}
         assert set(rows.values()) <= {"leasing", "running", "posting"}, status.stdout
+
+        # A job runs as cpushare-job, its parent (the loader's stand-in) as the seller;
+        # stopping kills it through the stand-in (no process is left, below).
+        buyer.submit(buyer.upload_program(spin), [b"100000"])
+        job = until(lambda: jailed(installed), "a spinning job")
+        job_ids = proc_status(job)
+        stand_in = int(job_ids["PPid"])
+        assert job_ids["Uid"].split() == [str(installed.uid("cpushare-job"))] * 4
+        assert job_ids["Gid"].split() == [str(installed.gid("cpushare-job"))] * 4
+        assert job_ids["Groups"].strip() == ""
+        assert owner(stand_in) == uid
+        assert int(proc_status(stand_in)["PPid"]) in {s.pid for s in statuses.values()}
     finally:
         stopped = installed.run(INIT, "stop")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
@@ -210,5 +250,8 @@ def test_upgrade_restarts_removal_stops_the_sellers_and_keeps_the_orders_purge_r
     assert purged.returncode == 0, purged.stdout + purged.stderr
     assert not orders_dir(installed).exists()
     assert installed.uid("cpushare") is None
+    assert installed.uid("cpushare-job") is None
+    overrides = installed.run("dpkg-statoverride", "--list")
+    assert "/usr/lib/cpushare" not in overrides.stdout
     assert not (installed.path / "etc/rc2.d/S01cpushare").exists()
     assert not (installed.path / WANTS).is_symlink()
