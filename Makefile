@@ -5,7 +5,7 @@ LIVECD  := $(VENV)/bin/livecd
 ISO     ?= libcaca-cpushare-livecd.iso
 PYTEST_ARGS ?=
 
-.PHONY: setup iso test test-fast test-matrix smoke boot bench lint clean diffoscope
+.PHONY: setup iso deb test test-fast test-matrix smoke boot bench lint clean diffoscope
 
 $(VENV)/.installed: pyproject.toml scripts/install-host-packages.sh
 	scripts/install-host-packages.sh
@@ -18,6 +18,10 @@ setup: $(VENV)/.installed
 
 iso: setup
 	$(LIVECD) build -o $(ISO)
+
+# The cpushare package for Debian 12 and Ubuntu 24.04 machines, in the repository root.
+deb: setup
+	$(LIVECD) deb -o .
 
 test: setup lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
@@ -58,4 +62,4 @@ lint: setup
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf build $(ISO) $(ISO).manifest.json
+	rm -rf build $(ISO) $(ISO).manifest.json cpushare_*_amd64.deb

@@ -1,5 +1,5 @@
-"""The CPUShare system: sell orders, the seccomp-strict jail, the seller, the market.
+"""The CPUShare guest and the wire contract: orders, job limits, protocol, jail, seller.
 
-Everything the live system runs (orders, jail, seller) uses only Python 3.11's standard
-library: it is imported on the host by the builder and the tests, and runs inside the image.
+Standard library of Python 3.11 only: it is shipped whole into the live CD and the Debian
+package, and imported on the host by the market, the builder and the tests.
 """

@@ -9,6 +9,7 @@ image parses it too.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 import ssl
@@ -246,3 +247,69 @@ def load_order(path: Path) -> SellOrder:
     with open(path, "rb") as f:
         data = f.read(MAX_ORDER_BYTES + 1)
     return parse_order_bytes(data)
+
+
+def cert_pin(cert_pem: str) -> str:
+    """The pin of a PEM certificate: sha256 (hex) of its DER form, as `market.cert_sha256`.
+    ValueError if `cert_pem` holds no PEM certificate."""
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(cert_pem)).hexdigest()
+
+
+def _toml_string(value: str) -> str:
+    # A TOML basic string: quotes, backslashes and control characters escaped; the rest
+    # is UTF-8 as it is (JSON's surrogate-pair escapes would not be valid TOML).
+    out = []
+    for ch in value:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def render_order(order: SellOrder) -> str:
+    """The text of a `.cpu` file for `order`; OrderError naming every problem if the order
+    is not valid or would not read back as the same order."""
+    lines = [
+        "# CPUShare sell order. Boot the CPUShare live CD (or run `livecd sell` on this",
+        "# file) to sell idle CPU to this market; CPUCoins go to the account below.",
+        "# Several identical copies of this file are fine: one seller runs per copy.",
+        f"format = {FORMAT_VERSION}",
+        "",
+        "[market]",
+        f"url = {_toml_string(order.market_url)}",
+    ]
+    if order.cert_sha256 is not None:
+        lines += [
+            "# sha256 of the market's TLS certificate (DER): the seller trusts exactly this"
+            " certificate.",
+            f"cert_sha256 = {_toml_string(order.cert_sha256)}",
+        ]
+    if order.ca_pem is not None:
+        # A literal multi-line string: a PEM has no quotes or backslashes to escape.
+        lines += [
+            "# The CA that signs the market's certificate: the seller trusts it alone.",
+            "ca_pem = '''",
+            order.ca_pem.strip(),
+            "'''",
+        ]
+    lines += [
+        "",
+        "[order]",
+        f"id = {_toml_string(order.order_id)}",
+        f"secret = {_toml_string(order.secret)}",
+        f"account = {_toml_string(order.account)}",
+        "",
+        "[seller]",
+        "# Jobs run at this nice level (19 = only when nothing else wants the CPU).",
+        f"nice = {order.nice}",
+        "# The largest jobs this seller accepts.",
+        f"max_memory_mb = {order.max_memory_mb}",
+        f"max_cpu_seconds = {order.max_cpu_seconds}",
+    ]
+    text = "\n".join(lines) + "\n"
+    if parse_order(text) != order:
+        raise OrderError(["the rendered order does not read back as the same order"])
+    return text

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from livecd.errors import BuildError
 from livecd.formats.fat import make_fat_image
 from livecd.formats.iso import IsoFile
-from livecd.rootfs import files_by_package
 from livecd.templates import Rendered
 
 BIOS_BOOT = "isolinux/isolinux.bin"
@@ -36,7 +36,7 @@ BOOT_PACKAGES = frozenset(
 
 def esp_image(trees: Mapping[str, Path], *, volume_id: int, epoch: int) -> bytes:
     """The FAT image El Torito's EFI entry and the GPT's ESP point at."""
-    paths = files_by_package(trees, ESP_FILES)
+    paths = boot_loader_files(trees, ESP_FILES)
     return make_fat_image(
         {name: path.read_bytes() for name, path in paths.items()},
         label="LIVECD_EFI",
@@ -54,7 +54,7 @@ def boot_files(
     esp: bytes,
 ) -> list[IsoFile]:
     """Every file of the ISO: boot loaders, `templates/iso` rendered, kernel, initramfs."""
-    isolinux = files_by_package(trees, ISOLINUX_FILES)
+    isolinux = boot_loader_files(trees, ISOLINUX_FILES)
     return [
         *(IsoFile(path, source=src) for path, src in isolinux.items()),
         *(IsoFile(r.path, data=r.data) for r in rendered),
@@ -62,3 +62,16 @@ def boot_files(
         IsoFile("live/vmlinuz", source=vmlinuz),
         IsoFile("live/initrd.img", data=initramfs),
     ]
+
+
+def boot_loader_files(trees: Mapping[str, Path], wanted: Mapping[str, str]) -> dict[str, Path]:
+    """The boot loaders out of their unpacked packages: {ISO or ESP path: "package:path"}
+    -> the file in the package's tree."""
+    found = {}
+    for key, spec in wanted.items():
+        pkg, _, rel = spec.partition(":")
+        path = trees[pkg] / rel
+        if not path.is_file():
+            raise BuildError(f"package {pkg} holds no {rel}; is the package right?")
+        found[key] = path
+    return found

@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
 import os
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from livecd import __version__, python, rootfs
+from livecd import __version__, guest, pyc, python_runtime, rootfs, squashfs, stage1
 from livecd.boottree import BIOS_BOOT, BOOT_PACKAGES, EFI_IMAGE, boot_files, esp_image
 from livecd.builtin_orders import BuiltinOrder, load_orders, order_entries
 from livecd.deb import unpacked
 from livecd.debian import HOST_SOURCES, Apt, Package, resolve
 from livecd.errors import BuildError, UserError
-from livecd.files import cache_home
+from livecd.files import atomic_write, cache_home
 from livecd.formats.compress import compress
-from livecd.formats.cpio import Entry, write_newc
+from livecd.formats.cpio import CpioError, Entry, write_newc
 from livecd.formats.iso import IsoFile, write_iso
 from livecd.kernel import Kernel, ModuleTree, check_seccomp, find_kernel
 from livecd.lock import locked_packages, profile_sha256
 from livecd.profile import Profile
 from livecd.progress import Progress
 from livecd.rootfs import OVERLAYS
+from livecd.run import run
 from livecd.templates import TEMPLATES, render_tree
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,7 +43,7 @@ class BuildOptions:
     templates: Path = TEMPLATES
     overlays: Path = OVERLAYS
     lock: Path | None = None
-    orders: Sequence[str] = ()  # .cpu files or URLs replacing the profile's orders
+    orders_base: Path | None = None  # where the orders' files are; None: the profile's folder
 
 
 @dataclass(frozen=True)
@@ -52,8 +51,9 @@ class BuildResult:
     iso: Path
     sha256: str
     size: int
-    initramfs_size: int
-    rootfs_size: int
+    initramfs_size: int  # compressed, as on the ISO
+    rootfs_size: int  # the live system's files, unpacked
+    image_size: int  # the live system's squashfs image, inside the initramfs
     packages: list[Package]
     kernel_release: str
     manifest: dict[str, object]
@@ -62,32 +62,37 @@ class BuildResult:
 def source_date_epoch(given: int | None) -> int:
     """SOURCE_DATE_EPOCH from the option or the environment, else the last commit's time."""
     if given is not None:
-        return given
+        return _epoch_in_range(given)
     env = os.environ.get("SOURCE_DATE_EPOCH")
     if env is not None:
         try:
-            return int(env)
+            return _epoch_in_range(int(env))
         except ValueError:
             raise UserError(
                 f"SOURCE_DATE_EPOCH={env!r} is not an integer: set it to seconds since 1970"
             ) from None
-    proc = subprocess.run(
-        ["git", "-C", str(REPO), "log", "-1", "--format=%ct"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = run(["git", "-C", REPO, "log", "-1", "--format=%ct"], check=False)
     return int(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else 0
+
+
+def _epoch_in_range(epoch: int) -> int:
+    # The cpio header holds 32 unsigned bits of time.
+    if not 0 <= epoch <= 0xFFFFFFFF:
+        raise UserError(f"SOURCE_DATE_EPOCH {epoch} is out of range: use 0..4294967295")
+    return epoch
 
 
 def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
     progress = progress or Progress()
     profile = opts.profile
+    if not opts.output.absolute().parent.is_dir():
+        # Found out now, not after the whole build.
+        raise UserError(
+            f"cannot write to {opts.output.parent}: no such directory; "
+            "choose another output with -o"
+        )
     epoch = source_date_epoch(opts.source_date_epoch)
-    if opts.orders:
-        orders = load_orders(opts.orders, Path.cwd())
-    else:
-        orders = load_orders(profile.orders, profile.source.parent)
+    orders = load_orders(profile.orders, opts.orders_base or profile.source.parent)
 
     with progress.stage("resolve packages"):
         apt = Apt(opts.cache, profile.suite, opts.apt_sources)
@@ -120,10 +125,16 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
     with progress.stage("root filesystem"):
         entries = root_filesystem(opts, kernel, trees, packages, context)
         entries += order_entries(orders)
+    with progress.stage("squashfs image"):
+        try:
+            image = squashfs.image(entries, epoch, opts.cache)
+        except CpioError as exc:
+            # Overlays and rendered templates are the user's: two of them at one path.
+            raise BuildError(f"the root filesystem cannot be archived: {exc}") from None
     with progress.stage("initramfs"):
         buf = io.BytesIO()
-        write_newc(entries, buf, mtime=epoch)
-        initramfs = compressed(buf.getvalue(), profile, opts.cache)
+        write_newc(first_stage(opts, kernel, trees, context, image), buf, mtime=epoch)
+        initramfs = stage1.initramfs(compressed(buf.getvalue(), profile, opts.cache), image, epoch)
     with progress.stage("ESP image"):
         esp = esp_image(trees, volume_id=int.from_bytes(seed[:4], "little"), epoch=epoch)
     manifest = build_manifest(profile, packages, orders, kernel, epoch, initramfs)
@@ -143,13 +154,14 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
             seed=seed,
         )
     manifest = {**manifest, "iso": {"name": opts.output.name, "sha256": digest}}
-    _write_text(opts.output.with_name(opts.output.name + ".manifest.json"), _json(manifest))
+    atomic_write(opts.output.with_name(opts.output.name + ".manifest.json"), _json(manifest))
     return BuildResult(
         iso=opts.output,
         sha256=digest,
         size=opts.output.stat().st_size,
         initramfs_size=len(initramfs),
-        rootfs_size=len(buf.getvalue()),
+        rootfs_size=rootfs.size_of(entries),
+        image_size=len(image),
         packages=packages,
         kernel_release=kernel.release,
         manifest=manifest,
@@ -164,8 +176,7 @@ def compressed(cpio: bytes, profile: Profile, cache: Path) -> bytes:
     if path.exists():
         return path.read_bytes()
     data = compress(cpio, profile.compression, profile.compression_level)  # type: ignore[arg-type]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_text(path, data)
+    atomic_write(path, data)
     return data
 
 
@@ -202,19 +213,42 @@ def root_filesystem(
     packaged = [e for name in extra for e in rootfs.package_tree(name, trees[name])]
     entries = rootfs.merge(
         rootfs.skeleton(),
-        python.pruned(packaged),
-        python.ca_bundle(packaged),
+        python_runtime.pruned(packaged),
+        python_runtime.ca_bundle(packaged),
         rootfs.busybox(trees["busybox-static"]),
         rootfs.modules(kernel, modules),
-        python.cpushare_package(),
-        python.jail_binaries(),
+        guest.cpushare_package(),
+        guest.jail_binaries(),
         rootfs.overlay(opts.overlays),
         rootfs.rendered(render_tree("rootfs", context, opts.templates)),
     )
-    entries = python.compiled(entries, opts.cache)
+    entries = pyc.compiled(entries, opts.cache)
     if not any(e.path == "init" for e in entries):
         raise BuildError(f"no /init in the image: {opts.templates}/rootfs/init.j2 is missing")
     return entries
+
+
+def first_stage(
+    opts: BuildOptions,
+    kernel: Kernel,
+    trees: dict[str, Path],
+    context: dict[str, object],
+    image: bytes,
+) -> list[Entry]:
+    """The initramfs the kernel unpacks: `/init` of the first stage and the image."""
+    stage_context = {
+        **context,
+        "image": stage1.IMAGE,
+        "image_size": len(image),
+        "min_available_mb": stage1.MIN_AVAILABLE_MB,
+    }
+    return stage1.entries(
+        rootfs.busybox(trees["busybox-static"]),
+        kernel,
+        render_tree("initramfs", stage_context, opts.templates),
+        render_tree("rootfs", context, opts.templates),
+        [e for e in rootfs.overlay(opts.overlays) if e.path.startswith("etc/acpi/")],
+    )
 
 
 def build_manifest(
@@ -230,7 +264,7 @@ def build_manifest(
         "profile": {
             "name": profile.name,
             "sha256": profile_sha256(profile),
-            "settings": profile_settings(profile),
+            "settings": profile.settings(),
         },
         "orders": [{"name": o.name, "sha256": o.sha256} for o in orders],
         "source_date_epoch": epoch,
@@ -243,16 +277,5 @@ def build_manifest(
     }
 
 
-def profile_settings(profile: Profile) -> dict[str, object]:
-    """The profile as built, command-line overrides included: what a rebuild needs."""
-    return {k: v for k, v in dataclasses.asdict(profile).items() if k != "source"}
-
-
 def _json(data: object) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
-
-
-def _write_text(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -1,5 +1,5 @@
 """The sell orders built into the CD: read from files or URLs, validated, and rendered
-from `templates/order.cpu.j2` into `/etc/cpushare/NAME.cpu`."""
+again (`cpushare.order.render_order`) into `/etc/cpushare/NAME.cpu`."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cpushare.order import SellOrder
+from cpushare.order import SellOrder, render_order
 from livecd.errors import BuildError, UserError
 from livecd.formats.cpio import Entry
-from livecd.orders import check_order_file, fetch_order, render_order
+from livecd.orders import check_order_file, fetch_order
 
 
 @dataclass(frozen=True)

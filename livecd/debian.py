@@ -14,15 +14,14 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from livecd.errors import BuildError, UserError
-from livecd.files import sha256_file
-from livecd.run import need
+from livecd.files import atomic_write, sha256_file
+from livecd.run import need, run
 
 HOST_SOURCES = (Path("/etc/apt/sources.list"), Path("/etc/apt/sources.list.d"))
 
@@ -142,18 +141,17 @@ class Apt:
 
     def _apt(self, tool: str, *args: str, cwd: Path | None = None) -> str:
         need(tool, "apt")
-        proc = subprocess.run(
+        proc = run(
             [tool, "-q", *self._options(), *args],
             cwd=cwd,
-            capture_output=True,
-            text=True,
             env={**os.environ, "LC_ALL": "C.UTF-8"},
             check=False,
         )
+        stderr = proc.stderr.decode(errors="replace")
         if proc.returncode != 0:
-            lines = [ln for ln in proc.stderr.splitlines() if ln.startswith(("E:", "W:"))]
-            raise _AptFailed(lines[-1] if lines else proc.stderr.strip() or "failed")
-        return proc.stdout
+            lines = [ln for ln in stderr.splitlines() if ln.startswith(("E:", "W:"))]
+            raise _AptFailed(lines[-1] if lines else stderr.strip() or "failed")
+        return proc.stdout.decode(errors="replace")
 
     @property
     def has_lists(self) -> bool:
@@ -168,7 +166,7 @@ class Apt:
                 f"no apt source for Debian {self.suite} in {where}: "
                 f"pass --apt-sources FILE with a deb line for {self.suite}"
             )
-        (self.root / "etc" / "sources.list.d" / "livecd.sources").write_text(text)
+        atomic_write(self.root / "etc" / "sources.list.d" / "livecd.sources", text.encode())
         try:
             self._apt("apt-get", "update")
         except _AptFailed as exc:
@@ -192,8 +190,9 @@ class Apt:
         if memo.exists():
             return {n: Package(**fields) for n, fields in json.loads(memo.read_text()).items()}
         found = self._show(names)
-        memo.parent.mkdir(exist_ok=True)
-        memo.write_text(json.dumps({n: dataclasses.asdict(p) for n, p in found.items()}))
+        atomic_write(
+            memo, json.dumps({n: dataclasses.asdict(p) for n, p in found.items()}).encode()
+        )
         return found
 
     def _show(self, names: Sequence[str]) -> dict[str, Package]:
@@ -214,6 +213,15 @@ class Apt:
                 "check the package names in the profile"
             )
         return found
+
+    def versions(self, name: str) -> list[Package]:
+        """Every version of `name` the signed indices list (a suite, its updates and its
+        security fixes each may list one); none when the name is unknown."""
+        try:
+            out = self._apt("apt-cache", "show", name)
+        except _AptFailed:
+            return []
+        return [pkg for _, pkg in _parse_packages(out)]
 
     def is_cached(self, pkg: Package) -> bool:
         return (self.debs / f"{pkg.sha256}.deb").exists()

@@ -1,4 +1,5 @@
-"""User errors: one clear line, a non-zero exit, no traceback."""
+"""The two kinds of failure: a user's (one clear line, a non-zero exit, no traceback) and
+the program's own (a bug: one line saying so, the traceback only under -v)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,10 @@ class ToolMissing(UserError):
             f"{tool} is not installed: run scripts/install-host-packages.sh "
             f"(or apt-get install {package})"
         )
+
+
+class InternalError(Exception):
+    """A broken promise inside livecd (e.g. a format writer handed data it cannot encode
+    by the builder's own code): a bug to report, not something the user can fix."""
+
+    exit_code = 70  # EX_SOFTWARE

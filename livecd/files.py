@@ -26,7 +26,7 @@ def atomic_file(path: Path, mode: int = 0o644) -> Iterator[tuple[BinaryIO, Path]
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "w+b") as f:  # w+: a caller may read back what it wrote
             yield f, tmp
             f.flush()
             os.fsync(f.fileno())

@@ -39,19 +39,24 @@ def find_kernel(tree: Path) -> Kernel:
     )
 
 
-def check_seccomp(kernel: Kernel) -> None:
-    """Refuse a kernel without CONFIG_SECCOMP=y: its jail could not be made safe."""
+def check_seccomp(kernel: Kernel) -> dict[str, str]:
+    """Refuse a kernel without CONFIG_SECCOMP=y: its jail could not be made safe. Returns
+    the kernel's CONFIG_SECCOMP* settings, for the caller to report."""
     try:
         config = kernel.config.read_text(errors="replace").splitlines()
     except OSError:
         raise BuildError(
             f"kernel {kernel.release} ships no config file: cannot check CONFIG_SECCOMP"
         ) from None
-    if "CONFIG_SECCOMP=y" not in config:
+    settings = dict(
+        line.split("=", 1) for line in config if line.startswith("CONFIG_SECCOMP") and "=" in line
+    )
+    if settings.get("CONFIG_SECCOMP") != "y":
         raise BuildError(
             f"kernel {kernel.release} lacks CONFIG_SECCOMP=y: jobs could not run in a "
             "seccomp jail; use a kernel built with it (Debian's linux-image-amd64 is)"
         )
+    return settings
 
 
 @dataclass(frozen=True)

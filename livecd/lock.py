@@ -8,7 +8,6 @@ sha256. Reading one reports every problem, one line each, naming the file.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any
 
 from livecd.debian import Apt, Package
 from livecd.errors import BuildError, UserError
-from livecd.files import sha256_file
+from livecd.files import atomic_write, sha256_file
 from livecd.profile import Profile
 
 FORMAT = "livecd-lock"
@@ -79,12 +78,9 @@ def dump_lock(lock: Lock) -> bytes:
 
 def write_lock(lock: Lock, path: Path) -> None:
     """Write `lock` to `path` through a temporary file, so a reader never sees half of it."""
-    tmp = path.with_name(f".{path.name}.part")
     try:
-        tmp.write_bytes(dump_lock(lock))
-        os.replace(tmp, path)
+        atomic_write(path, dump_lock(lock))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UserError(
             f"cannot write {path}: {exc.strerror}; choose another file with -o"
         ) from None
@@ -258,9 +254,11 @@ def _fetch_unlisted(apt: Apt, pkg: Package, where: Path) -> None:
     try:
         apt.fetch(pkg)
     except UserError as exc:
+        listed = ", ".join(sorted({p.version for p in apt.versions(pkg.name)})) or "none"
         raise LockError(
-            f"{where}: {pkg.label} (sha256 {pkg.sha256[:12]}...) can no longer be had: "
-            f"run `livecd lock` to pin the current versions [{exc}]"
+            f"{where}: {pkg.label} (sha256 {pkg.sha256[:12]}...) can no longer be had "
+            f"(the mirrors list {listed}): run `livecd lock` to pin the current versions "
+            f"[{exc}]"
         ) from None
 
 

@@ -1,82 +1,47 @@
-"""Sell orders on the host: render `.cpu` files from their template, write and fetch them."""
+"""Sell orders on the host: write, check and fetch `.cpu` files (the format and its
+rendering are the guest's, in `cpushare.order`)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import ssl
-import tempfile
 from pathlib import Path
 
-import jinja2
 import requests
 
-from cpushare.order import MAX_ORDER_BYTES, OrderError, SellOrder, parse_order, parse_order_bytes
+from cpushare.order import (
+    MAX_ORDER_BYTES,
+    OrderError,
+    SellOrder,
+    parse_order_bytes,
+    render_order,
+)
+from cpushare.order import cert_pin as pin_of
 from livecd.errors import UserError
+from livecd.files import atomic_write
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-
-
-def _toml_string(value: object) -> str:
-    # A JSON string with only ASCII is a valid TOML basic string.
-    return json.dumps(str(value), ensure_ascii=True)
-
-
-def render_order(order: SellOrder) -> str:
-    """The text of a `.cpu` file for `order`, checked by parsing it back."""
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
-    env.filters["toml"] = _toml_string
-    text = env.get_template("order.cpu.j2").render(order=order)
-    try:
-        parsed = parse_order(text)
-    except OrderError as exc:
-        raise UserError(f"not a valid order: {_problems(exc)}") from None
-    if parsed != order:
-        raise UserError("the rendered order does not read back as the same order")
-    return text
-
-
-def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write `data` to `path` through a temporary file and a rename: never half-written."""
-    path = path.absolute()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+# An order holds its secret: only its owner reads it.
+SECRET_MODE = 0o600
 
 
 def write_order(order: SellOrder, path: Path) -> None:
     """Write `order` to `path` (mode 0600: it holds the order's secret)."""
     try:
-        write_atomically(path, render_order(order).encode())
+        text = render_order(order)
+    except OrderError as exc:
+        raise UserError(f"not a valid order: {_problems(exc)}") from None
+    try:
+        atomic_write(path, text.encode(), SECRET_MODE)
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def cert_pin(cert_pem: Path) -> str:
-    """sha256 (hex) of the DER form of the PEM certificate in `cert_pem`: the order's pin."""
+    """The pin (`cpushare.order.cert_pin`) of the PEM certificate in the file `cert_pem`."""
     try:
-        der = ssl.PEM_cert_to_DER_cert(cert_pem.read_text())
+        return pin_of(cert_pem.read_text())
     except OSError as exc:
         raise UserError(f"cannot read {cert_pem}: {exc.strerror}") from None
     except ValueError:
         raise UserError(f"{cert_pem} is not a PEM certificate") from None
-    return hashlib.sha256(der).hexdigest()
 
 
 def check_order_file(path: Path) -> SellOrder:
@@ -113,7 +78,7 @@ def fetch_order(url: str, out: Path, *, ca_bundle: Path | None = None) -> SellOr
             f"{url} is not a valid sell order, nothing written: {_problems(exc)}"
         ) from None
     try:
-        write_atomically(out, data)
+        atomic_write(out, data, SECRET_MODE)
     except OSError as exc:
         raise UserError(f"cannot write {out}: {exc.strerror}") from None
     return order

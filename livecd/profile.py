@@ -1,9 +1,18 @@
-"""The build profile: one TOML file, parsed once into a frozen dataclass and validated."""
+"""The build profile: one TOML file, parsed once into a frozen dataclass and validated.
+
+Every setting is declared once, as a field of `Profile` with a `Setting` in its metadata:
+its TOML place, default, help and check. The same declarations drive the TOML parser
+below, the options of `livecd build` (`livecd/cli/build.py`) and the table of settings in
+README.md (checked by `tests/builder/test_profile.py`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
+import typing
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,17 +25,95 @@ COMPRESSIONS = METHODS
 _PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 _MODULE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _LABEL = re.compile(r"[A-Z0-9_]{1,32}")
+_SERIAL = re.compile(r"ttyS[0-9](,[0-9]+)?")
 
 
 class ProfileError(UserError):
     """A profile that cannot be used; the message names the file and every problem."""
 
 
+# A check takes a setting's value and returns the problems with it (with its TOML name).
+Check = Callable[[Any], list[str]]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one profile setting is written in TOML and on the command line."""
+
+    section: str  # TOML table, "" for the top level
+    key: str
+    help: str
+    check: Check | None = None
+    option: str = ""  # the `livecd build` option; "" gives --NAME-WITH-DASHES
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.section}.{self.key}" if self.section else self.key
+
+
+def _setting(default: Any = dataclasses.MISSING, **spec: Any) -> Any:
+    return field(default=default, metadata={"setting": Setting(**spec)})
+
+
+def _packages(where: str) -> Check:
+    def check(names: Any) -> list[str]:
+        names = (names,) if isinstance(names, str) else names
+        return [
+            f"{where}: package {n!r} is not a valid Debian package name"
+            for n in names
+            if not _PACKAGE_NAME.fullmatch(n)
+        ]
+
+    return check
+
+
+def _check_output(name: str) -> list[str]:
+    if name.endswith(".iso") and "/" not in name:
+        return []
+    return [f"output {name!r} must be a file name ending in .iso"]
+
+
+def _check_label(label: str) -> list[str]:
+    if _LABEL.fullmatch(label):
+        return []
+    return [f"volume_label {label!r} must be 1-32 of A-Z, 0-9 and _"]
+
+
+def _check_architecture(arch: str) -> list[str]:
+    return [] if arch == "amd64" else [f"debian.architecture {arch!r}: only amd64 is supported"]
+
+
+def _check_drivers(names: tuple[str, ...]) -> list[str]:
+    return [
+        f"module {m!r} is not a valid module name" for m in names if not _MODULE_NAME.fullmatch(m)
+    ]
+
+
+def _check_timeout(seconds: int) -> list[str]:
+    return [] if 0 <= seconds <= 600 else [f"boot.timeout {seconds} must be 0..600 seconds"]
+
+
+def _check_serial(serial: str) -> list[str]:
+    if _SERIAL.fullmatch(serial):
+        return []
+    return [f"boot.serial {serial!r} must look like ttyS0,115200"]
+
+
+def _check_compression(method: str) -> list[str]:
+    if method in COMPRESSIONS:
+        return []
+    return [f"initramfs.compression {method!r} must be one of " + ", ".join(COMPRESSIONS)]
+
+
 @dataclass(frozen=True)
 class Boot:
-    timeout: int = 3
-    cmdline: str = "quiet"
-    serial: str = "ttyS0,115200"
+    """The boot menu's settings, as the ISO templates read them (`profile.boot.*`)."""
+
+    timeout: int
+    cmdline: str
+    serial: str
 
     @property
     def serial_port(self) -> str:
@@ -40,58 +127,128 @@ class Boot:
 
 @dataclass(frozen=True)
 class Profile:
-    name: str
-    output: str
-    volume_label: str
-    suite: str
-    architecture: str
-    kernel: str
-    packages: tuple[str, ...]
-    drivers: tuple[str, ...]
-    boot: Boot = field(default_factory=Boot)
-    compression: str = "zstd"
-    compression_level: int | None = None
-    orders: tuple[str, ...] = ()  # .cpu files (relative to the profile) or URLs
-    source: Path = DEFAULT_PROFILE
+    """A validated profile. Field order is the order of the README's table."""
+
+    name: str = _setting(section="", key="name", help="The image's name (lock and manifest).")
+    output: str = _setting(
+        section="",
+        key="output",
+        help="File name of the ISO, written in the current folder; the option writes it "
+        "elsewhere instead (any path), leaving this setting as it is.",
+        check=_check_output,
+        option="-o/--output",
+    )
+    volume_label: str = _setting(
+        "CPUSHARE_LIVE",
+        section="",
+        key="volume_label",
+        help="ISO 9660 volume label: 1-32 of A-Z, 0-9 and _.",
+        check=_check_label,
+    )
+    orders: tuple[str, ...] = _setting(
+        (),
+        section="",
+        key="orders",
+        help="Sell orders built in (/etc/cpushare): .cpu files (relative to the profile; "
+        "to the current folder on the command line) or URLs.",
+        option="--order",
+        metavar="FILE|URL",
+    )
+    suite: str = _setting("bookworm", section="debian", key="suite", help="Debian suite.")
+    architecture: str = _setting(
+        "amd64",
+        section="debian",
+        key="architecture",
+        help="Debian architecture; only amd64.",
+        check=_check_architecture,
+    )
+    kernel: str = _setting(
+        "linux-image-amd64",
+        section="debian",
+        key="kernel",
+        help="Kernel package; a metapackage is followed to its image.",
+        check=_packages("debian.kernel"),
+    )
+    packages: tuple[str, ...] = _setting(
+        (),
+        section="debian",
+        key="packages",
+        help="Debian packages the image takes files from.",
+        check=_packages("debian.packages"),
+        option="--package",
+    )
+    drivers: tuple[str, ...] = _setting(
+        (),
+        section="modules",
+        key="drivers",
+        help="Kernel modules shipped, closed over their dependencies.",
+        check=_check_drivers,
+        option="--driver",
+    )
+    timeout: int = _setting(
+        3, section="boot", key="timeout", help="Boot menu timeout, seconds.", check=_check_timeout
+    )
+    cmdline: str = _setting(
+        "quiet", section="boot", key="cmdline", help="Kernel command line of every boot entry."
+    )
+    serial: str = _setting(
+        "ttyS0,115200",
+        section="boot",
+        key="serial",
+        help="Serial console every entry also logs to.",
+        check=_check_serial,
+    )
+    compression: str = _setting(
+        "zstd",
+        section="initramfs",
+        key="compression",
+        help="Initramfs compression.",
+        check=_check_compression,
+        choices=COMPRESSIONS,
+    )
+    compression_level: int | None = _setting(
+        None,
+        section="initramfs",
+        key="level",
+        help="Compression level; default: the method's own.",
+    )
+    source: Path = field(default=DEFAULT_PROFILE, compare=False)  # the file it came from
+
+    @property
+    def boot(self) -> Boot:
+        return Boot(self.timeout, self.cmdline, self.serial)
+
+    def settings(self) -> dict[str, object]:
+        """Every setting by name: what the manifest records, and a rebuild overrides."""
+        return {f.name: getattr(self, f.name) for f, _ in settings()}
 
     def with_overrides(self, **changes: Any) -> Profile:
         """A copy with the given settings replaced (None means: keep), validated again."""
         kept = {k: v for k, v in changes.items() if v is not None}
+        unknown = set(kept) - {f.name for f, _ in settings()}
+        if unknown:
+            raise TypeError(f"not a profile setting: {', '.join(sorted(unknown))}")
         if "compression" in kept and "compression_level" not in kept:
             kept["compression_level"] = None  # the profile's level was for its own method
-        boot_keys = {"timeout", "cmdline", "serial"}
-        boot = replace(self.boot, **{k: kept.pop(k) for k in list(kept) if k in boot_keys})
-        profile = replace(self, boot=boot, **kept)
+        profile = replace(self, **kept)
         _raise_problems(profile.source, validate(profile))
         return profile
 
 
-def _get(data: dict[str, Any], section: str, key: str, kind: type, default: Any) -> Any:
-    table = data.get(section, {}) if section else data
-    value = table.get(key, default) if isinstance(table, dict) else default
-    if value is _REQUIRED:
-        raise _Missing(f"{section + '.' if section else ''}{key}")
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        where = f"{section}.{key}" if section else key
-        raise _WrongType(f"{where} must be {kind.__name__}, not {type(value).__name__}")
-    return value
+def settings() -> Iterator[tuple[dataclasses.Field[Any], Setting]]:
+    """The table of settings: each field of Profile with its Setting, in order."""
+    for f in dataclasses.fields(Profile):
+        if "setting" in f.metadata:
+            yield f, f.metadata["setting"]
 
 
-_REQUIRED = object()
-
-
-class _Missing(Exception):
-    pass
-
-
-class _WrongType(Exception):
-    pass
-
-
-def _strings(value: list[Any], where: str) -> tuple[str, ...]:
-    if not all(isinstance(v, str) for v in value):
-        raise _WrongType(f"{where} must be a list of strings")
-    return tuple(value)
+def value_kind(f: dataclasses.Field[Any]) -> tuple[type, bool]:
+    """(the scalar type, whether the setting is a list of them) of a field."""
+    hint = typing.get_type_hints(Profile)[f.name]
+    if typing.get_origin(hint) is tuple:
+        return typing.get_args(hint)[0], True
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return (args[0] if args else hint), False
 
 
 def load_profile(path: Path | None = None) -> Profile:
@@ -105,58 +262,45 @@ def load_profile(path: Path | None = None) -> Profile:
         raise ProfileError(f"{path}: cannot read profile: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        profile = Profile(
-            name=_get(data, "", "name", str, _REQUIRED),
-            output=_get(data, "", "output", str, _REQUIRED),
-            volume_label=_get(data, "", "volume_label", str, "CPUSHARE_LIVE"),
-            suite=_get(data, "debian", "suite", str, "bookworm"),
-            architecture=_get(data, "debian", "architecture", str, "amd64"),
-            kernel=_get(data, "debian", "kernel", str, "linux-image-amd64"),
-            packages=_strings(_get(data, "debian", "packages", list, []), "debian.packages"),
-            drivers=_strings(_get(data, "modules", "drivers", list, []), "modules.drivers"),
-            boot=Boot(
-                timeout=_get(data, "boot", "timeout", int, 3),
-                cmdline=_get(data, "boot", "cmdline", str, "quiet"),
-                serial=_get(data, "boot", "serial", str, "ttyS0,115200"),
-            ),
-            compression=_get(data, "initramfs", "compression", str, "zstd"),
-            compression_level=_get(data, "initramfs", "level", int, _REQUIRED)
-            if "level" in data.get("initramfs", {})
-            else None,
-            orders=_strings(_get(data, "", "orders", list, []), "orders"),
-            source=path,
-        )
-    except _Missing as exc:
-        raise ProfileError(f"{path}: missing setting {exc}") from None
-    except _WrongType as exc:
-        raise ProfileError(f"{path}: {exc}") from None
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for f, spec in settings():
+        table = data.get(spec.section, {}) if spec.section else data
+        if not isinstance(table, dict):
+            problems.append(f"{spec.section} must be a [{spec.section}] table")
+        elif spec.key in table:
+            value = _typed(table[spec.key], f, spec, problems)
+            if value is not None:
+                values[f.name] = value
+        elif f.default is dataclasses.MISSING:
+            problems.append(f"missing setting {spec.where}")
+    if problems:
+        _raise_problems(path, problems)
+    profile = Profile(**values, source=path)
     _raise_problems(path, validate(profile))
     return profile
+
+
+def _typed(value: Any, f: dataclasses.Field[Any], spec: Setting, problems: list[str]) -> Any:
+    """`value` as the field holds it (lists become tuples), or None with the problem noted."""
+    kind, is_list = value_kind(f)
+    items = value if is_list and isinstance(value, list) else [value]
+    # bool is an int in Python, but `timeout = true` is a mistake in a profile.
+    if (is_list and not isinstance(value, list)) or not all(
+        isinstance(v, kind) and not (kind is int and isinstance(v, bool)) for v in items
+    ):
+        wanted = f"a list of {kind.__name__}" if is_list else kind.__name__
+        problems.append(f"{spec.where} must be {wanted}, not {type(value).__name__}")
+        return None
+    return tuple(value) if is_list else value
 
 
 def validate(profile: Profile) -> list[str]:
     """Every problem of a profile, one sentence each; empty when it is usable."""
     problems = []
-    if profile.architecture != "amd64":
-        problems.append(f"debian.architecture {profile.architecture!r}: only amd64 is supported")
-    for pkg in (profile.kernel, *profile.packages):
-        if not _PACKAGE_NAME.fullmatch(pkg):
-            problems.append(f"package {pkg!r} is not a valid Debian package name")
-    problems += [
-        f"module {m!r} is not a valid module name"
-        for m in profile.drivers
-        if not _MODULE_NAME.fullmatch(m)
-    ]
-    if not 0 <= profile.boot.timeout <= 600:
-        problems.append(f"boot.timeout {profile.boot.timeout} must be 0..600 seconds")
-    if not re.fullmatch(r"ttyS[0-9],[0-9]+|ttyS[0-9]", profile.boot.serial):
-        problems.append(f"boot.serial {profile.boot.serial!r} must look like ttyS0,115200")
-    if profile.compression not in COMPRESSIONS:
-        problems.append(
-            f"initramfs.compression {profile.compression!r} must be one of "
-            + ", ".join(COMPRESSIONS)
-        )
+    for f, spec in settings():
+        if spec.check is not None:
+            problems += spec.check(getattr(profile, f.name))
     levels = LEVEL_RANGES.get(profile.compression)  # type: ignore[call-overload]
     if profile.compression_level is not None and (
         levels is None or profile.compression_level not in levels
@@ -166,10 +310,6 @@ def validate(profile: Profile) -> list[str]:
             f"{profile.compression}"
             + (f" (use {levels.start}..{levels.stop - 1})" if levels else "")
         )
-    if not _LABEL.fullmatch(profile.volume_label):
-        problems.append(f"volume_label {profile.volume_label!r} must be 1-32 of A-Z, 0-9 and _")
-    if not profile.output.endswith(".iso") or "/" in profile.output:
-        problems.append(f"output {profile.output!r} must be a file name ending in .iso")
     return problems
 
 

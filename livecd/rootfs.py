@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import posixpath
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 from livecd.errors import BuildError
@@ -139,15 +139,3 @@ def merge(*layers: Iterable[Entry]) -> list[Entry]:
 
 def size_of(entries: Iterable[Entry]) -> int:
     return sum(e.source.stat().st_size if e.source else len(e.data) for e in entries)
-
-
-def files_by_package(trees: Mapping[str, Path], wanted: Mapping[str, str]) -> dict[str, Path]:
-    """Named files out of unpacked packages: {key: "package:relative/path"} -> paths."""
-    found = {}
-    for key, spec in wanted.items():
-        pkg, _, rel = spec.partition(":")
-        path = trees[pkg] / rel
-        if not path.is_file():
-            raise BuildError(f"package {pkg} holds no {rel}; is the package right?")
-        found[key] = path
-    return found

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,7 +29,8 @@ from livecd.files import cache_home, sha256_file
 from livecd.formats.isoread import IsoReport, inspect_iso
 from livecd.profile import Profile, load_profile
 from livecd.progress import Progress
-from livecd.run import need
+from livecd.run import need, run, streamed
+from livecd.stage1 import IMAGE, split
 
 INITRAMFS = "live/initrd.img"
 # What `inspect` reports besides the files: everything in the ISO that is not a file.
@@ -100,15 +100,14 @@ def built_profile(profile: Profile, manifest: Any, iso: Path) -> Profile:
     """`profile` with the settings the manifest of `iso` records (command-line overrides
     included), so that the rebuild is made as the ISO was."""
     recorded = manifest.get("profile", {}).get("settings")
-    if not isinstance(recorded, dict) or not isinstance(recorded.get("boot"), dict):
+    if not isinstance(recorded, dict) or set(recorded) != set(profile.settings()):
         raise UserError(
-            f"{iso}: its manifest records no profile settings: it was made by another "
-            "version of livecd; verify it with that version"
+            f"{iso}: its manifest records no profile settings this livecd knows: it was made "
+            "by another version of livecd; verify it with that version"
         )
-    settings = {k: v for k, v in recorded.items() if k != "boot"} | recorded["boot"]
     try:
         return profile.with_overrides(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()}
         )
     except TypeError as exc:
         raise UserError(f"{iso}: its manifest's profile settings are not usable: {exc}") from None
@@ -239,18 +238,54 @@ def _member_differences(
 
 
 def _initramfs_members(path: Path) -> dict[str, dict[str, object]]:
+    """The members of the first stage's archive and, named below the image's path, the
+    files of the squashfs image that follows it (`livecd.stage1`)."""
+    data = path.read_bytes()
+    try:
+        first, archive = split(data)
+    except ValueError:
+        return _cpio_members(path)
+    with tempfile.TemporaryDirectory(prefix="livecd-verify-") as tmp:
+        root = Path(tmp)
+        (root / "first.cpio").write_bytes(first)
+        members = _cpio_members(root / "first.cpio")
+        run(["bsdtar", "-xf", "-", "-C", tmp], input=archive, what="bsdtar")
+        unsquashfs = need("unsquashfs", "squashfs-tools")
+        run([unsquashfs, "-q", "-n", "-d", root / "image", root / IMAGE], what="unsquashfs")
+        members.update(_tree_members(root / "image", IMAGE))
+    return members
+
+
+def _tree_members(root: Path, prefix: str) -> dict[str, dict[str, object]]:
+    """Files of an unpacked image, described as `_cpio_members` describes archive members."""
+    members: dict[str, dict[str, object]] = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        kind = tarfile.SYMTYPE if path.is_symlink() else tarfile.DIRTYPE if path.is_dir() else (
+            tarfile.REGTYPE
+        )  # fmt: skip
+        members[f"{prefix}/{path.relative_to(root).as_posix()}"] = {
+            "type": kind,
+            "mode": oct(st.st_mode & 0o7777),
+            "owner": (st.st_uid, st.st_gid),
+            "mtime": int(st.st_mtime),
+            "link": os.readlink(path) if kind == tarfile.SYMTYPE else "",
+            "device": (0, 0),
+            "content": sha256_file(path) if kind == tarfile.REGTYPE else "",
+        }
+    return members
+
+
+def _cpio_members(path: Path) -> dict[str, dict[str, object]]:
     """The members of a (compressed) cpio, read by bsdtar, which reads every format and
     compression the kernel does and writes them as one tar stream."""
     need("bsdtar", "libarchive-tools")
-    proc = subprocess.Popen(
-        ["bsdtar", "-cf", "-", "--format=pax", f"@{path}"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert proc.stdout is not None
     members: dict[str, dict[str, object]] = {}
     try:
-        with tarfile.open(fileobj=proc.stdout, mode="r|") as archive:
+        with (
+            streamed(["bsdtar", "-cf", "-", "--format=pax", f"@{path}"]) as stream,
+            tarfile.open(fileobj=stream, mode="r|") as archive,
+        ):
             for member in archive:
                 data = archive.extractfile(member) if member.isreg() else None
                 members[member.name] = {
@@ -264,9 +299,6 @@ def _initramfs_members(path: Path) -> dict[str, dict[str, object]]:
                 }
     except tarfile.TarError:
         members = {"(not a readable archive)": {"content": sha256_file(path)}}
-    finally:
-        proc.stdout.close()
-        proc.wait()
     return members
 
 
@@ -274,10 +306,9 @@ def _fat_members(path: Path) -> dict[str, dict[str, object]]:
     """The files of a FAT image, read by mtools."""
     need("mcopy", "mtools")
     with tempfile.TemporaryDirectory(prefix="livecd-fat-") as tmp:
-        proc = subprocess.run(
-            ["mcopy", "-s", "-m", "-i", str(path), "::/", tmp],
+        proc = run(
+            ["mcopy", "-s", "-m", "-i", path, "::/", tmp],
             env={**os.environ, "MTOOLS_SKIP_CHECK": "1", "TZ": "UTC"},
-            capture_output=True,
             check=False,
         )
         if proc.returncode != 0:

@@ -10,8 +10,9 @@ gcc make libc6-dev
 qemu-system-x86 qemu-utils ovmf socat
 xorriso mtools dosfstools cpio libarchive-tools file
 isolinux
-zstd xz-utils lz4
+zstd xz-utils lz4 squashfs-tools
 diffoscope-minimal
+binutils lintian mmdebstrap
 "
 
 missing=""

@@ -14,6 +14,12 @@
  * ever use, then lock (limits, identity, descriptors, seccomp), then jump. After the
  * lock only read, write, exit and rt_sigreturn exist for the job.
  *
+ * Three ways to start it. As root (the live CD's tests, `livecd job run` as root): it
+ * drops to the uid/gid of the control stream. Unprivileged and not setuid (a development
+ * host): the job keeps the caller's identity, there is nothing to drop. Setuid root (the
+ * installed loader, mode 4750 root:cpushare, run by a seller): then the caller is not
+ * trusted with anything root could do for it, see run_setuid() below.
+ *
  * Any failure kills the loader with SIGSYS. A job can never die of SIGSYS (strict
  * seccomp kills with SIGKILL and a job cannot send signals), so the parent tells a loader
  * failure from anything the job did by that signal alone, even after fd 2 is closed.
@@ -26,13 +32,19 @@ enum {
 	NR_write = 1,
 	NR_open = 2,
 	NR_close = 3,
+	NR_fstat = 5,
 	NR_mmap = 9,
 	NR_mprotect = 10,
 	NR_getpid = 39,
+	NR_fork = 57,
+	NR_wait4 = 61,
 	NR_kill = 62,
 	NR_getuid = 102,
+	NR_getgid = 104,
 	NR_geteuid = 107,
+	NR_getegid = 108,
 	NR_getppid = 110,
+	NR_getgroups = 115,
 	NR_setgroups = 116,
 	NR_setresuid = 117,
 	NR_setresgid = 119,
@@ -44,14 +56,19 @@ enum {
 };
 
 enum { PROT_READ = 1, PROT_WRITE = 2 };
-enum { O_WRONLY = 1, O_CLOEXEC = 02000000 };
+enum { O_WRONLY = 1, O_NOFOLLOW = 0400000, O_CLOEXEC = 02000000, O_PATH = 010000000 };
+enum { S_IFMT = 0170000, S_IFREG = 0100000 };
 enum { MAP_PRIVATE = 0x02, MAP_ANONYMOUS = 0x20, MAP_NORESERVE = 0x4000,
        MAP_FIXED_NOREPLACE = 0x100000 };
 enum { RLIMIT_CPU = 0, RLIMIT_FSIZE = 1, RLIMIT_STACK = 3, RLIMIT_CORE = 4 };
 enum { PR_SET_PDEATHSIG = 1, PR_SET_DUMPABLE = 4, PR_GET_SECCOMP = 21, PR_SET_SECCOMP = 22,
        PR_SET_NO_NEW_PRIVS = 38 };
 enum { SECCOMP_MODE_STRICT = 1, PRIO_PROCESS = 0, SIGKILL = 9, SIGSYS = 31, EINTR = 4 };
-enum { CONTROL_FD = 3, DIAGNOSTICS_FD = 2 };
+enum { CONTROL_FD = 3, DIAGNOSTICS_FD = 2, MAX_GROUPS = 256 };
+
+/* Setuid only: the jobs identity is the owner and group of this file. Root decides it
+ * (only root can chown a file to another user), the caller cannot: see job_identity(). */
+#define JOB_IDENTITY "/usr/lib/cpushare/job-identity"
 
 #define CONTROL_MAGIC 0x4c49414a53555043UL /* "CPUSJAIL" read as a little-endian u64 */
 #define CONTROL_VERSION 1UL
@@ -77,6 +94,18 @@ struct segment {
 
 struct rlimit {
 	u64 soft, hard;
+};
+
+struct kernel_stat { /* x86-64 struct stat */
+	u64 dev, ino, nlink;
+	unsigned int mode, uid, gid, pad;
+	u64 rdev, size, blksize, blocks;
+	u64 times[6];
+	u64 reserved[3];
+};
+
+struct identity {
+	u64 uid, gid;
 };
 
 static long syscall6(long nr, long a, long b, long c, long d, long e, long f)
@@ -209,8 +238,104 @@ static void drop_root(u64 uid, u64 gid)
 	check(syscall3(NR_setgroups, 0, 0, 0), "setgroups");
 	check(syscall3(NR_setresgid, (long)gid, (long)gid, (long)gid), "setresgid");
 	check(syscall3(NR_setresuid, (long)uid, (long)uid, (long)uid), "setresuid");
-	if (syscall3(NR_getuid, 0, 0, 0) != (long)uid || syscall3(NR_geteuid, 0, 0, 0) != (long)uid)
+	if (syscall3(NR_getuid, 0, 0, 0) != (long)uid || syscall3(NR_geteuid, 0, 0, 0) != (long)uid ||
+	    syscall3(NR_getgid, 0, 0, 0) != (long)gid || syscall3(NR_getegid, 0, 0, 0) != (long)gid ||
+	    syscall3(NR_getgroups, 0, 0, 0) != 0)
 		fail("check-uid", 0);
+}
+
+/* Setuid: who the job runs as, from a source the caller cannot touch. The path is fixed
+ * and absolute (no environment, no working directory); O_PATH opens nothing (no FIFO can
+ * block us) and O_NOFOLLOW refuses a link, though /usr/lib/cpushare is root's alone. A
+ * caller could only mount another file there inside a user namespace of its own, where
+ * the kernel ignores this program's setuid bit (root is not mapped there).
+ * Refused: root, and any uid or group the caller holds itself: the jobs would then
+ * share the caller's files or processes, what this identity exists to prevent. */
+static struct identity job_identity(u64 caller_uid, u64 caller_gid)
+{
+	unsigned int groups[MAX_GROUPS];
+	struct kernel_stat st;
+	long fd = syscall3(NR_open, (long)JOB_IDENTITY, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0);
+	check(fd, "job-identity");
+	check(syscall3(NR_fstat, fd, (long)&st, 0), "job-identity");
+	check(syscall3(NR_close, fd, 0, 0), "job-identity");
+	if ((st.mode & S_IFMT) != S_IFREG)
+		fail("job-identity", 0);
+	if (st.uid == 0 || st.gid == 0 || st.uid == caller_uid || st.gid == caller_gid)
+		fail("job-identity-refused", 0);
+	long count = syscall3(NR_getgroups, MAX_GROUPS, (long)groups, 0);
+	check(count, "job-identity-groups");
+	for (long i = 0; i < count; i++)
+		if (groups[i] == st.gid)
+			fail("job-identity-refused", 0);
+	return (struct identity){ st.uid, st.gid };
+}
+
+/* Setuid, the process the caller spawned, after the fork: it gives up root and stands in
+ * for the job. The job runs as a uid the caller may not signal, yet the seller must be
+ * able to kill it (wall clock, output cap, shutdown): killing this process kills the job
+ * (its parent-death signal), and this process ends as the job ended, so the caller's
+ * wait4 sees the job's status and, as a reaped child's times count in its parent's, the
+ * job's CPU time. It touches nothing of the job: fds 0, 1 and 3 are closed (the output's
+ * end-of-file is the job's alone), only fd 2 stays for its own failures. */
+__attribute__((noreturn)) static void stand_in(long job, struct identity id, u64 caller_uid,
+					       u64 caller_gid, long caller)
+{
+	int status = 0;
+	/* Real uid the caller's, so the caller may kill it; effective and saved uid the
+	 * job's, because the kernel sends the parent-death signal with the dying parent's
+	 * credentials and checks them like a kill(2): they must match the job's uid. No id is
+	 * root any more, so there is no way back. The job gains nothing: ptrace and /proc
+	 * need all three uids to match, and the real one is the caller's. Gids and groups
+	 * are the caller's own. The parent-death signal is set after the change, which would
+	 * clear it; the ppid check closes the race with a caller that died before. */
+	check(syscall3(NR_setresgid, (long)caller_gid, (long)caller_gid, (long)caller_gid),
+	      "stand-in-setresgid");
+	check(syscall3(NR_setresuid, (long)caller_uid, (long)id.uid, (long)id.uid),
+	      "stand-in-setresuid");
+	if (syscall3(NR_getuid, 0, 0, 0) != (long)caller_uid ||
+	    syscall3(NR_geteuid, 0, 0, 0) != (long)id.uid ||
+	    syscall3(NR_getegid, 0, 0, 0) != (long)caller_gid)
+		fail("stand-in-check-uid", 0);
+	check(syscall3(NR_prctl, PR_SET_PDEATHSIG, SIGKILL, 0), "stand-in-pdeathsig");
+	if (syscall3(NR_getppid, 0, 0, 0) != caller)
+		fail("parent-gone", 0);
+	check(syscall3(NR_close_range, 0, 1, 0), "stand-in-close");
+	check(syscall3(NR_close, CONTROL_FD, 0, 0), "stand-in-close");
+	for (;;) {
+		long got = syscall6(NR_wait4, job, (long)&status, 0, 0, 0, 0);
+		if (got == -EINTR)
+			continue;
+		check(got, "stand-in-wait");
+		break;
+	}
+	if ((status & 0x7f) == 0)
+		syscall3(NR_exit_group, (status >> 8) & 0xff, 0, 0);
+	syscall3(NR_kill, syscall3(NR_getpid, 0, 0, 0), status & 0x7f, 0);
+	fail("stand-in-signal", 0); /* only if the caller left that signal ignored or blocked */
+}
+
+/* Setuid root, run by a seller. Before anything of the job is read, the process drops
+ * every privilege for good: groups, gid and uid (real, effective, saved) of the jobs
+ * identity, verified. From then on the kernel itself refuses whatever root could have
+ * done for the caller: a CPU hard limit above the caller's own (setrlimit: EPERM), a
+ * nice below it (setpriority: EACCES), a mapping over its memory limits. The control
+ * stream's uid/gid are then only checked against the jobs identity, never used.
+ * Returns the job's parent, the stand-in, for the parent-death check. */
+static long run_setuid(struct identity *job, u64 *caller_out)
+{
+	u64 caller_uid = (u64)syscall3(NR_getuid, 0, 0, 0);
+	u64 caller_gid = (u64)syscall3(NR_getgid, 0, 0, 0);
+	long caller = syscall3(NR_getppid, 0, 0, 0);
+	long stand_in_pid = syscall3(NR_getpid, 0, 0, 0);
+	*job = job_identity(caller_uid, caller_gid);
+	*caller_out = (u64)caller;
+	long child = syscall3(NR_fork, 0, 0, 0);
+	check(child, "fork");
+	if (child)
+		stand_in(child, *job, caller_uid, caller_gid, caller);
+	drop_root(job->uid, job->gid);
+	return stand_in_pid;
 }
 
 /* rdi entry, rsi stack top, rdx arena base, rcx arena size. The job's _start receives
@@ -242,6 +367,10 @@ __asm__(".text\n"
 __attribute__((noreturn, used)) void loader_main(void)
 {
 	struct control c;
+	struct identity job = { 0, 0 };
+	u64 caller = 0;
+	long parent = 0; /* the job's parent once it runs: the stand-in, when setuid */
+	int setuid = syscall3(NR_getuid, 0, 0, 0) != 0 && syscall3(NR_geteuid, 0, 0, 0) == 0;
 
 	/* A crash of the loader or of the job must not leave a core file behind: no core
 	 * limit and not dumpable, before anything else can go wrong. Only the OOM score
@@ -250,9 +379,21 @@ __attribute__((noreturn, used)) void loader_main(void)
 	volunteer_for_oom_killer();
 	check(syscall3(NR_prctl, PR_SET_DUMPABLE, 0, 0), "dumpable");
 
+	if (setuid)
+		parent = run_setuid(&job, &caller);
+
 	read_exact(&c, sizeof c, "read-control");
 	if (c.magic != CONTROL_MAGIC || c.version != CONTROL_VERSION)
 		fail("control-version", 0);
+	/* Setuid: the caller asks for an identity, the file decides; a mismatch (uid 0, the
+	 * caller's own) is refused rather than silently overridden. The caller's pid is the
+	 * one the loader saw at its start: a caller that died before then does not count. */
+	if (setuid && (c.uid != job.uid || c.gid != job.gid))
+		fail("identity-mismatch", 0);
+	if (setuid && c.parent_pid != caller)
+		fail("parent-gone", 0);
+	if (!setuid)
+		parent = (long)c.parent_pid;
 
 	/* Prepare: map all memory the job will ever have. After seccomp it cannot call
 	 * mmap or brk, so its footprint is exactly this, whatever it does. */
@@ -269,17 +410,18 @@ __attribute__((noreturn, used)) void loader_main(void)
 	set_limit(RLIMIT_CPU, c.cpu_seconds, c.cpu_seconds + 1, "rlimit-cpu");
 
 	/* Priority before the identity change: the requested niceness applies to the job,
-	 * and an unprivileged user could not undo it. */
+	 * and an unprivileged user could not undo it. (Setuid, the change came first: the
+	 * limits above and this nice are then only what the caller could set itself.) */
 	check(syscall3(NR_setpriority, PRIO_PROCESS, 0, (long)c.nice), "setpriority");
 
-	if (syscall3(NR_getuid, 0, 0, 0) == 0 || syscall3(NR_geteuid, 0, 0, 0) == 0)
+	if (!setuid && (syscall3(NR_getuid, 0, 0, 0) == 0 || syscall3(NR_geteuid, 0, 0, 0) == 0))
 		drop_root(c.uid, c.gid);
 
 	/* After the identity change, which resets both: the job dies with its parent (the
 	 * seller), and stays unreadable to other processes of the same user. The ppid check
 	 * closes the race where the parent died before the prctl. */
 	check(syscall3(NR_prctl, PR_SET_PDEATHSIG, SIGKILL, 0), "pdeathsig");
-	if ((u64)syscall3(NR_getppid, 0, 0, 0) != c.parent_pid)
+	if (syscall3(NR_getppid, 0, 0, 0) != parent)
 		fail("parent-gone", 0);
 	check(syscall3(NR_prctl, PR_SET_DUMPABLE, 0, 0), "dumpable");
 	check(syscall3(NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0), "no-new-privs");

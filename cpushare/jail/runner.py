@@ -4,6 +4,10 @@ The parent does only what the child cannot do for itself: it enforces the wall c
 and the output cap (killing the job), reaps it with its rusage, and names the outcome.
 Everything done to the child before the job starts (nice, limits, identity, seccomp) is
 the loader's work, so spawning needs no preexec_fn: posix_spawn, no fork of Python.
+
+An installed loader is setuid root (mode 4750 root:cpushare): a seller runs its jobs as
+the jobs user, the owner of JOB_IDENTITY, and the pid it spawns is the loader's stand-in,
+a process of its own uid whose death kills the job and whose end mirrors the job's.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import os
 import re
 import select
 import signal
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +31,8 @@ from cpushare.jail.loader import find_loader
 from cpushare.jail.model import JailError, JobResult, Limits, Outcome
 
 NOBODY = 65534
+# Its owner and group are the jobs identity of a setuid loader (read there, not here).
+JOB_IDENTITY = Path("/usr/lib/cpushare/job-identity")
 _OUTPUT_CHUNK = 1 << 20
 _PIPE_SIZE = 1 << 20
 _CHILD_FDS = 4  # 0 input, 1 output, 2 loader diagnostics, 3 control
@@ -64,10 +71,18 @@ def input_file(data: bytes) -> Iterator[int]:
         os.close(fd)
 
 
-def _identity() -> tuple[int, int]:
-    """Who the job runs as: nobody when we are root, else ourselves (nothing to drop)."""
+def _identity(loader: Path) -> tuple[int, int]:
+    """Who the job runs as: nobody when we are root; the jobs identity through a setuid
+    root loader (which refuses any other); else ourselves (nothing to drop)."""
     if os.geteuid() == 0:
         return NOBODY, NOBODY
+    try:
+        program = loader.stat()
+        if program.st_mode & stat.S_ISUID and program.st_uid == 0:
+            owner = JOB_IDENTITY.stat()
+            return owner.st_uid, owner.st_gid
+    except OSError:
+        pass  # the loader says what is missing, at its start
     return os.getuid(), os.getgid()
 
 
@@ -77,7 +92,7 @@ def spawn(image: JobImage, stdin: int, limits: Limits, *, loader: Path) -> Runni
     Call `finish` from the same thread: the job dies with the thread that spawned it
     (PR_SET_PDEATHSIG follows the parent thread, not the process).
     """
-    uid, gid = _identity()
+    uid, gid = _identity(loader)
     control = _memfd(
         "cpushare-jail-control",
         encode_control(image, limits, uid=uid, gid=gid, parent=os.getpid()),

@@ -1,24 +1,46 @@
-"""`livecd build`: the ISO from a profile, with progress and timings."""
+"""`livecd build`: the ISO from a profile, with progress and timings.
+
+Every profile setting is an option, made from the profile's table of settings
+(`livecd.profile.settings`); the builder itself is imported only when a build runs."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
-from livecd.build import BuildOptions, build
 from livecd.cli import main
-from livecd.cli.terminal import TerminalProgress
-from livecd.debian import HOST_SOURCES
-from livecd.files import cache_home
-from livecd.profile import COMPRESSIONS, load_profile
-from livecd.rootfs import OVERLAYS
-from livecd.templates import TEMPLATES
+from livecd.profile import Profile, load_profile, settings, value_kind
+
+F = Callable[..., Any]
 
 
 def _mib(n: int) -> str:
     return f"{n / (1 << 20):.1f} MiB"
+
+
+def _setting_options(command: F) -> F:
+    """One option per profile setting, in the table's order; a list setting's option is
+    repeatable and, when given, replaces the profile's list."""
+    for f, spec in reversed(list(settings())):
+        kind, is_list = value_kind(f)
+        names = spec.option.split("/") if spec.option else [f"--{f.name.replace('_', '-')}"]
+        click_type: Any = click.Choice(spec.choices) if spec.choices else kind
+        if f.name == "output":
+            click_type = click.Path(dir_okay=False, path_type=Path)
+        suffix = " Repeatable; replaces the profile's list." if is_list else ""
+        command = click.option(
+            *names,
+            f.name,
+            type=click_type,
+            multiple=is_list,
+            metavar=spec.metavar,
+            help=f"{spec.help}{suffix} [profile: {spec.where}]",
+        )(command)
+    return command
 
 
 @main.command("build")
@@ -28,12 +50,6 @@ def _mib(n: int) -> str:
     "profile_path",
     type=click.Path(path_type=Path),
     help="Profile (TOML) to build from. Default: the profile shipped with livecd.",
-)
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(path_type=Path),
-    help="Where to write the ISO. Default: the profile's output name, here.",
 )
 @click.option(
     "--cache",
@@ -54,30 +70,13 @@ def _mib(n: int) -> str:
     help="Fetch the Debian package lists again (newer packages, security fixes).",
 )
 @click.option(
-    "--compression",
-    type=click.Choice(COMPRESSIONS),
-    help="Initramfs compression (overrides the profile).",
-)
-@click.option("--timeout", type=int, help="Boot menu timeout in seconds (overrides the profile).")
-@click.option("--cmdline", help="Kernel command line of every boot entry (overrides the profile).")
-@click.option(
-    "--order",
-    "orders",
-    multiple=True,
-    metavar="FILE|URL",
-    help="A .cpu sell order to build into the CD (/etc/cpushare); repeatable. Replaces the "
-    "profile's orders.",
-)
-@click.option(
     "--templates",
     type=click.Path(file_okay=False, path_type=Path),
-    default=TEMPLATES,
     help="Jinja templates folder (rootfs/ and iso/). Default: the repository's templates/.",
 )
 @click.option(
     "--overlays",
     type=click.Path(file_okay=False, path_type=Path),
-    default=OVERLAYS,
     help="Files copied verbatim into the root filesystem. Default: the repository's overlays/.",
 )
 @click.option(
@@ -92,20 +91,17 @@ def _mib(n: int) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Build from exactly the packages of this lock file (see `livecd lock`).",
 )
+@_setting_options
 def build_command(
     profile_path: Path | None,
-    output: Path | None,
     cache: Path | None,
     apt_sources: tuple[Path, ...],
     refresh: bool,
-    compression: str | None,
-    timeout: int | None,
-    cmdline: str | None,
-    orders: tuple[str, ...],
-    templates: Path,
-    overlays: Path,
+    templates: Path | None,
+    overlays: Path | None,
     source_date_epoch: int | None,
     lock_path: Path | None,
+    **overrides: Any,
 ) -> None:
     """Build the live CD ISO.
 
@@ -114,7 +110,8 @@ def build_command(
     touched), checks the kernel has CONFIG_SECCOMP=y, assembles the root filesystem
     (busybox, driver modules, overlays/, rendered templates/) into an initramfs, and writes
     a hybrid ISO that boots from CD or USB disk under BIOS and UEFI with Secure Boot.
-    A second build runs from the cache without network.
+    A second build runs from the cache without network. Every profile setting can be
+    overridden by its option.
 
     \b
     Examples:
@@ -123,9 +120,18 @@ def build_command(
       livecd build --profile my.toml --refresh      another profile, newest packages
       livecd build --lock libcaca-cpushare-livecd.lock.json   exactly the locked packages
     """
-    profile = load_profile(profile_path).with_overrides(
-        compression=compression, timeout=timeout, cmdline=cmdline
-    )
+    from livecd.build import BuildOptions, build
+    from livecd.cli.terminal import TerminalProgress
+    from livecd.debian import HOST_SOURCES
+    from livecd.files import cache_home
+    from livecd.rootfs import OVERLAYS
+    from livecd.templates import TEMPLATES
+
+    # -o says where to write this ISO; the profile's output (its default name) stays as
+    # the manifest records it, so that builds written to different places are identical.
+    output: Path | None = overrides.pop("output")
+    changes = {k: (v or None) if isinstance(v, tuple) else v for k, v in overrides.items()}
+    profile: Profile = load_profile(profile_path).with_overrides(**changes)
     out = output or Path(profile.output)
     start = time.monotonic()
     click.echo(f"livecd: building {out} from profile {profile.name}", err=True)
@@ -137,10 +143,11 @@ def build_command(
             apt_sources=apt_sources or HOST_SOURCES,
             refresh=refresh,
             source_date_epoch=source_date_epoch,
-            templates=templates,
-            overlays=overlays,
-            orders=orders,
+            templates=templates or TEMPLATES,
+            overlays=overlays or OVERLAYS,
             lock=lock_path,
+            # Orders in a profile are relative to it; on the command line, to this folder.
+            orders_base=Path.cwd() if changes["orders"] else None,
         ),
         TerminalProgress(),
     )

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from livecd.cli import main
-from livecd.formats.isoread import inspect_iso, render_text, to_json
 
 
 @main.command("inspect")
@@ -20,5 +19,8 @@ def inspect_command(iso: Path, all_files: bool, as_json: bool) -> None:
     By default the files are summed per top-level entry and the largest are listed;
     --files lists them all. A manifest.json at the ISO's root is shown too.
     """
+    from livecd.formats.isoread import inspect_iso
+    from livecd.report_text import render_text, to_json
+
     report = inspect_iso(iso)
     click.echo(to_json(report) if as_json else render_text(report, all_files=all_files))

@@ -9,10 +9,8 @@ from pathlib import Path
 import click
 
 from cpushare.jail import JailError, Limits, Outcome, run_job
-from livecd import toolchain
 from livecd.cli import main
 from livecd.errors import UserError
-from livecd.toolchain import build_job
 
 _DEFAULT = Limits()
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -53,6 +51,8 @@ def job() -> None:
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="The job.")
 def build(sources: tuple[Path, ...], output: Path) -> None:
     """Compile C SOURCES with the SDK (header, start code, linker script) into a job."""
+    from livecd.toolchain import build_job
+
     build_job(sources, output)
     click.echo(f"wrote {output}", err=True)
 
@@ -109,4 +109,8 @@ def run(
 def toolchain_loader() -> Path:
     """$CPUSHARE_LOADER when set, else the host's cached build of the loader."""
     override = os.environ.get("CPUSHARE_LOADER")
-    return Path(override) if override else toolchain.loader()
+    if override:
+        return Path(override)
+    from livecd import toolchain  # the C toolchain only when the loader must be built
+
+    return toolchain.loader()

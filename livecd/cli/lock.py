@@ -8,12 +8,6 @@ from pathlib import Path
 import click
 
 from livecd.cli import main
-from livecd.cli.terminal import TerminalProgress
-from livecd.debian import HOST_SOURCES, Apt, resolve
-from livecd.files import cache_home
-from livecd.lock import make_lock, write_lock
-from livecd.profile import load_profile
-from livecd.verify import verify_iso
 
 _profile_option = click.option(
     "-p",
@@ -69,6 +63,11 @@ def lock_command(
       livecd lock                               pin the default profile's packages
       livecd lock --refresh -o release.lock.json    the newest packages, pinned
     """
+    from livecd.debian import HOST_SOURCES, Apt, resolve
+    from livecd.files import cache_home
+    from livecd.lock import make_lock, write_lock
+    from livecd.profile import load_profile
+
     profile = load_profile(profile_path)
     out = output or Path(f"{profile.name}.lock.json")
     apt = Apt(cache or cache_home(), profile.suite, apt_sources or HOST_SOURCES)
@@ -113,6 +112,10 @@ def verify_command(
     Example:
       livecd verify libcaca-cpushare-livecd.iso --lock libcaca-cpushare-livecd.lock.json
     """
+    from livecd.cli.terminal import TerminalProgress
+    from livecd.debian import HOST_SOURCES
+    from livecd.verify import verify_iso
+
     click.echo(f"livecd: rebuilding {iso} from {lock_path}", err=True)
     result = verify_iso(
         iso,

@@ -18,7 +18,8 @@ import click
 from cpushare.limits import JobLimits, default_wall_seconds
 from livecd.cli import main
 from livecd.errors import UserError
-from livecd.orders import write_atomically, write_order
+from livecd.files import atomic_write as write_atomically
+from livecd.orders import write_order
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DEFAULT = JobLimits()

@@ -10,7 +10,6 @@ import click
 from cpushare.order import SellOrder
 from livecd.cli import main
 from livecd.errors import UserError
-from livecd.orders import cert_pin, check_order_file, fetch_order, write_order
 
 
 @main.group()
@@ -45,6 +44,8 @@ def new(
 ) -> None:
     """Write a `.cpu` order from credentials a market issued (the market's own
     `livecd market order new` does this in one step)."""
+    from livecd.orders import cert_pin, write_order
+
     if sum(x is not None for x in (cert, cert_sha256, ca)) > 1:
         raise UserError("give only one of --cert, --cert-sha256 and --ca")
     pin = cert_pin(cert) if cert else cert_sha256
@@ -76,6 +77,8 @@ def _read_text(path: Path) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the orders (secrets hidden) as JSON.")
 def check(files: tuple[Path, ...], as_json: bool) -> None:
     """Validate `.cpu` files; name every problem of every bad one."""
+    from livecd.orders import check_order_file
+
     bad: list[str] = []
     good: list[dict[str, object]] = []
     for path in files:
@@ -114,5 +117,7 @@ def _summary(path: Path, sell: SellOrder) -> dict[str, object]:
 @click.option("--cacert", type=click.Path(path_type=Path), help="CA bundle to verify HTTPS with.")
 def fetch(url: str, output: Path, cacert: Path | None) -> None:
     """Download a `.cpu` order, validate it, and write it only if it is valid."""
+    from livecd.orders import fetch_order
+
     sell = fetch_order(url, output, ca_bundle=cacert)
     click.echo(f"wrote {output}: order {sell.order_id} for {sell.account} at {sell.market_url}")

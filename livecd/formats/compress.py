@@ -6,7 +6,14 @@ import gzip
 import lzma
 from typing import Literal, get_args
 
+from livecd.errors import InternalError
 from livecd.run import need, run
+
+
+class CompressionError(InternalError, ValueError):
+    """A compression method or level the kernel cannot unpack. A bug of the caller unless it
+    turns this into a UserError naming the user's input that caused it."""
+
 
 Method = Literal["gzip", "xz", "zstd", "lz4", "none"]
 METHODS: tuple[Method, ...] = get_args(Method)
@@ -31,15 +38,17 @@ _XZ_PRESET_DICT = tuple(
 def compress(data: bytes, method: Method, level: int | None = None) -> bytes:
     """`data` compressed with `method`, byte for byte the same on every run."""
     if method not in METHODS:
-        raise ValueError(f"unknown compression {method!r}: choose one of {', '.join(METHODS)}")
+        raise CompressionError(
+            f"unknown compression {method!r}: choose one of {', '.join(METHODS)}"
+        )
     if method == "none":
         if level is not None:
-            raise ValueError("compression 'none' takes no level")
+            raise CompressionError("compression 'none' takes no level")
         return data
     level = DEFAULT_LEVELS[method] if level is None else level
     allowed = LEVEL_RANGES[method]
     if level not in allowed:
-        raise ValueError(
+        raise CompressionError(
             f"{method} level {level} is out of range: use {allowed.start}..{allowed.stop - 1}"
         )
     if method == "gzip":

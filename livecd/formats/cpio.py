@@ -9,6 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from livecd.errors import InternalError
+
+
+class CpioError(InternalError, ValueError):
+    """An entry or time a newc archive cannot hold. A bug of the caller unless it
+    turns this into a UserError naming the user's input that caused it."""
+
+
 MAGIC = b"070701"
 TRAILER = "TRAILER!!!"
 _CHUNK = 1 << 20
@@ -22,13 +30,15 @@ _KNOWN_TYPES = frozenset(
 @dataclass(frozen=True)
 class Entry:
     """One archive member. Regular file content comes from `source` or inline `data`;
-    a symlink's target is its `data`."""
+    a symlink's target is its `data`. Owned by root unless `uid`/`gid` say otherwise."""
 
     path: str
     mode: int
     source: Path | None = None
     data: bytes = b""
     rdev: tuple[int, int] = (0, 0)
+    uid: int = 0
+    gid: int = 0
 
 
 def tree_entries(root: Path) -> list[Entry]:
@@ -47,7 +57,7 @@ def tree_entries(root: Path) -> list[Entry]:
             target = os.fsencode(os.readlink(path))
             entries.append(Entry(rel, stat.S_IFLNK | 0o777, data=target))
         else:
-            raise ValueError(
+            raise CpioError(
                 f"{path}: not a directory, regular file or symlink; "
                 "device nodes go into the archive as Entry objects, not files in the tree"
             )
@@ -66,11 +76,12 @@ def _walk(directory: Path) -> Iterator[Path]:
 
 def write_newc(entries: Iterable[Entry], out: BinaryIO, *, mtime: int) -> int:
     """Write `entries` as one newc archive to `out`: sorted by path, missing parent
-    directories added, owners root, every time `mtime`, padded to 512 bytes.
-    Returns the number of bytes written. Bad entries raise ValueError before any write."""
+    directories added, owners root unless an entry names others, every time `mtime`,
+    padded to 512 bytes. Returns the number of bytes written. Bad entries raise CpioError
+    before any write."""
     if not 0 <= mtime <= 0xFFFFFFFF:
-        raise ValueError(f"mtime {mtime} does not fit a cpio header (0..4294967295)")
-    members = _complete(entries)
+        raise CpioError(f"mtime {mtime} does not fit a cpio header (0..4294967295)")
+    members = complete_tree(entries)
     written = 0
     for ino, entry in enumerate(members, start=1):
         written += _write_member(out, entry, ino, mtime)
@@ -80,12 +91,14 @@ def write_newc(entries: Iterable[Entry], out: BinaryIO, *, mtime: int) -> int:
     return written + pad
 
 
-def _complete(entries: Iterable[Entry]) -> list[Entry]:
+def complete_tree(entries: Iterable[Entry]) -> list[Entry]:
+    """`entries` checked (each well formed, no path twice, no file where a folder must
+    be), with their missing parent folders, sorted: what an archive of them holds."""
     by_path: dict[str, Entry] = {}
     for entry in entries:
         _check(entry)
         if entry.path in by_path:
-            raise ValueError(f"{entry.path}: appears twice in the archive")
+            raise CpioError(f"{entry.path}: appears twice in the archive")
         by_path[entry.path] = entry
     for path in list(by_path):
         parts = path.split("/")
@@ -93,7 +106,7 @@ def _complete(entries: Iterable[Entry]) -> list[Entry]:
             parent = "/".join(parts[:depth])
             existing = by_path.setdefault(parent, Entry(parent, _DIR_MODE))
             if not stat.S_ISDIR(existing.mode):
-                raise ValueError(f"{parent}: is not a directory but {path} is inside it")
+                raise CpioError(f"{parent}: is not a directory but {path} is inside it")
     return sorted(by_path.values(), key=_sort_key)
 
 
@@ -105,23 +118,23 @@ def _sort_key(entry: Entry) -> list[str]:
 def _check(entry: Entry) -> None:
     parts = entry.path.split("/")
     if entry.path.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise ValueError(
+        raise CpioError(
             f"{entry.path!r}: archive paths are relative, '/'-separated, "
             "without empty, '.' or '..' components"
         )
     kind = stat.S_IFMT(entry.mode)
     if kind not in _KNOWN_TYPES:
-        raise ValueError(f"{entry.path}: mode {entry.mode:#o} has no known file type")
+        raise CpioError(f"{entry.path}: mode {entry.mode:#o} has no known file type")
     if entry.source is not None and kind != stat.S_IFREG:
-        raise ValueError(f"{entry.path}: only regular files take content from a source file")
+        raise CpioError(f"{entry.path}: only regular files take content from a source file")
     if entry.data and kind not in (stat.S_IFREG, stat.S_IFLNK):
-        raise ValueError(f"{entry.path}: only regular files and symlinks carry data")
+        raise CpioError(f"{entry.path}: only regular files and symlinks carry data")
     if kind == stat.S_IFLNK and not entry.data:
-        raise ValueError(f"{entry.path}: a symlink needs its target as data")
+        raise CpioError(f"{entry.path}: a symlink needs its target as data")
     if entry.source is not None and entry.data:
-        raise ValueError(f"{entry.path}: give either a source file or inline data, not both")
+        raise CpioError(f"{entry.path}: give either a source file or inline data, not both")
     if entry.source is not None and not entry.source.is_file():
-        raise ValueError(f"{entry.path}: source {entry.source} is not a readable regular file")
+        raise CpioError(f"{entry.path}: source {entry.source} is not a readable regular file")
 
 
 def _write_member(out: BinaryIO, entry: Entry, ino: int, mtime: int) -> int:
@@ -129,7 +142,7 @@ def _write_member(out: BinaryIO, entry: Entry, ino: int, mtime: int) -> int:
     nlink = 2 if kind == stat.S_IFDIR else 1
     size = entry.source.stat().st_size if entry.source is not None else len(entry.data)
     if size > 0xFFFFFFFF:
-        raise ValueError(f"{entry.path}: {size} bytes is more than a newc member can hold")
+        raise CpioError(f"{entry.path}: {size} bytes is more than a newc member can hold")
     written = _write_header(
         out,
         entry.path,
@@ -139,11 +152,12 @@ def _write_member(out: BinaryIO, entry: Entry, ino: int, mtime: int) -> int:
         mtime=mtime,
         size=size,
         rdev=entry.rdev,
+        owner=(entry.uid, entry.gid),
     )
     if entry.source is not None:
         copied = _copy_file(entry.source, out)
         if copied != size:
-            raise ValueError(f"{entry.source}: changed size while being archived")
+            raise CpioError(f"{entry.source}: changed size while being archived")
     else:
         out.write(entry.data)
     out.write(b"\0" * (-size % 4))
@@ -169,9 +183,11 @@ def _write_header(
     mtime: int,
     size: int,
     rdev: tuple[int, int] = (0, 0),
+    owner: tuple[int, int] = (0, 0),
 ) -> int:
     encoded = os.fsencode(name) + b"\0"
-    fields = (ino, mode, 0, 0, nlink, mtime, size, 0, 0, rdev[0], rdev[1], len(encoded), 0)
+    uid, gid = owner
+    fields = (ino, mode, uid, gid, nlink, mtime, size, 0, 0, rdev[0], rdev[1], len(encoded), 0)
     header = MAGIC + b"".join(b"%08X" % f for f in fields) + encoded
     header += b"\0" * (-len(header) % 4)
     out.write(header)

@@ -9,6 +9,14 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+from livecd.errors import InternalError
+
+
+class FatError(InternalError, ValueError):
+    """A name, label, serial or size a FAT image cannot hold. A bug of the caller unless it
+    turns this into a UserError naming the user's input that caused it."""
+
+
 SECTOR = 512
 MEDIA = 0xF8
 FAT12_MAX_CLUSTERS = 4084
@@ -84,10 +92,10 @@ class _Layout:
 def make_fat_image(files: Mapping[str, bytes], *, label: str, volume_id: int, mtime: int) -> bytes:
     """A FAT image holding `files` ("EFI/BOOT/BOOTX64.EFI" -> content), parents created,
     as small as fits: FAT12 or FAT16 by cluster count, every time `mtime`, serial
-    `volume_id`. Names that are not valid FAT long names raise ValueError."""
+    `volume_id`. Names that are not valid FAT long names raise FatError."""
     label_field = _label_field(label)
     if not 0 <= volume_id <= 0xFFFFFFFF:
-        raise ValueError(f"volume id {volume_id:#x} does not fit 32 bits")
+        raise FatError(f"volume id {volume_id:#x} does not fit 32 bits")
     root = _tree(files)
     _name_children(root)
     layout = _smallest_layout(root)
@@ -109,7 +117,7 @@ def make_fat_image(files: Mapping[str, bytes], *, label: str, volume_id: int, mt
 
 def _label_field(label: str) -> bytes:
     if not _LABEL.fullmatch(label):
-        raise ValueError(
+        raise FatError(
             f"volume label {label!r}: use at most 11 upper-case letters, digits, spaces or "
             "_-!#$%&'()@^`{}~"
         )
@@ -130,21 +138,21 @@ def _tree(files: Mapping[str, bytes]) -> _Node:
                 child = _Node(part, data=data if last else None)
                 node.children[part.upper()] = child
             elif child.name != part:
-                raise ValueError(f"{path}: {part!r} clashes with {child.name!r} (FAT ignores case)")
+                raise FatError(f"{path}: {part!r} clashes with {child.name!r} (FAT ignores case)")
             elif last or not child.is_dir:
-                raise ValueError(f"{path}: clashes with another file or directory of that name")
+                raise FatError(f"{path}: clashes with another file or directory of that name")
             node = child
     return root
 
 
 def _check_long_name(path: str, part: str) -> None:
     if part in ("", ".", "..") or _LONG_FORBIDDEN.search(part) or part[-1] in ". ":
-        raise ValueError(
+        raise FatError(
             f"{path!r}: each '/'-separated part must be a FAT file name: not empty, no "
             'control characters or "*/:<>?\\|, not ending in a dot or space'
         )
     if len(part.encode("utf-16-le")) > 255 * 2:
-        raise ValueError(f"{path}: {part[:20]}... is longer than 255 characters")
+        raise FatError(f"{path}: {part[:20]}... is longer than 255 characters")
 
 
 def _name_children(directory: _Node) -> None:
@@ -195,7 +203,7 @@ def _alias(name: str, used: set[bytes]) -> bytes:
         short = (base[: 8 - len(tail)] + tail).ljust(8) + suffix.ljust(3)
         if short.encode("ascii") not in used:
             return short.encode("ascii")
-    raise ValueError(f"{name}: too many names share its short form")
+    raise FatError(f"{name}: too many names share its short form")
 
 
 def _short_chars(text: str) -> str:
@@ -230,7 +238,7 @@ def _smallest_layout(root: _Node) -> _Layout:
     root_needed = 1 + sum(_entry_count(c) for c in root.children.values())
     root_entries = max(ROOT_ENTRIES, -(-root_needed // 16) * 16)
     if root_entries > 0xFFFF:
-        raise ValueError(f"{root_needed} entries do not fit a FAT root directory")
+        raise FatError(f"{root_needed} entries do not fit a FAT root directory")
     sizes = [_node_bytes(node) for node in _walk(root)]
     layouts = []
     for cluster_sectors in CLUSTER_SECTORS:
@@ -240,7 +248,7 @@ def _smallest_layout(root: _Node) -> _Layout:
         if layout is not None:
             layouts.append(layout)
     if not layouts:
-        raise ValueError("the files do not fit a FAT16 image (about 2 GiB at most)")
+        raise FatError("the files do not fit a FAT16 image (about 2 GiB at most)")
     return min(layouts, key=lambda lay: (lay.total_sectors, lay.cluster_sectors))
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
-import tempfile
 import time
 import types
 import uuid
@@ -32,6 +30,7 @@ import pycdlib.utils
 from pycdlib.pycdlibexception import PyCdlibException
 
 from livecd.errors import BuildError, UserError
+from livecd.files import atomic_file, sha256_file
 from livecd.formats.gpt import mend_gpt
 
 # pycdlib's modules that read the clock, and the one that makes UUIDs.
@@ -139,7 +138,7 @@ def write_iso(
         mbr_id = int.from_bytes(hashlib.sha256(seed + b"mbr").digest()[:4], "little")
         iso.add_isohybrid(efi=True, mbr_id=mbr_id)
         disk_guid = uuid.UUID(bytes=hashlib.sha256(seed + b"gpt").digest()[:16], version=4)
-        return _write_atomically(iso, out, disk_guid)
+        return _write_image(iso, out, disk_guid)
 
 
 def _add_file(iso: pycdlib.PyCdlib, f: IsoFile, fp: BinaryIO, iso_paths: dict[str, str]) -> None:
@@ -158,30 +157,15 @@ def _add_file(iso: pycdlib.PyCdlib, f: IsoFile, fp: BinaryIO, iso_paths: dict[st
     iso_paths[f.path] = iso_path
 
 
-def _write_atomically(iso: pycdlib.PyCdlib, out: Path, disk_guid: uuid.UUID) -> str:
-    out = out.absolute()
+def _write_image(iso: pycdlib.PyCdlib, out: Path, disk_guid: uuid.UUID) -> str:
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-    except OSError as exc:
-        raise UserError(
-            f"cannot write to {out.parent}: {exc.strerror}; choose another output with -o"
-        ) from None
-    try:
-        with os.fdopen(fd, "w+b") as fp:
+        with atomic_file(out) as (fp, tmp):
             iso.write_fp(fp)
             mend_gpt(fp, disk_guid=disk_guid)
             fp.flush()
-            os.fsync(fp.fileno())
-            fp.seek(0)
-            digest = hashlib.file_digest(fp, "sha256").hexdigest()
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
+            digest = sha256_file(tmp)
     except (OSError, PyCdlibException) as exc:
-        os.unlink(tmp)
-        raise UserError(f"cannot write {out}: {exc}") from None
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        raise UserError(f"cannot write {out}: {exc}; choose another output with -o") from None
     finally:
         iso.close()
     return digest

@@ -7,7 +7,7 @@ import struct
 import uuid
 import zlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -15,6 +15,7 @@ import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
 
 from livecd.errors import UserError
+from livecd.formats.gpt import GptHeader, parse_header, read_entries, read_header
 
 CD_SECTOR = 2048
 DISK_SECTOR = 512
@@ -39,7 +40,6 @@ GPT_TYPES = {
     "48465300-0000-11aa-aa11-00306543ecac": "Apple HFS+",
 }
 _JOLIET_LEVELS = {b"%/@": 1, b"%/C": 2, b"%/E": 3}
-_LARGEST = 10
 
 
 @dataclass(frozen=True)
@@ -324,44 +324,11 @@ def _mbr(system_area: bytes, by_lba: dict[int, str]) -> tuple[int | None, list[M
     return int(struct.unpack_from("<I", system_area, 440)[0]), partitions
 
 
-_GPT_HEADER = struct.Struct("<8sIIIIQQQQ16sQIII")
-_GPT_MAX_ENTRIES_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class _GptHeader:
-    crc_ok: bool
-    backup_lba: int
-    disk_guid: bytes
-    entries_lba: int
-    entry_count: int
-    entry_size: int
-    entries_crc: int
-
-
-def _gpt_header(raw: bytes) -> _GptHeader | None:
-    if raw[:8] != b"EFI PART" or len(raw) < _GPT_HEADER.size:
-        return None
-    (_, _, size, crc, _, _, backup, _, _, guid, entries_lba, count, entry_size, entries_crc) = (
-        _GPT_HEADER.unpack_from(raw)
-    )
-    if entry_size < 128 or count * entry_size > _GPT_MAX_ENTRIES_BYTES:
-        return None
-    crc_ok = _GPT_HEADER.size <= size <= len(raw) and crc == zlib.crc32(
-        raw[:16] + bytes(4) + raw[20:size]
-    )
-    return _GptHeader(crc_ok, backup, guid, entries_lba, count, entry_size, entries_crc)
-
-
-def _gpt_entries(f: BinaryIO, header: _GptHeader) -> bytes:
-    return _read_at(f, header.entries_lba * DISK_SECTOR, header.entry_count * header.entry_size)
-
-
 def _gpt(f: BinaryIO, system_area: bytes, by_lba: dict[int, str]) -> Gpt | None:
-    header = _gpt_header(system_area[DISK_SECTOR : 2 * DISK_SECTOR])
+    header = parse_header(system_area[DISK_SECTOR : 2 * DISK_SECTOR])
     if header is None:
         return None
-    entries = _gpt_entries(f, header)
+    entries = read_entries(f, header)
     partitions = []
     for number in range(1, header.entry_count + 1):
         raw = entries[(number - 1) * header.entry_size : number * header.entry_size]
@@ -383,7 +350,7 @@ def _gpt(f: BinaryIO, system_area: bytes, by_lba: dict[int, str]) -> Gpt | None:
             )
         )
     return Gpt(
-        disk_guid=str(uuid.UUID(bytes_le=header.disk_guid)),
+        disk_guid=str(header.disk_guid),
         header_crc_ok=header.crc_ok,
         entries_crc_ok=zlib.crc32(entries) == header.entries_crc,
         backup=_gpt_backup(f, header, entries),
@@ -391,11 +358,11 @@ def _gpt(f: BinaryIO, system_area: bytes, by_lba: dict[int, str]) -> Gpt | None:
     )
 
 
-def _gpt_backup(f: BinaryIO, primary: _GptHeader, primary_entries: bytes) -> str:
-    backup = _gpt_header(_read_at(f, primary.backup_lba * DISK_SECTOR, DISK_SECTOR))
+def _gpt_backup(f: BinaryIO, primary: GptHeader, primary_entries: bytes) -> str:
+    backup = read_header(f, primary.backup_lba)
     if backup is None:
         return "missing"
-    entries = _gpt_entries(f, backup)
+    entries = read_entries(f, backup)
     problems = []
     if not backup.crc_ok:
         problems.append("header CRC wrong")
@@ -406,105 +373,3 @@ def _gpt_backup(f: BinaryIO, primary: _GptHeader, primary_entries: bytes) -> str
     if entries != primary_entries:
         problems.append("entries differ")
     return ", ".join(problems) or "ok"
-
-
-def to_json(report: IsoReport) -> str:
-    return json.dumps(asdict(report), indent=2)
-
-
-def render_text(report: IsoReport, *, all_files: bool) -> str:
-    """The human-readable report: all files with `all_files`, else a top-level summary and
-    the largest files."""
-    v = report.volume
-    lines = [
-        f"ISO        {report.path}  {_size(report.file_size)}",
-        f"Volume     {v.label!r}  system {v.system_id!r}  created {v.created}",
-        f"           {v.blocks} blocks of {v.block_size} bytes ({_size(v.blocks * v.block_size)})"
-        f"  application {v.application_id!r}",
-        "Formats    " + ", ".join(_formats(v)),
-    ]
-    lines += _boot_lines(report)
-    lines += _mbr_lines(report)
-    lines += _gpt_lines(report.gpt)
-    lines += _file_lines(report.files, all_files)
-    if report.manifest_error:
-        lines.append(f"Manifest   {report.manifest_error}")
-    elif report.manifest is not None:
-        lines.append(f"Manifest   /{MANIFEST}")
-        lines += ["  " + line for line in json.dumps(report.manifest, indent=2).splitlines()]
-    return "\n".join(lines)
-
-
-def _formats(v: Volume) -> list[str]:
-    formats = [f"ISO 9660 level {v.iso_level}"]
-    if v.rock_ridge:
-        formats.append(f"Rock Ridge {v.rock_ridge}")
-    if v.joliet_level:
-        formats.append(f"Joliet level {v.joliet_level}")
-    return formats
-
-
-def _boot_lines(report: IsoReport) -> list[str]:
-    if not report.boot_entries:
-        return ["El Torito  none"]
-    lines = [f"El Torito  catalog {report.boot_catalog or '(not a file)'}"]
-    for n, e in enumerate(report.boot_entries, start=1):
-        lines.append(
-            f"  {n}  {e.platform:<5} {'bootable' if e.bootable else 'not bootable':<12}"
-            f" emulation {e.emulation:<5} load {e.load_sectors:>5} x 512"
-            f"  LBA {e.lba:<6} {e.path or ''}".rstrip()
-        )
-    return lines
-
-
-def _mbr_lines(report: IsoReport) -> list[str]:
-    if report.mbr_disk_id is None:
-        return ["MBR        none"]
-    lines = [f"MBR        disk id {report.mbr_disk_id:#010x}"]
-    for p in report.mbr_partitions:
-        lines.append(
-            f"  {p.number}  {'active' if p.bootable else '':<6}"
-            f" type {p.type:#04x} {p.type_name:<14} start {p.start:<8} sectors {p.sectors:<8}"
-            f" {p.path or ''}".rstrip()
-        )
-    return lines
-
-
-def _gpt_lines(gpt: Gpt | None) -> list[str]:
-    if gpt is None:
-        return ["GPT        none"]
-    checks = (
-        f"header CRC {'ok' if gpt.header_crc_ok else 'WRONG'}, "
-        f"entries CRC {'ok' if gpt.entries_crc_ok else 'WRONG'}, backup {gpt.backup}"
-    )
-    lines = [f"GPT        disk {gpt.disk_guid}  {checks}"]
-    for p in gpt.partitions:
-        lines.append(
-            f"  {p.number}  {p.type_name:<12} {p.type_guid}  LBA {p.first_lba}..{p.last_lba}"
-            f"  {p.name!r} {p.path or ''}".rstrip()
-        )
-    return lines
-
-
-def _file_lines(files: list[IsoEntry], all_files: bool) -> list[str]:
-    regular = sorted((f for f in files if not f.is_dir), key=lambda f: f.path)
-    total = sum(f.size for f in regular)
-    lines = [f"Files      {len(regular)} files, {_size(total)}"]
-    if all_files:
-        return lines + [f"  {_size(f.size):>10}  {f.path}" for f in regular]
-    top: dict[str, int] = {}
-    for f in files:
-        first = f.path.strip("/").split("/")[0]
-        key = first + "/" if f.path.count("/") > 1 or f.is_dir else first
-        top[key] = top.get(key, 0) + f.size
-    lines += [f"  {_size(size):>10}  /{name}" for name, size in sorted(top.items())]
-    lines.append("Largest")
-    largest = sorted(regular, key=lambda f: (-f.size, f.path))[:_LARGEST]
-    return lines + [f"  {_size(f.size):>10}  {f.path}" for f in largest]
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"

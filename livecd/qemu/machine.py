@@ -47,7 +47,7 @@ class GuestConfig:
     secure_boot: bool = False
     media: Media = "cdrom"
     cpus: int = 1
-    memory_mb: int = 512
+    memory_mb: int | None = 512  # None: no -m, QEMU's default (128 MiB)
     nic: str = "e1000"
     forwards: Sequence[Forward] = ()
     drives: Sequence[Path] = ()  # extra raw fixed disks (e.g. a volunteer's data disk)
@@ -86,7 +86,9 @@ def qemu_argv(cfg: GuestConfig, workdir: Path) -> list[str]:
         raise UserError(f"unknown NIC model {cfg.nic!r}: choose one of {', '.join(NIC_MODELS)}")
     if not cfg.iso.is_file():
         raise UserError(f"{cfg.iso}: no such ISO; build one with `livecd build`")
-    argv = [binary, "-accel", accelerator(), "-smp", str(cfg.cpus), "-m", str(cfg.memory_mb)]
+    argv = [binary, "-accel", accelerator(), "-smp", str(cfg.cpus)]
+    if cfg.memory_mb is not None:
+        argv += ["-m", str(cfg.memory_mb)]
     argv += _firmware(cfg, workdir)
     argv += _media(cfg)
     if cfg.forwards:

@@ -26,9 +26,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cpushare.limits import JobLimits
-from cpushare.order import SellOrder
+from cpushare.order import SellOrder, render_order
 from livecd.market_process import MarketProcess
-from livecd.orders import render_order
 from livecd.qemu.events import ConsoleEvents, Event
 from livecd.qemu.guest import Guest
 from livecd.qemu.machine import Forward, GuestConfig

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import shutil
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
 from livecd.build import BuildResult
 from livecd.cli import main
+from livecd.errors import InternalError
+from livecd.formats.compress import compress
+from livecd.formats.cpio import Entry, write_newc
+from livecd.formats.fat import make_fat_image
 from livecd.rootfs import OVERLAYS
 from livecd.templates import TEMPLATES
 
@@ -109,3 +117,58 @@ def test_secure_boot_needs_uefi(iso: Path) -> None:
 
 def test_missing_iso(tmp_path: Path) -> None:
     assert_one_line_error(livecd("boot", str(tmp_path / "none.iso")), "no such ISO")
+
+
+def test_overlay_file_where_the_templates_have_a_folder(
+    tmp_path: Path, default_build: BuildResult
+) -> None:
+    # A file where templates/rootfs has a folder: the cpio writer's refusal reaches the
+    # user as their mistake, naming the path.
+    overlays = shutil.copytree(OVERLAYS, tmp_path / "overlays", symlinks=True)
+    (overlays / "etc" / "init.d").write_text("not a folder\n")
+    result = livecd("build", "--overlays", str(overlays), "-o", str(tmp_path / "t.iso"))
+    assert_one_line_error(result, "etc/init.d: is not a directory but etc/init.d/")
+    assert_no_iso(tmp_path)
+
+
+def test_source_date_epoch_beyond_what_cpio_holds(tmp_path: Path) -> None:
+    result = livecd("build", "-o", str(tmp_path / "t.iso"), "--source-date-epoch", str(1 << 32))
+    assert_one_line_error(result, "SOURCE_DATE_EPOCH 4294967296 is out of range")
+    assert_no_iso(tmp_path)
+
+
+@pytest.fixture
+def buggy_command() -> Iterator[str]:
+    """A command on the real group whose code hands each format something it refuses, as a
+    bug in the builder would: the group must call that a bug, in one line."""
+
+    @click.command("buggy")
+    @click.argument("fmt")
+    def buggy(fmt: str) -> None:
+        if fmt == "cpio":
+            write_newc([Entry("/absolute", stat.S_IFREG | 0o644)], io.BytesIO(), mtime=0)
+        elif fmt == "fat":
+            make_fat_image({"a:b": b""}, label="EFI", volume_id=1, mtime=0)
+        else:
+            compress(b"data", "gzip", 99)
+
+    main.add_command(buggy)
+    try:
+        yield "buggy"
+    finally:
+        del main.commands["buggy"]
+
+
+@pytest.mark.parametrize("fmt", ["cpio", "fat", "compress"])
+def test_a_format_refusing_the_builders_own_data_is_reported_as_a_bug(
+    buggy_command: str, fmt: str
+) -> None:
+    result = livecd(buggy_command, fmt)
+    assert result.exit_code == InternalError.exit_code, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("livecd: bug: internal error: "), lines
+    assert "please report it" in lines[0] and "Traceback" not in result.output
+    verbose = livecd("-v", buggy_command, fmt)
+    assert verbose.exit_code == InternalError.exit_code
+    assert "Traceback (most recent call last)" in verbose.stderr
+    assert verbose.stderr.splitlines()[-1] == lines[0]

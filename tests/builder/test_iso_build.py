@@ -6,16 +6,24 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+import cpushare
 from livecd.build import BuildResult
+from livecd.cli import main
 from livecd.deb import unpacked
 from livecd.debian import Apt
 from livecd.files import cache_home
+from livecd.profile import DEFAULT_PROFILE, load_profile
+from livecd.stage1 import IMAGE
+
+ORDER = DEFAULT_PROFILE.with_name("libcaca.cpu")
 
 
 def xorriso(*args: str) -> str:
@@ -35,15 +43,25 @@ def trees(default_build: BuildResult) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def initramfs(iso: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("initramfs")
-    packed = extract(iso, "/live/initrd.img", work / "initrd.img")
-    cpio = work / "initrd.cpio"
-    subprocess.run(["zstd", "-q", "-d", str(packed), "-o", str(cpio)], check=True)
-    root = work / "root"
-    root.mkdir()
-    subprocess.run(["bsdtar", "-xf", str(cpio), "-C", str(root)], check=True)
+def initramfs(
+    initramfs_parts: tuple[bytes, bytes], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The first stage's cpio, decompressed."""
+    cpio = tmp_path_factory.mktemp("initramfs") / "initrd.cpio"
+    cpio.write_bytes(initramfs_parts[0])
     return cpio
+
+
+@pytest.fixture(scope="module")
+def live_root(
+    initramfs_parts: tuple[bytes, bytes], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The live system: the squashfs image, unpacked by squashfs-tools."""
+    work = tmp_path_factory.mktemp("live")
+    subprocess.run(["bsdtar", "-xf", "-", "-C", str(work)], input=initramfs_parts[1], check=True)
+    root = work / "root"
+    subprocess.run(["unsquashfs", "-q", "-n", "-d", str(root), str(work / IMAGE)], check=True)
+    return root
 
 
 def test_the_iso_has_both_boot_entries_and_a_hybrid_mbr(iso: Path) -> None:
@@ -104,22 +122,43 @@ def test_the_initramfs_holds_the_live_system(initramfs: Path, default_build: Bui
     assert lines["bin/busybox"].startswith("-rwxr-xr-x")
     assert lines["sbin/init"].startswith("l") and "-> /bin/busybox" in lines["sbin/init"]
     assert lines["dev/console"].startswith("c") and lines["dev/null"].startswith("c")
-    assert all(" root " in ln or " 0 " in ln for ln in listing.splitlines())
+    # Root's, but for the jobs identity's file (test_jobs_run_as_a_user_of_their_own).
+    owned = [ln for ln in listing.splitlines() if not ln.endswith(" usr/lib/cpushare/job-identity")]
+    assert all(" root " in ln or " 0 " in ln for ln in owned)
     release = default_build.kernel_release
     for name in ("modules.dep", "modules.alias", "modules.builtin"):
         assert f"lib/modules/{release}/{name}" in lines
-    assert any(p.endswith("/e1000.ko") for p in lines)
-    assert "etc/inittab" in lines and "etc/init.d/rcS" in lines
+    assert any(p.endswith("/squashfs.ko") for p in lines)
+    assert "etc/inittab" in lines
 
 
-def test_modules_are_byte_for_byte_the_signed_ones(
-    initramfs: Path, tmp_path: Path, trees: dict[str, Path], default_build: BuildResult
-) -> None:
-    subprocess.run(["bsdtar", "-xf", str(initramfs), "-C", str(tmp_path)], check=True)
+def test_the_image_holds_the_live_system(live_root: Path, default_build: BuildResult) -> None:
+    assert (live_root / "init").stat().st_mode & 0o777 == 0o755
+    assert (live_root / "etc/init.d/rcS").is_file()
+    assert (live_root / "usr/bin/python3.11").is_file()
+    assert (live_root / "tmp").stat().st_mode & 0o7777 == 0o1777
     release = default_build.kernel_release
-    root = tmp_path / "lib" / "modules" / release
+    assert list((live_root / "lib/modules" / release).rglob("e1000.ko"))
+
+
+@pytest.mark.parametrize("where", ["first stage", "image"])
+def test_modules_are_byte_for_byte_the_signed_ones(
+    initramfs: Path,
+    live_root: Path,
+    tmp_path: Path,
+    trees: dict[str, Path],
+    default_build: BuildResult,
+    where: str,
+) -> None:
+    if where == "image":
+        tree = live_root
+    else:
+        subprocess.run(["bsdtar", "-xf", str(initramfs), "-C", str(tmp_path)], check=True)
+        tree = tmp_path
+    release = default_build.kernel_release
+    root = tree / "lib" / "modules" / release
     kos = list(root.rglob("*.ko"))
-    assert len(kos) >= 20
+    assert len(kos) >= (20 if where == "image" else 3)
     shipped = trees[default_build.packages[0].name] / "lib" / "modules" / release
     for ko in kos:
         assert ko.read_bytes() == (shipped / ko.relative_to(root)).read_bytes(), ko
@@ -161,3 +200,59 @@ def test_manifests_name_every_input_and_the_iso(default_build: BuildResult, tmp_
 def test_no_partial_file_is_left_next_to_the_iso(default_build: BuildResult) -> None:
     assert [p.name for p in default_build.iso.parent.iterdir() if p.name.endswith(".part")] == []
     assert stat.S_IMODE(default_build.iso.stat().st_mode) == 0o644
+
+
+def test_command_line_settings_reach_the_image(
+    default_build: BuildResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Options made from the settings table, through a real build: an order relative to the
+    # current folder, a volume label, a compression and its level, a serial console.
+    shutil.copy(ORDER, tmp_path / "mine.cpu")
+    monkeypatch.chdir(tmp_path)
+    args = ["build", "--order", "mine.cpu", "--volume-label", "MINE", "--serial", "ttyS1",
+            "--compression", "gzip", "--compression-level", "1", "--timeout", "0",
+            "-o", "out/t.iso"]  # fmt: skip
+    (tmp_path / "out").mkdir()
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "out" / "t.iso.manifest.json").read_text())
+    settings = manifest["profile"]["settings"]
+    assert settings["orders"] == ["mine.cpu"] and settings["output"] == load_profile().output
+    assert (settings["volume_label"], settings["serial"]) == ("MINE", "ttyS1")
+    assert (settings["compression"], settings["compression_level"]) == ("gzip", 1)
+    assert [o["name"] for o in manifest["orders"]] == ["mine.cpu"]
+    assert "Volume id    : 'MINE'" in xorriso("-indev", "out/t.iso", "-pvd_info")
+    initrd = extract(tmp_path / "out" / "t.iso", "/live/initrd.img", tmp_path / "initrd.img")
+    assert initrd.read_bytes()[:2] == b"\x1f\x8b"
+    grub = extract(tmp_path / "out" / "t.iso", "/boot/grub/grub.cfg", tmp_path / "grub.cfg")
+    assert "console=ttyS1" in grub.read_text()
+
+
+def test_the_image_holds_exactly_the_guest_package(live_root: Path) -> None:
+    """Every module of `cpushare`, and nothing of the host's packages (market, builder)."""
+    stdlib = live_root / "usr/lib/python3.11"
+    guest = Path(cpushare.__file__).resolve().parent
+    package = stdlib / "cpushare"
+    shipped = {p.relative_to(package).as_posix() for p in package.rglob("*.py")}
+    assert shipped == {p.relative_to(guest).as_posix() for p in guest.rglob("*.py")}
+    assert [p.name for p in stdlib.iterdir() if p.name.startswith(("market", "livecd"))] == []
+
+
+def test_jobs_run_as_a_user_of_their_own(live_root: Path) -> None:
+    """The loader is setuid root for the sellers' group only; the identity file belongs to
+    cpushare-job, the user the loader runs every seller's job as."""
+
+    def table(name: str) -> dict[str, list[str]]:
+        rows = (ln.split(":") for ln in (live_root / "etc" / name).read_text().splitlines())
+        return {f[0]: f for f in rows}
+
+    users, groups = table("passwd"), table("group")
+    loader = (live_root / "usr/lib/cpushare/jail-loader").stat()
+    assert stat.filemode(loader.st_mode) == "-rwsr-x---"
+    assert (loader.st_uid, loader.st_gid) == (0, int(groups["cpushare"][2]))
+    identity = (live_root / "usr/lib/cpushare/job-identity").stat()
+    job_user = users["cpushare-job"]
+    assert (identity.st_uid, identity.st_gid) == (int(job_user[2]), int(job_user[3]))
+    assert job_user[3] == groups["cpushare-job"][2]
+    assert job_user[2] not in ("0", users["cpushare"][2])
+    assert job_user[3] not in ("0", users["cpushare"][3])

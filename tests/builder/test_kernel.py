@@ -35,11 +35,21 @@ def test_a_kernel_without_seccomp_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_kernel_with_seccomp_passes(tmp_path: Path) -> None:
-    check_seccomp(_fake_kernel(tmp_path, "CONFIG_SMP=y\nCONFIG_SECCOMP=y\n"))
+    config = "CONFIG_SMP=y\nCONFIG_SECCOMP=y\nCONFIG_SECCOMP_FILTER=y\n"
+    settings = check_seccomp(_fake_kernel(tmp_path, config))
+    assert settings == {"CONFIG_SECCOMP": "y", "CONFIG_SECCOMP_FILTER": "y"}
+
+
+def test_seccomp_as_a_module_or_a_look_alike_is_refused(tmp_path: Path) -> None:
+    for config in ("CONFIG_SECCOMP=m\n", "CONFIG_SECCOMP_FILTER=y\n", "#CONFIG_SECCOMP=y\n"):
+        with pytest.raises(BuildError, match="lacks CONFIG_SECCOMP=y"):
+            check_seccomp(_fake_kernel(tmp_path, config))
 
 
 def test_debians_kernel_has_seccomp(kernel: Kernel) -> None:
-    check_seccomp(kernel)
+    assert kernel.release.endswith("-amd64")
+    assert check_seccomp(kernel)["CONFIG_SECCOMP"] == "y"
+    assert "CONFIG_SECCOMP=y" in kernel.config.read_text().splitlines()
 
 
 def test_modinfo_reads_aliases_and_dependencies(kernel: Kernel) -> None:

@@ -14,7 +14,8 @@ from click.testing import CliRunner, Result
 
 from livecd.build import BuildOptions, BuildResult, build
 from livecd.cli import main
-from livecd.debian import Package
+from livecd.debian import Apt, Package
+from livecd.files import cache_home
 from livecd.lock import dump_lock, make_lock, parse_lock, read_lock, write_lock
 from livecd.profile import DEFAULT_PROFILE, load_profile
 from livecd.rootfs import OVERLAYS
@@ -84,6 +85,30 @@ def test_a_build_from_the_lock_is_the_same_iso(
     assert build(opts).sha256 == default_build.sha256
 
 
+def test_a_build_uses_the_locked_version_not_todays(
+    default_build: BuildResult, lock_file: Path, tmp_path: Path
+) -> None:
+    # Pin a version of ca-certificates other than the one resolution picks today (the
+    # suite lists an older one beside its security update): the image must carry it.
+    apt = Apt(cache_home(), "bookworm")
+    today = next(p for p in default_build.packages if p.name == "ca-certificates")
+    other = next(p for p in apt.versions("ca-certificates") if p.version != today.version)
+
+    def pin_other(doc: dict[str, Any]) -> None:
+        entry = next(p for p in doc["packages"] if p["name"] == "ca-certificates")
+        entry.update(version=other.version, sha256=other.sha256, size=other.size)
+
+    profile = load_profile().with_overrides(timeout=0)
+    opts = BuildOptions(profile=profile, output=tmp_path / "o.iso", source_date_epoch=EPOCH,
+                        lock=edited(lock_file, pin_other))  # fmt: skip
+    result = build(opts)
+    used = next(p for p in result.packages if p.name == "ca-certificates")
+    assert (used.version, used.sha256) == (other.version, other.sha256)
+    listed = {p["name"]: p for p in result.manifest["packages"]}  # type: ignore[attr-defined]
+    assert listed["ca-certificates"]["sha256"] == other.sha256
+    assert result.sha256 != default_build.sha256
+
+
 def test_a_tampered_sha256_fails_with_one_line(lock_file: Path, tmp_path: Path) -> None:
     def tamper(doc: dict[str, Any]) -> None:
         isolinux = next(p for p in doc["packages"] if p["name"] == "isolinux")
@@ -107,6 +132,8 @@ def test_a_package_that_can_no_longer_be_had_is_named(lock_file: Path, tmp_path:
     assert result.exit_code == 2
     (line,) = error_lines(result)
     assert "busybox-static 1:0.1-1" in line and "no longer be had" in line
+    (listed,) = Apt(cache_home(), "bookworm").versions("busybox-static")
+    assert f"the mirrors list {listed.version}" in line
     assert "run `livecd lock`" in line
     assert not (tmp_path / "t.iso").exists()
 
@@ -228,7 +255,10 @@ def test_verify_names_what_differs_inside(lock_file: Path, tmp_path: Path) -> No
                        overlays=overlays))  # fmt: skip
     result = livecd("verify", str(iso), "--lock", str(lock_file))
     assert result.exit_code == 1
-    assert "differs: live/initrd.img: etc/smuggled: only in the first" in result.stdout
+    assert (
+        "differs: live/initrd.img: live/root.squashfs/etc/smuggled: only in the first"
+        in result.stdout
+    )
     assert "differs: manifest.json: initramfs differs" in result.stdout
     (line,) = error_lines(result)
     assert "is not what" in line

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from livecd.formats.cpio import Entry, tree_entries, write_newc
+from livecd.formats.cpio import CpioError, Entry, tree_entries, write_newc
 
 EPOCH = 1_700_000_000
 
@@ -179,12 +179,12 @@ def test_missing_parents_are_added_as_directories() -> None:
 )
 def test_bad_entries_are_refused_before_writing(entries: list[Entry], message: str) -> None:
     out = io.BytesIO()
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(CpioError, match=message):
         write_newc(entries, out, mtime=EPOCH)
     assert out.getvalue() == b""
 
 
 def test_tree_with_a_fifo_is_refused(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe")
-    with pytest.raises(ValueError, match="pipe: not a directory, regular file or symlink"):
+    with pytest.raises(CpioError, match="pipe: not a directory, regular file or symlink"):
         tree_entries(tmp_path)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livecd.formats.fat import make_fat_image
+from livecd.formats.fat import FatError, make_fat_image
 
 EPOCH = 1_700_000_000  # 2023-11-14 22:13:20 UTC
 MTOOLS_ENV = {**os.environ, "MTOOLS_SKIP_CHECK": "1", "TZ": "UTC"}
@@ -179,18 +179,18 @@ def test_label_can_be_empty(tmp_path: Path) -> None:
     ],
 )
 def test_bad_names_are_refused(files: dict[str, bytes], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(FatError, match=message):
         make_fat_image(files, label="ESP", volume_id=0, mtime=EPOCH)
 
 
 @pytest.mark.parametrize("label", ["esp", "TWELVE CHARS", "A.B"])
 def test_bad_labels_are_refused(label: str) -> None:
-    with pytest.raises(ValueError, match="volume label"):
+    with pytest.raises(FatError, match="volume label"):
         make_fat_image({}, label=label, volume_id=0, mtime=EPOCH)
 
 
 def test_volume_id_must_fit_32_bits() -> None:
-    with pytest.raises(ValueError, match="32 bits"):
+    with pytest.raises(FatError, match="32 bits"):
         make_fat_image({}, label="ESP", volume_id=1 << 32, mtime=EPOCH)
 
 

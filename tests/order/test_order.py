@@ -8,9 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cpushare.order import OrderError, SellOrder, parse_order, parse_order_bytes
-from livecd.errors import UserError
-from livecd.orders import render_order
+from cpushare.order import (
+    OrderError,
+    SellOrder,
+    cert_pin,
+    parse_order,
+    parse_order_bytes,
+    render_order,
+)
+from market.tls import pem_sha256, self_signed
 
 
 def test_valid_order_reads_every_field(good: str) -> None:
@@ -113,7 +119,7 @@ def test_rendered_order_parses_back_identical(good: str) -> None:
 
 def test_render_refuses_an_invalid_order() -> None:
     order = SellOrder(market_url="https://m.example.org", order_id="o-1", secret="x", account="a")
-    with pytest.raises(UserError, match=r"order\.secret is malformed"):
+    with pytest.raises(OrderError, match=r"order\.secret is malformed"):
         render_order(order)
 
 
@@ -162,3 +168,46 @@ def test_fuzz_structured_documents(doc: dict[str, object], extra: dict[str, obje
         assert exc.problems
     else:
         assert parse_order(render_order(order)) == order
+
+
+_CA_PEM = self_signed(["market.example.org"])[0].decode()
+_safe = string.ascii_letters + string.digits + "-_"
+_host = st.sampled_from(["market.example.org", "m.example", "[::1]", "127.0.0.1", "localhost"])
+_port = st.one_of(st.just(""), st.integers(1, 65535).map(lambda p: f":{p}"))
+# Quotes, backslashes, a tab and non-ASCII: what the renderer must escape or keep as is.
+_path = st.text(alphabet=string.ascii_lowercase + '/-é"\\\t', max_size=12).map(lambda p: "/" + p)
+_pins = st.from_regex(r"[0-9a-f]{64}", fullmatch=True)
+
+
+@st.composite
+def sell_orders(draw: st.DrawFn) -> SellOrder:
+    """Valid orders of every shape: https pinned or with a CA, plain http on loopback."""
+    trust = draw(st.sampled_from(["pin", "ca", "loopback"]))
+    host = "127.0.0.1" if trust == "loopback" else draw(_host)
+    scheme = "http" if trust == "loopback" else "https"
+    return SellOrder(
+        market_url=f"{scheme}://{host}{draw(_port)}{draw(_path)}".rstrip("/"),
+        order_id=draw(st.text(alphabet=_safe, min_size=4, max_size=64)),
+        secret=draw(st.text(alphabet=_safe, min_size=16, max_size=128)),
+        account=draw(st.from_regex(r"[a-z0-9][a-z0-9_.-]{0,63}", fullmatch=True)),
+        cert_sha256=draw(st.from_regex(r"[0-9a-f]{64}", fullmatch=True))
+        if trust == "pin"
+        else None,
+        ca_pem=_CA_PEM if trust == "ca" else None,
+        nice=draw(st.integers(0, 19)),
+        max_memory_mb=draw(st.integers(1, 64 << 10)),
+        max_cpu_seconds=draw(st.integers(1, 7 * 24 * 3600)),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(sell_orders())
+def test_render_then_parse_gives_the_same_order(order: SellOrder) -> None:
+    assert parse_order(render_order(order)) == order
+
+
+def test_the_pin_is_the_sha256_of_the_certificates_der() -> None:
+    # The market computes its pin with `cryptography`; the guest's must agree with it.
+    assert cert_pin(_CA_PEM) == pem_sha256(_CA_PEM.encode())
+    with pytest.raises(ValueError):
+        cert_pin("not a certificate")

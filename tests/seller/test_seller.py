@@ -66,7 +66,7 @@ def test_a_batch_through_two_sellers_over_pinned_tls_matches_the_reference(
             finished = seller.events("job-finished")
             assert sorted(int(e["job"]) for e in finished) == ids
             assert all(e["status"] == "ok" for e in finished)
-            started = seller.events("seller-started")[0]
+            started = seller.wait_for("seller-started")[0]
             assert started["nice"] == "19" and started["order"] == load_order(seller.order).order_id
             assert seller.events("enrolled")[0]["seats"] == "1"
         coins = _coins(market)

@@ -1,0 +1,77 @@
+"""Python modules of the image compiled at build time (under emulation, compiling at boot
+would cost seconds) into unchecked-hash `.pyc` files, cached by the hash of their source:
+a warm rebuild recompiles nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import marshal
+import stat
+import sys
+import types
+from collections.abc import Iterable
+from pathlib import Path
+
+from livecd.errors import BuildError
+from livecd.files import atomic_write
+from livecd.formats.cpio import Entry
+from livecd.python_runtime import STDLIB
+
+_REG = stat.S_IFREG | 0o644
+# Part of the cache key of compiled files: a change of format compiles everything again.
+_PYC_FORMAT = importlib.util.MAGIC_NUMBER + b"unchecked-hash marshal-2"
+
+
+def compiled(entries: Iterable[Entry], cache: Path) -> list[Entry]:
+    """`entries` with every module of the interpreter's library compiled at build time
+    into an unchecked-hash `.pyc`, whose bytes depend on the source alone. The standard
+    library ships compiled only (`X.pyc` in place of `X.py`, which Python imports without
+    a source): half the size. `cpushare` keeps its sources beside `__pycache__/`, so that
+    a seller's traceback on a volunteer's screen shows the failing line."""
+    if sys.version_info[:2] != (3, 11):
+        raise BuildError(
+            "the image's Python is 3.11: run the builder with Python 3.11 so that its "
+            f".pyc files match (this is {sys.version.split()[0]})"
+        )
+    out = []
+    for e in entries:
+        if not (
+            e.path.startswith(STDLIB + "/") and e.path.endswith(".py") and stat.S_ISREG(e.mode)
+        ):
+            out.append(e)
+            continue
+        pyc = _pyc(e.source.read_bytes() if e.source else e.data, "/" + e.path, cache)
+        parent, _, name = e.path.rpartition("/")
+        if e.path.startswith(f"{STDLIB}/cpushare/"):
+            out += [e, Entry(f"{parent}/__pycache__/{name[:-3]}.cpython-311.pyc", _REG, source=pyc)]
+        else:
+            out.append(Entry(f"{e.path}c", _REG, source=pyc))
+    return out
+
+
+def _pyc(source: bytes, dfile: str, cache: Path) -> Path:
+    key = hashlib.sha256(_PYC_FORMAT + dfile.encode() + b"\0" + source)
+    out = cache / "pyc" / f"{key.hexdigest()}.pyc"
+    if out.exists():
+        return out
+    try:
+        code = compile(source, dfile, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        raise BuildError(f"{dfile} does not compile: {exc}") from None
+    atomic_write(out, _pyc_bytes(source, code))
+    return out
+
+
+def _pyc_bytes(source: bytes, code: types.CodeType) -> bytes:
+    """An unchecked-hash `.pyc` (PEP 552). Marshal format 4, which py_compile writes,
+    flags an object as shared when its reference count in the compiling process is above
+    one, so the bytes depend on what that process imported before; format 2 has no
+    shared references, and every Python 3 reads it."""
+    flags = (0b01).to_bytes(4, "little")  # hash-based, not checked against the source
+    return (
+        importlib.util.MAGIC_NUMBER
+        + flags
+        + importlib.util.source_hash(source)
+        + (marshal.dumps(code, 2))
+    )

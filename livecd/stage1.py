@@ -1,0 +1,82 @@
+"""The first-stage initramfs: busybox, the few signed modules that mount the live
+system's squashfs image, `/init` and the image itself.
+
+Its `/init` (templates/initramfs/init.j2) checks that the image arrived whole and that
+the machine has the memory the live system needs, mounts the image under a tmpfs
+overlay (writable, and still all in RAM: the CD can be ejected) and switches to it. When
+it cannot, it says so in one `cpushare: event=error what=memory` line and keeps a
+minimal system up whose power button works.
+"""
+
+from __future__ import annotations
+
+import io
+import stat
+from collections.abc import Iterable, Sequence
+
+from livecd import rootfs
+from livecd.formats.cpio import Entry, write_newc
+from livecd.kernel import Kernel, ModuleTree
+from livecd.templates import Rendered
+
+IMAGE = "live/root.squashfs"
+# loop and squashfs mount the image, overlay makes it writable; button and evdev let
+# acpid see the power button when the boot stops here.
+MODULES = ("loop", "squashfs", "overlay", "button", "evdev")
+# What /init and the stopped system run: everything else of busybox stays in the image.
+APPLETS = (
+    "sh", "mount", "umount", "mkdir", "cat", "cut", "sed", "echo", "modprobe", "losetup",
+    "switch_root", "stat", "grep", "init", "acpid", "getty", "poweroff", "sleep", "uname",
+    "dmesg", "rm",
+)  # fmt: skip
+# Rendered files of the live system that the first stage needs too.
+SHARED = ("lib/cpushare/say.sh",)
+# MemAvailable below which /init stops: what the live system takes with one idle seller
+# and its status screen, plus the smallest job memory worth selling (measured: see the
+# boot tests at 96 MiB).
+MIN_AVAILABLE_MB = 40
+
+
+def entries(
+    busybox: Sequence[Entry],
+    kernel: Kernel,
+    rendered_stage1: Iterable[Rendered],
+    rendered_rootfs: Iterable[Rendered],
+    power_button: Iterable[Entry],
+) -> list[Entry]:
+    """Every member of the first-stage archive but the image (`image_archive`)."""
+    binary = [e for e in busybox if e.path == "bin/busybox"]
+    links = [e for e in busybox if e.path.rsplit("/", 1)[-1] in APPLETS and e.path != "bin/busybox"]
+    shared = [f for f in rendered_rootfs if f.path in SHARED]
+    return rootfs.merge(
+        rootfs.skeleton(),
+        binary,
+        links,
+        rootfs.modules(kernel, ModuleTree(kernel.modules).closure(MODULES)),
+        rootfs.rendered(shared),
+        rootfs.rendered(rendered_stage1),
+        power_button,
+    )
+
+
+def initramfs(first_stage: bytes, image: bytes, epoch: int) -> bytes:
+    """The compressed first-stage archive, then the image in an uncompressed one: the
+    kernel unpacks a concatenation of both kinds, and compressing a squashfs image a
+    second time would only cost boot time. The image comes last so that, when memory
+    runs out while unpacking, it is what is cut short and /init is there to say so."""
+    buf = io.BytesIO()
+    write_newc([Entry(IMAGE, stat.S_IFREG | 0o444, data=image)], buf, mtime=epoch)
+    # The kernel looks for the next archive's header on a 4-byte boundary.
+    return first_stage + b"\0" * (-len(first_stage) % 512) + buf.getvalue()
+
+
+def split(initramfs: bytes) -> tuple[bytes, bytes]:
+    """`initramfs` (as `initramfs` made it) cut into its compressed first-stage archive,
+    zero padding included, and the uncompressed archive that holds the image."""
+    # The archive's first member is the image's folder, which write_newc adds.
+    name = IMAGE.split("/")[0].encode() + b"\0"
+    for offset in range(0, len(initramfs), 512):
+        header = initramfs[offset : offset + 110 + len(name)]
+        if header.startswith(b"070701") and header.endswith(name):
+            return initramfs[:offset], initramfs[offset:]
+    raise ValueError(f"no uncompressed archive holding {IMAGE} in this initramfs")
