@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from seller_processes import SellerProcess
 
-from cpushare.console import parse_line
 from livecd.toolchain import build_job
 
 HERE = Path(__file__).resolve().parent
@@ -24,78 +18,6 @@ def spin(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A job that burns about 0.65 s of CPU per thousand in its input."""
     out = tmp_path_factory.mktemp("jobs") / "spin.job"
     return build_job([HERE / "spin.c"], out).read_bytes()
-
-
-class SellerProcess:
-    """`python3 -m cpushare.seller ORDER` with its console captured to a file; from the
-    loopback address `source` if given (each address is another machine to the market)."""
-
-    def __init__(self, order: Path, workdir: Path, *extra: str, source: str | None = None) -> None:
-        self.order = order
-        self.status_dir = workdir / "status"
-        self.console = workdir / f"{order.stem}.console"
-        argv = [sys.executable, "-m", "cpushare.seller", str(order)]
-        argv += ["--status-dir", str(self.status_dir), "--wait", "1", "--backoff-max", "0.4"]
-        env = dict(os.environ)
-        if source is not None:
-            env["CPUSHARE_SOURCE_ADDRESS"] = source
-        with open(self.console, "wb") as out:
-            self.process = subprocess.Popen(
-                [*argv, *extra], stdout=out, stderr=subprocess.STDOUT, env=env
-            )
-
-    def events(self, name: str | None = None) -> list[dict[str, str]]:
-        lines = self.console.read_text(errors="replace").splitlines()
-        fields = [parse_line(line) for line in lines]
-        return [f for f in fields if f is not None and (name is None or f["event"] == name)]
-
-    def wait_for(self, name: str, count: int = 1, timeout: float = 60) -> list[dict[str, str]]:
-        give_up = time.monotonic() + timeout
-        while time.monotonic() < give_up:
-            found = self.events(name)
-            if len(found) >= count:
-                return found
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no {count} x {name} in:\n{self.console.read_text()}")
-
-    def stop(self, *, kill: bool = False) -> None:
-        if self.process.poll() is None:
-            if kill:
-                self.process.kill()
-            else:
-                self.process.terminate()
-        self.process.wait(timeout=20)
-
-
-def running(mentioning: str) -> list[int]:
-    """Live processes (zombies are dead) whose command line mentions `mentioning`: a
-    seller names its order file there, a fleet's forked seller its fleet's run folder."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue  # it ended while we looked
-        if mentioning.encode() in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
-
-
-def outlivers(mentioning: str, timeout: float = 15) -> list[int]:
-    """The processes mentioning `mentioning` still running after `timeout` seconds, if
-    any, SIGKILLed: whatever a test started ends with it, and the test learns of it."""
-    give_up = time.monotonic() + timeout
-    while (left := running(mentioning)) and time.monotonic() < give_up:
-        time.sleep(0.05)
-    for pid in left:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return left
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from conftest import SellerProcess
+from seller_processes import SellerProcess
 
 from cpushare.order import SellOrder
 from livecd.market_process import MarketProcess

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SellerProcess, outlivers, running
+from seller_processes import SellerProcess, outlivers, running
 
 from cpushare.console import parse_line
 from cpushare.seller.fleet import make_seats

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import outlivers, running
+from seller_processes import outlivers, running
 
 from cpushare.console import parse_line
 from livecd.market_process import MarketProcess

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SellerProcess
+from seller_processes import SellerProcess
 
 from cpushare.order import load_order
 from cpushare.seller.agent import Seller, stop_on_signal
