@@ -24,8 +24,9 @@ import sys
 from pathlib import Path
 
 from cpushare.console import emit
-from cpushare.seller.fleet import Fleet, FleetOptions, Seat
+from cpushare.seller.fleet import Fleet, FleetOptions
 from cpushare.seller.options import SellerOptions
+from cpushare.seller.plan import Seat
 from cpushare.seller.status import format_table, read_statuses
 from cpushare.startup import seccomp_works, valid_orders
 

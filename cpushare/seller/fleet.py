@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import gc
 import os
-import shutil
 import signal
 import sys
 import traceback
@@ -41,7 +40,7 @@ from cpushare.seller.agent import (
 from cpushare.seller.host import Identity, write_identity
 from cpushare.seller.lifeline import Lifeline
 from cpushare.seller.options import SellerOptions, add_arguments, from_arguments
-from cpushare.seller.plan import Plan, mem_available, plan_sellers
+from cpushare.seller.plan import Plan, Seat, make_seats, mem_available, plan_sellers
 from cpushare.seller.privileges import Enrollment, drop_to
 from cpushare.seller.status import boottime, read_status
 from cpushare.startup import BUILTIN, medium_orders, seccomp_works, valid_orders
@@ -53,16 +52,6 @@ MAX_BACKOFF = 60.0
 LONG_LIFE = 60.0
 # The OOM killer takes jobs first (the loader sets theirs to 1000), the sellers last.
 SELLER_OOM_SCORE_ADJ = -900
-
-
-@dataclass(frozen=True)
-class Seat:
-    """One seller's place: its copy of an order, its CPU and its nice level."""
-
-    name: str
-    order_file: Path
-    cpu: int
-    nice: int
 
 
 # Seller options the fleet sets itself, per fleet (from the plan) or per seat.
@@ -94,25 +83,6 @@ class Occupant:
     hung: bool = False
     revoked: bool = False  # its seller exited EXIT_REVOKED: the seat stays empty
     handover: int | None = None  # the pipe its identity goes down, once enrolled
-
-
-def make_seats(
-    orders: list[tuple[Path, int]], count: int, copies: Path, nice: int | None
-) -> list[Seat]:
-    """`count` seats sharing the orders in turn, one per online CPU in turn; each gets
-    its own copy of its order, named as the original instructions named them by hand
-    (libcaca-cpu0.cpu, libcaca-cpu1.cpu)."""
-    copies.mkdir(parents=True, exist_ok=True)
-    cpus = sorted(os.sched_getaffinity(0))
-    seats = []
-    for i in range(count):
-        order, order_nice = orders[i % len(orders)]
-        stem = order.stem.rsplit("-cpu", 1)[0] if "-cpu" in order.stem else order.stem
-        name = f"{stem}-cpu{i}"
-        copy = copies / f"{name}.cpu"
-        shutil.copyfile(order, copy)
-        seats.append(Seat(name, copy, cpus[i % len(cpus)], order_nice if nice is None else nice))
-    return seats
 
 
 class Fleet:

@@ -1,4 +1,5 @@
-"""How many sellers this machine can afford and how much memory each job may have.
+"""How many sellers this machine can afford, how much memory each job may have, and
+their seats (order, CPU and nice level each).
 
 Computed once at boot from MemAvailable: the live system lives in RAM, so a machine with
 256 MB has little to spare, and a job must never starve the sellers or the system.
@@ -6,6 +7,8 @@ Computed once at boot from MemAvailable: the live system lives in RAM, so a mach
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,3 +51,32 @@ def mem_available(meminfo: Path = Path("/proc/meminfo")) -> int:
         if name == "MemAvailable":
             return int(value.split()[0]) * 1024
     raise ValueError(f"{meminfo} has no MemAvailable line")
+
+
+@dataclass(frozen=True)
+class Seat:
+    """One seller's place: its copy of an order, its CPU and its nice level."""
+
+    name: str
+    order_file: Path
+    cpu: int
+    nice: int
+
+
+def make_seats(
+    orders: list[tuple[Path, int]], count: int, copies: Path, nice: int | None
+) -> list[Seat]:
+    """`count` seats sharing the orders in turn, one per online CPU in turn; each gets
+    its own copy of its order, named as the original instructions named them by hand
+    (libcaca-cpu0.cpu, libcaca-cpu1.cpu)."""
+    copies.mkdir(parents=True, exist_ok=True)
+    cpus = sorted(os.sched_getaffinity(0))
+    seats = []
+    for i in range(count):
+        order, order_nice = orders[i % len(orders)]
+        stem = order.stem.rsplit("-cpu", 1)[0] if "-cpu" in order.stem else order.stem
+        name = f"{stem}-cpu{i}"
+        copy = copies / f"{name}.cpu"
+        shutil.copyfile(order, copy)
+        seats.append(Seat(name, copy, cpus[i % len(cpus)], order_nice if nice is None else nice))
+    return seats

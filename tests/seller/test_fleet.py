@@ -15,7 +15,7 @@ import pytest
 from seller_processes import SellerProcess, outlivers, running
 
 from cpushare.console import parse_line
-from cpushare.seller.fleet import make_seats
+from cpushare.seller.plan import make_seats
 from cpushare.seller.status import read_status, read_statuses
 from livecd.market_process import MarketProcess
 from livecd.sdk.dither import dither, sample_image
