@@ -3,12 +3,11 @@
 Every request is made as this machine's host (cpushare.seller.host), on this seller's
 seat: its starting process hands it the identity on a pipe (`identity_fd`, read once the
 jail checked out, for as long as the enrollment takes); a seller started alone enrolls
-itself with one seat. Nothing the market says can
-stop it but a revocation: an unreachable or busy market means backing off with jitter, a
-malformed or hostile reply is logged on the console and survived, an unknown host (the
-market was reset) enrolls again once. Revoked, it says so in one console line and exits
-EXIT_REVOKED for good. Stopped (SIGTERM) with a job in hand, it hands the lease back so
-the job is requeued at once.
+itself with one seat. Nothing the market says can stop it but a revocation: an
+unreachable or busy market means backing off with jitter, a malformed or hostile reply is
+logged on the console and survived, an unknown host (the market was reset) enrolls again
+once. Revoked, it says so in one console line and exits EXIT_REVOKED for good. Stopped
+(SIGTERM) with a job in hand, it hands the lease back so the job is requeued at once.
 """
 
 from __future__ import annotations
@@ -217,9 +216,9 @@ class Seller:
             nice=self.nice,
             pid=os.getpid(),
         )
-        if self.identity_fd is not None and (code := self.receive_identity()) is not None:
-            return code
         try:
+            if self.identity_fd is not None and (code := self.receive_identity()) is not None:
+                return code
             while True:
                 self.serve_once()
         except Revoked as exc:

@@ -8,10 +8,10 @@ costs no start-up. Meanwhile it enrolls this machine with the market once per or
 (cpushare.seller.host; seats = the order's sellers), in a child running as the
 unprivileged user, for as long as the market takes; each seller waits for its host
 identity and seat on a pipe of its own. Each seller drops to the unprivileged user before
-it touches the network. The fleet restarts a seller that dies
-(with a back-off) but not one the market revoked (exit EXIT_REVOKED), replaces one whose
-status file went stale (hung), and on SIGTERM stops them all: they hand their leases back.
-Killed itself, it leaves none behind: each seller watches the fleet's lifeline
+it touches the network. The fleet restarts a seller that dies (with a back-off) but not
+one the market revoked (exit EXIT_REVOKED), replaces one whose status file went stale
+(hung), and on SIGTERM stops them all: they hand their leases back. Killed itself, it
+leaves none behind: each seller (and the enrolling child) watches the fleet's lifeline
 (cpushare.seller.lifeline) and stops when it breaks.
 """
 
@@ -98,7 +98,7 @@ class Fleet:
     def enroll(self) -> None:
         orders = [load_order(o.seat.order_file) for o in self.occupants]
         backoff_max = self.options.seller.backoff_max
-        self.enrollment = Enrollment(self.options.user, orders, backoff_max, self.lifeline.read_fd)
+        self.enrollment = Enrollment(self.options.user, orders, backoff_max, self.lifeline)
 
     def collect_identities(self) -> None:
         """Once the enrollment is done, hand each waiting seller its identity."""

@@ -17,7 +17,7 @@ from types import FrameType
 
 from cpushare.order import SellOrder
 from cpushare.seller.host import Identity, enroll_machine
-from cpushare.seller.lifeline import watch
+from cpushare.seller.lifeline import Lifeline
 
 
 def drop_to(user: tuple[int, int]) -> None:
@@ -34,14 +34,14 @@ def _stop(signum: int, _frame: FrameType | None) -> None:
 
 class Enrollment:
     """`enroll_machine(orders)`, as `user`, in a child that dies with the fleet (it
-    watches the fleet's lifeline `lifeline_fd`) and may wait for the market for long."""
+    watches the fleet's lifeline) and may wait for the market for long."""
 
     def __init__(
         self,
         user: tuple[int, int] | None,
         orders: list[SellOrder],
         backoff_max: float,
-        lifeline_fd: int,
+        lifeline: Lifeline,
     ) -> None:
         self._buffer = b""
         read_fd, write_fd = os.pipe()
@@ -53,7 +53,7 @@ class Enrollment:
                 os.close(read_fd)
                 signal.signal(signal.SIGTERM, _stop)
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
-                watch(lifeline_fd)
+                lifeline.in_child()
                 if user is not None:
                     drop_to(user)
                 found = enroll_machine(orders, backoff_max)

@@ -15,9 +15,11 @@ import pytest
 from seller_processes import SellerProcess, outlivers, running
 
 from cpushare.console import parse_line
+from cpushare.order import SellOrder
 from cpushare.seller.plan import make_seats
 from cpushare.seller.status import read_status, read_statuses
-from livecd.market_process import MarketProcess
+from livecd.market_process import MarketProcess, free_port
+from livecd.orders import write_order
 from livecd.sdk.dither import dither, sample_image
 from market import admin
 from market.buyer import BuyerClient
@@ -250,3 +252,23 @@ def test_a_revoked_host_stops_every_seller_of_the_fleet_for_good(
     statuses = read_statuses(fleet.run / "status")
     assert {s.state for s in statuses.values()} == {"revoked"}
     assert "Traceback" not in fleet.console.read_text()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_fleet_stopped_while_it_waits_to_enroll_leaves_nothing_behind(
+    tmp_path: Path, fleets: list[FleetProcess], signum: signal.Signals
+) -> None:
+    (tmp_path / "orders").mkdir()
+    order = SellOrder(f"http://127.0.0.1:{free_port()}", "o-nowhere", "s" * 24, "volunteer")
+    write_order(order, tmp_path / "orders" / "nowhere.cpu")
+    fleet = FleetProcess(tmp_path, "cpushare.sellers=2")
+    fleets.append(fleet)
+    fleet.wait_for("seller-started", 2)
+    fleet.wait_for("error", 2, what="market-unreachable")
+    assert not fleet.events("enrolled")
+    statuses = read_statuses(fleet.run / "status")
+    assert {s.state for s in statuses.values()} == {"enrolling"}
+    fleet.process.send_signal(signum)
+    fleet.process.wait(timeout=15)
+    # The sellers and the child enrolling the machine end with it.
+    assert outlivers(str(fleet.run)) == []
