@@ -14,13 +14,13 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from cpushare import protocol
 from cpushare.limits import MAX_PROGRAM_BYTES, JobLimits
-from market import accounts, agreement, jobs, leasing, openapi
+from market import access, accounts, agreement, jobs, leasing, openapi, stats
 from market.api import (
     Credentials,
     base64_field,
@@ -34,6 +34,7 @@ from market.api import (
     read_body,
     read_json,
 )
+from market.deadlines import client_gone
 from market.errors import Forbidden, MarketError, Unauthorized
 from market.store import Store, StoreFull
 
@@ -84,6 +85,7 @@ class Market:
         self.sellers_seen: dict[tuple[str, str], float] = {}
         self._accounts: dict[str, int] = {}
         self._orders: dict[tuple[str, str], bool] = {}
+        self.public_stats = stats.PublicStats()
         # Built once, and before serving: an undocumented route stops the market at start.
         self.openapi_json = json.dumps(openapi_document(), indent=2).encode()
 
@@ -152,13 +154,6 @@ class Market:
             raise Unauthorized("unknown order or wrong secret")
         self._orders[key] = True
 
-    def account_or_seller(self, request: Request) -> None:
-        creds = credentials(request)
-        if creds.api_key is not None:
-            self.account(request)
-        else:
-            self._check_order(creds)
-
     # Buyers.
 
     async def upload_program(self, request: Request) -> Response:
@@ -171,8 +166,12 @@ class Market:
         )
 
     async def get_program(self, request: Request) -> Response:
-        self.account_or_seller(request)
+        creds = credentials(request)
+        account = self.account(request) if creds.api_key is not None else None
+        if account is None:
+            self._check_order(creds)
         sha256 = request.path_params["sha256"]
+        access.check_program_read(self.db.reader, sha256, account=account, order=creds.order_id)
         data = jobs.program_bytes(self.db.reader, sha256)
         return Response(data, media_type="application/octet-stream")
 
@@ -212,13 +211,21 @@ class Market:
         return Response(data, media_type="application/octet-stream")
 
     async def status(self, request: Request) -> Response:
-        self.account(request)
+        account = self.account(request)
         now = time.time()
-        doc = jobs.market_status(self.db.reader, now)
-        seen = [k for k, t in self.sellers_seen.items() if now - t < SELLER_SEEN_SECONDS]
+        doc = stats.own_status(self.db.reader, account, now)
+        mine = stats.own_orders(self.db.reader, account)
+        seen = [
+            (order, seller)
+            for (order, seller), t in self.sellers_seen.items()
+            if order in mine and now - t < SELLER_SEEN_SECONDS
+        ]
         doc["sellers_seen"] = len(seen)
         doc["orders_seen"] = len({order for order, _ in seen})
         return json_response(doc)
+
+    async def stats(self, _request: Request) -> Response:
+        return json_response(self.public_stats.get(self.db.reader, time.time()))
 
     # Sellers.
 
@@ -345,6 +352,7 @@ ROUTES = (
     ("/v1/health", "GET", "health"),
     ("/v1/openapi.json", "GET", "openapi"),
     ("/v1/status", "GET", "status"),
+    ("/v1/stats", "GET", "stats"),
     ("/v1/programs", "PUT", "upload_program"),
     ("/v1/programs/{sha256}", "GET", "get_program"),
     ("/v1/jobs", "POST", "submit"),
@@ -376,6 +384,7 @@ def create_app(config: MarketConfig) -> Starlette:
         lifespan=market.lifespan,
         exception_handlers={
             MarketError: _market_error,
+            ClientDisconnect: client_gone,
             HTTPException: _http_error,
             StoreFull: _store_full,
             Exception: _internal_error,

@@ -8,7 +8,6 @@ import time
 
 from cpushare.jail import InvalidProgram, Limits, validate_program
 from cpushare.limits import BOUNDS, MAX_INPUT_BYTES, MAX_PROGRAM_BYTES, JobLimits
-from market import ledger
 from market.errors import Conflict, MarketError, NotFound
 
 MAX_BATCH_JOBS = 1000
@@ -153,21 +152,3 @@ def job_output(conn: sqlite3.Connection, account: int, job_id: int) -> bytes:
         "SELECT output FROM results WHERE job_id = ? AND verdict = 'accepted' LIMIT 1", (job_id,)
     ).fetchone()
     return bytes(row[0])
-
-
-def market_status(conn: sqlite3.Connection, now: float) -> dict[str, object]:
-    """Queue, leases, throughput and coins per account."""
-    states = dict.fromkeys(("open", "done", "failed"), 0)
-    states.update(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
-    leased = conn.execute("SELECT count(*) FROM leases WHERE state = 'active'").fetchone()[0]
-    last_minute, last_hour = conn.execute(
-        "SELECT count(*) FILTER (WHERE created >= ?), count(*) FROM results WHERE created >= ?",
-        (now - 60, now - 3600),
-    ).fetchone()
-    return {
-        "jobs": states,
-        "leases_active": leased,
-        "results_last_minute": last_minute,
-        "results_last_hour": last_hour,
-        "coins": ledger.coins_per_account(conn),
-    }

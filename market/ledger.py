@@ -34,12 +34,3 @@ def credited_millicoins(conn: sqlite3.Connection, result_id: int) -> int:
     """What the result earned, in thousandths of a coin (0 if nothing, yet)."""
     row = conn.execute("SELECT millicoins FROM ledger WHERE result_id = ?", (result_id,)).fetchone()
     return 0 if row is None else int(row[0])
-
-
-def coins_per_account(conn: sqlite3.Connection) -> dict[str, float]:
-    """Every account's credited coins, by account name."""
-    rows = conn.execute(
-        "SELECT a.name, coalesce(sum(l.millicoins), 0) FROM accounts a "
-        "LEFT JOIN ledger l ON l.account_id = a.id GROUP BY a.id ORDER BY a.name"
-    ).fetchall()
-    return {name: millicoins / 1000 for name, millicoins in rows}
