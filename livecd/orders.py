@@ -14,6 +14,7 @@ import requests
 
 from cpushare.order import MAX_ORDER_BYTES, OrderError, SellOrder, parse_order, parse_order_bytes
 from livecd.errors import UserError
+from market.safehttp import SameHostSession, UnsafeURL, check_url
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -97,10 +98,18 @@ def _problems(exc: OrderError) -> str:
 
 
 def fetch_order(url: str, out: Path, *, ca_bundle: Path | None = None) -> SellOrder:
-    """Download a `.cpu` file, validate it, and only then write it to `out`."""
+    """Download a `.cpu` file (https, or http on loopback; redirects on the same host
+    only: it holds a secret), validate it, and only then write it to `out`."""
     verify: bool | str = str(ca_bundle) if ca_bundle else True
     try:
-        with requests.get(url, timeout=30, stream=True, verify=verify) as reply:
+        check_url(url)
+    except UnsafeURL as exc:
+        raise UserError(f"will not fetch an order (it holds a secret): {exc}") from None
+    try:
+        with (
+            SameHostSession() as session,
+            session.get(url, timeout=30, stream=True, verify=verify) as reply,
+        ):
             if reply.status_code != 200:
                 raise UserError(f"{url}: the server answered HTTP {reply.status_code}")
             data = reply.raw.read(MAX_ORDER_BYTES + 1, decode_content=True)
