@@ -181,6 +181,18 @@ def account_list(db: Path, as_json: bool) -> None:
         click.echo(f"{row['name']:20} orders={row['orders']:<5} coins={row['coins']:.3f}")
 
 
+@account.command("leaderboard")
+@click.argument("name")
+@click.option("--off", is_flag=True, help="Take the account off the leaderboard.")
+@_db_option
+def account_leaderboard(name: str, off: bool, db: Path) -> None:
+    """Show account NAME and its coins on the public leaderboard (/v1/stats), or not."""
+    from market.admin import set_leaderboard
+
+    _user_errors(lambda: set_leaderboard(db, name, not off))
+    click.echo(f"account {name}: {'off' if off else 'on'} the public leaderboard")
+
+
 @market.group("order")
 def market_order() -> None:
     """Sell orders: the `.cpu` files sellers run with."""
