@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from asyncio import TimerHandle
+from collections.abc import Callable
 from typing import Any
 
 import uvloop
@@ -60,12 +61,10 @@ class GuardedHttp(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
-    def data_received(self, data: bytes) -> None:
-        self._head_started = True
-        super().data_received(data)
-
     def on_message_begin(self) -> None:
+        # Called at a request's first byte.
         super().on_message_begin()
+        self._head_started = True
         if self._deadline is None:
             # A later request on a kept-alive connection: its head starts now.
             self._arm(HEAD_SECONDS, self._head_late)
@@ -85,7 +84,7 @@ class GuardedHttp(HttpToolsProtocol):
         self._head_started = False
         super().on_message_complete()
 
-    def _arm(self, seconds: float, callback: Any) -> None:
+    def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
         self._disarm()
         self._deadline = self.loop.call_later(seconds, callback)
 
