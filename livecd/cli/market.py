@@ -354,7 +354,7 @@ def submit(
 @market.command()
 @_buyer
 def status(market_url: str, api_key: str, cacert: Path | None, as_json: bool) -> None:
-    """The queue, active leases, sellers seen, throughput and coins per account."""
+    """Your account: its queue, leases, sellers seen, results and coins."""
     doc = _user_errors(lambda: _client(market_url, api_key, cacert).status())
     if as_json:
         _echo_json(doc)
