@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 from cpushare.console import parse_line
 from cpushare.order import SellOrder
@@ -156,7 +157,11 @@ class ThrowawayMarket:
         return {int(str(job["id"])): job for job in self.buyer.jobs("done")}
 
     def coins(self) -> dict[str, float]:
-        return dict(self.buyer.status()["coins"])
+        """Every account's coins, as the operator sees them (an account sees only its own)."""
+        return {
+            str(row["name"]): cast(float, row["coins"])
+            for row in admin.list_accounts(self.process.db)
+        }
 
 
 class ConsoleWatch:
