@@ -224,7 +224,7 @@ class Market:
         doc["orders_seen"] = len({order for order, _ in seen})
         return json_response(doc)
 
-    async def stats(self, _request: Request) -> Response:
+    async def market_stats(self, _request: Request) -> Response:
         return json_response(self.public_stats.get(self.db.reader, time.time()))
 
     # Sellers.
@@ -352,7 +352,7 @@ ROUTES = (
     ("/v1/health", "GET", "health"),
     ("/v1/openapi.json", "GET", "openapi"),
     ("/v1/status", "GET", "status"),
-    ("/v1/stats", "GET", "stats"),
+    ("/v1/stats", "GET", "market_stats"),
     ("/v1/programs", "PUT", "upload_program"),
     ("/v1/programs/{sha256}", "GET", "get_program"),
     ("/v1/jobs", "POST", "submit"),
