@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 from asyncio import TimerHandle
-from collections.abc import Callable
 from typing import Any
 
 import uvloop
@@ -44,35 +43,50 @@ TIMEOUT_REPLY = (
 
 
 class GuardedHttp(HttpToolsProtocol):
-    """uvicorn's httptools protocol with the head, body and idle deadlines above."""
+    """uvicorn's httptools protocol with the head, body and idle deadlines above.
+
+    Timers are armed after the parser has seen each chunk, for the phase the request is
+    left in: a request that arrives whole (nearly all of them) costs no timer at all."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: TimerHandle | None = None
-        self._head_started = False
+        self._watching: str | None = None  # "head" or "body": what the timer is for
+        self._phase = "head"  # "head", "body" or "done": how far the request has come
+        self._begun = False  # a byte of the current request has arrived
+        self._completed = False  # a request was completed by the chunk being parsed
         self._body_bytes = 0
         self._window_start = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm(HEAD_SECONDS, self._head_late)
+        self._watch("head", HEAD_SECONDS)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        self._completed = False
+        super().data_received(data)
+        if self.transport.is_closing():
+            self._disarm()
+        elif self._phase == "body":
+            self._watch("body", BODY_WINDOW)
+        elif self._phase == "head" or not self._completed:
+            # Part of a head, or bytes after a finished request: a head is on its way.
+            self._watch("head", HEAD_SECONDS)
+        else:
+            self._disarm()
+
     def on_message_begin(self) -> None:
-        # Called at a request's first byte.
         super().on_message_begin()
-        self._head_started = True
-        if self._deadline is None:
-            # A later request on a kept-alive connection: its head starts now.
-            self._arm(HEAD_SECONDS, self._head_late)
+        self._phase = "head"
+        self._begun = True
 
     def on_headers_complete(self) -> None:
-        self._disarm()
-        self._body_bytes = self._window_start = 0
-        self._arm(BODY_WINDOW, self._body_check)
+        self._phase = "body"
+        self._body_bytes = 0
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -80,37 +94,44 @@ class GuardedHttp(HttpToolsProtocol):
         super().on_body(body)
 
     def on_message_complete(self) -> None:
-        self._disarm()
-        self._head_started = False
+        self._phase = "done"
+        self._begun = False
+        self._completed = True
         super().on_message_complete()
 
-    def _arm(self, seconds: float, callback: Callable[[], None]) -> None:
+    def _watch(self, what: str, seconds: float) -> None:
+        """Arm the timer for `what` unless it is already armed for it."""
+        if self._watching == what:
+            return
         self._disarm()
-        self._deadline = self.loop.call_later(seconds, callback)
+        self._watching = what
+        self._window_start = self._body_bytes
+        late = self._head_late if what == "head" else self._body_check
+        self._deadline = self.loop.call_later(seconds, late)
 
     def _disarm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
-            self._deadline = None
+        self._deadline = None
+        self._watching = None
 
     def _head_late(self) -> None:
-        self._deadline = None
+        self._deadline = self._watching = None
         if self.transport.is_closing():
             return
-        if self._head_started:
+        if self._begun:
             self.transport.write(TIMEOUT_REPLY)
         self.transport.abort()
 
     def _body_check(self) -> None:
-        self._deadline = None
+        self._deadline = self._watching = None
         arrived = self._body_bytes - self._window_start
         # A paused read is the application's doing (it is not consuming the body yet),
         # not the client's: it does not count against the client.
         if arrived < BODY_BYTES and not self.flow.read_paused:
             self.transport.abort()
             return
-        self._window_start = self._body_bytes
-        self._arm(BODY_WINDOW, self._body_check)
+        self._watch("body", BODY_WINDOW)
 
 
 class MarketLoop(uvloop.Loop):
