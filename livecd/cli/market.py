@@ -276,7 +276,7 @@ def _buyer(fn: F) -> F:
 def _client(market_url: str, api_key: str, cacert: Path | None) -> Any:
     from market.buyer import BuyerClient
 
-    return BuyerClient(market_url, api_key, cacert=cacert)
+    return _user_errors(lambda: BuyerClient(market_url, api_key, cacert=cacert))
 
 
 def _read(path: Path) -> bytes:

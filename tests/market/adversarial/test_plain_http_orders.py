@@ -36,8 +36,13 @@ def test_plain_http_build_order_is_refused(tmp_path: Path) -> None:
 def test_plain_http_buyer_client_keeps_its_key(tmp_path: Path) -> None:
     with pytest.raises(ClientError, match=r"will not send the API key: .*plain http"):
         BuyerClient(FAR, "ck-secret")
-    refused = CliRunner().invoke(
-        main, ["market", "status", "--market", FAR, "--api-key", "ck-secret"]
-    )
-    assert refused.exit_code == 2
-    assert len(refused.output.strip().splitlines()) == 1 and "plain http" in refused.output
+    (tmp_path / "job").write_bytes(b"")
+    for command in (
+        ["status"],
+        ["submit", str(tmp_path / "job"), "--input", str(tmp_path / "job")],
+    ):
+        refused = CliRunner().invoke(
+            main, ["market", *command, "--market", FAR, "--api-key", "ck-secret"]
+        )
+        assert refused.exit_code == 2, refused.output
+        assert len(refused.output.strip().splitlines()) == 1 and "plain http" in refused.output
