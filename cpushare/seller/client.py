@@ -12,6 +12,7 @@ import hashlib
 import http.client
 import json
 import ssl
+import time
 import urllib.parse
 from typing import Any
 
@@ -20,6 +21,9 @@ from cpushare.order import SellOrder
 USER_AGENT = "cpushare-seller/1"
 # Replies bigger than this are refused unread: a lease carries at most a 16 MiB input.
 MAX_REPLY_BYTES = 24 << 20
+# The market closes a kept-alive connection idle for 8 s: one idle longer than this is
+# opened afresh, not reused and found closed halfway through a request.
+REUSE_SECONDS = 4.0
 
 
 class Unreachable(Exception):
@@ -83,6 +87,7 @@ class MarketClient:
         token = base64.b64encode(f"{order.order_id}:{order.secret}".encode()).decode()
         self._headers = {"Authorization": f"Basic {token}", "User-Agent": USER_AGENT}
         self._conn: http.client.HTTPConnection | None = None
+        self._last_used = 0.0
 
     def close(self) -> None:
         if self._conn is not None:
@@ -103,6 +108,8 @@ class MarketClient:
         headers = dict(self._headers)
         if data is not None:
             headers["Content-Type"] = "application/json"
+        if time.monotonic() - self._last_used > REUSE_SECONDS:
+            self.close()
         try:
             if self._conn is None:
                 self._conn = _connection(self.order, self.timeout)
@@ -112,6 +119,7 @@ class MarketClient:
             self._conn.request(method, self.prefix + path, body=data, headers=headers)
             reply = self._conn.getresponse()
             payload = reply.read(cap + 1)
+            self._last_used = time.monotonic()
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise Unreachable(f"{method} {path}: {exc or type(exc).__name__}") from None
