@@ -40,13 +40,14 @@ def test_program_read_by_a_seller_needs_a_lease_on_it(
     market: MarketProcess, buyer: BuyerClient, fsdither: bytes, tmp_path: Path
 ) -> None:
     market.account("volunteer")
-    seller = market.order("volunteer", tmp_path / "volunteer.cpu")
-    creds = (seller.order_id, seller.secret)
+    host = market.enroll(market.order("volunteer", tmp_path / "volunteer.cpu"))
+    creds = host.auth
     sha256 = buyer.upload_program(fsdither)
     assert _get(market, sha256, creds).status_code == 404
-    buyer.submit(sha256, [b"P5\n1 1\n255\n\x80"])
+    # One host is enough to hold the lease this test is about (replicas=1).
+    buyer.submit(sha256, [b"P5\n1 1\n255\n\x80"], replicas=1)
     lease = requests.post(
-        f"{market.url}/v1/lease", json={"wait": 0, "seller": "s"}, auth=creds, timeout=10
+        f"{market.url}/v1/lease", json={"wait": 0, "seat": 0}, auth=creds, timeout=10
     ).json()
     assert _get(market, sha256, creds).content == fsdither
     posted = requests.post(
