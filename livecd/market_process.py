@@ -167,6 +167,7 @@ class MarketProcess:
                 f"{self.url}/v1/hosts",
                 json={"seats": seats},
                 auth=(order.order_id, order.secret),
+                verify=str(self.cert) if self.cert else True,
                 timeout=10,
             )
         if reply.status_code != 201:

@@ -17,6 +17,7 @@ from cpushare.order import (
 from cpushare.order import cert_pin as pin_of
 from livecd.errors import UserError
 from livecd.files import atomic_write
+from market.safehttp import SameHostSession, UnsafeURL, check_url
 
 # An order holds its secret: only its owner reads it.
 SECRET_MODE = 0o600
@@ -62,10 +63,18 @@ def _problems(exc: OrderError) -> str:
 
 
 def fetch_order(url: str, out: Path, *, ca_bundle: Path | None = None) -> SellOrder:
-    """Download a `.cpu` file, validate it, and only then write it to `out`."""
+    """Download a `.cpu` file (https, or http on loopback; redirects on the same host
+    only: it holds a secret), validate it, and only then write it to `out`."""
     verify: bool | str = str(ca_bundle) if ca_bundle else True
     try:
-        with requests.get(url, timeout=30, stream=True, verify=verify) as reply:
+        check_url(url)
+    except UnsafeURL as exc:
+        raise UserError(f"will not fetch an order (it holds a secret): {exc}") from None
+    try:
+        with (
+            SameHostSession() as session,
+            session.get(url, timeout=30, stream=True, verify=verify) as reply,
+        ):
             if reply.status_code != 200:
                 raise UserError(f"{url}: the server answered HTTP {reply.status_code}")
             data = reply.raw.read(MAX_ORDER_BYTES + 1, decode_content=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from cpushare.order import SellOrder
-from market import accounts, hosts, ledger
+from market import accounts, hosts, ledger, stats
 from market.errors import MarketError
 from market.store import transact
 
@@ -31,6 +31,11 @@ def new_account(db: Path, name: str) -> accounts.IssuedAccount:
 
 def list_accounts(db: Path) -> list[dict[str, object]]:
     return _transaction(db, accounts.list_accounts)
+
+
+def set_leaderboard(db: Path, name: str, on: bool) -> None:
+    """Put the account on the public leaderboard (its name and coins), or take it off."""
+    _transaction(db, lambda conn: stats.set_leaderboard(conn, name, on))
 
 
 def new_order(

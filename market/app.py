@@ -14,13 +14,13 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from cpushare import protocol
 from cpushare.limits import MAX_PROGRAM_BYTES, JobLimits
-from market import agreement, hosts, jobs, leasing, openapi
+from market import access, agreement, hosts, jobs, leasing, openapi, stats
 from market.api import (
     base64_field,
     bounded_int,
@@ -34,6 +34,7 @@ from market.api import (
     read_json,
 )
 from market.auth import Authenticator
+from market.deadlines import client_gone
 from market.errors import MarketError
 from market.responses import http_error, internal_error, json_response, market_error, store_full
 from market.store import Store, StoreFull
@@ -79,6 +80,7 @@ class Market:
         # (host, seat) -> (order, last seen): keyed by market-issued host ids, and pruned.
         self.seats_seen: dict[tuple[str, int], tuple[str, float]] = {}
         self.auth = Authenticator(lambda: self.db.reader)
+        self.public_stats = stats.PublicStats()
         # Built once, and before serving: an undocumented route stops the market at start.
         self.openapi_json = json.dumps(openapi_document(), indent=2).encode()
 
@@ -124,13 +126,6 @@ class Market:
     def seller(self, request: Request) -> hosts.Host:
         return self.auth.host(credentials(request))
 
-    def account_or_seller(self, request: Request) -> None:
-        creds = credentials(request)
-        if creds.api_key is not None:
-            self.auth.account(creds)
-        else:
-            self.auth.host(creds)
-
     def _seen(self, host: hosts.Host, seat: int) -> None:
         now = time.time()
         if len(self.seats_seen) >= MAX_SEATS_SEEN:
@@ -152,8 +147,11 @@ class Market:
         )
 
     async def get_program(self, request: Request) -> Response:
-        self.account_or_seller(request)
+        creds = credentials(request)
+        account = self.auth.account(creds) if creds.api_key is not None else None
+        host = None if account is not None else self.auth.host(creds).id
         sha256 = request.path_params["sha256"]
+        access.check_program_read(self.db.reader, sha256, account=account, host=host)
         data = jobs.program_bytes(self.db.reader, sha256)
         return Response(data, media_type="application/octet-stream")
 
@@ -167,6 +165,8 @@ class Market:
         limits = parse_limits(field(doc, "limits", dict, {}))
         inputs = [base64_field(item, f"inputs[{i}]") for i, item in enumerate(raw_inputs)]
         jobs.check_batch(inputs, replicas, limits)
+        # Running a program is reading it: only its owners may (another's is "no program").
+        access.check_program_read(self.db.reader, program, account=owner, host=None)
         code = jobs.program_bytes(self.db.reader, program)
         jobs.check_program(code, limits)
         ids = await self.db.write(
@@ -194,10 +194,13 @@ class Market:
         return Response(data, media_type="application/octet-stream")
 
     async def status(self, request: Request) -> Response:
-        self.account(request)
+        account = self.account(request)
         now = time.time()
-        doc = jobs.market_status(self.db.reader, now)
-        seen = [o for o, t in self.seats_seen.values() if now - t < SELLER_SEEN_SECONDS]
+        doc = stats.own_status(self.db.reader, account, now)
+        mine = stats.own_orders(self.db.reader, account)
+        seen = [
+            o for o, t in self.seats_seen.values() if o in mine and now - t < SELLER_SEEN_SECONDS
+        ]
         doc["sellers_seen"] = len(seen)
         doc["orders_seen"] = len(set(seen))
         return json_response(doc)
@@ -225,6 +228,9 @@ class Market:
         self.auth.clear()
         self._notify()
         return json_response({"order": order_id, "revoked": True})
+
+    async def market_stats(self, _request: Request) -> Response:
+        return json_response(self.public_stats.get(self.db.reader, time.time()))
 
     # Sellers.
 
@@ -343,6 +349,7 @@ ROUTES = (
     ("/v1/health", "GET", "health"),
     ("/v1/openapi.json", "GET", "openapi"),
     ("/v1/status", "GET", "status"),
+    ("/v1/stats", "GET", "market_stats"),
     ("/v1/programs", "PUT", "upload_program"),
     ("/v1/programs/{sha256}", "GET", "get_program"),
     ("/v1/jobs", "POST", "submit"),
@@ -378,6 +385,7 @@ def create_app(config: MarketConfig) -> Starlette:
         lifespan=market.lifespan,
         exception_handlers={
             MarketError: market_error,
+            ClientDisconnect: client_gone,
             HTTPException: http_error,
             StoreFull: store_full,
             Exception: internal_error,

@@ -9,6 +9,8 @@ from typing import Any
 
 import requests
 
+from market.safehttp import SameHostSession, UnsafeURL, check_url
+
 
 class ClientError(RuntimeError):
     """The market refused a request or could not be reached; the message says which."""
@@ -19,7 +21,11 @@ class BuyerClient:
 
     def __init__(self, url: str, api_key: str, *, cacert: Path | None = None) -> None:
         self.url = url.rstrip("/")
-        self.session = requests.Session()
+        try:
+            check_url(self.url)
+        except UnsafeURL as exc:
+            raise ClientError(f"will not send the API key: {exc}") from None
+        self.session = SameHostSession()
         self.session.headers["Authorization"] = f"Bearer {api_key}"
         # Given per request: a session-wide setting loses to $REQUESTS_CA_BUNDLE.
         self.verify: str | bool = str(cacert) if cacert else True

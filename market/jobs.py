@@ -32,11 +32,15 @@ def check_program(program: bytes, limits: JobLimits = MOST_MEMORY) -> str:
 
 
 def store_program(conn: sqlite3.Connection, account: int, program: bytes, sha256: str) -> bool:
-    """Keep a validated program; True if it was new."""
+    """Keep a validated program, owned by `account` too; True if its bytes were new."""
     cursor = conn.execute(
         "INSERT OR IGNORE INTO programs (sha256, size, data, account_id, created) "
         "VALUES (?, ?, ?, ?, ?)",
         (sha256, len(program), program, account, time.time()),
+    )
+    conn.execute(
+        "INSERT OR IGNORE INTO program_owners (sha256, account_id) VALUES (?, ?)",
+        (sha256, account),
     )
     return cursor.rowcount == 1
 
@@ -167,21 +171,3 @@ def job_output(conn: sqlite3.Connection, account: int, job_id: int) -> bytes:
         "SELECT output FROM results WHERE job_id = ? AND verdict = 'accepted' LIMIT 1", (job_id,)
     ).fetchone()
     return bytes(row[0])
-
-
-def market_status(conn: sqlite3.Connection, now: float) -> dict[str, object]:
-    """Queue, leases, throughput and coins per account."""
-    states = dict.fromkeys(("open", "done", "failed"), 0)
-    states.update(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
-    leased = conn.execute("SELECT count(*) FROM leases WHERE state = 'active'").fetchone()[0]
-    last_minute, last_hour = conn.execute(
-        "SELECT count(*) FILTER (WHERE created >= ?), count(*) FROM results WHERE created >= ?",
-        (now - 60, now - 3600),
-    ).fetchone()
-    return {
-        "jobs": states,
-        "leases_active": leased,
-        "results_last_minute": last_minute,
-        "results_last_hour": last_hour,
-        "coins": ledger.coins_per_account(conn),
-    }

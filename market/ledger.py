@@ -124,12 +124,6 @@ def paid_millicoins(conn: sqlite3.Connection, result_id: int) -> int:
     return 0 if row is None else int(row[0])
 
 
-def coins_per_account(conn: sqlite3.Connection) -> dict[str, float]:
-    """Every account's balance, by account name."""
-    rows = conn.execute("SELECT name, millicoins FROM accounts ORDER BY name").fetchall()
-    return {name: millicoins / 1000 for name, millicoins in rows}
-
-
 def check(conn: sqlite3.Connection) -> list[str]:
     """Every way the books disagree with themselves; empty when they add up."""
     books = dict(

@@ -100,9 +100,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("/v1/health", "GET"): Operation("Liveness", (), {200: ("up", ANY_OBJECT)}),
     ("/v1/openapi.json", "GET"): Operation("This document", (), {200: ("OpenAPI 3.1", ANY_OBJECT)}),
     ("/v1/status", "GET"): Operation(
-        "Queue, leases, throughput, sellers seen and coins per account",
+        "The caller's own account: its queue, leases, results, sellers seen and coins",
         ("account",),
-        {200: ("market status", _json("Status"))},
+        {200: ("the account's status", _json("Status"))},
+    ),
+    ("/v1/stats", "GET"): Operation(
+        "Public figures: market-wide totals and the opt-in leaderboard",
+        (),
+        {200: ("market totals", _json("Stats"))},
     ),
     ("/v1/programs", "PUT"): Operation(
         "Upload a job program (static x86-64 ELF), validated by the jail",
@@ -112,10 +117,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body=BINARY,
     ),
     ("/v1/programs/{sha256}", "GET"): Operation(
-        "Download a program by sha256",
+        "Download a program by sha256: its owner, or a host leasing a job that runs it",
         ("account", "host"),
         {200: ("the program", BINARY)},
-        {404: "No such program."},
+        {404: "No such program that these credentials may read."},
         parameters=(
             {"name": "sha256", "in": "path", "required": True, "schema": {"type": "string"}},
         ),
@@ -257,11 +262,21 @@ def _market_schemas(lease_defaults: tuple[int, int], max_wait: float) -> dict[st
     }
     counts = ("leases_active", "results_last_minute", "results_last_hour")
     status_fields: dict[str, Any] = {
+        "account": {"type": "string"},
         "jobs": {"type": "object", "additionalProperties": {"type": "integer"}},
         **{name: {"type": "integer"} for name in counts},
         "coins": {"type": "object", "additionalProperties": {"type": "number"}},
         "sellers_seen": {"type": "integer"},
         "orders_seen": {"type": "integer"},
+    }
+    leader = _object(
+        ["account", "coins"], {"account": {"type": "string"}, "coins": {"type": "number"}}
+    )
+    stats_fields: dict[str, Any] = {
+        "jobs": status_fields["jobs"],
+        **{name: {"type": "integer"} for name in counts},
+        "coins_credited": {"type": "number"},
+        "leaderboard": {"type": "array", "items": leader},
     }
     return {
         "Error": _object(["error"], {"error": {"type": "string"}}),
@@ -298,6 +313,7 @@ def _market_schemas(lease_defaults: tuple[int, int], max_wait: float) -> dict[st
         "Job": _object(list(job_fields), job_fields),
         "JobList": _object(["jobs"], {"jobs": {"type": "array", "items": _ref("Job")}}),
         "Status": _object(list(status_fields), status_fields),
+        "Stats": _object(list(stats_fields), stats_fields),
         "LeaseRequest": {
             "type": "object",
             "properties": {

@@ -163,6 +163,16 @@ MIGRATIONS: tuple[str, ...] = (
         (SELECT coalesce(sum(millicoins), 0) FROM ledger WHERE ledger.account_id = accounts.id);
     DROP TABLE ledger;
     """,
+    """
+    -- A program's bytes are shared by every account that uploaded them; each may run and
+    -- read them, no other (market.access).
+    CREATE TABLE program_owners (
+        sha256 TEXT NOT NULL REFERENCES programs(sha256),
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        PRIMARY KEY (sha256, account_id)
+    ) WITHOUT ROWID;
+    INSERT INTO program_owners (sha256, account_id) SELECT sha256, account_id FROM programs;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

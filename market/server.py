@@ -1,9 +1,12 @@
-"""Running the market: uvicorn (uvloop + httptools), TLS unless bound to loopback."""
+"""Running the market: uvicorn (uvloop + httptools), TLS unless bound to loopback, with
+deadlines on every connection (`market.deadlines`)."""
 
 from __future__ import annotations
 
+import resource
 import sqlite3
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import uvicorn
 from cpushare.order import is_loopback_host
 from market import accounts
 from market.app import MarketConfig, create_app
+from market.deadlines import KEEP_ALIVE_SECONDS, GuardedHttp
 from market.store import transact
 from market.tls import pem_sha256
 
@@ -63,9 +67,7 @@ def prepare(options: ServeOptions) -> str:
     if options.cert is not None and options.key is not None:
         try:
             pin = pem_sha256(options.cert.read_bytes())
-            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
-                options.cert, options.key
-            )
+            server_context(options.cert, options.key)
         except (OSError, ValueError, ssl.SSLError) as exc:
             raise ServeError(
                 f"cannot use --cert {options.cert} / --key {options.key}: {exc}"
@@ -80,24 +82,53 @@ def prepare(options: ServeOptions) -> str:
     return public_url
 
 
+def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """The market's TLS context: TLS 1.2 or later, HTTP/1.1 only."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def raise_open_files_limit() -> None:
+    """Lift the soft limit on open files to the hard one (each connection is one file):
+    the default soft limit, often 1024, is what a flood of sockets would exhaust first."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def serve(options: ServeOptions) -> None:
     """Serve until SIGINT or SIGTERM; queued writes are committed before exiting."""
     config = MarketConfig(db=options.db, lease_seconds=options.lease_seconds)
+    raise_open_files_limit()
+    context = None
+    if options.cert is not None and options.key is not None:
+        context = server_context(options.cert, options.key)
+
+    def tls(_config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        assert context is not None
+        return context
+
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(config),
             host=options.host,
             port=options.port,
-            loop="uvloop",
-            http="httptools",
-            ssl_certfile=options.cert,
-            ssl_keyfile=options.key,
+            loop="market.deadlines:MarketLoop",
+            http=GuardedHttp,
+            ssl_context_factory=tls if context else None,
             access_log=False,
             # The peer's own address counts agreement (market.hosts): no client, a QEMU
             # guest arriving from 127.0.0.1 included, may name another with a header.
             proxy_headers=False,
             log_level="warning",
-            timeout_keep_alive=75,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
+            # No limit_concurrency: its 503s would fall on honest sellers as much as on
+            # held sockets, which the deadlines drop instead.
+            backlog=4096,
             # Long polls would hold a graceful stop for up to a minute otherwise.
             timeout_graceful_shutdown=3,
         )

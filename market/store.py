@@ -10,14 +10,17 @@ Reads run on the event loop's own connection and see only committed data.
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
+from market.errors import MarketError
 from market.schema import migrate
 
 T = TypeVar("T")
@@ -31,6 +34,31 @@ class StoreFull(RuntimeError):
     """The disk (or the database's size limit) is full: nothing of the failed write was kept."""
 
 
+class ExposedDatabase(MarketError):
+    """The database (accounts, key hashes, programs, results) is readable by other users."""
+
+
+def make_private(path: Path) -> None:
+    """Create the database file 0600 if it is missing (SQLite gives its -wal and -shm files
+    the database's mode), and refuse one that other users may read or write."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise MarketError(f"cannot create the market database {path}: {exc.strerror}") from None
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = stat.S_IMODE(file.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            raise ExposedDatabase(
+                f"{file} is open to other users (mode {mode:04o}) and holds the market's "
+                f"accounts and results: run `chmod 600 {file}` and start again"
+            )
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit) with the market's pragmas."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
@@ -42,7 +70,8 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def open_database(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) and migrate the market database at `path`."""
+    """Open (creating if needed, private) and migrate the market database at `path`."""
+    make_private(path)
     conn = connect(path)
     migrate(conn)
     return conn

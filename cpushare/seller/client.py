@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import ssl
+import time
 import urllib.parse
 from typing import Any
 
@@ -28,6 +29,9 @@ MAX_REPLY_BYTES = 24 << 20
 # A market asking for a longer pause than this (Retry-After) is waited for this long.
 MAX_RETRY_AFTER = 3600.0
 SOURCE_ADDRESS_ENV = "CPUSHARE_SOURCE_ADDRESS"
+# The market closes a kept-alive connection idle for 8 s: one idle longer than this is
+# opened afresh, not reused and found closed halfway through a request.
+REUSE_SECONDS = 4.0
 
 
 class Unreachable(Exception):
@@ -124,6 +128,7 @@ class MarketClient:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         self._headers = {"Authorization": f"Basic {token}", "User-Agent": USER_AGENT}
         self._conn: http.client.HTTPConnection | None = None
+        self._last_used = 0.0
 
     def close(self) -> None:
         if self._conn is not None:
@@ -144,6 +149,8 @@ class MarketClient:
         headers = dict(self._headers)
         if data is not None:
             headers["Content-Type"] = "application/json"
+        if time.monotonic() - self._last_used > REUSE_SECONDS:
+            self.close()
         try:
             if self._conn is None:
                 self._conn = _connection(self.order, self.timeout)
@@ -153,6 +160,7 @@ class MarketClient:
             self._conn.request(method, self.prefix + path, body=data, headers=headers)
             reply = self._conn.getresponse()
             payload = reply.read(cap + 1)
+            self._last_used = time.monotonic()
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             raise Unreachable(f"{method} {path}: {exc or type(exc).__name__}") from None

@@ -182,6 +182,18 @@ def account_list(db: Path, as_json: bool) -> None:
         click.echo(f"{row['name']:20} orders={row['orders']:<5} coins={row['coins']:.3f}")
 
 
+@account.command("leaderboard")
+@click.argument("name")
+@click.option("--off", is_flag=True, help="Take the account off the leaderboard.")
+@_db_option
+def account_leaderboard(name: str, off: bool, db: Path) -> None:
+    """Show account NAME and its coins on the public leaderboard (/v1/stats), or not."""
+    from market.admin import set_leaderboard
+
+    _user_errors(lambda: set_leaderboard(db, name, not off))
+    click.echo(f"account {name}: {'off' if off else 'on'} the public leaderboard")
+
+
 @account.command("grant")
 @click.argument("name")
 @click.argument("coins", type=click.FloatRange(0.001, 1e12))
@@ -357,7 +369,7 @@ def _buyer(fn: F) -> F:
 def _client(market_url: str, api_key: str, cacert: Path | None) -> Any:
     from market.buyer import BuyerClient
 
-    return BuyerClient(market_url, api_key, cacert=cacert)
+    return _user_errors(lambda: BuyerClient(market_url, api_key, cacert=cacert))
 
 
 def _read(path: Path) -> bytes:
@@ -446,7 +458,7 @@ def cancel(job: int, market_url: str, api_key: str, cacert: Path | None, as_json
 @market.command()
 @_buyer
 def status(market_url: str, api_key: str, cacert: Path | None, as_json: bool) -> None:
-    """The queue, active leases, sellers seen, throughput and coins per account."""
+    """Your account: its queue, leases, sellers seen, results and coins."""
     doc = _user_errors(lambda: _client(market_url, api_key, cacert).status())
     if as_json:
         _echo_json(doc)
