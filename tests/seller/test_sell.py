@@ -17,6 +17,7 @@ from seller_processes import outlivers, running
 
 from cpushare.console import parse_line
 from livecd.market_process import MarketProcess
+from market import admin
 from market.buyer import BuyerClient
 
 LIVECD = [sys.executable, "-c", "from livecd.cli import main; main()"]
@@ -123,5 +124,31 @@ def test_livecd_sell_enrolls_once_per_order_and_hands_the_secret_over_a_pipe(
             assert not secret.search(status.read_bytes())
         sell.send_signal(signal.SIGTERM)
         assert sell.wait(timeout=15) == 143
+    finally:
+        market.stop(kill=True)
+
+
+def test_livecd_sell_whose_host_is_revoked_ends_with_one_line_and_no_restart(
+    tmp_path: Path, sells: list[subprocess.Popen[bytes]]
+) -> None:
+    market = MarketProcess(tmp_path, lease_seconds=10).start()
+    try:
+        market.account("volunteer")
+        order = tmp_path / "volunteer.cpu"
+        market.order("volunteer", order)
+        console = tmp_path / "sell.console"
+        argv = [*LIVECD, "sell", str(order), "--wait", "1"]
+        with open(console, "wb") as out:
+            sell = subprocess.Popen(argv, stdout=out, stderr=out)
+        sells.append(sell)
+        _wait_for(console, "seller-started")
+        (enrolled,) = _events(console, "enrolled")
+        admin.revoke_host(market.db, enrolled["host"])
+        assert sell.wait(timeout=30) == 2
+        revoked = [e for e in _events(console, "error") if e["what"] == "revoked"]
+        assert len(revoked) == 1
+        assert len(_events(console, "seller-started")) == 1
+        assert "the market revoked the host of" in console.read_text()
+        assert "Traceback" not in console.read_text()
     finally:
         market.stop(kill=True)
