@@ -22,7 +22,14 @@ from typing import TextIO
 from cpushare.console import emit
 from cpushare.jail import JailError, JobResult, Limits, run_job, self_test
 from cpushare.order import SellOrder
-from cpushare.protocol import LeaseOffer, parse_lease, parse_recorded, result_document
+from cpushare.protocol import (
+    MAX_EXTEND_INTERVAL,
+    MAX_EXTEND_SECONDS,
+    LeaseOffer,
+    parse_lease,
+    parse_recorded,
+    result_document,
+)
 from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply, MarketClient, Refused, Unreachable
 from cpushare.seller.options import SellerOptions
@@ -65,6 +72,13 @@ class ProgramCache:
             self._programs.popitem(last=False)
 
 
+def extend_schedule(lease_seconds: float) -> tuple[float, float]:
+    """(interval, timeout) of a lease's extensions: a third of the lease each (at least
+    5 s to answer), within the contract's bounds whatever the market said."""
+    third = lease_seconds / 3
+    return min(third, MAX_EXTEND_INTERVAL), min(max(5.0, third), MAX_EXTEND_SECONDS)
+
+
 class LeaseKeeper:
     """Extends a lease from its own thread (and connection) while the job runs."""
 
@@ -85,8 +99,8 @@ class LeaseKeeper:
         self._thread.join(None if exc_type is None else 1.0)
 
     def _run(self) -> None:
-        client = MarketClient(self.order, timeout=max(5.0, self.offer.lease_seconds / 3))
-        interval = self.offer.lease_seconds / 3
+        interval, timeout = extend_schedule(self.offer.lease_seconds)
+        client = MarketClient(self.order, timeout=timeout)
         try:
             while not self._stop.wait(interval):
                 try:
