@@ -21,11 +21,6 @@ from cpushare.seller.client import BadReply
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 MAX_ID = 2**62
 MAX_LEASE_SECONDS = 86400
-# Bounds on what a seller waits for on a market's word (its lease_seconds): a lease is
-# extended at least this often, and an extension given at most this long, so that no
-# lease_seconds can park a seller for hours.
-MAX_EXTEND_INTERVAL = 300.0
-MAX_EXTEND_SECONDS = 30.0
 VERDICTS = ("pending", "accepted", "rejected")
 OUTCOMES = tuple(o.value for o in Outcome)
 # The longest base64 text of an input of MAX_INPUT_BYTES.

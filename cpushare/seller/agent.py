@@ -21,15 +21,9 @@ from typing import TextIO
 
 from cpushare.console import emit
 from cpushare.jail import JailError, JobResult, Limits, run_job, self_test
+from cpushare.limits import MAX_EXTEND_INTERVAL, MAX_EXTEND_SECONDS
 from cpushare.order import SellOrder
-from cpushare.protocol import (
-    MAX_EXTEND_INTERVAL,
-    MAX_EXTEND_SECONDS,
-    LeaseOffer,
-    parse_lease,
-    parse_recorded,
-    result_document,
-)
+from cpushare.protocol import LeaseOffer, parse_lease, parse_recorded, result_document
 from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply, MarketClient, Refused, Unreachable
 from cpushare.seller.options import SellerOptions
@@ -100,7 +94,7 @@ class LeaseKeeper:
 
     def _run(self) -> None:
         interval, timeout = extend_schedule(self.offer.lease_seconds)
-        client = MarketClient(self.order, timeout=timeout)
+        client = MarketClient(self.order, timeout=timeout, exchange=timeout)
         try:
             while not self._stop.wait(interval):
                 try:
@@ -276,7 +270,7 @@ class Seller:
     def release(self, offer: LeaseOffer) -> None:
         """Tell the market this lease's job is not coming, on a fresh connection (the
         seller's own may have been cut mid-request)."""
-        client = MarketClient(self.order, timeout=RELEASE_TIMEOUT)
+        client = MarketClient(self.order, timeout=RELEASE_TIMEOUT, exchange=RELEASE_TIMEOUT)
         try:
             client.request_json("POST", f"/v1/leases/{offer.lease}/release", {})
         except (Unreachable, Refused, BadReply) as exc:

@@ -18,14 +18,11 @@ from conftest import SellerProcess
 from test_hostile import GOOD_LEASE
 
 from cpushare.console import parse_line
+from cpushare.limits import MAX_EXTEND_INTERVAL, MAX_EXTEND_SECONDS
 from cpushare.order import SellOrder
-from cpushare.protocol import (
-    MAX_EXTEND_INTERVAL,
-    MAX_EXTEND_SECONDS,
-    MAX_LEASE_SECONDS,
-    parse_lease,
-)
+from cpushare.protocol import MAX_LEASE_SECONDS, parse_lease
 from cpushare.seller.agent import LeaseKeeper, extend_schedule
+from cpushare.seller.client import MarketClient, Unreachable
 from livecd.orders import write_order
 
 BACKOFF_MAX = 0.4  # what SellerProcess gives every seller
@@ -34,11 +31,17 @@ WAIT, REQUEST_TIMEOUT = 1.0, 1.0
 MARGIN = 5.0
 
 
+DRIP = "drip"  # a step that answers a byte every DRIP_SECONDS for DRIP_FOR seconds
+DRIP_SECONDS, DRIP_FOR = 0.25, 20.0
+Step = tuple[int, dict[str, str], bytes] | str | None
+
+
 class ScriptedMarket(BaseHTTPRequestHandler):
     """Answers successive requests as `script` says, then 204; notes when each came.
-    A step of None is never answered (until the test ends)."""
+    A step of None is never answered (until the test ends); DRIP starts a long reply and
+    sends it a byte at a time, each well within any read timeout, then gives up."""
 
-    script: ClassVar[list[tuple[int, dict[str, str], bytes] | None]] = []
+    script: ClassVar[list[Step]] = []
     arrivals: ClassVar[list[tuple[str, float]]] = []
     release: ClassVar[threading.Event] = threading.Event()
 
@@ -52,6 +55,16 @@ class ScriptedMarket(BaseHTTPRequestHandler):
         if step is None:
             self.release.wait()
             return
+        if step == DRIP:
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            give_up = time.monotonic() + DRIP_FOR
+            while time.monotonic() < give_up and not self.release.wait(DRIP_SECONDS):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+            return
+        assert isinstance(step, tuple)
         status, headers, body = step
         self.send_response(status)
         for name, value in headers.items():
@@ -84,8 +97,23 @@ def test_extension_waits_are_bounded_whatever_the_lease_says() -> None:
     assert MAX_EXTEND_INTERVAL + MAX_EXTEND_SECONDS < MAX_LEASE_SECONDS / 3
 
 
-def test_an_unanswered_extension_holds_the_job_no_longer_than_its_timeout(market: str) -> None:
-    ScriptedMarket.script = [None]  # the first extension is never answered
+def test_a_dripped_reply_ends_at_the_exchange_deadline(market: str) -> None:
+    ScriptedMarket.script = [DRIP]
+    client = MarketClient(SellOrder(market, "o-drip", "s" * 24, "lab"), timeout=1.0, exchange=3.0)
+    started = time.monotonic()
+    with pytest.raises(Unreachable, match="no whole reply within 3 s"):
+        client.request_json("POST", "/v1/lease", {})
+    assert 3.0 <= time.monotonic() - started <= 3.0 + MARGIN
+    # The connection was cut and is made anew: the next request is answered.
+    assert client.request_json("POST", "/v1/lease", {}) is None
+    client.close()
+
+
+@pytest.mark.parametrize("step", [None, DRIP], ids=["silent", "dripping"])
+def test_an_unanswered_extension_holds_the_job_no_longer_than_its_timeout(
+    market: str, step: Step
+) -> None:
+    ScriptedMarket.script = [step]  # the first extension is never answered whole
     order = SellOrder(market, "o-keeper", "s" * 24, "lab")
     offer = parse_lease({**GOOD_LEASE, "lease_seconds": 3})
     interval, timeout = extend_schedule(offer.lease_seconds)
@@ -98,7 +126,9 @@ def test_an_unanswered_extension_holds_the_job_no_longer_than_its_timeout(market
     assert [path for path, _ in ScriptedMarket.arrivals] == ["/v1/leases/7/extend"]
     assert waited <= timeout + MARGIN
     error = parse_line(out.getvalue())
-    assert error is not None and error["what"] == "extend" and "timed out" in error["detail"]
+    assert error is not None and error["what"] == "extend"
+    # Silent, the read's timeout or the exchange's (the same here) ends it first.
+    assert "no whole reply" in error["detail"] or (step is None and "timed out" in error["detail"])
 
 
 def _lease(**changes: object) -> tuple[int, dict[str, str], bytes]:
