@@ -83,7 +83,8 @@ def medium_order_names(folder: Path) -> list[str]:
     names: list[str] = []
     with os.scandir(folder) as entries:
         for count, entry in enumerate(entries):
-            if count == MAX_MEDIUM_ENTRIES or len(names) > MAX_MEDIUM_ORDERS:
+            is_order = Path(entry.name).suffix.lower() == ".cpu"
+            if count == MAX_MEDIUM_ENTRIES or (is_order and len(names) == MAX_MEDIUM_ORDERS):
                 emit(
                     "error",
                     what="medium",
@@ -91,9 +92,9 @@ def medium_order_names(folder: Path) -> list[str]:
                     " .cpu files: the rest are ignored",
                 )
                 break
-            if Path(entry.name).suffix.lower() == ".cpu":
+            if is_order:
                 names.append(entry.name)
-    return sorted(names[:MAX_MEDIUM_ORDERS])
+    return sorted(names)
 
 
 def copy_orders(folder: Path, copies: Path) -> list[Path]:

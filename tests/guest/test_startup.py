@@ -10,7 +10,13 @@ import pytest
 
 from cpushare.console import parse_line
 from cpushare.order import SellOrder
-from cpushare.startup import MAX_MEDIUM_ORDERS, copy_orders, medium_order_names, valid_orders
+from cpushare.startup import (
+    MAX_MEDIUM_ENTRIES,
+    MAX_MEDIUM_ORDERS,
+    copy_orders,
+    medium_order_names,
+    valid_orders,
+)
 from livecd.orders import write_order
 
 
@@ -91,14 +97,27 @@ def test_orders_in_a_folder_skip_links_folders_fifos_and_huge_files(
         assert needle in errors[name], (name, errors)
 
 
+@pytest.mark.parametrize(
+    ("orders", "others", "said"),
+    [
+        (MAX_MEDIUM_ORDERS, 10, False),  # all of them, and nothing to say
+        (MAX_MEDIUM_ORDERS + 1, 0, True),
+        (10, MAX_MEDIUM_ENTRIES, True),  # the orders may lie beyond the entries looked at
+    ],
+)
 def test_only_so_many_order_files_of_a_medium_are_looked_at(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], orders: int, others: int, said: bool
 ) -> None:
     folder = tmp_path / "mnt"
     folder.mkdir()
-    for i in range(MAX_MEDIUM_ORDERS + 50):
+    for i in range(orders):
         (folder / f"o{i:04}.cpu").write_bytes(b"")
+    for i in range(others):
+        (folder / f"n{i:04}.txt").write_bytes(b"")
     names = medium_order_names(folder)
-    assert len(names) == MAX_MEDIUM_ORDERS and names == sorted(names)
+    assert len(names) <= MAX_MEDIUM_ORDERS and names == sorted(names)
+    if not said:
+        assert len(names) == orders
     lines = [parse_line(line) for line in capsys.readouterr().out.splitlines()]
-    assert [(f["what"], "ignored" in f["detail"]) for f in lines if f] == [("medium", True)]
+    expected = [("medium", True)] if said else []
+    assert [(f["what"], "ignored" in f["detail"]) for f in lines if f] == expected
