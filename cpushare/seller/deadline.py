@@ -24,6 +24,7 @@ class Deadline:
         self.sock: socket.socket | None = None
         self.expired = False
         self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True  # never what keeps a stopping seller alive
 
     def _cut(self) -> None:
         self.expired = True
