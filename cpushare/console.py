@@ -10,10 +10,27 @@ from __future__ import annotations
 
 import re
 import sys
+import unicodedata
 from typing import TextIO
 
 _BARE = re.compile(r"[A-Za-z0-9_./:@+,%=-]+")
 _PAIR = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
+# Terminal escape sequences (CSI, as ESC [ or C1 0x9b, up to its final byte; OSC up to its
+# terminator; any other ESC with the byte after it): dropped whole, so that none of their
+# parameters is left looking like text.
+_ESCAPE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b.?",
+    re.DOTALL,
+)
+# Controls (C0, DEL, C1), format characters (bidi overrides, zero-width), line or
+# paragraph separators, and lone surrogates (which no console encoding can print): each
+# becomes one space.
+_UNSAFE = frozenset(("Cc", "Cf", "Zl", "Zp", "Cs"))
+MARKER = "cpushare: "
+# The longest value printed: a market's error text has no business filling a console.
+MAX_VALUE_CHARS = 1000
 
 
 def uptime() -> float | None:
@@ -25,19 +42,33 @@ def uptime() -> float | None:
         return None
 
 
+def clean(text: str) -> str:
+    """`text` safe to show on a terminal: escape sequences dropped, every other control,
+    format or line-separator character a space."""
+    text = _ESCAPE.sub("", text)
+    return "".join(" " if unicodedata.category(ch) in _UNSAFE else ch for ch in text)
+
+
 def _quote(value: object) -> str:
     text = f"{value:.2f}" if isinstance(value, float) else str(value)
+    text = clean(text)
+    if len(text) > MAX_VALUE_CHARS:
+        text = text[: MAX_VALUE_CHARS - 3] + "..."
+    # Within one line the reader takes the first marker, but a grep counts every one.
+    text = text.replace(MARKER, "cpushare; ")
     if text and _BARE.fullmatch(text):
         return text
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"'
 
 
 def format_line(event: str, **fields: object) -> str:
-    """`cpushare: event=NAME k=v ...`; values with spaces or quotes are double-quoted."""
+    """`cpushare: event=NAME k=v ...`; values with spaces or quotes are double-quoted.
+    Every value is made safe first (`clean`, at most MAX_VALUE_CHARS, no second marker),
+    so that text from a market or a medium always yields one well-formed line."""
     parts = [f"event={event}"]
     parts += [f"{key}={_quote(value)}" for key, value in fields.items() if value is not None]
-    return "cpushare: " + " ".join(parts)
+    return MARKER + " ".join(parts)
 
 
 def emit(event: str, stream: TextIO | None = None, **fields: object) -> None:
@@ -48,11 +79,11 @@ def emit(event: str, stream: TextIO | None = None, **fields: object) -> None:
 
 def parse_line(line: str) -> dict[str, str] | None:
     """Fields of a `cpushare:` line found anywhere in `line`, or None if there is none."""
-    start = line.find("cpushare: event=")
+    start = line.find(MARKER + "event=")
     if start < 0:
         return None
     fields: dict[str, str] = {}
-    for key, raw in _PAIR.findall(line[start + len("cpushare: ") :]):
+    for key, raw in _PAIR.findall(line[start + len(MARKER) :]):
         if raw.startswith('"'):
             raw = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\")
         fields[key] = raw

@@ -8,15 +8,23 @@ keeps showing the truth when the sellers are stuck, gone, or never started.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import textwrap
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from cpushare.console import clean
 from cpushare.seller.status import SellerStatus, boottime, read_statuses
 
 REFRESH_SECONDS = 3.0
-WIDTH = 79  # the VGA text console is 80 columns; the last one would wrap
+# What a console that does not say its size has (the VGA text console); the screen leaves
+# the last column empty, since a character written there wraps on some consoles.
+DEFAULT_COLUMNS = 80
+# A long last error (a market's message) is wrapped onto at most this many lines.
+ERROR_LINES = 3
 # A seller asks the market at least every lease wait (30 s): silence for longer than this
 # means the market no longer answers.
 REACHABLE_SECONDS = 75.0
@@ -77,12 +85,35 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02}:{secs:02}"
 
 
-def render(view: View) -> list[str]:
-    """The frame's lines, each at most WIDTH columns."""
+def terminal_width() -> int:
+    """The columns the screen may fill: the terminal's width (COLUMNS, else what the
+    terminal says, else DEFAULT_COLUMNS) less the last column."""
+    return max(20, shutil.get_terminal_size((DEFAULT_COLUMNS, 25)).columns - 1)
+
+
+def _columns(ch: str) -> int:
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def fit(text: str, width: int) -> str:
+    """`text` made safe (`console.clean`) and cut to at most `width` columns (wide East
+    Asian characters take two)."""
+    out, used = [], 0
+    for ch in clean(text):
+        used += _columns(ch)
+        if used > width:
+            break
+        out.append(ch)
+    return "".join(out)
+
+
+def render(view: View, width: int = DEFAULT_COLUMNS - 1) -> list[str]:
+    """The frame's lines, each made safe and at most `width` columns."""
     sellers = view.sellers
     first = next(iter(sellers.values()), None)
+    uptime = "up " + _duration(view.now)
     lines = [
-        f"{view.release:<60}{'up ' + _duration(view.now):>19}",
+        f"{fit(view.release, width - len(uptime) - 1):<{width - len(uptime)}}{uptime}",
         view.state,
         "",
         f"account   {first.account if first else '-'}",
@@ -95,7 +126,8 @@ def render(view: View) -> list[str]:
     for name, s in sellers.items():
         job = "-" if s.job is None else str(s.job)
         lines.append(
-            f"{name:<22}{s.state:<10}{job:>8}{s.jobs_done:>8}{s.cpu_seconds:>12.1f}{s.coins:>12.3f}"
+            f"{fit(name, 21):<22}{fit(s.state, 9):<10}{job:>8}{s.jobs_done:>8}"
+            f"{s.cpu_seconds:>12.1f}{s.coins:>12.3f}"
         )
     if len(sellers) > 1:
         lines.append(
@@ -105,13 +137,14 @@ def render(view: View) -> list[str]:
         )
     errors = [(n, s.last_error) for n, s in sellers.items() if s.last_error]
     if errors:
-        lines += ["", f"last error ({errors[-1][0]}): {errors[-1][1]}"]
+        error = clean(f"last error ({errors[-1][0]}): {errors[-1][1]}")
+        lines += ["", *textwrap.wrap(error, width, max_lines=ERROR_LINES, placeholder=" ...")]
     lines += [
         "",
         "This CD uses your CPU only: it never reads or writes your disks.",
         "Root shell: Alt+F2.  Power button: jobs go back to the market, then power off.",
     ]
-    return [line[:WIDTH] for line in lines]
+    return [fit(line, width) for line in lines]
 
 
 def draw(lines: list[str]) -> str:
@@ -127,11 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--once", action="store_true", help="print one frame as text, exit")
     args = parser.parse_args(argv)
     if args.once:
-        print("\n".join(render(look(args.run, args.net))))
+        print("\n".join(render(look(args.run, args.net), terminal_width())))
         return 0
     sys.stdout.write("\033[2J")
     while True:
-        sys.stdout.write(draw(render(look(args.run, args.net))))
+        sys.stdout.write(draw(render(look(args.run, args.net), terminal_width())))
         sys.stdout.flush()
         time.sleep(REFRESH_SECONDS)
 

@@ -26,6 +26,7 @@ from typing import TextIO
 
 from cpushare.console import emit
 from cpushare.jail import JailError, JobResult, Limits, run_job, self_test
+from cpushare.limits import MAX_EXCHANGE_SECONDS, MAX_EXTEND_INTERVAL, MAX_EXTEND_SECONDS
 from cpushare.order import SellOrder
 from cpushare.protocol import LeaseOffer, parse_lease, parse_recorded, result_document
 from cpushare.seller.backoff import Backoff
@@ -73,6 +74,13 @@ class ProgramCache:
             self._programs.popitem(last=False)
 
 
+def extend_schedule(lease_seconds: float) -> tuple[float, float]:
+    """(interval, timeout) of a lease's extensions: a third of the lease each (at least
+    5 s to answer), within the contract's bounds whatever the market said."""
+    third = lease_seconds / 3
+    return min(third, MAX_EXTEND_INTERVAL), min(max(5.0, third), MAX_EXTEND_SECONDS)
+
+
 class LeaseKeeper:
     """Extends a lease from its own thread (and connection) while the job runs."""
 
@@ -100,9 +108,8 @@ class LeaseKeeper:
         self._thread.join(None if exc_type is None else 1.0)
 
     def _run(self) -> None:
-        timeout = max(5.0, self.offer.lease_seconds / 3)
-        client = MarketClient(self.order, timeout, self.credentials)
-        interval = self.offer.lease_seconds / 3
+        interval, timeout = extend_schedule(self.offer.lease_seconds)
+        client = MarketClient(self.order, timeout, self.credentials, exchange=timeout)
         try:
             while not self._stop.wait(interval):
                 try:
@@ -171,10 +178,10 @@ class Seller:
             ),
         )
 
-    def _client(self, timeout: float) -> MarketClient:
+    def _client(self, timeout: float, exchange: float = MAX_EXCHANGE_SECONDS) -> MarketClient:
         """A connection as this seller's host (as its order, to enroll, without one)."""
         credentials = None if self.identity is None else self.identity.credentials
-        return MarketClient(self.order, timeout, credentials)
+        return MarketClient(self.order, timeout, credentials, exchange=exchange)
 
     def _use(self, identity: Identity | None) -> None:
         self.identity = identity
@@ -341,7 +348,7 @@ class Seller:
     def release(self, offer: LeaseOffer) -> None:
         """Tell the market this lease's job is not coming, on a fresh connection (the
         seller's own may have been cut mid-request)."""
-        client = self._client(RELEASE_TIMEOUT)
+        client = self._client(RELEASE_TIMEOUT, exchange=RELEASE_TIMEOUT)
         try:
             client.request_json("POST", f"/v1/leases/{offer.lease}/release", {})
         except (Unreachable, Refused, BadReply) as exc:

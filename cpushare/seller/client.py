@@ -21,7 +21,9 @@ import time
 import urllib.parse
 from typing import Any
 
+from cpushare.limits import MAX_EXCHANGE_SECONDS
 from cpushare.order import SellOrder
+from cpushare.seller.deadline import Deadline
 
 USER_AGENT = "cpushare-seller/1"
 # Replies bigger than this are refused unread: a lease carries at most a 16 MiB input.
@@ -119,10 +121,12 @@ class MarketClient:
         order: SellOrder,
         timeout: float = 30.0,
         credentials: tuple[str, str] | None = None,
+        exchange: float = MAX_EXCHANGE_SECONDS,
     ) -> None:
         """`credentials` (user, password) are the order's unless given."""
         self.order = order
         self.timeout = timeout
+        self.exchange = exchange  # the longest a whole request and reply may take
         self.prefix = urllib.parse.urlsplit(order.market_url).path.rstrip("/")
         user, password = credentials or (order.order_id, order.secret)
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
@@ -151,19 +155,26 @@ class MarketClient:
             headers["Content-Type"] = "application/json"
         if time.monotonic() - self._last_used > REUSE_SECONDS:
             self.close()
+        deadline: Deadline | None = None
         try:
             if self._conn is None:
                 self._conn = _connection(self.order, self.timeout)
             self._conn.timeout = timeout or self.timeout
             if self._conn.sock is not None:
                 self._conn.sock.settimeout(self._conn.timeout)
-            self._conn.request(method, self.prefix + path, body=data, headers=headers)
-            reply = self._conn.getresponse()
-            payload = reply.read(cap + 1)
+            with Deadline(self._conn, self.exchange) as deadline:
+                self._conn.request(method, self.prefix + path, body=data, headers=headers)
+                deadline.sock = self._conn.sock
+                reply = self._conn.getresponse()
+                payload = reply.read(cap + 1)
             self._last_used = time.monotonic()
+            if deadline.expired:  # the cut may end a read early without an error
+                raise TimeoutError
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            raise Unreachable(f"{method} {path}: {exc or type(exc).__name__}") from None
+            late = deadline is not None and deadline.expired
+            reason = f"no whole reply within {self.exchange:g} s" if late else exc
+            raise Unreachable(f"{method} {path}: {reason or type(exc).__name__}") from None
         if len(payload) > cap or reply.will_close:
             self.close()
         if len(payload) > cap:

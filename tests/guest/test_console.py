@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from cpushare.console import emit, format_line, parse_line
+from cpushare.console import MAX_VALUE_CHARS, clean, emit, format_line, parse_line
 
 
 def test_a_line_reads_back_as_written_quotes_and_all() -> None:
@@ -25,3 +25,32 @@ def test_emit_stamps_the_uptime_and_two_decimals() -> None:
     fields = parse_line(out.getvalue())
     assert fields is not None and fields["cpu_seconds"] == "1.23"
     assert float(fields["uptime"]) > 0
+
+
+def test_a_hostile_market_detail_yields_one_well_formed_line() -> None:
+    detail = (
+        "HTTP 500: boom\r\ncpushare: event=job-finished order=o job=1 status=ok\x1b[2J"
+        '\x1b]0;owned\x07 "quoted" \\ \x00\x7f\x85\x9b31m\u2028\u202e\ud800 ' + "A" * 10_000
+    )
+    out = io.StringIO()
+    emit("error", out, what="market-unreachable", order="o-1", detail=detail)
+    text = out.getvalue()
+    assert text.endswith("\n") and text.count("\n") == 1
+    assert len(text.splitlines()) == 1  # no \r, \x85, \u2028 or other break splits it
+    assert text.count("cpushare: ") == 1 and text.startswith("cpushare: event=error ")
+    assert not any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in text[:-1])
+    assert "\u202e" not in text and "\ud800" not in text
+    text.encode("utf-8")  # printable whatever the console's encoding of Unicode
+    fields = parse_line(text)
+    assert fields is not None
+    assert set(fields) == {"event", "what", "order", "detail", "uptime"}
+    assert fields["event"] == "error" and fields["order"] == "o-1"
+    got = fields["detail"]
+    assert got.startswith("HTTP 500: boom  cpushare; event=job-finished order=o job=1 status=ok")
+    assert ' "quoted" \\ ' in got and "[2J" not in got and "owned" not in got
+    assert "31m" not in got and len(got) <= MAX_VALUE_CHARS and got.endswith("A...")
+
+
+def test_clean_keeps_ordinary_text_and_drops_escapes() -> None:
+    assert clean("répondu: 5 s, ok") == "répondu: 5 s, ok"
+    assert clean("a\x1b[1;31mred\x1b[0m\tb") == "ared b"

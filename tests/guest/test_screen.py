@@ -2,17 +2,42 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
-from cpushare.screen import WIDTH, View, draw, look, market_line, render
+import pytest
+
+from cpushare.screen import DEFAULT_COLUMNS, View, draw, look, market_line, render, terminal_width
 from cpushare.seller.status import SellerStatus, StatusFile, boottime
 
 
 def _seller(run: Path, name: str, **changes: object) -> None:
     status = SellerStatus("o-1", "https://10.0.2.100:8443", account="volunteer")
     StatusFile(run / "status", Path(f"{name}.cpu"), status).update(**changes)
+
+
+def _once(run: Path, net: Path, columns: int | None = None) -> str:
+    """One frame as `python3 -m cpushare.screen --once` prints it (on no terminal: the
+    width comes from COLUMNS, if set)."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    if columns is not None:
+        env["COLUMNS"] = str(columns)
+    ran = subprocess.run(
+        [sys.executable, "-m", "cpushare.screen", "--run", str(run), "--net", str(net), "--once"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    return ran.stdout
+
+
+def _columns(line: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1 for ch in line)
 
 
 def _view(**sellers: SellerStatus) -> View:
@@ -28,13 +53,7 @@ def test_one_frame_shows_version_account_address_market_and_each_seller(tmp_path
     _seller(run, "volunteer-cpu0", state="running", job=12, jobs_done=3, cpu_seconds=4.5,
             coins=4.5, market_seen=round(boottime(), 1))  # fmt: skip
     _seller(run, "volunteer-cpu1", state="backoff", last_error="market-unreachable: timed out")
-    ran = subprocess.run(
-        [sys.executable, "-m", "cpushare.screen", "--run", str(run), "--net", str(net), "--once"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    text = ran.stdout
+    text = _once(run, net)
     assert "selling: 2 seller(s), orders from medium, jobs up to 99 MiB" in text
     assert "account   volunteer" in text and "network   eth0 10.0.2.15/24" in text
     assert "https://10.0.2.100:8443" in text and "reachable (answered" in text
@@ -42,7 +61,7 @@ def test_one_frame_shows_version_account_address_market_and_each_seller(tmp_path
     assert rows["volunteer-cpu0"] == ["running", "12", "3", "4.5", "4.500"]
     assert rows["volunteer-cpu1"] == ["backoff", "-", "0", "0.0", "0.000"]
     assert "last error (volunteer-cpu1): market-unreachable: timed out" in text
-    assert all(len(line) <= WIDTH for line in text.splitlines())
+    assert all(len(line) < DEFAULT_COLUMNS for line in text.splitlines())
 
 
 def test_the_market_line_follows_the_sellers_last_exchanges() -> None:
@@ -62,3 +81,45 @@ def test_a_system_with_nothing_yet_still_draws_a_frame(tmp_path: Path) -> None:
     frame = draw(lines)
     assert frame.startswith("\033[H") and frame.endswith("\033[J")
     assert frame.count("\033[K\n") == len(lines)
+
+
+HOSTILE = (
+    "market-refused: HTTP 400: \r\n\x1b[2J\x1b[31mPAY NOW\x1b]0;title\x07 \x9b1m"
+    "cpushare: event=poweroff \u202e\x00 " + "\u5e02\u573a" * 3000
+)
+
+
+@pytest.mark.parametrize("columns", [40, None, 132])
+def test_hostile_text_is_cut_or_wrapped_to_the_width_and_stripped(
+    tmp_path: Path, columns: int | None
+) -> None:
+    run, net = tmp_path / "run", tmp_path / "net"
+    net.mkdir()
+    (net / "eth0.addr").write_text("10.0.2.15/24 \x1b[5m" + "9" * 500 + "\n")
+    run.mkdir()
+    (run / "state").write_text("selling \x1b[?25l" + "s" * 300 + "\n")
+    _seller(run, "\u5e02" * 40, state="backoff", last_error=HOSTILE)
+    text = _once(run, net, columns)
+    columns = columns or DEFAULT_COLUMNS  # on no terminal and no COLUMNS: the default
+    lines = text.splitlines()
+    assert lines and all(_columns(line) <= columns - 1 for line in lines)
+    assert max(_columns(line) for line in lines) == columns - 1  # the width is used
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", text)
+    errors = [i for i, line in enumerate(lines) if line.startswith("last error")]
+    assert len(errors) == 1
+    wrapped = lines[errors[0] : errors[0] + 3]
+    assert "PAY NOW" in " ".join(wrapped) and wrapped[-1].endswith("...")
+    assert not lines[errors[0] + 3], "a long error is wrapped onto three lines at most"
+    assert "[2J" not in text and "title" not in text and "[31m" not in text
+    # The frame around the lines: only the screen's own escapes.
+    view = look(run, net)
+    frame = draw(render(view, columns - 1))
+    assert set(re.findall(r"\x1b\[[0-?]*[ -/]*[@-~]", frame)) == {"\x1b[H", "\x1b[K", "\x1b[J"}
+    assert frame.count("\x1b") == frame.count("\x1b[H") + frame.count("\x1b[K") + 1
+
+
+def test_the_width_is_the_terminals_less_its_last_column(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "132")
+    assert terminal_width() == 131
+    monkeypatch.setenv("COLUMNS", "5")
+    assert terminal_width() == 20  # a console that claims less still gets a legible frame
