@@ -21,14 +21,13 @@ SELLERS_GID = 100
 JOBS_UID = JOBS_GID = 101
 
 
-def cpushare_package() -> list[Entry]:
-    """The whole `cpushare` package (the guest side: standard library only), in the
-    interpreter's own library directory so that `python3 -I -S -m cpushare.seller` finds
-    it without site processing."""
-    sources = sorted(CPUSHARE_SRC.rglob("*.py"))
+def cpushare_package(under: str = STDLIB) -> list[Entry]:
+    """The whole `cpushare` package (the guest side: standard library only) below `under`:
+    by default the interpreter's own library directory, so that `python3 -I -S -m
+    cpushare.seller` finds it without site processing."""
     return [
-        Entry(f"{STDLIB}/cpushare/{p.relative_to(CPUSHARE_SRC).as_posix()}", _REG, source=p)
-        for p in sources
+        Entry(f"{under}/cpushare/{p.relative_to(CPUSHARE_SRC).as_posix()}", _REG, source=p)
+        for p in sorted(CPUSHARE_SRC.rglob("*.py"))
     ]
 
 

@@ -14,9 +14,8 @@ import stat
 import tempfile
 from pathlib import Path
 
-import cpushare
 from cpushare.jail.runner import JOB_IDENTITY
-from livecd import __version__, toolchain
+from livecd import __version__, guest, toolchain
 from livecd.formats.cpio import Entry
 from livecd.run import need, run
 from livecd.templates import TEMPLATES
@@ -33,7 +32,6 @@ LIB = "usr/lib/cpushare"
 DOC = f"usr/share/doc/{PACKAGE}"
 CONFFILES = ("etc/init.d/cpushare", "etc/logrotate.d/cpushare")
 SCRIPTS = ("postinst", "prerm", "postrm")
-GUEST_SRC = Path(cpushare.__file__).resolve().parent
 _REG = stat.S_IFREG | 0o644
 _EXE = stat.S_IFREG | 0o755
 _DIR = stat.S_IFDIR | 0o755
@@ -45,15 +43,6 @@ sell this machine's idle CPU to research projects, safely
  input, write its output and nothing else, and post the results; the order's
  account is credited with CPUCoins. Put one order per CPU to sell in
  /etc/cpushare and start /etc/init.d/cpushare (or cpushare.service)."""
-
-
-def guest_package() -> list[Entry]:
-    """The whole `cpushare` package (standard library only), as the live CD ships it,
-    under /usr/lib/cpushare where the launcher finds it."""
-    return [
-        Entry(f"{LIB}/cpushare/{p.relative_to(GUEST_SRC).as_posix()}", _REG, source=p)
-        for p in sorted(GUEST_SRC.rglob("*.py"))
-    ]
 
 
 def stripped(binary: Path) -> bytes:
@@ -84,7 +73,7 @@ def changelog(epoch: int) -> bytes:
 def files(epoch: int) -> list[Entry]:
     """Every file and directory of the package, parents included, sorted by path."""
     entries = [
-        *guest_package(),
+        *guest.cpushare_package(LIB),
         # Not setuid here: postinst makes it 4750 root:cpushare and job-identity
         # cpushare-job's (stat overrides: both users are made by postinst).
         Entry(f"{LIB}/jail-loader", _EXE, data=stripped(toolchain.loader())),

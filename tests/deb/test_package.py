@@ -13,7 +13,7 @@ from debroot import EPOCH
 
 from livecd.cli import main
 from livecd.debpkg.archive import Built, build
-from livecd.debpkg.contents import GUEST_SRC
+from livecd.guest import CPUSHARE_SRC as GUEST_SRC
 
 LIB = "./usr/lib/cpushare"
 
