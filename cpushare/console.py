@@ -88,3 +88,16 @@ def parse_line(line: str) -> dict[str, str] | None:
             raw = raw[1:-1].replace('\\"', '"').replace("\\\\", "\\")
         fields[key] = raw
     return fields
+
+
+def events_in(text: str, event: str | None = None, **fields: str) -> list[dict[str, str]]:
+    """The fields of every `cpushare:` line in `text` (a log, a captured output), in order;
+    only those of `event`, and with the given field values, when asked."""
+    found = (parse_line(line) for line in text.splitlines())
+    return [
+        f
+        for f in found
+        if f is not None
+        and (event is None or f["event"] == event)
+        and all(f.get(k) == v for k, v in fields.items())
+    ]

@@ -20,7 +20,7 @@ from typing import TypeVar
 import pytest
 from debroot import DebianRoot
 
-from cpushare.console import parse_line
+from cpushare.console import events_in as events
 from cpushare.seller.status import SellerStatus, read_statuses
 from livecd.debpkg.archive import Built
 from livecd.market_process import MarketProcess
@@ -44,11 +44,6 @@ def until(look: Callable[[], T | None], what: str, timeout: float = 60) -> T:
             return found
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def events(text: str, name: str) -> list[dict[str, str]]:
-    found = [parse_line(line) for line in text.splitlines()]
-    return [f for f in found if f is not None and f["event"] == name]
 
 
 @pytest.fixture(scope="module")

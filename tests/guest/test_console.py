@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from cpushare.console import MAX_VALUE_CHARS, clean, emit, format_line, parse_line
+from cpushare.console import MAX_VALUE_CHARS, clean, emit, events_in, format_line, parse_line
 
 
 def test_a_line_reads_back_as_written_quotes_and_all() -> None:
@@ -54,3 +54,17 @@ def test_a_hostile_market_detail_yields_one_well_formed_line() -> None:
 def test_clean_keeps_ordinary_text_and_drops_escapes() -> None:
     assert clean("répondu: 5 s, ok") == "répondu: 5 s, ok"
     assert clean("a\x1b[1;31mred\x1b[0m\tb") == "ared b"
+
+
+def test_events_in_a_log_are_read_in_order_and_filtered() -> None:
+    log = "\n".join(
+        [
+            "boot noise",
+            format_line("job-leased", order="a", job=1),
+            "[  3.1] kernel: cpushare: event=job-finished order=b job=2 status=ok",
+            format_line("job-leased", order="b", job=3),
+        ]
+    )
+    assert [e["job"] for e in events_in(log)] == ["1", "2", "3"]
+    assert [e["job"] for e in events_in(log, "job-leased")] == ["1", "3"]
+    assert [e["job"] for e in events_in(log, "job-leased", order="b")] == ["3"]

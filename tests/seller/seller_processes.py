@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from cpushare.console import parse_line
+from cpushare.console import events_in
 
 
 class SellerProcess:
@@ -34,9 +34,7 @@ class SellerProcess:
             )
 
     def events(self, name: str | None = None) -> list[dict[str, str]]:
-        lines = self.console.read_text(errors="replace").splitlines()
-        fields = [parse_line(line) for line in lines]
-        return [f for f in fields if f is not None and (name is None or f["event"] == name)]
+        return events_in(self.console.read_text(errors="replace"), name)
 
     def wait_for(self, name: str, count: int = 1, timeout: float = 60) -> list[dict[str, str]]:
         give_up = time.monotonic() + timeout

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from seller_processes import SellerProcess, outlivers, running
 
-from cpushare.console import parse_line
+from cpushare.console import events_in
 from cpushare.order import SellOrder
 from cpushare.seller.plan import make_seats
 from cpushare.seller.status import read_status, read_statuses
@@ -42,14 +42,7 @@ class FleetProcess:
             self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
 
     def events(self, name: str, **fields: str) -> list[dict[str, str]]:
-        found = [parse_line(line) for line in self.console.read_text().splitlines()]
-        return [
-            f
-            for f in found
-            if f is not None
-            and f["event"] == name
-            and all(f.get(k) == v for k, v in fields.items())
-        ]
+        return events_in(self.console.read_text(), name, **fields)
 
     def wait_for(
         self, name: str, count: int = 1, timeout: float = 60, **fields: str

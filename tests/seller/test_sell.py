@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from seller_processes import outlivers, running
 
-from cpushare.console import parse_line
+from cpushare.console import events_in
 from livecd.market_process import MarketProcess
 from market import admin
 from market.buyer import BuyerClient
@@ -35,8 +35,7 @@ def sells() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def _events(console: Path, name: str) -> list[dict[str, str]]:
-    found = [parse_line(line) for line in console.read_text().splitlines()]
-    return [f for f in found if f is not None and f["event"] == name]
+    return events_in(console.read_text(), name)
 
 
 def _wait_for(console: Path, name: str, count: int = 1, timeout: float = 60) -> None:
