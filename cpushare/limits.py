@@ -34,10 +34,12 @@ DEFAULT_CPU_SECONDS = 60
 # is extended at least every MAX_EXTEND_INTERVAL seconds and an extension given at most
 # MAX_EXTEND_SECONDS (no lease_seconds parks a seller), and no exchange with a market
 # (request and whole reply: room for a 16 MiB program on a slow line) lasts longer than
-# MAX_EXCHANGE_SECONDS (a reply dripped a byte at a time does not either).
+# MAX_EXCHANGE_SECONDS (a reply dripped a byte at a time does not either); a market's
+# Retry-After is honoured up to MAX_RETRY_AFTER seconds.
 MAX_EXTEND_INTERVAL = 300.0
 MAX_EXTEND_SECONDS = 30.0
 MAX_EXCHANGE_SECONDS = 600.0
+MAX_RETRY_AFTER = 300.0
 
 
 def default_wall_seconds(cpu_seconds: int) -> float:

@@ -21,15 +21,13 @@ import time
 import urllib.parse
 from typing import Any
 
-from cpushare.limits import MAX_EXCHANGE_SECONDS
+from cpushare.limits import MAX_EXCHANGE_SECONDS, MAX_RETRY_AFTER
 from cpushare.order import SellOrder
 from cpushare.seller.deadline import Deadline
 
 USER_AGENT = "cpushare-seller/1"
 # Replies bigger than this are refused unread: a lease carries at most a 16 MiB input.
 MAX_REPLY_BYTES = 24 << 20
-# A market asking for a longer pause than this (Retry-After) is waited for this long.
-MAX_RETRY_AFTER = 3600.0
 SOURCE_ADDRESS_ENV = "CPUSHARE_SOURCE_ADDRESS"
 # The market closes a kept-alive connection idle for 8 s: one idle longer than this is
 # opened afresh, not reused and found closed halfway through a request.

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from conftest import SellerProcess
+from seller_processes import SellerProcess
 from test_hostile import GOOD_LEASE
 
 from cpushare.console import parse_line
-from cpushare.limits import MAX_EXTEND_INTERVAL, MAX_EXTEND_SECONDS
+from cpushare.limits import MAX_EXTEND_INTERVAL, MAX_EXTEND_SECONDS, MAX_RETRY_AFTER
 from cpushare.order import SellOrder
 from cpushare.protocol import MAX_LEASE_SECONDS, parse_lease
 from cpushare.seller.agent import LeaseKeeper, extend_schedule
-from cpushare.seller.client import MarketClient, Unreachable
+from cpushare.seller.client import MarketClient, Unreachable, _retry_after
 from livecd.orders import write_order
 
 BACKOFF_MAX = 0.4  # what SellerProcess gives every seller
@@ -34,6 +34,9 @@ MARGIN = 5.0
 DRIP = "drip"  # a step that answers a byte every DRIP_SECONDS for DRIP_FOR seconds
 DRIP_SECONDS, DRIP_FOR = 0.25, 20.0
 Step = tuple[int, dict[str, str], bytes] | str | None
+# Every seller enrolls first (`cpushare.seller.host`): the scripted market lets it in.
+ENROLLED = {"host": "host-bounds", "secret": "h" * 43, "seats": 1, "order": "o-bounds"}
+RETRY_AFTER = 2.0
 
 
 class ScriptedMarket(BaseHTTPRequestHandler):
@@ -50,6 +53,13 @@ class ScriptedMarket(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/v1/hosts":
+            body = json.dumps(ENROLLED).encode()
+            self.send_response(201)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         self.arrivals.append((self.path, time.monotonic()))
         step = self.script.pop(0) if self.script else (204, {}, b"")
         if step is None:
@@ -118,7 +128,7 @@ def test_an_unanswered_extension_holds_the_job_no_longer_than_its_timeout(
     offer = parse_lease({**GOOD_LEASE, "lease_seconds": 3})
     interval, timeout = extend_schedule(offer.lease_seconds)
     out = io.StringIO()
-    keeper = LeaseKeeper(order, offer, out)
+    keeper = LeaseKeeper(order, (ENROLLED["host"], ENROLLED["secret"]), offer, out)
     with keeper:
         time.sleep(interval + 0.5)  # the job runs; its first extension is in flight
         ended = time.monotonic()
@@ -141,7 +151,7 @@ def test_huge_lease_seconds_retry_after_and_silence_do_not_park_the_seller(
     ScriptedMarket.script = [
         _lease(lease_seconds=10**9),
         (503, {"Retry-After": "999999"}, b'{"error": "come back next month"}'),
-        (429, {"Retry-After": "999999"}, b'{"error": "slow down"}'),
+        (429, {"Retry-After": f"{RETRY_AFTER:g}"}, b'{"error": "slow down"}'),
         None,  # accepted, never answered
     ]
     write_order(SellOrder(market, "o-bounds", "s" * 24, "lab"), tmp_path / "bounds.cpu")
@@ -156,14 +166,34 @@ def test_huge_lease_seconds_retry_after_and_silence_do_not_park_the_seller(
     times = [at for path, at in ScriptedMarket.arrivals if path == "/v1/lease"]
     assert len(times) >= 5, ScriptedMarket.arrivals
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    # After a bad lease, a 503 and a 429 (Retry-After: 999999 s): the seller's own backoff.
-    assert all(gap <= BACKOFF_MAX + MARGIN for gap in gaps[:3]), gaps
+    # After a bad lease and a 503 (Retry-After: 999999 s): the seller's own backoff; after a
+    # 429, the pause it asks for (bounded: see the test below).
+    assert all(gap <= BACKOFF_MAX + MARGIN for gap in gaps[:2]), gaps
+    assert RETRY_AFTER - 0.2 <= gaps[2] <= RETRY_AFTER + BACKOFF_MAX + MARGIN, gaps
     # After silence: its own request timeout (the lease wait and a margin), then backoff.
     assert gaps[3] >= WAIT + REQUEST_TIMEOUT - 0.2, gaps
     assert gaps[3] <= WAIT + REQUEST_TIMEOUT + BACKOFF_MAX + MARGIN, gaps
     details = [(e["what"], e["detail"]) for e in errors[:4]]
     assert details[0][0] == "bad-reply" and "lease_seconds" in details[0][1]
     assert details[1][0] == "market-unreachable" and "HTTP 503" in details[1][1]
-    assert details[2][0] == "market-unreachable" and "HTTP 429" in details[2][1]
+    assert details[2][0] == "market-busy" and "HTTP 429" in details[2][1]
     assert details[3][0] == "market-unreachable" and "timed out" in details[3][1]
     assert seller.process.poll() is None
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("2", 2.0),
+        ("999999", MAX_RETRY_AFTER),
+        ("-5", 0.0),
+        ("nan", 0.0),
+        ("soon", 0.0),
+        (None, 0.0),
+    ],
+)
+def test_retry_after_is_honoured_up_to_the_contracts_bound(
+    header: str | None, seconds: float
+) -> None:
+    assert _retry_after(header) == seconds
+    assert MAX_RETRY_AFTER <= 300
