@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,7 +43,11 @@ def test_a_seller_whose_host_the_market_forgot_enrolls_again_and_works(
     # replicas=1: this is about enrolling again, not about agreement.
     image = sample_image(12, 12)
     job = buyer.submit(buyer.upload_program(fsdither), [image], replicas=1)[0]
-    seller.wait_for("job-finished")
+    seller.wait_for("job-finished")  # printed as the job ends, before its result is posted
+    give_up = time.monotonic() + 30
+    while buyer.job(job)["state"] != "done":
+        assert time.monotonic() < give_up, buyer.job(job)
+        time.sleep(0.05)
     assert buyer.output(job) == dither(image)
 
 
