@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
