@@ -116,7 +116,7 @@ class LeaseKeeper:
                     client.request_json("POST", f"/v1/leases/{self.offer.lease}/extend", {})
                 except Revoked:
                     return  # the main thread says so when it posts the result
-                except Refused as exc:
+                except (Refused, Unreachable, BadReply) as exc:
                     emit(
                         "error",
                         self.stream,
@@ -124,15 +124,8 @@ class LeaseKeeper:
                         order=self.order.order_id,
                         detail=str(exc),
                     )
-                    return
-                except (Unreachable, BadReply) as exc:
-                    emit(
-                        "error",
-                        self.stream,
-                        what="extend",
-                        order=self.order.order_id,
-                        detail=str(exc),
-                    )
+                    if isinstance(exc, Refused):
+                        return  # the lease is gone: extending it again is pointless
         finally:
             client.close()
 

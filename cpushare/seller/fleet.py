@@ -23,7 +23,6 @@ import gc
 import os
 import signal
 import sys
-import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from cpushare.seller.host import Identity, write_identity
 from cpushare.seller.lifeline import Lifeline
 from cpushare.seller.options import SellerOptions, add_arguments, from_arguments
 from cpushare.seller.plan import Plan, Seat, make_seats, mem_available, plan_sellers
-from cpushare.seller.privileges import Enrollment, drop_to
+from cpushare.seller.privileges import Enrollment, child_exit, drop_to
 from cpushare.seller.status import boottime, read_status
 from cpushare.startup import BUILTIN, medium_orders, seccomp_works, valid_orders
 
@@ -158,22 +157,17 @@ class Fleet:
         sys.stdout.flush()
         pid = os.fork()
         if pid == 0:
-            code = 70
-            try:
+
+            def sell() -> int:
                 os.close(handover)
                 for other in self.occupants:  # nobody else's identity
                     if other.handover is not None:
                         os.close(other.handover)
                 if self.enrollment is not None and self.enrollment.read_fd is not None:
                     os.close(self.enrollment.read_fd)
-                code = self.seller_main(self.occupants[index].seat, identity_fd)
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                os._exit(code)
+                return self.seller_main(self.occupants[index].seat, identity_fd)
+
+            child_exit(sell)
         os.close(identity_fd)
         if self.identities is None:
             self.occupants[index].handover = handover

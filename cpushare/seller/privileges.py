@@ -13,11 +13,28 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from types import FrameType
+from typing import NoReturn
 
 from cpushare.order import SellOrder
 from cpushare.seller.host import Identity, enroll_machine
 from cpushare.seller.lifeline import Lifeline
+
+
+def child_exit(main: Callable[[], int]) -> NoReturn:
+    """In a forked child: run `main` and leave with its status (70 if it crashed, with
+    its traceback), never returning into the parent's code, which the child shares."""
+    code = 70
+    try:
+        code = main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        os._exit(code)
 
 
 def drop_to(user: tuple[int, int]) -> None:
@@ -48,8 +65,8 @@ class Enrollment:
         sys.stdout.flush()
         self.pid = os.fork()
         if self.pid == 0:
-            code = 70
-            try:
+
+            def enroll() -> int:
                 os.close(read_fd)
                 signal.signal(signal.SIGTERM, _stop)
                 signal.pthread_sigmask(signal.SIG_SETMASK, set())
@@ -60,14 +77,9 @@ class Enrollment:
                 docs = [None if i is None else i.document() for i in found]
                 with os.fdopen(write_fd, "wb") as out:
                     out.write(json.dumps(docs).encode())
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                os._exit(code)
+                return 0
+
+            child_exit(enroll)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         self.read_fd: int | None = read_fd
