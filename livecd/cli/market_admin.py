@@ -1,0 +1,202 @@
+"""`livecd market account|host|order|ledger-check`: the operator's commands, run on the
+market's host against its database directly (beside a running server)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from livecd.cli.market import _db_option, _echo_json, _user_errors, market
+from livecd.errors import UserError
+from livecd.orders import write_order
+
+
+@market.group()
+def account() -> None:
+    """Accounts: who buys jobs and who is credited CPUCoins."""
+
+
+@account.command("new")
+@click.argument("name")
+@_db_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def account_new(name: str, db: Path, as_json: bool) -> None:
+    """Create account NAME and print its API key (shown only this once)."""
+    from market.admin import new_account
+
+    issued = _user_errors(lambda: new_account(db, name))
+    if as_json:
+        _echo_json({"account": issued.name, "api_key": issued.api_key})
+    else:
+        click.echo(f"account {issued.name}: api key {issued.api_key}")
+
+
+@account.command("list")
+@_db_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def account_list(db: Path, as_json: bool) -> None:
+    """List accounts with their orders and CPUCoins."""
+    from market.admin import list_accounts
+
+    rows = _user_errors(lambda: list_accounts(db))
+    if as_json:
+        _echo_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['name']:20} orders={row['orders']:<5} coins={row['coins']:.3f}")
+
+
+@account.command("leaderboard")
+@click.argument("name")
+@click.option("--off", is_flag=True, help="Take the account off the leaderboard.")
+@_db_option
+def account_leaderboard(name: str, off: bool, db: Path) -> None:
+    """Show account NAME and its coins on the public leaderboard (/v1/stats), or not."""
+    from market.admin import set_leaderboard
+
+    _user_errors(lambda: set_leaderboard(db, name, not off))
+    click.echo(f"account {name}: {'off' if off else 'on'} the public leaderboard")
+
+
+@account.command("grant")
+@click.argument("name")
+@click.argument("coins", type=click.FloatRange(0.001, 1e12))
+@_db_option
+def account_grant(name: str, coins: float, db: Path) -> None:
+    """Give account NAME COINS CPUCoins (a buyer needs them to submit jobs)."""
+    from market.admin import grant
+
+    balance = _user_errors(lambda: grant(db, name, coins))
+    click.echo(f"account {name}: {balance:.3f} coins")
+
+
+@account.command("disable")
+@click.argument("name")
+@_db_option
+def account_disable(name: str, db: Path) -> None:
+    """Disable account NAME at once: its key, orders and hosts are refused until enabled."""
+    from market.admin import set_account_disabled
+
+    _user_errors(lambda: set_account_disabled(db, name, True))
+    click.echo(f"account {name}: disabled; its hosts' leases went back to the queue")
+
+
+@account.command("enable")
+@click.argument("name")
+@_db_option
+def account_enable(name: str, db: Path) -> None:
+    """Enable account NAME again."""
+    from market.admin import set_account_disabled
+
+    _user_errors(lambda: set_account_disabled(db, name, False))
+    click.echo(f"account {name}: enabled")
+
+
+@market.command("ledger-check")
+@_db_option
+def ledger_check(db: Path) -> None:
+    """Check that the coin books add up (balances and reservations = coins granted)."""
+    from market.admin import check_ledger
+
+    problems = _user_errors(lambda: check_ledger(db))
+    if problems:
+        raise UserError("the ledger does not add up: " + "; ".join(problems[:10]))
+    click.echo("ledger: the books add up")
+
+
+@market.group()
+def host() -> None:
+    """Hosts: the machines enrolled with sell orders (one identity each, kept in RAM)."""
+
+
+@host.command("list")
+@_db_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def host_list(db: Path, as_json: bool) -> None:
+    """List hosts with their order, account, network, seats and active leases."""
+    from market.admin import list_hosts
+
+    rows = _user_errors(lambda: list_hosts(db))
+    if as_json:
+        _echo_json(rows)
+        return
+    for row in rows:
+        state = "revoked" if row["revoked"] else f"leases={row['leases']}"
+        click.echo(
+            f"{row['host']} order={row['order']} account={row['account']} "
+            f"network={row['network']} seats={row['seats']} {state}"
+        )
+
+
+@host.command("revoke")
+@click.argument("host_id")
+@_db_option
+def host_revoke(host_id: str, db: Path) -> None:
+    """Revoke HOST_ID at once and for good; its leases go back to the queue."""
+    from market.admin import revoke_host
+
+    _user_errors(lambda: revoke_host(db, host_id))
+    click.echo(f"host {host_id}: revoked")
+
+
+@market.group("order")
+def market_order() -> None:
+    """Sell orders: the `.cpu` files sellers run with."""
+
+
+@market_order.command("new")
+@_db_option
+@click.option("--account", required=True, help="The account the order credits.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option("--public-url", help="The market as sellers reach it [default: from serve].")
+@click.option("--nice", type=click.IntRange(0, 19), default=19, show_default=True)
+@click.option("--max-memory-mb", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--max-cpu-seconds", type=click.IntRange(1), default=60, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def market_order_new(
+    db: Path,
+    account: str,
+    output: Path,
+    public_url: str | None,
+    nice: int,
+    max_memory_mb: int,
+    max_cpu_seconds: int,
+    as_json: bool,
+) -> None:
+    """Issue a sell order for ACCOUNT and write it to a `.cpu` file."""
+    from market.admin import new_order
+
+    order = _user_errors(
+        lambda: new_order(
+            db,
+            account,
+            lambda o: write_order(o, output),
+            public_url=public_url,
+            nice=nice,
+            max_memory_mb=max_memory_mb,
+            max_cpu_seconds=max_cpu_seconds,
+        )
+    )
+    if as_json:
+        _echo_json(
+            {
+                "file": str(output),
+                "order_id": order.order_id,
+                "account": account,
+                "market_url": order.market_url,
+            }
+        )
+    else:
+        click.echo(f"wrote {output}: order {order.order_id} for {account} at {order.market_url}")
+
+
+@market_order.command("revoke")
+@click.argument("order_id")
+@_db_option
+def market_order_revoke(order_id: str, db: Path) -> None:
+    """Revoke ORDER_ID: it enrolls no more hosts and its hosts are refused at once."""
+    from market.admin import revoke_order
+
+    _user_errors(lambda: revoke_order(db, order_id))
+    click.echo(f"order {order_id}: revoked, with its hosts")

@@ -1,0 +1,203 @@
+"""`livecd market submit|cancel|status|results`: the buyer's commands, over the market's
+HTTP API with an account's API key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from cpushare.limits import JobLimits, default_wall_seconds
+from livecd.cli.market import _echo_json, _user_errors, market
+from livecd.errors import UserError
+from livecd.files import atomic_write as write_atomically
+
+F = TypeVar("F", bound=Callable[..., Any])
+_DEFAULT = JobLimits()
+
+
+def _buyer(fn: F) -> F:
+    """The options every buyer command shares: where the market is and the API key."""
+    options = [
+        click.option(
+            "--market",
+            "market_url",
+            envvar="CPUSHARE_MARKET",
+            required=True,
+            help="The market's URL [env CPUSHARE_MARKET].",
+        ),
+        click.option(
+            "--api-key",
+            envvar="CPUSHARE_API_KEY",
+            required=True,
+            help="The account's API key [env CPUSHARE_API_KEY].",
+        ),
+        click.option(
+            "--cacert",
+            type=click.Path(path_type=Path, dir_okay=False),
+            envvar="CPUSHARE_CACERT",
+            help="Certificate to verify the market with [env CPUSHARE_CACERT].",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _client(market_url: str, api_key: str, cacert: Path | None) -> Any:
+    from market.buyer import BuyerClient
+
+    return _user_errors(lambda: BuyerClient(market_url, api_key, cacert=cacert))
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+
+
+@market.command()
+@click.argument("program", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="An input file (repeatable).",
+)
+@click.option(
+    "--replicas",
+    type=click.IntRange(1, 10),
+    help="Accept a job only once this many hosts on distinct networks agree; 1 trusts every "
+    "seller (for a group's own machines) [default: adaptive: two until hosts earn trust].",
+)
+@click.option(
+    "--cpu-seconds", type=click.IntRange(1), default=_DEFAULT.cpu_seconds, show_default=True
+)
+@click.option(
+    "--memory-mb", type=click.IntRange(1), default=_DEFAULT.memory_bytes >> 20, show_default=True
+)
+@click.option(
+    "--output-bytes", type=click.IntRange(0), default=_DEFAULT.output_bytes, show_default=True
+)
+@_buyer
+def submit(
+    program: Path,
+    inputs: tuple[Path, ...],
+    replicas: int | None,
+    cpu_seconds: int,
+    memory_mb: int,
+    output_bytes: int,
+    market_url: str,
+    api_key: str,
+    cacert: Path | None,
+    as_json: bool,
+) -> None:
+    """Upload PROGRAM (a job ELF) and queue one job per --input file."""
+    client = _client(market_url, api_key, cacert)
+    code = _read(program)
+    data = [_read(path) for path in inputs]
+    limits = JobLimits(
+        cpu_seconds=cpu_seconds,
+        wall_seconds=default_wall_seconds(cpu_seconds),
+        memory_bytes=memory_mb << 20,
+        output_bytes=output_bytes,
+    ).as_dict()
+    sha256 = _user_errors(lambda: client.upload_program(code))
+    ids = _user_errors(lambda: client.submit(sha256, data, replicas=replicas, limits=limits))
+    if as_json:
+        _echo_json(
+            {
+                "program": sha256,
+                "jobs": [
+                    {"job": job, "input": str(path)} for job, path in zip(ids, inputs, strict=True)
+                ],
+            }
+        )
+        return
+    for job, path in zip(ids, inputs, strict=True):
+        click.echo(f"job {job}: {path}")
+
+
+@market.command()
+@click.argument("job", type=int)
+@_buyer
+def cancel(job: int, market_url: str, api_key: str, cacert: Path | None, as_json: bool) -> None:
+    """Cancel open JOB: its leases end and its reserved coins come back."""
+    _user_errors(lambda: _client(market_url, api_key, cacert).cancel(job))
+    if as_json:
+        _echo_json({"job": job, "cancelled": True})
+    else:
+        click.echo(f"job {job}: cancelled")
+
+
+@market.command()
+@_buyer
+def status(market_url: str, api_key: str, cacert: Path | None, as_json: bool) -> None:
+    """Your account: its queue, leases, sellers seen, results and coins."""
+    doc = _user_errors(lambda: _client(market_url, api_key, cacert).status())
+    if as_json:
+        _echo_json(doc)
+        return
+    jobs = doc["jobs"]
+    click.echo(
+        f"jobs: {jobs.get('open', 0)} open, {jobs.get('done', 0)} done, "
+        f"{jobs.get('failed', 0)} failed; {doc['leases_active']} leased"
+    )
+    click.echo(f"sellers seen (10 min): {doc['sellers_seen']} on {doc['orders_seen']} orders")
+    click.echo(
+        f"results: {doc['results_last_minute']} last minute, {doc['results_last_hour']} last hour"
+    )
+    for name, coins in doc["coins"].items():
+        click.echo(f"coins: {name} {coins:.3f}")
+
+
+@market.command()
+@click.argument("job", type=int, required=False)
+@click.option("--all", "all_jobs", is_flag=True, help="Every finished job of the account.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Directory to write JOB.out files into.",
+)
+@_buyer
+def results(
+    job: int | None,
+    all_jobs: bool,
+    out: Path,
+    market_url: str,
+    api_key: str,
+    cacert: Path | None,
+    as_json: bool,
+) -> None:
+    """Download the accepted output of JOB (or --all finished jobs) into --out."""
+    if (job is None) == (not all_jobs):
+        raise UserError("give a JOB id or --all, not both and not neither")
+    client = _client(market_url, api_key, cacert)
+    done = (
+        list(_user_errors(lambda: list(client.jobs("done"))))
+        if all_jobs
+        else [_user_errors(lambda: client.job(job))]
+    )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {out}: {exc.strerror}") from None
+    written = []
+    for entry in done:
+        job_id = int(entry["id"])
+        data = _user_errors(partial(client.output, job_id))
+        path = out / f"{job_id}.out"
+        write_atomically(path, data, 0o644)
+        written.append({**entry, "file": str(path)})
+        if not as_json:
+            click.echo(f"job {job_id}: {entry['outcome']} -> {path} ({len(data)} bytes)")
+    if as_json:
+        _echo_json(written)
