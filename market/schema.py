@@ -98,7 +98,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE leases ADD COLUMN released REAL;
     """,
     """
-    -- Trust (issue 11): a host is one machine, enrolled with an order; it leases, posts
+    -- Trust: a host is one machine, enrolled with an order; it leases, posts
     -- and is trusted per program on its own. Its network (an IPv4 address or an IPv6 /64
     -- it enrolled from) is what agreement counts: one network cannot agree with itself.
     CREATE TABLE hosts (
