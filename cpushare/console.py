@@ -72,9 +72,13 @@ def format_line(event: str, **fields: object) -> str:
 
 
 def emit(event: str, stream: TextIO | None = None, **fields: object) -> None:
-    """Print one console line, with the guest uptime, and flush it at once."""
+    """Print one console line, with the guest uptime, and flush it at once. The line and
+    its newline go out in one write: sellers share their console, and an unbuffered
+    stream would otherwise let another process's line land between the two."""
     fields.setdefault("uptime", uptime())
-    print(format_line(event, **fields), file=stream or sys.stdout, flush=True)
+    out = stream or sys.stdout
+    out.write(format_line(event, **fields) + "\n")
+    out.flush()
 
 
 def parse_line(line: str) -> dict[str, str] | None:

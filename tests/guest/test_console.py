@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 from cpushare.console import MAX_VALUE_CHARS, clean, emit, events_in, format_line, parse_line
 
@@ -68,3 +71,22 @@ def test_events_in_a_log_are_read_in_order_and_filtered() -> None:
     assert [e["job"] for e in events_in(log)] == ["1", "2", "3"]
     assert [e["job"] for e in events_in(log, "job-leased")] == ["1", "3"]
     assert [e["job"] for e in events_in(log, "job-leased", order="b")] == ["3"]
+
+
+def test_processes_sharing_an_unbuffered_console_never_split_a_line(tmp_path: Path) -> None:
+    # Unbuffered (-u), as the fleet's forked sellers print: each line must be one write.
+    script = (
+        "from cpushare.console import emit\n"
+        "import sys\n"
+        "for i in range(300): emit('job-leased', order=sys.argv[1], job=i)\n"
+    )
+    console = tmp_path / "console"
+    with console.open("wb") as out:
+        writers = [
+            subprocess.Popen([sys.executable, "-u", "-c", script, name], stdout=out)
+            for name in ("a", "b", "c")
+        ]
+        assert [w.wait(timeout=60) for w in writers] == [0, 0, 0]
+    lines = console.read_text().splitlines()
+    assert len(lines) == 900
+    assert all(line.count("cpushare:") == 1 and parse_line(line) for line in lines)
