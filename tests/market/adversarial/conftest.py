@@ -136,6 +136,19 @@ def still_open(held: list[Held]) -> int:
     return count
 
 
+def honest_lease_under_attack(sale: Sale, held: list[Held], deadline: float) -> list[float]:
+    """With the attacker's sockets held, an honest seller leases the queued job at once;
+    then every held socket is dropped within `deadline` seconds. Their lifetimes."""
+    started = time.monotonic()
+    lease = honest_lease(sale)
+    assert lease.status_code == 200 and lease.json()["job"] == sale.job
+    assert time.monotonic() - started < 2.0
+    lived, left = lifetimes(held, deadline + 2)
+    assert left == 0, f"{left} of {len(held)} connections still held after {deadline + 2} s"
+    assert max(lived) <= deadline
+    return lived
+
+
 def lifetimes(held: list[Held], limit: float) -> tuple[list[float], int]:
     """Seconds each held socket lived until the market closed it, waiting at most `limit`
     seconds past the last one's opening; and how many were still open then."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from livecd.market_process import MarketProcess
 from market.deadlines import HANDSHAKE_SECONDS
-from tests.market.adversarial.conftest import Held, honest_lease, lifetimes, queue_job, still_open
+from tests.market.adversarial.conftest import Held, honest_lease_under_attack, queue_job, still_open
 
 DEADLINE = 10.0
 COUNT = 100
@@ -37,11 +37,5 @@ def test_slowloris_tls_connections_are_dropped_and_sellers_still_lease(
             sock.sendall(HALF_HEAD)
         held.append(Held(sock, opened))
     assert still_open(held) > COUNT
-    started = time.monotonic()
-    lease = honest_lease(sale)
-    assert lease.status_code == 200 and lease.json()["job"] == sale.job
-    assert time.monotonic() - started < 2.0
-    lived, left = lifetimes(held, DEADLINE + 2)
-    assert left == 0, f"{left} of {len(held)} connections still held after {DEADLINE + 2} s"
-    assert max(lived) <= DEADLINE
+    lived = honest_lease_under_attack(sale, held, DEADLINE)
     assert min(lived) >= HANDSHAKE_SECONDS - 1
