@@ -9,7 +9,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -34,6 +33,7 @@ from market.api import (
     read_json,
 )
 from market.auth import Authenticator
+from market.dialect import Location
 from market.errors import MarketError
 from market.responses import http_error, internal_error, json_response, market_error, store_full
 from market.store import Store, StoreFull
@@ -53,7 +53,7 @@ DEFAULT = JobLimits()
 class MarketConfig:
     """How the market runs; the defaults suit production, tests shorten the lease."""
 
-    db: Path
+    db: Location
     lease_seconds: float = 60.0
     max_body: int = 24 << 20
 

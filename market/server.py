@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ import uvicorn
 from cpushare.order import is_loopback_host
 from market import accounts
 from market.app import MarketConfig, create_app
+from market.dialect import Connection, Location
 from market.store import transact
 from market.tls import pem_sha256
 
@@ -22,7 +22,7 @@ class ServeError(ValueError):
 
 @dataclass(frozen=True)
 class ServeOptions:
-    db: Path
+    db: Location
     host: str
     port: int
     cert: Path | None = None
@@ -72,7 +72,7 @@ def prepare(options: ServeOptions) -> str:
             ) from None
     public_url = (options.public_url or default_public_url(options)).rstrip("/")
 
-    def settle(conn: sqlite3.Connection) -> None:
+    def settle(conn: Connection) -> None:
         accounts.set_setting(conn, "public_url", public_url)
         accounts.set_setting(conn, "cert_sha256", pin)
 

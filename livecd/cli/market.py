@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -20,6 +20,9 @@ from livecd.cli import main
 from livecd.errors import UserError
 from livecd.files import atomic_write as write_atomically
 from livecd.orders import write_order
+
+if TYPE_CHECKING:
+    from market.dialect import Location
 
 F = TypeVar("F", bound=Callable[..., Any])
 _DEFAULT = JobLimits()
@@ -50,13 +53,31 @@ def market() -> None:
     """The CPUShare market: serve it, issue accounts and orders, submit jobs, get results."""
 
 
+def _db_location(_ctx: click.Context, _param: click.Parameter, value: str) -> Location:
+    from market.dialect import location
+
+    return location(value)
+
+
 _db_option = click.option(
     "--db",
-    type=click.Path(path_type=Path, dir_okay=False),
     required=True,
     envvar="CPUSHARE_MARKET_DB",
-    help="The market's SQLite database [env CPUSHARE_MARKET_DB].",
+    callback=_db_location,
+    help="The market's database: a SQLite file, or a postgresql:// URL "
+    "(e.g. postgresql:///market?host=/var/run/postgresql) [env CPUSHARE_MARKET_DB].",
 )
+
+
+@market.command()
+@_db_option
+def migrate(db: Location) -> None:
+    """Create the market's database or bring its schema up to this version (`serve` does
+    it on start too)."""
+    from market.store import open_database
+
+    _user_errors(lambda: open_database(db).close())
+    click.echo("market: the database schema is up to date", err=True)
 
 
 @market.command()
@@ -76,7 +97,7 @@ _db_option = click.option(
     help="A lease expires this long after it was granted or last extended.",
 )
 def serve(
-    db: Path,
+    db: Location,
     listen: str,
     cert: Path | None,
     key: Path | None,
@@ -156,7 +177,7 @@ def account() -> None:
 @click.argument("name")
 @_db_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def account_new(name: str, db: Path, as_json: bool) -> None:
+def account_new(name: str, db: Location, as_json: bool) -> None:
     """Create account NAME and print its API key (shown only this once)."""
     from market.admin import new_account
 
@@ -170,7 +191,7 @@ def account_new(name: str, db: Path, as_json: bool) -> None:
 @account.command("list")
 @_db_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def account_list(db: Path, as_json: bool) -> None:
+def account_list(db: Location, as_json: bool) -> None:
     """List accounts with their orders and CPUCoins."""
     from market.admin import list_accounts
 
@@ -186,7 +207,7 @@ def account_list(db: Path, as_json: bool) -> None:
 @click.argument("name")
 @click.argument("coins", type=click.FloatRange(0.001, 1e12))
 @_db_option
-def account_grant(name: str, coins: float, db: Path) -> None:
+def account_grant(name: str, coins: float, db: Location) -> None:
     """Give account NAME COINS CPUCoins (a buyer needs them to submit jobs)."""
     from market.admin import grant
 
@@ -197,7 +218,7 @@ def account_grant(name: str, coins: float, db: Path) -> None:
 @account.command("disable")
 @click.argument("name")
 @_db_option
-def account_disable(name: str, db: Path) -> None:
+def account_disable(name: str, db: Location) -> None:
     """Disable account NAME at once: its key, orders and hosts are refused until enabled."""
     from market.admin import set_account_disabled
 
@@ -208,7 +229,7 @@ def account_disable(name: str, db: Path) -> None:
 @account.command("enable")
 @click.argument("name")
 @_db_option
-def account_enable(name: str, db: Path) -> None:
+def account_enable(name: str, db: Location) -> None:
     """Enable account NAME again."""
     from market.admin import set_account_disabled
 
@@ -218,7 +239,7 @@ def account_enable(name: str, db: Path) -> None:
 
 @market.command("ledger-check")
 @_db_option
-def ledger_check(db: Path) -> None:
+def ledger_check(db: Location) -> None:
     """Check that the coin books add up (balances and reservations = coins granted)."""
     from market.admin import check_ledger
 
@@ -236,7 +257,7 @@ def host() -> None:
 @host.command("list")
 @_db_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def host_list(db: Path, as_json: bool) -> None:
+def host_list(db: Location, as_json: bool) -> None:
     """List hosts with their order, account, network, seats and active leases."""
     from market.admin import list_hosts
 
@@ -255,7 +276,7 @@ def host_list(db: Path, as_json: bool) -> None:
 @host.command("revoke")
 @click.argument("host_id")
 @_db_option
-def host_revoke(host_id: str, db: Path) -> None:
+def host_revoke(host_id: str, db: Location) -> None:
     """Revoke HOST_ID at once and for good; its leases go back to the queue."""
     from market.admin import revoke_host
 
@@ -278,7 +299,7 @@ def market_order() -> None:
 @click.option("--max-cpu-seconds", type=click.IntRange(1), default=60, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def market_order_new(
-    db: Path,
+    db: Location,
     account: str,
     output: Path,
     public_url: str | None,
@@ -317,7 +338,7 @@ def market_order_new(
 @market_order.command("revoke")
 @click.argument("order_id")
 @_db_option
-def market_order_revoke(order_id: str, db: Path) -> None:
+def market_order_revoke(order_id: str, db: Location) -> None:
     """Revoke ORDER_ID: it enrolls no more hosts and its hosts are refused at once."""
     from market.admin import revoke_order
 

@@ -1,0 +1,72 @@
+"""The market's PostgreSQL connections: the same `Connection` the SQL in market/*.py uses
+on SQLite, over psycopg 3.
+
+Statements are bound on the client side (psycopg's ClientCursor) so that values keep
+SQLite's leniency about types (a NULL parameter needs no declared type, a number may go
+into a TEXT column), and `?` placeholders become psycopg's `%s`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg
+from psycopg.adapt import Buffer, Loader
+
+from market.errors import MarketError
+
+# Errors after which the transaction must be run again from its start.
+RETRY_ERRORS = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+
+
+class _NumberLoader(Loader):
+    """sum() over BIGINT columns is NUMERIC in PostgreSQL; the market counts in integer
+    millicoins and seconds as floats, as SQLite returns them."""
+
+    def load(self, data: Buffer) -> int | float:
+        text = bytes(data)
+        return int(text) if text.lstrip(b"-").isdigit() else float(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _translate(sql: str) -> str:
+    if "%" in sql:
+        raise ValueError(f"SQL for both engines must not use '%': {sql!r}")
+    return sql.replace("?", "%s")
+
+
+class PgConnection:
+    """One PostgreSQL connection in autocommit mode: transactions are explicit, as on SQLite."""
+
+    def __init__(self, url: str) -> None:
+        self.raw: psycopg.Connection[Any] = psycopg.Connection.connect(
+            url, autocommit=True, cursor_factory=psycopg.ClientCursor
+        )
+        self.raw.adapters.register_loader("numeric", _NumberLoader)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+    def execute(self, sql: str, parameters: Any = (), /) -> psycopg.Cursor[Any]:
+        cursor = self.raw.cursor()
+        cursor.execute(_translate(sql), parameters or None)
+        return cursor
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> psycopg.Cursor[Any]:
+        cursor = self.raw.cursor()
+        cursor.executemany(_translate(sql), parameters)
+        return cursor
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def connect(url: str) -> PgConnection:
+    try:
+        return PgConnection(url)
+    except psycopg.OperationalError as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MarketError(f"cannot connect to the market database: {message}") from None
