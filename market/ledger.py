@@ -132,7 +132,8 @@ def check(conn: Connection) -> list[str]:
     books = dict(
         conn.execute(
             "SELECT book, sum(amount) FROM (SELECT target AS book, millicoins AS amount "
-            "FROM transfers UNION ALL SELECT source, -millicoins FROM transfers) GROUP BY book"
+            "FROM transfers UNION ALL SELECT source, -millicoins FROM transfers) AS moves "
+            "GROUP BY book"
         ).fetchall()
     )
     problems: list[str] = []

@@ -31,7 +31,7 @@ def tally(conn: Connection, job_id: int) -> Tally:
         agreeing=count(
             "SELECT coalesce(max(n), 0) FROM (SELECT count(DISTINCT network) AS n FROM results "
             "WHERE job_id = ? AND verdict = 'pending' "
-            "GROUP BY outcome, exit_status, output_sha256)"
+            "GROUP BY outcome, exit_status, output_sha256) AS groups"
         ),
         solo=bool(
             count("SELECT count(*) FROM leases WHERE job_id = ? AND state = 'active' AND solo = 1")

@@ -34,7 +34,7 @@ def judged(conn: Connection, program: str, valid: Iterable[str], invalid: Iterab
     """Count a valid result for each host in `valid`; reset each host in `invalid`."""
     conn.executemany(
         "INSERT INTO trust (host_id, program, valid) VALUES (?, ?, 1) "
-        "ON CONFLICT (host_id, program) DO UPDATE SET valid = valid + 1",
+        "ON CONFLICT (host_id, program) DO UPDATE SET valid = trust.valid + 1",
         [(host, program) for host in valid],
     )
     conn.executemany(
