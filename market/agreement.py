@@ -128,7 +128,8 @@ def _accept(conn: Connection, job_id: int, key: tuple[object, ...], now: float) 
     program = conn.execute("SELECT program FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
     rows = conn.execute(
         "SELECT r.id, r.host_id, r.network, r.cpu_seconds, o.account_id, "
-        f"({_KEY}) IS NOT DISTINCT FROM (?, ?, ?) FROM results r JOIN orders o ON o.id = r.order_id "
+        f"({_KEY}) IS NOT DISTINCT FROM (?, ?, ?) "
+        "FROM results r JOIN orders o ON o.id = r.order_id "
         "WHERE r.job_id = ? AND r.verdict = 'pending'",
         (*key, job_id),
     ).fetchall()
