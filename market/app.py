@@ -92,12 +92,14 @@ class Market:
         self.store = Store(self.config.db)
         self.wakeup = Wakeup()
         sweeper = asyncio.create_task(self._sweep_expired_leases())
+        listener = asyncio.create_task(self.store.listen(self.wakeup.notify))
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, listener):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self.store.close()
 
     async def _sweep_expired_leases(self) -> None:
@@ -115,6 +117,7 @@ class Market:
     def _notify(self) -> None:
         assert self.wakeup is not None
         self.wakeup.notify()
+        self.db.announce()
 
     # Authentication.
 

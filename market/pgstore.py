@@ -8,14 +8,20 @@ into a TEXT column), and `?` placeholders become psycopg's `%s`.
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import Iterable
+import logging
+import secrets
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import psycopg
 from psycopg.adapt import Buffer, Loader
 
+from market.dialect import Connection
 from market.errors import MarketError
+
+log = logging.getLogger("market")
 
 # Errors after which the transaction must be run again from its start.
 RETRY_ERRORS = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
@@ -70,3 +76,37 @@ def connect(url: str) -> PgConnection:
     except psycopg.OperationalError as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MarketError(f"cannot connect to the market database: {message}") from None
+
+
+# The channel on which instances sharing a database announce that work may have appeared.
+CHANNEL = "market_work"
+# Wait before listening again after the database went away (a restart, say).
+RELISTEN_SECONDS = 0.5
+
+
+class Announcer:
+    """Wakes the long-polling sellers of every other instance on the same database
+    (LISTEN/NOTIFY) when this one sees work appear, as the in-process wake-up does."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        # A payload of our own, so that an instance does not wake its sellers twice.
+        self.instance = secrets.token_hex(8)
+
+    def announce(self, conn: Connection) -> None:
+        conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, self.instance))
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Call `wake` on each other instance's announcement, until cancelled."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    # Announcements made while nobody listened are lost: look again.
+                    wake()
+                    async for note in conn.notifies():
+                        if note.payload != self.instance:
+                            wake()
+            except psycopg.OperationalError as exc:
+                log.warning("not hearing other instances until the database is back: %s", exc)
+                await asyncio.sleep(RELISTEN_SECONDS)

@@ -126,6 +126,8 @@ class Store:
         self.db = db
         open_database(db).close()
         self.reader = connect(db)
+        # Instances sharing a PostgreSQL database wake each other's sellers.
+        self._announcer = pgstore.Announcer(db) if isinstance(db, str) else None
         self._queue: queue.SimpleQueue[tuple[Operation, Future[Any]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run_writer, name="market-writer", daemon=True)
         self._thread.start()
@@ -141,6 +143,16 @@ class Store:
         future: Future[T] = Future()
         self._queue.put((op, future))
         return future.result()
+
+    def announce(self) -> None:
+        """Tell the other instances on this database that work may have appeared."""
+        if self._announcer is not None:
+            self._announcer.announce(self.reader)
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Call `wake` whenever another instance announces work, until cancelled."""
+        if self._announcer is not None:
+            await self._announcer.listen(wake)
 
     def close(self) -> None:
         """Finish queued writes, then stop the writer and close the connections."""
