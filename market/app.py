@@ -34,7 +34,7 @@ from market.api import (
 )
 from market.auth import Authenticator
 from market.dialect import Location
-from market.errors import MarketError
+from market.errors import MarketError, Unavailable
 from market.responses import http_error, internal_error, json_response, market_error, store_full
 from market.store import Store, StoreFull
 
@@ -110,6 +110,9 @@ class Market:
                 expired = await self.db.write(lambda c: leasing.expire_leases(c, time.time()))
             except StoreFull:
                 log.warning("cannot expire leases: the disk is full")
+                continue
+            except Unavailable:
+                log.warning("cannot expire leases: the database is unavailable")
                 continue
             if expired:
                 self._notify()

@@ -9,19 +9,26 @@ into a TEXT column), and `?` placeholders become psycopg's `%s`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import psycopg
 from psycopg.adapt import Buffer, Loader
 
 from market.dialect import Connection
-from market.errors import MarketError
+from market.errors import Unavailable
 
 log = logging.getLogger("market")
+
+_IN_TRANSACTION = (
+    psycopg.pq.TransactionStatus.ACTIVE,
+    psycopg.pq.TransactionStatus.INTRANS,
+    psycopg.pq.TransactionStatus.INERROR,
+)
 
 # Errors after which the transaction must be run again from its start.
 RETRY_ERRORS = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
@@ -54,28 +61,55 @@ class PgConnection:
 
     @property
     def in_transaction(self) -> bool:
-        return self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        # A lost connection (UNKNOWN) has no transaction left to roll back.
+        return self.raw.info.transaction_status in _IN_TRANSACTION
+
+    @property
+    def usable(self) -> bool:
+        return not self.raw.broken and not self.raw.closed
 
     def execute(self, sql: str, parameters: Any = (), /) -> psycopg.Cursor[Any]:
-        cursor = self.raw.cursor()
-        cursor.execute(_translate(sql), parameters or None)
+        with self._lost():
+            cursor = self.raw.cursor()
+            cursor.execute(_translate(sql), parameters or None)
         return cursor
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> psycopg.Cursor[Any]:
-        cursor = self.raw.cursor()
-        cursor.executemany(_translate(sql), parameters)
+        with self._lost():
+            cursor = self.raw.cursor()
+            cursor.executemany(_translate(sql), parameters)
         return cursor
+
+    @contextlib.contextmanager
+    def _lost(self) -> Iterator[None]:
+        """A lost connection (the server restarting, say) as the market's 503."""
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            if self.usable:
+                raise
+            raise Unavailable(f"the market database is unavailable: {_first_line(exc)}") from exc
 
     def close(self) -> None:
         self.raw.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def usable(conn: Connection) -> bool:
+    """False for a PostgreSQL connection the server has gone away from."""
+    return not isinstance(conn, PgConnection) or conn.usable
 
 
 def connect(url: str) -> PgConnection:
     try:
         return PgConnection(url)
     except psycopg.OperationalError as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MarketError(f"cannot connect to the market database: {message}") from None
+        message = _first_line(exc)
+        raise Unavailable(f"cannot connect to the market database: {message}") from None
 
 
 # The channel on which instances sharing a database announce that work may have appeared.

@@ -15,6 +15,7 @@ instances had taken turns, just as SQLite's one writer does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -26,6 +27,7 @@ import psycopg
 
 from market import pgstore
 from market.dialect import Connection, Location, is_postgres
+from market.errors import Unavailable
 from market.schema import migrate, migrate_postgres
 
 T = TypeVar("T")
@@ -125,7 +127,7 @@ class Store:
     def __init__(self, db: Location) -> None:
         self.db = db
         open_database(db).close()
-        self.reader = connect(db)
+        self._reader = connect(db)
         # Instances sharing a PostgreSQL database wake each other's sellers.
         self._announcer = pgstore.Announcer(db) if isinstance(db, str) else None
         self._queue: queue.SimpleQueue[tuple[Operation, Future[Any]] | None] = queue.SimpleQueue()
@@ -144,10 +146,20 @@ class Store:
         self._queue.put((op, future))
         return future.result()
 
+    @property
+    def reader(self) -> Connection:
+        """The connection for queries, connected again if the database went away."""
+        if not pgstore.usable(self._reader):
+            self._reader.close()
+            self._reader = connect(self.db)
+        return self._reader
+
     def announce(self) -> None:
-        """Tell the other instances on this database that work may have appeared."""
+        """Tell the other instances on this database that work may have appeared (their
+        listeners look again anyway when they reconnect, so a lost one is no loss)."""
         if self._announcer is not None:
-            self._announcer.announce(self.reader)
+            with contextlib.suppress(Unavailable):
+                self._announcer.announce(self.reader)
 
     async def listen(self, wake: Callable[[], None]) -> None:
         """Call `wake` whenever another instance announces work, until cancelled."""
@@ -158,18 +170,30 @@ class Store:
         """Finish queued writes, then stop the writer and close the connections."""
         self._queue.put(None)
         self._thread.join()
-        self.reader.close()
+        self._reader.close()
 
     def _run_writer(self) -> None:
-        conn = connect(self.db)
+        conn: Connection | None = None
         try:
             while True:
                 batch = self._next_batch()
                 if batch is None:
                     return
+                try:
+                    # After the database went away, connect again for the next batch.
+                    if conn is None or not pgstore.usable(conn):
+                        if conn is not None:
+                            conn.close()
+                        conn = None
+                        conn = connect(self.db)
+                except Unavailable as exc:
+                    for _, future in batch:
+                        future.set_exception(exc)
+                    continue
                 self._commit_batch(conn, batch)
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     def _next_batch(self) -> list[tuple[Operation, Future[Any]]] | None:
         first = self._queue.get()
