@@ -130,6 +130,7 @@ class Store:
         self._reader = connect(db)
         # Instances sharing a PostgreSQL database wake each other's sellers.
         self._announcer = pgstore.Announcer(db) if isinstance(db, str) else None
+        self._analyzer = pgstore.Analyzer(db) if isinstance(db, str) else None
         self._queue: queue.SimpleQueue[tuple[Operation, Future[Any]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run_writer, name="market-writer", daemon=True)
         self._thread.start()
@@ -171,6 +172,8 @@ class Store:
         self._queue.put(None)
         self._thread.join()
         self._reader.close()
+        if self._analyzer is not None:
+            self._analyzer.close()
 
     def _run_writer(self) -> None:
         conn: Connection | None = None
