@@ -1,9 +1,10 @@
 """The market's PostgreSQL connections: the same `Connection` the SQL in market/*.py uses
 on SQLite, over psycopg 3.
 
-Statements are bound on the client side (psycopg's ClientCursor) so that values keep
-SQLite's leniency about types (a NULL parameter needs no declared type, a number may go
-into a TEXT column), and `?` placeholders become psycopg's `%s`.
+`?` placeholders become psycopg's `%s`. Values are bound on the server, so statements the
+market repeats are prepared once per connection (psycopg does it after a few runs): the
+SQL therefore gives a NULL parameter its type (`CAST(? AS TEXT)`) where PostgreSQL could
+not infer one.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class PgConnection:
 
     def __init__(self, url: str) -> None:
         self.raw: psycopg.Connection[Any] = psycopg.Connection.connect(
-            url, autocommit=True, cursor_factory=psycopg.ClientCursor
+            url, autocommit=True
         )
         self.raw.adapters.register_loader("numeric", _NumberLoader)
 
