@@ -12,6 +12,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -69,6 +70,14 @@ _db_option = click.option(
 )
 
 
+def _redacted(url: str) -> str:
+    """A database URL fit for a log: without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
+
+
 @market.command()
 @_db_option
 def migrate(db: Location) -> None:
@@ -115,7 +124,8 @@ def serve(
         url = _user_errors(lambda: prepare(options))
     except ServeError as exc:
         raise UserError(str(exc)) from None
-    click.echo(f"market: serving {db} on {listen}; orders point sellers at {url}", err=True)
+    shown = _redacted(db) if isinstance(db, str) else db
+    click.echo(f"market: serving {shown} on {listen}; orders point sellers at {url}", err=True)
     run_server(options)
 
 
