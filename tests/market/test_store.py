@@ -134,3 +134,28 @@ def test_coins_credited_before_the_ledger_become_grants_that_add_up(tmp_path: Pa
     assert migrate(conn) == 2
     assert ledger.balance(conn, 1) == 2500
     assert ledger.check(conn) == []
+
+
+def test_two_stores_on_one_database_take_turns_without_losing_a_write(
+    market_location: Location,
+) -> None:
+    """Two market instances granting coins to one account at once: every grant counts
+    once (on PostgreSQL, conflicting transactions are run again)."""
+    from market import accounts, ledger
+
+    stores = [Store(market_location), Store(market_location)]
+    owner = stores[0].write_sync(lambda c: accounts.create_account(c, "lab")).id
+    grants = 60
+
+    def grant(store: Store) -> None:
+        store.write_sync(lambda c: ledger.grant(c, owner, 1000, 0.0))
+
+    threads = [threading.Thread(target=grant, args=(stores[i % 2],)) for i in range(grants)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert stores[1].write_sync(lambda c: ledger.balance(c, owner)) == grants * 1000
+    assert stores[0].write_sync(ledger.check) == []
+    for store in stores:
+        store.close()
