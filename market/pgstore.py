@@ -56,9 +56,7 @@ class PgConnection:
     """One PostgreSQL connection in autocommit mode: transactions are explicit, as on SQLite."""
 
     def __init__(self, url: str) -> None:
-        self.raw: psycopg.Connection[Any] = psycopg.Connection.connect(
-            url, autocommit=True
-        )
+        self.raw: psycopg.Connection[Any] = psycopg.Connection.connect(url, autocommit=True)
         self.raw.adapters.register_loader("numeric", _NumberLoader)
 
     @property
