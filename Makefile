@@ -5,7 +5,7 @@ LIVECD  := $(VENV)/bin/livecd
 ISO     ?= libcaca-cpushare-livecd.iso
 PYTEST_ARGS ?=
 
-.PHONY: setup iso deb test test-fast test-matrix smoke boot bench lint clean diffoscope
+.PHONY: setup iso deb test test-fast test-matrix smoke boot bench lint clean diffoscope postgres
 
 $(VENV)/.installed: pyproject.toml scripts/install-host-packages.sh
 	scripts/install-host-packages.sh
@@ -23,11 +23,20 @@ iso: setup
 deb: setup
 	$(LIVECD) deb -o .
 
-test: setup lint
+test: setup lint postgres
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-fast: setup
+test-fast: setup postgres
 	$(PY) -m pytest -q -m "not qemu" $(PYTEST_ARGS)
+
+# The market's tests run on SQLite and on Debian's PostgreSQL 15 cluster (over its Unix
+# socket, as a superuser role named after the user running them). Idempotent.
+PG_SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+postgres: setup
+	@pg_lsclusters -h 15 main | grep -q online || \
+	    $(PG_SUDO) pg_ctlcluster --skip-systemctl-redirect 15 main start
+	@$(PG_SUDO) su postgres -c "psql -qAtc \"SELECT 1 FROM pg_roles WHERE rolname = '$$(id -un)'\"" | \
+	    grep -q 1 || $(PG_SUDO) su postgres -c "createuser --superuser $$(id -un)"
 
 # The whole boot matrix (NICs, vCPUs, 256 MB) and the slow recovery tests; the default
 # suite boots only their representative part.

@@ -26,6 +26,7 @@ from livecd.files import atomic_write
 from market import admin
 from market.accounts import IssuedAccount
 from market.buyer import BuyerClient
+from market.dialect import Location
 from market.tls import self_signed
 
 
@@ -74,7 +75,8 @@ def free_port() -> int:
 
 
 class MarketProcess:
-    """`livecd market serve` on 127.0.0.1, with its database in `workdir`.
+    """`livecd market serve` on 127.0.0.1, with its database `db` (by default a SQLite file
+    in `workdir`; a postgresql:// URL for a PostgreSQL database).
 
     `tls` serves HTTPS with that (certificate, key); `cert_names` instead makes a fresh
     self-signed certificate for those names (and 127.0.0.1) in `workdir`, for a market
@@ -85,6 +87,7 @@ class MarketProcess:
         self,
         workdir: Path,
         *,
+        db: Location | None = None,
         port: int | None = None,
         lease_seconds: float = 60.0,
         tls: tuple[Path, Path] | None = None,
@@ -92,7 +95,7 @@ class MarketProcess:
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
-        self.db = workdir / "market.db"
+        self.db: Location = workdir / "market.db" if db is None else db
         self.port = port or free_port()
         self.lease_seconds = lease_seconds
         if cert_names:

@@ -6,13 +6,12 @@ One function per decision: the rule changes in one place.
 
 from __future__ import annotations
 
-import sqlite3
-
+from market.dialect import Connection
 from market.errors import NotFound
 
 
 def may_read_program(
-    conn: sqlite3.Connection, sha256: str, *, account: int | None, host: str | None
+    conn: Connection, sha256: str, *, account: int | None, host: str | None
 ) -> bool:
     """True if the account owns the program, or the host holds an active lease on a job
     that runs it. Any other caller may not even learn that the program exists."""
@@ -32,7 +31,7 @@ def may_read_program(
 
 
 def check_program_read(
-    conn: sqlite3.Connection, sha256: str, *, account: int | None, host: str | None
+    conn: Connection, sha256: str, *, account: int | None, host: str | None
 ) -> None:
     """NotFound, worded as for a missing program, unless may_read_program allows it."""
     if not may_read_program(conn, sha256, account=account, host=host):

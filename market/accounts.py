@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 
 from cpushare.order import ACCOUNT
+from market.dialect import INTEGRITY_ERRORS, Connection
 from market.errors import Conflict, MarketError, NotFound
 
 
@@ -34,7 +34,7 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_account(conn: sqlite3.Connection, name: str) -> IssuedAccount:
+def create_account(conn: Connection, name: str) -> IssuedAccount:
     """A new account and its API key (shown once; only its hash is stored)."""
     if not ACCOUNT.fullmatch(name):
         raise MarketError(
@@ -42,24 +42,23 @@ def create_account(conn: sqlite3.Connection, name: str) -> IssuedAccount:
         )
     api_key = "ck-" + secrets.token_urlsafe(32)
     try:
-        cursor = conn.execute(
-            "INSERT INTO accounts (name, key_hash, created) VALUES (?, ?, ?)",
+        row = conn.execute(
+            "INSERT INTO accounts (name, key_hash, created) VALUES (?, ?, ?) RETURNING id",
             (name, token_hash(api_key), time.time()),
-        )
-    except sqlite3.IntegrityError:
+        ).fetchone()
+    except INTEGRITY_ERRORS:
         raise Conflict(f"account {name!r} already exists") from None
-    assert cursor.lastrowid is not None
-    return IssuedAccount(cursor.lastrowid, name, api_key)
+    return IssuedAccount(int(row[0]), name, api_key)
 
 
-def account_id(conn: sqlite3.Connection, name: str) -> int:
+def account_id(conn: Connection, name: str) -> int:
     row = conn.execute("SELECT id FROM accounts WHERE name = ?", (name,)).fetchone()
     if row is None:
         raise NotFound(f"no account {name!r}: create it with `livecd market account new`")
     return int(row[0])
 
 
-def create_order(conn: sqlite3.Connection, account: str) -> IssuedOrder:
+def create_order(conn: Connection, account: str) -> IssuedOrder:
     """A new sell order crediting `account`, with its secret (shown once)."""
     owner = account_id(conn, account)
     order_id = "o-" + secrets.token_hex(8)
@@ -71,7 +70,7 @@ def create_order(conn: sqlite3.Connection, account: str) -> IssuedOrder:
     return IssuedOrder(order_id, secret, account)
 
 
-def account_row(conn: sqlite3.Connection, api_key: str) -> int | None:
+def account_row(conn: Connection, api_key: str) -> int | None:
     """The account id an API key belongs to, -1 if that account is disabled, or None."""
     row = conn.execute(
         "SELECT id, disabled FROM accounts WHERE key_hash = ?", (token_hash(api_key),)
@@ -81,7 +80,7 @@ def account_row(conn: sqlite3.Connection, api_key: str) -> int | None:
     return -1 if row[1] is not None else int(row[0])
 
 
-def list_accounts(conn: sqlite3.Connection) -> list[dict[str, object]]:
+def list_accounts(conn: Connection) -> list[dict[str, object]]:
     """Every account with its order count and CPUCoins earned."""
     rows = conn.execute(
         """
@@ -94,12 +93,12 @@ def list_accounts(conn: sqlite3.Connection) -> list[dict[str, object]]:
     return [{"name": n, "orders": o, "coins": m / 1000, "disabled": bool(d)} for n, o, m, d in rows]
 
 
-def get_setting(conn: sqlite3.Connection, key: str) -> str | None:
+def get_setting(conn: Connection, key: str) -> str | None:
     row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
     return None if row is None else str(row[0])
 
 
-def set_setting(conn: sqlite3.Connection, key: str, value: str | None) -> None:
+def set_setting(conn: Connection, key: str, value: str | None) -> None:
     if value is None:
         conn.execute("DELETE FROM settings WHERE key = ?", (key,))
     else:

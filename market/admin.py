@@ -1,10 +1,9 @@
 """The operator's commands, run on the market's host against its database directly:
-accounts, coins, sell orders and hosts. SQLite lets them run beside a live server, whose
-credential caches notice a revocation within a second."""
+accounts, coins, sell orders and hosts. Both engines let them run beside a live server,
+whose credential caches notice a revocation within a second."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,34 +11,35 @@ from typing import TypeVar
 
 from cpushare.order import SellOrder
 from market import accounts, hosts, ledger, stats
+from market.dialect import Connection, Location
 from market.errors import MarketError
 from market.store import transact
 
 T = TypeVar("T")
 
 
-def _transaction(db: Path, op: Callable[[sqlite3.Connection], T]) -> T:
-    if not db.exists():
+def _transaction(db: Location, op: Callable[[Connection], T]) -> T:
+    if isinstance(db, Path) and not db.exists():
         raise MarketError(f"no market database {db}: start one with `livecd market serve --db`")
     return transact(db, op)
 
 
-def new_account(db: Path, name: str) -> accounts.IssuedAccount:
+def new_account(db: Location, name: str) -> accounts.IssuedAccount:
     """Create an account; its API key is in the result and nowhere else."""
     return _transaction(db, lambda conn: accounts.create_account(conn, name))
 
 
-def list_accounts(db: Path) -> list[dict[str, object]]:
+def list_accounts(db: Location) -> list[dict[str, object]]:
     return _transaction(db, accounts.list_accounts)
 
 
-def set_leaderboard(db: Path, name: str, on: bool) -> None:
+def set_leaderboard(db: Location, name: str, on: bool) -> None:
     """Put the account on the public leaderboard (its name and coins), or take it off."""
     _transaction(db, lambda conn: stats.set_leaderboard(conn, name, on))
 
 
 def new_order(
-    db: Path,
+    db: Location,
     account: str,
     deliver: Callable[[SellOrder], None],
     *,
@@ -54,7 +54,7 @@ def new_order(
     order is not issued.
     """
 
-    def issue(conn: sqlite3.Connection) -> SellOrder:
+    def issue(conn: Connection) -> SellOrder:
         url = public_url or accounts.get_setting(conn, "public_url")
         if url is None:
             raise MarketError(
@@ -78,10 +78,10 @@ def new_order(
     return _transaction(db, issue)
 
 
-def grant(db: Path, name: str, coins: float) -> float:
+def grant(db: Location, name: str, coins: float) -> float:
     """Give account NAME coins from the mint; return its new balance in coins."""
 
-    def give(conn: sqlite3.Connection) -> float:
+    def give(conn: Connection) -> float:
         owner = accounts.account_id(conn, name)
         ledger.grant(conn, owner, round(coins * 1000), time.time())
         return ledger.balance(conn, owner) / 1000
@@ -89,25 +89,25 @@ def grant(db: Path, name: str, coins: float) -> float:
     return _transaction(db, give)
 
 
-def set_account_disabled(db: Path, name: str, disabled: bool) -> None:
+def set_account_disabled(db: Location, name: str, disabled: bool) -> None:
     """Disable an account (its key, orders and hosts are refused at once) or enable it again."""
     _transaction(
         db, lambda conn: hosts.set_account_disabled(conn, accounts.account_id(conn, name), disabled)
     )
 
 
-def revoke_order(db: Path, order_id: str) -> None:
+def revoke_order(db: Location, order_id: str) -> None:
     _transaction(db, lambda conn: hosts.revoke_order(conn, order_id))
 
 
-def revoke_host(db: Path, host_id: str) -> None:
+def revoke_host(db: Location, host_id: str) -> None:
     _transaction(db, lambda conn: hosts.revoke_host(conn, host_id))
 
 
-def list_hosts(db: Path) -> list[dict[str, object]]:
+def list_hosts(db: Location) -> list[dict[str, object]]:
     return _transaction(db, hosts.list_hosts)
 
 
-def check_ledger(db: Path) -> list[str]:
+def check_ledger(db: Location) -> list[str]:
     """Every way the coin books disagree with themselves (empty: they add up)."""
     return _transaction(db, ledger.check)

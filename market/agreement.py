@@ -11,11 +11,11 @@ leases end, its sellers are paid from its reservation and the rest goes back to 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import statistics
 from dataclasses import dataclass
 
 from market import ledger, trust
+from market.dialect import Connection
 from market.errors import Conflict, Gone, NotFound, TooLarge
 from market.leasing import own_lease
 from market.slots import refresh_slots, tally
@@ -49,7 +49,7 @@ class Recorded:
 
 
 def record_result(
-    conn: sqlite3.Connection, lease_id: int, host_id: str, result: ResultIn, now: float
+    conn: Connection, lease_id: int, host_id: str, result: ResultIn, now: float
 ) -> Recorded:
     """Store a lease's result and judge its job. Posting the same lease again is harmless."""
     job_id, state, deadline = own_lease(conn, lease_id, host_id)
@@ -90,7 +90,7 @@ def record_result(
     return _recorded(conn, lease_id, duplicate=False)
 
 
-def _recorded(conn: sqlite3.Connection, lease_id: int, duplicate: bool) -> Recorded:
+def _recorded(conn: Connection, lease_id: int, duplicate: bool) -> Recorded:
     result_id, verdict = conn.execute(
         "SELECT id, verdict FROM results WHERE lease_id = ?", (lease_id,)
     ).fetchone()
@@ -100,7 +100,7 @@ def _recorded(conn: sqlite3.Connection, lease_id: int, duplicate: bool) -> Recor
 _KEY = "outcome, exit_status, output_sha256"
 
 
-def judge(conn: sqlite3.Connection, job_id: int, now: float) -> None:
+def judge(conn: Connection, job_id: int, now: float) -> None:
     """Accept a job once enough distinct networks agree; fail it when that is out of reach."""
     state, replicas, max_results = conn.execute(
         "SELECT state, replicas, max_results FROM jobs WHERE id = ?", (job_id,)
@@ -124,11 +124,12 @@ def judge(conn: sqlite3.Connection, job_id: int, now: float) -> None:
         _finish(conn, job_id, "failed", now)
 
 
-def _accept(conn: sqlite3.Connection, job_id: int, key: tuple[object, ...], now: float) -> None:
+def _accept(conn: Connection, job_id: int, key: tuple[object, ...], now: float) -> None:
     program = conn.execute("SELECT program FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
     rows = conn.execute(
         "SELECT r.id, r.host_id, r.network, r.cpu_seconds, o.account_id, "
-        f"({_KEY}) IS (?, ?, ?) FROM results r JOIN orders o ON o.id = r.order_id "
+        f"({_KEY}) IS NOT DISTINCT FROM (?, ?, ?) "
+        "FROM results r JOIN orders o ON o.id = r.order_id "
         "WHERE r.job_id = ? AND r.verdict = 'pending'",
         (*key, job_id),
     ).fetchall()
@@ -158,7 +159,7 @@ def _accept(conn: sqlite3.Connection, job_id: int, key: tuple[object, ...], now:
     _finish(conn, job_id, "done", now)
 
 
-def _median_cpu(conn: sqlite3.Connection, program: str) -> float | None:
+def _median_cpu(conn: Connection, program: str) -> float | None:
     """The median CPU time of the program's recent results validated by agreement."""
     rows = conn.execute(
         "SELECT cpu_seconds FROM results WHERE program = ? AND verdict = 'accepted' "
@@ -168,7 +169,7 @@ def _median_cpu(conn: sqlite3.Connection, program: str) -> float | None:
     return statistics.median_low(r[0] for r in rows) if rows else None
 
 
-def _finish(conn: sqlite3.Connection, job_id: int, state: str, now: float) -> None:
+def _finish(conn: Connection, job_id: int, state: str, now: float) -> None:
     """End a job: its other leases end too (a late result finds them gone), its pending
     results are rejected and what is left of its reservation goes back to the buyer."""
     conn.execute(
@@ -182,7 +183,7 @@ def _finish(conn: sqlite3.Connection, job_id: int, state: str, now: float) -> No
     ledger.refund(conn, job_id, now)
 
 
-def cancel(conn: sqlite3.Connection, account_id: int, job_id: int, now: float) -> None:
+def cancel(conn: Connection, account_id: int, job_id: int, now: float) -> None:
     """The buyer withdraws an open job: its reservation comes back whole."""
     row = conn.execute(
         "SELECT state FROM jobs WHERE id = ? AND account_id = ?", (job_id, account_id)
@@ -195,7 +196,7 @@ def cancel(conn: sqlite3.Connection, account_id: int, job_id: int, now: float) -
     _finish(conn, job_id, "failed", now)
 
 
-def _reject_pending(conn: sqlite3.Connection, job_id: int) -> None:
+def _reject_pending(conn: Connection, job_id: int) -> None:
     conn.execute(
         "UPDATE results SET verdict = 'rejected' WHERE job_id = ? AND verdict = 'pending'",
         (job_id,),

@@ -9,7 +9,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -35,7 +34,8 @@ from market.api import (
 )
 from market.auth import Authenticator
 from market.deadlines import client_gone
-from market.errors import MarketError
+from market.dialect import Location
+from market.errors import MarketError, Unavailable
 from market.responses import http_error, internal_error, json_response, market_error, store_full
 from market.store import Store, StoreFull
 
@@ -54,7 +54,7 @@ DEFAULT = JobLimits()
 class MarketConfig:
     """How the market runs; the defaults suit production, tests shorten the lease."""
 
-    db: Path
+    db: Location
     lease_seconds: float = 60.0
     max_body: int = 24 << 20
 
@@ -94,12 +94,14 @@ class Market:
         self.store = Store(self.config.db)
         self.wakeup = Wakeup()
         sweeper = asyncio.create_task(self._sweep_expired_leases())
+        listener = asyncio.create_task(self.store.listen(self.wakeup.notify))
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, listener):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self.store.close()
 
     async def _sweep_expired_leases(self) -> None:
@@ -111,12 +113,16 @@ class Market:
             except StoreFull:
                 log.warning("cannot expire leases: the disk is full")
                 continue
+            except Unavailable:
+                log.warning("cannot expire leases: the database is unavailable")
+                continue
             if expired:
                 self._notify()
 
     def _notify(self) -> None:
         assert self.wakeup is not None
         self.wakeup.notify()
+        self.db.announce()
 
     # Authentication.
 

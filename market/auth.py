@@ -7,7 +7,6 @@ revocations also clear the cache at once. Caches and the enrollment limiter are 
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from typing import Generic, TypeVar
 from market import hosts
 from market.accounts import account_row
 from market.api import Credentials
+from market.dialect import Connection
 from market.errors import Forbidden, TooManyRequests, Unauthorized
 
 CACHE_SECONDS = 1.0
@@ -73,7 +73,7 @@ class EnrollLimiter:
 class Authenticator:
     """Checks credentials against the database through short-lived caches."""
 
-    def __init__(self, reader: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, reader: Callable[[], Connection]) -> None:
         self._reader = reader
         self._accounts: TimedCache[str, int | None] = TimedCache()
         # A host, the reason it is refused (revoked), or None (unknown or wrong secret).

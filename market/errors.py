@@ -35,6 +35,13 @@ class TooLarge(MarketError):
     status = 413
 
 
+class Unavailable(MarketError):
+    """The database cannot be reached (restarting, say): nothing of the request was kept."""
+
+    status = 503
+    retry_after = 1.0
+
+
 class TooManyRequests(MarketError):
     status = 429
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass
 
 from market.accounts import token_hash
+from market.dialect import Connection
 from market.errors import Forbidden, MarketError, NotFound
 from market.slots import refresh_slots
 
@@ -61,7 +61,7 @@ def network_of(address: str) -> str:
     return str(ip)
 
 
-def enroll(conn: sqlite3.Connection, order_id: str, seats: int, network: str) -> Enrolled:
+def enroll(conn: Connection, order_id: str, seats: int, network: str) -> Enrolled:
     """A new host for an order (checked by the caller), with its secret (shown once)."""
     if not 1 <= seats <= MAX_SEATS:
         raise MarketError(f"seats must be from 1 to {MAX_SEATS}, not {seats}")
@@ -75,7 +75,7 @@ def enroll(conn: sqlite3.Connection, order_id: str, seats: int, network: str) ->
     return Enrolled(host_id, secret, seats, order_id)
 
 
-def check_order(conn: sqlite3.Connection, order_id: str, secret: str) -> bool:
+def check_order(conn: Connection, order_id: str, secret: str) -> bool:
     """True if the order's secret matches; Revoked if the order or its account is."""
     row = conn.execute(
         "SELECT o.secret_hash, o.revoked, a.disabled FROM orders o "
@@ -91,7 +91,7 @@ def check_order(conn: sqlite3.Connection, order_id: str, secret: str) -> bool:
     return True
 
 
-def authenticate(conn: sqlite3.Connection, host_id: str, secret: str) -> Host | None:
+def authenticate(conn: Connection, host_id: str, secret: str) -> Host | None:
     """The host if the secret matches, None if not; Revoked if it, its order or account is."""
     row = conn.execute(
         "SELECT h.secret_hash, h.order_id, o.account_id, h.seats, h.network, "
@@ -109,7 +109,7 @@ def authenticate(conn: sqlite3.Connection, host_id: str, secret: str) -> Host | 
     return Host(host_id, row[1], int(row[2]), int(row[3]), row[4])
 
 
-def _requeue_hosts(conn: sqlite3.Connection, where: str, args: tuple[object, ...]) -> int:
+def _requeue_hosts(conn: Connection, where: str, args: tuple[object, ...]) -> int:
     """Expire the active leases of the hosts matching `where`; their jobs go back now."""
     now = time.time()
     rows = conn.execute(
@@ -126,7 +126,7 @@ def _requeue_hosts(conn: sqlite3.Connection, where: str, args: tuple[object, ...
     return len(rows)
 
 
-def _owned(conn: sqlite3.Connection, table: str, key: str, owner: int | None) -> None:
+def _owned(conn: Connection, table: str, key: str, owner: int | None) -> None:
     sql = {
         "hosts": "SELECT o.account_id FROM hosts h JOIN orders o ON o.id = h.order_id "
         "WHERE h.id = ?",
@@ -138,7 +138,7 @@ def _owned(conn: sqlite3.Connection, table: str, key: str, owner: int | None) ->
         raise NotFound(f"no {table[:-1]} {key!r}" + ("" if owner is None else " in your account"))
 
 
-def revoke_host(conn: sqlite3.Connection, host_id: str, owner: int | None = None) -> None:
+def revoke_host(conn: Connection, host_id: str, owner: int | None = None) -> None:
     """Revoke a host (of `owner`'s orders, unless the operator asks): at once, for good."""
     _owned(conn, "hosts", host_id, owner)
     conn.execute(
@@ -147,7 +147,7 @@ def revoke_host(conn: sqlite3.Connection, host_id: str, owner: int | None = None
     _requeue_hosts(conn, "id = ?", (host_id,))
 
 
-def revoke_order(conn: sqlite3.Connection, order_id: str, owner: int | None = None) -> None:
+def revoke_order(conn: Connection, order_id: str, owner: int | None = None) -> None:
     """Revoke an order: it enrolls no more hosts, and its hosts stop at once."""
     _owned(conn, "orders", order_id, owner)
     conn.execute(
@@ -156,7 +156,7 @@ def revoke_order(conn: sqlite3.Connection, order_id: str, owner: int | None = No
     _requeue_hosts(conn, "order_id = ?", (order_id,))
 
 
-def set_account_disabled(conn: sqlite3.Connection, account_id: int, disabled: bool) -> None:
+def set_account_disabled(conn: Connection, account_id: int, disabled: bool) -> None:
     """Disable (or enable again) an account: its key, orders and hosts are refused meanwhile."""
     conn.execute(
         "UPDATE accounts SET disabled = ? WHERE id = ?",
@@ -168,7 +168,7 @@ def set_account_disabled(conn: sqlite3.Connection, account_id: int, disabled: bo
         )
 
 
-def list_hosts(conn: sqlite3.Connection) -> list[dict[str, object]]:
+def list_hosts(conn: Connection) -> list[dict[str, object]]:
     """Every host with its order, account, network, seats, state and active leases."""
     rows = conn.execute(
         """

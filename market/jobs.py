@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 
 from cpushare.jail import InvalidProgram, Limits, validate_program
 from cpushare.limits import BOUNDS, MAX_INPUT_BYTES, MAX_PROGRAM_BYTES, JobLimits
 from market import ledger
+from market.dialect import Connection
 from market.errors import Conflict, MarketError, NotFound
 
 MAX_BATCH_JOBS = 1000
@@ -31,21 +31,21 @@ def check_program(program: bytes, limits: JobLimits = MOST_MEMORY) -> str:
     return hashlib.sha256(program).hexdigest()
 
 
-def store_program(conn: sqlite3.Connection, account: int, program: bytes, sha256: str) -> bool:
+def store_program(conn: Connection, account: int, program: bytes, sha256: str) -> bool:
     """Keep a validated program, owned by `account` too; True if its bytes were new."""
     cursor = conn.execute(
-        "INSERT OR IGNORE INTO programs (sha256, size, data, account_id, created) "
-        "VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO programs (sha256, size, data, account_id, created) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (sha256, len(program), program, account, time.time()),
     )
     conn.execute(
-        "INSERT OR IGNORE INTO program_owners (sha256, account_id) VALUES (?, ?)",
+        "INSERT INTO program_owners (sha256, account_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (sha256, account),
     )
     return cursor.rowcount == 1
 
 
-def program_bytes(conn: sqlite3.Connection, sha256: str) -> bytes:
+def program_bytes(conn: Connection, sha256: str) -> bytes:
     row = conn.execute("SELECT data FROM programs WHERE sha256 = ?", (sha256,)).fetchone()
     if row is None:
         raise NotFound(f"no program {sha256}: upload it first")
@@ -53,7 +53,7 @@ def program_bytes(conn: sqlite3.Connection, sha256: str) -> bytes:
 
 
 def submit_jobs(
-    conn: sqlite3.Connection,
+    conn: Connection,
     account: int,
     program: str,
     inputs: list[bytes],
@@ -74,12 +74,12 @@ def submit_jobs(
     ledger.afford(conn, account, each * len(inputs))
     ids: list[int] = []
     for data in inputs:
-        cursor = conn.execute(
+        job_id = conn.execute(
             """
             INSERT INTO jobs (account_id, program, input, cpu_seconds, wall_seconds,
                               memory_bytes, output_bytes, replicas, max_results, slots, created,
                               adaptive)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
             """,
             (
                 account,
@@ -95,10 +95,9 @@ def submit_jobs(
                 now,
                 int(adaptive),
             ),
-        )
-        assert cursor.lastrowid is not None
-        ledger.reserve(conn, account, cursor.lastrowid, each, now)
-        ids.append(cursor.lastrowid)
+        ).fetchone()[0]
+        ledger.reserve(conn, account, job_id, each, now)
+        ids.append(job_id)
     return ids
 
 
@@ -141,7 +140,7 @@ def _job_dict(row: tuple[object, ...]) -> dict[str, object]:
     return dict(zip(keys, row, strict=True))
 
 
-def job_status(conn: sqlite3.Connection, account: int, job_id: int) -> dict[str, object]:
+def job_status(conn: Connection, account: int, job_id: int) -> dict[str, object]:
     row = conn.execute(
         f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ? AND account_id = ?", (job_id, account)
     ).fetchone()
@@ -151,18 +150,18 @@ def job_status(conn: sqlite3.Connection, account: int, job_id: int) -> dict[str,
 
 
 def list_jobs(
-    conn: sqlite3.Connection, account: int, state: str | None, after: int, limit: int
+    conn: Connection, account: int, state: str | None, after: int, limit: int
 ) -> list[dict[str, object]]:
     """The account's jobs with id > after, oldest first, optionally in one state."""
     rows = conn.execute(
         f"SELECT {_JOB_COLUMNS} FROM jobs WHERE account_id = ? AND id > ? "
-        "AND (? IS NULL OR state = ?) ORDER BY id LIMIT ?",
+        "AND (CAST(? AS TEXT) IS NULL OR state = ?) ORDER BY id LIMIT ?",
         (account, after, state, state, limit),
     ).fetchall()
     return [_job_dict(row) for row in rows]
 
 
-def job_output(conn: sqlite3.Connection, account: int, job_id: int) -> bytes:
+def job_output(conn: Connection, account: int, job_id: int) -> bytes:
     """The accepted output of a finished job."""
     state = job_status(conn, account, job_id)["state"]
     if state != "done":

@@ -9,12 +9,12 @@ job's leases updates its slots (market.slots).
 from __future__ import annotations
 
 import random
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from cpushare.limits import JobLimits
 from market import trust
+from market.dialect import Connection, skip_locked
 from market.errors import Conflict, Forbidden, Gone, MarketError, NotFound
 from market.hosts import Host
 from market.slots import refresh_slots, take_slot
@@ -38,7 +38,7 @@ class Lease:
 
 
 def grant_lease(
-    conn: sqlite3.Connection,
+    conn: Connection,
     host: Host,
     seat: int,
     limits: tuple[int, int],
@@ -58,7 +58,7 @@ def grant_lease(
     ).fetchone()
     if previous is not None:
         _hand_back(conn, int(previous[0]), int(previous[1]), now)
-    job_id = ready_job(conn, host.network, limits)
+    job_id = ready_job(conn, host.network, limits, lock=True)
     if job_id is None:
         return None
     program, size, data, cpu, wall, memory, output, adaptive = conn.execute(
@@ -69,9 +69,9 @@ def grant_lease(
     solo = bool(adaptive) and trust.stands_alone(
         trust.valid_results(conn, host.id, program), chance
     )
-    cursor = conn.execute(
+    lease_id = conn.execute(
         "INSERT INTO leases (job_id, order_id, seller, state, created, deadline, host_id, seat, "
-        "network, solo) VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?)",
+        "network, solo) VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             job_id,
             host.order_id,
@@ -83,15 +83,14 @@ def grant_lease(
             host.network,
             int(solo),
         ),
-    )
+    ).fetchone()[0]
     if solo:
         # The solo lease's result will stand alone: nobody else is asked meanwhile.
         conn.execute("UPDATE jobs SET slots = 0 WHERE id = ?", (job_id,))
     else:
         take_slot(conn, job_id)
-    assert cursor.lastrowid is not None
     return Lease(
-        id=cursor.lastrowid,
+        id=int(lease_id),
         job_id=job_id,
         program_sha256=program,
         program_size=size,
@@ -101,8 +100,11 @@ def grant_lease(
     )
 
 
-def ready_job(conn: sqlite3.Connection, network: str, limits: tuple[int, int]) -> int | None:
-    """The oldest job with a free slot that fits and that this network has not taken."""
+def ready_job(
+    conn: Connection, network: str, limits: tuple[int, int], *, lock: bool = False
+) -> int | None:
+    """The oldest job with a free slot that fits and that this network has not taken;
+    `lock` (when leasing it) skips jobs another instance is leasing right now."""
     memory, cpu = limits
     row = conn.execute(
         """
@@ -111,13 +113,14 @@ def ready_job(conn: sqlite3.Connection, network: str, limits: tuple[int, int]) -
           AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_id = jobs.id
                           AND l.network = ? AND l.state != 'expired')
         ORDER BY id LIMIT 1
-        """,
+        """
+        + (skip_locked(conn) if lock else ""),
         (memory, cpu, network),
     ).fetchone()
     return None if row is None else int(row[0])
 
 
-def expire_leases(conn: sqlite3.Connection, now: float) -> int:
+def expire_leases(conn: Connection, now: float) -> int:
     """Put the jobs of leases past their deadline back in the queue; return how many."""
     rows = conn.execute(
         "SELECT id, job_id FROM leases WHERE state = 'active' AND deadline < ?", (now,)
@@ -128,7 +131,7 @@ def expire_leases(conn: sqlite3.Connection, now: float) -> int:
     return len(rows)
 
 
-def own_lease(conn: sqlite3.Connection, lease_id: int, host_id: str) -> tuple[int, str, float]:
+def own_lease(conn: Connection, lease_id: int, host_id: str) -> tuple[int, str, float]:
     """(job, state, deadline) of a lease of this host; Forbidden if another host's."""
     row = conn.execute(
         "SELECT job_id, host_id, state, deadline FROM leases WHERE id = ?", (lease_id,)
@@ -140,7 +143,7 @@ def own_lease(conn: sqlite3.Connection, lease_id: int, host_id: str) -> tuple[in
     return int(row[0]), str(row[2]), float(row[3])
 
 
-def _active(conn: sqlite3.Connection, lease_id: int, host_id: str, now: float) -> int:
+def _active(conn: Connection, lease_id: int, host_id: str, now: float) -> int:
     job_id, state, deadline = own_lease(conn, lease_id, host_id)
     if state == "done":
         raise Conflict(f"lease {lease_id} already has its result")
@@ -150,7 +153,7 @@ def _active(conn: sqlite3.Connection, lease_id: int, host_id: str, now: float) -
 
 
 def extend_lease(
-    conn: sqlite3.Connection, lease_id: int, host_id: str, lease_seconds: float, now: float
+    conn: Connection, lease_id: int, host_id: str, lease_seconds: float, now: float
 ) -> float:
     """Push an active lease's deadline to now + lease_seconds, never past its job's
     wall-clock limit (plus WALL_GRACE_SECONDS); return the new deadline."""
@@ -171,12 +174,12 @@ def extend_lease(
     return deadline
 
 
-def release_lease(conn: sqlite3.Connection, lease_id: int, host_id: str, now: float) -> None:
+def release_lease(conn: Connection, lease_id: int, host_id: str, now: float) -> None:
     """Hand an active lease back: its job goes back to the queue now, not at its deadline."""
     _hand_back(conn, lease_id, _active(conn, lease_id, host_id, now), now)
 
 
-def _hand_back(conn: sqlite3.Connection, lease_id: int, job_id: int, now: float) -> None:
+def _hand_back(conn: Connection, lease_id: int, job_id: int, now: float) -> None:
     conn.execute(
         "UPDATE leases SET state = 'expired', deadline = ?, released = ? WHERE id = ?",
         (now, now, lease_id),

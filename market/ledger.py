@@ -10,8 +10,7 @@ reservations is always what the mint gave out, and no account goes below zero.
 
 from __future__ import annotations
 
-import sqlite3
-
+from market.dialect import Connection
 from market.errors import MarketError
 
 MINT = "mint"
@@ -31,7 +30,7 @@ def job_book(job_id: int) -> str:
     return f"j:{job_id}"
 
 
-def _apply(conn: sqlite3.Connection, book: str, millicoins: int) -> None:
+def _apply(conn: Connection, book: str, millicoins: int) -> None:
     kind, _, key = book.partition(":")
     if kind == "a":
         conn.execute(
@@ -42,7 +41,7 @@ def _apply(conn: sqlite3.Connection, book: str, millicoins: int) -> None:
 
 
 def transfer(
-    conn: sqlite3.Connection,
+    conn: Connection,
     kind: str,
     source: str,
     target: str,
@@ -62,19 +61,19 @@ def transfer(
     _apply(conn, target, millicoins)
 
 
-def balance(conn: sqlite3.Connection, account_id: int) -> int:
+def balance(conn: Connection, account_id: int) -> int:
     row = conn.execute("SELECT millicoins FROM accounts WHERE id = ?", (account_id,)).fetchone()
     return 0 if row is None else int(row[0])
 
 
-def grant(conn: sqlite3.Connection, account_id: int, millicoins: int, now: float) -> None:
+def grant(conn: Connection, account_id: int, millicoins: int, now: float) -> None:
     """The operator gives an account coins."""
     if millicoins <= 0:
         raise MarketError("a grant must be a positive number of coins")
     transfer(conn, "grant", MINT, account_book(account_id), millicoins, now)
 
 
-def afford(conn: sqlite3.Connection, account_id: int, millicoins: int) -> None:
+def afford(conn: Connection, account_id: int, millicoins: int) -> None:
     """PaymentRequired unless the account holds `millicoins`."""
     have = balance(conn, account_id)
     if have < millicoins:
@@ -85,14 +84,12 @@ def afford(conn: sqlite3.Connection, account_id: int, millicoins: int) -> None:
         )
 
 
-def reserve(
-    conn: sqlite3.Connection, account_id: int, job_id: int, millicoins: int, now: float
-) -> None:
+def reserve(conn: Connection, account_id: int, job_id: int, millicoins: int, now: float) -> None:
     transfer(conn, "reserve", account_book(account_id), job_book(job_id), millicoins, now)
 
 
 def pay(
-    conn: sqlite3.Connection,
+    conn: Connection,
     job_id: int,
     result_id: int,
     account_id: int,
@@ -108,7 +105,7 @@ def pay(
     transfer(conn, "pay", job_book(job_id), account_book(account_id), amount, now, result_id)
 
 
-def refund(conn: sqlite3.Connection, job_id: int, now: float) -> None:
+def refund(conn: Connection, job_id: int, now: float) -> None:
     """Return what is left of a finished job's reservation to its buyer."""
     account_id, reserved = conn.execute(
         "SELECT account_id, reserved FROM jobs WHERE id = ?", (job_id,)
@@ -116,7 +113,7 @@ def refund(conn: sqlite3.Connection, job_id: int, now: float) -> None:
     transfer(conn, "refund", job_book(job_id), account_book(account_id), reserved, now)
 
 
-def paid_millicoins(conn: sqlite3.Connection, result_id: int) -> int:
+def paid_millicoins(conn: Connection, result_id: int) -> int:
     """What the result earned, in thousandths of a coin (0 if nothing, yet)."""
     row = conn.execute(
         "SELECT millicoins FROM transfers WHERE result_id = ?", (result_id,)
@@ -124,12 +121,13 @@ def paid_millicoins(conn: sqlite3.Connection, result_id: int) -> int:
     return 0 if row is None else int(row[0])
 
 
-def check(conn: sqlite3.Connection) -> list[str]:
+def check(conn: Connection) -> list[str]:
     """Every way the books disagree with themselves; empty when they add up."""
     books = dict(
         conn.execute(
             "SELECT book, sum(amount) FROM (SELECT target AS book, millicoins AS amount "
-            "FROM transfers UNION ALL SELECT source, -millicoins FROM transfers) GROUP BY book"
+            "FROM transfers UNION ALL SELECT source, -millicoins FROM transfers) AS moves "
+            "GROUP BY book"
         ).fetchall()
     )
     problems: list[str] = []

@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from market.errors import MarketError, TooManyRequests
+from market.errors import MarketError, TooManyRequests, Unavailable
 
 log = logging.getLogger("market")
 
@@ -26,7 +26,7 @@ async def market_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MarketError)
     doc = {"error": str(exc)} if exc.code is None else {"error": str(exc), "code": exc.code}
     response = json_response(doc, exc.status)
-    if isinstance(exc, TooManyRequests):
+    if isinstance(exc, TooManyRequests | Unavailable):
         response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     if exc.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer, Basic realm="cpushare"'

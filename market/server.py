@@ -4,7 +4,6 @@ deadlines on every connection (`market.deadlines`)."""
 from __future__ import annotations
 
 import resource
-import sqlite3
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from cpushare.order import is_loopback_host
 from market import accounts
 from market.app import MarketConfig, create_app
 from market.deadlines import KEEP_ALIVE_SECONDS, GuardedHttp
+from market.dialect import Connection, Location
 from market.store import transact
 from market.tls import pem_sha256
 
@@ -26,7 +26,7 @@ class ServeError(ValueError):
 
 @dataclass(frozen=True)
 class ServeOptions:
-    db: Path
+    db: Location
     host: str
     port: int
     cert: Path | None = None
@@ -74,7 +74,7 @@ def prepare(options: ServeOptions) -> str:
             ) from None
     public_url = (options.public_url or default_public_url(options)).rstrip("/")
 
-    def settle(conn: sqlite3.Connection) -> None:
+    def settle(conn: Connection) -> None:
         accounts.set_setting(conn, "public_url", public_url)
         accounts.set_setting(conn, "cert_sha256", pin)
 

@@ -6,8 +6,9 @@ leases and on its results alike, so every change to either recomputes it here.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+
+from market.dialect import Connection
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Tally:
     solo: bool  # a lease out now whose result will stand alone (adaptive replication)
 
 
-def tally(conn: sqlite3.Connection, job_id: int) -> Tally:
+def tally(conn: Connection, job_id: int) -> Tally:
     def count(sql: str) -> int:
         return int(conn.execute(sql, (job_id,)).fetchone()[0])
 
@@ -30,7 +31,7 @@ def tally(conn: sqlite3.Connection, job_id: int) -> Tally:
         agreeing=count(
             "SELECT coalesce(max(n), 0) FROM (SELECT count(DISTINCT network) AS n FROM results "
             "WHERE job_id = ? AND verdict = 'pending' "
-            "GROUP BY outcome, exit_status, output_sha256)"
+            "GROUP BY outcome, exit_status, output_sha256) AS groups"
         ),
         solo=bool(
             count("SELECT count(*) FROM leases WHERE job_id = ? AND state = 'active' AND solo = 1")
@@ -38,7 +39,7 @@ def tally(conn: sqlite3.Connection, job_id: int) -> Tally:
     )
 
 
-def refresh_slots(conn: sqlite3.Connection, job_id: int) -> int:
+def refresh_slots(conn: Connection, job_id: int) -> int:
     """Recompute how many more leases the job may hand out now; return it."""
     state, replicas, max_results = conn.execute(
         "SELECT state, replicas, max_results FROM jobs WHERE id = ?", (job_id,)
@@ -53,6 +54,6 @@ def refresh_slots(conn: sqlite3.Connection, job_id: int) -> int:
     return slots
 
 
-def take_slot(conn: sqlite3.Connection, job_id: int) -> None:
+def take_slot(conn: Connection, job_id: int) -> None:
     """Count one more active lease: it lowers both bounds of refresh_slots() by one."""
     conn.execute("UPDATE jobs SET slots = slots - 1 WHERE id = ?", (job_id,))

@@ -7,10 +7,10 @@ to the leaderboard (`livecd market account leaderboard NAME`).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 
 from market import accounts
+from market.dialect import Connection
 
 # Public figures are computed at most this often, however often they are asked for:
 # the document needs no credentials, so its cost must not grow with its callers.
@@ -25,18 +25,18 @@ def _job_states(rows: Iterable[tuple[str, int]]) -> dict[str, int]:
     return states
 
 
-def account_coins(conn: sqlite3.Connection, account: int) -> float:
+def account_coins(conn: Connection, account: int) -> float:
     """The account's balance of CPUCoins (`market.ledger`: its reservations are apart)."""
     row = conn.execute("SELECT millicoins FROM accounts WHERE id = ?", (account,)).fetchone()
     return int(row[0]) / 1000
 
 
-def own_orders(conn: sqlite3.Connection, account: int) -> set[str]:
+def own_orders(conn: Connection, account: int) -> set[str]:
     rows = conn.execute("SELECT id FROM orders WHERE account_id = ?", (account,)).fetchall()
     return {str(order_id) for (order_id,) in rows}
 
 
-def own_status(conn: sqlite3.Connection, account: int, now: float) -> dict[str, object]:
+def own_status(conn: Connection, account: int, now: float) -> dict[str, object]:
     """The account's queue, leases on its jobs, results for it and its coins."""
     name = conn.execute("SELECT name FROM accounts WHERE id = ?", (account,)).fetchone()[0]
     states = conn.execute(
@@ -62,7 +62,7 @@ def own_status(conn: sqlite3.Connection, account: int, now: float) -> dict[str, 
     }
 
 
-def public_stats(conn: sqlite3.Connection, now: float) -> dict[str, object]:
+def public_stats(conn: Connection, now: float) -> dict[str, object]:
     """Market-wide totals and the opted-in leaderboard: nothing about any other account."""
     states = conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall()
     leased = conn.execute("SELECT count(*) FROM leases WHERE state = 'active'").fetchone()[0]
@@ -91,7 +91,7 @@ def public_stats(conn: sqlite3.Connection, now: float) -> dict[str, object]:
     }
 
 
-def set_leaderboard(conn: sqlite3.Connection, name: str, on: bool) -> None:
+def set_leaderboard(conn: Connection, name: str, on: bool) -> None:
     """Put the account on the public leaderboard, or take it off."""
     accounts.account_id(conn, name)  # NotFound for an unknown account
     accounts.set_setting(conn, _SETTING + name, "on" if on else None)
@@ -104,7 +104,7 @@ class PublicStats:
         self._doc: dict[str, object] = {}
         self._at = float("-inf")
 
-    def get(self, conn: sqlite3.Connection, now: float) -> dict[str, object]:
+    def get(self, conn: Connection, now: float) -> dict[str, object]:
         if not 0 <= now - self._at < STATS_SECONDS:
             self._doc = public_stats(conn, now)
             self._at = now

@@ -1,15 +1,21 @@
-"""The market's SQLite store: WAL, fsync on commit, and one writer thread with group commit.
+"""The market's store: one writer thread with group commit, on SQLite (WAL, fsync on
+commit) or PostgreSQL (market.pgstore, each batch one SERIALIZABLE transaction).
 
 Every change goes through `Store.write(op)`: the writer thread runs queued operations in
 one transaction (each in its own savepoint, so one failing operation does not undo the
 others), commits with `synchronous=FULL`, and only then resolves their futures. A caller
 therefore acknowledges nothing that is not on disk, and many callers share one fsync.
 Reads run on the event loop's own connection and see only committed data.
+
+On PostgreSQL several market instances write at once; a batch that lost a serialization
+conflict to another instance is run again from its start, so the outcome is as if the
+instances had taken turns, just as SQLite's one writer does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import sqlite3
@@ -20,14 +26,20 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
-from market.errors import MarketError
-from market.schema import migrate
+import psycopg
+
+from market import pgstore
+from market.dialect import Connection, Location, is_postgres
+from market.errors import MarketError, Unavailable
+from market.schema import migrate, migrate_postgres
 
 T = TypeVar("T")
-Operation = Callable[[sqlite3.Connection], Any]
+Operation = Callable[[Connection], Any]
 
 # Operations drained into one transaction at most: bounds the latency one commit adds.
 MAX_BATCH = 512
+# Runs of one transaction after serialization conflicts before giving up (PostgreSQL).
+MAX_ATTEMPTS = 50
 
 
 class StoreFull(RuntimeError):
@@ -59,9 +71,11 @@ def make_private(path: Path) -> None:
             )
 
 
-def connect(path: Path) -> sqlite3.Connection:
+def connect(db: Location) -> Connection:
     """A connection in autocommit mode (transactions are explicit) with the market's pragmas."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+    if isinstance(db, str):
+        return pgstore.connect(db)
+    conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False, timeout=10)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -69,32 +83,67 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def open_database(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed, private) and migrate the market database at `path`."""
-    make_private(path)
-    conn = connect(path)
-    migrate(conn)
+def open_database(db: Location) -> Connection:
+    """Open (creating if needed, private for SQLite) and migrate the market database at `db`."""
+    if not isinstance(db, str):
+        make_private(db)
+    conn = connect(db)
+    try:
+        if isinstance(conn, sqlite3.Connection):
+            migrate(conn)
+        else:
+            migrate_postgres(conn)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
-def transact(path: Path, op: Callable[[sqlite3.Connection], T]) -> T:
+def begin(conn: Connection) -> None:
+    """Start a write transaction: SQLite takes its one write lock now; PostgreSQL's
+    SERIALIZABLE lets instances overlap and refuses a commit that would break that."""
+    conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE" if is_postgres(conn) else "BEGIN IMMEDIATE")
+
+
+def retrying(conn: Connection, run: Callable[[], T]) -> T:
+    """`run` (which begins and ends its transaction), again while PostgreSQL reports a
+    serialization conflict with another instance."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            return run()
+        except pgstore.RETRY_ERRORS:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if attempt == MAX_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def transact(db: Location, op: Callable[[Connection], T]) -> T:
     """Run `op` in one write transaction on a connection of its own, for tools that run
     beside a live market (the operator's commands, the server's start-up)."""
-    conn = open_database(path)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
+    conn = open_database(db)
+
+    def run() -> T:
+        begin(conn)
         try:
             result = op(conn)
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
         return result
+
+    try:
+        return retrying(conn, run)
     finally:
         conn.close()
 
 
 def _is_full(exc: BaseException) -> bool:
+    if isinstance(exc, psycopg.errors.DiskFull):
+        return True
     return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
 
 
@@ -105,42 +154,79 @@ def _translate(exc: BaseException) -> BaseException:
 class Store:
     """The database behind the market: `write()` for changes, `reader` for queries."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        open_database(path).close()
-        self.reader = connect(path)
+    def __init__(self, db: Location) -> None:
+        self.db = db
+        open_database(db).close()
+        self._reader = connect(db)
+        # Instances sharing a PostgreSQL database wake each other's sellers.
+        self._announcer = pgstore.Announcer(db) if isinstance(db, str) else None
+        self._analyzer = pgstore.Analyzer(db) if isinstance(db, str) else None
         self._queue: queue.SimpleQueue[tuple[Operation, Future[Any]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run_writer, name="market-writer", daemon=True)
         self._thread.start()
 
-    async def write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, op: Callable[[Connection], T]) -> T:
         """Run `op` in a write transaction; return its result once the commit is on disk."""
         future: Future[T] = Future()
         self._queue.put((op, future))
         return await asyncio.wrap_future(future)
 
-    def write_sync(self, op: Callable[[sqlite3.Connection], T]) -> T:
+    def write_sync(self, op: Callable[[Connection], T]) -> T:
         """Like write(), for code outside the event loop (the admin commands, tests)."""
         future: Future[T] = Future()
         self._queue.put((op, future))
         return future.result()
 
+    @property
+    def reader(self) -> Connection:
+        """The connection for queries, connected again if the database went away."""
+        if not pgstore.usable(self._reader):
+            self._reader.close()
+            self._reader = connect(self.db)
+        return self._reader
+
+    def announce(self) -> None:
+        """Tell the other instances on this database that work may have appeared (their
+        listeners look again anyway when they reconnect, so a lost one is no loss)."""
+        if self._announcer is not None:
+            with contextlib.suppress(Unavailable):
+                self._announcer.announce(self.reader)
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Call `wake` whenever another instance announces work, until cancelled."""
+        if self._announcer is not None:
+            await self._announcer.listen(wake)
+
     def close(self) -> None:
         """Finish queued writes, then stop the writer and close the connections."""
         self._queue.put(None)
         self._thread.join()
-        self.reader.close()
+        self._reader.close()
+        if self._analyzer is not None:
+            self._analyzer.close()
 
     def _run_writer(self) -> None:
-        conn = connect(self.path)
+        conn: Connection | None = None
         try:
             while True:
                 batch = self._next_batch()
                 if batch is None:
                     return
+                try:
+                    # After the database went away, connect again for the next batch.
+                    if conn is None or not pgstore.usable(conn):
+                        if conn is not None:
+                            conn.close()
+                        conn = None
+                        conn = connect(self.db)
+                except Unavailable as exc:
+                    for _, future in batch:
+                        future.set_exception(exc)
+                    continue
                 self._commit_batch(conn, batch)
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     def _next_batch(self) -> list[tuple[Operation, Future[Any]]] | None:
         first = self._queue.get()
@@ -158,20 +244,22 @@ class Store:
             batch.append(item)
         return batch
 
-    def _commit_batch(
-        self, conn: sqlite3.Connection, batch: list[tuple[Operation, Future[Any]]]
-    ) -> None:
-        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+    def _commit_batch(self, conn: Connection, batch: list[tuple[Operation, Future[Any]]]) -> None:
+        def run() -> list[tuple[Future[Any], Any, BaseException | None]]:
+            outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+            begin(conn)
             for op, future in batch:
                 outcomes.append((future, *self._run_in_savepoint(conn, op)))
             conn.execute("COMMIT")
+            return outcomes
+
+        try:
+            outcomes = retrying(conn, run)
         except Exception as exc:
             # The transaction is gone (a failed commit, or SQLite rolled it all back on a
             # full disk): none of the batch is kept, so none of it may be acknowledged.
             if conn.in_transaction:
-                conn.rollback()
+                conn.execute("ROLLBACK")
             for _, future in batch:
                 future.set_exception(_translate(exc))
             return
@@ -182,14 +270,12 @@ class Store:
                 future.set_exception(error)
 
     @staticmethod
-    def _run_in_savepoint(
-        conn: sqlite3.Connection, op: Operation
-    ) -> tuple[Any, BaseException | None]:
+    def _run_in_savepoint(conn: Connection, op: Operation) -> tuple[Any, BaseException | None]:
         conn.execute("SAVEPOINT op")
         try:
             result = op(conn)
         except Exception as exc:
-            if not conn.in_transaction:
+            if not conn.in_transaction or isinstance(exc, pgstore.RETRY_ERRORS):
                 raise
             conn.execute("ROLLBACK TO op")
             conn.execute("RELEASE op")

@@ -10,13 +10,14 @@ within about n of its results.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable
+
+from market.dialect import Connection
 
 TRUSTED = 10
 
 
-def valid_results(conn: sqlite3.Connection, host_id: str, program: str) -> int:
+def valid_results(conn: Connection, host_id: str, program: str) -> int:
     """The host's consecutive valid results for the program."""
     row = conn.execute(
         "SELECT valid FROM trust WHERE host_id = ? AND program = ?", (host_id, program)
@@ -29,13 +30,11 @@ def stands_alone(valid: int, chance: Callable[[], float]) -> bool:
     return valid >= TRUSTED and chance() >= 1.0 / valid
 
 
-def judged(
-    conn: sqlite3.Connection, program: str, valid: Iterable[str], invalid: Iterable[str]
-) -> None:
+def judged(conn: Connection, program: str, valid: Iterable[str], invalid: Iterable[str]) -> None:
     """Count a valid result for each host in `valid`; reset each host in `invalid`."""
     conn.executemany(
         "INSERT INTO trust (host_id, program, valid) VALUES (?, ?, 1) "
-        "ON CONFLICT (host_id, program) DO UPDATE SET valid = valid + 1",
+        "ON CONFLICT (host_id, program) DO UPDATE SET valid = trust.valid + 1",
         [(host, program) for host in valid],
     )
     conn.executemany(

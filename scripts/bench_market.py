@@ -3,7 +3,8 @@ validation on (two hosts per job until they earn trust, then adaptive) next to
 `--replicas 1`; the long-poll wake-up latency from a submit to the lease it releases; and
 the time of the coin ledger's check over 100,000 jobs.
 
-Runs a real `livecd market serve` on loopback (SQLite, WAL, fsync per commit) and drives
+Runs a real `livecd market serve` on loopback (SQLite, WAL, fsync per commit; or with
+`--postgres URL` a fresh database on that PostgreSQL server for each run) and drives
 it from one asyncio process with a minimal keep-alive HTTP/1.1 client, so that the client
 costs as little CPU as possible. Simulated sellers are seats of hosts enrolled from distinct
 loopback addresses (127.0.1.N), as distinct machines would be. Goals: >= 1000 round trips/s
@@ -16,14 +17,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
-import sqlite3
 import statistics
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
 
 from cpushare.jail import JobResult, Outcome
 from cpushare.limits import JobLimits
@@ -32,7 +38,9 @@ from livecd.market_process import MarketProcess
 from livecd.toolchain import FSDITHER_SOURCE, build_job
 from market import accounts, agreement, hosts, jobs, leasing, ledger, trust
 from market.buyer import BuyerClient
-from market.store import open_database
+from market.dialect import Connection as Database
+from market.dialect import Location
+from market.store import connect, open_database
 
 JOB_SOURCE = FSDITHER_SOURCE
 RESULT_BODY = json.dumps(
@@ -148,13 +156,29 @@ async def wake_up_latency(
     return latencies
 
 
+@contextlib.contextmanager
+def market_database(work: Path, server: str | None) -> Iterator[Location]:
+    """A SQLite file in `work`, or a new database on the PostgreSQL `server` (dropped after)."""
+    if server is None:
+        yield work / "market.db"
+        return
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    url = urlsplit(server)
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        try:
+            yield f"{url.scheme}://{url.netloc}/{name}" + (f"?{url.query}" if url.query else "")
+        finally:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
 def start_market(
-    work: Path, sellers: int, seats_per_host: int = 4
+    work: Path, sellers: int, db: Location, seats_per_host: int = 4
 ) -> tuple[MarketProcess, BuyerClient, str, list[Seat]]:
     """A market with a buyer holding coins, the fsdither program, and `sellers` seats of
     hosts enrolled from distinct loopback addresses."""
     program = build_job([JOB_SOURCE], work / "fsdither.job").read_bytes()
-    market = MarketProcess(work).start()
+    market = MarketProcess(work, db=db).start()
     api_key = market.account("bench", coins=10**9).api_key
     buyer = BuyerClient(market.url, api_key)
     sha = buyer.upload_program(program)
@@ -168,29 +192,34 @@ def start_market(
     return market, buyer, sha, seats
 
 
-def _trust_every_host(db: Path, program: str, valid: int) -> None:
+def _trust_every_host(db: Location, program: str, valid: int) -> None:
     """Give every host `valid` consecutive valid results for the program, as a fleet that
     has run it for a while would have."""
-    with sqlite3.connect(db) as conn:
-        conn.execute(
-            "INSERT INTO trust (host_id, program, valid) SELECT id, ?, ? FROM hosts",
-            (program, valid),
-        )
+    conn = connect(db)
+    conn.execute(
+        "INSERT INTO trust (host_id, program, valid) SELECT id, ?, ? FROM hosts",
+        (program, valid),
+    )
+    conn.close()
 
 
-def _jobs_done(db: Path) -> int:
-    with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()[0])
+def _jobs_done(db: Location) -> int:
+    conn = connect(db)
+    done = int(conn.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()[0])
+    conn.close()
+    return done
 
 
-def bench_round_trips(sellers: int, seconds: float, mode: str) -> tuple[float, float]:
+def bench_round_trips(
+    sellers: int, seconds: float, mode: str, server: str | None
+) -> tuple[float, float]:
     """(round trips/s, accepted jobs/s) in one validation mode: 'trust-all' (replicas 1),
     'from-scratch' (adaptive, no host trusted at the start: two hosts per job until each
     earns trust during the run) or 'trusted' (adaptive, every host at the trust floor
     n = 10, where the most results are replicated)."""
     replicas = 1 if mode == "trust-all" else None
-    with tempfile.TemporaryDirectory() as tmp:
-        market, buyer, sha, seats = start_market(Path(tmp), sellers)
+    with tempfile.TemporaryDirectory() as tmp, market_database(Path(tmp), server) as db:
+        market, buyer, sha, seats = start_market(Path(tmp), sellers, db)
         try:
             if mode == "trusted":
                 _trust_every_host(market.db, sha, trust.TRUSTED)
@@ -204,14 +233,18 @@ def bench_round_trips(sellers: int, seconds: float, mode: str) -> tuple[float, f
             market.stop()
     print(
         f"market [{mode}]: {rate:.0f} lease+result round trips/s, {accepted:.0f} accepted "
-        f"jobs/s with {sellers} concurrent sellers on loopback, SQLite with fsync per commit"
+        f"jobs/s with {sellers} concurrent sellers on loopback, {_engine(server)}"
     )
     return rate, accepted
 
 
-def bench_wake_up(pollers: int, rounds: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        market, buyer, sha, seats = start_market(Path(tmp), pollers, seats_per_host=1)
+def _engine(server: str | None) -> str:
+    return "SQLite with fsync per commit" if server is None else "PostgreSQL"
+
+
+def bench_wake_up(pollers: int, rounds: int, server: str | None) -> None:
+    with tempfile.TemporaryDirectory() as tmp, market_database(Path(tmp), server) as db:
+        market, buyer, sha, seats = start_market(Path(tmp), pollers, db, seats_per_host=1)
         try:
             api_key = buyer.session.headers["Authorization"]
             latencies = asyncio.run(wake_up_latency(market.port, seats, str(api_key), sha, rounds))
@@ -221,11 +254,11 @@ def bench_wake_up(pollers: int, rounds: int) -> None:
     print(
         f"market: long-poll wake-up submit->lease median {median:.1f} ms, "
         f"max {max(latencies) * 1000:.1f} ms over {rounds} rounds with {pollers} "
-        f"waiting sellers (goal <= 50 ms)"
+        f"waiting sellers, {_engine(server)} (goal <= 50 ms)"
     )
 
 
-def _database(conn: sqlite3.Connection, networks: int) -> tuple[int, str, list[hosts.Host]]:
+def _database(conn: Database, networks: int) -> tuple[int, str, list[hosts.Host]]:
     """A buyer with coins, a program, and one host on each of `networks` networks."""
     conn.execute("PRAGMA synchronous = OFF")
     conn.execute("BEGIN")
@@ -320,13 +353,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30, help="wake-up latency samples")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each mode, alternating")
     parser.add_argument("--ledger-jobs", type=int, default=100_000, help="jobs in the ledger check")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="run the market on a new database of this PostgreSQL server per run "
+        "(e.g. postgresql:///postgres?host=/var/run/postgresql) instead of SQLite",
+    )
     args = parser.parse_args()
     # Modes alternate, and each figure is the median of its runs: on a shared machine the
     # load drifts between runs, and alternating keeps it from favouring one mode.
     runs: dict[str, list[float]] = {"trust-all": [], "from-scratch": [], "trusted": []}
     for _ in range(args.repeat):
         for mode, accepted in runs.items():
-            accepted.append(bench_round_trips(args.sellers, args.seconds, mode)[1])
+            accepted.append(bench_round_trips(args.sellers, args.seconds, mode, args.postgres)[1])
     trust_all, trusted = (statistics.median(runs[m]) for m in ("trust-all", "trusted"))
     print(
         f"market: median accepted jobs/s: trust-all {trust_all:.0f}, from scratch "
@@ -342,7 +381,7 @@ def main() -> None:
         f"market writer alone: median accepted jobs/s: trust-all {alone:.0f}, trusted "
         f"{checked:.0f}: validation costs {100 * (1 - checked / alone):.1f}% (goal <= 10%)"
     )
-    bench_wake_up(args.pollers, args.rounds)
+    bench_wake_up(args.pollers, args.rounds, args.postgres)
     bench_ledger_check(args.ledger_jobs)
 
 

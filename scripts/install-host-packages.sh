@@ -13,6 +13,7 @@ isolinux
 zstd xz-utils lz4 squashfs-tools
 diffoscope-minimal
 binutils lintian mmdebstrap
+postgresql-15 libpq-dev
 "
 
 missing=""

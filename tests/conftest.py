@@ -4,9 +4,12 @@ default profile, and a real market on loopback with a real job for the market an
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 
 from livecd import toolchain
@@ -15,6 +18,8 @@ from livecd.market_process import MarketProcess
 from livecd.profile import load_profile
 from livecd.toolchain import FSDITHER_SOURCE, build_job
 from market.buyer import BuyerClient
+from market.dialect import Location
+from market.store import open_database
 
 EPOCH = 1_700_000_000
 
@@ -48,10 +53,63 @@ def fsdither(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return build_job([FSDITHER_SOURCE], out).read_bytes()
 
 
+# A superuser connection to the PostgreSQL cluster `make test` starts (Debian's, over its
+# Unix socket), where each test that asks gets a database of its own.
+POSTGRES = os.environ.get(
+    "CPUSHARE_TEST_POSTGRES", "postgresql:///postgres?host=/var/run/postgresql"
+)
+
+
+def _database_url(name: str) -> str:
+    # Built by hand: urlunsplit() drops the empty host of a Unix-socket URL.
+    url = urlsplit(POSTGRES)
+    return f"{url.scheme}://{url.netloc}/{name}" + (f"?{url.query}" if url.query else "")
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[str]:
+    """A migrated, empty market database that test databases are copied from (a copy is
+    much faster than running the migrations again)."""
+    name = f"cpushare_template_{os.getpid()}"
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.execute(f"CREATE DATABASE {name}")
+        try:
+            open_database(_database_url(name)).close()
+            yield name
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @pytest.fixture
-def market(tmp_path: Path) -> Iterator[MarketProcess]:
+def market_backend() -> str:
+    """The engine behind the market fixtures; the market's own tests run on both."""
+    return "sqlite"
+
+
+@pytest.fixture
+def market_location(
+    request: pytest.FixtureRequest, market_backend: str, tmp_path: Path
+) -> Iterator[Location]:
+    """Where a test's market keeps its data: a SQLite file, or a fresh PostgreSQL database
+    dropped (whoever is still connected) when the test ends."""
+    if market_backend == "sqlite":
+        yield tmp_path / "market.db"
+        return
+    template = request.getfixturevalue("postgres_template")
+    name = f"cpushare_test_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+        try:
+            yield _database_url(name)
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def market(tmp_path: Path, market_location: Location) -> Iterator[MarketProcess]:
     """A running market with 2-second leases."""
-    process = MarketProcess(tmp_path, lease_seconds=2).start()
+    process = MarketProcess(tmp_path, db=market_location, lease_seconds=2).start()
     yield process
     process.stop(kill=True)
 

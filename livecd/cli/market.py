@@ -9,13 +9,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import click
 
 from livecd.cli import main
 from livecd.errors import UserError
 from livecd.files import atomic_write as write_atomically
+
+if TYPE_CHECKING:
+    from market.dialect import Location
 
 
 def _echo_json(doc: object) -> None:
@@ -43,13 +47,39 @@ def market() -> None:
     """The CPUShare market: serve it, issue accounts and orders, submit jobs, get results."""
 
 
+def _db_location(_ctx: click.Context, _param: click.Parameter, value: str) -> Location:
+    from market.dialect import location
+
+    return location(value)
+
+
 _db_option = click.option(
     "--db",
-    type=click.Path(path_type=Path, dir_okay=False),
     required=True,
     envvar="CPUSHARE_MARKET_DB",
-    help="The market's SQLite database [env CPUSHARE_MARKET_DB].",
+    callback=_db_location,
+    help="The market's database: a SQLite file, or a postgresql:// URL "
+    "(e.g. postgresql:///market?host=/var/run/postgresql) [env CPUSHARE_MARKET_DB].",
 )
+
+
+def _redacted(url: str) -> str:
+    """A database URL fit for a log: without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
+
+
+@market.command()
+@_db_option
+def migrate(db: Location) -> None:
+    """Create the market's database or bring its schema up to this version (`serve` does
+    it on start too)."""
+    from market.store import open_database
+
+    _user_errors(lambda: open_database(db).close())
+    click.echo("market: the database schema is up to date", err=True)
 
 
 @market.command()
@@ -69,7 +99,7 @@ _db_option = click.option(
     help="A lease expires this long after it was granted or last extended.",
 )
 def serve(
-    db: Path,
+    db: Location,
     listen: str,
     cert: Path | None,
     key: Path | None,
@@ -87,7 +117,8 @@ def serve(
         url = _user_errors(lambda: prepare(options))
     except ServeError as exc:
         raise UserError(str(exc)) from None
-    click.echo(f"market: serving {db} on {listen}; orders point sellers at {url}", err=True)
+    shown = _redacted(db) if isinstance(db, str) else db
+    click.echo(f"market: serving {shown} on {listen}; orders point sellers at {url}", err=True)
     run_server(options)
 
 

@@ -4,12 +4,16 @@ market's host against its database directly (beside a running server)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from livecd.cli.market import _db_option, _echo_json, _user_errors, market
 from livecd.errors import UserError
 from livecd.orders import write_order
+
+if TYPE_CHECKING:
+    from market.dialect import Location
 
 
 @market.group()
@@ -21,7 +25,7 @@ def account() -> None:
 @click.argument("name")
 @_db_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def account_new(name: str, db: Path, as_json: bool) -> None:
+def account_new(name: str, db: Location, as_json: bool) -> None:
     """Create account NAME and print its API key (shown only this once)."""
     from market.admin import new_account
 
@@ -35,7 +39,7 @@ def account_new(name: str, db: Path, as_json: bool) -> None:
 @account.command("list")
 @_db_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def account_list(db: Path, as_json: bool) -> None:
+def account_list(db: Location, as_json: bool) -> None:
     """List accounts with their orders and CPUCoins."""
     from market.admin import list_accounts
 
@@ -51,7 +55,7 @@ def account_list(db: Path, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--off", is_flag=True, help="Take the account off the leaderboard.")
 @_db_option
-def account_leaderboard(name: str, off: bool, db: Path) -> None:
+def account_leaderboard(name: str, off: bool, db: Location) -> None:
     """Show account NAME and its coins on the public leaderboard (/v1/stats), or not."""
     from market.admin import set_leaderboard
 
@@ -63,7 +67,7 @@ def account_leaderboard(name: str, off: bool, db: Path) -> None:
 @click.argument("name")
 @click.argument("coins", type=click.FloatRange(0.001, 1e12))
 @_db_option
-def account_grant(name: str, coins: float, db: Path) -> None:
+def account_grant(name: str, coins: float, db: Location) -> None:
     """Give account NAME COINS CPUCoins (a buyer needs them to submit jobs)."""
     from market.admin import grant
 
@@ -74,7 +78,7 @@ def account_grant(name: str, coins: float, db: Path) -> None:
 @account.command("disable")
 @click.argument("name")
 @_db_option
-def account_disable(name: str, db: Path) -> None:
+def account_disable(name: str, db: Location) -> None:
     """Disable account NAME at once: its key, orders and hosts are refused until enabled."""
     from market.admin import set_account_disabled
 
@@ -85,7 +89,7 @@ def account_disable(name: str, db: Path) -> None:
 @account.command("enable")
 @click.argument("name")
 @_db_option
-def account_enable(name: str, db: Path) -> None:
+def account_enable(name: str, db: Location) -> None:
     """Enable account NAME again."""
     from market.admin import set_account_disabled
 
@@ -95,7 +99,7 @@ def account_enable(name: str, db: Path) -> None:
 
 @market.command("ledger-check")
 @_db_option
-def ledger_check(db: Path) -> None:
+def ledger_check(db: Location) -> None:
     """Check that the coin books add up (balances and reservations = coins granted)."""
     from market.admin import check_ledger
 
@@ -113,7 +117,7 @@ def host() -> None:
 @host.command("list")
 @_db_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def host_list(db: Path, as_json: bool) -> None:
+def host_list(db: Location, as_json: bool) -> None:
     """List hosts with their order, account, network, seats and active leases."""
     from market.admin import list_hosts
 
@@ -132,7 +136,7 @@ def host_list(db: Path, as_json: bool) -> None:
 @host.command("revoke")
 @click.argument("host_id")
 @_db_option
-def host_revoke(host_id: str, db: Path) -> None:
+def host_revoke(host_id: str, db: Location) -> None:
     """Revoke HOST_ID at once and for good; its leases go back to the queue."""
     from market.admin import revoke_host
 
@@ -155,7 +159,7 @@ def market_order() -> None:
 @click.option("--max-cpu-seconds", type=click.IntRange(1), default=60, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def market_order_new(
-    db: Path,
+    db: Location,
     account: str,
     output: Path,
     public_url: str | None,
@@ -194,7 +198,7 @@ def market_order_new(
 @market_order.command("revoke")
 @click.argument("order_id")
 @_db_option
-def market_order_revoke(order_id: str, db: Path) -> None:
+def market_order_revoke(order_id: str, db: Location) -> None:
     """Revoke ORDER_ID: it enrolls no more hosts and its hosts are refused at once."""
     from market.admin import revoke_order
 

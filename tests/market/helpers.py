@@ -4,10 +4,10 @@ networks of their own, jobs, results, and the books' balance."""
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 
 from cpushare.limits import JobLimits
 from market import accounts, agreement, hosts, jobs, ledger
+from market.dialect import Connection
 
 LIMITS = (256 << 20, 60)
 PROGRAM = b"\x7fELF program"
@@ -15,7 +15,7 @@ SHA = hashlib.sha256(PROGRAM).hexdigest()
 COINS = 10**9  # millicoins granted to each buyer
 
 
-def market_db(conn: sqlite3.Connection) -> sqlite3.Connection:
+def market_db(conn: Connection) -> Connection:
     """Accounts lab (a buyer, with coins), alice, bob and mallory (sellers)."""
     for name in ("lab", "alice", "bob", "mallory"):
         accounts.create_account(conn, name)
@@ -24,7 +24,7 @@ def market_db(conn: sqlite3.Connection) -> sqlite3.Connection:
     return conn
 
 
-def host(conn: sqlite3.Connection, account: str, network: str, seats: int = 1) -> hosts.Host:
+def host(conn: Connection, account: str, network: str, seats: int = 1) -> hosts.Host:
     """A host enrolled with a new order of `account`, from `network`."""
     order = accounts.create_order(conn, account).order_id
     enrolled = hosts.enroll(conn, order, seats, network)
@@ -33,7 +33,7 @@ def host(conn: sqlite3.Connection, account: str, network: str, seats: int = 1) -
     return found
 
 
-def job(conn: sqlite3.Connection, replicas: int | None = None, cpu_seconds: int = 60) -> int:
+def job(conn: Connection, replicas: int | None = None, cpu_seconds: int = 60) -> int:
     limits = JobLimits(cpu_seconds=cpu_seconds, wall_seconds=2.0 * cpu_seconds)
     return jobs.submit_jobs(conn, 1, SHA, [b"input"], limits, replicas)[0]
 
@@ -42,7 +42,7 @@ def result(output: bytes, cpu: float = 2.0) -> agreement.ResultIn:
     return agreement.ResultIn("ok", 0, output, cpu, cpu, "")
 
 
-def paid(conn: sqlite3.Connection) -> dict[str, int]:
+def paid(conn: Connection) -> dict[str, int]:
     """Millicoins paid for results, per seller account."""
     rows = conn.execute(
         "SELECT substr(target, 3), sum(millicoins) FROM transfers WHERE kind = 'pay' "

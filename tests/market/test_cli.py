@@ -11,6 +11,8 @@ from cpushare.order import load_order
 from livecd.cli import main
 from livecd.market_process import MarketProcess
 from market.app import openapi_document
+from market.dialect import Location
+from market.store import connect
 
 
 def test_operator_and_buyer_commands(
@@ -76,3 +78,37 @@ def test_openapi_prints_the_served_document() -> None:
     printed = CliRunner().invoke(main, ["market", "openapi"])
     assert printed.exit_code == 0, printed.output
     assert json.loads(printed.output) == openapi_document()
+
+
+def test_migrate_creates_the_schema_on_either_engine(
+    market_location: Location, market_backend: str
+) -> None:
+    if market_backend == "postgres":
+        # The test's database is a copy of a migrated one: empty it first.
+        conn = connect(market_location)
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+        conn.close()
+    runner = CliRunner()
+    db = ["--db", str(market_location)]
+    migrated = runner.invoke(main, ["market", "migrate", *db])
+    assert migrated.exit_code == 0, migrated.output
+    assert "schema is up to date" in migrated.output
+    conn = connect(market_location)
+    assert conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == 0
+    conn.close()
+    assert runner.invoke(main, ["market", "account", "new", "lab", *db]).exit_code == 0
+
+
+def test_an_unreachable_postgres_database_is_one_line() -> None:
+    url = "postgresql:///market?host=/nonexistent"
+    refused = CliRunner().invoke(main, ["market", "account", "list", "--db", url])
+    assert refused.exit_code != 0
+    assert refused.output.count("\n") == 1 and "cannot connect" in refused.output
+
+
+def test_the_served_database_is_logged_without_its_password() -> None:
+    from livecd.cli.market import _redacted
+
+    assert _redacted("postgresql://m:pw@db/market") == "postgresql://m:***@db/market"
+    assert _redacted("postgresql:///market?host=/run") == "postgresql:///market?host=/run"

@@ -4,7 +4,6 @@ credited twice, and every job still completes."""
 from __future__ import annotations
 
 import base64
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +13,7 @@ import requests
 
 from livecd.market_process import Host, MarketProcess, source_session
 from market.buyer import BuyerClient
+from market.store import connect
 
 JOBS = 240
 SELLERS = 16
@@ -81,7 +81,7 @@ def test_sigkill_under_load_loses_no_acknowledged_result(
     market.stop()
 
     assert acked_before_kill >= JOBS // 3
-    db = sqlite3.connect(market.db)
+    db = connect(market.db)
     stored = {
         lease: (result, bytes(output))
         for lease, result, output in db.execute("SELECT lease_id, id, output FROM results")
@@ -94,5 +94,6 @@ def test_sigkill_under_load_loses_no_acknowledged_result(
         "(SELECT count(*) FROM transfers WHERE kind = 'pay'), "
         "(SELECT count(DISTINCT result_id) FROM transfers WHERE kind = 'pay')"
     ).fetchone()
+    db.close()
     assert done == JOBS
     assert accepted == credited == distinct == JOBS

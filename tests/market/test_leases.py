@@ -1,26 +1,28 @@
-"""Leases, replication, trust and payment, on a real SQLite database (no HTTP)."""
+"""Leases, replication, trust and payment, on a real database of each engine (no HTTP)."""
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
 from cpushare.limits import JobLimits
 from market import agreement, jobs, leasing, ledger, trust
+from market.dialect import Connection, Location
 from market.errors import Conflict, Forbidden, Gone, MarketError
 from market.store import open_database
 from tests.market.helpers import LIMITS, SHA, host, job, market_db, paid, result
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> sqlite3.Connection:
-    return market_db(open_database(tmp_path / "m.db"))
+def conn(market_location: Location) -> Iterator[Connection]:
+    db = market_db(open_database(market_location))
+    yield db
+    db.close()
 
 
-def test_replication_rejects_the_liar_and_pays_only_the_honest(conn: sqlite3.Connection) -> None:
+def test_replication_rejects_the_liar_and_pays_only_the_honest(conn: Connection) -> None:
     done = job(conn, replicas=2)
     honest1 = host(conn, "alice", "10.0.0.1")
     liar = host(conn, "mallory", "10.0.0.2")
@@ -46,7 +48,7 @@ def test_replication_rejects_the_liar_and_pays_only_the_honest(conn: sqlite3.Con
     assert ledger.check(conn) == []
 
 
-def test_a_result_is_paid_once(conn: sqlite3.Connection) -> None:
+def test_a_result_is_paid_once(conn: Connection) -> None:
     job(conn, replicas=1)
     seller = host(conn, "alice", "10.0.0.1")
     lease = leasing.grant_lease(conn, seller, 0, LIMITS, 30, 0)
@@ -59,7 +61,7 @@ def test_a_result_is_paid_once(conn: sqlite3.Connection) -> None:
     assert ledger.check(conn) == []
 
 
-def test_an_expired_lease_requeues_its_job_for_anyone(conn: sqlite3.Connection) -> None:
+def test_an_expired_lease_requeues_its_job_for_anyone(conn: Connection) -> None:
     queued = job(conn, replicas=1)
     first, second = host(conn, "alice", "10.0.0.1"), host(conn, "bob", "10.0.0.2")
     lease = leasing.grant_lease(conn, first, 0, LIMITS, 10, 0)
@@ -73,7 +75,7 @@ def test_an_expired_lease_requeues_its_job_for_anyone(conn: sqlite3.Connection) 
 
 
 def test_extending_keeps_a_lease_alive_up_to_the_wall_clock_limit(
-    conn: sqlite3.Connection,
+    conn: Connection,
 ) -> None:
     job(conn, replicas=1, cpu_seconds=10)  # a wall-clock limit of 20 s
     seller = host(conn, "alice", "10.0.0.1")
@@ -90,7 +92,7 @@ def test_extending_keeps_a_lease_alive_up_to_the_wall_clock_limit(
         leasing.extend_lease(conn, lease.id, seller.id, 10, limit)
 
 
-def test_one_host_cannot_touch_another_hosts_lease(conn: sqlite3.Connection) -> None:
+def test_one_host_cannot_touch_another_hosts_lease(conn: Connection) -> None:
     job(conn, replicas=1)
     owner, other = host(conn, "alice", "10.0.0.1"), host(conn, "mallory", "10.0.0.2")
     lease = leasing.grant_lease(conn, owner, 0, LIMITS, 10, 0)
@@ -103,14 +105,14 @@ def test_one_host_cannot_touch_another_hosts_lease(conn: sqlite3.Connection) -> 
         leasing.release_lease(conn, lease.id, other.id, 1)
 
 
-def test_jobs_beyond_the_sellers_limits_are_not_leased(conn: sqlite3.Connection) -> None:
+def test_jobs_beyond_the_sellers_limits_are_not_leased(conn: Connection) -> None:
     job(conn)
     seller = host(conn, "alice", "10.0.0.1")
     assert leasing.grant_lease(conn, seller, 0, (16 << 20, 60), 10, 0) is None
     assert leasing.grant_lease(conn, seller, 0, (256 << 20, 10), 10, 0) is None
 
 
-def test_a_seat_holds_one_lease_and_seats_are_bounded(conn: sqlite3.Connection) -> None:
+def test_a_seat_holds_one_lease_and_seats_are_bounded(conn: Connection) -> None:
     for _ in range(3):
         job(conn, replicas=1)
     seller = host(conn, "alice", "10.0.0.1", seats=2)
@@ -129,7 +131,7 @@ def test_a_seat_holds_one_lease_and_seats_are_bounded(conn: sqlite3.Connection) 
 
 
 def test_a_job_without_agreement_fails_after_its_last_result_and_is_refunded(
-    conn: sqlite3.Connection,
+    conn: Connection,
 ) -> None:
     job(conn, replicas=2)
     balance = ledger.balance(conn, 1)
@@ -146,7 +148,7 @@ def test_a_job_without_agreement_fails_after_its_last_result_and_is_refunded(
 
 
 def test_a_trusted_host_stands_alone_and_is_paid_at_most_the_median(
-    conn: sqlite3.Connection,
+    conn: Connection,
 ) -> None:
     a, b = host(conn, "alice", "10.0.0.1"), host(conn, "bob", "10.0.0.2")
     for i in range(trust.TRUSTED):
@@ -172,7 +174,7 @@ def test_a_trusted_host_stands_alone_and_is_paid_at_most_the_median(
     assert ledger.check(conn) == []
 
 
-def test_cancelling_returns_the_whole_reservation(conn: sqlite3.Connection) -> None:
+def test_cancelling_returns_the_whole_reservation(conn: Connection) -> None:
     before = ledger.balance(conn, 1)
     cancelled = job(conn)
     seller = host(conn, "alice", "10.0.0.1")
@@ -188,7 +190,7 @@ def test_cancelling_returns_the_whole_reservation(conn: sqlite3.Connection) -> N
     assert ledger.check(conn) == []
 
 
-def test_a_buyer_without_coins_cannot_submit(conn: sqlite3.Connection) -> None:
+def test_a_buyer_without_coins_cannot_submit(conn: Connection) -> None:
     with pytest.raises(ledger.PaymentRequired, match=r"holds 0\.000"):
         jobs.submit_jobs(conn, 2, SHA, [b"x"], JobLimits(), None)
     assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 0

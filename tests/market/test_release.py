@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,14 +10,16 @@ import requests
 
 from livecd.market_process import Host, MarketProcess
 from market.buyer import BuyerClient
+from market.dialect import Location
+from market.store import connect
 
 RESULT = {"outcome": "ok", "exit_status": 0, "output": "", "cpu_seconds": 1, "wall_seconds": 1}
 
 
 @pytest.fixture
-def slow_market(tmp_path: Path) -> Iterator[MarketProcess]:
+def slow_market(tmp_path: Path, market_location: Location) -> Iterator[MarketProcess]:
     """A market whose leases last long enough that only a release can requeue a job."""
-    process = MarketProcess(tmp_path, lease_seconds=600).start()
+    process = MarketProcess(tmp_path, db=market_location, lease_seconds=600).start()
     yield process
     process.stop(kill=True)
 
@@ -40,10 +41,11 @@ def test_a_released_lease_requeues_its_job_at_once_for_the_same_host(
     assert released.json() == {"lease": first["lease"], "released": True}
     again = _post(slow_market, order, "/v1/lease", wait=0, seat=1).json()
     assert again["job"] == job and again["lease"] != first["lease"]
-    with sqlite3.connect(slow_market.db) as db:
-        state, when = db.execute(
-            "SELECT state, released FROM leases WHERE id = ?", (first["lease"],)
-        ).fetchone()
+    db = connect(slow_market.db)
+    state, when = db.execute(
+        "SELECT state, released FROM leases WHERE id = ?", (first["lease"],)
+    ).fetchone()
+    db.close()
     assert state == "expired" and when is not None
     late = _post(slow_market, order, f"/v1/leases/{first['lease']}/result", **RESULT)
     assert late.status_code == 410

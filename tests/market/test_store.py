@@ -1,15 +1,16 @@
-"""The SQLite store: migrations, group commit, isolation of failing writes, a full disk."""
+"""The store on both engines: migrations, group commit, isolation of failing writes; and
+on SQLite a full disk."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from market.schema import SCHEMA_VERSION, SchemaTooNew, migrate
+from market.dialect import INTEGRITY_ERRORS, Connection, Location
+from market.schema import SCHEMA_VERSION, SchemaTooNew, migrate, migrate_postgres
 from market.store import Store, StoreFull, connect, open_database
 
 
@@ -27,17 +28,31 @@ def test_a_newer_database_is_refused(tmp_path: Path) -> None:
         migrate(conn)
 
 
-def _insert(value: str) -> Callable[[sqlite3.Connection], int]:
-    def op(conn: sqlite3.Connection) -> int:
-        cursor = conn.execute("INSERT INTO settings (key, value) VALUES (?, ?)", (value, value))
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+@pytest.mark.parametrize("market_backend", ["postgres"])
+def test_a_new_postgres_database_is_migrated_and_a_newer_one_refused(
+    market_location: Location,
+) -> None:
+    conn = open_database(market_location)
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    assert migrate_postgres(conn) == SCHEMA_VERSION
+    conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    with pytest.raises(SchemaTooNew, match="run a newer market"):
+        migrate_postgres(conn)
+    conn.close()
+
+
+def _insert(value: str) -> Callable[[Connection], str]:
+    def op(conn: Connection) -> str:
+        row = conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?) RETURNING key", (value, value)
+        ).fetchone()
+        return str(row[0])
 
     return op
 
 
-def test_concurrent_writes_are_all_committed(tmp_path: Path) -> None:
-    store = Store(tmp_path / "m.db")
+def test_concurrent_writes_are_all_committed(market_location: Location) -> None:
+    store = Store(market_location)
     keys = [f"k{i}" for i in range(400)]
     threads = [threading.Thread(target=lambda k=k: store.write_sync(_insert(k))) for k in keys]
     for t in threads:
@@ -45,19 +60,20 @@ def test_concurrent_writes_are_all_committed(tmp_path: Path) -> None:
     for t in threads:
         t.join()
     store.close()
-    conn = connect(tmp_path / "m.db")
+    conn = connect(market_location)
     assert conn.execute("SELECT count(*) FROM settings").fetchone()[0] == len(keys)
+    conn.close()
 
 
-def test_a_failing_write_does_not_undo_its_batch_neighbours(tmp_path: Path) -> None:
-    store = Store(tmp_path / "m.db")
+def test_a_failing_write_does_not_undo_its_batch_neighbours(market_location: Location) -> None:
+    store = Store(market_location)
     store.write_sync(_insert("dup"))
     results: dict[str, object] = {}
 
     def attempt(key: str) -> None:
         try:
             results[key] = store.write_sync(_insert(key))
-        except sqlite3.IntegrityError as exc:
+        except INTEGRITY_ERRORS as exc:
             results[key] = exc
 
     threads = [threading.Thread(target=attempt, args=(k,)) for k in ("a", "dup", "b")]
@@ -66,8 +82,11 @@ def test_a_failing_write_does_not_undo_its_batch_neighbours(tmp_path: Path) -> N
     for t in threads:
         t.join()
     store.close()
-    assert isinstance(results["dup"], sqlite3.IntegrityError)
-    rows = connect(tmp_path / "m.db").execute("SELECT key FROM settings ORDER BY key").fetchall()
+    assert isinstance(results["dup"], INTEGRITY_ERRORS)
+    assert results["a"] == "a" and results["b"] == "b"
+    conn = connect(market_location)
+    rows = conn.execute("SELECT key FROM settings ORDER BY key").fetchall()
+    conn.close()
     assert rows == [("a",), ("b",), ("dup",)]
 
 
@@ -76,7 +95,7 @@ def test_a_full_disk_is_reported_and_loses_nothing_committed(tmp_path: Path) -> 
     store.write_sync(_insert("kept"))
     page_count = connect(tmp_path / "m.db").execute("PRAGMA page_count").fetchone()[0]
 
-    def fill(conn: sqlite3.Connection) -> None:
+    def fill(conn: Connection) -> None:
         # The database may not grow past its current size: the same error as a full disk.
         conn.execute(f"PRAGMA max_page_count = {page_count}")
         conn.execute("INSERT INTO settings (key, value) VALUES ('big', ?)", ("x" * 10**6,))
@@ -115,3 +134,28 @@ def test_coins_credited_before_the_ledger_become_grants_that_add_up(tmp_path: Pa
     assert migrate(conn) == 2
     assert ledger.balance(conn, 1) == 2500
     assert ledger.check(conn) == []
+
+
+def test_two_stores_on_one_database_take_turns_without_losing_a_write(
+    market_location: Location,
+) -> None:
+    """Two market instances granting coins to one account at once: every grant counts
+    once (on PostgreSQL, conflicting transactions are run again)."""
+    from market import accounts, ledger
+
+    stores = [Store(market_location), Store(market_location)]
+    owner = stores[0].write_sync(lambda c: accounts.create_account(c, "lab")).id
+    grants = 60
+
+    def grant(store: Store) -> None:
+        store.write_sync(lambda c: ledger.grant(c, owner, 1000, 0.0))
+
+    threads = [threading.Thread(target=grant, args=(stores[i % 2],)) for i in range(grants)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert stores[1].write_sync(lambda c: ledger.balance(c, owner)) == grants * 1000
+    assert stores[0].write_sync(ledger.check) == []
+    for store in stores:
+        store.close()

@@ -19,13 +19,14 @@ import requests
 
 from livecd.market_process import Host, MarketProcess, source_session
 from market.buyer import BuyerClient
+from market.dialect import Location
 from market.tls import self_signed
 
 
 @pytest.fixture
-def slow_market(tmp_path: Path) -> Iterator[MarketProcess]:
+def slow_market(tmp_path: Path, market_location: Location) -> Iterator[MarketProcess]:
     """A market whose leases outlast each test: nothing expires behind an attack's back."""
-    process = MarketProcess(tmp_path, lease_seconds=600).start()
+    process = MarketProcess(tmp_path, db=market_location, lease_seconds=600).start()
     yield process
     process.stop(kill=True)
 

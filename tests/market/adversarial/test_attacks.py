@@ -3,7 +3,6 @@ with raw HTTP, and each asserted to fail. Machines are told apart by source addr
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import requests
 from livecd.market_process import MarketProcess
 from market import admin
 from market.buyer import BuyerClient, ClientError
+from market.store import connect
 from tests.market.adversarial.conftest import Fleet, Seller
 
 GARBAGE = b"garbage"
@@ -149,8 +149,9 @@ def test_extension_past_the_wall_clock_limit_is_refused(
     lease = squatter.lease().json()["lease"]
     assert squatter.post(f"/v1/leases/{lease}/extend").status_code == 200
     # The lease has been held (and extended) for longer than its job may run.
-    with sqlite3.connect(slow_market.db) as db:
-        db.execute("UPDATE leases SET created = created - 100000 WHERE id = ?", (lease,))
+    db = connect(slow_market.db)
+    db.execute("UPDATE leases SET created = created - 100000 WHERE id = ?", (lease,))
+    db.close()
     refused = squatter.post(f"/v1/leases/{lease}/extend")
     assert refused.status_code == 409 and "wall-clock limit" in refused.json()["error"]
 

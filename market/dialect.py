@@ -1,0 +1,61 @@
+"""What the market's code sees of its database, whichever engine holds it.
+
+The SQL in market/*.py is written once, with `?` placeholders and syntax both SQLite and
+PostgreSQL accept (`INSERT ... RETURNING`, `ON CONFLICT`); a PostgreSQL connection
+(market.pgstore) translates the placeholders. What must differ is asked of the
+connection here, never by importing an engine.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import psycopg
+
+# A SQLite file, or a PostgreSQL URL (libpq conninfo, e.g. postgresql:///market?host=/run/x).
+Location = Path | str
+
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+# A uniqueness or reference check refused a write, on either engine.
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, psycopg.IntegrityError)
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    @property
+    def in_transaction(self) -> bool: ...
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor: ...
+
+    def close(self) -> None: ...
+
+
+def location(value: str) -> Location:
+    """`--db` as given: a PostgreSQL URL stays a string, anything else is a SQLite path."""
+    return value if value.startswith(URL_SCHEMES) else Path(value)
+
+
+def is_postgres(conn: Connection) -> bool:
+    return not isinstance(conn, sqlite3.Connection)
+
+
+def skip_locked(conn: Connection) -> str:
+    """The clause that lets concurrent writers lease different rows instead of queueing
+    on one (SQLite has a single writer and needs none)."""
+    return " FOR UPDATE SKIP LOCKED" if is_postgres(conn) else ""

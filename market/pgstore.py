@@ -1,0 +1,192 @@
+"""The market's PostgreSQL connections: the same `Connection` the SQL in market/*.py uses
+on SQLite, over psycopg 3.
+
+`?` placeholders become psycopg's `%s`. Values are bound on the server, so statements the
+market repeats are prepared once per connection (psycopg does it after a few runs): the
+SQL therefore gives a NULL parameter its type (`CAST(? AS TEXT)`) where PostgreSQL could
+not infer one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import psycopg
+from psycopg.adapt import Buffer, Loader
+
+from market.dialect import Connection
+from market.errors import Unavailable
+
+log = logging.getLogger("market")
+
+_IN_TRANSACTION = (
+    psycopg.pq.TransactionStatus.ACTIVE,
+    psycopg.pq.TransactionStatus.INTRANS,
+    psycopg.pq.TransactionStatus.INERROR,
+)
+
+# Errors after which the transaction must be run again from its start.
+RETRY_ERRORS = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
+
+
+class _NumberLoader(Loader):
+    """sum() over BIGINT columns is NUMERIC in PostgreSQL; the market counts in integer
+    millicoins and seconds as floats, as SQLite returns them."""
+
+    def load(self, data: Buffer) -> int | float:
+        text = bytes(data)
+        return int(text) if text.lstrip(b"-").isdigit() else float(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _translate(sql: str) -> str:
+    if "%" in sql:
+        raise ValueError(f"SQL for both engines must not use '%': {sql!r}")
+    return sql.replace("?", "%s")
+
+
+class PgConnection:
+    """One PostgreSQL connection in autocommit mode: transactions are explicit, as on SQLite."""
+
+    def __init__(self, url: str) -> None:
+        self.raw: psycopg.Connection[Any] = psycopg.Connection.connect(url, autocommit=True)
+        self.raw.adapters.register_loader("numeric", _NumberLoader)
+
+    @property
+    def in_transaction(self) -> bool:
+        # A lost connection (UNKNOWN) has no transaction left to roll back.
+        return self.raw.info.transaction_status in _IN_TRANSACTION
+
+    @property
+    def usable(self) -> bool:
+        return not self.raw.broken and not self.raw.closed
+
+    def execute(self, sql: str, parameters: Any = (), /) -> psycopg.Cursor[Any]:
+        with self._lost():
+            cursor = self.raw.cursor()
+            cursor.execute(_translate(sql), parameters or None)
+        return cursor
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> psycopg.Cursor[Any]:
+        with self._lost():
+            cursor = self.raw.cursor()
+            cursor.executemany(_translate(sql), parameters)
+        return cursor
+
+    @contextlib.contextmanager
+    def _lost(self) -> Iterator[None]:
+        """A lost connection (the server restarting, say) as the market's 503."""
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            if self.usable:
+                raise
+            raise Unavailable(f"the market database is unavailable: {_first_line(exc)}") from exc
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def usable(conn: Connection) -> bool:
+    """False for a PostgreSQL connection the server has gone away from."""
+    return not isinstance(conn, PgConnection) or conn.usable
+
+
+def connect(url: str) -> PgConnection:
+    try:
+        return PgConnection(url)
+    except psycopg.OperationalError as exc:
+        message = _first_line(exc)
+        raise Unavailable(f"cannot connect to the market database: {message}") from None
+
+
+# The channel on which instances sharing a database announce that work may have appeared.
+CHANNEL = "market_work"
+# Wait before listening again after the database went away (a restart, say).
+RELISTEN_SECONDS = 0.5
+
+
+class Announcer:
+    """Wakes the long-polling sellers of every other instance on the same database
+    (LISTEN/NOTIFY) when this one sees work appear, as the in-process wake-up does."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        # A payload of our own, so that an instance does not wake its sellers twice.
+        self.instance = secrets.token_hex(8)
+
+    def announce(self, conn: Connection) -> None:
+        conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, self.instance))
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Call `wake` on each other instance's announcement, until cancelled."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    # Announcements made while nobody listened are lost: look again.
+                    wake()
+                    async for note in conn.notifies():
+                        if note.payload != self.instance:
+                            wake()
+            except psycopg.OperationalError as exc:
+                log.warning("not hearing other instances until the database is back: %s", exc)
+                await asyncio.sleep(RELISTEN_SECONDS)
+
+
+# How often statistics are looked at, and how many changed rows (beyond a tenth of the
+# table) make them stale.
+ANALYZE_EVERY = 1.0
+ANALYZE_ROWS = 500
+
+
+class Analyzer:
+    """Keeps the planner's statistics as current as the queue is.
+
+    Autovacuum looks once a minute; a market that receives a burst of jobs in a fresh or
+    quiet database would plan its lease query for an empty table until then (a sort of
+    the whole queue per lease instead of one index step). Checking every second costs
+    one small query; ANALYZE runs only on the tables that changed.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="market-analyze", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        while not self._stop.wait(ANALYZE_EVERY):
+            try:
+                if conn is None or conn.broken:
+                    conn = psycopg.Connection.connect(self.url, autocommit=True)
+                stale = conn.execute(
+                    "SELECT relname FROM pg_stat_user_tables "
+                    "WHERE n_mod_since_analyze > %s + n_live_tup / 10",
+                    (ANALYZE_ROWS,),
+                ).fetchall()
+                for (table,) in stale:
+                    conn.execute(
+                        psycopg.sql.SQL("ANALYZE {}").format(psycopg.sql.Identifier(table))
+                    )
+            except psycopg.Error as exc:
+                log.warning("cannot refresh the planner's statistics: %s", _first_line(exc))
+        if conn is not None:
+            conn.close()
