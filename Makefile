@@ -66,8 +66,8 @@ diffoscope: setup
 	diffoscope $(or $(A),$(REPRO)/a/$(ISO)) $(or $(B),$(REPRO)/b/$(ISO))
 
 lint: setup
-	$(VENV)/bin/ruff check livecd cpushare market tests scripts
-	$(VENV)/bin/ruff format --check livecd cpushare market tests scripts
+	$(VENV)/bin/ruff check livecd cpushare market diskformats tests scripts
+	$(VENV)/bin/ruff format --check livecd cpushare market diskformats tests scripts
 	$(VENV)/bin/mypy
 
 clean:

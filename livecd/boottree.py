@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from diskformats.fat import make_fat_image
+from diskformats.iso import IsoFile
 from livecd.errors import BuildError
-from livecd.formats.fat import make_fat_image
-from livecd.formats.iso import IsoFile
 from livecd.templates import Rendered
 
 BIOS_BOOT = "isolinux/isolinux.bin"

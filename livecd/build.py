@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from diskformats.compress import compress
+from diskformats.cpio import CpioError, Entry, write_newc
+from diskformats.iso import IsoFile, write_iso
 from livecd import __version__, guest, pyc, python_runtime, rootfs, squashfs, stage1
 from livecd.boottree import BIOS_BOOT, BOOT_PACKAGES, EFI_IMAGE, boot_files, esp_image
 from livecd.builtin_orders import BuiltinOrder, load_orders, order_entries
@@ -18,9 +21,6 @@ from livecd.deb import unpacked
 from livecd.debian import HOST_SOURCES, Apt, Package, resolve
 from livecd.errors import BuildError, UserError
 from livecd.files import atomic_write, cache_home
-from livecd.formats.compress import compress
-from livecd.formats.cpio import CpioError, Entry, write_newc
-from livecd.formats.iso import IsoFile, write_iso
 from livecd.kernel import Kernel, ModuleTree, check_seccomp, find_kernel
 from livecd.lock import locked_packages, profile_sha256
 from livecd.profile import Profile

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cpushare.order import SellOrder, render_order
+from diskformats.cpio import Entry
 from livecd.errors import BuildError, UserError
-from livecd.formats.cpio import Entry
 from livecd.orders import check_order_file, fetch_order
 
 

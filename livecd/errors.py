@@ -1,31 +1,14 @@
 """The two kinds of failure: a user's (one clear line, a non-zero exit, no traceback) and
-the program's own (a bug: one line saying so, the traceback only under -v)."""
+the program's own (a bug: one line saying so, the traceback only under -v). Both are
+declared with the byte formats (`diskformats.errors`), so that the builder catches the
+formats' errors as its own; the builder adds its kinds here."""
 
 from __future__ import annotations
 
+from diskformats.errors import InternalError, ToolMissing, UserError
 
-class UserError(Exception):
-    """Bad input or a missing prerequisite. The message says what is wrong and what to do."""
-
-    exit_code = 2
+__all__ = ["BuildError", "InternalError", "ToolMissing", "UserError"]
 
 
 class BuildError(UserError):
     """The build cannot go on with these inputs (bad package, kernel, template, overlay)."""
-
-
-class ToolMissing(UserError):
-    """A host program the command needs is not installed."""
-
-    def __init__(self, tool: str, package: str) -> None:
-        super().__init__(
-            f"{tool} is not installed: run scripts/install-host-packages.sh "
-            f"(or apt-get install {package})"
-        )
-
-
-class InternalError(Exception):
-    """A broken promise inside livecd (e.g. a format writer handed data it cannot encode
-    by the builder's own code): a bug to report, not something the user can fix."""
-
-    exit_code = 70  # EX_SOFTWARE

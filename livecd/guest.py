@@ -9,8 +9,8 @@ from pathlib import Path
 
 import cpushare
 from cpushare.jail.runner import JOB_IDENTITY
+from diskformats.cpio import Entry
 from livecd import toolchain
-from livecd.formats.cpio import Entry
 from livecd.python_runtime import STDLIB
 
 CPUSHARE_SRC = Path(cpushare.__file__).resolve().parent

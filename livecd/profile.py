@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from diskformats.compress import LEVEL_RANGES, METHODS
 from livecd.errors import UserError
-from livecd.formats.compress import LEVEL_RANGES, METHODS
 
 DEFAULT_PROFILE = Path(__file__).with_name("profiles") / "default.toml"
 COMPRESSIONS = METHODS

@@ -13,9 +13,9 @@ import types
 from collections.abc import Iterable
 from pathlib import Path
 
+from diskformats.cpio import Entry
 from livecd.errors import BuildError
 from livecd.files import atomic_write
-from livecd.formats.cpio import Entry
 from livecd.python_runtime import STDLIB
 
 _REG = stat.S_IFREG | 0o644

@@ -8,7 +8,7 @@ from __future__ import annotations
 import stat
 from collections.abc import Iterable
 
-from livecd.formats.cpio import Entry
+from diskformats.cpio import Entry
 
 STDLIB = "usr/lib/python3.11"
 _REG = stat.S_IFREG | 0o644

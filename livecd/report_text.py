@@ -1,11 +1,11 @@
-"""`livecd inspect`'s report of an ISO (`livecd.formats.isoread`) as text or JSON."""
+"""`livecd inspect`'s report of an ISO (`diskformats.isoread`) as text or JSON."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 
-from livecd.formats.isoread import MANIFEST, Gpt, IsoEntry, IsoReport, Volume
+from diskformats.isoread import MANIFEST, Gpt, IsoEntry, IsoReport, Volume
 
 _LARGEST = 10
 

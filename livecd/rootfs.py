@@ -10,8 +10,8 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+from diskformats.cpio import Entry, tree_entries
 from livecd.errors import BuildError
-from livecd.formats.cpio import Entry, tree_entries
 from livecd.kernel import Kernel, Module, module_db
 from livecd.run import run
 from livecd.templates import Rendered

@@ -6,23 +6,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import shlex
-import shutil
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from livecd.errors import ToolMissing, UserError
+from diskformats.run import need
+from livecd.errors import UserError
+
+__all__ = ["need", "run", "streamed"]
 
 log = logging.getLogger("livecd.run")
-
-
-def need(tool: str, package: str) -> str:
-    """Path of `tool`, or a ToolMissing error naming the Debian package to install."""
-    path = shutil.which(tool)
-    if path is None:
-        raise ToolMissing(tool, package)
-    return path
 
 
 def _logged(argv: Sequence[str | Path]) -> list[str]:

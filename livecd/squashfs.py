@@ -22,9 +22,9 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from diskformats.cpio import Entry, complete_tree
 from livecd.errors import BuildError
 from livecd.files import atomic_write
-from livecd.formats.cpio import Entry, complete_tree
 from livecd.run import need, run
 
 # xz with the x86 BCJ filter gave the smallest image (the binaries and the modules are

@@ -14,8 +14,8 @@ import io
 import stat
 from collections.abc import Iterable, Sequence
 
+from diskformats.cpio import Entry, write_newc
 from livecd import rootfs
-from livecd.formats.cpio import Entry, write_newc
 from livecd.kernel import Kernel, ModuleTree
 from livecd.templates import Rendered
 

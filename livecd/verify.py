@@ -21,12 +21,12 @@ from typing import Any
 
 import pycdlib
 
+from diskformats.isoread import IsoReport, inspect_iso
 from livecd.boottree import EFI_IMAGE
 from livecd.build import BuildOptions, build
 from livecd.debian import HOST_SOURCES
 from livecd.errors import UserError
 from livecd.files import cache_home, sha256_file
-from livecd.formats.isoread import IsoReport, inspect_iso
 from livecd.profile import Profile, load_profile
 from livecd.progress import Progress
 from livecd.run import need, run, streamed

@@ -11,8 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from livecd.formats.compress import DEFAULT_LEVELS, METHODS, Method, compress
-from livecd.formats.cpio import Entry, tree_entries, write_newc
+from diskformats.compress import DEFAULT_LEVELS, METHODS, Method, compress
+from diskformats.cpio import Entry, tree_entries, write_newc
 
 SAMPLE_LIBS = Path("/usr/lib/x86_64-linux-gnu")
 SAMPLE_BYTES = 30 << 20

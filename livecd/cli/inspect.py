@@ -19,7 +19,7 @@ def inspect_command(iso: Path, all_files: bool, as_json: bool) -> None:
     By default the files are summed per top-level entry and the largest are listed;
     --files lists them all. A manifest.json at the ISO's root is shown too.
     """
-    from livecd.formats.isoread import inspect_iso
+    from diskformats.isoread import inspect_iso
     from livecd.report_text import render_text, to_json
 
     report = inspect_iso(iso)

@@ -18,10 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from diskformats.ar import write_ar
+from diskformats.cpio import Entry
 from livecd.debpkg import contents
 from livecd.files import atomic_file
-from livecd.formats.ar import write_ar
-from livecd.formats.cpio import Entry
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 
 from cpushare.jail.runner import JOB_IDENTITY
+from diskformats.cpio import Entry
 from livecd import __version__, guest, toolchain
-from livecd.formats.cpio import Entry
 from livecd.run import need, run
 from livecd.templates import TEMPLATES
 

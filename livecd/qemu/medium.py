@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from diskformats.fat import make_fat_image
 from livecd.files import atomic_write
-from livecd.formats.fat import make_fat_image
 
 MEDIUM_LABEL = "CPUSHARE"
 # Fixed so that the medium is the same bytes on every run.

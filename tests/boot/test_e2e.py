@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from cpushare.order import SellOrder, render_order
+from diskformats.fat import make_fat_image
 from livecd.build import BuildOptions, build
 from livecd.cli import main
 from livecd.files import sha256_file
-from livecd.formats.fat import make_fat_image
 from livecd.profile import load_profile
 from livecd.qemu.events import ConsoleEvents
 from livecd.qemu.guest import Guest

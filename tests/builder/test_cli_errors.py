@@ -12,12 +12,12 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
+from diskformats.compress import compress
+from diskformats.cpio import Entry, write_newc
+from diskformats.fat import make_fat_image
 from livecd.build import BuildResult
 from livecd.cli import main
 from livecd.errors import InternalError
-from livecd.formats.compress import compress
-from livecd.formats.cpio import Entry, write_newc
-from livecd.formats.fat import make_fat_image
 from livecd.rootfs import OVERLAYS
 from livecd.templates import TEMPLATES
 

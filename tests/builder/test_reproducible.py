@@ -19,14 +19,14 @@ import pycdlib.pycdlib
 import pytest
 from click.testing import CliRunner
 
+from diskformats.compress import compress
+from diskformats.cpio import Entry, tree_entries, write_newc
+from diskformats.fat import make_fat_image
+from diskformats.iso import IsoFile, write_iso
+from diskformats.isoread import inspect_iso
 from livecd.build import BuildResult, source_date_epoch
 from livecd.cli import main
 from livecd.files import cache_home
-from livecd.formats.compress import compress
-from livecd.formats.cpio import Entry, tree_entries, write_newc
-from livecd.formats.fat import make_fat_image
-from livecd.formats.iso import IsoFile, write_iso
-from livecd.formats.isoread import inspect_iso
 from livecd.stage1 import IMAGE
 from livecd.verify import iso_differences
 
@@ -190,7 +190,7 @@ import hashlib, sys
 from pathlib import Path
 if sys.argv[1] == "busy":
     import ast, ntpath, pathlib, pytest  # objects the modules below share, referenced more
-from livecd.formats.cpio import Entry
+from diskformats.cpio import Entry
 from livecd.pyc import compiled
 from livecd.python_runtime import STDLIB
 for name in ("ast", "ntpath", "pathlib"):

@@ -7,9 +7,9 @@ import stat
 import subprocess
 from pathlib import Path
 
+from diskformats.compress import compress
+from diskformats.cpio import Entry
 from livecd import squashfs, stage1
-from livecd.formats.compress import compress
-from livecd.formats.cpio import Entry
 
 EPOCH = 1_700_000_000
 

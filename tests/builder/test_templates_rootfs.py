@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from diskformats.cpio import Entry
 from livecd.errors import BuildError
-from livecd.formats.cpio import Entry
 from livecd.rootfs import merge, overlay
 from livecd.templates import render_tree
 

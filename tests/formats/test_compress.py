@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from diskformats.compress import METHODS, CompressionError, Method, compress
 from livecd.errors import ToolMissing
-from livecd.formats.compress import METHODS, CompressionError, Method, compress
 
 DECOMPRESS: dict[Method, list[str]] = {
     "gzip": ["gzip", "-dc"],

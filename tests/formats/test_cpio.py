@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from livecd.formats.cpio import CpioError, Entry, tree_entries, write_newc
+from diskformats.cpio import CpioError, Entry, tree_entries, write_newc
 
 EPOCH = 1_700_000_000
 

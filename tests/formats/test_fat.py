@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livecd.formats.fat import FatError, make_fat_image
+from diskformats.fat import FatError, make_fat_image
 
 EPOCH = 1_700_000_000  # 2023-11-14 22:13:20 UTC
 MTOOLS_ENV = {**os.environ, "MTOOLS_SKIP_CHECK": "1", "TZ": "UTC"}

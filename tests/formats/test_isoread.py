@@ -13,9 +13,9 @@ import pycdlib
 import pytest
 from click.testing import CliRunner
 
+from diskformats.fat import make_fat_image
+from diskformats.isoread import IsoReport, inspect_iso
 from livecd.cli import main
-from livecd.formats.fat import make_fat_image
-from livecd.formats.isoread import IsoReport, inspect_iso
 
 ISOLINUX = Path("/usr/lib/ISOLINUX/isolinux.bin")  # Debian package isolinux
 MANIFEST = {"name": "test", "inputs": [{"package": "busybox-static", "sha256": "00" * 32}]}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pycdlib
 
 from cpushare.medium import find_medium, removable_volumes, usb_storage_settling, volume_label
-from livecd.formats.fat import make_fat_image
+from diskformats.fat import make_fat_image
 
 ORDERS = {"volunteer.cpu": b"order\n"}
 

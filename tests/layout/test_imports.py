@@ -1,5 +1,6 @@
-"""The layout's one rule: imports run one way, `livecd` -> `market` -> `cpushare`, and the
-guest package `cpushare` needs nothing but Python 3.11's standard library."""
+"""The layout's one rule: imports run one way, `livecd` -> `market` -> `diskformats` and
+`cpushare` (neither of which imports the other or anything above it), and the guest package
+`cpushare` needs nothing but Python 3.11's standard library."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("livecd", "market", "cpushare")
+PACKAGES = ("livecd", "market", "diskformats", "cpushare")
 # What each package may import of the project's own.
-ALLOWED = {"livecd": {"livecd", "market", "cpushare"}, "market": {"market", "cpushare"}}
-ALLOWED["cpushare"] = {"cpushare"}
+ALLOWED = {
+    "livecd": {"livecd", "market", "diskformats", "cpushare"},
+    "market": {"market", "diskformats", "cpushare"},
+    "diskformats": {"diskformats"},
+    "cpushare": {"cpushare"},
+}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -58,3 +63,8 @@ def test_the_rule_sees_a_wrong_import(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from livecd.build import build\n")
     assert imported_modules(module) == {"livecd.build"}
+
+
+def test_every_package_of_the_project_is_under_the_rule() -> None:
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")}
+    assert packages == set(PACKAGES)

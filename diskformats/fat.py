@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from livecd.errors import InternalError
+from diskformats.errors import InternalError
 
 
 class FatError(InternalError, ValueError):

@@ -14,8 +14,8 @@ from typing import Any, BinaryIO
 import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
 
-from livecd.errors import UserError
-from livecd.formats.gpt import GptHeader, parse_header, read_entries, read_header
+from diskformats.errors import UserError
+from diskformats.gpt import GptHeader, parse_header, read_entries, read_header
 
 CD_SECTOR = 2048
 DISK_SECTOR = 512

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from livecd.errors import InternalError
+from diskformats.errors import InternalError
 
 
 class CpioError(InternalError, ValueError):

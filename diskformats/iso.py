@@ -29,9 +29,9 @@ import pycdlib.pycdlib
 import pycdlib.utils
 from pycdlib.pycdlibexception import PyCdlibException
 
-from livecd.errors import BuildError, UserError
-from livecd.files import atomic_file, sha256_file
-from livecd.formats.gpt import mend_gpt
+from diskformats.errors import UserError
+from diskformats.files import atomic_file, sha256_file
+from diskformats.gpt import mend_gpt
 
 # pycdlib's modules that read the clock, and the one that makes UUIDs.
 _TIME_USERS: tuple[Any, ...] = (pycdlib.pycdlib, pycdlib.headervd, pycdlib.dates, pycdlib.utils)
@@ -152,7 +152,7 @@ def _add_file(iso: pycdlib.PyCdlib, f: IsoFile, fp: BinaryIO, iso_paths: dict[st
     parent = iso_paths.get("/".join(parts[:-1]), "")
     iso_path = f"{parent}/{iso9660_name(parts[-1], False)}"
     if iso_path in iso_paths.values():
-        raise BuildError(f"two files of the ISO map to the same ISO9660 name {iso_path}")
+        raise UserError(f"two files of the ISO map to the same ISO9660 name {iso_path}")
     iso.add_fp(fp, f.size, iso_path, rr_name=parts[-1], joliet_path="/" + f.path)
     iso_paths[f.path] = iso_path
 

@@ -6,8 +6,8 @@ import gzip
 import lzma
 from typing import Literal, get_args
 
-from livecd.errors import InternalError
-from livecd.run import need, run
+from diskformats.errors import InternalError
+from diskformats.run import need, pipe
 
 
 class CompressionError(InternalError, ValueError):
@@ -97,9 +97,9 @@ def _zstd(data: bytes, level: int) -> bytes:
     ]
     if level >= _ZSTD_ULTRA_FROM:
         argv.insert(1, "--ultra")
-    return run(argv, input=data, what="zstd").stdout
+    return pipe(argv, data, "zstd")
 
 
 def _lz4(data: bytes, level: int) -> bytes:
     # The kernel's initramfs lz4 decoder reads only the legacy format (-l).
-    return run([need("lz4", "lz4"), "-q", "-c", "-l", f"-{level}"], input=data, what="lz4").stdout
+    return pipe([need("lz4", "lz4"), "-q", "-c", "-l", f"-{level}"], data, "lz4")
