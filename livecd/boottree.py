@@ -1,6 +1,6 @@
 """The boot tree of the ISO: ISOLINUX for BIOS, the ESP image (shim + signed GRUB) for
-UEFI, the kernel and initramfs, GRUB's config and `/.disk/info` by which the signed GRUB
-finds the CD."""
+UEFI, the kernel, the initramfs and the empty order slot after it, GRUB's config and
+`/.disk/info` by which the signed GRUB finds the CD."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from diskformats.fat import make_fat_image
 from diskformats.iso import IsoFile
+from diskformats.orderslot import SLOT_PATH, slot_image
 from livecd.errors import BuildError
 from livecd.templates import Rendered
 
@@ -53,7 +54,9 @@ def boot_files(
     initramfs: bytes,
     esp: bytes,
 ) -> list[IsoFile]:
-    """Every file of the ISO: boot loaders, `templates/iso` rendered, kernel, initramfs."""
+    """Every file of the ISO: boot loaders, `templates/iso` rendered, kernel, initramfs,
+    and the order slot, empty: the built-in orders are in the image; a personal CD made
+    from this one carries its own in the slot."""
     isolinux = boot_loader_files(trees, ISOLINUX_FILES)
     return [
         *(IsoFile(path, source=src) for path, src in isolinux.items()),
@@ -61,6 +64,7 @@ def boot_files(
         IsoFile(EFI_IMAGE, data=esp),
         IsoFile("live/vmlinuz", source=vmlinuz),
         IsoFile("live/initrd.img", data=initramfs),
+        IsoFile(SLOT_PATH, data=slot_image({})),
     ]
 
 

@@ -80,7 +80,8 @@ class MarketProcess:
 
     `tls` serves HTTPS with that (certificate, key); `cert_names` instead makes a fresh
     self-signed certificate for those names (and 127.0.0.1) in `workdir`, for a market
-    that clients reach under another address (a guest through a QEMU forward).
+    that clients reach under another address (a guest through a QEMU forward). `livecd`
+    is the base ISO of the personal CDs it serves.
     """
 
     def __init__(
@@ -92,12 +93,14 @@ class MarketProcess:
         lease_seconds: float = 60.0,
         tls: tuple[Path, Path] | None = None,
         cert_names: Sequence[str] = (),
+        livecd: Path | None = None,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.db: Location = workdir / "market.db" if db is None else db
         self.port = port or free_port()
         self.lease_seconds = lease_seconds
+        self.livecd = livecd
         if cert_names:
             tls = (workdir / "market-cert.pem", workdir / "market-key.pem")
             cert_pem, key_pem = self_signed([*cert_names, "127.0.0.1"])
@@ -117,6 +120,8 @@ class MarketProcess:
     def start(self, timeout: float = 20.0) -> MarketProcess:
         argv = [*SERVE, "--db", str(self.db), "--listen", f"127.0.0.1:{self.port}"]
         argv += ["--lease-seconds", str(self.lease_seconds)]
+        if self.livecd:
+            argv += ["--livecd", str(self.livecd)]
         if self.tls:
             argv += ["--cert", str(self.tls[0]), "--key", str(self.tls[1])]
         with open(self.log, "ab") as log:

@@ -6,9 +6,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import operator
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -19,7 +21,7 @@ from starlette.routing import Route
 
 from cpushare import protocol
 from cpushare.limits import MAX_PROGRAM_BYTES, JobLimits
-from market import access, agreement, hosts, jobs, leasing, openapi, stats
+from market import access, agreement, export, hosts, jobs, leasing, openapi, stats
 from market.api import (
     base64_field,
     bounded_int,
@@ -35,6 +37,7 @@ from market.api import (
 from market.auth import Authenticator
 from market.deadlines import client_gone
 from market.dialect import Location
+from market.downloads import Downloads
 from market.errors import MarketError, Unavailable
 from market.responses import http_error, internal_error, json_response, market_error, store_full
 from market.store import Store, StoreFull
@@ -57,6 +60,7 @@ class MarketConfig:
     db: Location
     lease_seconds: float = 60.0
     max_body: int = 24 << 20
+    livecd: Path | None = None  # the base ISO of personal CDs; None: none are served
 
 
 class Wakeup:
@@ -81,6 +85,7 @@ class Market:
         self.seats_seen: dict[tuple[str, int], tuple[str, float]] = {}
         self.auth = Authenticator(lambda: self.db.reader)
         self.public_stats = stats.PublicStats()
+        self.downloads = Downloads(lambda: self.db, self.account, config.livecd)
         # Built once, and before serving: an undocumented route stops the market at start.
         self.openapi_json = json.dumps(openapi_document(), indent=2).encode()
 
@@ -364,6 +369,10 @@ ROUTES = (
     ("/v1/jobs/{job}/output", "GET", "job_output"),
     ("/v1/jobs/{job}/cancel", "POST", "cancel"),
     ("/v1/orders/{order}/revoke", "POST", "revoke_order"),
+    ("/v1/orders", "POST", "downloads.create_order"),
+    ("/v1/orders/{order}/livecd.iso", "GET", "downloads.livecd_iso"),
+    ("/v1/orders/{order}/stick.img", "GET", "downloads.stick_img"),
+    *((f"/v1/export/{name}", "GET", "downloads.export_file") for name in export.FILES),
     ("/v1/hosts", "POST", "enroll"),
     ("/v1/hosts/{host}/revoke", "POST", "revoke_host"),
     ("/v1/lease", "POST", "lease"),
@@ -385,7 +394,10 @@ def openapi_document() -> dict[str, Any]:
 def create_app(config: MarketConfig) -> Starlette:
     """The market as an ASGI application."""
     market = Market(config)
-    routes = [Route(path, getattr(market, name), methods=[method]) for path, method, name in ROUTES]
+    routes = [
+        Route(path, operator.attrgetter(name)(market), methods=[method])
+        for path, method, name in ROUTES
+    ]
     return Starlette(
         routes=routes,
         lifespan=market.lifespan,

@@ -9,6 +9,7 @@ from typing import Any
 
 import requests
 
+from diskformats.files import atomic_file
 from market.safehttp import SameHostSession, UnsafeURL, check_url
 
 
@@ -102,6 +103,37 @@ class BuyerClient:
     def status(self) -> dict[str, Any]:
         doc: dict[str, Any] = self._json("GET", "/v1/status")
         return doc
+
+    def create_order(self, **terms: int) -> str:
+        """A new sell order crediting this account (terms: nice, max_memory_mb,
+        max_cpu_seconds): its `.cpu` text."""
+        return self._call("POST", "/v1/orders", json=terms).text
+
+    def livecd(self, order_id: str, out: Path) -> int:
+        """Download the personal live CD of one of the account's orders into `out`
+        (whole or not at all); its size."""
+        return self._download(f"/v1/orders/{order_id}/livecd.iso", out)
+
+    def stick(self, order_id: str, out: Path) -> int:
+        """Download the CPUSHARE stick image of one of the account's orders into `out`."""
+        return self._download(f"/v1/orders/{order_id}/stick.img", out)
+
+    def _download(self, path: str, out: Path) -> int:
+        reply = self._call("GET", path, stream=True)
+        size = 0
+        try:
+            with reply, atomic_file(out) as (f, _):
+                for chunk in reply.iter_content(1 << 20):
+                    f.write(chunk)
+                    size += len(chunk)
+                expected = reply.headers.get("Content-Length")
+                if expected is not None and int(expected) != size:
+                    raise ClientError(f"the download of {path} broke off at {size} bytes")
+        except requests.RequestException as exc:
+            raise ClientError(f"the download of {path} broke off: {exc}") from None
+        except OSError as exc:
+            raise ClientError(f"cannot write {out}: {exc.strerror}") from None
+        return size
 
 
 def _error_text(reply: requests.Response) -> str:

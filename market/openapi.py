@@ -385,9 +385,13 @@ def document(
     routes: Iterable[tuple[str, str]], lease_defaults: tuple[int, int], max_wait: float
 ) -> dict[str, Any]:
     """The OpenAPI document of the app whose routes are (path, method) pairs."""
+    # Imported here: that module builds its operations with this one's parts.
+    from market import openapi_downloads
+
+    operations = {**OPERATIONS, **openapi_downloads.OPERATIONS}
     paths: dict[str, dict[str, Any]] = {}
     for path, method in routes:
-        operation = OPERATIONS.get((path, method))
+        operation = operations.get((path, method))
         if operation is None:
             raise UndocumentedRoute(f"{method} {path} has no operation in market/openapi.py")
         paths.setdefault(path, {})[method.lower()] = operation.document()
@@ -413,7 +417,11 @@ def document(
                     "description": "A host's id and secret, from enrolling.",
                 },
             },
-            "schemas": {**_market_schemas(lease_defaults, max_wait), **protocol.schemas()},
+            "schemas": {
+                **_market_schemas(lease_defaults, max_wait),
+                **openapi_downloads.schemas(),
+                **protocol.schemas(),
+            },
         },
         "paths": paths,
     }

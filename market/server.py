@@ -12,7 +12,7 @@ from pathlib import Path
 import uvicorn
 
 from cpushare.order import is_loopback_host
-from market import accounts
+from market import accounts, personal
 from market.app import MarketConfig, create_app
 from market.deadlines import KEEP_ALIVE_SECONDS, GuardedHttp
 from market.dialect import Connection, Location
@@ -33,6 +33,7 @@ class ServeOptions:
     key: Path | None = None
     public_url: str | None = None
     lease_seconds: float = 60.0
+    livecd: Path | None = None
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -72,6 +73,8 @@ def prepare(options: ServeOptions) -> str:
             raise ServeError(
                 f"cannot use --cert {options.cert} / --key {options.key}: {exc}"
             ) from None
+    if options.livecd is not None:
+        personal.check_base(options.livecd)
     public_url = (options.public_url or default_public_url(options)).rstrip("/")
 
     def settle(conn: Connection) -> None:
@@ -102,7 +105,7 @@ def raise_open_files_limit() -> None:
 
 def serve(options: ServeOptions) -> None:
     """Serve until SIGINT or SIGTERM; queued writes are committed before exiting."""
-    config = MarketConfig(db=options.db, lease_seconds=options.lease_seconds)
+    config = MarketConfig(db=options.db, lease_seconds=options.lease_seconds, livecd=options.livecd)
     raise_open_files_limit()
     context = None
     if options.cert is not None and options.key is not None:

@@ -16,7 +16,7 @@ from market.dialect import Connection
 # the document needs no credentials, so its cost must not grow with its callers.
 STATS_SECONDS = 5.0
 LEADERBOARD_SIZE = 20
-_SETTING = "leaderboard:"
+LEADERBOARD_SETTING = "leaderboard:"
 
 
 def _job_states(rows: Iterable[tuple[str, int]]) -> dict[str, int]:
@@ -79,7 +79,7 @@ def public_stats(conn: Connection, now: float) -> dict[str, object]:
         "JOIN settings s ON s.key = ? || a.name AND s.value = 'on' "
         "LEFT JOIN transfers t ON t.kind = 'pay' AND t.target = 'a:' || a.id "
         "GROUP BY a.id ORDER BY m DESC, a.name LIMIT ?",
-        (_SETTING, LEADERBOARD_SIZE),
+        (LEADERBOARD_SETTING, LEADERBOARD_SIZE),
     ).fetchall()
     return {
         "jobs": _job_states(states),
@@ -94,7 +94,7 @@ def public_stats(conn: Connection, now: float) -> dict[str, object]:
 def set_leaderboard(conn: Connection, name: str, on: bool) -> None:
     """Put the account on the public leaderboard, or take it off."""
     accounts.account_id(conn, name)  # NotFound for an unknown account
-    accounts.set_setting(conn, _SETTING + name, "on" if on else None)
+    accounts.set_setting(conn, LEADERBOARD_SETTING + name, "on" if on else None)
 
 
 class PublicStats:

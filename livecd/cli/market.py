@@ -98,6 +98,13 @@ def migrate(db: Location) -> None:
     show_default=True,
     help="A lease expires this long after it was granted or last extended.",
 )
+@click.option(
+    "--livecd",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The live CD (an ISO built by `livecd build`) that volunteers download with their "
+    "order built in (GET /v1/orders/ORDER/livecd.iso) [default: none, and that download "
+    "says so].",
+)
 def serve(
     db: Location,
     listen: str,
@@ -105,6 +112,7 @@ def serve(
     key: Path | None,
     public_url: str | None,
     lease_seconds: float,
+    livecd: Path | None,
 ) -> None:
     """Serve the market API. Plain HTTP is allowed on loopback only; elsewhere give
     --cert and --key. The database is created and migrated on start."""
@@ -113,7 +121,7 @@ def serve(
 
     try:
         host, port = parse_listen(listen)
-        options = ServeOptions(db, host, port, cert, key, public_url, lease_seconds)
+        options = ServeOptions(db, host, port, cert, key, public_url, lease_seconds, livecd)
         url = _user_errors(lambda: prepare(options))
     except ServeError as exc:
         raise UserError(str(exc)) from None

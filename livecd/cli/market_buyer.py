@@ -201,3 +201,83 @@ def results(
             click.echo(f"job {job_id}: {entry['outcome']} -> {path} ({len(data)} bytes)")
     if as_json:
         _echo_json(written)
+
+
+# A volunteer's orders over the API, beside the operator's `order new --db`.
+from livecd.cli.market_admin import market_order  # noqa: E402
+
+
+@market_order.command("create")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option("--nice", type=click.IntRange(0, 19), default=19, show_default=True)
+@click.option("--max-memory-mb", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--max-cpu-seconds", type=click.IntRange(1), default=60, show_default=True)
+@_buyer
+def order_create(
+    output: Path,
+    nice: int,
+    max_memory_mb: int,
+    max_cpu_seconds: int,
+    market_url: str,
+    api_key: str,
+    cacert: Path | None,
+    as_json: bool,
+) -> None:
+    """Create a sell order crediting your account and write its `.cpu` file to -o (keep it
+    secret: it sells for you). `order cd` and `order stick` download it ready to boot."""
+    from cpushare.order import parse_order
+
+    client = _client(market_url, api_key, cacert)
+    text = _user_errors(
+        lambda: client.create_order(
+            nice=nice, max_memory_mb=max_memory_mb, max_cpu_seconds=max_cpu_seconds
+        )
+    )
+    write_atomically(output, text.encode(), 0o600)
+    order = parse_order(text)
+    if as_json:
+        _echo_json({"file": str(output), "order_id": order.order_id, "account": order.account})
+    else:
+        click.echo(f"wrote {output}: order {order.order_id} for {order.account}")
+
+
+def _download(what: str) -> Callable[[Callable[..., Any]], Any]:
+    """`order cd|stick ORDER_ID -o FILE`: one of the account's orders as a CD or a stick."""
+
+    def command(fn: Callable[..., Any]) -> Any:
+        @market_order.command(fn.__name__.removeprefix("order_"), help=fn.__doc__)
+        @click.argument("order_id")
+        @click.option(
+            "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True
+        )
+        @_buyer
+        def run(
+            order_id: str,
+            output: Path,
+            market_url: str,
+            api_key: str,
+            cacert: Path | None,
+            as_json: bool,
+        ) -> None:
+            client = _client(market_url, api_key, cacert)
+            size = _user_errors(lambda: getattr(client, what)(order_id, output))
+            if as_json:
+                _echo_json({"file": str(output), "order_id": order_id, "bytes": size})
+            else:
+                click.echo(f"wrote {output}: order {order_id} ({size} bytes)")
+
+        return run
+
+    return command
+
+
+@_download("livecd")
+def order_cd() -> None:
+    """Download your live CD with ORDER_ID built in (an ISO: burn it, or write it to a USB
+    stick with dd). The market's operator names the CD it is made from."""
+
+
+@_download("stick")
+def order_stick() -> None:
+    """Download a small CPUSHARE stick image holding ORDER_ID: write it with dd to a USB
+    stick and boot any CPUShare live CD with it plugged in."""
