@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from livecd.market_process import Host, MarketProcess, source_session
+from market import openapi_downloads
 from market.app import MarketConfig, create_app, openapi_document
 from market.buyer import BuyerClient
 from market.openapi import OPERATIONS, UndocumentedRoute, document
@@ -207,7 +208,8 @@ def test_the_served_document_is_built_from_the_routes(market: MarketProcess) -> 
     documented = {(path, method) for path, ops in served["paths"].items() for method in ops}
     assert routes == documented
     # No operation is left over from a route that is gone.
-    assert {(path, method.lower()) for path, method in OPERATIONS} == routes
+    operations = {**OPERATIONS, **openapi_downloads.OPERATIONS}
+    assert {(path, method.lower()) for path, method in operations} == routes
 
 
 def test_a_route_without_an_operation_stops_the_document() -> None:
