@@ -81,7 +81,8 @@ class MarketProcess:
     `tls` serves HTTPS with that (certificate, key); `cert_names` instead makes a fresh
     self-signed certificate for those names (and 127.0.0.1) in `workdir`, for a market
     that clients reach under another address (a guest through a QEMU forward). `livecd`
-    is the base ISO of the personal CDs it serves.
+    is the base ISO of the personal CDs it serves, `public_url` what orders it issues
+    through its API name it.
     """
 
     def __init__(
@@ -94,6 +95,7 @@ class MarketProcess:
         tls: tuple[Path, Path] | None = None,
         cert_names: Sequence[str] = (),
         livecd: Path | None = None,
+        public_url: str | None = None,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
@@ -101,6 +103,7 @@ class MarketProcess:
         self.port = port or free_port()
         self.lease_seconds = lease_seconds
         self.livecd = livecd
+        self.public_url = public_url
         if cert_names:
             tls = (workdir / "market-cert.pem", workdir / "market-key.pem")
             cert_pem, key_pem = self_signed([*cert_names, "127.0.0.1"])
@@ -122,6 +125,8 @@ class MarketProcess:
         argv += ["--lease-seconds", str(self.lease_seconds)]
         if self.livecd:
             argv += ["--livecd", str(self.livecd)]
+        if self.public_url:
+            argv += ["--public-url", self.public_url]
         if self.tls:
             argv += ["--cert", str(self.tls[0]), "--key", str(self.tls[1])]
         with open(self.log, "ab") as log:

@@ -1,0 +1,111 @@
+"""A volunteer's own live CD: the stock CD's order slot, and the journey end to end. An
+account creates an order through the market's API and downloads its personal CD (the
+market's base ISO with the order in the slot); the CD boots with no stick (UEFI with
+Secure Boot enforced: shim and GRUB load the slot unverified; and BIOS: ISOLINUX), its
+sellers sell for that order alone (the slot's order replaced the built-in one), and the
+account's coins rise by what the ledger paid."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cpushare.order import parse_order
+from diskformats.orderslot import SLOT_PATH, SLOT_SIZE, find_slot
+from livecd.market_process import MarketProcess
+from livecd.qemu.events import ConsoleEvents
+from livecd.qemu.guest import Guest
+from livecd.qemu.machine import Forward, GuestConfig
+from livecd.qemu.report import console_problems
+from livecd.qemu.sale import (
+    BUYER,
+    BUYER_COINS,
+    GUEST_MARKET_ADDR,
+    GUEST_MARKET_PORT,
+    VOLUNTEER,
+    SaleMarket,
+    build_fsdither,
+    coin_problems,
+    job_inputs,
+    seller_problems,
+    wait_for_results,
+)
+from livecd.sdk.dither import dither
+from market.buyer import BuyerClient
+
+GUEST_URL = f"https://{GUEST_MARKET_ADDR}:{GUEST_MARKET_PORT}"
+
+
+def _extract(iso: Path, path: str, out: Path) -> str:
+    subprocess.run(
+        ["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract", f"/{path}", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    return out.read_text() if out.suffix == ".cfg" else ""
+
+
+def test_the_stock_cd_has_an_empty_order_slot_that_both_boot_loaders_load(
+    iso: Path, tmp_path: Path
+) -> None:
+    offset = find_slot(iso)
+    with iso.open("rb") as f:
+        f.seek(offset)
+        assert f.read(SLOT_SIZE) == bytes(SLOT_SIZE)
+    grub = _extract(iso, "boot/grub/grub.cfg", tmp_path / "grub.cfg")
+    isolinux = _extract(iso, "isolinux/isolinux.cfg", tmp_path / "isolinux.cfg")
+    assert grub.count(f"initrd /live/initrd.img /{SLOT_PATH}\n") == 3
+    assert isolinux.count(f"INITRD /live/initrd.img,/{SLOT_PATH}\n") == 3
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("firmware", ["uefi-secure-boot", "bios"])
+def test_a_volunteers_own_cd_sells_to_their_account(
+    iso: Path, tmp_path: Path, firmware: str
+) -> None:
+    inputs = job_inputs(2)
+    program = build_fsdither(tmp_path)
+    with MarketProcess(
+        tmp_path / "market",
+        lease_seconds=15,
+        cert_names=[GUEST_MARKET_ADDR],
+        livecd=iso,
+        public_url=GUEST_URL,
+    ) as process:
+        process.start()
+        key = process.account(VOLUNTEER).api_key
+        volunteer = BuyerClient(process.url, key, cacert=process.cert)
+        order = parse_order(volunteer.create_order(nice=15))
+        assert order.market_url == GUEST_URL
+        personal = tmp_path / "mine.iso"
+        volunteer.livecd(order.order_id, personal)
+
+        market = SaleMarket(process, order, process.client(BUYER))
+        process.grant(BUYER, BUYER_COINS)
+        # replicas=1: this is about the CD and its order, not about agreement.
+        jobs = market.submit(program, inputs, replicas=1)
+        cfg = GuestConfig(
+            iso=personal,
+            firmware="bios" if firmware == "bios" else "uefi",
+            secure_boot=firmware == "uefi-secure-boot",
+            forwards=(Forward(GUEST_MARKET_ADDR, GUEST_MARKET_PORT, process.port),),
+        )
+        with Guest(cfg, tmp_path / "serial.log") as guest:
+            console = ConsoleEvents(guest)
+            done = wait_for_results(console, market, jobs, 300)
+            assert set(done) == set(jobs), f"console log: {tmp_path / 'serial.log'}"
+            assert [market.buyer.output(job) for job in jobs] == [dither(i) for i in inputs]
+            orders = console.find("orders")
+            assert [(e.fields["source"], e.fields["count"]) for e in orders] == [("builtin", "1")]
+            problems = seller_problems(console, 1, order) + coin_problems(market, done)
+            problems += console_problems(
+                console.events, secure_boot=cfg.secure_boot, from_medium=False
+            )
+            assert problems == []
+            if cfg.secure_boot:
+                state = console.find("secureboot")
+                assert [e.fields["state"] for e in state] == ["enforced"]
+            assert market.coins()[VOLUNTEER] > 0
+            assert guest.power_button(30)
