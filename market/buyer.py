@@ -109,6 +109,10 @@ class BuyerClient:
         max_cpu_seconds): its `.cpu` text."""
         return self._call("POST", "/v1/orders", json=terms).text
 
+    def revoke_order(self, order_id: str) -> None:
+        """Revoke one of the account's orders and every host enrolled with it."""
+        self._json("POST", f"/v1/orders/{order_id}/revoke")
+
     def livecd(self, order_id: str, out: Path) -> int:
         """Download the personal live CD of one of the account's orders into `out`
         (whole or not at all); its size."""

@@ -107,7 +107,7 @@ def test_only_the_orders_own_account_downloads_it_and_not_once_revoked(
     assert (
         refused.status_code == 409 and "create one with POST /v1/orders" in refused.json()["error"]
     )
-    BuyerClient(served.url, key).session.post(f"{served.url}/v1/orders/{order.order_id}/revoke")
+    BuyerClient(served.url, key).revoke_order(order.order_id)
     for tail in ("livecd.iso", "stick.img"):
         gone = _get(served, key, f"/v1/orders/{order.order_id}/{tail}")
         assert gone.status_code == 410 and "revoked" in gone.json()["error"]
