@@ -143,7 +143,7 @@ def check_base(base: Path) -> None:
     try:
         _slot_of(base)
     except UserError as exc:
-        raise MarketError(f"--livecd {base}: {exc}") from None
+        raise MarketError(f"--livecd: {exc}") from None
 
 
 def _slot_of(base: Path) -> int:

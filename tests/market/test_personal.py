@@ -7,8 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from diskformats.orderslot import SLOT_SIZE, find_slot
+from livecd.cli import main
 from market.errors import MarketError
 from market.personal import NoLiveCd, check_terms, personal_iso, stick_image
 from tests.formats.test_orderslot import ORDER, small_base
@@ -60,3 +62,15 @@ def test_order_terms_default_and_are_bounded() -> None:
     ]:
         with pytest.raises(MarketError, match=message):
             check_terms(bad)
+
+
+def test_serve_refuses_a_base_without_slot_in_one_line(tmp_path: Path) -> None:
+    old = small_base(tmp_path / "old.iso", slot=b"")
+    db = tmp_path / "market.db"
+    result = CliRunner().invoke(main, ["market", "serve", "--db", str(db), "--livecd", str(old)])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f"livecd: error: --livecd: {old}: this ISO has no order slot (/live/order.img): "
+        "build it again with this version of livecd"
+    ]
+    assert not db.exists()
