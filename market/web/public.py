@@ -1,0 +1,30 @@
+"""The pages anyone may read: the home page's live figures and leaderboard, how to help."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from market import stats
+from market.web.portal import Portal, Visitor
+
+
+def _sellers_seen(portal: Portal, now: float) -> int:
+    from market.app import SELLER_SEEN_SECONDS
+
+    seen = list(portal.market.seats_seen.values())
+    return sum(1 for _, at in seen if now - at < SELLER_SEEN_SECONDS)
+
+
+async def home(portal: Portal, _request: Request, visitor: Visitor) -> Response:
+    now = time.time()
+    reader = portal.market.db.reader
+    figures = portal.figures.get(reader, now, lambda: _sellers_seen(portal, now))
+    board = portal.market.public_stats.get(reader, now)["leaderboard"]
+    return portal.page(visitor, "home.html", figures=figures, leaderboard=board)
+
+
+async def help_page(portal: Portal, _request: Request, visitor: Visitor) -> Response:
+    return portal.page(visitor, "help.html", leaderboard_size=stats.LEADERBOARD_SIZE)
