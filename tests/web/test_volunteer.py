@@ -1,0 +1,59 @@
+"""A volunteer signs up, makes a sell order, downloads its `.cpu` file (which enrolls a
+machine), sees the machine, and revokes the order."""
+
+from __future__ import annotations
+
+import requests
+from conftest import Journey
+from playwright.sync_api import expect
+
+from cpushare.order import parse_order_bytes
+
+
+def test_a_volunteer_signs_up_makes_an_order_and_downloads_it(journey: Journey) -> None:
+    page, market = journey.page, journey.market
+    journey.go("/")
+    expect(page.get_by_role("heading", name="The CPUShare market")).to_be_visible()
+    journey.shot("home")
+    journey.sign_up("ada")
+    journey.shot("account")
+
+    page.get_by_role("link", name="Sell orders").click()
+    page.get_by_label("Most CPU seconds a job may take").fill("120")
+    page.get_by_role("button", name="Make a sell order").click()
+    row = page.locator("#orders tbody tr").first
+    expect(row).to_be_visible()
+    journey.shot("order-made")
+    with page.expect_download() as info:
+        row.get_by_role("link", name=".cpu file").click()
+    order = parse_order_bytes(info.value.path().read_bytes())
+    assert info.value.suggested_filename == f"{order.order_id}.cpu"
+    assert (order.account, order.max_cpu_seconds, order.market_url) == ("ada", 120, market.url)
+    assert row.get_attribute("data-order") == order.order_id
+
+    # The file is a working order: a machine enrolls with it and shows on Machines.
+    host = market.enroll(order, seats=2)
+    page.get_by_role("link", name="Machines").click()
+    machine = page.locator(f'tr[data-host="{host.id}"]')
+    expect(machine).to_contain_text("earning trust")
+    journey.shot("machines")
+
+    page.get_by_role("link", name="Sell orders").click()
+    page.get_by_role("button", name=f"Revoke order {order.order_id}").click()
+    expect(page.locator(f'tr[data-order="{order.order_id}"]')).to_contain_text("revoked")
+    journey.shot("order-revoked")
+    # Its machine is refused at once.
+    reply = requests.post(f"{market.url}/v1/lease", json={}, auth=host.auth, timeout=10)
+    assert reply.status_code == 403 and reply.json()["code"] == "revoked"
+
+
+def test_another_account_cannot_download_an_order(journey: Journey) -> None:
+    page = journey.page
+    journey.sign_up("ada")
+    page.get_by_role("link", name="Sell orders").click()
+    page.get_by_role("button", name="Make a sell order").click()
+    order_id = page.locator("#orders tbody tr").first.get_attribute("data-order")
+    page.get_by_role("button", name="Sign out ada").click()
+    journey.sign_up("eve")
+    reply = page.request.get(f"{journey.market.url}/account/orders/{order_id}/order.cpu")
+    assert reply.status == 404 and "no order" in reply.text()
