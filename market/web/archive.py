@@ -1,5 +1,6 @@
 """A batch's results as one tar archive, streamed: each finished job's accepted output
-under its input's name, and FAILURES.txt naming every job that failed and how."""
+under its input's name, and FAILURES.txt naming every job that failed or did not end
+well (its outcome and exit status)."""
 
 from __future__ import annotations
 
@@ -50,9 +51,10 @@ async def batch_tar(db: Store, batch_id: int) -> AsyncIterator[bytes]:
     failures: list[str] = []
     with tarfile.open(fileobj=sink, mode="w|") as tar:
         for job_id, input_name, state, outcome, exit_status, finished in ids:
-            if state == "failed":
+            if state == "failed" or outcome not in (None, "ok"):
                 failures.append(
-                    f"job {job_id} ({input_name}): {outcome}, exit status {exit_status}"
+                    f"job {job_id} ({input_name}): {state}, outcome {outcome}, "
+                    f"exit status {exit_status}"
                 )
             if state != "done":
                 continue

@@ -59,7 +59,8 @@ async def batches_page(portal: Portal, _request: Request, visitor: Visitor) -> R
     user = visitor.need_user()
     rows = portal.market.db.reader.execute(
         "SELECT b.id, b.label, b.created, count(j.id), "
-        "count(*) FILTER (WHERE j.state = 'done'), count(*) FILTER (WHERE j.state = 'failed') "
+        "count(*) FILTER (WHERE j.state = 'done' AND j.outcome = 'ok'), "
+        "count(*) FILTER (WHERE j.state = 'failed' OR (j.state = 'done' AND j.outcome <> 'ok')) "
         "FROM batches b LEFT JOIN jobs j ON j.batch_id = b.id WHERE b.account_id = ? "
         "GROUP BY b.id, b.label, b.created ORDER BY b.id DESC",
         (user.id,),
@@ -137,8 +138,9 @@ async def batch_page(portal: Portal, request: Request, visitor: Visitor) -> Resp
         "cancelled FROM jobs WHERE batch_id = ? ORDER BY id",
         (batch[0],),
     ).fetchall()
-    done = sum(1 for r in rows if r[2] == "done")
-    failed = sum(1 for r in rows if r[2] == "failed")
+    # A job that ran but did not end well (a crash, a non-zero exit) is a failure too.
+    failed = sum(1 for r in rows if r[2] == "failed" or (r[2] == "done" and r[3] != "ok"))
+    done = sum(1 for r in rows if r[2] != "open") - failed
     (spent,) = reader.execute(
         "SELECT coalesce(sum(t.millicoins), 0) FROM transfers t JOIN results r "
         "ON r.id = t.result_id JOIN jobs j ON j.id = r.job_id "
