@@ -4,9 +4,12 @@ granted and an account disabled from the page; the pages are the operators' only
 from __future__ import annotations
 
 import requests
+from click.testing import CliRunner
 from conftest import Journey
 from playwright.sync_api import expect
 
+from livecd.cli import main
+from livecd.market_process import MarketProcess
 from market import admin
 
 
@@ -18,7 +21,10 @@ def test_an_operator_revokes_a_host_and_its_next_request_is_refused(journey: Jou
     assert lease.status_code == 204  # a working host: nothing to lease yet
 
     journey.sign_up("root")
-    admin.set_operator(market.db, "root", True)
+    made = CliRunner().invoke(
+        main, ["market", "account", "operator", "root", "--db", str(market.db)]
+    )
+    assert made.exit_code == 0 and "now an operator" in made.output
     page.reload()
     page.get_by_role("link", name="Operator").click()
     expect(page.locator("#ledger")).to_have_text("the books add up")
@@ -62,3 +68,11 @@ def test_the_operator_pages_are_for_operators_only(journey: Journey) -> None:
     reply = page.request.post(f"{market.url}/operator/hosts/{host.id}/revoke", form={"csrf": token})
     assert reply.status == 403 and "for the market" in reply.text()
     assert requests.post(f"{market.url}/v1/lease", json={}, auth=host.auth, timeout=10).ok
+
+
+def test_the_operator_command_names_an_unknown_account(market: MarketProcess) -> None:
+    result = CliRunner().invoke(
+        main, ["market", "account", "operator", "nobody", "--db", str(market.db)]
+    )
+    assert result.exit_code != 0
+    assert "no account 'nobody'" in result.output and "Traceback" not in result.output
