@@ -1,15 +1,23 @@
 """The home page's live figures, BOINC's server status broken down by program: what is
 queued, what ran in the last day, the CPU time it took and the coins it paid.
 
-Computed at most every FIGURES_SECONDS whatever the traffic, like /v1/stats: the page
-needs no sign-in, so its cost must not grow with its visitors."""
+Computed at most every FIGURES_SECONDS whatever the traffic, like /v1/stats, and off the
+event loop: the page needs no sign-in, so its cost must not grow with its visitors, and
+the sellers leasing on the same loop must not wait for it."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from market.dialect import Connection
+from market import stats
+from market.dialect import Connection, Location
+from market.errors import MarketError
+from market.store import connect
+
+log = logging.getLogger("market")
 
 FIGURES_SECONDS = 5.0
 DAY = 86400.0
@@ -33,6 +41,8 @@ class Figures:
     cpu_seconds: float
     millicoins: int
     programs: list[ProgramDay] = field(default_factory=list)
+    # The opted-in accounts and the coins they earned (market.stats).
+    leaderboard: list[dict[str, object]] = field(default_factory=list)
 
 
 def programs_last_day(conn: Connection, now: float) -> list[ProgramDay]:
@@ -94,15 +104,41 @@ def figures(conn: Connection, now: float, sellers: int) -> Figures:
     )
 
 
-class CachedFigures:
-    """figures(), computed again only when FIGURES_SECONDS have passed."""
+class LiveFigures:
+    """figures() and the leaderboard, computed again at most every FIGURES_SECONDS, in a
+    thread on a connection of its own: a visitor gets the last figures at once and never
+    waits for the queries, nor do the sellers sharing the event loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, db: Location) -> None:
+        self._db = db
         self._figures: Figures | None = None
         self._at = float("-inf")
+        self._refresh: asyncio.Task[None] | None = None
 
-    def get(self, conn: Connection, now: float, sellers: Callable[[], int]) -> Figures:
-        if self._figures is None or not 0 <= now - self._at < FIGURES_SECONDS:
-            self._figures = figures(conn, now, sellers())
-            self._at = now
+    async def get(self, now: float, sellers: Callable[[], int]) -> Figures:
+        stale = not 0 <= now - self._at < FIGURES_SECONDS
+        if stale and (self._refresh is None or self._refresh.done()):
+            self._refresh = asyncio.create_task(self._compute(now, sellers()))
+        if self._figures is None:
+            assert self._refresh is not None
+            await asyncio.shield(self._refresh)
+        assert self._figures is not None
         return self._figures
+
+    async def _compute(self, now: float, sellers: int) -> None:
+        try:
+            self._figures = await asyncio.to_thread(self._read, now, sellers)
+            self._at = now
+        except MarketError:
+            if self._figures is None:
+                raise
+            log.warning("the home page's figures are stale: the database is unavailable")
+
+    def _read(self, now: float, sellers: int) -> Figures:
+        conn = connect(self._db)
+        try:
+            board = stats.public_stats(conn, now)["leaderboard"]
+            assert isinstance(board, list)
+            return replace(figures(conn, now, sellers), leaderboard=board)
+        finally:
+            conn.close()

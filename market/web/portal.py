@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from market.errors import Forbidden, MarketError, TooLarge, TooManyRequests
 from market.web import sessions
-from market.web.figures import CachedFigures
+from market.web.figures import LiveFigures
 from market.web.limits import LoginLimiter
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class Portal:
     def __init__(self, market: Market) -> None:
         self.market = market
         self.limiter = LoginLimiter()
-        self.figures = CachedFigures()
+        self._figures: LiveFigures | None = None
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES),
             autoescape=True,
@@ -77,6 +77,12 @@ class Portal:
         self.env.filters["coins"] = lambda m: f"{m / 1000:,.3f}"
         self.env.filters["when"] = _when
         self._key: bytes | None = None
+
+    def figures(self) -> LiveFigures:
+        """The home page's figures (the store exists once the market has started)."""
+        if self._figures is None:
+            self._figures = LiveFigures(self.market.db.db)
+        return self._figures
 
     async def key(self) -> bytes:
         """The signing key, made on first use and shared through the database."""

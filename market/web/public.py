@@ -20,10 +20,8 @@ def _sellers_seen(portal: Portal, now: float) -> int:
 
 async def home(portal: Portal, _request: Request, visitor: Visitor) -> Response:
     now = time.time()
-    reader = portal.market.db.reader
-    figures = portal.figures.get(reader, now, lambda: _sellers_seen(portal, now))
-    board = portal.market.public_stats.get(reader, now)["leaderboard"]
-    return portal.page(visitor, "home.html", figures=figures, leaderboard=board)
+    figures = await portal.figures().get(now, lambda: _sellers_seen(portal, now))
+    return portal.page(visitor, "home.html", figures=figures)
 
 
 async def help_page(portal: Portal, _request: Request, visitor: Visitor) -> Response:
