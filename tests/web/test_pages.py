@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import PASSWORD, Journey
 from playwright.sync_api import Page, expect
 
@@ -30,6 +31,8 @@ def check_page(journey: Journey, path: str) -> None:
     journey.shot(path.strip("/").replace("/", "-") or "home")
 
 
+# On both engines: every page's queries run on SQLite and PostgreSQL.
+@pytest.mark.parametrize("market_backend", ["sqlite", "postgres"])
 def test_every_page_has_labelled_fields_and_no_console_errors(
     journey: Journey, tmp_path: Path, fsdither: bytes
 ) -> None:

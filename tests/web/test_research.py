@@ -39,6 +39,7 @@ def upload(journey: Journey, tmp_path: Path, program: bytes, inputs: dict[str, b
     expect(page.get_by_role("heading", name="Batch dither run")).to_be_visible()
 
 
+@pytest.mark.parametrize("market_backend", ["sqlite", "postgres"])
 def test_a_scientist_uploads_a_batch_and_downloads_its_results(
     journey: Journey, tmp_path: Path, fsdither: bytes, sellers: list[SellerProcess]
 ) -> None:
