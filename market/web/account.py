@@ -41,12 +41,18 @@ async def sign_in(portal: Portal, visitor: Visitor, account: int, to: str) -> Re
     return response
 
 
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 async def signup_page(portal: Portal, _request: Request, visitor: Visitor) -> Response:
     return portal.page(visitor, "signup.html", min_length=passwords.MIN_LENGTH)
 
 
 async def signup(portal: Portal, request: Request, visitor: Visitor) -> Response:
     form = await portal.form(request, visitor)
+    # Sign-ups are limited per address as sign-ins are: accounts cannot be made in bulk.
+    portal.limiter.take(f"signup:{_address(request)}")
     name = text(form, "name", "the account name", 64)
     password = text(form, "password", "the password", passwords.MAX_LENGTH)
     if password != form.get("confirm"):
@@ -71,8 +77,7 @@ async def login(portal: Portal, request: Request, visitor: Visitor) -> Response:
     form = await portal.form(request, visitor)
     name = text(form, "name", "the account name", 64)
     password = text(form, "password", "the password", passwords.MAX_LENGTH)
-    address = request.client.host if request.client else "unknown"
-    portal.limiter.take(f"account:{name}", f"address:{address}")
+    portal.limiter.take(f"account:{name}", f"address:{_address(request)}")
     row = portal.market.db.reader.execute(
         "SELECT id, password_hash, disabled FROM accounts WHERE name = ?", (name,)
     ).fetchone()

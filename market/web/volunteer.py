@@ -69,7 +69,8 @@ async def orders_page(portal: Portal, _request: Request, visitor: Visitor) -> Re
     user = visitor.need_user()
     rows = portal.market.db.reader.execute(
         "SELECT o.id, o.created, o.revoked, "
-        "(SELECT count(*) FROM hosts h WHERE h.order_id = o.id AND h.revoked IS NULL) "
+        "(SELECT count(*) FROM hosts h WHERE h.order_id = o.id AND h.revoked IS NULL), "
+        "o.web_terms IS NOT NULL "
         "FROM orders o WHERE o.account_id = ? ORDER BY o.created DESC",
         (user.id,),
     ).fetchall()

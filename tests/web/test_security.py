@@ -10,6 +10,7 @@ import requests
 from conftest import PASSWORD, Journey
 from playwright.sync_api import Browser, expect
 
+from livecd.market_process import MarketProcess
 from market.web import passwords
 from market.web.limits import BURST
 
@@ -131,3 +132,15 @@ def test_an_api_key_made_on_the_page_works_until_revoked(journey: Journey) -> No
     page.get_by_role("button", name="Revoke key laptop").click()
     expect(page.locator("#new-key")).to_have_count(0)
     assert requests.get(f"{market.url}/v1/status", headers=api, timeout=10).status_code == 401
+
+
+def test_sign_ups_from_one_address_are_limited(market: MarketProcess) -> None:
+    replies = []
+    for n in range(BURST + 1):
+        session = requests.Session()
+        page = session.get(f"{market.url}/signup", timeout=10).text
+        token = page.split('name="csrf" value="')[1].split('"')[0]
+        form = {"csrf": token, "name": f"bulk{n}", "password": PASSWORD, "confirm": PASSWORD}
+        replies.append(session.post(f"{market.url}/signup", data=form, timeout=30))
+    assert [r.status_code for r in replies] == [200] * BURST + [429]
+    assert "too many" in replies[-1].text and replies[-1].headers["Retry-After"] == "12"
