@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import requests
 from click.testing import CliRunner
-from conftest import Journey
+from journey import Journey
 from playwright.sync_api import expect
 
 from livecd.cli import main

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, Journey
+from journey import PASSWORD, Journey
 from playwright.sync_api import Page, expect
 
 from livecd.sdk.dither import sample_image

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Journey
+from journey import Journey
 from playwright.sync_api import expect
 from seller_processes import SellerProcess
 

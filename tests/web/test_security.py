@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 
 import requests
-from conftest import PASSWORD, Journey
+from journey import PASSWORD, Journey
 from playwright.sync_api import Browser, expect
 
 from livecd.market_process import MarketProcess

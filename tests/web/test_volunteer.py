@@ -4,7 +4,7 @@ machine), sees the machine, and revokes the order."""
 from __future__ import annotations
 
 import requests
-from conftest import Journey
+from journey import Journey
 from playwright.sync_api import expect
 
 from cpushare.order import parse_order_bytes
