@@ -76,6 +76,7 @@ class Portal:
         )
         self.env.filters["coins"] = lambda m: f"{m / 1000:,.3f}"
         self.env.filters["when"] = _when
+        self.env.filters["cpu"] = _cpu
         self._key: bytes | None = None
 
     def figures(self) -> LiveFigures:
@@ -153,6 +154,15 @@ class Portal:
 
 def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
+
+
+def _cpu(seconds: float) -> str:
+    """CPU time in the unit that shows it best."""
+    if seconds < 120:
+        return f"{seconds:.2f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:,.1f} h"
 
 
 def _when(seconds: float | None) -> str:

@@ -80,9 +80,18 @@ def test_a_scientist_uploads_a_batch_and_downloads_its_results(
     failures = outputs["FAILURES.txt"].decode()
     assert "junk.pgm" in failures and "exit status 2" in failures and "a.pgm" not in failures
 
-    # What the jobs cost shows on the account page, and the seller earned it.
+    # What the jobs cost shows on the account page.
     page.get_by_role("link", name="Account").click()
     assert float(page.locator("#balance").inner_text().replace(",", "")) < 10_000
+    # The home page's figures count the three results, under their program.
+    journey.go("/")
+    expect(page.locator("#jobs-per-minute")).to_have_text("3")
+    expect(page.locator("#queued")).to_have_text("0")
+    row = page.locator("#by-program tbody tr")
+    expect(row).to_have_count(1)
+    expect(row.locator("td").nth(3)).to_have_text("3")
+    assert float(page.locator("#coins-day").inner_text()) > 0
+    journey.shot("home-figures")
 
 
 def test_cancelling_a_batch_gives_its_coins_back(

@@ -57,3 +57,13 @@ def test_another_account_cannot_download_an_order(journey: Journey) -> None:
     journey.sign_up("eve")
     reply = page.request.get(f"{journey.market.url}/account/orders/{order_id}/order.cpu")
     assert reply.status == 404 and "no order" in reply.text()
+
+
+def test_a_volunteer_opts_in_to_the_leaderboard(journey: Journey) -> None:
+    page = journey.page
+    journey.sign_up("ada")
+    page.get_by_label("Show my account name").check()
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_label("Show my account name")).to_be_checked()
+    journey.go("/")
+    expect(page.locator("#leaderboard")).to_have_text("ada: 0.000 coins")
