@@ -35,7 +35,8 @@ class ProgramDay:
 
 @dataclass(frozen=True)
 class Figures:
-    sellers: int
+    # Machines (hosts) whose sellers asked this instance for work lately.
+    machines: int
     jobs_per_minute: int
     queued: int
     cpu_seconds: float
@@ -89,13 +90,13 @@ def programs_last_day(conn: Connection, now: float) -> list[ProgramDay]:
     ]
 
 
-def figures(conn: Connection, now: float, sellers: int) -> Figures:
+def figures(conn: Connection, now: float, machines: int) -> Figures:
     programs = programs_last_day(conn, now)
     (per_minute,) = conn.execute(
         "SELECT count(*) FROM results WHERE created >= ?", (now - 60,)
     ).fetchone()
     return Figures(
-        sellers=sellers,
+        machines=machines,
         jobs_per_minute=int(per_minute),
         queued=sum(p.queued for p in programs),
         cpu_seconds=sum(p.cpu_seconds for p in programs),
@@ -115,30 +116,30 @@ class LiveFigures:
         self._at = float("-inf")
         self._refresh: asyncio.Task[None] | None = None
 
-    async def get(self, now: float, sellers: Callable[[], int]) -> Figures:
+    async def get(self, now: float, machines: Callable[[], int]) -> Figures:
         stale = not 0 <= now - self._at < FIGURES_SECONDS
         if stale and (self._refresh is None or self._refresh.done()):
-            self._refresh = asyncio.create_task(self._compute(now, sellers()))
+            self._refresh = asyncio.create_task(self._compute(now, machines()))
         if self._figures is None:
             assert self._refresh is not None
             await asyncio.shield(self._refresh)
         assert self._figures is not None
         return self._figures
 
-    async def _compute(self, now: float, sellers: int) -> None:
+    async def _compute(self, now: float, machines: int) -> None:
         try:
-            self._figures = await asyncio.to_thread(self._read, now, sellers)
+            self._figures = await asyncio.to_thread(self._read, now, machines)
             self._at = now
         except MarketError:
             if self._figures is None:
                 raise
             log.warning("the home page's figures are stale: the database is unavailable")
 
-    def _read(self, now: float, sellers: int) -> Figures:
+    def _read(self, now: float, machines: int) -> Figures:
         conn = connect(self._db)
         try:
             board = stats.public_stats(conn, now)["leaderboard"]
             assert isinstance(board, list)
-            return replace(figures(conn, now, sellers), leaderboard=board)
+            return replace(figures(conn, now, machines), leaderboard=board)
         finally:
             conn.close()

@@ -11,16 +11,18 @@ from market import stats
 from market.web.portal import Portal, Visitor
 
 
-def _sellers_seen(portal: Portal, now: float) -> int:
+def _machines_seen(portal: Portal, now: float) -> int:
+    """Hosts with a seller that asked this instance for work lately (a machine runs a
+    seller per CPU: each is a seat of its host)."""
     from market.app import SELLER_SEEN_SECONDS
 
-    seen = list(portal.market.seats_seen.values())
-    return sum(1 for _, at in seen if now - at < SELLER_SEEN_SECONDS)
+    seen = list(portal.market.seats_seen.items())
+    return len({host for (host, _), (_, at) in seen if now - at < SELLER_SEEN_SECONDS})
 
 
 async def home(portal: Portal, _request: Request, visitor: Visitor) -> Response:
     now = time.time()
-    figures = await portal.figures().get(now, lambda: _sellers_seen(portal, now))
+    figures = await portal.figures().get(now, lambda: _machines_seen(portal, now))
     return portal.page(visitor, "home.html", figures=figures)
 
 

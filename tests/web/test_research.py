@@ -87,6 +87,7 @@ def test_a_scientist_uploads_a_batch_and_downloads_its_results(
     journey.go("/")
     expect(page.locator("#jobs-per-minute")).to_have_text("3")
     expect(page.locator("#queued")).to_have_text("0")
+    expect(page.locator("#machines")).to_have_text("1")
     row = page.locator("#by-program tbody tr")
     expect(row).to_have_count(1)
     expect(row.locator("td").nth(3)).to_have_text("3")
