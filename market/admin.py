@@ -38,6 +38,11 @@ def set_leaderboard(db: Location, name: str, on: bool) -> None:
     _transaction(db, lambda conn: stats.set_leaderboard(conn, name, on))
 
 
+def set_operator(db: Location, name: str, on: bool) -> None:
+    """Let account NAME use the operator's web pages, or no longer."""
+    _transaction(db, lambda conn: accounts.set_operator(conn, name, on))
+
+
 def new_order(
     db: Location,
     account: str,

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from cpushare import protocol
 from cpushare.limits import MAX_PROGRAM_BYTES, JobLimits
-from market import access, agreement, export, hosts, jobs, leasing, openapi, stats
+from market import access, agreement, export, hosts, jobs, leasing, openapi, stats, web
 from market.api import (
     base64_field,
     bounded_int,
@@ -399,7 +399,7 @@ def create_app(config: MarketConfig) -> Starlette:
         for path, method, name in ROUTES
     ]
     return Starlette(
-        routes=routes,
+        routes=[*routes, *web.routes(market)],
         lifespan=market.lifespan,
         exception_handlers={
             MarketError: market_error,

@@ -21,7 +21,29 @@ ISO = "application/x-iso9660-image"
 
 
 def _attachment(name: str) -> dict[str, str]:
-    return {"Content-Disposition": f'attachment; filename="{name}"'}
+    return {"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"}
+
+
+def cpu_response(name: str, text: str, status: int = 200) -> Response:
+    """An order's `.cpu` file as a download."""
+    return Response(text.encode(), status, _attachment(name), media_type=TOML)
+
+
+def stick_response(name: str, text: str) -> Response:
+    """The order on a CPUSHARE stick image."""
+    image = personal.stick_image(text, name)
+    headers = _attachment(f"cpushare-{name.removesuffix('.cpu')}-stick.img")
+    return Response(image, headers=headers, media_type="application/octet-stream")
+
+
+def iso_response(base: Path | None, name: str, text: str) -> Response:
+    """The base live CD carrying the order, streamed."""
+    iso = personal.personal_iso(base, text, name)
+    headers = {
+        **_attachment(f"cpushare-{name.removesuffix('.cpu')}.iso"),
+        "Content-Length": str(iso.size),
+    }
+    return StreamingResponse(iso.chunks(), headers=headers, media_type=ISO)
 
 
 class Downloads:
@@ -39,29 +61,19 @@ class Downloads:
         owner = self._account(request)
         terms = personal.check_terms(await read_json(request, 64 << 10))
         order_id, text = await self._db().write(lambda c: personal.create_order(c, owner, terms))
-        headers = {**_attachment(f"{order_id}.cpu"), "Location": f"/v1/orders/{order_id}"}
-        return Response(text.encode(), 201, headers, media_type=TOML)
+        response = cpu_response(f"{order_id}.cpu", text, 201)
+        response.headers["Location"] = f"/v1/orders/{order_id}"
+        return response
 
     def _order(self, request: Request) -> tuple[str, str]:
         owner = self._account(request)
         return personal.order_file(self._db().reader, owner, request.path_params["order"])
 
     async def livecd_iso(self, request: Request) -> Response:
-        name, text = self._order(request)
-        iso = personal.personal_iso(self.livecd, text, name)
-        headers = {
-            **_attachment(f"cpushare-{name.removesuffix('.cpu')}.iso"),
-            "Content-Length": str(iso.size),
-        }
-        return StreamingResponse(
-            iso.chunks(), headers=headers, media_type="application/x-iso9660-image"
-        )
+        return iso_response(self.livecd, *self._order(request))
 
     async def stick_img(self, request: Request) -> Response:
-        name, text = self._order(request)
-        image = personal.stick_image(text, name)
-        headers = _attachment(f"cpushare-{name.removesuffix('.cpu')}-stick.img")
-        return Response(image, headers=headers, media_type="application/octet-stream")
+        return stick_response(*self._order(request))
 
     async def export_file(self, request: Request) -> Response:
         name = request.url.path.rsplit("/", 1)[-1]

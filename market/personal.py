@@ -2,10 +2,10 @@
 image, and a personal live CD (the market's base ISO with the order in its order slot,
 `diskformats.orderslot`: produced in milliseconds, the same bytes for the same order).
 
-An order made here keeps its `.cpu` text (in the settings table, beside the leaderboard
-flags) so that its account can download it again as a CD or a stick: whoever reads the
-market's database can sell with it, as whoever holds the CD can. Orders the operator
-issues (`livecd market order new`) keep only their secret's hash, shown once.
+An order made here (through the API or the pages) keeps its terms, and its secret is
+derived from the market's signing key (`market.keys`), so its account can download it
+again as a file, a CD or a stick while the database keeps only the secret's hash. Orders
+the operator issues (`livecd market order new`) have a random secret, shown once.
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from cpushare.order import MAX_CPU_SECONDS, MAX_MEMORY_MB, SellOrder, render_ord
 from diskformats import orderslot
 from diskformats.errors import UserError
 from diskformats.fat import make_fat_image
-from market import accounts
+from market import accounts, keys
 from market.dialect import Connection
 from market.errors import Conflict, Gone, MarketError, NotFound
 
 STICK_LABEL = "CPUSHARE"  # the label the live CD looks for (cpushare.medium)
-_SETTING = "order-file:"
 # The order's terms a volunteer may choose, with the operator's defaults and bounds.
 TERMS = {
     "nice": (19, 0, 19),
@@ -36,25 +35,20 @@ TERMS = {
 
 def create_order(conn: Connection, owner: int, terms: dict[str, int]) -> tuple[str, str]:
     """A new sell order crediting account `owner`, on `terms` (checked against TERMS):
-    its id and its `.cpu` text, kept for downloads."""
-    row = conn.execute("SELECT name FROM accounts WHERE id = ?", (owner,)).fetchone()
-    url = accounts.get_setting(conn, "public_url")
-    if url is None:
-        raise MarketError("the market's public URL is unknown: its operator starts it once")
-    issued = accounts.create_order(conn, str(row[0]))
-    order = SellOrder(
-        market_url=url.rstrip("/"),
-        order_id=issued.order_id,
-        secret=issued.secret,
-        account=issued.account,
-        cert_sha256=accounts.get_setting(conn, "cert_sha256"),
-        nice=terms["nice"],
-        max_memory_mb=terms["max_memory_mb"],
-        max_cpu_seconds=terms["max_cpu_seconds"],
+    its id and its `.cpu` text."""
+    if accounts.get_setting(conn, "public_url") is None:
+        raise MarketError(
+            "the market's public URL is unknown: its operator starts it with "
+            "`livecd market serve --public-url`"
+        )
+    key = keys.ensure(conn)
+    name = conn.execute("SELECT name FROM accounts WHERE id = ?", (owner,)).fetchone()[0]
+    issued = accounts.create_order(conn, str(name), lambda o: keys.order_secret(key, o))
+    conn.execute(
+        "UPDATE orders SET web_terms = ? WHERE id = ?",
+        (",".join(str(terms[t]) for t in TERMS), issued.order_id),
     )
-    text = render_order(order)
-    accounts.set_setting(conn, _SETTING + issued.order_id, text)
-    return issued.order_id, text
+    return issued.order_id, order_file(conn, owner, issued.order_id)[1]
 
 
 def check_terms(doc: dict[str, object]) -> dict[str, int]:
@@ -72,21 +66,36 @@ def check_terms(doc: dict[str, object]) -> dict[str, int]:
 
 
 def order_file(conn: Connection, owner: int, order_id: str) -> tuple[str, str]:
-    """(file name, `.cpu` text) of one of the account's own orders made through the API."""
+    """(file name, `.cpu` text) of one of the account's own orders made by a volunteer."""
     row = conn.execute(
-        "SELECT revoked FROM orders WHERE id = ? AND account_id = ?", (order_id, owner)
+        "SELECT o.revoked, o.web_terms, a.name FROM orders o JOIN accounts a "
+        "ON a.id = o.account_id WHERE o.id = ? AND o.account_id = ?",
+        (order_id, owner),
     ).fetchone()
     if row is None:
         raise NotFound(f"no order {order_id!r} in this account")
-    if row[0] is not None:
-        raise Gone(f"order {order_id} is revoked: create a new one with POST /v1/orders")
-    text = accounts.get_setting(conn, _SETTING + order_id)
-    if text is None:
+    revoked, terms, account = row
+    if revoked is not None:
+        raise Gone(f"order {order_id} is revoked: make a new one")
+    key = keys.load(conn)
+    url = accounts.get_setting(conn, "public_url")
+    if terms is None or key is None or url is None:
         raise Conflict(
             f"order {order_id} was issued by the operator and its secret shown once: "
-            "create one with POST /v1/orders to download it"
+            "make one with POST /v1/orders or on the orders page to download it"
         )
-    return f"{order_id}.cpu", text
+    nice, memory, cpu = (int(v) for v in str(terms).split(","))
+    order = SellOrder(
+        market_url=url.rstrip("/"),
+        order_id=order_id,
+        secret=keys.order_secret(key, order_id),
+        account=str(account),
+        cert_sha256=accounts.get_setting(conn, "cert_sha256"),
+        nice=nice,
+        max_memory_mb=memory,
+        max_cpu_seconds=cpu,
+    )
+    return f"{order_id}.cpu", render_order(order)
 
 
 def stick_image(order_text: str, name: str = "cpushare.cpu") -> bytes:

@@ -181,6 +181,45 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     INSERT INTO program_owners (sha256, account_id) SELECT sha256, account_id FROM programs;
     """,
+    """
+    -- The web portal: a password to sign in with (scrypt; its salt and parameters are in
+    -- the string), operators, API keys made and revoked from the pages (the account's
+    -- first key stays in accounts.key_hash), signed-in browsers, and batches of jobs.
+    ALTER TABLE accounts ADD COLUMN password_hash TEXT;
+    ALTER TABLE accounts ADD COLUMN operator INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        key_hash TEXT NOT NULL UNIQUE,
+        label TEXT NOT NULL,
+        created REAL NOT NULL,
+        revoked REAL
+    );
+    CREATE INDEX api_keys_account ON api_keys(account_id);
+    -- Only the sha256 of a browser's session id is kept, as for every other secret.
+    CREATE TABLE web_sessions (
+        id_hash TEXT PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        created REAL NOT NULL,
+        expires REAL NOT NULL
+    );
+    CREATE INDEX web_sessions_account ON web_sessions(account_id);
+    -- "nice,memory MB,CPU seconds" of an order made on the pages: its secret is derived
+    -- (market.web.sessions), so its file can be made again for its owner.
+    ALTER TABLE orders ADD COLUMN web_terms TEXT;
+    CREATE TABLE batches (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id),
+        label TEXT NOT NULL,
+        program TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE INDEX batches_account ON batches(account_id, id);
+    ALTER TABLE jobs ADD COLUMN batch_id INTEGER REFERENCES batches(id);
+    CREATE INDEX jobs_batch ON jobs(batch_id, id);
+    -- The name of the file a job's input came from, for the results archive's names.
+    ALTER TABLE jobs ADD COLUMN input_name TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

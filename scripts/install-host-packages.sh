@@ -14,6 +14,7 @@ zstd xz-utils lz4 squashfs-tools
 diffoscope-minimal
 binutils lintian mmdebstrap
 postgresql-15 libpq-dev
+chromium
 "
 
 missing=""

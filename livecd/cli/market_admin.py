@@ -63,6 +63,19 @@ def account_leaderboard(name: str, off: bool, db: Location) -> None:
     click.echo(f"account {name}: {'off' if off else 'on'} the public leaderboard")
 
 
+@account.command("operator")
+@click.argument("name")
+@click.option("--off", is_flag=True, help="Take the operator's pages away from the account.")
+@_db_option
+def account_operator(name: str, off: bool, db: Location) -> None:
+    """Let account NAME, signed in on the web portal, see and act on every account,
+    order and host (the pages under /operator), or no longer with --off."""
+    from market.admin import set_operator
+
+    _user_errors(lambda: set_operator(db, name, not off))
+    click.echo(f"account {name}: {'no longer' if off else 'now'} an operator on the web portal")
+
+
 @account.command("grant")
 @click.argument("name")
 @click.argument("coins", type=click.FloatRange(0.001, 1e12))

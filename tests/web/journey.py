@@ -1,0 +1,59 @@
+"""A browser on the portal, for the journeys: steps, screenshots and the console's errors.
+(A module of its own, not conftest: test packages each have a conftest, and
+`from conftest import` would find whichever was imported first.)"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from livecd.market_process import MarketProcess
+
+ARTEFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artefacts" / "web"
+PASSWORD = "correct horse battery"
+
+
+class Journey:
+    """A browser on the portal: steps, screenshots, and the console's errors."""
+
+    def __init__(self, page: Page, market: MarketProcess, name: str) -> None:
+        self.page = page
+        self.market = market
+        self.shots = ARTEFACTS / name
+        shutil.rmtree(self.shots, ignore_errors=True)
+        self.shots.mkdir(parents=True)
+        self.step = 0
+        self.errors: list[str] = []
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def go(self, path: str) -> None:
+        self.page.goto(self.market.url + path)
+
+    def shot(self, what: str) -> Path:
+        self.step += 1
+        path = self.shots / f"{self.step:02d}-{what}.png"
+        self.page.screenshot(path=path, full_page=True)
+        return path
+
+    def sign_up(self, name: str, password: str = PASSWORD) -> None:
+        self.go("/signup")
+        self.page.get_by_label("Account name").fill(name)
+        self.page.get_by_label("Password", exact=True).fill(password)
+        self.page.get_by_label("Password again").fill(password)
+        self.page.get_by_role("button", name="Sign up").click()
+        expect(self.page.get_by_role("heading", name=f"Account {name}")).to_be_visible()
+
+    def sign_in(self, name: str, password: str = PASSWORD) -> None:
+        self.go("/login")
+        self.page.get_by_label("Account name").fill(name)
+        self.page.get_by_label("Password").fill(password)
+        self.page.get_by_role("button", name="Sign in").click()
+
+    def csrf(self) -> str:
+        found = re.search(r'name="csrf" value="([^"]+)"', self.page.content())
+        assert found is not None, "no form on this page"
+        return found.group(1)

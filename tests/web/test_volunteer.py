@@ -1,0 +1,104 @@
+"""A volunteer signs up, makes a sell order, downloads its `.cpu` file (which enrolls a
+machine), sees the machine, and revokes the order; the same order as a stick image and as
+a live CD of their own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+from journey import Journey
+from playwright.sync_api import Page, expect
+
+from cpushare.order import parse_order_bytes
+from livecd.market_process import MarketProcess
+from market.dialect import Location
+from market.personal import personal_iso, stick_image
+from tests.formats.test_orderslot import small_base
+
+
+def test_a_volunteer_signs_up_makes_an_order_and_downloads_it(journey: Journey) -> None:
+    page, market = journey.page, journey.market
+    journey.go("/")
+    expect(page.get_by_role("heading", name="The CPUShare market")).to_be_visible()
+    journey.shot("home")
+    journey.sign_up("ada")
+    journey.shot("account")
+
+    page.get_by_role("link", name="Sell orders").click()
+    page.get_by_label("Most CPU seconds a job may take").fill("120")
+    page.get_by_role("button", name="Make a sell order").click()
+    row = page.locator("#orders tbody tr").first
+    expect(row).to_be_visible()
+    journey.shot("order-made")
+    with page.expect_download() as info:
+        row.get_by_role("link", name=".cpu file").click()
+    order = parse_order_bytes(info.value.path().read_bytes())
+    assert info.value.suggested_filename == f"{order.order_id}.cpu"
+    assert (order.account, order.max_cpu_seconds, order.market_url) == ("ada", 120, market.url)
+    assert row.get_attribute("data-order") == order.order_id
+
+    # The file is a working order: a machine enrolls with it and shows on Machines.
+    host = market.enroll(order, seats=2)
+    page.get_by_role("link", name="Machines").click()
+    machine = page.locator(f'tr[data-host="{host.id}"]')
+    expect(machine).to_contain_text("earning trust")
+    journey.shot("machines")
+
+    page.get_by_role("link", name="Sell orders").click()
+    page.get_by_role("button", name=f"Revoke order {order.order_id}").click()
+    expect(page.locator(f'tr[data-order="{order.order_id}"]')).to_contain_text("revoked")
+    journey.shot("order-revoked")
+    # Its machine is refused at once.
+    reply = requests.post(f"{market.url}/v1/lease", json={}, auth=host.auth, timeout=10)
+    assert reply.status_code == 403 and reply.json()["code"] == "revoked"
+
+
+def test_another_account_cannot_download_an_order(journey: Journey) -> None:
+    page = journey.page
+    journey.sign_up("ada")
+    page.get_by_role("link", name="Sell orders").click()
+    page.get_by_role("button", name="Make a sell order").click()
+    order_id = page.locator("#orders tbody tr").first.get_attribute("data-order")
+    page.get_by_role("button", name="Sign out ada").click()
+    journey.sign_up("eve")
+    reply = page.request.get(f"{journey.market.url}/account/orders/{order_id}/order.cpu")
+    assert reply.status == 404 and "no order" in reply.text()
+
+
+def test_a_volunteer_opts_in_to_the_leaderboard(journey: Journey) -> None:
+    page = journey.page
+    journey.sign_up("ada")
+    page.get_by_label("Show my account name").check()
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_label("Show my account name")).to_be_checked()
+    journey.go("/")
+    expect(page.locator("#leaderboard")).to_have_text("ada: 0.000 coins")
+
+
+def test_a_volunteer_downloads_their_order_as_a_stick_and_as_their_own_cd(
+    page: Page, tmp_path: Path, market_location: Location, request: pytest.FixtureRequest
+) -> None:
+    base = small_base(tmp_path / "base.iso")
+    market = MarketProcess(tmp_path / "m", db=market_location, livecd=base).start()
+    try:
+        journey = Journey(page, market, request.node.name)
+        journey.sign_up("ada")
+        page.get_by_role("link", name="Sell orders").click()
+        page.get_by_role("button", name="Make a sell order").click()
+        row = page.locator("#orders tbody tr").first
+        with page.expect_download() as info:
+            row.get_by_role("link", name=".cpu file").click()
+        text = info.value.path().read_text()
+        name = info.value.suggested_filename
+        with page.expect_download() as info:
+            row.get_by_role("link", name="stick image").click()
+        assert info.value.path().read_bytes() == stick_image(text, name)
+        with page.expect_download() as info:
+            row.get_by_role("link", name="your own live CD").click()
+        assert info.value.path().read_bytes() == personal_iso(base, text, name).read()
+        journey.shot("downloads")
+        assert journey.errors == []
+    finally:
+        market.stop(kill=True)
