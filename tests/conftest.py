@@ -4,9 +4,11 @@ default profile, and a real market on loopback with a real job for the market an
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
@@ -118,3 +120,13 @@ def market(tmp_path: Path, market_location: Location) -> Iterator[MarketProcess]
 def buyer(market: MarketProcess) -> BuyerClient:
     """A client for a fresh account `lab`, granted coins to buy with."""
     return BuyerClient(market.url, market.account("lab", coins=1_000_000).api_key)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
+    """Playwright drives Debian's chromium (its own browser download is not needed)."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("no chromium: scripts/install-host-packages.sh installs Debian's")
+    # --no-sandbox: chromium's sandbox needs user namespaces the test machine may lack.
+    return {**browser_type_launch_args, "executable_path": chromium, "args": ["--no-sandbox"]}

@@ -1,9 +1,10 @@
 """A volunteer's own live CD: the stock CD's order slot, and the journey end to end. An
-account creates an order through the market's API and downloads its personal CD (the
-market's base ISO with the order in the slot); the CD boots with no stick (UEFI with
-Secure Boot enforced: shim and GRUB load the slot unverified; and BIOS: ISOLINUX), its
-sellers sell for that order alone (the slot's order replaced the built-in one), and the
-account's coins rise by what the ledger paid."""
+account creates an order (through the market's API, or signing up on the portal in a
+browser) and downloads its personal CD (the market's base ISO with the order in the
+slot); the CD boots with no stick (UEFI with Secure Boot enforced: shim and GRUB load the
+slot unverified; and BIOS: ISOLINUX), its sellers sell for that order alone (the slot's
+order replaced the built-in one), and the account's coins rise by what the ledger paid,
+as the volunteer's account page shows."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser
 
-from cpushare.order import parse_order
+from cpushare.order import SellOrder, parse_order, parse_order_bytes
 from diskformats.orderslot import SLOT_PATH, SLOT_SIZE, find_slot
 from livecd.market_process import MarketProcess
 from livecd.qemu.events import ConsoleEvents
@@ -34,6 +36,7 @@ from livecd.qemu.sale import (
 )
 from livecd.sdk.dither import dither
 from market.buyer import BuyerClient
+from tests.web.journey import Journey
 
 GUEST_URL = f"https://{GUEST_MARKET_ADDR}:{GUEST_MARKET_PORT}"
 
@@ -60,20 +63,53 @@ def test_the_stock_cd_has_an_empty_order_slot_that_both_boot_loaders_load(
     assert isolinux.count(f"INITRD /live/initrd.img,/{SLOT_PATH}\n") == 3
 
 
-@pytest.mark.qemu
-@pytest.mark.parametrize("firmware", ["uefi-secure-boot", "bios"])
-def test_a_volunteers_own_cd_sells_to_their_account(
-    iso: Path, tmp_path: Path, firmware: str
-) -> None:
+def _sell(personal: Path, process: MarketProcess, order: SellOrder, firmware: str) -> None:
+    """Boot the personal CD with no stick; it sells two jobs for `order` and is paid."""
+    workdir = personal.parent
     inputs = job_inputs(2)
-    program = build_fsdither(tmp_path)
-    with MarketProcess(
-        tmp_path / "market",
+    program = build_fsdither(workdir)
+    market = SaleMarket(process, order, process.client(BUYER))
+    process.grant(BUYER, BUYER_COINS)
+    # replicas=1: this is about the CD and its order, not about agreement.
+    jobs = market.submit(program, inputs, replicas=1)
+    cfg = GuestConfig(
+        iso=personal,
+        firmware="bios" if firmware == "bios" else "uefi",
+        secure_boot=firmware == "uefi-secure-boot",
+        forwards=(Forward(GUEST_MARKET_ADDR, GUEST_MARKET_PORT, process.port),),
+    )
+    with Guest(cfg, workdir / "serial.log") as guest:
+        console = ConsoleEvents(guest)
+        done = wait_for_results(console, market, jobs, 300)
+        assert set(done) == set(jobs), f"console log: {workdir / 'serial.log'}"
+        assert [market.buyer.output(job) for job in jobs] == [dither(i) for i in inputs]
+        orders = console.find("orders")
+        assert [(e.fields["source"], e.fields["count"]) for e in orders] == [("builtin", "1")]
+        problems = seller_problems(console, 1, order) + coin_problems(market, done)
+        problems += console_problems(console.events, secure_boot=cfg.secure_boot, from_medium=False)
+        assert problems == []
+        if cfg.secure_boot:
+            state = console.find("secureboot")
+            assert [e.fields["state"] for e in state] == ["enforced"]
+        assert market.coins()[order.account] > 0
+        assert guest.power_button(30)
+
+
+def _market(iso: Path, workdir: Path) -> MarketProcess:
+    return MarketProcess(
+        workdir / "market",
         lease_seconds=15,
         cert_names=[GUEST_MARKET_ADDR],
         livecd=iso,
         public_url=GUEST_URL,
-    ) as process:
+    )
+
+
+@pytest.mark.qemu
+def test_a_volunteers_own_cd_made_through_the_api_sells_under_secure_boot(
+    iso: Path, tmp_path: Path
+) -> None:
+    with _market(iso, tmp_path) as process:
         process.start()
         key = process.account(VOLUNTEER).api_key
         volunteer = BuyerClient(process.url, key, cacert=process.cert)
@@ -81,31 +117,38 @@ def test_a_volunteers_own_cd_sells_to_their_account(
         assert order.market_url == GUEST_URL
         personal = tmp_path / "mine.iso"
         volunteer.livecd(order.order_id, personal)
+        _sell(personal, process, order, "uefi-secure-boot")
 
-        market = SaleMarket(process, order, process.client(BUYER))
-        process.grant(BUYER, BUYER_COINS)
-        # replicas=1: this is about the CD and its order, not about agreement.
-        jobs = market.submit(program, inputs, replicas=1)
-        cfg = GuestConfig(
-            iso=personal,
-            firmware="bios" if firmware == "bios" else "uefi",
-            secure_boot=firmware == "uefi-secure-boot",
-            forwards=(Forward(GUEST_MARKET_ADDR, GUEST_MARKET_PORT, process.port),),
-        )
-        with Guest(cfg, tmp_path / "serial.log") as guest:
-            console = ConsoleEvents(guest)
-            done = wait_for_results(console, market, jobs, 300)
-            assert set(done) == set(jobs), f"console log: {tmp_path / 'serial.log'}"
-            assert [market.buyer.output(job) for job in jobs] == [dither(i) for i in inputs]
-            orders = console.find("orders")
-            assert [(e.fields["source"], e.fields["count"]) for e in orders] == [("builtin", "1")]
-            problems = seller_problems(console, 1, order) + coin_problems(market, done)
-            problems += console_problems(
-                console.events, secure_boot=cfg.secure_boot, from_medium=False
-            )
-            assert problems == []
-            if cfg.secure_boot:
-                state = console.find("secureboot")
-                assert [e.fields["state"] for e in state] == ["enforced"]
-            assert market.coins()[VOLUNTEER] > 0
-            assert guest.power_button(30)
+
+@pytest.mark.qemu
+def test_a_volunteer_signs_up_downloads_their_cd_and_sees_its_coins(
+    iso: Path, tmp_path: Path, browser: Browser, request: pytest.FixtureRequest
+) -> None:
+    """The portal's journey end to end, in the browser and a BIOS guest."""
+    with _market(iso, tmp_path) as process:
+        process.start()
+        # The market's certificate is the test's own: the browser is told to take it.
+        context = browser.new_context(ignore_https_errors=True, accept_downloads=True)
+        try:
+            page = context.new_page()
+            journey = Journey(page, process, request.node.name)
+            journey.sign_up("ada")
+            page.get_by_role("link", name="Sell orders").click()
+            page.get_by_role("button", name="Make a sell order").click()
+            row = page.locator("#orders tbody tr").first
+            with page.expect_download() as info:
+                row.get_by_role("link", name=".cpu file").click()
+            order = parse_order_bytes(info.value.path().read_bytes())
+            assert (order.account, order.market_url) == ("ada", GUEST_URL)
+            personal = tmp_path / "mine.iso"
+            with page.expect_download() as info:
+                row.get_by_role("link", name="your own live CD").click()
+            info.value.save_as(personal)
+            _sell(personal, process, order, "bios")
+            page.get_by_role("link", name="Account").click()
+            earned = float(page.locator("#earned").inner_text().split()[0])
+            assert earned > 0
+            journey.shot("coins-earned")
+            assert journey.errors == []
+        finally:
+            context.close()

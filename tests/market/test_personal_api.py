@@ -104,9 +104,7 @@ def test_only_the_orders_own_account_downloads_it_and_not_once_revoked(
     # The operator's orders keep only their secret's hash: nothing to download.
     issued = served.order("vol")
     refused = _get(served, key, f"/v1/orders/{issued.order_id}/stick.img")
-    assert (
-        refused.status_code == 409 and "make one with POST /v1/orders" in refused.json()["error"]
-    )
+    assert refused.status_code == 409 and "make one with POST /v1/orders" in refused.json()["error"]
     BuyerClient(served.url, key).revoke_order(order.order_id)
     for tail in ("livecd.iso", "stick.img"):
         gone = _get(served, key, f"/v1/orders/{order.order_id}/{tail}")

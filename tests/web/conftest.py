@@ -5,11 +5,9 @@ console."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from journey import Journey
@@ -19,15 +17,6 @@ from livecd.market_process import MarketProcess
 
 # The seller tests' process helpers (a plain module there, not a package).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "seller"))
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("no chromium: scripts/install-host-packages.sh installs Debian's")
-    # --no-sandbox: chromium's sandbox needs user namespaces the test machine may lack.
-    return {**browser_type_launch_args, "executable_path": chromium, "args": ["--no-sandbox"]}
 
 
 @pytest.fixture
