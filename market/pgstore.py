@@ -80,6 +80,14 @@ class PgConnection:
             cursor.executemany(_translate(sql), parameters)
         return cursor
 
+    def stream(self, sql: str, rows: int = 1000) -> Iterator[tuple[Any, ...]]:
+        """The rows of a query, `rows` at a time from a server-side cursor, for results
+        larger than memory (a whole market's export); needs an open transaction."""
+        with self._lost(), self.raw.cursor(name=f"stream_{secrets.token_hex(4)}") as cursor:
+            cursor.itersize = rows
+            cursor.execute(_translate(sql))
+            yield from cursor
+
     @contextlib.contextmanager
     def _lost(self) -> Iterator[None]:
         """A lost connection (the server restarting, say) as the market's 503."""
