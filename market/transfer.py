@@ -15,6 +15,7 @@ import base64
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any, TextIO
 
 import psycopg
@@ -119,6 +120,8 @@ def _line(doc: Any) -> str:
 def export(db: Location, out: TextIO) -> dict[str, int]:
     """Write the market at `db` to `out`, as one consistent snapshot (a live market may go
     on serving meanwhile); return the rows written per table."""
+    if isinstance(db, Path) and not db.exists():
+        raise TransferError(f"no market database {db}: give --db the market to export")
     conn = open_database(db)
     try:
         # One snapshot for every table: a transfer and the result it pays go together.
@@ -242,6 +245,19 @@ def load(db: Location, lines: Iterable[str]) -> dict[str, int]:
     of it or nothing; return the rows loaded per table."""
     stream = iter(lines)
     _header(stream)
+    # A SQLite file this import creates goes again if the import fails.
+    created = isinstance(db, Path) and not db.exists()
+    try:
+        return _load(db, stream)
+    except BaseException:
+        if created:
+            assert isinstance(db, Path)
+            for file in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+                file.unlink(missing_ok=True)
+        raise
+
+
+def _load(db: Location, stream: Iterator[str]) -> dict[str, int]:
     conn = open_database(db)
     try:
         begin(conn)

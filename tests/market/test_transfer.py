@@ -139,13 +139,17 @@ def test_a_target_that_holds_a_market_and_a_cut_off_file_are_refused(
     fresh = tmp_path / "fresh.db"
     cut_off = CliRunner().invoke(main, ["market", "import", "--db", str(fresh), str(cut)])
     assert cut_off.exit_code == 2 and "cut off" in cut_off.output, cut_off.output
-    conn = connect(fresh)
-    assert conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == 0
-    conn.close()
+    # Nothing half-written: the database the import would have created is not there.
+    assert not fresh.exists()
 
 
-def test_an_exported_market_is_not_readable_by_others(tmp_path: Path) -> None:
+def test_an_export_is_private_and_a_missing_database_is_not_exported(tmp_path: Path) -> None:
     with MarketProcess(tmp_path / "a") as market:
         market.start()
     _invoke("export", "--db", str(market.db), "-o", str(tmp_path / "m.jsonl"))
     assert (tmp_path / "m.jsonl").stat().st_mode & 0o077 == 0
+    missing = CliRunner().invoke(
+        main, ["market", "export", "--db", str(tmp_path / "nope.db"), "-o", str(tmp_path / "n")]
+    )
+    assert missing.exit_code == 2 and "no market database" in missing.output
+    assert not (tmp_path / "nope.db").exists() and not (tmp_path / "n").exists()
