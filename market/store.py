@@ -8,9 +8,9 @@ resolves their futures. A caller therefore acknowledges nothing that is not on d
 many callers share one fsync. Reads run on the event loop's own connection and see only
 committed data.
 
-On PostgreSQL several market instances write at once; a batch that lost a serialization
-conflict to another instance is run again from its start, so the outcome is as if the
-instances had taken turns, just as SQLite's one writer does.
+On PostgreSQL the writers of several market instances take turns (pgstore.writer_turn),
+as SQLite's one writer does; each batch is still SERIALIZABLE, and one that lost a
+serialization conflict all the same is run again from its start.
 """
 
 from __future__ import annotations
@@ -109,8 +109,9 @@ def open_database(db: Location) -> Connection:
 
 
 def begin(conn: Connection) -> None:
-    """Start a write transaction: SQLite takes its one write lock now; PostgreSQL's
-    SERIALIZABLE lets instances overlap and refuses a commit that would break that."""
+    """Start a write transaction: SQLite takes its one write lock now; on PostgreSQL the
+    writer's turn is taken before (pgstore.writer_turn), and SERIALIZABLE refuses a commit
+    that anything else writing at the same time would break."""
     conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE" if is_postgres(conn) else "BEGIN IMMEDIATE")
 
 
@@ -145,7 +146,8 @@ def transact(db: Location, op: Callable[[Connection], T]) -> T:
         return result
 
     try:
-        return retrying(conn, run)
+        with pgstore.writer_turn(conn):
+            return retrying(conn, run)
     finally:
         conn.close()
 
@@ -255,19 +257,8 @@ class Store:
 
     def _commit_batch(self, conn: Connection, batch: list[tuple[Operation, Future[Any]]]) -> None:
         try:
-            try:
-                # Nearly every batch succeeds whole: run it without a savepoint per operation
-                # (two statements each, a round trip apiece on PostgreSQL) ...
-                outcomes = retrying(conn, lambda: self._run_batch(conn, batch, isolated=False))
-            except _OperationFailed as failed:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                if len(batch) == 1:
-                    outcomes = [(batch[0][1], None, failed.error)]
-                else:
-                    # ... and only when one of its operations fails, run it again with
-                    # each in a savepoint, so the others are kept.
-                    outcomes = retrying(conn, lambda: self._run_batch(conn, batch, isolated=True))
+            with pgstore.writer_turn(conn):
+                outcomes = self._run_batch_once(conn, batch)
         except Exception as exc:
             # The transaction is gone (a failed commit, or SQLite rolled it all back on a
             # full disk): none of the batch is kept, so none of it may be acknowledged.
@@ -281,6 +272,22 @@ class Store:
                 future.set_result(result)
             else:
                 future.set_exception(error)
+
+    def _run_batch_once(
+        self, conn: Connection, batch: list[tuple[Operation, Future[Any]]]
+    ) -> list[tuple[Future[Any], Any, BaseException | None]]:
+        try:
+            # Nearly every batch succeeds whole: run it without a savepoint per operation
+            # (two statements each, a round trip apiece on PostgreSQL) ...
+            return retrying(conn, lambda: self._run_batch(conn, batch, isolated=False))
+        except _OperationFailed as failed:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if len(batch) == 1:
+                return [(batch[0][1], None, failed.error)]
+            # ... and only when one of its operations fails, run it again with each in a
+            # savepoint, so the others are kept.
+            return retrying(conn, lambda: self._run_batch(conn, batch, isolated=True))
 
     def _run_batch(
         self, conn: Connection, batch: list[tuple[Operation, Future[Any]]], *, isolated: bool

@@ -119,22 +119,25 @@ def test_an_instance_killed_mid_run_loses_no_acknowledged_result_and_pays_nothin
         while _done(b.db) < JOBS // 4 and time.monotonic() < give_up:
             time.sleep(0.05)
         a.stop(kill=True)  # in the middle of the run: sellers' requests are in flight
-        give_up = time.monotonic() + 60
+        give_up = time.monotonic() + 120
         while _done(b.db) < JOBS and time.monotonic() < give_up:
             time.sleep(0.1)
     finally:
         stop.set()
         for thread in threads:
             thread.join()
-    assert _done(b.db) == JOBS
-    assert 500 not in set().union(*(s.statuses for s in sellers))
+    statuses = set().union(*(s.statuses for s in sellers))
+    assert _done(b.db) == JOBS, (_done(b.db), statuses)
+    assert 500 not in statuses, statuses
+    # The sellers of A were cut off in the middle of the run and went on through B.
+    assert all(s.instances == [b] for s in sellers[1::2])
 
     conn = connect(b.db)
     try:
         acked = [n for s in sellers for n in s.acked]
-        assert len(acked) == len(set(acked)) >= JOBS - 1
+        assert len(acked) == len(set(acked)) >= JOBS - 1, (len(acked), len(set(acked)))
         stored = dict(conn.execute("SELECT lease_id, count(*) FROM results GROUP BY lease_id"))
-        assert all(stored.get(n) == 1 for n in acked)
+        assert [n for n in acked if stored.get(n) != 1] == []
         assert ledger.check(conn) == []
         paid = conn.execute(
             "SELECT r.job_id, count(*) FROM transfers t JOIN results r ON r.id = t.result_id "
