@@ -49,7 +49,7 @@ smoke: iso
 boot: iso
 	$(LIVECD) boot $(ISO)
 
-bench: setup
+bench: setup postgres
 	$(PY) scripts/bench.py
 
 # For people: two builds in different directories, time zones, umasks and locales, shown

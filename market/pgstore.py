@@ -80,6 +80,14 @@ class PgConnection:
             cursor.executemany(_translate(sql), parameters)
         return cursor
 
+    def stream(self, sql: str, rows: int = 1000) -> Iterator[tuple[Any, ...]]:
+        """The rows of a query, `rows` at a time from a server-side cursor, for results
+        larger than memory (a whole market's export); needs an open transaction."""
+        with self._lost(), self.raw.cursor(name=f"stream_{secrets.token_hex(4)}") as cursor:
+            cursor.itersize = rows
+            cursor.execute(_translate(sql))
+            yield from cursor
+
     @contextlib.contextmanager
     def _lost(self) -> Iterator[None]:
         """A lost connection (the server restarting, say) as the market's 503."""
@@ -102,6 +110,35 @@ def _first_line(exc: BaseException) -> str:
 def usable(conn: Connection) -> bool:
     """False for a PostgreSQL connection the server has gone away from."""
     return not isinstance(conn, PgConnection) or conn.usable
+
+
+# pg_advisory_lock key of the writers' turn (writer_turn).
+WRITER_LOCK = 0x6D61726B7772
+
+
+@contextlib.contextmanager
+def writer_turn(conn: Connection) -> Iterator[None]:
+    """Let the writers of all instances on one database take turns, one transaction each.
+
+    Overlapping SERIALIZABLE transactions of two instances nearly always collide (every
+    result pays the same few accounts, every lease reads the head of the same queue), and
+    the loser runs its whole batch again: measured, two instances did less than one. Taking
+    turns costs two statements a batch, and the loser waits instead of working twice. The
+    lock is taken before BEGIN, so that the transaction's snapshot is taken after the
+    previous writer committed; a writer that dies (its process killed, say) loses its turn
+    with its connection. Nothing on SQLite, whose BEGIN IMMEDIATE takes turns already.
+    """
+    if not isinstance(conn, PgConnection):
+        yield
+        return
+    conn.execute("SELECT pg_advisory_lock(?)", (WRITER_LOCK,))
+    try:
+        yield
+    finally:
+        if conn.usable:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.execute("SELECT pg_advisory_unlock(?)", (WRITER_LOCK,))
 
 
 def connect(url: str) -> PgConnection:

@@ -2,14 +2,15 @@
 commit) or PostgreSQL (market.pgstore, each batch one SERIALIZABLE transaction).
 
 Every change goes through `Store.write(op)`: the writer thread runs queued operations in
-one transaction (each in its own savepoint, so one failing operation does not undo the
-others), commits with `synchronous=FULL`, and only then resolves their futures. A caller
-therefore acknowledges nothing that is not on disk, and many callers share one fsync.
-Reads run on the event loop's own connection and see only committed data.
+one transaction (run again with each in its own savepoint when one failed, so a failing
+operation does not undo the others), commits with `synchronous=FULL`, and only then
+resolves their futures. A caller therefore acknowledges nothing that is not on disk, and
+many callers share one fsync. Reads run on the event loop's own connection and see only
+committed data.
 
-On PostgreSQL several market instances write at once; a batch that lost a serialization
-conflict to another instance is run again from its start, so the outcome is as if the
-instances had taken turns, just as SQLite's one writer does.
+On PostgreSQL the writers of several market instances take turns (pgstore.writer_turn),
+as SQLite's one writer does; each batch is still SERIALIZABLE, and one that lost a
+serialization conflict all the same is run again from its start.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ Operation = Callable[[Connection], Any]
 MAX_BATCH = 512
 # Runs of one transaction after serialization conflicts before giving up (PostgreSQL).
 MAX_ATTEMPTS = 50
+
+
+class _OperationFailed(Exception):
+    """An operation of a batch run without savepoints failed: the batch is run again."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class StoreFull(RuntimeError):
@@ -100,8 +109,9 @@ def open_database(db: Location) -> Connection:
 
 
 def begin(conn: Connection) -> None:
-    """Start a write transaction: SQLite takes its one write lock now; PostgreSQL's
-    SERIALIZABLE lets instances overlap and refuses a commit that would break that."""
+    """Start a write transaction: SQLite takes its one write lock now; on PostgreSQL the
+    writer's turn is taken before (pgstore.writer_turn), and SERIALIZABLE refuses a commit
+    that anything else writing at the same time would break."""
     conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE" if is_postgres(conn) else "BEGIN IMMEDIATE")
 
 
@@ -136,7 +146,8 @@ def transact(db: Location, op: Callable[[Connection], T]) -> T:
         return result
 
     try:
-        return retrying(conn, run)
+        with pgstore.writer_turn(conn):
+            return retrying(conn, run)
     finally:
         conn.close()
 
@@ -245,16 +256,9 @@ class Store:
         return batch
 
     def _commit_batch(self, conn: Connection, batch: list[tuple[Operation, Future[Any]]]) -> None:
-        def run() -> list[tuple[Future[Any], Any, BaseException | None]]:
-            outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
-            begin(conn)
-            for op, future in batch:
-                outcomes.append((future, *self._run_in_savepoint(conn, op)))
-            conn.execute("COMMIT")
-            return outcomes
-
         try:
-            outcomes = retrying(conn, run)
+            with pgstore.writer_turn(conn):
+                outcomes = self._run_batch_once(conn, batch)
         except Exception as exc:
             # The transaction is gone (a failed commit, or SQLite rolled it all back on a
             # full disk): none of the batch is kept, so none of it may be acknowledged.
@@ -268,6 +272,42 @@ class Store:
                 future.set_result(result)
             else:
                 future.set_exception(error)
+
+    def _run_batch_once(
+        self, conn: Connection, batch: list[tuple[Operation, Future[Any]]]
+    ) -> list[tuple[Future[Any], Any, BaseException | None]]:
+        try:
+            # Nearly every batch succeeds whole: run it without a savepoint per operation
+            # (two statements each, a round trip apiece on PostgreSQL) ...
+            return retrying(conn, lambda: self._run_batch(conn, batch, isolated=False))
+        except _OperationFailed as failed:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if len(batch) == 1:
+                return [(batch[0][1], None, failed.error)]
+            # ... and only when one of its operations fails, run it again with each in a
+            # savepoint, so the others are kept.
+            return retrying(conn, lambda: self._run_batch(conn, batch, isolated=True))
+
+    def _run_batch(
+        self, conn: Connection, batch: list[tuple[Operation, Future[Any]]], *, isolated: bool
+    ) -> list[tuple[Future[Any], Any, BaseException | None]]:
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        begin(conn)
+        for op, future in batch:
+            if isolated:
+                outcomes.append((future, *self._run_in_savepoint(conn, op)))
+                continue
+            try:
+                outcomes.append((future, op(conn), None))
+            except pgstore.RETRY_ERRORS:
+                raise
+            except Exception as exc:
+                if not conn.in_transaction:
+                    raise  # the whole transaction is gone (SQLite's full disk, a lost server)
+                raise _OperationFailed(_translate(exc)) from exc
+        conn.execute("COMMIT")
+        return outcomes
 
     @staticmethod
     def _run_in_savepoint(conn: Connection, op: Operation) -> tuple[Any, BaseException | None]:

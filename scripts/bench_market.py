@@ -1,15 +1,19 @@
-"""Market figures: lease + result round trips per second with many simulated sellers, with
-validation on (two hosts per job until they earn trust, then adaptive) next to
-`--replicas 1`; the long-poll wake-up latency from a submit to the lease it releases; and
-the time of the coin ledger's check over 100,000 jobs.
+"""Market figures over HTTP: lease + result round trips per second with many simulated
+sellers, on SQLite and on PostgreSQL behind 1, 2 and 4 market instances; the same with a
+queue of 1,000,000 waiting jobs (and the plan of the lease query); CPU seconds per round
+trip in the market processes and in PostgreSQL; the capacity that gives on paper; the cost
+of validation (two hosts per job until they earn trust) next to `--replicas 1`; and the
+long-poll wake-up latency from a submit to the lease it releases.
 
-Runs a real `livecd market serve` on loopback (SQLite, WAL, fsync per commit; or with
-`--postgres URL` a fresh database on that PostgreSQL server for each run) and drives
-it from one asyncio process with a minimal keep-alive HTTP/1.1 client, so that the client
-costs as little CPU as possible. Simulated sellers are seats of hosts enrolled from distinct
-loopback addresses (127.0.1.N), as distinct machines would be. Goals: >= 1000 round trips/s
-with >= 200 sellers on two cores; validation once hosts are trusted costs <= 10% of the
-accepted jobs per second; <= 50 ms median wake-up latency.
+Runs real `livecd market serve` processes on loopback (SQLite, WAL, fsync per commit; or a
+fresh database of the PostgreSQL server at --postgres for each run) and drives them from one
+asyncio process with a minimal keep-alive HTTP/1.1 client, so that the client costs as
+little CPU as possible. Simulated sellers are seats of hosts enrolled from distinct loopback
+addresses (127.0.1.N), as distinct machines would be, spread over the instances. Goals:
+>= 1000 round trips/s with >= 200 sellers on two cores; PostgreSQL >= 0.8x SQLite with one
+instance and two instances >= one; validation once hosts are trusted costs <= 10% of the
+accepted jobs per second; <= 50 ms median wake-up latency. The writer alone and the ledger
+check are in bench_market_writer.py.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import hashlib
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -32,20 +36,21 @@ from urllib.parse import urlsplit
 import psycopg
 
 from cpushare.jail import JobResult, Outcome
-from cpushare.limits import JobLimits
 from cpushare.protocol import result_document
 from livecd.market_process import MarketProcess
 from livecd.toolchain import FSDITHER_SOURCE, build_job
-from market import accounts, agreement, hosts, jobs, leasing, ledger, trust
+from market import leasing, trust
 from market.buyer import BuyerClient
-from market.dialect import Connection as Database
-from market.dialect import Location
-from market.store import connect, open_database
+from market.dialect import Location, is_postgres
+from market.store import connect
 
-JOB_SOURCE = FSDITHER_SOURCE
 RESULT_BODY = json.dumps(
     result_document(JobResult(Outcome.OK, 0, b"P5\n1 1\n255\n\x00", 0.01, 0.01, ""))
 ).encode()
+DEFAULT_POSTGRES = "postgresql:///postgres?host=/var/run/postgresql"
+# The paper fleet: machines that each finish a job every JOB_MINUTES.
+FLEET = 100_000
+JOB_MINUTES = 10
 
 
 class Connection:
@@ -84,32 +89,40 @@ class Connection:
 
 @dataclass(frozen=True)
 class Seat:
-    """One simulated seller: a seat of a host, with the host's credentials and address."""
+    """One simulated seller: a seat of a host, with the host's credentials and address,
+    and the port of the market instance it talks to."""
 
     authorization: str
     source: str
     seat: int
+    port: int
 
 
 def basic(user: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
 
 
+async def round_trip(conn: Connection, seat: int) -> int:
+    """One seller's step: lease a job, post its result; the results the market took.
+    (A batch mode leases several jobs in one request here and posts each result.)"""
+    status, body = await conn.request("POST", "/v1/lease", b'{"wait":0,"seat":%d}' % seat)
+    if status != 200:
+        return 0
+    lease = json.loads(body)["lease"]
+    status, _ = await conn.request("POST", f"/v1/leases/{lease}/result", RESULT_BODY)
+    return int(status == 200)
+
+
 async def seller_loop(conn: Connection, seat: int, stop: float, counts: list[int]) -> None:
-    lease_body = json.dumps({"wait": 0, "seat": seat}).encode()
     while time.monotonic() < stop:
-        status, body = await conn.request("POST", "/v1/lease", lease_body)
-        if status != 200:
-            continue
-        lease = json.loads(body)["lease"]
-        status, _ = await conn.request("POST", f"/v1/leases/{lease}/result", RESULT_BODY)
-        if status == 200:
-            counts[0] += 1
+        # Not `counts[0] += await ...`: that reads counts[0] before the await.
+        done = await round_trip(conn, seat)
+        counts[0] += done
 
 
-async def round_trips(port: int, seats: list[Seat], seconds: float) -> tuple[float, float]:
+async def round_trips(seats: list[Seat], seconds: float) -> tuple[float, float]:
     """(round trips per second, seconds measured)."""
-    conns = [Connection(port, s.authorization, s.source) for s in seats]
+    conns = [Connection(s.port, s.authorization, s.source) for s in seats]
     counts = [0]
     # Warm up the connections (and the server) before the clock starts.
     await asyncio.gather(*(c.request("GET", "/v1/health") for c in conns))
@@ -124,36 +137,6 @@ async def round_trips(port: int, seats: list[Seat], seconds: float) -> tuple[flo
     for c in conns:
         c.close()
     return counts[0] / elapsed, elapsed
-
-
-async def wake_up_latency(
-    port: int, seats: list[Seat], buyer_auth: str, program: str, rounds: int
-) -> list[float]:
-    buyer = Connection(port, buyer_auth)
-    submit = json.dumps(
-        {"program": program, "inputs": [base64.b64encode(b"x").decode()], "replicas": 1}
-    ).encode()
-    latencies: list[float] = []
-    for _ in range(rounds):
-        pollers = [Connection(port, s.authorization, s.source) for s in seats]
-        leases = [
-            asyncio.create_task(
-                c.request("POST", "/v1/lease", json.dumps({"wait": 30, "seat": s.seat}).encode())
-            )
-            for c, s in zip(pollers, seats, strict=True)
-        ]
-        await asyncio.sleep(0.2)  # every poller is waiting now
-        start = time.monotonic()
-        await buyer.request("POST", "/v1/jobs", submit)
-        _, pending = await asyncio.wait(leases, return_when=asyncio.FIRST_COMPLETED)
-        latencies.append(time.monotonic() - start)
-        for task in pending:
-            task.cancel()
-        for c in pollers:
-            c.close()
-        await asyncio.sleep(0.1)
-    buyer.close()
-    return latencies
 
 
 @contextlib.contextmanager
@@ -172,217 +155,342 @@ def market_database(work: Path, server: str | None) -> Iterator[Location]:
             admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
-def start_market(
-    work: Path, sellers: int, db: Location, seats_per_host: int = 4
-) -> tuple[MarketProcess, BuyerClient, str, list[Seat]]:
-    """A market with a buyer holding coins, the fsdither program, and `sellers` seats of
-    hosts enrolled from distinct loopback addresses."""
-    program = build_job([JOB_SOURCE], work / "fsdither.job").read_bytes()
-    market = MarketProcess(work, db=db).start()
-    api_key = market.account("bench", coins=10**9).api_key
-    buyer = BuyerClient(market.url, api_key)
-    sha = buyer.upload_program(program)
-    seats: list[Seat] = []
-    for i in range(0, sellers, seats_per_host):
-        order = market.order("bench", work / f"o{i}.cpu")
-        source = f"127.0.1.{i // seats_per_host + 1}"
-        host = market.enroll(order, seats=seats_per_host, source=source)
-        auth = basic(*host.auth)
-        seats += [Seat(auth, source, n) for n in range(min(seats_per_host, sellers - i))]
-    return market, buyer, sha, seats
+@dataclass
+class Market:
+    """The instances of one market on one database, a buyer, its program and the seats."""
+
+    instances: list[MarketProcess]
+    buyer: BuyerClient
+    program: str
+    seats: list[Seat]
+
+    @property
+    def db(self) -> Location:
+        return self.instances[0].db
+
+    def stop(self) -> None:
+        for instance in self.instances:
+            instance.stop()
 
 
-def _trust_every_host(db: Location, program: str, valid: int) -> None:
-    """Give every host `valid` consecutive valid results for the program, as a fleet that
-    has run it for a while would have."""
-    conn = connect(db)
-    conn.execute(
-        "INSERT INTO trust (host_id, program, valid) SELECT id, ?, ? FROM hosts",
-        (program, valid),
-    )
-    conn.close()
-
-
-def _jobs_done(db: Location) -> int:
-    conn = connect(db)
-    done = int(conn.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()[0])
-    conn.close()
-    return done
-
-
-def bench_round_trips(
-    sellers: int, seconds: float, mode: str, server: str | None
-) -> tuple[float, float]:
-    """(round trips/s, accepted jobs/s) in one validation mode: 'trust-all' (replicas 1),
-    'from-scratch' (adaptive, no host trusted at the start: two hosts per job until each
-    earns trust during the run) or 'trusted' (adaptive, every host at the trust floor
-    n = 10, where the most results are replicated)."""
-    replicas = 1 if mode == "trust-all" else None
+@contextlib.contextmanager
+def running_market(
+    sellers: int, server: str | None, instances: int = 1, seats_per_host: int = 4
+) -> Iterator[Market]:
+    """A market of `instances` processes with a buyer holding coins, the fsdither program,
+    and `sellers` seats of hosts enrolled from distinct loopback addresses, the hosts
+    spread over the instances in turn."""
     with tempfile.TemporaryDirectory() as tmp, market_database(Path(tmp), server) as db:
-        market, buyer, sha, seats = start_market(Path(tmp), sellers, db)
+        work = Path(tmp)
+        program = build_job([FSDITHER_SOURCE], work / "fsdither.job").read_bytes()
+        processes = [MarketProcess(work / f"i{n}", db=db) for n in range(instances)]
         try:
-            if mode == "trusted":
-                _trust_every_host(market.db, sha, trust.TRUSTED)
-            # More jobs than the run can take: sellers never find the queue empty.
-            for start in range(0, int(seconds * 3000), 1000):
-                inputs = [str(i).encode() for i in range(start, start + 1000)]
-                buyer.submit(sha, inputs, replicas=replicas)
-            rate, elapsed = asyncio.run(round_trips(market.port, seats, seconds))
-            accepted = _jobs_done(market.db) / elapsed
+            for process in processes:
+                process.start()
+            first = processes[0]
+            buyer = BuyerClient(first.url, first.account("bench", coins=10**9).api_key)
+            sha = buyer.upload_program(program)
+            seats: list[Seat] = []
+            for n, i in enumerate(range(0, sellers, seats_per_host)):
+                source = f"127.0.1.{n + 1}"
+                host = first.enroll(first.order("bench"), seats=seats_per_host, source=source)
+                port = processes[n % instances].port
+                count = min(seats_per_host, sellers - i)
+                seats += [Seat(basic(*host.auth), source, s, port) for s in range(count)]
+            yield Market(processes, buyer, sha, seats)
         finally:
-            market.stop()
-    print(
-        f"market [{mode}]: {rate:.0f} lease+result round trips/s, {accepted:.0f} accepted "
-        f"jobs/s with {sellers} concurrent sellers on loopback, {_engine(server)}"
+            for process in processes:
+                process.stop()
+
+
+def fill_queue(market: Market, jobs: int) -> None:
+    """Queue `jobs` jobs through the API (1,000 a request)."""
+    for start in range(0, jobs, 1000):
+        inputs = [str(i).encode() for i in range(start, min(jobs, start + 1000))]
+        market.buyer.submit(market.program, inputs, replicas=1)
+
+
+def deepen_queue(db: Location, jobs: int) -> None:
+    """Copy the newest job `jobs` times in SQL (the API would take minutes): a queue that
+    deep behind the jobs the sellers take first."""
+    conn = connect(db)
+    postgres = is_postgres(conn)
+    columns = (
+        "account_id, program, input, cpu_seconds, wall_seconds, memory_bytes, output_bytes, "
+        "replicas, max_results, state, slots, created, adaptive, reserved"
     )
-    return rate, accepted
+    numbers = (
+        "generate_series(1, ?) AS n"
+        if postgres
+        else "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+        "SELECT i FROM n) AS n"
+    )
+    conn.execute(
+        f"INSERT INTO jobs ({columns}) SELECT {columns} FROM {numbers}, "
+        f"(SELECT * FROM jobs ORDER BY id DESC LIMIT 1) AS newest",
+        (jobs,),
+    )
+    # As the market's own statistics keeper would (market.pgstore.Analyzer); a SQLite
+    # market keeps none.
+    if postgres:
+        conn.execute("ANALYZE")
+    conn.close()
+
+
+class _Capture:
+    """A connection that records the one statement it is given instead of running it."""
+
+    sql = ""
+    parameters: object = ()
+
+    def execute(self, sql: str, parameters: object = ()) -> _Capture:
+        self.sql, self.parameters = sql, parameters
+        return self
+
+    def fetchone(self) -> None:
+        return None
+
+
+def lease_plan(db: Location, runs: int = 200) -> tuple[list[str], bool, float]:
+    """The database's plan for the lease query (market.leasing.ready_job, as a lease runs
+    it), whether it walks an index rather than the queue, and its milliseconds per run."""
+    capture = _Capture()
+    conn = connect(db)
+    postgres = is_postgres(conn)
+    # On SQLite no lock clause: capture as SQLite sees it.
+    leasing.ready_job(capture, "10.9.9.9", (1 << 40, 1 << 20), lock=postgres)  # type: ignore[arg-type]
+    explain = "EXPLAIN " if postgres else "EXPLAIN QUERY PLAN "
+    rows = conn.execute(explain + capture.sql, capture.parameters).fetchall()
+    began = time.perf_counter()
+    for _ in range(runs):
+        conn.execute(capture.sql, capture.parameters).fetchone()
+    took = (time.perf_counter() - began) / runs
+    conn.close()
+    lines = [str(row[0]) if postgres else str(row[-1]) for row in rows]
+    # A plan that reads the whole queue: a sequential scan (PostgreSQL) or a bare SCAN.
+    whole = [line for line in lines if "Seq Scan on jobs" in line or line.strip() == "SCAN jobs"]
+    return lines, not whole, took * 1000
+
+
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _backends(db: Location) -> list[int]:
+    """The PostgreSQL server processes serving this database's connections."""
+    if not isinstance(db, str):
+        return []
+    with psycopg.connect(db, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid != pg_backend_pid()"
+        ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+@dataclass(frozen=True)
+class Figures:
+    rate: float  # lease + result round trips per second
+    market_ms: float  # CPU milliseconds per round trip in the market processes
+    postgres_ms: float  # ... and in the PostgreSQL server processes of its database
+
+
+def measure(market: Market, seconds: float) -> Figures:
+    pids = [p.process.pid for p in market.instances if p.process is not None]
+    backends = _backends(market.db)
+    before = [_cpu(pid) for pid in pids], [_cpu(pid) for pid in backends]
+    rate, elapsed = asyncio.run(round_trips(market.seats, seconds))
+    after = [_cpu(pid) for pid in pids], [_cpu(pid) for pid in backends]
+    trips = max(1.0, rate * elapsed)
+    spent = [sum(a) - sum(b) for a, b in zip(after, before, strict=True)]
+    return Figures(rate, 1000 * spent[0] / trips, 1000 * spent[1] / trips)
 
 
 def _engine(server: str | None) -> str:
-    return "SQLite with fsync per commit" if server is None else "PostgreSQL"
+    return "SQLite" if server is None else "PostgreSQL"
 
 
-def bench_wake_up(pollers: int, rounds: int, server: str | None) -> None:
-    with tempfile.TemporaryDirectory() as tmp, market_database(Path(tmp), server) as db:
-        market, buyer, sha, seats = start_market(Path(tmp), pollers, db, seats_per_host=1)
-        try:
-            api_key = buyer.session.headers["Authorization"]
-            latencies = asyncio.run(wake_up_latency(market.port, seats, str(api_key), sha, rounds))
-        finally:
-            market.stop()
-    median = statistics.median(latencies) * 1000
+def bench_scale(sellers: int, instances: int, seconds: float, server: str | None) -> Figures:
+    with running_market(sellers, server, instances) as market:
+        # More jobs than the run can take: sellers never find the queue empty.
+        fill_queue(market, int(seconds * 1500))
+        figures = measure(market, seconds)
     print(
-        f"market: long-poll wake-up submit->lease median {median:.1f} ms, "
-        f"max {max(latencies) * 1000:.1f} ms over {rounds} rounds with {pollers} "
-        f"waiting sellers, {_engine(server)} (goal <= 50 ms)"
+        f"market {_engine(server):10} {instances} instance(s) {sellers:5} sellers: "
+        f"{figures.rate:5.0f} round trips/s, CPU per round trip: market "
+        f"{figures.market_ms:.2f} ms"
+        + (f", PostgreSQL {figures.postgres_ms:.2f} ms" if server else ""),
+        flush=True,
     )
+    return figures
 
 
-def _database(conn: Database, networks: int) -> tuple[int, str, list[hosts.Host]]:
-    """A buyer with coins, a program, and one host on each of `networks` networks."""
-    conn.execute("PRAGMA synchronous = OFF")
-    conn.execute("BEGIN")
-    buyer = accounts.create_account(conn, "buyer").id
-    accounts.create_account(conn, "seller")
-    ledger.grant(conn, buyer, 10**15, 0)
-    program = b"bench program"
-    sha = hashlib.sha256(program).hexdigest()
-    jobs.store_program(conn, buyer, program, sha)
-    fleet = []
-    for i in range(networks):
-        order = accounts.create_order(conn, "seller").order_id
-        enrolled = hosts.enroll(conn, order, 1, f"10.0.{i // 250}.{i % 250 + 1}")
-        found = hosts.authenticate(conn, enrolled.host_id, enrolled.secret)
-        assert found is not None
-        fleet.append(found)
-    conn.execute("COMMIT")
-    return buyer, sha, fleet
-
-
-def bench_writer(mode: str, count: int) -> float:
-    """Accepted jobs per second of the market's writer alone (no HTTP, no fsync): the
-    database work of a lease and a result, one transaction each, as the writer runs them."""
-    with tempfile.TemporaryDirectory() as tmp:
-        conn = open_database(Path(tmp) / "writer.db")
-        buyer, sha, fleet = _database(conn, 50)
-        if mode == "trusted":
-            conn.executemany(
-                "INSERT INTO trust (host_id, program, valid) VALUES (?, ?, ?)",
-                [(h.id, sha, trust.TRUSTED) for h in fleet],
-            )
-        limits = JobLimits(cpu_seconds=10, wall_seconds=300.0)
-        replicas = 1 if mode == "trust-all" else None
-        conn.execute("BEGIN")
-        jobs.submit_jobs(conn, buyer, sha, [b"x"] * count, limits, replicas)
-        conn.execute("COMMIT")
-        done = agreement.ResultIn("ok", 0, b"out", 1.0, 1.0, "")
-        began = time.perf_counter()
-        for turn in range(count):
-            host = fleet[turn % len(fleet)]
-            conn.execute("BEGIN")
-            lease = leasing.grant_lease(conn, host, 0, (1 << 40, 1 << 20), 60, 1.0)
-            conn.execute("COMMIT")
-            if lease is None:
-                break
-            conn.execute("BEGIN")
-            agreement.record_result(conn, lease.id, host.id, done, 1.0)
-            conn.execute("COMMIT")
-        took = time.perf_counter() - began
-        accepted = conn.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()[0]
-        conn.close()
-    return float(accepted) / took
-
-
-def bench_ledger_check(count: int) -> None:
-    """Settle `count` jobs in a market database (two agreeing hosts for most, a cancel for
-    every tenth), then time ledger.check over its books."""
-    with tempfile.TemporaryDirectory() as tmp:
-        conn = open_database(Path(tmp) / "ledger.db")
-        buyer, sha, pair = _database(conn, 2)
-        conn.execute("BEGIN")
-        limits = JobLimits(cpu_seconds=10, wall_seconds=300.0)
-        done = agreement.ResultIn("ok", 0, b"out", 1.0, 1.0, "")
-        for start in range(0, count, 1000):
-            ids = jobs.submit_jobs(conn, buyer, sha, [b"x"] * min(1000, count - start), limits, 2)
-            for job_id in ids:
-                if job_id % 10 == 0:
-                    agreement.cancel(conn, buyer, job_id, 1.0)
-                    continue
-                for host in pair:
-                    lease = leasing.grant_lease(conn, host, 0, (1 << 40, 1 << 20), 60, 1.0)
-                    assert lease is not None and lease.job_id == job_id
-                    agreement.record_result(conn, lease.id, host.id, done, 1.0)
-        conn.execute("COMMIT")
-        transfers = conn.execute("SELECT count(*) FROM transfers").fetchone()[0]
-        began = time.perf_counter()
-        problems = ledger.check(conn)
-        took = time.perf_counter() - began
-        conn.close()
-    assert problems == [], problems
+def bench_deep_queue(depth: int, seconds: float, server: str | None) -> None:
+    """Round trips/s and the lease query's time with a short queue, then with `depth`
+    more jobs waiting behind it."""
+    rates, query_ms = [], []
+    plan: list[str] = []
+    indexed, filled = False, 0.0
+    for deep in (False, True):
+        with running_market(200, server) as market:
+            fill_queue(market, int(seconds * 1500))
+            if deep:
+                began = time.monotonic()
+                deepen_queue(market.db, depth)
+                filled = time.monotonic() - began
+            plan, indexed, took = lease_plan(market.db)
+            query_ms.append(took)
+            rates.append(measure(market, seconds).rate)
     print(
-        f"ledger: check over {count} jobs ({transfers} transfers) took {took:.2f} s; "
-        "the books add up"
+        f"market {_engine(server)}: {rates[0]:.0f} round trips/s and {query_ms[0]:.2f} ms per "
+        f"lease query with {int(seconds * 1500)} jobs queued; {rates[1]:.0f} and "
+        f"{query_ms[1]:.2f} ms with {depth:,} more waiting (queued in {filled:.1f} s); its plan "
+        + ("walks an index:" if indexed else "does NOT walk an index:")
     )
+    for line in plan:
+        print(f"    {line}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sellers", type=int, default=200, help="concurrent simulated sellers")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each throughput run")
-    parser.add_argument("--pollers", type=int, default=20, help="sellers waiting for a job")
-    parser.add_argument("--rounds", type=int, default=30, help="wake-up latency samples")
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each mode, alternating")
-    parser.add_argument("--ledger-jobs", type=int, default=100_000, help="jobs in the ledger check")
-    parser.add_argument(
-        "--postgres",
-        metavar="URL",
-        help="run the market on a new database of this PostgreSQL server per run "
-        "(e.g. postgresql:///postgres?host=/var/run/postgresql) instead of SQLite",
-    )
-    args = parser.parse_args()
+def bench_validation(sellers: int, seconds: float, repeat: int) -> None:
+    """Accepted jobs/s (SQLite) in three modes: 'trust-all' (replicas 1), 'from-scratch'
+    (adaptive, no host trusted at the start) and 'trusted' (adaptive, every host at the
+    trust floor n = 10, where the most results are replicated)."""
+    runs: dict[str, list[float]] = {"trust-all": [], "from-scratch": [], "trusted": []}
     # Modes alternate, and each figure is the median of its runs: on a shared machine the
     # load drifts between runs, and alternating keeps it from favouring one mode.
-    runs: dict[str, list[float]] = {"trust-all": [], "from-scratch": [], "trusted": []}
-    for _ in range(args.repeat):
+    for _ in range(repeat):
         for mode, accepted in runs.items():
-            accepted.append(bench_round_trips(args.sellers, args.seconds, mode, args.postgres)[1])
+            with running_market(sellers, None) as market:
+                if mode == "trusted":
+                    conn = connect(market.db)
+                    conn.execute(
+                        "INSERT INTO trust (host_id, program, valid) SELECT id, ?, ? FROM hosts",
+                        (market.program, trust.TRUSTED),
+                    )
+                    conn.close()
+                replicas = 1 if mode == "trust-all" else None
+                for start in range(0, int(seconds * 3000), 1000):
+                    inputs = [str(i).encode() for i in range(start, start + 1000)]
+                    market.buyer.submit(market.program, inputs, replicas=replicas)
+                rate, elapsed = asyncio.run(round_trips(market.seats, seconds))
+                conn = connect(market.db)
+                done = conn.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()
+                conn.close()
+            accepted.append(int(done[0]) / elapsed)
+            print(f"market [{mode}]: {rate:.0f} round trips/s, {accepted[-1]:.0f} accepted jobs/s")
     trust_all, trusted = (statistics.median(runs[m]) for m in ("trust-all", "trusted"))
     print(
         f"market: median accepted jobs/s: trust-all {trust_all:.0f}, from scratch "
         f"{statistics.median(runs['from-scratch']):.0f}, trusted {trusted:.0f}: validation once "
         f"hosts are trusted costs {100 * (1 - trusted / trust_all):.1f}% (goal <= 10%)"
     )
-    writer: dict[str, list[float]] = {"trust-all": [], "trusted": []}
-    for _ in range(args.repeat):
-        for mode, accepted in writer.items():
-            accepted.append(bench_writer(mode, 3000))
-    alone, checked = (statistics.median(writer[m]) for m in ("trust-all", "trusted"))
+
+
+async def wake_up_latency(market: Market, rounds: int) -> list[float]:
+    buyer = Connection(market.seats[0].port, str(market.buyer.session.headers["Authorization"]))
+    submit = json.dumps(
+        {"program": market.program, "inputs": [base64.b64encode(b"x").decode()], "replicas": 1}
+    ).encode()
+    latencies: list[float] = []
+    for _ in range(rounds):
+        pollers = [Connection(s.port, s.authorization, s.source) for s in market.seats]
+        body = [json.dumps({"wait": 30, "seat": s.seat}).encode() for s in market.seats]
+        leases = [
+            asyncio.create_task(c.request("POST", "/v1/lease", b))
+            for c, b in zip(pollers, body, strict=True)
+        ]
+        await asyncio.sleep(0.2)  # every poller is waiting now
+        start = time.monotonic()
+        await buyer.request("POST", "/v1/jobs", submit)
+        _, pending = await asyncio.wait(leases, return_when=asyncio.FIRST_COMPLETED)
+        latencies.append(time.monotonic() - start)
+        for task in pending:
+            task.cancel()
+        for c in pollers:
+            c.close()
+        await asyncio.sleep(0.1)
+    buyer.close()
+    return latencies
+
+
+def bench_wake_up(pollers: int, rounds: int, server: str | None) -> None:
+    with running_market(pollers, server, seats_per_host=1) as market:
+        latencies = asyncio.run(wake_up_latency(market, rounds))
     print(
-        f"market writer alone: median accepted jobs/s: trust-all {alone:.0f}, trusted "
-        f"{checked:.0f}: validation costs {100 * (1 - checked / alone):.1f}% (goal <= 10%)"
+        f"market {_engine(server)}: long-poll wake-up submit->lease median "
+        f"{statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms over "
+        f"{rounds} rounds with {pollers} waiting sellers (goal <= 50 ms)"
     )
-    bench_wake_up(args.pollers, args.rounds, args.postgres)
-    bench_ledger_check(args.ledger_jobs)
+
+
+def capacity(figures: dict[tuple[str, int, int], Figures]) -> None:
+    """What the paper fleet needs, next to what each engine did here."""
+    need = FLEET / (JOB_MINUTES * 60)
+    print(
+        f"capacity: {FLEET:,} machines each finishing a job every {JOB_MINUTES} minutes need "
+        f"{need:.0f} round trips/s; this machine has {os.cpu_count()} cores"
+    )
+    for engine in ("SQLite", "PostgreSQL"):
+        runs = {key: f for key, f in figures.items() if key[0] == engine}
+        if not runs:
+            continue
+        (_, sellers, instances), best = max(runs.items(), key=lambda kv: kv[1].rate)
+        cores = need * (best.market_ms + best.postgres_ms) / 1000
+        print(
+            f"capacity {engine}: best {best.rate:.0f} round trips/s ({instances} instance(s), "
+            f"{sellers} sellers) = {best.rate / need:.1f}x the fleet; at its CPU per round trip "
+            f"the fleet needs {cores:.1f} cores busy"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each run")
+    parser.add_argument(
+        "--sellers", type=int, nargs="+", default=[200, 1000], help="simulated seller counts"
+    )
+    parser.add_argument(
+        "--instances", type=int, nargs="+", default=[1, 2, 4], help="market instance counts"
+    )
+    parser.add_argument("--depth", type=int, default=1_000_000, help="jobs in the deep queue")
+    parser.add_argument("--pollers", type=int, default=20, help="sellers waiting for a job")
+    parser.add_argument("--rounds", type=int, default=30, help="wake-up latency samples")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each validation mode")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        default=os.environ.get("CPUSHARE_BENCH_POSTGRES", DEFAULT_POSTGRES),
+        help="a PostgreSQL server on which each run gets a new database "
+        "[env CPUSHARE_BENCH_POSTGRES; default: %(default)s]",
+    )
+    parser.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL")
+    args = parser.parse_args()
+    servers: list[str | None] = [None] if args.sqlite_only else [None, args.postgres]
+    print(f"market bench on {os.cpu_count()} cores", flush=True)
+    figures: dict[tuple[str, int, int], Figures] = {}
+    for sellers in args.sellers:
+        for instances in args.instances:
+            for server in servers:
+                key = (_engine(server), sellers, instances)
+                figures[key] = bench_scale(sellers, instances, args.seconds, server)
+    for sellers in args.sellers:
+        one = {s: figures.get((s, sellers, 1)) for s in ("SQLite", "PostgreSQL")}
+        if one["SQLite"] and one["PostgreSQL"]:
+            print(
+                f"market {sellers} sellers, one instance: PostgreSQL at "
+                f"{one['PostgreSQL'].rate / one['SQLite'].rate:.2f}x SQLite (goal >= 0.8x)"
+            )
+    capacity(figures)
+    for server in servers:
+        bench_deep_queue(args.depth, args.seconds, server)
+    for server in servers:
+        bench_wake_up(args.pollers, args.rounds, server)
+    bench_validation(args.sellers[0], args.seconds, args.repeat)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """`livecd market ...`: run the CPUShare market (`serve`, `openapi`, `cert`), and the group
 that holds the operator's commands (`market_admin`: `account`, `order`, `host`,
-`ledger-check`, on the database directly) and the buyer's (`market_buyer`: `submit`,
-`cancel`, `status`, `results`, over the HTTP API with an account's API key).
+`ledger-check`, on the database directly; `market_transfer`: `export`, `import`) and the
+buyer's (`market_buyer`: `submit`, `cancel`, `status`, `results`, over the HTTP API with an
+account's API key).
 """
 
 from __future__ import annotations
@@ -179,5 +180,5 @@ def cert(names: tuple[str, ...], cert_out: Path, key_out: Path, as_json: bool) -
         click.echo(f"wrote {cert_out} and {key_out}; orders pin cert_sha256 = {pin}")
 
 
-# The operator's and the buyer's commands register on `market` when imported.
-from livecd.cli import market_admin, market_buyer  # noqa: E402, F401
+# The operator's, the transfer and the buyer's commands register on `market` when imported.
+from livecd.cli import market_admin, market_buyer, market_transfer  # noqa: E402, F401
