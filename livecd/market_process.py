@@ -96,6 +96,7 @@ class MarketProcess:
         cert_names: Sequence[str] = (),
         livecd: Path | None = None,
         public_url: str | None = None,
+        trusted_proxies: Sequence[str] = (),
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
@@ -103,6 +104,7 @@ class MarketProcess:
         self.port = port or free_port()
         self.lease_seconds = lease_seconds
         self.livecd = livecd
+        self.trusted_proxies = tuple(trusted_proxies)
         self.public_url = public_url
         if cert_names:
             tls = (workdir / "market-cert.pem", workdir / "market-key.pem")
@@ -123,6 +125,8 @@ class MarketProcess:
     def start(self, timeout: float = 20.0) -> MarketProcess:
         argv = [*SERVE, "--db", str(self.db), "--listen", f"127.0.0.1:{self.port}"]
         argv += ["--lease-seconds", str(self.lease_seconds)]
+        for proxy in self.trusted_proxies:
+            argv += ["--trusted-proxy", proxy]
         if self.livecd:
             argv += ["--livecd", str(self.livecd)]
         if self.public_url:

@@ -34,6 +34,8 @@ class ServeOptions:
     public_url: str | None = None
     lease_seconds: float = 60.0
     livecd: Path | None = None
+    # Addresses of TLS-terminating proxies whose X-Forwarded-For/-Proto are believed.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -126,7 +128,9 @@ def serve(options: ServeOptions) -> None:
             access_log=False,
             # The peer's own address counts agreement (market.hosts): no client, a QEMU
             # guest arriving from 127.0.0.1 included, may name another with a header.
-            proxy_headers=False,
+            # Only the operator's own proxies, named one by one, may pass the address on.
+            proxy_headers=bool(options.trusted_proxies),
+            forwarded_allow_ips=list(options.trusted_proxies) or None,
             log_level="warning",
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
             # No limit_concurrency: its 503s would fall on honest sellers as much as on

@@ -106,6 +106,15 @@ def migrate(db: Location) -> None:
     "order built in (GET /v1/orders/ORDER/livecd.iso) [default: none, and that download "
     "says so].",
 )
+@click.option(
+    "--trusted-proxy",
+    "trusted_proxies",
+    multiple=True,
+    metavar="ADDR",
+    help="A TLS-terminating proxy in front of the market (repeatable): its X-Forwarded-For "
+    "and X-Forwarded-Proto are believed, so agreement still sees each seller's own network. "
+    "Anyone else's headers are ignored.",
+)
 def serve(
     db: Location,
     listen: str,
@@ -114,15 +123,18 @@ def serve(
     public_url: str | None,
     lease_seconds: float,
     livecd: Path | None,
+    trusted_proxies: tuple[str, ...],
 ) -> None:
-    """Serve the market API. Plain HTTP is allowed on loopback only; elsewhere give
-    --cert and --key. The database is created and migrated on start."""
+    """Serve the market API and its web portal. Plain HTTP is allowed on loopback only;
+    elsewhere give --cert and --key. The database is created and migrated on start."""
     from market.server import ServeError, ServeOptions, parse_listen, prepare
     from market.server import serve as run_server
 
     try:
         host, port = parse_listen(listen)
-        options = ServeOptions(db, host, port, cert, key, public_url, lease_seconds, livecd)
+        options = ServeOptions(
+            db, host, port, cert, key, public_url, lease_seconds, livecd, trusted_proxies
+        )
         url = _user_errors(lambda: prepare(options))
     except ServeError as exc:
         raise UserError(str(exc)) from None
