@@ -152,12 +152,14 @@ def memory(iso: Path, work: Path) -> dict[str, int]:
     return found
 
 
-def first_result(iso: Path, work: Path) -> tuple[float | None, list[str]]:
+def first_result(iso: Path, work: Path) -> float | None:
+    """Guest uptime at the first accepted result; the milestone table (the timeline)."""
     cfg = GuestConfig(iso=iso, cpus=1, nic="virtio-net-pci")
     result = run_sale(cfg, work / "sale.log", work, jobs=2, timeout=600)
     format_report(result, print)
-    timeline = [f"{e.event:<16} {e.uptime:7.2f} s" for e in result.milestones if e.uptime]
-    return (result.sale.first_result_uptime if result.sale else None), timeline
+    for problem in result.problems:
+        print(f"bench_boot: problem: {problem}")
+    return result.sale.first_result_uptime if result.sale else None
 
 
 def main() -> int:
@@ -177,7 +179,7 @@ def main() -> int:
         floor_img = work / "floor.img"
         floor_size = floor_initramfs(busybox_binary(built), floor_img, 1_700_000_000)
         floor = floor_uptime(kernel, append, floor_img, work)
-        first, timeline = first_result(built.iso, work)
+        first = first_result(built.iso, work)
         mem = memory(built.iso, work)
     mib = 1024 * 1024
     print(f"floor initramfs                   {floor_size / mib:7.2f} MiB")
@@ -185,9 +187,6 @@ def main() -> int:
     print(f"first accepted result at uptime   {first or 0:7.2f} s")
     if floor and first:
         print(f"ratio to the floor                {first / floor:7.2f}   (goal <= {RATIO_GOAL})")
-    print("timeline (guest uptime):")
-    for row in timeline:
-        print(f"    {row}")
     if "MemTotal" in mem and "MemAvailable" in mem:
         live = (mem["MemTotal"] - mem["MemAvailable"]) / 1024
         print(f"live system memory (128 MiB)      {live:7.1f} MiB (goal <= {LIVE_MEMORY_GOAL_MB})")
