@@ -51,3 +51,12 @@ def test_anything_but_a_serial_port_is_refused_in_one_line(value: str) -> None:
     out, err = _run(f"quiet cpushare.shell={value}\n")
     assert out == ""
     assert err == f"cpushare.shell={value} is not a serial port ttyS0 to ttyS9: no shell\n"
+
+
+def test_busybox_inits_own_table_starts_no_serial_shell() -> None:
+    inittab = render("rootfs/etc/inittab.j2", {"version": "0"})
+    entries = [line for line in inittab.splitlines() if line and not line.startswith("#")]
+    assert entries and not [line for line in entries if "ttyS" in line]
+    # /init is what adds the line, from the kernel's command line.
+    init = render("rootfs/init.j2", {"version": "0", "build_date": "2023-11-14"})
+    assert "/lib/cpushare/shell-option </proc/cmdline" in init
