@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.qemu, pytest.mark.matrix]
 )
 def test_96_mib_boots_and_sells(iso: Path, tmp_path: Path) -> None:
     cfg = GuestConfig(iso=iso, memory_mb=96)
-    result = run_sale(cfg, tmp_path / "serial.log", tmp_path, jobs=1, timeout=240)
+    result = run_sale(cfg, tmp_path / "serial.log", tmp_path, jobs=1, timeout=120)
     assert result.ok, result.problems
     assert result.sale is not None and result.sale.first_result_uptime is not None
 
@@ -42,7 +42,7 @@ def test_96_mib_boots_and_sells(iso: Path, tmp_path: Path) -> None:
 )
 def test_uefi_secure_boot_at_256_mib_boots(iso: Path, tmp_path: Path) -> None:
     cfg = GuestConfig(iso=iso, firmware="uefi", secure_boot=True, memory_mb=256)
-    result = run_smoke(cfg, tmp_path / "serial.log", timeout=180)
+    result = run_smoke(cfg, tmp_path / "serial.log", timeout=90)
     assert result.ok, result.problems
     secureboot = result.first("secureboot")
     assert secureboot is not None and secureboot.fields["state"] == "enforced"
