@@ -38,8 +38,8 @@ def test_96_mib_boots_and_sells(iso: Path, tmp_path: Path) -> None:
     reason="entered through Debian 12's signed GRUB 2.06 (its EFI handover path), the 6.1 "
     "kernel's EFI stub finds its compressed payload damaged below ~320 MiB: 'EFI stub: "
     "WARNING: Decompression failed: XZ-compressed data is corrupt' (with efi=debug), "
-    "'Failed to decompress kernel'; nokaslr changes nothing; the firmware's next try then "
-    "stops at GRUB's 'cannot allocate kernel buffer'",
+    "'Failed to decompress kernel'; nokaslr or a 0.9 MB initramfs change nothing; the "
+    "firmware's next try then stops at GRUB's 'cannot allocate kernel buffer'",
 )
 def test_uefi_secure_boot_at_256_mib_boots(iso: Path, tmp_path: Path) -> None:
     cfg = GuestConfig(iso=iso, firmware="uefi", secure_boot=True, memory_mb=256)
