@@ -41,7 +41,8 @@ postgres: setup
 # The whole boot matrix (NICs, vCPUs, 256 MB) and the slow recovery tests; the default
 # suite boots only their representative part.
 test-matrix: setup
-	$(PY) -m pytest -q -m qemu $(PYTEST_ARGS) tests/boot/test_matrix.py tests/boot/test_recovery.py
+	$(PY) -m pytest -q -m qemu $(PYTEST_ARGS) tests/boot/test_matrix.py tests/boot/test_recovery.py \
+	    tests/boot/test_small_machines.py
 
 smoke: iso
 	$(LIVECD) smoke $(ISO)

@@ -2,6 +2,8 @@
 
 They let the machine's owner change what the CD does without rebuilding it, at the boot
 menu (press Tab or e): `cpushare.sellers=N`, `cpushare.nice=N`, `cpushare.screen=off`.
+`cpushare.shell=ttyS1` (a root shell on that serial port, none without it) is read before
+Python runs, by /init (templates/rootfs/lib/cpushare/shell-option), with the same rules.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """The QEMU harness: boot the live CD headless and check what it says and does.
 
 - `machine`: the QEMU command line (firmware, media, NIC, memory, the restricted network);
+- `direct`: the ISO's kernel booted directly with options of the harness's own (the
+  shell's `cpushare.shell=ttyS1`, which a headless guest cannot type at a boot menu);
 - `guest`: a running headless guest (serial console, QMP, shell on ttyS1, power off);
 - `events`: the guest's `cpushare:` console lines as events, and waiting for them;
 - `report`: what a boot run found (milestones, problems), as a table or JSON;

@@ -160,6 +160,15 @@ class Guest:
                 return int(match.group(2)), match.group(1).replace("\r\n", "\n")
         raise TimeoutError(f"no answer from the guest shell to {command!r} within {timeout} s")
 
+    def shell_answers(self, timeout: float = 5.0) -> bool:
+        """Whether a shell answers on ttyS1 within `timeout` (scaled): the port needs its
+        socket (GuestConfig.shell or .ttys1). Only asked once the guest is up."""
+        try:
+            self.shell("true", timeout)
+        except TimeoutError:
+            return False
+        return True
+
     def kill(self) -> None:
         if self._proc and self._proc.poll() is None:
             self._proc.kill()

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Literal
 
 from livecd.errors import ToolMissing, UserError
+from livecd.qemu.direct import direct_boot
 from livecd.run import need
 
 OVMF_DIR = Path("/usr/share/OVMF")
+SHELL_OPTION = "cpushare.shell=ttyS1"
 NIC_MODELS = ("e1000", "e1000e", "virtio-net-pci", "rtl8139", "vmxnet3", "pcnet", "igb")
 Firmware = Literal["bios", "uefi"]
 Media = Literal["cdrom", "usb"]
@@ -53,7 +55,12 @@ class GuestConfig:
     drives: Sequence[Path] = ()  # extra raw fixed disks (e.g. a volunteer's data disk)
     sticks: Sequence[Path] = ()  # raw images as removable USB disks (e.g. a CPUSHARE medium)
     headless: bool = True
-    shell: bool = False  # a root shell on the second serial port (ttyS1), see Guest.shell
+    # A root shell on the second serial port (ttyS1), see Guest.shell: the live CD starts
+    # it only with the kernel option SHELL_OPTION, which the harness gives by booting the
+    # ISO's kernel directly (livecd.qemu.direct) rather than through its boot menu.
+    shell: bool = False
+    # ttyS1 on the shell's socket without the option: to check that no shell answers.
+    ttys1: bool = False
     extra: Sequence[str] = field(default_factory=tuple)
 
 
@@ -91,6 +98,13 @@ def qemu_argv(cfg: GuestConfig, workdir: Path) -> list[str]:
         argv += ["-m", str(cfg.memory_mb)]
     argv += _firmware(cfg, workdir)
     argv += _media(cfg)
+    if cfg.shell:
+        if cfg.secure_boot:
+            raise UserError(
+                "the harness's shell boots the kernel directly, which Secure Boot refuses: "
+                "use it without Secure Boot"
+            )
+        argv += direct_boot(cfg.iso, workdir, [SHELL_OPTION])
     if cfg.forwards:
         need("socat", "socat")
     netdev = ",".join(["user", "id=net0", "restrict=on", *(f.option() for f in cfg.forwards)])
@@ -116,13 +130,15 @@ def _firmware(cfg: GuestConfig, workdir: Path) -> list[str]:
 
 
 def _media(cfg: GuestConfig) -> list[str]:
-    """The ISO as a CD or a USB disk, then the USB sticks and the fixed disks."""
+    """The ISO as a CD or a USB disk, then the USB sticks and the fixed disks. The ISO
+    boots first, unless the kernel is booted directly (QEMU gives that boot index 0)."""
+    boot = 1 if cfg.shell else 0
     if cfg.media == "cdrom":
         argv = [
             "-drive",
             f"file={cfg.iso},media=cdrom,readonly=on,if=none,id=live",
             "-device",
-            "ide-cd,drive=live,bootindex=0",
+            f"ide-cd,drive=live,bootindex={boot}",
         ]
     else:
         argv = [
@@ -131,7 +147,7 @@ def _media(cfg: GuestConfig) -> list[str]:
             "-device",
             "qemu-xhci,id=xhci",
             "-device",
-            "usb-storage,bus=xhci.0,drive=live,removable=on,bootindex=0",
+            f"usb-storage,bus=xhci.0,drive=live,removable=on,bootindex={boot}",
         ]
     if cfg.sticks and cfg.media != "usb":
         argv += ["-device", "qemu-xhci,id=xhci"]
@@ -165,7 +181,7 @@ def _headless(cfg: GuestConfig, workdir: Path) -> list[str]:
         "-qmp",
         f"unix:{workdir / 'qmp.sock'},server=on,wait=off",
     ]
-    if cfg.shell:
+    if cfg.shell or cfg.ttys1:
         # After `-serial stdio`: the second -serial is the guest's ttyS1.
         argv += [
             "-chardev",

@@ -4,7 +4,7 @@ button, and say what happened and when."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,10 +27,12 @@ def run_smoke(
     timeout: float = 120.0,
     expect: Sequence[str] | None = None,
     power_off_timeout: float = 30.0,
+    while_up: Callable[[Guest], list[str]] | None = None,
 ) -> Report:
     """Boot, collect milestones until every expected event was seen (or a problem, or
     `timeout` without the next one), then power off through the ACPI power button. No
-    market runs: the guest's network reaches nothing."""
+    market runs: the guest's network reaches nothing. `while_up` looks into the guest
+    once every milestone came, before the power-off, and returns problems."""
     wanted = list(expect or expected_events(cfg))
     report = Report()
     with Guest(cfg, log_path) as guest:
@@ -46,6 +48,8 @@ def run_smoke(
             if event.event in wanted:
                 wanted.remove(event.event)
         report.milestones = console.events
+        if while_up is not None and not wanted and guest.running:
+            report.problems += while_up(guest)
         power_off(guest, report, power_off_timeout)
     return report
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cpushare.console import events_in
+from livecd.qemu.guest import Guest
 from livecd.qemu.machine import GuestConfig, qemu_argv
 from livecd.qemu.smoke import run_smoke
 
@@ -18,11 +19,17 @@ def _console(log: Path) -> str:
     return log.read_text(errors="replace")
 
 
+def _no_shell_on_ttys1(guest: Guest) -> list[str]:
+    return ["a root shell answers on ttyS1 without cpushare.shell"] if guest.shell_answers() else []
+
+
 def test_qemus_defaults_boot_and_start_a_seller(iso: Path, tmp_path: Path) -> None:
     # No -m and QEMU's own NIC model: what `qemu-system-x86_64 -cdrom ISO` gives (128 MiB).
-    cfg = GuestConfig(iso=iso, memory_mb=None)
+    # The second serial port is there but, without the kernel option, no shell on it
+    # (on a server it is often the IPMI's serial-over-LAN).
+    cfg = GuestConfig(iso=iso, memory_mb=None, ttys1=True)
     assert "-m" not in qemu_argv(cfg, tmp_path)
-    result = run_smoke(cfg, tmp_path / "serial.log", timeout=180)
+    result = run_smoke(cfg, tmp_path / "serial.log", timeout=180, while_up=_no_shell_on_ttys1)
     assert result.ok, result.problems
     assert result.first("seller-started") is not None
     console = _console(tmp_path / "serial.log")

@@ -141,7 +141,7 @@ def test_headless_puts_the_console_on_stdio_and_qmp_and_shell_on_sockets(
     iso: Path, tmp_path: Path
 ) -> None:
     workdir = tmp_path / "w"
-    argv = _argv(GuestConfig(iso=iso, shell=True), workdir)
+    argv = _argv(GuestConfig(iso=iso, ttys1=True), workdir)
     assert _values(argv, "-display") == ["none"]
     assert _values(argv, "-monitor") == ["none"]
     # The first -serial is the guest's ttyS0 (the console), the second its ttyS1 (the shell).

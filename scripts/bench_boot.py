@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Boot figures of the default ISO against the floor, measured in one run. Prints,
+asserts nothing.
+
+    scripts/bench_boot.py [--output ISO]
+
+The floor: the ISO's own kernel with a busybox initramfs (about 1 MB) whose /init prints
+its uptime and powers off, booted directly under the same settings (BIOS, 1 vCPU,
+virtio-net, TCG, 512 MiB): no boot loader, no unpacking worth the name, no user space;
+the median of three boots.
+Then the ISO sells through its boot menu and the figure is the guest uptime at its first
+accepted result, and its ratio to the floor's uptime at /init (goal: at most 2.5). The
+live system's own memory is MemTotal minus MemAvailable at QEMU's default 128 MiB with
+one idle seller (no market, so no job), where it goes, and the sizes of what is booted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import lzma
+import stat
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from livecd import stage1
+from livecd.build import BuildOptions, BuildResult, build
+from livecd.deb import unpacked
+from livecd.files import cache_home
+from diskformats.compress import compress
+from diskformats.cpio import Entry, write_newc
+from livecd.profile import load_profile
+from livecd.qemu.direct import direct_boot
+from livecd.qemu.guest import Guest, scaled
+from livecd.qemu.machine import GuestConfig, accelerator
+from livecd.qemu.matrix import live_memory
+from livecd.qemu.report import format_report
+from livecd.qemu.sale import run_sale
+from livecd.qemu.smoke import run_smoke
+from livecd.run import need
+
+RATIO_GOAL = 2.5
+LIVE_MEMORY_GOAL_MB = 40
+ISO_GOAL_MB = 20
+FLOOR_BOOTS = 3
+FLOOR_MARKER = "floor-init uptime="
+FLOOR_INIT = f"""#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+echo "{FLOOR_MARKER}$(/bin/busybox cut -d' ' -f1 /proc/uptime)"
+/bin/busybox poweroff -f
+"""
+SCREEN_UP = "ps -o args | grep -q '[c]pushare[.]screen'"
+# What the live system's memory is made of (kB lines of /proc/meminfo).
+MEMINFO = ("MemTotal", "MemAvailable", "MemFree", "Cached", "Shmem", "Slab", "KernelStack",
+           "PageTables", "AnonPages")  # fmt: skip
+
+
+@dataclass
+class Sizes:
+    iso: int
+    initramfs: int  # as on the CD: the compressed first stage, then the image
+    first_stage: int  # compressed
+    first_stage_unpacked: int
+    image: int  # the squashfs image, compressed by mksquashfs, unpacked as it is
+    rootfs: int  # the files inside the image
+
+
+def busybox_binary(built: BuildResult) -> Path:
+    """The build's busybox-static binary, from the builder's cache of unpacked packages."""
+    package = next(p for p in built.packages if p.name == "busybox-static")
+    deb = cache_home() / "debs" / f"{package.sha256}.deb"
+    return unpacked(deb, cache_home()) / "bin" / "busybox"
+
+
+def floor_initramfs(busybox: Path, out: Path, epoch: int) -> int:
+    """The floor's initramfs (busybox and /init, zstd as the CD's first stage); its size."""
+    entries = [
+        Entry("bin", stat.S_IFDIR | 0o755),
+        Entry("bin/busybox", stat.S_IFREG | 0o755, source=busybox),
+        Entry("dev", stat.S_IFDIR | 0o755),
+        Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)),
+        Entry("proc", stat.S_IFDIR | 0o755),
+        Entry("init", stat.S_IFREG | 0o755, data=FLOOR_INIT.encode()),
+    ]
+    buf = io.BytesIO()
+    write_newc(entries, buf, mtime=epoch)
+    data = compress(buf.getvalue(), "zstd")
+    out.write_bytes(data)
+    return len(data)
+
+
+def floor_uptime(kernel: Path, append: str, initramfs: Path, work: Path) -> float | None:
+    """The floor's guest uptime at /init: the ISO's kernel and command line, booted
+    directly with the floor's initramfs, on the same machine as the ISO's boots."""
+    argv = [
+        need("qemu-system-x86_64", "qemu-system-x86"),
+        *("-accel", accelerator(), "-smp", "1", "-m", "512", "-machine", "pc"),
+        *("-netdev", "user,id=net0,restrict=on", "-device", "virtio-net-pci,netdev=net0"),
+        *("-kernel", str(kernel), "-initrd", str(initramfs), "-append", append),
+        *("-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"),
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=scaled(300))
+    (work / "floor.log").write_text(done.stdout)
+    for line in done.stdout.splitlines():
+        if FLOOR_MARKER in line:
+            return float(line.split(FLOOR_MARKER, 1)[1].split()[0])
+    return None
+
+
+def sizes(built: BuildResult, initramfs: bytes, compression: str) -> Sizes:
+    first_stage, _ = stage1.split(initramfs)
+    return Sizes(
+        iso=built.size,
+        initramfs=built.initramfs_size,
+        first_stage=len(first_stage),
+        first_stage_unpacked=len(_decompress(first_stage.rstrip(b"\0"), compression)),
+        image=built.image_size,
+        rootfs=built.rootfs_size,
+    )
+
+
+def _decompress(data: bytes, method: str) -> bytes:
+    if method == "gzip":
+        return gzip.decompress(data)
+    if method == "xz":
+        return lzma.decompress(data)
+    if method in ("zstd", "lz4"):
+        return subprocess.run([method, "-dc"], input=data, capture_output=True).stdout
+    return data
+
+
+def memory(iso: Path, work: Path) -> dict[str, int]:
+    """/proc/meminfo (kB) and each process's PSS at QEMU's default memory, one seller
+    idle: no market answers, so no job runs."""
+    found: dict[str, int] = {}
+
+    def look(guest: Guest) -> list[str]:
+        # The status screen starts once a job is done or after 20 s: wait for it, and
+        # for its interpreter to settle.
+        guest.shell(f"for i in $(seq 60); do {SCREEN_UP} && break; sleep 1; done; sleep 5", 120)
+        status, out = guest.shell("cat /proc/meminfo")
+        for line in out.splitlines() if status == 0 else []:
+            name, _, rest = line.partition(":")
+            if name in MEMINFO:
+                found[name] = int(rest.split()[0])
+        for name, pss in live_memory(guest).by_name.items():
+            found[f"pss {name}"] = pss
+        return []
+
+    cfg = GuestConfig(iso=iso, memory_mb=None, nic="virtio-net-pci", shell=True)
+    report = run_smoke(cfg, work / "memory.log", timeout=180, while_up=look)
+    for problem in report.problems:
+        print(f"bench_boot: problem: {problem}")
+    return found
+
+
+def first_result(iso: Path, work: Path) -> float | None:
+    """Guest uptime at the first accepted result; the milestone table (the timeline)."""
+    cfg = GuestConfig(iso=iso, cpus=1, nic="virtio-net-pci")
+    result = run_sale(cfg, work / "sale.log", work, jobs=2, timeout=600)
+    format_report(result, print)
+    for problem in result.problems:
+        print(f"bench_boot: problem: {problem}")
+    return result.sale.first_result_uptime if result.sale else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--output", type=Path, help="keep the default profile's build here [a temporary folder]"
+    )
+    args = parser.parse_args()
+    profile = load_profile().with_overrides(timeout=0)
+    with tempfile.TemporaryDirectory(prefix="bench-boot-") as tmp:
+        work = Path(tmp)
+        built = build(BuildOptions(profile=profile, output=args.output or work / "bench.iso"))
+        # The ISO's kernel, initramfs and command line, as its boot menu has them.
+        boot = direct_boot(built.iso, work, [])
+        kernel, append = Path(boot[boot.index("-kernel") + 1]), boot[boot.index("-append") + 1]
+        size = sizes(built, (work / "initrd").read_bytes(), profile.compression)
+        floor_img = work / "floor.img"
+        floor_size = floor_initramfs(busybox_binary(built), floor_img, 1_700_000_000)
+        # The floor is short and this machine's load varies: the median of a few boots.
+        floors = [
+            u for _ in range(FLOOR_BOOTS) if (u := floor_uptime(kernel, append, floor_img, work))
+        ]
+        floor = statistics.median(floors) if floors else None
+        first = first_result(built.iso, work)
+        mem = memory(built.iso, work)
+    mib = 1024 * 1024
+    print(f"floor initramfs                   {floor_size / mib:7.2f} MiB")
+    print(f"floor uptime at /init             {floor or 0:7.2f} s (median of {FLOOR_BOOTS} boots)")
+    print(f"first accepted result at uptime   {first or 0:7.2f} s")
+    if floor and first:
+        print(f"ratio to the floor                {first / floor:7.2f}   (goal <= {RATIO_GOAL})")
+    if "MemTotal" in mem and "MemAvailable" in mem:
+        live = (mem["MemTotal"] - mem["MemAvailable"]) / 1024
+        print(f"live system memory (128 MiB)      {live:7.1f} MiB (goal <= {LIVE_MEMORY_GOAL_MB})")
+    for name, kib in mem.items():
+        print(f"    {name:<28} {kib / 1024:7.1f} MiB")
+    print(f"ISO                               {size.iso / mib:7.2f} MiB (goal <= {ISO_GOAL_MB} MB)")
+    print(f"initramfs on the CD               {size.initramfs / mib:7.2f} MiB")
+    print(f"    first stage, {profile.compression:<5}            {size.first_stage / mib:7.2f} MiB")
+    print(f"    first stage, unpacked         {size.first_stage_unpacked / mib:7.2f} MiB")
+    print(f"    squashfs image                {size.image / mib:7.2f} MiB")
+    print(f"    files in the image            {size.rootfs / mib:7.2f} MiB")
+    return 0 if floor and first else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
