@@ -28,12 +28,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from diskformats.compress import compress
+from diskformats.cpio import Entry, write_newc
 from livecd import stage1
 from livecd.build import BuildOptions, BuildResult, build
 from livecd.deb import unpacked
 from livecd.files import cache_home
-from diskformats.compress import compress
-from diskformats.cpio import Entry, write_newc
 from livecd.profile import load_profile
 from livecd.qemu.direct import direct_boot
 from livecd.qemu.guest import Guest, scaled
