@@ -35,6 +35,7 @@ class Lease:
     input: bytes
     limits: JobLimits
     deadline: float
+    seat: int
 
 
 def grant_lease(
@@ -97,7 +98,40 @@ def grant_lease(
         input=bytes(data),
         limits=JobLimits(cpu, wall, memory, output),
         deadline=now + lease_seconds,
+        seat=seat,
     )
+
+
+def check_seats(host: Host, seats: list[int]) -> None:
+    """Refuse a batch naming a seat twice or a seat this host does not have."""
+    if not seats:
+        raise MarketError("field 'seats' must name at least one seat")
+    if len(set(seats)) != len(seats):
+        raise MarketError("field 'seats' names a seat twice: each seat holds one lease")
+    for seat in seats:
+        if not 0 <= seat < host.seats:
+            raise MarketError(
+                f"seat {seat} is not one of this host's: seats go from 0 to {host.seats - 1}"
+            )
+
+
+def grant_leases(
+    conn: Connection,
+    host: Host,
+    seats: list[int],
+    limits: tuple[int, int],
+    lease_seconds: float,
+    now: float,
+) -> list[Lease]:
+    """A lease for each of `seats` in turn while jobs last (as grant_lease: each seat's
+    previous active lease is handed back, on every seat named, leased or not)."""
+    check_seats(host, seats)
+    granted = []
+    for seat in seats:
+        lease = grant_lease(conn, host, seat, limits, lease_seconds, now)
+        if lease is not None:
+            granted.append(lease)
+    return granted
 
 
 def ready_job(
