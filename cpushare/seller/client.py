@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import ssl
+import threading
 import time
 import urllib.parse
 from typing import Any
@@ -112,7 +113,9 @@ def _connection(order: SellOrder, timeout: float) -> http.client.HTTPConnection:
 
 
 class MarketClient:
-    """One seller's connection to its order's market (not thread-safe: one per thread)."""
+    """One seller's kept-alive connection to its order's market. Thread-safe: a lock
+    takes the requests of a seller's threads (its jobs' loop, its courier) in turn over
+    the one connection."""
 
     def __init__(
         self,
@@ -131,11 +134,13 @@ class MarketClient:
         self._headers = {"Authorization": f"Basic {token}", "User-Agent": USER_AGENT}
         self._conn: http.client.HTTPConnection | None = None
         self._last_used = 0.0
+        self._lock = threading.RLock()
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def request(
         self,
@@ -145,8 +150,23 @@ class MarketClient:
         *,
         timeout: float | None = None,
         cap: int = MAX_REPLY_BYTES,
+        exchange: float | None = None,
     ) -> tuple[int, bytes]:
-        """(status, body) of a 2xx reply; Unreachable, Refused or BadReply otherwise."""
+        """(status, body) of a 2xx reply; Unreachable, Refused or BadReply otherwise.
+        `timeout` bounds each read, `exchange` the whole request (the client's own if not
+        given)."""
+        with self._lock:
+            return self._request(method, path, body, timeout, cap, exchange or self.exchange)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        timeout: float | None,
+        cap: int,
+        exchange: float,
+    ) -> tuple[int, bytes]:
         data = None if body is None else json.dumps(body).encode()
         headers = dict(self._headers)
         if data is not None:
@@ -160,7 +180,7 @@ class MarketClient:
             self._conn.timeout = timeout or self.timeout
             if self._conn.sock is not None:
                 self._conn.sock.settimeout(self._conn.timeout)
-            with Deadline(self._conn, self.exchange) as deadline:
+            with Deadline(self._conn, exchange) as deadline:
                 self._conn.request(method, self.prefix + path, body=data, headers=headers)
                 deadline.sock = self._conn.sock
                 reply = self._conn.getresponse()
@@ -171,7 +191,7 @@ class MarketClient:
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             late = deadline is not None and deadline.expired
-            reason = f"no whole reply within {self.exchange:g} s" if late else exc
+            reason = f"no whole reply within {exchange:g} s" if late else exc
             raise Unreachable(f"{method} {path}: {reason or type(exc).__name__}") from None
         if len(payload) > cap or reply.will_close:
             self.close()
