@@ -9,6 +9,7 @@ takes its schemas of these documents from `schemas()`.
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -149,6 +150,7 @@ def schemas() -> dict[str, dict[str, Any]]:
                 "wait": {"type": "number", "minimum": 0, "default": 0},
                 "max_memory_bytes": {"type": "integer", "minimum": 0},
                 "max_cpu_seconds": {"type": "integer", "minimum": 0},
+                "max_output_bytes": {"type": "integer", "minimum": 0},
             },
         },
         "Leases": {
@@ -313,16 +315,18 @@ def parse_leases(doc: dict[str, Any] | None, seats: list[int]) -> list[LeaseOffe
     return offers
 
 
-def result_document(result: JobResult) -> dict[str, Any]:
-    """The seller's post of a job's result."""
-    return {
+def result_document(result: JobResult, *, output: bool = True) -> dict[str, Any]:
+    """The seller's post of a job's result (without its output, if so)."""
+    doc: dict[str, Any] = {
         "outcome": result.outcome.value,
         "exit_status": result.exit_status,
-        "output": base64.b64encode(result.output).decode(),
         "cpu_seconds": result.cpu_seconds,
         "wall_seconds": result.wall_seconds,
         "detail": result.detail,
     }
+    if output:
+        doc["output"] = base64.b64encode(result.output).decode()
+    return doc
 
 
 @dataclass(frozen=True)
@@ -345,9 +349,18 @@ def recorded_document(
     }
 
 
-def results_document(results: list[tuple[int, JobResult]]) -> dict[str, Any]:
-    """The seller's post of several leases' results at once."""
-    return {"results": [{"lease": lease, **result_document(r)} for lease, r in results]}
+def results_body(results: list[tuple[int, JobResult]]) -> list[bytes]:
+    """The seller's post of several leases' results at once, as JSON in pieces: each
+    output's base64 text is sent as it is, not copied again into one JSON string and its
+    bytes (a job's output in flight costs its seller once, plus its base64 text)."""
+    parts = [b'{"results": [']
+    for i, (lease, result) in enumerate(results):
+        doc = {"lease": lease, **result_document(result, output=False)}
+        head = json.dumps(doc).encode()[:-1]  # without its closing brace
+        parts += [b", " if i else b"", head, b', "output": "']
+        parts += [base64.b64encode(result.output), b'"}']
+    parts.append(b"]}")
+    return parts
 
 
 def parse_recorded_batch(

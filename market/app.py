@@ -295,6 +295,7 @@ class Market:
         limits = (
             bounded_int(doc, "max_memory_bytes", DEFAULT.memory_bytes, 0, 1 << 42),
             bounded_int(doc, "max_cpu_seconds", DEFAULT.cpu_seconds, 0, 1 << 30),
+            bounded_int(doc, "max_output_bytes", leasing.NO_OUTPUT_CAP, 0, leasing.NO_OUTPUT_CAP),
         )
         loop = asyncio.get_running_loop()
         give_up = loop.time() + wait
@@ -319,7 +320,7 @@ class Market:
                 return []
 
     async def _try_lease(
-        self, host: hosts.Host, seats: list[int], limits: tuple[int, int], *, woken: bool
+        self, host: hosts.Host, seats: list[int], limits: leasing.Fit, *, woken: bool
     ) -> list[leasing.Lease]:
         # Every waiting seller wakes at once: a look on the read connection first keeps
         # all but the lucky ones away from the writer.

@@ -19,6 +19,10 @@ from market.errors import Conflict, Forbidden, Gone, MarketError, NotFound
 from market.hosts import Host
 from market.slots import refresh_slots, take_slot
 
+# What a seller takes: (memory bytes, CPU seconds) and, if it says, (..., output bytes).
+Fit = tuple[int, int] | tuple[int, int, int]
+NO_OUTPUT_CAP = 1 << 40
+
 # A lease may outlive its job's wall-clock limit by this much: the seller downloads the
 # program and starts the jail after leasing, and posts the result after the jail ends.
 WALL_GRACE_SECONDS = 30.0
@@ -42,7 +46,7 @@ def grant_lease(
     conn: Connection,
     host: Host,
     seat: int,
-    limits: tuple[int, int],
+    limits: Fit,
     lease_seconds: float,
     now: float,
     chance: Callable[[], float] = random.random,
@@ -119,7 +123,7 @@ def grant_leases(
     conn: Connection,
     host: Host,
     seats: list[int],
-    limits: tuple[int, int],
+    limits: Fit,
     lease_seconds: float,
     now: float,
 ) -> list[Lease]:
@@ -134,22 +138,22 @@ def grant_leases(
     return granted
 
 
-def ready_job(
-    conn: Connection, network: str, limits: tuple[int, int], *, lock: bool = False
-) -> int | None:
+def ready_job(conn: Connection, network: str, limits: Fit, *, lock: bool = False) -> int | None:
     """The oldest job with a free slot that fits and that this network has not taken;
     `lock` (when leasing it) skips jobs another instance is leasing right now."""
-    memory, cpu = limits
+    memory, cpu = limits[0], limits[1]
+    output = limits[2] if len(limits) > 2 else NO_OUTPUT_CAP
     row = conn.execute(
         """
         SELECT id FROM jobs
         WHERE state = 'open' AND slots > 0 AND memory_bytes <= ? AND cpu_seconds <= ?
+          AND output_bytes <= ?
           AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_id = jobs.id
                           AND l.network = ? AND l.state != 'expired')
         ORDER BY id LIMIT 1
         """
         + (skip_locked(conn) if lock else ""),
-        (memory, cpu, network),
+        (memory, cpu, output, network),
     ).fetchone()
     return None if row is None else int(row[0])
 

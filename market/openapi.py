@@ -360,6 +360,12 @@ def _market_schemas(lease_defaults: tuple[int, int], max_wait: float) -> dict[st
                     "maximum": 1 << 30,
                     "default": cpu,
                 },
+                "max_output_bytes": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "only jobs whose output limit is within this (the "
+                    "seller's memory plan); absent: any",
+                },
             },
         },
         "Extended": _object(

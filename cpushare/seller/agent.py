@@ -21,7 +21,6 @@ import os
 import secrets
 import signal
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -29,14 +28,14 @@ from typing import TextIO
 
 from cpushare.console import emit
 from cpushare.jail import JailError, JobResult, Limits, run_job, self_test
-from cpushare.limits import MAX_EXCHANGE_SECONDS
+from cpushare.limits import BOUNDS, MAX_EXCHANGE_SECONDS
 from cpushare.order import SellOrder
 from cpushare.protocol import (
     LeaseOffer,
     Recorded,
     parse_leases,
     parse_recorded_batch,
-    results_document,
+    results_body,
 )
 from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply, Busy, MarketClient, Refused, Revoked, Unreachable
@@ -50,10 +49,9 @@ from cpushare.seller.host import (
     say_revoked,
 )
 from cpushare.seller.options import SellerOptions
+from cpushare.seller.programs import PROGRAM_CACHE_BYTES, ProgramCache
 from cpushare.seller.status import SellerStatus, StatusFile, boottime
 
-# Programs kept in memory, by sha256 (the live system has no disk to cache on).
-PROGRAM_CACHE_BYTES = 64 << 20
 # The longest a new seller may take to say anything: the jail's self-test, under emulation.
 SELF_TEST_SECONDS = 120.0
 # Handing a lease back is a courtesy on the way out: it must not delay a power-off.
@@ -69,25 +67,6 @@ def stop_on_signal(signum: int, _frame: FrameType | None) -> None:
     that happens is ignored."""
     signal.signal(signum, signal.SIG_IGN)
     raise SystemExit(128 + signum)
-
-
-class ProgramCache:
-    """Programs by sha256, least recently used dropped first."""
-
-    def __init__(self, capacity: int = PROGRAM_CACHE_BYTES) -> None:
-        self.capacity = capacity
-        self._programs: OrderedDict[str, bytes] = OrderedDict()
-
-    def get(self, sha256: str) -> bytes | None:
-        program = self._programs.get(sha256)
-        if program is not None:
-            self._programs.move_to_end(sha256)
-        return program
-
-    def put(self, sha256: str, program: bytes) -> None:
-        self._programs[sha256] = program
-        while sum(len(p) for p in self._programs.values()) > self.capacity:
-            self._programs.popitem(last=False)
 
 
 class Seller:
@@ -116,7 +95,9 @@ class Seller:
         self.running: LeaseOffer | None = None
         # The first pauses are short (a blip), unless the cap is shorter still.
         self.backoff = Backoff(min(1.0, options.backoff_max), options.backoff_max)
-        self.cache = ProgramCache()
+        cache = PROGRAM_CACHE_BYTES if options.program_cache is None else options.program_cache
+        self.cache = ProgramCache(cache)
+        self.max_output = options.output_cap or BOUNDS["output_bytes"].high
         self.instance = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.nice = order.nice if options.nice is None else options.nice
         self.max_memory = min(order.max_memory_bytes, options.memory_cap or order.max_memory_bytes)
@@ -280,6 +261,7 @@ class Seller:
             "seller": self.instance,
             "max_memory_bytes": self.max_memory,
             "max_cpu_seconds": self.order.max_cpu_seconds,
+            "max_output_bytes": self.max_output,
         }
 
     def lease(self, courier: Courier) -> LeaseOffer | None:
@@ -313,6 +295,12 @@ class Seller:
             raise BadReply(f"job {offer.job} wants more memory than this seller accepts")
         if offer.cpu_seconds > self.order.max_cpu_seconds:
             raise BadReply(f"job {offer.job} wants more CPU time than this order accepts")
+        if offer.output_bytes > self.max_output:
+            # Its output, in flight, would take the seller past its memory plan.
+            raise BadReply(
+                f"job {offer.job} may write {offer.output_bytes} bytes, more than this "
+                f"seller's {self.max_output}"
+            )
         return offer
 
     def program(self, offer: LeaseOffer) -> bytes:
@@ -414,7 +402,7 @@ class Seller:
 
     def post_on_the_way_out(self, client: MarketClient, unposted: list[Unposted]) -> None:
         """One last try at the results still held; each one not acknowledged is said."""
-        body = results_document([(u.offer.lease, u.result) for u in unposted])
+        body = results_body([(u.offer.lease, u.result) for u in unposted])
         try:
             doc = client.request_json("POST", "/v1/results", body)
             answers = parse_recorded_batch(doc, [u.offer.lease for u in unposted])

@@ -146,7 +146,7 @@ class MarketClient:
         self,
         method: str,
         path: str,
-        body: dict[str, Any] | None = None,
+        body: dict[str, Any] | list[bytes] | None = None,
         *,
         timeout: float | None = None,
         cap: int = MAX_REPLY_BYTES,
@@ -162,15 +162,19 @@ class MarketClient:
         self,
         method: str,
         path: str,
-        body: dict[str, Any] | None,
+        body: dict[str, Any] | list[bytes] | None,
         timeout: float | None,
         cap: int,
         exchange: float,
     ) -> tuple[int, bytes]:
-        data = None if body is None else json.dumps(body).encode()
+        # A body in pieces (JSON already) is sent piece by piece, never joined.
+        data = json.dumps(body).encode() if isinstance(body, dict) else body
         headers = dict(self._headers)
         if data is not None:
             headers["Content-Type"] = "application/json"
+            headers["Content-Length"] = str(
+                len(data) if isinstance(data, bytes) else sum(map(len, data))
+            )
         if time.monotonic() - self._last_used > REUSE_SECONDS:
             self.close()
         deadline: Deadline | None = None
@@ -212,7 +216,11 @@ class MarketClient:
         return reply.status, payload
 
     def request_json(
-        self, method: str, path: str, body: dict[str, Any] | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | list[bytes] | None = None,
+        **kwargs: Any,
     ) -> dict[str, Any] | None:
         """The JSON object of a 2xx reply, or None for 204 No Content."""
         status, payload = self.request(method, path, body, **kwargs)

@@ -42,7 +42,7 @@ from cpushare.protocol import (
     Recorded,
     parse_leases,
     parse_recorded_batch,
-    results_document,
+    results_body,
 )
 from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply, Busy, MarketClient, Refused, Revoked, Unreachable
@@ -222,7 +222,7 @@ class Courier:
 
     def _post(self, batch: list[Unposted]) -> None:
         leases = [u.offer.lease for u in batch]
-        body = results_document([(u.offer.lease, u.result) for u in batch])
+        body = results_body([(u.offer.lease, u.result) for u in batch])
         try:
             doc = self.client.request_json(
                 "POST", "/v1/results", body, timeout=self.request_timeout
