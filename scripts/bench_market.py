@@ -242,6 +242,66 @@ def _engine(server: str | None) -> str:
     return "SQLite with fsync per commit" if server is None else "PostgreSQL"
 
 
+async def batch_loop(conn: Connection, seats: list[int], stop: float, counts: list[int]) -> None:
+    """A host leasing all its seats in one request and posting their results in one."""
+    lease_body = json.dumps({"wait": 0, "seats": seats}).encode()
+    result = json.loads(RESULT_BODY)
+    while time.monotonic() < stop:
+        status, body = await conn.request("POST", "/v1/leases", lease_body)
+        if status != 200:
+            continue
+        leases = [doc["lease"] for doc in json.loads(body)["leases"]]
+        results = json.dumps({"results": [{"lease": n, **result} for n in leases]}).encode()
+        status, body = await conn.request("POST", "/v1/results", results)
+        if status == 200:
+            counts[0] += sum(a["status"] == 200 for a in json.loads(body)["results"])
+
+
+async def batch_round_trips(port: int, seats: list[Seat], seconds: float) -> float:
+    """Results per second with one connection per host, batching its seats."""
+    hosts: dict[tuple[str, str], list[int]] = {}
+    for s in seats:
+        hosts.setdefault((s.authorization, s.source), []).append(s.seat)
+    conns = {key: Connection(port, *key) for key in hosts}
+    counts = [0]
+    await asyncio.gather(*(c.request("GET", "/v1/health") for c in conns.values()))
+    start = time.monotonic()
+    await asyncio.gather(
+        *(batch_loop(conns[key], n, start + seconds, counts) for key, n in hosts.items())
+    )
+    elapsed = time.monotonic() - start
+    for c in conns.values():
+        c.close()
+    return counts[0] / elapsed
+
+
+def bench_batch(
+    sellers: int, seconds: float, batch: int, server: str | None
+) -> tuple[float, float]:
+    """(single, batch) accepted results/s for small jobs (replicas 1), the same seats
+    (`batch` per host) leasing one by one, then each host all its seats at once."""
+    figures = []
+    for batched in (False, True):
+        with tempfile.TemporaryDirectory() as tmp, market_database(Path(tmp), server) as db:
+            market, buyer, sha, seats = start_market(Path(tmp), sellers, db, batch)
+            try:
+                for start in range(0, int(seconds * 6000), 1000):
+                    inputs = [str(i).encode() for i in range(start, start + 1000)]
+                    buyer.submit(sha, inputs, replicas=1)
+                run = batch_round_trips if batched else round_trips
+                figure = asyncio.run(run(market.port, seats, seconds))
+                figures.append(figure if isinstance(figure, float) else figure[0])
+            finally:
+                market.stop()
+    single, batched_rate = figures
+    print(
+        f"market: {single:.0f} results/s leasing seat by seat, {batched_rate:.0f} results/s "
+        f"leasing {batch} seats per request ({batched_rate / single:.1f}x, goal >= 3x), "
+        f"{sellers} seats, {_engine(server)}"
+    )
+    return single, batched_rate
+
+
 def bench_wake_up(pollers: int, rounds: int, server: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp, market_database(Path(tmp), server) as db:
         market, buyer, sha, seats = start_market(Path(tmp), pollers, db, seats_per_host=1)
@@ -359,7 +419,17 @@ def main() -> None:
         help="run the market on a new database of this PostgreSQL server per run "
         "(e.g. postgresql:///postgres?host=/var/run/postgresql) instead of SQLite",
     )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        metavar="N",
+        help="only compare batch leasing (N seats per host in one request, their results "
+        "posted in one) with leasing seat by seat, for small jobs",
+    )
     args = parser.parse_args()
+    if args.batch is not None:
+        bench_batch(args.sellers, args.seconds, args.batch, args.postgres)
+        return
     # Modes alternate, and each figure is the median of its runs: on a shared machine the
     # load drifts between runs, and alternating keeps it from favouring one mode.
     runs: dict[str, list[float]] = {"trust-all": [], "from-scratch": [], "trusted": []}
