@@ -219,7 +219,9 @@ class Seller:
             self.courier.check()
             offer = self.courier.take_spare()
             if offer is None:
-                self._state("leasing", self.client.timeout, job=None)
+                # The results still unposted may take a request's time before the lease.
+                within = self.client.timeout + self.options.request_timeout
+                self._state("leasing", within, job=None)
                 offer = self.lease(self.courier)
                 self._market_answered()
             self.backoff.reset()
