@@ -9,6 +9,7 @@ takes its schemas of these documents from `schemas()`.
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -16,11 +17,13 @@ from typing import Any
 
 from cpushare.jail.model import JobResult, Outcome
 from cpushare.limits import BOUNDS, MAX_INPUT_BYTES, MAX_PROGRAM_BYTES, JobLimits
-from cpushare.seller.client import BadReply
+from cpushare.seller.client import BadReply, Refused, Unreachable
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 MAX_ID = 2**62
 MAX_LEASE_SECONDS = 86400
+# A host's seats (market.hosts.MAX_SEATS): a batch holds at most one lease or result per seat.
+MAX_SEATS = 256
 VERDICTS = ("pending", "accepted", "rejected")
 OUTCOMES = tuple(o.value for o in Outcome)
 # The longest base64 text of an input of MAX_INPUT_BYTES.
@@ -69,6 +72,14 @@ LEASE = (
         1,
         MAX_LEASE_SECONDS,
         extra=(("description", "extend the lease well within this"),),
+    ),
+    Field(
+        "seat",
+        "integer",
+        0,
+        MAX_SEATS - 1,
+        required=False,
+        extra=(("description", "the host's seat that holds this lease"),),
     ),
 )
 RESULT = (
@@ -123,7 +134,70 @@ def schemas() -> dict[str, dict[str, Any]]:
         ),
         "Result": result,
         "Recorded": _object(RECORDED),
+        "LeaseBatchRequest": {
+            "type": "object",
+            "required": ["seats"],
+            "properties": {
+                "seats": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_SEATS,
+                    "uniqueItems": True,
+                    "items": {"type": "integer", "minimum": 0, "maximum": MAX_SEATS - 1},
+                    "description": "the host's free seats: one lease at most for each, the "
+                    "seat's previous active lease handed back",
+                },
+                "wait": {"type": "number", "minimum": 0, "default": 0},
+                "max_memory_bytes": {"type": "integer", "minimum": 0},
+                "max_cpu_seconds": {"type": "integer", "minimum": 0},
+                "max_output_bytes": {"type": "integer", "minimum": 0},
+            },
+        },
+        "Leases": {
+            "type": "object",
+            "required": ["leases"],
+            "properties": {
+                "leases": {"type": "array", "items": {"$ref": "#/components/schemas/Lease"}}
+            },
+        },
+        "ResultBatch": {
+            "type": "object",
+            "required": ["results"],
+            "properties": {
+                "results": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_SEATS,
+                    "items": _with_lease(result),
+                }
+            },
+        },
+        "RecordedBatch": {
+            "type": "object",
+            "required": ["results"],
+            "properties": {"results": {"type": "array", "items": _batch_answer()}},
+        },
     }
+
+
+def _with_lease(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with the lease it is about."""
+    lease = {"lease": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
+    return {
+        "type": "object",
+        "required": ["lease", *schema["required"]],
+        "properties": {**lease, **schema["properties"]},
+    }
+
+
+def _batch_answer() -> dict[str, Any]:
+    """One item of a batch of results' answer: the lease, its HTTP status as the single
+    endpoint would have answered, and that endpoint's reply (or its error)."""
+    answer = _with_lease(_object(RECORDED))
+    answer["required"] = ["lease", "status"]
+    answer["properties"]["status"] = {"type": "integer", "minimum": 200, "maximum": 599}
+    answer["properties"]["error"] = {"type": "string"}
+    return answer
 
 
 def lease_document(
@@ -134,8 +208,9 @@ def lease_document(
     data: bytes,
     limits: JobLimits,
     lease_seconds: float,
+    seat: int,
 ) -> dict[str, Any]:
-    """The market's reply to a lease request that got a job."""
+    """The market's reply to a lease request that got a job (one item of a batch's)."""
     return {
         "lease": lease,
         "job": job,
@@ -147,6 +222,7 @@ def lease_document(
         "input": base64.b64encode(data).decode(),
         "limits": limits.as_dict(),
         "lease_seconds": lease_seconds,
+        "seat": seat,
     }
 
 
@@ -164,6 +240,7 @@ class LeaseOffer:
     memory_bytes: int
     output_bytes: int
     lease_seconds: float
+    seat: int | None = None  # absent from an older market's single lease
 
     @property
     def limits(self) -> JobLimits:
@@ -195,7 +272,8 @@ def _values(doc: dict[str, Any], fields: tuple[Field, ...]) -> dict[str, Any]:
 
 def parse_lease(doc: dict[str, Any]) -> LeaseOffer:
     """A LeaseOffer from the lease reply, or BadReply naming what is wrong."""
-    top = _values(doc, LEASE)
+    top = _values(doc, tuple(f for f in LEASE if f.required))
+    seat = None if doc.get("seat") is None else _value(doc, LEASE[-1])
     # The sha256 names a file in the program cache: checked first, whatever else is wrong.
     sha256 = top["program"].get("sha256")
     if not isinstance(sha256, str) or not SHA256_HEX.fullmatch(sha256):
@@ -217,20 +295,38 @@ def parse_lease(doc: dict[str, Any]) -> LeaseOffer:
         program_size=program["size"],
         input=data,
         lease_seconds=top["lease_seconds"],
+        seat=seat,
         **limits,
     )
 
 
-def result_document(result: JobResult) -> dict[str, Any]:
-    """The seller's post of a job's result."""
-    return {
+def parse_leases(doc: dict[str, Any] | None, seats: list[int]) -> list[LeaseOffer]:
+    """The LeaseOffers of a batch lease reply (None: 204, no job) for the seats asked
+    for: each on one of them, none twice; BadReply otherwise."""
+    if doc is None:
+        return []
+    items = doc.get("leases")
+    if not isinstance(items, list) or len(items) > len(seats):
+        raise BadReply("the batch lease reply is not a list of at most one lease per seat")
+    offers = [parse_lease(item if isinstance(item, dict) else {}) for item in items]
+    held = [offer.seat for offer in offers]
+    if any(seat not in seats for seat in held) or len(set(held)) != len(held):
+        raise BadReply(f"the batch lease reply's seats {held} are not distinct seats of {seats}")
+    return offers
+
+
+def result_document(result: JobResult, *, output: bool = True) -> dict[str, Any]:
+    """The seller's post of a job's result (without its output, if so)."""
+    doc: dict[str, Any] = {
         "outcome": result.outcome.value,
         "exit_status": result.exit_status,
-        "output": base64.b64encode(result.output).decode(),
         "cpu_seconds": result.cpu_seconds,
         "wall_seconds": result.wall_seconds,
         "detail": result.detail,
     }
+    if output:
+        doc["output"] = base64.b64encode(result.output).decode()
+    return doc
 
 
 @dataclass(frozen=True)
@@ -251,6 +347,45 @@ def recorded_document(
         "coins": millicoins / 1000,
         "duplicate": duplicate,
     }
+
+
+def results_body(results: list[tuple[int, JobResult]]) -> list[bytes]:
+    """The seller's post of several leases' results at once, as JSON in pieces: each
+    output's base64 text is sent as it is, not copied again into one JSON string and its
+    bytes (a job's output in flight costs its seller once, plus its base64 text)."""
+    parts = [b'{"results": [']
+    for i, (lease, result) in enumerate(results):
+        doc = {"lease": lease, **result_document(result, output=False)}
+        head = json.dumps(doc).encode()[:-1]  # without its closing brace
+        parts += [b", " if i else b"", head, b', "output": "']
+        parts += [base64.b64encode(result.output), b'"}']
+    parts.append(b"]}")
+    return parts
+
+
+def parse_recorded_batch(
+    doc: dict[str, Any] | None, leases: list[int]
+) -> dict[int, Recorded | Refused | Unreachable]:
+    """Each posted lease's answer in a batch reply: Recorded, or the market's error for it
+    as its single post would have raised it (Refused: final; Unreachable: try again)."""
+    items = (doc or {}).get("results")
+    if not isinstance(items, list) or len(items) != len(leases):
+        raise BadReply("the batch result reply does not answer each posted result once")
+    answers: dict[int, Recorded | Refused | Unreachable] = {}
+    for item in items:
+        lease = item.get("lease") if isinstance(item, dict) else None
+        if lease not in leases or lease in answers:
+            raise BadReply(f"the batch result reply answers lease {lease!r:.20} unasked or twice")
+        assert isinstance(item, dict) and isinstance(lease, int)
+        status = item.get("status")
+        message = f"lease {lease}: {str(item.get('error'))[:300]}"
+        if status == 200:
+            answers[lease] = parse_recorded(item)
+        elif isinstance(status, int) and 400 <= status < 500 and status != 429:
+            answers[lease] = Refused(status, message)
+        else:
+            answers[lease] = Unreachable(f"HTTP {status!r:.5}: {message}")
+    return answers
 
 
 def parse_recorded(doc: dict[str, Any]) -> Recorded:

@@ -261,36 +261,60 @@ class Market:
     async def lease(self, request: Request) -> Response:
         host = self.seller(request)
         doc = await read_json(request, 64 << 10)
-        wait = min(max(field(doc, "wait", float, 0.0), 0.0), MAX_WAIT_SECONDS)
         seat = bounded_int(doc, "seat", 0, 0, hosts.MAX_SEATS - 1)
+        granted = await self._long_poll(request, host, [seat], doc)
+        if not granted:
+            return Response(status_code=204)
+        return json_response(self._lease_document(granted[0]))
+
+    async def leases(self, request: Request) -> Response:
+        """A lease for each of several seats in one request (long-polls for the first)."""
+        host = self.seller(request)
+        doc = await read_json(request, 64 << 10)
+        seats = field(doc, "seats", list)
+        if not all(isinstance(s, int) and not isinstance(s, bool) for s in seats):
+            raise MarketError("field 'seats' must be a list of seat numbers")
+        leasing.check_seats(host, seats)
+        granted = await self._long_poll(request, host, seats, doc)
+        if not granted:
+            return Response(status_code=204)
+        return json_response({"leases": [self._lease_document(lease) for lease in granted]})
+
+    def _lease_document(self, lease: leasing.Lease) -> dict[str, Any]:
+        return protocol.lease_document(
+            lease.id,
+            lease.job_id,
+            lease.program_sha256,
+            lease.program_size,
+            lease.input,
+            lease.limits,
+            self.config.lease_seconds,
+            lease.seat,
+        )
+
+    async def _long_poll(
+        self, request: Request, host: hosts.Host, seats: list[int], doc: dict[str, Any]
+    ) -> list[leasing.Lease]:
+        """Leases for `seats`, waiting up to the request's `wait` for the first job."""
+        wait = min(max(field(doc, "wait", float, 0.0), 0.0), MAX_WAIT_SECONDS)
         limits = (
             bounded_int(doc, "max_memory_bytes", DEFAULT.memory_bytes, 0, 1 << 42),
             bounded_int(doc, "max_cpu_seconds", DEFAULT.cpu_seconds, 0, 1 << 30),
+            bounded_int(doc, "max_output_bytes", leasing.NO_OUTPUT_CAP, 0, leasing.NO_OUTPUT_CAP),
         )
         loop = asyncio.get_running_loop()
         give_up = loop.time() + wait
         waited = False
         while True:
-            self._seen(host, seat)
+            for seat in seats:
+                self._seen(host, seat)
             assert self.wakeup is not None
             # Taken before looking, so work arriving in between still wakes us.
             wake = self.wakeup.event
-            granted = await self._try_lease(host, seat, limits, woken=waited)
-            if granted is not None:
-                return json_response(
-                    protocol.lease_document(
-                        granted.id,
-                        granted.job_id,
-                        granted.program_sha256,
-                        granted.program_size,
-                        granted.input,
-                        granted.limits,
-                        self.config.lease_seconds,
-                    )
-                )
+            granted = await self._try_lease(host, seats, limits, woken=waited)
             remaining = give_up - loop.time()
-            if remaining <= 0:
-                return Response(status_code=204)
+            if granted or remaining <= 0:
+                return granted
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), remaining)
             waited = True
@@ -298,19 +322,19 @@ class Market:
             host = self.seller(request)
             if await request.is_disconnected():
                 # A seller that hung up would never see the lease: do not hand it one.
-                return Response(status_code=204)
+                return []
 
     async def _try_lease(
-        self, host: hosts.Host, seat: int, limits: tuple[int, int], *, woken: bool
-    ) -> leasing.Lease | None:
+        self, host: hosts.Host, seats: list[int], limits: leasing.Fit, *, woken: bool
+    ) -> list[leasing.Lease]:
         # Every waiting seller wakes at once: a look on the read connection first keeps
         # all but the lucky ones away from the writer.
         if woken and leasing.ready_job(self.db.reader, host.network, limits) is None:
-            return None
+            return []
         now = time.time()
         seconds = self.config.lease_seconds
         return await self.db.write(
-            lambda c: leasing.grant_lease(c, host, seat, limits, seconds, now)
+            lambda c: leasing.grant_leases(c, host, seats, limits, seconds, now)
         )
 
     async def extend(self, request: Request) -> Response:
@@ -346,6 +370,40 @@ class Market:
             )
         )
 
+    async def results(self, request: Request) -> Response:
+        """Several leases' results in one request, each recorded (in its own savepoint of
+        the store's group commit) and answered as its single post would be."""
+        host = self.seller(request)
+        doc = await read_json(request, self.config.max_body)
+        items = field(doc, "results", list)
+        if not 1 <= len(items) <= protocol.MAX_SEATS:
+            raise MarketError(f"field 'results' must hold 1 to {protocol.MAX_SEATS} results")
+        answers = await asyncio.gather(*(self._record(host, item) for item in items))
+        if any(a.get("verdict", "accepted") != "accepted" for a in answers):
+            # A disagreeing result (or a failed one) may have freed a slot for a replica.
+            self._notify()
+        return json_response({"results": answers})
+
+    async def _record(self, host: hosts.Host, item: object) -> dict[str, Any]:
+        lease_id = item.get("lease") if isinstance(item, dict) else None
+        try:
+            if not isinstance(item, dict):
+                raise MarketError("each result must be a JSON object")
+            if not isinstance(lease_id, int) or not 1 <= lease_id <= protocol.MAX_ID:
+                raise MarketError("field 'lease' must be a lease id")
+            result = parse_result(item)
+            recorded = await self.db.write(
+                lambda c: agreement.record_result(c, lease_id, host.id, result, time.time())
+            )
+        except MarketError as exc:
+            return {"lease": lease_id, "status": exc.status, "error": str(exc)}
+        except StoreFull as exc:
+            return {"lease": lease_id, "status": 507, "error": f"{exc}; not kept"}
+        doc = protocol.recorded_document(
+            recorded.result_id, recorded.verdict, recorded.millicoins, recorded.duplicate
+        )
+        return {"lease": lease_id, "status": 200, **doc}
+
     # Documents.
 
     async def openapi(self, _request: Request) -> Response:
@@ -376,6 +434,8 @@ ROUTES = (
     ("/v1/hosts", "POST", "enroll"),
     ("/v1/hosts/{host}/revoke", "POST", "revoke_host"),
     ("/v1/lease", "POST", "lease"),
+    ("/v1/leases", "POST", "leases"),
+    ("/v1/results", "POST", "results"),
     ("/v1/leases/{lease}/extend", "POST", "extend"),
     ("/v1/leases/{lease}/release", "POST", "release"),
     ("/v1/leases/{lease}/result", "POST", "result"),

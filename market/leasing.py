@@ -19,6 +19,10 @@ from market.errors import Conflict, Forbidden, Gone, MarketError, NotFound
 from market.hosts import Host
 from market.slots import refresh_slots, take_slot
 
+# What a seller takes: (memory bytes, CPU seconds) and, if it says, (..., output bytes).
+Fit = tuple[int, int] | tuple[int, int, int]
+NO_OUTPUT_CAP = 1 << 40
+
 # A lease may outlive its job's wall-clock limit by this much: the seller downloads the
 # program and starts the jail after leasing, and posts the result after the jail ends.
 WALL_GRACE_SECONDS = 30.0
@@ -35,13 +39,14 @@ class Lease:
     input: bytes
     limits: JobLimits
     deadline: float
+    seat: int
 
 
 def grant_lease(
     conn: Connection,
     host: Host,
     seat: int,
-    limits: tuple[int, int],
+    limits: Fit,
     lease_seconds: float,
     now: float,
     chance: Callable[[], float] = random.random,
@@ -97,25 +102,58 @@ def grant_lease(
         input=bytes(data),
         limits=JobLimits(cpu, wall, memory, output),
         deadline=now + lease_seconds,
+        seat=seat,
     )
 
 
-def ready_job(
-    conn: Connection, network: str, limits: tuple[int, int], *, lock: bool = False
-) -> int | None:
+def check_seats(host: Host, seats: list[int]) -> None:
+    """Refuse a batch naming a seat twice or a seat this host does not have."""
+    if not seats:
+        raise MarketError("field 'seats' must name at least one seat")
+    if len(set(seats)) != len(seats):
+        raise MarketError("field 'seats' names a seat twice: each seat holds one lease")
+    for seat in seats:
+        if not 0 <= seat < host.seats:
+            raise MarketError(
+                f"seat {seat} is not one of this host's: seats go from 0 to {host.seats - 1}"
+            )
+
+
+def grant_leases(
+    conn: Connection,
+    host: Host,
+    seats: list[int],
+    limits: Fit,
+    lease_seconds: float,
+    now: float,
+) -> list[Lease]:
+    """A lease for each of `seats` in turn while jobs last (as grant_lease: each seat's
+    previous active lease is handed back, on every seat named, leased or not)."""
+    check_seats(host, seats)
+    granted = []
+    for seat in seats:
+        lease = grant_lease(conn, host, seat, limits, lease_seconds, now)
+        if lease is not None:
+            granted.append(lease)
+    return granted
+
+
+def ready_job(conn: Connection, network: str, limits: Fit, *, lock: bool = False) -> int | None:
     """The oldest job with a free slot that fits and that this network has not taken;
     `lock` (when leasing it) skips jobs another instance is leasing right now."""
-    memory, cpu = limits
+    memory, cpu = limits[0], limits[1]
+    output = limits[2] if len(limits) > 2 else NO_OUTPUT_CAP
     row = conn.execute(
         """
         SELECT id FROM jobs
         WHERE state = 'open' AND slots > 0 AND memory_bytes <= ? AND cpu_seconds <= ?
+          AND output_bytes <= ?
           AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_id = jobs.id
                           AND l.network = ? AND l.state != 'expired')
         ORDER BY id LIMIT 1
         """
         + (skip_locked(conn) if lock else ""),
-        (memory, cpu, network),
+        (memory, cpu, output, network),
     ).fetchone()
     return None if row is None else int(row[0])
 

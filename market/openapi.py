@@ -211,6 +211,22 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         body=_json("LeaseRequest"),
         body_required=False,
     ),
+    ("/v1/leases", "POST"): Operation(
+        "Lease a job for each of several seats at once (long-poll up to `wait` seconds for "
+        "the first); each lease says its seat",
+        ("host",),
+        {200: ("one lease per seat at most", _json("Leases")), 204: ("no job within `wait`", {})},
+        {413: "Body too large."},
+        body=_json("LeaseBatchRequest"),
+    ),
+    ("/v1/results", "POST"): Operation(
+        "Post several leases' results at once: each is recorded and answered (with the status "
+        "its single post would have had) on its own",
+        ("host",),
+        {200: ("an answer per result", _json("RecordedBatch"))},
+        {413: "Body too large.", 507: DISK_FULL},
+        body=_json("ResultBatch"),
+    ),
     ("/v1/leases/{lease}/extend", "POST"): Operation(
         "Push a running lease's deadline",
         ("host",),
@@ -343,6 +359,12 @@ def _market_schemas(lease_defaults: tuple[int, int], max_wait: float) -> dict[st
                     "minimum": 0,
                     "maximum": 1 << 30,
                     "default": cpu,
+                },
+                "max_output_bytes": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "only jobs whose output limit is within this (the "
+                    "seller's memory plan); absent: any",
                 },
             },
         },

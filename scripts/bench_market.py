@@ -22,13 +22,14 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import os
 import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -103,8 +104,7 @@ def basic(user: str, secret: str) -> str:
 
 
 async def round_trip(conn: Connection, seat: int) -> int:
-    """One seller's step: lease a job, post its result; the results the market took.
-    (A batch mode leases several jobs in one request here and posts each result.)"""
+    """One seller's step: lease a job, post its result; the results the market took."""
     status, body = await conn.request("POST", "/v1/lease", b'{"wait":0,"seat":%d}' % seat)
     if status != 200:
         return 0
@@ -113,26 +113,51 @@ async def round_trip(conn: Connection, seat: int) -> int:
     return int(status == 200)
 
 
-async def seller_loop(conn: Connection, seat: int, stop: float, counts: list[int]) -> None:
+async def batch_round_trip(conn: Connection, seats: list[int]) -> int:
+    """One host's step in batch mode: a lease for each of its seats in one request, their
+    results in one; the results the market took."""
+    body = json.dumps({"wait": 0, "seats": seats}).encode()
+    status, reply = await conn.request("POST", "/v1/leases", body)
+    if status != 200:
+        return 0
+    leases = [doc["lease"] for doc in json.loads(reply)["leases"]]
+    results = b",".join(b'{"lease":%d,%s' % (n, RESULT_BODY[1:]) for n in leases)
+    status, reply = await conn.request("POST", "/v1/results", b'{"results":[%s]}' % results)
+    if status != 200:
+        return 0
+    return sum(answer["status"] == 200 for answer in json.loads(reply)["results"])
+
+
+async def seller_loop(
+    conn: Connection, step: Callable[[], Awaitable[int]], stop: float, counts: list[int]
+) -> None:
     while time.monotonic() < stop:
         # Not `counts[0] += await ...`: that reads counts[0] before the await.
-        done = await round_trip(conn, seat)
+        done = await step()
         counts[0] += done
 
 
-async def round_trips(seats: list[Seat], seconds: float) -> tuple[float, float]:
-    """(round trips per second, seconds measured)."""
-    conns = [Connection(s.port, s.authorization, s.source) for s in seats]
+async def round_trips(seats: list[Seat], seconds: float, batch: bool) -> tuple[float, float]:
+    """(round trips per second, seconds measured): a connection per seat stepping on its
+    own, or in batch mode a connection per host stepping for all its seats at once."""
+    loops: list[tuple[Connection, Callable[[], Awaitable[int]]]] = []
+    if batch:
+        hosts: dict[tuple[str, str, int], list[int]] = {}
+        for s in seats:
+            hosts.setdefault((s.authorization, s.source, s.port), []).append(s.seat)
+        for (authorization, source, port), numbers in hosts.items():
+            conn = Connection(port, authorization, source)
+            loops.append((conn, functools.partial(batch_round_trip, conn, numbers)))
+    else:
+        for s in seats:
+            conn = Connection(s.port, s.authorization, s.source)
+            loops.append((conn, functools.partial(round_trip, conn, s.seat)))
+    conns = [conn for conn, _ in loops]
     counts = [0]
     # Warm up the connections (and the server) before the clock starts.
     await asyncio.gather(*(c.request("GET", "/v1/health") for c in conns))
     start = time.monotonic()
-    await asyncio.gather(
-        *(
-            seller_loop(c, s.seat, start + seconds, counts)
-            for c, s in zip(conns, seats, strict=True)
-        )
-    )
+    await asyncio.gather(*(seller_loop(c, step, start + seconds, counts) for c, step in loops))
     elapsed = time.monotonic() - start
     for c in conns:
         c.close()
@@ -300,11 +325,11 @@ class Figures:
     postgres_ms: float  # ... and in the PostgreSQL server processes of its database
 
 
-def measure(market: Market, seconds: float) -> Figures:
+def measure(market: Market, seconds: float, batch: bool = False) -> Figures:
     pids = [p.process.pid for p in market.instances if p.process is not None]
     backends = _backends(market.db)
     before = [_cpu(pid) for pid in pids], [_cpu(pid) for pid in backends]
-    rate, elapsed = asyncio.run(round_trips(market.seats, seconds))
+    rate, elapsed = asyncio.run(round_trips(market.seats, seconds, batch))
     after = [_cpu(pid) for pid in pids], [_cpu(pid) for pid in backends]
     trips = max(1.0, rate * elapsed)
     spent = [sum(a) - sum(b) for a, b in zip(after, before, strict=True)]
@@ -315,13 +340,16 @@ def _engine(server: str | None) -> str:
     return "SQLite" if server is None else "PostgreSQL"
 
 
-def bench_scale(sellers: int, instances: int, seconds: float, server: str | None) -> Figures:
+def bench_scale(
+    sellers: int, instances: int, seconds: float, server: str | None, batch: bool = False
+) -> Figures:
     with running_market(sellers, server, instances) as market:
         # More jobs than the run can take: sellers never find the queue empty.
-        fill_queue(market, int(seconds * 1500))
-        figures = measure(market, seconds)
+        fill_queue(market, int(seconds * (4000 if batch else 1500)))
+        figures = measure(market, seconds, batch)
     print(
-        f"market {_engine(server):10} {instances} instance(s) {sellers:5} sellers: "
+        f"market {_engine(server):10} {instances} instance(s) {sellers:5} sellers "
+        f"{'batch ' if batch else 'single'}: "
         f"{figures.rate:5.0f} round trips/s, CPU per round trip: market "
         f"{figures.market_ms:.2f} ms"
         + (f", PostgreSQL {figures.postgres_ms:.2f} ms" if server else ""),
@@ -377,7 +405,7 @@ def bench_validation(sellers: int, seconds: float, repeat: int) -> None:
                 for start in range(0, int(seconds * 3000), 1000):
                     inputs = [str(i).encode() for i in range(start, start + 1000)]
                     market.buyer.submit(market.program, inputs, replicas=replicas)
-                rate, elapsed = asyncio.run(round_trips(market.seats, seconds))
+                rate, elapsed = asyncio.run(round_trips(market.seats, seconds, False))
                 conn = connect(market.db)
                 done = conn.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()
                 conn.close()
@@ -428,7 +456,10 @@ def bench_wake_up(pollers: int, rounds: int, server: str | None) -> None:
     )
 
 
-def capacity(figures: dict[tuple[str, int, int], Figures]) -> None:
+Key = tuple[str, int, int, bool]  # engine, sellers, instances, batch leasing
+
+
+def capacity(figures: dict[Key, Figures]) -> None:
     """What the paper fleet needs, next to what each engine did here."""
     need = FLEET / (JOB_MINUTES * 60)
     print(
@@ -439,11 +470,12 @@ def capacity(figures: dict[tuple[str, int, int], Figures]) -> None:
         runs = {key: f for key, f in figures.items() if key[0] == engine}
         if not runs:
             continue
-        (_, sellers, instances), best = max(runs.items(), key=lambda kv: kv[1].rate)
+        (_, sellers, instances, batch), best = max(runs.items(), key=lambda kv: kv[1].rate)
         cores = need * (best.market_ms + best.postgres_ms) / 1000
         print(
             f"capacity {engine}: best {best.rate:.0f} round trips/s ({instances} instance(s), "
-            f"{sellers} sellers) = {best.rate / need:.1f}x the fleet; at its CPU per round trip "
+            f"{sellers} sellers{', batch leasing' if batch else ''}) = "
+            f"{best.rate / need:.1f}x the fleet; at its CPU per round trip "
             f"the fleet needs {cores:.1f} cores busy"
         )
 
@@ -472,18 +504,25 @@ def main() -> None:
     args = parser.parse_args()
     servers: list[str | None] = [None] if args.sqlite_only else [None, args.postgres]
     print(f"market bench on {os.cpu_count()} cores", flush=True)
-    figures: dict[tuple[str, int, int], Figures] = {}
+    figures: dict[Key, Figures] = {}
     for sellers in args.sellers:
         for instances in args.instances:
             for server in servers:
-                key = (_engine(server), sellers, instances)
-                figures[key] = bench_scale(sellers, instances, args.seconds, server)
+                for batch in (False, True):
+                    key = (_engine(server), sellers, instances, batch)
+                    figures[key] = bench_scale(sellers, instances, args.seconds, server, batch)
     for sellers in args.sellers:
-        one = {s: figures.get((s, sellers, 1)) for s in ("SQLite", "PostgreSQL")}
+        one = {s: figures.get((s, sellers, 1, False)) for s in ("SQLite", "PostgreSQL")}
         if one["SQLite"] and one["PostgreSQL"]:
             print(
                 f"market {sellers} sellers, one instance: PostgreSQL at "
                 f"{one['PostgreSQL'].rate / one['SQLite'].rate:.2f}x SQLite (goal >= 0.8x)"
+            )
+        for server in servers:
+            single, batch = (figures[(_engine(server), sellers, 1, b)] for b in (False, True))
+            print(
+                f"market {sellers} sellers, one instance, {_engine(server)}: batch leasing "
+                f"(4 seats a request) at {batch.rate / single.rate:.1f}x single (goal >= 3x)"
             )
     capacity(figures)
     for server in servers:

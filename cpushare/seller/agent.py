@@ -1,5 +1,8 @@
 """The seller's loop: check the jail, then lease, fetch, run jailed, extend, post; forever.
 
+Its courier (cpushare.seller.courier) extends the leases, posts the results and leases
+the next job while the current one runs, over the seller's one kept-alive connection.
+
 Every request is made as this machine's host (cpushare.seller.host), on this seller's
 seat: its starting process hands it the identity on a pipe (`identity_fd`, read once the
 jail checked out, for as long as the enrollment takes); a seller started alone enrolls
@@ -7,7 +10,8 @@ itself with one seat. Nothing the market says can stop it but a revocation: an
 unreachable or busy market means backing off with jitter, a malformed or hostile reply is
 logged on the console and survived, an unknown host (the market was reset) enrolls again
 once. Revoked, it says so in one console line and exits EXIT_REVOKED for good. Stopped
-(SIGTERM) with a job in hand, it hands the lease back so the job is requeued at once.
+(SIGTERM) with a job in hand, it hands its leases back so the jobs are requeued at once,
+and posts the results it still holds.
 """
 
 from __future__ import annotations
@@ -16,9 +20,7 @@ import hashlib
 import os
 import secrets
 import signal
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -26,18 +28,30 @@ from typing import TextIO
 
 from cpushare.console import emit
 from cpushare.jail import JailError, JobResult, Limits, run_job, self_test
-from cpushare.limits import MAX_EXCHANGE_SECONDS, MAX_EXTEND_INTERVAL, MAX_EXTEND_SECONDS
+from cpushare.limits import BOUNDS, MAX_EXCHANGE_SECONDS
 from cpushare.order import SellOrder
-from cpushare.protocol import LeaseOffer, parse_lease, parse_recorded, result_document
+from cpushare.protocol import (
+    LeaseOffer,
+    Recorded,
+    parse_leases,
+    parse_recorded_batch,
+    results_body,
+)
 from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply, Busy, MarketClient, Refused, Revoked, Unreachable
-from cpushare.seller.host import ENROLL_TIMEOUT, Identity, enroll, read_identity, say_revoked
+from cpushare.seller.courier import Courier, Unposted, say_unposted
+from cpushare.seller.host import (
+    ENROLL_TIMEOUT,
+    SEATS_PER_SELLER,
+    Identity,
+    enroll,
+    read_identity,
+    say_revoked,
+)
 from cpushare.seller.options import SellerOptions
+from cpushare.seller.programs import PROGRAM_CACHE_BYTES, ProgramCache
 from cpushare.seller.status import SellerStatus, StatusFile, boottime
 
-# Programs kept in memory, by sha256 (the live system has no disk to cache on).
-PROGRAM_CACHE_BYTES = 64 << 20
-RESULT_ATTEMPTS = 8
 # The longest a new seller may take to say anything: the jail's self-test, under emulation.
 SELF_TEST_SECONDS = 120.0
 # Handing a lease back is a courtesy on the way out: it must not delay a power-off.
@@ -53,81 +67,6 @@ def stop_on_signal(signum: int, _frame: FrameType | None) -> None:
     that happens is ignored."""
     signal.signal(signum, signal.SIG_IGN)
     raise SystemExit(128 + signum)
-
-
-class ProgramCache:
-    """Programs by sha256, least recently used dropped first."""
-
-    def __init__(self, capacity: int = PROGRAM_CACHE_BYTES) -> None:
-        self.capacity = capacity
-        self._programs: OrderedDict[str, bytes] = OrderedDict()
-
-    def get(self, sha256: str) -> bytes | None:
-        program = self._programs.get(sha256)
-        if program is not None:
-            self._programs.move_to_end(sha256)
-        return program
-
-    def put(self, sha256: str, program: bytes) -> None:
-        self._programs[sha256] = program
-        while sum(len(p) for p in self._programs.values()) > self.capacity:
-            self._programs.popitem(last=False)
-
-
-def extend_schedule(lease_seconds: float) -> tuple[float, float]:
-    """(interval, timeout) of a lease's extensions: a third of the lease each (at least
-    5 s to answer), within the contract's bounds whatever the market said."""
-    third = lease_seconds / 3
-    return min(third, MAX_EXTEND_INTERVAL), min(max(5.0, third), MAX_EXTEND_SECONDS)
-
-
-class LeaseKeeper:
-    """Extends a lease from its own thread (and connection) while the job runs."""
-
-    def __init__(
-        self,
-        order: SellOrder,
-        credentials: tuple[str, str],
-        offer: LeaseOffer,
-        stream: TextIO | None,
-    ) -> None:
-        self.order = order
-        self.credentials = credentials
-        self.offer = offer
-        self.stream = stream
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
-
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        self._stop.set()
-        # On the way out, an extension still in flight is not waited for.
-        self._thread.join(None if exc_type is None else 1.0)
-
-    def _run(self) -> None:
-        interval, timeout = extend_schedule(self.offer.lease_seconds)
-        client = MarketClient(self.order, timeout, self.credentials, exchange=timeout)
-        try:
-            while not self._stop.wait(interval):
-                try:
-                    client.request_json("POST", f"/v1/leases/{self.offer.lease}/extend", {})
-                except Revoked:
-                    return  # the main thread says so when it posts the result
-                except (Refused, Unreachable, BadReply) as exc:
-                    emit(
-                        "error",
-                        self.stream,
-                        what="extend",
-                        order=self.order.order_id,
-                        detail=str(exc),
-                    )
-                    if isinstance(exc, Refused):
-                        return  # the lease is gone: extending it again is pointless
-        finally:
-            client.close()
 
 
 class Seller:
@@ -152,9 +91,13 @@ class Seller:
         # An unknown host enrolls again once; again unknown, it is an error.
         self.reenrolled = False
         self.client = self._client(options.wait + options.request_timeout)
+        self.courier: Courier | None = None  # once this seller has a host identity
+        self.running: LeaseOffer | None = None
         # The first pauses are short (a blip), unless the cap is shorter still.
         self.backoff = Backoff(min(1.0, options.backoff_max), options.backoff_max)
-        self.cache = ProgramCache()
+        cache = PROGRAM_CACHE_BYTES if options.program_cache is None else options.program_cache
+        self.cache = ProgramCache(cache)
+        self.max_output = options.output_cap or BOUNDS["output_bytes"].high
         self.instance = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.nice = order.nice if options.nice is None else options.nice
         self.max_memory = min(order.max_memory_bytes, options.memory_cap or order.max_memory_bytes)
@@ -177,9 +120,20 @@ class Seller:
         return MarketClient(self.order, timeout, credentials, exchange=exchange)
 
     def _use(self, identity: Identity | None) -> None:
+        self._settle()
         self.identity = identity
         self.client.close()
         self.client = self._client(self.client.timeout)
+        if identity is not None:
+            self.courier = Courier(
+                self.client,
+                identity.own_seats,
+                self.accept,
+                self._recorded,
+                self._error,
+                self.options.request_timeout,
+                self.options.backoff_max,
+            )
 
     def _state(self, state: str, within: float, **changes: object) -> None:
         """Enter `state`, promising the next status write within `within` seconds (the
@@ -221,6 +175,9 @@ class Seller:
                 return code
             while True:
                 self.serve_once()
+        except (SystemExit, KeyboardInterrupt):
+            self._settle()
+            raise
         except Revoked as exc:
             say_revoked(self.order.order_id, exc, self.stream)
             self.status.update(state="revoked", last_error=f"revoked: {exc}")
@@ -257,14 +214,20 @@ class Seller:
         try:
             if self.identity is None:
                 self._state("enrolling", ENROLL_TIMEOUT, job=None)
-                self._use(enroll(self.order, 1, self.stream))
-            self._state("leasing", self.client.timeout, job=None)
-            offer = self.lease()
-            self._market_answered()
+                self._use(enroll(self.order, SEATS_PER_SELLER, self.stream).for_seller(0))
+            assert self.courier is not None
+            self.courier.check()
+            offer = self.courier.take_spare()
+            if offer is None:
+                # The results still unposted may take a request's time before the lease.
+                within = self.client.timeout + self.options.request_timeout
+                self._state("leasing", within, job=None)
+                offer = self.lease(self.courier)
+                self._market_answered()
             self.backoff.reset()
             self.reenrolled = False
             if offer is not None:
-                self.work(offer)
+                self.work(offer, self.courier)
         except Revoked:
             raise
         except Busy as exc:
@@ -294,23 +257,52 @@ class Seller:
         self._state("backoff", delay, job=None)
         self.sleep(delay)
 
-    def lease(self) -> LeaseOffer | None:
-        assert self.identity is not None
-        body = {
-            "seat": self.identity.seat,
-            "wait": self.options.wait,
+    def lease_request(self) -> dict[str, object]:
+        """What this seller asks the market for, but the seats and the wait."""
+        return {
             "seller": self.instance,
             "max_memory_bytes": self.max_memory,
             "max_cpu_seconds": self.order.max_cpu_seconds,
+            "max_output_bytes": self.max_output,
         }
-        doc = self.client.request_json("POST", "/v1/lease", body)
-        if doc is None:
-            return None
-        offer = parse_lease(doc)
+
+    def lease(self, courier: Courier) -> LeaseOffer | None:
+        """Lease on every free seat at once: the first job to run now, the next one kept
+        as the spare. With results still unposted (their seats busy), no long poll."""
+        if courier.unposted():
+            courier.wait_posted(self.options.request_timeout)
+        seats = courier.free_seats()
+        if not seats:
+            return None  # the courier is still posting: its seats come free after
+        wait = 0.0 if courier.unposted() else self.options.wait
+        body = {**self.lease_request(), "seats": seats, "wait": wait}
+        offers = parse_leases(self.client.request_json("POST", "/v1/leases", body), seats)
+        accepted: list[LeaseOffer] = []
+        refusal: BadReply | None = None
+        for offer in offers:
+            try:
+                accepted.append(self.accept(offer))
+            except BadReply as exc:
+                refusal = exc
+                courier.release(offer)
+        for spare in accepted[1:]:
+            courier.hold(spare, spare=True)
+        if not accepted and refusal is not None:
+            raise refusal
+        return accepted[0] if accepted else None
+
+    def accept(self, offer: LeaseOffer) -> LeaseOffer:
+        """The offer if this seller may run it; BadReply naming why not otherwise."""
         if offer.memory_bytes > self.max_memory:
             raise BadReply(f"job {offer.job} wants more memory than this seller accepts")
         if offer.cpu_seconds > self.order.max_cpu_seconds:
             raise BadReply(f"job {offer.job} wants more CPU time than this order accepts")
+        if offer.output_bytes > self.max_output:
+            # Its output, in flight, would take the seller past its memory plan.
+            raise BadReply(
+                f"job {offer.job} may write {offer.output_bytes} bytes, more than this "
+                f"seller's {self.max_output}"
+            )
         return offer
 
     def program(self, offer: LeaseOffer) -> bytes:
@@ -329,45 +321,28 @@ class Seller:
         self.cache.put(offer.program_sha256, program)
         return program
 
-    def work(self, offer: LeaseOffer) -> None:
-        """Run one leased job and report it; stopped before that, hand the lease back."""
+    def work(self, offer: LeaseOffer, courier: Courier) -> None:
+        """Run one leased job, its lease extended and a spare leased meanwhile, and hand
+        its result to the courier."""
         emit("job-leased", self.stream, order=self.order.order_id, job=offer.job)
+        self.running = offer
         try:
-            self.run_and_post(offer)
-        except (SystemExit, KeyboardInterrupt):
-            self.release(offer)
-            raise
-
-    def release(self, offer: LeaseOffer) -> None:
-        """Tell the market this lease's job is not coming, on a fresh connection (the
-        seller's own may have been cut mid-request)."""
-        client = self._client(RELEASE_TIMEOUT, exchange=RELEASE_TIMEOUT)
-        try:
-            client.request_json("POST", f"/v1/leases/{offer.lease}/release", {})
-        except (Unreachable, Refused, BadReply) as exc:
-            self._error("release", exc)
-            return
-        finally:
-            client.close()
-        emit(
-            "lease-released",
-            self.stream,
-            order=self.order.order_id,
-            job=offer.job,
-            lease=offer.lease,
-        )
-
-    def run_and_post(self, offer: LeaseOffer) -> None:
-        fetch = self.options.request_timeout
-        self._state("running", fetch + offer.wall_seconds, job=offer.job)
-        program = self.program(offer)
-        try:
-            limits = Limits.for_job(offer.limits, nice=self.nice)
-        except ValueError as exc:
-            raise BadReply(f"job {offer.job} has impossible limits: {exc}") from None
-        assert self.identity is not None
-        with LeaseKeeper(self.order, self.identity.credentials, offer, self.stream):
+            fetch = self.options.request_timeout
+            self._state("running", fetch + offer.wall_seconds, job=offer.job)
+            courier.hold(offer)
+            courier.seek_spare(self.lease_request())
+            program = self.program(offer)
+            try:
+                limits = Limits.for_job(offer.limits, nice=self.nice)
+            except ValueError as exc:
+                raise BadReply(f"job {offer.job} has impossible limits: {exc}") from None
             result = run_job(program, offer.input, limits, loader=self.options.loader)
+        except (BadReply, Unreachable, Refused, JailError):
+            # This seller will not run it: the job goes back to the queue now.
+            courier.drop(offer)
+            courier.release(offer)
+            self.running = None
+            raise
         emit(
             "job-finished",
             self.stream,
@@ -376,30 +351,70 @@ class Seller:
             status=result.outcome.value,
             cpu_seconds=round(result.cpu_seconds, 3),
         )
-        self.post_result(offer, result)
+        courier.deliver(offer, result)
+        self.running = None
 
-    def post_result(self, offer: LeaseOffer, result: JobResult) -> None:
-        """Post until the market has it (the post is idempotent) or refuses it."""
-        body = result_document(result)
-        path = f"/v1/leases/{offer.lease}/result"
-        for attempt in range(RESULT_ATTEMPTS):
-            self._state("posting", self.options.request_timeout)
-            try:
-                doc = self.client.request_json(
-                    "POST", path, body, timeout=self.options.request_timeout
-                )
-                recorded = parse_recorded(doc or {})
-            except (Unreachable, BadReply) as exc:
-                self._error("post-result", exc)
-                if attempt + 1 < RESULT_ATTEMPTS:
-                    self.pause(exc.retry_after if isinstance(exc, Busy) else 0.0)
-                continue
+    def _recorded(self, result: JobResult, recorded: Recorded) -> None:
+        """The courier's word that the market acknowledged `result`."""
+        with self.status.lock:
             s = self.status.status
-            self._market_answered()
             self.status.update(
+                market_seen=round(boottime(), 1),
                 jobs_done=s.jobs_done + 1,
                 cpu_seconds=round(s.cpu_seconds + result.cpu_seconds, 3),
                 coins=round(s.coins + recorded.coins, 3),
             )
+
+    def _settle(self) -> None:
+        """On the way out (or to a new identity): stop the courier, hand back the leases
+        not run (the running one's too), and post the results still held, on a fresh
+        connection (the seller's own may have been cut mid-request)."""
+        if self.courier is None:
             return
-        self._error("post-result", f"gave up on lease {offer.lease} after {RESULT_ATTEMPTS} tries")
+        left = self.courier.close()
+        self.courier = None
+        if self.running is not None:
+            left.append(self.running)
+            self.running = None
+        offers = [item for item in left if isinstance(item, LeaseOffer)]
+        unposted = [item for item in left if isinstance(item, Unposted)]
+        client = self._client(RELEASE_TIMEOUT, exchange=RELEASE_TIMEOUT)
+        try:
+            for offer in offers:
+                self.release(client, offer)
+            if unposted:
+                self.post_on_the_way_out(client, unposted)
+        finally:
+            client.close()
+
+    def release(self, client: MarketClient, offer: LeaseOffer) -> None:
+        """Tell the market this lease's job is not coming."""
+        try:
+            client.request_json("POST", f"/v1/leases/{offer.lease}/release", {})
+        except (Unreachable, Refused, BadReply) as exc:
+            self._error("release", exc)
+            return
+        emit(
+            "lease-released",
+            self.stream,
+            order=self.order.order_id,
+            job=offer.job,
+            lease=offer.lease,
+        )
+
+    def post_on_the_way_out(self, client: MarketClient, unposted: list[Unposted]) -> None:
+        """One last try at the results still held; each one not acknowledged is said."""
+        body = results_body([(u.offer.lease, u.result) for u in unposted])
+        try:
+            doc = client.request_json("POST", "/v1/results", body)
+            answers = parse_recorded_batch(doc, [u.offer.lease for u in unposted])
+        except (Unreachable, Refused, BadReply) as exc:
+            for u in unposted:
+                say_unposted(self.stream, self.order.order_id, u, exc)
+            return
+        for u in unposted:
+            answer = answers[u.offer.lease]
+            if isinstance(answer, Recorded):
+                self._recorded(u.result, answer)
+            else:
+                say_unposted(self.stream, self.order.order_id, u, answer)

@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import ssl
+import threading
 import time
 import urllib.parse
 from typing import Any
@@ -112,7 +113,9 @@ def _connection(order: SellOrder, timeout: float) -> http.client.HTTPConnection:
 
 
 class MarketClient:
-    """One seller's connection to its order's market (not thread-safe: one per thread)."""
+    """One seller's kept-alive connection to its order's market. Thread-safe: a lock
+    takes the requests of a seller's threads (its jobs' loop, its courier) in turn over
+    the one connection."""
 
     def __init__(
         self,
@@ -131,26 +134,47 @@ class MarketClient:
         self._headers = {"Authorization": f"Basic {token}", "User-Agent": USER_AGENT}
         self._conn: http.client.HTTPConnection | None = None
         self._last_used = 0.0
+        self._lock = threading.RLock()
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
     def request(
         self,
         method: str,
         path: str,
-        body: dict[str, Any] | None = None,
+        body: dict[str, Any] | list[bytes] | None = None,
         *,
         timeout: float | None = None,
         cap: int = MAX_REPLY_BYTES,
+        exchange: float | None = None,
     ) -> tuple[int, bytes]:
-        """(status, body) of a 2xx reply; Unreachable, Refused or BadReply otherwise."""
-        data = None if body is None else json.dumps(body).encode()
+        """(status, body) of a 2xx reply; Unreachable, Refused or BadReply otherwise.
+        `timeout` bounds each read, `exchange` the whole request (the client's own if not
+        given)."""
+        with self._lock:
+            return self._request(method, path, body, timeout, cap, exchange or self.exchange)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | list[bytes] | None,
+        timeout: float | None,
+        cap: int,
+        exchange: float,
+    ) -> tuple[int, bytes]:
+        # A body in pieces (JSON already) is sent piece by piece, never joined.
+        data = json.dumps(body).encode() if isinstance(body, dict) else body
         headers = dict(self._headers)
         if data is not None:
             headers["Content-Type"] = "application/json"
+            headers["Content-Length"] = str(
+                len(data) if isinstance(data, bytes) else sum(map(len, data))
+            )
         if time.monotonic() - self._last_used > REUSE_SECONDS:
             self.close()
         deadline: Deadline | None = None
@@ -160,7 +184,7 @@ class MarketClient:
             self._conn.timeout = timeout or self.timeout
             if self._conn.sock is not None:
                 self._conn.sock.settimeout(self._conn.timeout)
-            with Deadline(self._conn, self.exchange) as deadline:
+            with Deadline(self._conn, exchange) as deadline:
                 self._conn.request(method, self.prefix + path, body=data, headers=headers)
                 deadline.sock = self._conn.sock
                 reply = self._conn.getresponse()
@@ -171,7 +195,7 @@ class MarketClient:
         except (OSError, http.client.HTTPException) as exc:
             self.close()
             late = deadline is not None and deadline.expired
-            reason = f"no whole reply within {self.exchange:g} s" if late else exc
+            reason = f"no whole reply within {exchange:g} s" if late else exc
             raise Unreachable(f"{method} {path}: {reason or type(exc).__name__}") from None
         if len(payload) > cap or reply.will_close:
             self.close()
@@ -192,7 +216,11 @@ class MarketClient:
         return reply.status, payload
 
     def request_json(
-        self, method: str, path: str, body: dict[str, Any] | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | list[bytes] | None = None,
+        **kwargs: Any,
     ) -> dict[str, Any] | None:
         """The JSON object of a 2xx reply, or None for 204 No Content."""
         status, payload = self.request(method, path, body, **kwargs)

@@ -54,7 +54,9 @@ SELLER_OOM_SCORE_ADJ = -900
 
 
 # Seller options the fleet sets itself, per fleet (from the plan) or per seat.
-FLEET_DECIDES = frozenset({"status_dir", "memory_cap", "cpu", "nice"})
+FLEET_DECIDES = frozenset(
+    {"status_dir", "memory_cap", "output_cap", "program_cache", "cpu", "nice"}
+)
 
 
 @dataclass(frozen=True)
@@ -322,6 +324,7 @@ def announce_plan(plan: Plan) -> None:
         sellers=plan.sellers,
         wanted=plan.wanted,
         job_memory_mb=plan.job_memory_bytes >> 20,
+        job_output_mb=plan.job_output_bytes >> 20,
     )
 
 
@@ -391,7 +394,12 @@ def serve(args: argparse.Namespace) -> int:
     if args.user is not None:
         os.chown(status_dir, *args.user)
     protect_from_oom()
-    seller = SellerOptions(status_dir=status_dir, memory_cap=plan.job_memory_bytes)
+    seller = SellerOptions(
+        status_dir=status_dir,
+        memory_cap=plan.job_memory_bytes,
+        output_cap=plan.job_output_bytes,
+        program_cache=plan.program_cache_bytes,
+    )
     fleet_options = FleetOptions(
         seller=from_arguments(args, seller),
         pid_dir=args.rundir,

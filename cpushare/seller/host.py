@@ -2,7 +2,9 @@
 
 An order is the right to enroll (`POST /v1/hosts` with the order's credentials); the
 market answers with a host id and secret, and every later request of every seller on
-this machine is made as that host, on a seat of its own. The starting process (the fleet,
+this machine is made as that host, on seats of its own: two per seller, one for the job it
+runs and one for the next job, leased while that one runs (cpushare.seller.courier). The
+starting process (the fleet,
 or `livecd sell`) enrolls once per order and hands each seller its identity on a pipe of
 its own (`write_identity` / `read_identity`), never in argv, the environment or a file.
 The secret is never written anywhere: a reboot is a new host.
@@ -24,6 +26,8 @@ from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply, Busy, MarketClient, Refused, Revoked, Unreachable
 
 MAX_SEATS = 256
+# A seller's seats: the running job's and the next one's.
+SEATS_PER_SELLER = 2
 HOST_ID = re.compile(r"host-[A-Za-z0-9_-]{1,80}")
 # 32 random bytes in URL-safe base64, with or without padding.
 HOST_SECRET = re.compile(r"[A-Za-z0-9_-]{43}=?")
@@ -34,13 +38,15 @@ MAX_IDENTITY_BYTES = 4096
 
 @dataclass(frozen=True)
 class Identity:
-    """A seller's host credentials and its seat (0 <= seat < seats) on that host."""
+    """A seller's host credentials and its seats on that host: `seat`, and `spare` (None:
+    the seller leases one job at a time)."""
 
     host: str
     secret: str = field(repr=False)
     seats: int
     order: str
     seat: int = 0
+    spare: int | None = None
 
     def __post_init__(self) -> None:
         if not HOST_ID.fullmatch(self.host):
@@ -49,13 +55,23 @@ class Identity:
             raise ValueError("the host secret is not 32 bytes of URL-safe base64")
         if not 1 <= self.seats <= MAX_SEATS or not 0 <= self.seat < self.seats:
             raise ValueError(f"seat {self.seat} of {self.seats} is not a seat")
+        if self.spare is not None and (self.spare == self.seat or not 0 <= self.spare < self.seats):
+            raise ValueError(f"spare seat {self.spare} of {self.seats} is not another seat")
 
     @property
     def credentials(self) -> tuple[str, str]:
         return self.host, self.secret
 
-    def on_seat(self, seat: int) -> Identity:
-        return replace(self, seat=seat)
+    @property
+    def own_seats(self) -> list[int]:
+        return [self.seat] if self.spare is None else [self.seat, self.spare]
+
+    def on_seat(self, seat: int, spare: int | None = None) -> Identity:
+        return replace(self, seat=seat, spare=spare)
+
+    def for_seller(self, index: int) -> Identity:
+        """The seats of this host's `index`-th seller (SEATS_PER_SELLER each, in turn)."""
+        return self.on_seat(SEATS_PER_SELLER * index, SEATS_PER_SELLER * index + 1)
 
     def document(self) -> dict[str, Any]:
         """The identity as JSON, to hand to a seller in memory (never to a file)."""
@@ -71,7 +87,7 @@ class Identity:
             raise ValueError(f"not an identity: {exc!r}") from None
 
 
-FIELDS = ("host", "secret", "seats", "order", "seat")
+FIELDS = ("host", "secret", "seats", "order", "seat", "spare")
 
 
 def parse_enrollment(doc: dict[str, Any], order: str, seats: int) -> Identity:
@@ -126,20 +142,23 @@ def enroll_machine(
     orders: Sequence[SellOrder], backoff_max: float, stream: TextIO | None = None
 ) -> list[Identity | None]:
     """The identity of each of this machine's sellers, one seller per entry of `orders`:
-    each distinct order (market and id) is enrolled once, with as many seats as sellers
-    serve it (a new host per MAX_SEATS), seats numbered in turn; None for a revoked order."""
+    each distinct order (market and id) is enrolled once, with SEATS_PER_SELLER seats per
+    seller serving it (a new host when MAX_SEATS runs out), seats numbered in turn; None for
+    a revoked order."""
     sellers: dict[tuple[str, str], list[int]] = {}
     for i, order in enumerate(orders):
         sellers.setdefault((order.market_url, order.order_id), []).append(i)
     found: list[Identity | None] = [None] * len(orders)
     for indices in sellers.values():
-        for start in range(0, len(indices), MAX_SEATS):
-            chunk = indices[start : start + MAX_SEATS]
-            host = enroll_patiently(orders[chunk[0]], len(chunk), backoff_max, stream)
+        per_host = MAX_SEATS // SEATS_PER_SELLER
+        for start in range(0, len(indices), per_host):
+            chunk = indices[start : start + per_host]
+            seats = SEATS_PER_SELLER * len(chunk)
+            host = enroll_patiently(orders[chunk[0]], seats, backoff_max, stream)
             if host is None:
                 break
-            for seat, i in enumerate(chunk):
-                found[i] = host.on_seat(seat)
+            for index, i in enumerate(chunk):
+                found[i] = host.for_seller(index)
     return found
 
 

@@ -88,6 +88,18 @@ class SellerOptions:
         default=None,
         metadata=_meta("the most memory in bytes a job may have on this machine", low=1),
     )
+    output_cap: int | None = field(
+        default=None,
+        metadata=_meta(
+            "the largest output in bytes a job may write on this machine (leases asking for "
+            "more are refused)",
+            low=1,
+        ),
+    )
+    program_cache: int | None = field(
+        default=None,
+        metadata=_meta("bytes of programs kept in memory between jobs", low=0),
+    )
     nice: int | None = field(
         default=None, metadata=_meta("this nice level instead of the order's", low=0, high=19)
     )

@@ -16,8 +16,13 @@ MIB = 1 << 20
 # Kept for the rest of the live system: shells, the status screen, DHCP, page cache.
 SYSTEM_RESERVE = 24 * MIB
 # One seller's own needs beyond what it shares with the others: its heap, TLS, the
-# job's input and output while they are in flight.
+# job's input and output while they are in flight, its program cache.
 SELLER_RESERVE = 16 * MIB
+# Out of that reserve: a job's output costs its seller about three times its size while
+# in flight (the jail's read, the result, its base64 text), so outputs get a quarter of
+# it, and the program cache another quarter.
+JOB_OUTPUT_BYTES = SELLER_RESERVE // 4
+PROGRAM_CACHE_BYTES = SELLER_RESERVE // 4
 # Below this a job can do little; fewer sellers with more memory each are better.
 MIN_JOB_MEMORY = 16 * MIB
 
@@ -30,6 +35,8 @@ class Plan:
     wanted: int
     sellers: int
     job_memory_bytes: int
+    job_output_bytes: int = JOB_OUTPUT_BYTES
+    program_cache_bytes: int = PROGRAM_CACHE_BYTES
 
 
 def plan_sellers(available: int, wanted: int) -> Plan:

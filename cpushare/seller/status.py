@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -52,13 +53,16 @@ class StatusFile:
     def __init__(self, directory: Path | None, order_file: Path, status: SellerStatus) -> None:
         self.path = directory / f"{order_file.stem}.json" if directory else None
         self.status = status
+        # A seller's courier thread counts results while its main thread changes state.
+        self.lock = threading.RLock()
         if directory:
             directory.mkdir(parents=True, exist_ok=True)
         self._write()
 
     def update(self, **changes: Any) -> None:
-        self.status = replace(self.status, **changes)
-        self._write()
+        with self.lock:
+            self.status = replace(self.status, **changes)
+            self._write()
 
     def _write(self) -> None:
         if self.path is None:

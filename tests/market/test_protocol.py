@@ -55,7 +55,7 @@ def test_the_default_wall_clock_grows_with_the_cpu_time() -> None:
 
 @pytest.mark.parametrize("limits", EXTREMES)
 def test_a_built_lease_matches_its_schema_and_parses_back(limits: JobLimits) -> None:
-    doc = lease_document(3, 4, "a" * 64, 10, b"input", limits, 60.0)
+    doc = lease_document(3, 4, "a" * 64, 10, b"input", limits, 60.0, 0)
     _validate(doc, "Lease")
     offer = parse_lease(doc)
     assert (offer.lease, offer.job, offer.input, offer.limits) == (3, 4, b"input", limits)
@@ -63,7 +63,7 @@ def test_a_built_lease_matches_its_schema_and_parses_back(limits: JobLimits) -> 
 
 def test_a_lease_outside_the_contract_is_refused() -> None:
     too_big = JobLimits(memory_bytes=BOUNDS["memory_bytes"].high + 1)
-    doc = lease_document(3, 4, "a" * 64, 10, b"", too_big, 60.0)
+    doc = lease_document(3, 4, "a" * 64, 10, b"", too_big, 60.0, 0)
     with pytest.raises(BadReply, match="memory_bytes"):
         parse_lease(doc)
 

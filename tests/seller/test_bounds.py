@@ -3,7 +3,6 @@ request never answered all leave it asking again within bounds of its own."""
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import threading
@@ -17,12 +16,11 @@ import pytest
 from seller_processes import SellerProcess
 from test_hostile import GOOD_LEASE
 
-from cpushare.console import parse_line
 from cpushare.limits import MAX_EXTEND_INTERVAL, MAX_EXTEND_SECONDS, MAX_RETRY_AFTER
 from cpushare.order import SellOrder
 from cpushare.protocol import MAX_LEASE_SECONDS, parse_lease
-from cpushare.seller.agent import LeaseKeeper, extend_schedule
 from cpushare.seller.client import MarketClient, Unreachable, _retry_after
+from cpushare.seller.courier import Courier, extend_schedule
 from livecd.orders import write_order
 
 BACKOFF_MAX = 0.4  # what SellerProcess gives every seller
@@ -35,7 +33,7 @@ DRIP = "drip"  # a step that answers a byte every DRIP_SECONDS for DRIP_FOR seco
 DRIP_SECONDS, DRIP_FOR = 0.25, 20.0
 Step = tuple[int, dict[str, str], bytes] | str | None
 # Every seller enrolls first (`cpushare.seller.host`): the scripted market lets it in.
-ENROLLED = {"host": "host-bounds", "secret": "h" * 43, "seats": 1, "order": "o-bounds"}
+ENROLLED = {"host": "host-bounds", "secret": "h" * 43, "seats": 2, "order": "o-bounds"}
 RETRY_AFTER = 2.0
 
 
@@ -120,29 +118,37 @@ def test_a_dripped_reply_ends_at_the_exchange_deadline(market: str) -> None:
 
 
 @pytest.mark.parametrize("step", [None, DRIP], ids=["silent", "dripping"])
-def test_an_unanswered_extension_holds_the_job_no_longer_than_its_timeout(
+def test_an_unanswered_extension_holds_the_connection_no_longer_than_its_timeout(
     market: str, step: Step
 ) -> None:
     ScriptedMarket.script = [step]  # the first extension is never answered whole
     order = SellOrder(market, "o-keeper", "s" * 24, "lab")
     offer = parse_lease({**GOOD_LEASE, "lease_seconds": 3})
     interval, timeout = extend_schedule(offer.lease_seconds)
-    out = io.StringIO()
-    keeper = LeaseKeeper(order, (ENROLLED["host"], ENROLLED["secret"]), offer, out)
-    with keeper:
-        time.sleep(interval + 0.5)  # the job runs; its first extension is in flight
-        ended = time.monotonic()
-    waited = time.monotonic() - ended
-    assert [path for path, _ in ScriptedMarket.arrivals] == ["/v1/leases/7/extend"]
-    assert waited <= timeout + MARGIN
-    error = parse_line(out.getvalue())
-    assert error is not None and error["what"] == "extend"
+    client = MarketClient(order, 30.0, (ENROLLED["host"], ENROLLED["secret"]))
+    errors: list[tuple[str, str]] = []
+    courier = Courier(
+        client, [0, 1], lambda o: o, lambda *_: None, lambda w, d: errors.append((w, str(d))), 1, 1
+    )
+    courier.hold(offer)
+    give_up = time.monotonic() + interval + timeout + MARGIN
+    while not errors and time.monotonic() < give_up:
+        time.sleep(0.05)
+    assert ScriptedMarket.arrivals[0][0] == "/v1/leases/7/extend"
+    assert errors and errors[0][0] == "extend"
+    assert time.monotonic() - ScriptedMarket.arrivals[0][1] <= timeout + MARGIN
     # Silent, the read's timeout or the exchange's (the same here) ends it first.
-    assert "no whole reply" in error["detail"] or (step is None and "timed out" in error["detail"])
+    detail = errors[0][1]
+    assert "no whole reply" in detail or (step is None and "timed out" in detail)
+    # The seller's one connection is free again: the job loop's next request goes through.
+    assert client.request_json("POST", "/v1/leases", {}) is None
+    assert courier.close() == [offer]  # still held: the seller hands it back on its way out
+    client.close()
 
 
 def _lease(**changes: object) -> tuple[int, dict[str, str], bytes]:
-    return 200, {"Content-Type": "application/json"}, json.dumps({**GOOD_LEASE, **changes}).encode()
+    body = json.dumps({"leases": [{**GOOD_LEASE, **changes}]}).encode()
+    return 200, {"Content-Type": "application/json"}, body
 
 
 def test_huge_lease_seconds_retry_after_and_silence_do_not_park_the_seller(
@@ -163,7 +169,7 @@ def test_huge_lease_seconds_retry_after_and_silence_do_not_park_the_seller(
     give_up = time.monotonic() + 30
     while len(ScriptedMarket.arrivals) < 5 and time.monotonic() < give_up:
         time.sleep(0.05)
-    times = [at for path, at in ScriptedMarket.arrivals if path == "/v1/lease"]
+    times = [at for path, at in ScriptedMarket.arrivals if path == "/v1/leases"]
     assert len(times) >= 5, ScriptedMarket.arrivals
     gaps = [b - a for a, b in itertools.pairwise(times)]
     # After a bad lease and a 503 (Retry-After: 999999 s): the seller's own backoff; after a

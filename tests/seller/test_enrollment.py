@@ -73,7 +73,7 @@ def test_a_seller_told_to_wait_by_a_429_waits_that_long(
     assert len(busy) <= 2
 
 
-ENROLLED = {"host": "host-1", "secret": "k" * 43, "seats": 1, "order": "o-forgotten"}
+ENROLLED = {"host": "host-1", "secret": "k" * 43, "seats": 2, "order": "o-forgotten"}
 
 
 class ForgetfulMarket(BaseHTTPRequestHandler):

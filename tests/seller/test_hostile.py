@@ -31,16 +31,25 @@ GOOD_LEASE = {
         "output_bytes": 1024,
     },
     "lease_seconds": 30,
+    "seat": 0,
 }
-ENROLLED = {"host": "host-1", "secret": "k" * 43, "seats": 1, "order": "o-victim"}
+ENROLLED = {"host": "host-1", "secret": "k" * 43, "seats": 2, "order": "o-victim"}
+
+
+def batch(*leases: object) -> bytes:
+    """A batch lease reply holding `leases`."""
+    return json.dumps({"leases": list(leases)}).encode()
+
+
 # What the fake market answers to successive lease requests; then 204 for ever.
 REPLIES: list[bytes] = [
     b"x" * (25 << 20),
     b"{not json",
     b"[1, 2, 3]",
-    json.dumps({**GOOD_LEASE, "lease": "seven"}).encode(),
-    json.dumps({**GOOD_LEASE, "program": {"sha256": "../../etc/passwd", "size": -1}}).encode(),
-    json.dumps(GOOD_LEASE).encode(),  # its program download does not match the sha256
+    batch({**GOOD_LEASE, "lease": "seven"}),
+    batch({**GOOD_LEASE, "program": {"sha256": "../../etc/passwd", "size": -1}}),
+    batch({**GOOD_LEASE, "seat": 5}),  # not a seat this seller asked for
+    batch(GOOD_LEASE),  # its program download does not match the sha256
 ]
 
 
@@ -60,7 +69,7 @@ class HostileMarket(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if self.path == "/v1/hosts":
             self._send(201, json.dumps(ENROLLED).encode())
-        elif self.path == "/v1/lease" and self.replies:
+        elif self.path == "/v1/leases" and self.replies:
             self._send(200, self.replies.pop(0))
         else:
             self._send(204, b"")
@@ -95,6 +104,7 @@ def test_hostile_replies_are_logged_and_survived(
         "not a JSON object",
         "is not an integer",
         "sha256 is not 64 hex digits",
+        "are not distinct seats of [0, 1]",
         "does not match its sha256",
     ):
         assert any(needle in d for d in details), (needle, details)

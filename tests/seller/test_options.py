@@ -23,6 +23,8 @@ EVERY = SellerOptions(
     request_timeout=2.5,
     backoff_max=0.4,
     memory_cap=1 << 25,
+    output_cap=1 << 22,
+    program_cache=1 << 21,
     nice=7,
 )
 

@@ -59,10 +59,10 @@ def test_a_stopped_or_killed_livecd_sell_leaves_no_seller_and_its_lease_goes_bac
         for path in orders:
             market.order("volunteer", path)
         buyer = BuyerClient(market.url, market.account("lab", coins=1_000_000).api_key)
-        # Far longer than the test: only a release puts a job back in the queue. One job
-        # per seller: none is left polling for a job released on the way out. replicas=1:
-        # this is about stopping, not about agreement.
-        jobs = buyer.submit(buyer.upload_program(spin), [b"100000"] * 2, replicas=1)
+        # Far longer than the test: only a release puts a job back in the queue. Two jobs
+        # per seller (the running one and the next): none is left polling for a job
+        # released on the way out. replicas=1: this is about stopping, not agreement.
+        jobs = buyer.submit(buyer.upload_program(spin), [b"100000"] * 4, replicas=1)
         console = tmp_path / "sell.console"
         argv = [*LIVECD, "sell", *map(str, orders), "--status-dir", str(tmp_path / "status")]
         with open(console, "wb") as out:
@@ -84,7 +84,7 @@ def test_a_stopped_or_killed_livecd_sell_leaves_no_seller_and_its_lease_goes_bac
         with sqlite3.connect(market.db) as db:
             rows = db.execute("SELECT job_id, released IS NOT NULL FROM leases")
             assert sorted(rows) == [(job, 1) for job in jobs]
-        assert [buyer.job(job)["state"] for job in jobs] == ["open", "open"]
+        assert [buyer.job(job)["state"] for job in jobs] == ["open"] * 4
         assert "Traceback" not in console.read_text()
     finally:
         market.stop(kill=True)
@@ -107,7 +107,7 @@ def test_livecd_sell_enrolls_once_per_order_and_hands_the_secret_over_a_pipe(
         sells.append(sell)
         _wait_for(console, "seller-started", 2)
         (enrolled,) = _events(console, "enrolled")
-        assert enrolled["seats"] == "2"
+        assert enrolled["seats"] == "4"  # two sellers, two seats each
         sellers = [int(e["pid"]) for e in _events(console, "seller-started")]
         # A host secret is a word of 43 characters of URL-safe base64: none in any
         # seller's command line nor in a status file; its environment is ours, no more.

@@ -68,7 +68,8 @@ def test_a_batch_through_two_sellers_over_pinned_tls_matches_the_reference(
             assert all(e["status"] == "ok" for e in finished)
             started = seller.wait_for("seller-started")[0]
             assert started["nice"] == "19" and started["order"] == load_order(seller.order).order_id
-            assert seller.events("enrolled")[0]["seats"] == "1"
+            # Alone, a seller enrolls with two seats: its job's and the next job's.
+            assert seller.events("enrolled")[0]["seats"] == "2"
         coins = _coins(market)
         assert coins["alice"] > 0 and coins["bob"] > 0 and coins["lab"] < GRANT
         assert admin.check_ledger(market.db) == []

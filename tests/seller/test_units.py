@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from cpushare.protocol import parse_lease, parse_recorded
-from cpushare.seller.agent import ProgramCache
+from cpushare.jail import JobResult
+from cpushare.jail.model import Outcome
+from cpushare.protocol import parse_lease, parse_recorded, result_document, results_body
 from cpushare.seller.client import BadReply
+from cpushare.seller.programs import ProgramCache
 
 LEASE = {
     "lease": 1,
@@ -54,3 +58,12 @@ def test_program_cache_drops_the_least_recently_used() -> None:
     assert cache.get("a") == b"12345"
     cache.put("c", b"12345")
     assert (cache.get("a"), cache.get("b"), cache.get("c")) == (b"12345", None, b"12345")
+
+
+def test_a_batch_of_results_in_pieces_is_the_json_of_each_result() -> None:
+    results = [
+        (7, JobResult(Outcome.OK, 0, b"\x00\xffout", 1.5, 2.0, 'a "quoted" detail')),
+        (9, JobResult(Outcome.OUTPUT_LIMIT, None, b"", 0.1, 0.2, "")),
+    ]
+    doc = json.loads(b"".join(results_body(results)))
+    assert doc == {"results": [{"lease": lease, **result_document(r)} for lease, r in results]}

@@ -1,0 +1,126 @@
+"""Less protocol per job, with a real market and real seller processes: the next job is
+leased while one runs, every request of a seller goes over one kept-alive connection, and
+a result is kept until the market acknowledged it (or its loss said, on the way out)."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from relay import Relay
+from seller_processes import SellerProcess
+
+from livecd.market_process import MarketProcess
+from market.buyer import BuyerClient
+
+
+@pytest.fixture
+def relay(market: MarketProcess) -> Iterator[Relay]:
+    relay = Relay(("127.0.0.1", market.port))
+    yield relay
+    relay.close()
+
+
+def _order(market: MarketProcess, relay: Relay, tmp_path: Path) -> Path:
+    path = tmp_path / "volunteer.cpu"
+    market.account("volunteer")
+    market.order("volunteer", path, public_url=relay.url)
+    return path
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 90) -> None:
+    give_up = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < give_up, what
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def market(tmp_path: Path) -> Iterator[MarketProcess]:
+    # Short leases: every job of about 1.6 s is extended at least once.
+    with MarketProcess(tmp_path / "market", lease_seconds=3).start() as process:
+        yield process
+
+
+def test_the_next_job_is_leased_while_one_runs_over_one_connection(
+    market: MarketProcess,
+    relay: Relay,
+    tmp_path: Path,
+    spin: bytes,
+    sellers: list[SellerProcess],
+) -> None:
+    buyer = BuyerClient(market.url, market.account("lab", coins=100_000).api_key)
+    jobs = buyer.submit(buyer.upload_program(spin), [b"2500"] * 6, replicas=1)
+    sellers.append(SellerProcess(_order(market, relay, tmp_path), tmp_path))
+    _wait(lambda: buyer.status()["jobs"]["done"] == len(jobs), "the jobs are not done")
+    with sqlite3.connect(market.db) as db:
+        leases = db.execute(
+            "SELECT l.created, r.created FROM leases l JOIN results r ON r.lease_id = l.id "
+            "ORDER BY l.created"
+        ).fetchall()
+    assert len(leases) == len(jobs)
+    # Each next job was leased before the one before it had its result.
+    ahead = [later[0] < earlier[1] for earlier, later in itertools.pairwise(leases)]
+    assert all(ahead), leases
+    # Enrolling takes a connection of its own; everything after it, one: leases,
+    # programs, extensions (some 10 in all here) and results.
+    assert relay.requests(b"POST /v1/leases/") >= 4  # extensions
+    assert relay.connections <= 2
+
+
+def _warm_seller(
+    market: MarketProcess, relay: Relay, tmp_path: Path, spin: bytes, sellers: list[SellerProcess]
+) -> tuple[BuyerClient, SellerProcess]:
+    """A buyer, and a seller that ran one spin job: it holds the program, so a job of it
+    leased next needs the market no more until its result."""
+    buyer = BuyerClient(market.url, market.account("lab", coins=100_000).api_key)
+    (job,) = buyer.submit(buyer.upload_program(spin), [b"1"], replicas=1)
+    seller = SellerProcess(_order(market, relay, tmp_path), tmp_path)
+    sellers.append(seller)
+    _wait(lambda: buyer.job(job)["state"] == "done", "the first job is not done")
+    return buyer, seller
+
+
+def test_a_result_is_kept_until_the_market_has_it(
+    market: MarketProcess,
+    relay: Relay,
+    tmp_path: Path,
+    spin: bytes,
+    sellers: list[SellerProcess],
+) -> None:
+    buyer, seller = _warm_seller(market, relay, tmp_path, spin, sellers)
+    (job,) = buyer.submit(buyer.upload_program(spin), [b"3000"], replicas=1)
+    seller.wait_for("job-leased", 2)
+    relay.cut(True)  # the market is away when the job ends (its lease outlasts this)
+    seller.wait_for("job-finished", 2)
+    _wait(
+        lambda: any(e["what"] == "post-result" for e in seller.events("error")),
+        "no failed post",
+    )
+    assert buyer.job(job)["state"] == "open"
+    relay.cut(False)
+    _wait(lambda: buyer.job(job)["state"] == "done", "the result never arrived")
+    assert buyer.output(job) == b"spun\n"
+
+
+def test_a_stopped_seller_says_which_result_it_could_not_post(
+    market: MarketProcess,
+    relay: Relay,
+    tmp_path: Path,
+    spin: bytes,
+    sellers: list[SellerProcess],
+) -> None:
+    buyer, seller = _warm_seller(market, relay, tmp_path, spin, sellers)
+    (job,) = buyer.submit(buyer.upload_program(spin), [b"1500"], replicas=1)
+    seller.wait_for("job-leased", 2)
+    relay.cut(True)
+    seller.wait_for("job-finished", 2)
+    seller.stop()
+    assert seller.process.returncode == 143
+    (lost,) = [e for e in seller.events("error") if e["what"] == "result-lost"]
+    assert lost["job"] == str(job) and "runs again elsewhere" in lost["detail"]
+    assert "Traceback" not in seller.console.read_text()
