@@ -205,7 +205,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX web_sessions_account ON web_sessions(account_id);
     -- "nice,memory MB,CPU seconds" of an order made on the pages: its secret is derived
-    -- (market.web.sessions), so its file can be made again for its owner.
+    -- (market.keys), so its file can be made again for its owner.
     ALTER TABLE orders ADD COLUMN web_terms TEXT;
     CREATE TABLE batches (
         id INTEGER PRIMARY KEY,

@@ -34,10 +34,13 @@ FORMAT = "cpushare-market"
 TABLES = (
     ("settings", "key"),
     ("accounts", "id"),
+    ("api_keys", "id"),
+    ("web_sessions", "id_hash"),
     ("orders", "id"),
     ("hosts", "id"),
     ("programs", "sha256"),
     ("program_owners", "sha256, account_id"),
+    ("batches", "id"),
     ("jobs", "id"),
     ("leases", "id"),
     ("results", "id"),
@@ -45,7 +48,7 @@ TABLES = (
     ("transfers", "id"),
 )
 # Tables whose integer id PostgreSQL hands out from an identity sequence.
-IDENTITY_TABLES = ("accounts", "jobs", "leases", "results", "transfers")
+IDENTITY_TABLES = ("accounts", "api_keys", "batches", "jobs", "leases", "results", "transfers")
 # Rows sent to the database in one executemany().
 CHUNK = 500
 # What a row that does not fit its table raises, on either engine.

@@ -60,14 +60,16 @@ def _invoke(*args: str) -> str:
 
 
 def _populated(work: Path, fsdither: bytes) -> tuple[Path, str, Host, list[int]]:
-    """A SQLite market with a bit of everything: accounts, a leaderboard setting, orders,
-    hosts (one revoked), a program, finished, open and cancelled jobs, paid results."""
+    """A SQLite market with a bit of everything: accounts, a leaderboard setting, orders
+    (one a volunteer made, with the market's signing key), hosts (one revoked), a program,
+    finished, open and cancelled jobs, paid results."""
     with MarketProcess(work, lease_seconds=60) as market:
         market.start()
         api_key = market.account("lab", coins=10_000).api_key
         buyer = BuyerClient(market.url, api_key)
         market.account("other", coins=5)
         _invoke("account", "leaderboard", "lab", "--db", str(market.db))
+        buyer.create_order(nice=10)
         host = market.enroll(market.order("lab", work / "lab.cpu"), seats=2, source="127.0.0.2")
         gone = market.enroll(market.order("other", work / "other.cpu"), source="127.0.0.3")
         _invoke("host", "revoke", gone.id, "--db", str(market.db))
