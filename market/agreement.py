@@ -67,8 +67,11 @@ class _Job:
 _LEASE_AND_JOB = """
     SELECT l.job_id, l.host_id, l.state, l.deadline, j.output_bytes, j.cpu_seconds, j.program,
            j.account_id, j.state, j.replicas, j.max_results, j.reserved,
-           (SELECT count(*) FROM leases a WHERE a.job_id = l.job_id AND a.state = 'active')
-    FROM leases l JOIN jobs j ON j.id = l.job_id WHERE l.id = ?
+           (SELECT count(*) FROM leases a WHERE a.job_id = l.job_id AND a.state = 'active'),
+           (SELECT count(*) FROM results r WHERE r.job_id = l.job_id AND r.verdict = 'pending'),
+           o.account_id
+    FROM leases l JOIN jobs j ON j.id = l.job_id JOIN orders o ON o.id = l.order_id
+    WHERE l.id = ?
 """
 
 
@@ -90,13 +93,14 @@ def record_result(
         raise TooLarge(f"the output is larger than the job's limit of {output_cap} bytes")
     job = _Job(job_id, row[7], program, row[8], row[9], row[10], int(row[11]), row[12] - 1)
     conn.execute("UPDATE leases SET state = 'done' WHERE id = ?", (lease_id,))
-    result_id = conn.execute(
+    stored = conn.execute(
         """
         INSERT INTO results (lease_id, job_id, order_id, outcome, exit_status, output,
                              output_sha256, cpu_seconds, wall_seconds, detail, verdict, created,
                              host_id, network, solo, program)
         SELECT ?, ?, order_id, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, host_id, network, solo, ?
-        FROM leases WHERE id = ? RETURNING id
+        FROM leases WHERE id = ?
+        RETURNING id, host_id, network, cpu_seconds, solo, outcome, exit_status, output_sha256
         """,
         (
             lease_id,
@@ -112,8 +116,11 @@ def record_result(
             program,
             lease_id,
         ),
-    ).fetchone()[0]
-    ended, paid = _judge(conn, job, now)
+    ).fetchone()
+    result_id = stored[0]
+    # The job's first pending result needs no read to be judged: it is the one just stored.
+    first = None if row[13] else [(*stored[:4], row[14], *stored[4:])]
+    ended, paid = _judge(conn, job, now, first)
     if result_id in paid:
         return Recorded(result_id, "accepted", paid[result_id], duplicate=False)
     return Recorded(result_id, "rejected" if ended else "pending", 0, duplicate=False)
@@ -136,8 +143,11 @@ _PENDING = (
 )
 
 
-def _judge(conn: Connection, job: _Job, now: float) -> tuple[bool, dict[int, int]]:
+def _judge(
+    conn: Connection, job: _Job, now: float, pending: list[Any] | None
+) -> tuple[bool, dict[int, int]]:
     """Accept a job once enough distinct networks agree; fail it when that is out of reach.
+    `pending` are its pending results as _PENDING reads them, if the caller knows them.
 
     Returns whether the job ended (its pending results are then rejected) and the
     millicoins paid to each accepted result.
@@ -145,7 +155,7 @@ def _judge(conn: Connection, job: _Job, now: float) -> tuple[bool, dict[int, int
     if job.state != "open":
         _reject_pending(conn, job.id)
         return True, {}
-    rows = conn.execute(_PENDING, (job.id,)).fetchall()
+    rows = conn.execute(_PENDING, (job.id,)).fetchall() if pending is None else pending
     # Grouped here rather than in SQL: the same rows are the ones accepted and paid below.
     networks: dict[tuple[object, ...], set[object]] = {}
     solo: dict[tuple[object, ...], bool] = {}

@@ -16,12 +16,13 @@ from market.store import open_database
 from tests.market.helpers import LIMITS, host, job, market_db, result
 
 # A result that ends its job alone (replicas=1): the lease and job row read at once, the
-# lease marked done, the result stored, the pending results read, the program's median,
-# verdicts, both transfers, both balances, the job row.
-ALONE = 9
-# The first result of a job that wants two: read, lease, result, pending results, tally, slots.
-WAITING = 6
-# The second, agreeing result: as ALONE without the median, plus one trust row per host.
+# lease marked done, the result stored (it is the job's only pending one: nothing more to
+# read), the program's median, verdicts, both transfers, both balances, the job row.
+ALONE = 8
+# The first result of a job that wants two: read, lease, result, tally, slots.
+WAITING = 5
+# The second, agreeing result: as ALONE without the median but reading the pending results,
+# plus one trust row per host.
 AGREED = 10
 
 
