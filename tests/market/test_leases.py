@@ -60,6 +60,21 @@ def test_a_result_is_paid_once(conn: Connection) -> None:
     assert ledger.check(conn) == []
 
 
+def test_a_buyer_selling_to_itself_is_paid_and_refunded_in_one_balance(
+    conn: Connection,
+) -> None:
+    job(conn, replicas=1)
+    seller = host(conn, "lab", "10.0.0.1")  # the buyer's own machine
+    before = ledger.balance(conn, 1)
+    lease = leasing.grant_lease(conn, seller, 0, LIMITS, 30, 0)
+    assert lease is not None
+    recorded = agreement.record_result(conn, lease.id, seller.id, result(b"x"), 1)
+    assert recorded.verdict == "accepted" and recorded.millicoins == 2000
+    # Both the payment and the refund came back to the one account: the whole reservation.
+    assert ledger.balance(conn, 1) - before == 60 * 1000 * 3
+    assert ledger.check(conn) == []
+
+
 def test_an_expired_lease_requeues_its_job_for_anyone(conn: Connection) -> None:
     queued = job(conn, replicas=1)
     first, second = host(conn, "alice", "10.0.0.1"), host(conn, "bob", "10.0.0.2")
