@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import statistics
 from dataclasses import dataclass
+from typing import Any
 
 from market import ledger, trust
 from market.dialect import Connection
-from market.errors import Conflict, Gone, NotFound, TooLarge
-from market.leasing import own_lease
-from market.slots import refresh_slots, tally
+from market.errors import Conflict, Forbidden, Gone, NotFound, TooLarge
+from market.slots import tally, update_slots
 
 # The median a result accepted alone is paid at most is taken over this many recent results
 # of the program that were validated by agreement: enough that moving it takes a majority
@@ -48,28 +48,59 @@ class Recorded:
     duplicate: bool
 
 
+@dataclass(frozen=True)
+class _Job:
+    """The job row a result is judged against, read once with its lease."""
+
+    id: int
+    account_id: int
+    program: str
+    state: str
+    replicas: int
+    max_results: int
+    reserved: int
+    other_leases: int  # active leases of the job besides the one whose result this is
+
+
+# One read for the lease, its job and the job's other active leases: each statement costs a
+# round trip and a parse on PostgreSQL, and a result is the market's most frequent write.
+_LEASE_AND_JOB = """
+    SELECT l.job_id, l.host_id, l.state, l.deadline, j.output_bytes, j.cpu_seconds, j.program,
+           j.account_id, j.state, j.replicas, j.max_results, j.reserved,
+           (SELECT count(*) FROM leases a WHERE a.job_id = l.job_id AND a.state = 'active'),
+           (SELECT count(*) FROM results r WHERE r.job_id = l.job_id AND r.verdict = 'pending'),
+           o.account_id
+    FROM leases l JOIN jobs j ON j.id = l.job_id JOIN orders o ON o.id = l.order_id
+    WHERE l.id = ?
+"""
+
+
 def record_result(
     conn: Connection, lease_id: int, host_id: str, result: ResultIn, now: float
 ) -> Recorded:
     """Store a lease's result and judge its job. Posting the same lease again is harmless."""
-    job_id, state, deadline = own_lease(conn, lease_id, host_id)
+    row = conn.execute(_LEASE_AND_JOB, (lease_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no lease {lease_id}")
+    job_id, owner, state, deadline, output_cap, cpu_cap, program = row[:7]
+    if owner != host_id:
+        raise Forbidden(f"lease {lease_id} belongs to another host")
     if state == "done":
         return _recorded(conn, lease_id, duplicate=True)
     if state == "expired" or deadline < now:
         raise Gone(f"lease {lease_id} expired and its job went back to the queue")
-    output_cap, cpu_cap, program = conn.execute(
-        "SELECT output_bytes, cpu_seconds, program FROM jobs WHERE id = ?", (job_id,)
-    ).fetchone()
     if len(result.output) > output_cap:
         raise TooLarge(f"the output is larger than the job's limit of {output_cap} bytes")
+    job = _Job(job_id, row[7], program, row[8], row[9], row[10], int(row[11]), row[12] - 1)
     conn.execute("UPDATE leases SET state = 'done' WHERE id = ?", (lease_id,))
-    conn.execute(
+    stored = conn.execute(
         """
         INSERT INTO results (lease_id, job_id, order_id, outcome, exit_status, output,
                              output_sha256, cpu_seconds, wall_seconds, detail, verdict, created,
                              host_id, network, solo, program)
         SELECT ?, ?, order_id, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, host_id, network, solo, ?
         FROM leases WHERE id = ?
+        RETURNING id, host_id, network, cpu_seconds, solo, outcome, exit_status, output_sha256
         """,
         (
             lease_id,
@@ -85,9 +116,14 @@ def record_result(
             program,
             lease_id,
         ),
-    )
-    judge(conn, job_id, now)
-    return _recorded(conn, lease_id, duplicate=False)
+    ).fetchone()
+    result_id = stored[0]
+    # The job's first pending result needs no read to be judged: it is the one just stored.
+    first = None if row[13] else [(*stored[:4], row[14], *stored[4:])]
+    ended, paid = _judge(conn, job, now, first)
+    if result_id in paid:
+        return Recorded(result_id, "accepted", paid[result_id], duplicate=False)
+    return Recorded(result_id, "rejected" if ended else "pending", 0, duplicate=False)
 
 
 def _recorded(conn: Connection, lease_id: int, duplicate: bool) -> Recorded:
@@ -98,65 +134,79 @@ def _recorded(conn: Connection, lease_id: int, duplicate: bool) -> Recorded:
 
 
 _KEY = "outcome, exit_status, output_sha256"
+# A pending result: (id, host, network, cpu seconds, seller's account, solo, *key).
+_PENDING = (
+    "SELECT r.id, r.host_id, r.network, r.cpu_seconds, o.account_id, r.solo, "
+    "r.outcome, r.exit_status, r.output_sha256 "
+    "FROM results r JOIN orders o ON o.id = r.order_id "
+    "WHERE r.job_id = ? AND r.verdict = 'pending'"
+)
 
 
-def judge(conn: Connection, job_id: int, now: float) -> None:
-    """Accept a job once enough distinct networks agree; fail it when that is out of reach."""
-    state, replicas, max_results = conn.execute(
-        "SELECT state, replicas, max_results FROM jobs WHERE id = ?", (job_id,)
-    ).fetchone()
-    if state != "open":
-        _reject_pending(conn, job_id)
-        return
-    groups = conn.execute(
-        f"SELECT {_KEY}, count(DISTINCT network) AS n, max(solo) FROM results "
-        f"WHERE job_id = ? AND verdict = 'pending' GROUP BY {_KEY} ORDER BY n DESC",
-        (job_id,),
-    ).fetchall()
-    if groups:
-        best = groups[0]
-        if best[3] >= replicas or (best[4] and len(groups) == 1):
-            _accept(conn, job_id, best[:3], now)
-            return
-    slots = refresh_slots(conn, job_id)
-    replicas_now = tally(conn, job_id)
-    if slots == 0 and replicas_now.active == 0 and replicas_now.results >= max_results:
-        _finish(conn, job_id, "failed", now)
+def _judge(
+    conn: Connection, job: _Job, now: float, pending: list[Any] | None
+) -> tuple[bool, dict[int, int]]:
+    """Accept a job once enough distinct networks agree; fail it when that is out of reach.
+    `pending` are its pending results as _PENDING reads them, if the caller knows them.
+
+    Returns whether the job ended (its pending results are then rejected) and the
+    millicoins paid to each accepted result.
+    """
+    if job.state != "open":
+        _reject_pending(conn, job.id)
+        return True, {}
+    rows = conn.execute(_PENDING, (job.id,)).fetchall() if pending is None else pending
+    # Grouped here rather than in SQL: the same rows are the ones accepted and paid below.
+    networks: dict[tuple[object, ...], set[object]] = {}
+    solo: dict[tuple[object, ...], bool] = {}
+    for r in rows:
+        key = tuple(r[6:])
+        networks.setdefault(key, set())
+        if r[2] is not None:
+            networks[key].add(r[2])
+        solo[key] = solo.get(key, False) or bool(r[5])
+    if networks:
+        best = max(networks, key=lambda k: len(networks[k]))
+        if len(networks[best]) >= job.replicas or (solo[best] and len(networks) == 1):
+            return True, _accept(conn, job, rows, best, now)
+    replicas_now = tally(conn, job.id)
+    slots = update_slots(conn, job.id, job.replicas, job.max_results, replicas_now)
+    if slots == 0 and replicas_now.active == 0 and replicas_now.results >= job.max_results:
+        _finish(conn, job, "failed", now)
+        return True, {}
+    return False, {}
 
 
-def _accept(conn: Connection, job_id: int, key: tuple[object, ...], now: float) -> None:
-    program = conn.execute("SELECT program FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
-    rows = conn.execute(
-        "SELECT r.id, r.host_id, r.network, r.cpu_seconds, o.account_id, "
-        f"({_KEY}) IS NOT DISTINCT FROM (?, ?, ?) "
-        "FROM results r JOIN orders o ON o.id = r.order_id "
-        "WHERE r.job_id = ? AND r.verdict = 'pending'",
-        (*key, job_id),
-    ).fetchall()
-    agreeing = [r for r in rows if r[5]]
+def _accept(
+    conn: Connection, job: _Job, rows: list[Any], key: tuple[object, ...], now: float
+) -> dict[int, int]:
+    agreeing = [r for r in rows if tuple(r[6:]) == key]
     validated = len({r[2] for r in agreeing}) >= 2
-    conn.executemany(
-        "UPDATE results SET verdict = 'accepted', solo = ? WHERE id = ?",
-        [(int(not validated), r[0]) for r in agreeing],
-    )
     claim = min(r[3] for r in agreeing)
     if not validated:
         # One host's word: paid at most what the program usually takes, never its own claim.
-        median = _median_cpu(conn, program)
+        median = _median_cpu(conn, job.program)
         claim = claim if median is None else min(claim, median)
-    for result_id, _, _, _, account_id, _ in agreeing:
-        ledger.pay(conn, job_id, result_id, account_id, max(1, round(1000 * claim)), now)
+    # The agreeing results are accepted and the others rejected in one statement.
+    conn.execute(
+        f"UPDATE results SET verdict = CASE WHEN ({_KEY}) IS NOT DISTINCT FROM (?, ?, ?) "
+        "THEN 'accepted' ELSE 'rejected' END, "
+        f"solo = CASE WHEN ({_KEY}) IS NOT DISTINCT FROM (?, ?, ?) THEN ? ELSE solo END "
+        "WHERE job_id = ? AND verdict = 'pending'",
+        (*key, *key, int(not validated), job.id),
+    )
     trust.judged(
         conn,
-        program,
+        job.program,
         [r[1] for r in agreeing if validated and r[1] is not None],
-        [r[1] for r in rows if not r[5] and r[1] is not None],
+        [r[1] for r in rows if tuple(r[6:]) != key and r[1] is not None],
     )
-    conn.execute(
-        "UPDATE jobs SET outcome = ?, exit_status = ?, output_sha256 = ? WHERE id = ?",
-        (*key, job_id),
+    amount = max(1, round(1000 * claim))
+    paid = ledger.settle(
+        conn, job.id, job.account_id, job.reserved, [(r[0], r[4], amount) for r in agreeing], now
     )
-    _finish(conn, job_id, "done", now)
+    _end_job(conn, job, "done", now, key)
+    return paid
 
 
 def _median_cpu(conn: Connection, program: str) -> float | None:
@@ -169,31 +219,50 @@ def _median_cpu(conn: Connection, program: str) -> float | None:
     return statistics.median_low(r[0] for r in rows) if rows else None
 
 
-def _finish(conn: Connection, job_id: int, state: str, now: float) -> None:
-    """End a job: its other leases end too (a late result finds them gone), its pending
-    results are rejected and what is left of its reservation goes back to the buyer."""
+def _finish(conn: Connection, job: _Job, state: str, now: float) -> None:
+    """End a job that no result is accepted for: its pending results are rejected and its
+    reservation goes back to the buyer whole."""
+    _reject_pending(conn, job.id)
+    ledger.settle(conn, job.id, job.account_id, job.reserved, [], now)
+    _end_job(conn, job, state, now, (None, None, None))
+
+
+def _end_job(conn: Connection, job: _Job, state: str, now: float, key: tuple[object, ...]) -> None:
+    """The job's row in one UPDATE (state, outcome, and its reservation, emptied by
+    ledger.settle); its other leases end too, so a late result finds them gone."""
     conn.execute(
-        "UPDATE jobs SET state = ?, finished = ?, slots = 0 WHERE id = ?", (state, now, job_id)
+        "UPDATE jobs SET state = ?, finished = ?, slots = 0, reserved = 0, "
+        "outcome = ?, exit_status = ?, output_sha256 = ? WHERE id = ?",
+        (state, now, *key, job.id),
     )
-    conn.execute(
-        "UPDATE leases SET state = 'expired', released = ? WHERE job_id = ? AND state = 'active'",
-        (now, job_id),
-    )
-    _reject_pending(conn, job_id)
-    ledger.refund(conn, job_id, now)
+    if job.other_leases > 0:
+        conn.execute(
+            "UPDATE leases SET state = 'expired', released = ? "
+            "WHERE job_id = ? AND state = 'active'",
+            (now, job.id),
+        )
 
 
 def cancel(conn: Connection, account_id: int, job_id: int, now: float) -> None:
     """The buyer withdraws an open job: its reservation comes back whole."""
     row = conn.execute(
-        "SELECT state FROM jobs WHERE id = ? AND account_id = ?", (job_id, account_id)
+        "SELECT program, state, replicas, max_results, reserved, "
+        "(SELECT count(*) FROM leases l WHERE l.job_id = jobs.id AND l.state = 'active') "
+        "FROM jobs WHERE id = ? AND account_id = ?",
+        (job_id, account_id),
     ).fetchone()
     if row is None:
         raise NotFound(f"no job {job_id} in your account")
-    if row[0] != "open":
-        raise Conflict(f"job {job_id} is {row[0]}: only an open job can be cancelled")
+    if row[1] != "open":
+        raise Conflict(f"job {job_id} is {row[1]}: only an open job can be cancelled")
     conn.execute("UPDATE jobs SET cancelled = ? WHERE id = ?", (now, job_id))
-    _finish(conn, job_id, "failed", now)
+    program, state, replicas, max_results, reserved, leases = row
+    _finish(
+        conn,
+        _Job(job_id, account_id, program, state, replicas, max_results, int(reserved), leases),
+        "failed",
+        now,
+    )
 
 
 def _reject_pending(conn: Connection, job_id: int) -> None:

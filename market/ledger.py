@@ -10,6 +10,8 @@ reservations is always what the mint gave out, and no account goes below zero.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from market.dialect import Connection
 from market.errors import MarketError
 
@@ -88,29 +90,56 @@ def reserve(conn: Connection, account_id: int, job_id: int, millicoins: int, now
     transfer(conn, "reserve", account_book(account_id), job_book(job_id), millicoins, now)
 
 
-def pay(
+def settle(
     conn: Connection,
     job_id: int,
-    result_id: int,
-    account_id: int,
-    millicoins: int,
+    buyer: int,
+    reserved: int,
+    payments: Sequence[tuple[int, int, int]],
     now: float,
-) -> None:
-    """Pay a result from its job's reservation, once (a result is paid at most once), and
-    never more than the reservation holds: a job queued before the ledger holds nothing."""
-    if conn.execute("SELECT 1 FROM transfers WHERE result_id = ?", (result_id,)).fetchone():
-        return
-    reserved = conn.execute("SELECT reserved FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
-    amount = min(millicoins, int(reserved))
-    transfer(conn, "pay", job_book(job_id), account_book(account_id), amount, now, result_id)
+) -> dict[int, int]:
+    """Empty a finished job's reservation of `reserved` millicoins: pay each (result,
+    account, millicoins) from it in turn, never more than it still holds (a job queued before
+    the ledger holds nothing), and refund the rest to the buyer's account; return what each
+    result was paid.
 
-
-def refund(conn: Connection, job_id: int, now: float) -> None:
-    """Return what is left of a finished job's reservation to its buyer."""
-    account_id, reserved = conn.execute(
-        "SELECT account_id, reserved FROM jobs WHERE id = ?", (job_id,)
-    ).fetchone()
-    transfer(conn, "refund", job_book(job_id), account_book(account_id), reserved, now)
+    All transfers are one INSERT and all balances one UPDATE, since a result is the
+    market's most frequent write; the job's cached reservation is the caller's to set to 0,
+    in the UPDATE that ends the job. A result is paid at most once: transfers.result_id is
+    unique.
+    """
+    moves: list[tuple[str, int, int, int | None]] = []
+    paid: dict[int, int] = {}
+    left = reserved
+    for result_id, account_id, millicoins in payments:
+        paid[result_id] = max(0, min(millicoins, left))
+        left -= paid[result_id]
+        moves.append(("pay", account_id, paid[result_id], result_id))
+    moves.append(("refund", buyer, left, None))
+    moves = [move for move in moves if move[2] > 0]
+    if not moves:
+        return paid
+    conn.execute(
+        "INSERT INTO transfers (kind, source, target, millicoins, result_id, created) VALUES "
+        + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(moves)),
+        [
+            value
+            for kind, account_id, amount, result_id in moves
+            for value in (kind, job_book(job_id), account_book(account_id), amount, result_id, now)
+        ],
+    )
+    credit: dict[int, int] = {}
+    for _, account_id, amount, _ in moves:
+        credit[account_id] = credit.get(account_id, 0) + amount
+    conn.execute(
+        "UPDATE accounts SET millicoins = millicoins + CASE id "
+        + " ".join(["WHEN ? THEN ?"] * len(credit))
+        + " END WHERE id IN ("
+        + ", ".join(["?"] * len(credit))
+        + ")",
+        [value for item in credit.items() for value in item] + list(credit),
+    )
+    return paid
 
 
 def paid_millicoins(conn: Connection, result_id: int) -> int:

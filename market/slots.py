@@ -21,22 +21,20 @@ class Tally:
     solo: bool  # a lease out now whose result will stand alone (adaptive replication)
 
 
-def tally(conn: Connection, job_id: int) -> Tally:
-    def count(sql: str) -> int:
-        return int(conn.execute(sql, (job_id,)).fetchone()[0])
+# One statement for the whole tally: it is read after every result that does not end its job.
+_TALLY = """
+    SELECT (SELECT count(*) FROM leases WHERE job_id = ? AND state = 'active'),
+           (SELECT count(*) FROM results WHERE job_id = ?),
+           (SELECT coalesce(max(n), 0) FROM (SELECT count(DISTINCT network) AS n FROM results
+            WHERE job_id = ? AND verdict = 'pending'
+            GROUP BY outcome, exit_status, output_sha256) AS groups),
+           (SELECT count(*) FROM leases WHERE job_id = ? AND state = 'active' AND solo = 1)
+"""
 
-    return Tally(
-        active=count("SELECT count(*) FROM leases WHERE job_id = ? AND state = 'active'"),
-        results=count("SELECT count(*) FROM results WHERE job_id = ?"),
-        agreeing=count(
-            "SELECT coalesce(max(n), 0) FROM (SELECT count(DISTINCT network) AS n FROM results "
-            "WHERE job_id = ? AND verdict = 'pending' "
-            "GROUP BY outcome, exit_status, output_sha256) AS groups"
-        ),
-        solo=bool(
-            count("SELECT count(*) FROM leases WHERE job_id = ? AND state = 'active' AND solo = 1")
-        ),
-    )
+
+def tally(conn: Connection, job_id: int) -> Tally:
+    active, results, agreeing, solo = conn.execute(_TALLY, (job_id,) * 4).fetchone()
+    return Tally(int(active), int(results), int(agreeing), bool(solo))
 
 
 def refresh_slots(conn: Connection, job_id: int) -> int:
@@ -44,8 +42,16 @@ def refresh_slots(conn: Connection, job_id: int) -> int:
     state, replicas, max_results = conn.execute(
         "SELECT state, replicas, max_results FROM jobs WHERE id = ?", (job_id,)
     ).fetchone()
-    slots = 0
     out = tally(conn, job_id) if state == "open" else None
+    return update_slots(conn, job_id, replicas, max_results, out)
+
+
+def update_slots(
+    conn: Connection, job_id: int, replicas: int, max_results: int, out: Tally | None
+) -> int:
+    """Store the slots of a job with `replicas` and `max_results` whose tally is `out`
+    (None: the job is not open); return them."""
+    slots = 0
     if out is not None and not out.solo:
         slots = max(
             0, min(replicas - out.agreeing - out.active, max_results - out.results - out.active)

@@ -55,9 +55,23 @@ def test_a_result_is_paid_once(conn: Connection) -> None:
     assert lease is not None
     first = agreement.record_result(conn, lease.id, seller.id, result(b"x"), 1)
     again = agreement.record_result(conn, lease.id, seller.id, result(b"x"), 2)
-    ledger.pay(conn, 1, first.result_id, 2, 5000, 3)
     assert again.duplicate is True and again.millicoins == first.millicoins == 2000
     assert conn.execute("SELECT count(*) FROM transfers WHERE kind = 'pay'").fetchone()[0] == 1
+    assert ledger.check(conn) == []
+
+
+def test_a_buyer_selling_to_itself_is_paid_and_refunded_in_one_balance(
+    conn: Connection,
+) -> None:
+    job(conn, replicas=1)
+    seller = host(conn, "lab", "10.0.0.1")  # the buyer's own machine
+    before = ledger.balance(conn, 1)
+    lease = leasing.grant_lease(conn, seller, 0, LIMITS, 30, 0)
+    assert lease is not None
+    recorded = agreement.record_result(conn, lease.id, seller.id, result(b"x"), 1)
+    assert recorded.verdict == "accepted" and recorded.millicoins == 2000
+    # Both the payment and the refund came back to the one account: the whole reservation.
+    assert ledger.balance(conn, 1) - before == 60 * 1000 * 3
     assert ledger.check(conn) == []
 
 

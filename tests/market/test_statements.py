@@ -1,0 +1,89 @@
+"""How many SQL statements a result costs, on each engine: each one is a round trip and a
+parse on PostgreSQL, so a count that grows back shows here, not only in the benchmark."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from market import agreement, leasing
+from market.dialect import Connection, Location
+from market.hosts import Host
+from market.store import open_database
+from tests.market.helpers import LIMITS, host, job, market_db, result
+
+# A result that ends its job alone (replicas=1): the lease and job row read at once, the
+# lease marked done, the result stored (it is the job's only pending one: nothing more to
+# read), the program's median, verdicts, both transfers, both balances, the job row.
+ALONE = 8
+# The first result of a job that wants two: read, lease, result, tally, slots.
+WAITING = 5
+# The second, agreeing result: as ALONE without the median but reading the pending results,
+# plus one trust row per host.
+AGREED = 10
+
+
+@pytest.fixture
+def conn(market_location: Location) -> Iterator[Connection]:
+    db = market_db(open_database(market_location))
+    yield db
+    db.close()
+
+
+def statements(conn: Connection, step: Callable[[], object]) -> list[str]:
+    """The statements `step` runs on `conn` (each row of an executemany counts)."""
+    seen: list[str] = []
+    if isinstance(conn, sqlite3.Connection):
+        conn.set_trace_callback(seen.append)
+        try:
+            step()
+        finally:
+            conn.set_trace_callback(None)
+        return seen
+    execute, executemany = conn.execute, conn.executemany
+
+    def counted(sql: str, parameters: Any = ()) -> Any:
+        seen.append(sql)
+        return execute(sql, parameters)
+
+    def counted_many(sql: str, rows: Any) -> Any:
+        rows = list(rows)
+        seen.extend([sql] * len(rows))
+        return executemany(sql, rows)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conn, "execute", counted)
+        patch.setattr(conn, "executemany", counted_many)
+        step()
+    return seen
+
+
+def post(conn: Connection, lease: leasing.Lease | None, seller: Host) -> tuple[str, int]:
+    """Post a result for the lease: (its verdict, the statements that took)."""
+    assert lease is not None
+    recorded: list[agreement.Recorded] = []
+    ran = statements(
+        conn,
+        lambda: recorded.append(
+            agreement.record_result(conn, lease.id, seller.id, result(b"x"), 1)
+        ),
+    )
+    return recorded[0].verdict, len(ran)
+
+
+def test_a_result_that_ends_its_job_alone_runs_few_statements(conn: Connection) -> None:
+    job(conn, replicas=1)
+    seller = host(conn, "alice", "10.0.0.1")
+    lease = leasing.grant_lease(conn, seller, 0, LIMITS, 30, 0)
+    assert post(conn, lease, seller) == ("accepted", ALONE)
+
+
+def test_a_replicated_job_runs_few_statements_per_result(conn: Connection) -> None:
+    job(conn, replicas=2)
+    first, second = host(conn, "alice", "10.0.0.1"), host(conn, "bob", "10.0.0.2")
+    leases = [leasing.grant_lease(conn, seller, 0, LIMITS, 30, 0) for seller in (first, second)]
+    assert post(conn, leases[0], first) == ("pending", WAITING)
+    assert post(conn, leases[1], second) == ("accepted", AGREED)
