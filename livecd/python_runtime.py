@@ -1,7 +1,7 @@
 """CPython in the live system: Debian's python3.11 packages are unpacked like any other;
-this module prunes the parts of the standard library, the shared libraries and the data
-no seller uses, and makes the CA bundle that the ca-certificates package's maintainer
-script would have made."""
+this module prunes the standard library to the modules the guest imports, drops the
+shared libraries and the data no seller uses, and makes the CA bundle that the
+ca-certificates package's maintainer script would have made."""
 
 from __future__ import annotations
 
@@ -9,35 +9,11 @@ import stat
 from collections.abc import Iterable
 
 from diskformats.cpio import Entry
+from livecd.guest_imports import stdlib_closure
 
 STDLIB = "usr/lib/python3.11"
 _REG = stat.S_IFREG | 0o644
 
-# Standard library packages, modules and extensions no seller imports, and other files
-# the live system never reads. Pruning keeps the initramfs small; pruning something the
-# seller needs fails the boot tests at once.
-_UNUSED_STDLIB = (
-    "asyncio", "config-3.11-x86_64-linux-gnu", "ctypes", "curses", "dbm", "distutils",
-    "ensurepip", "idlelib", "lib2to3", "multiprocessing", "pydoc_data", "sqlite3", "test",
-    "tkinter", "turtledemo", "unittest", "venv", "wsgiref", "xmlrpc", "pydoc.py",
-    "doctest.py", "turtle.py", "mailbox.py", "imaplib.py", "nntplib.py", "smtplib.py",
-    "ftplib.py", "pdb.py", "_pydecimal.py", "_pyio.py", "pickletools.py", "tarfile.py",
-    "zipfile.py", "lzma.py", "bz2.py", "html", "xml", "concurrent", "zoneinfo",
-    "importlib/metadata", "importlib/resources", "site-packages", "dist-packages",
-)  # fmt: skip
-# The codecs the seller can meet (UTF-8 everywhere, ASCII and Latin-1 in HTTP, IDNA in
-# host names); Python has the rest of the 120 only for text it never reads.
-_KEPT_ENCODINGS = frozenset(
-    f"{name}.py" for name in (
-        "__init__", "aliases", "ascii", "latin_1", "utf_8", "utf_8_sig", "idna", "punycode",
-        "raw_unicode_escape", "unicode_escape", "charmap", "utf_16", "utf_16_le",
-        "utf_16_be", "utf_32", "utf_32_le", "utf_32_be",
-    )
-)  # fmt: skip
-_UNUSED_EXTENSIONS = (
-    "_ctypes", "_test", "_xx", "xxlimited", "_sqlite3", "_curses", "_dbm", "_decimal",
-    "_bz2", "_lzma", "readline", "_codecs_", "audioop", "nis", "ossaudiodev",
-)  # fmt: skip
 _UNUSED_OTHER = (
     "usr/lib/x86_64-linux-gnu/gconv", "usr/lib/x86_64-linux-gnu/engines-3",
     "usr/lib/x86_64-linux-gnu/ossl-modules", "usr/share/ca-certificates", "usr/lib/python3",
@@ -54,18 +30,24 @@ CA_SOURCES = "usr/share/ca-certificates"
 CA_BUNDLE = "etc/ssl/certs/ca-certificates.crt"
 
 
-def unused(path: str) -> bool:
-    """Whether the live system can do without this path."""
+def unused(path: str, kept: frozenset[str]) -> bool:
+    """Whether the live system can do without this path: `kept` names the standard
+    library modules it keeps (`guest_imports.stdlib_closure`)."""
     if any(_under(path, p) for p in _UNUSED_OTHER):
         return True
     rest = path.removeprefix(STDLIB + "/")
     if rest == path:
         return False
+    if rest == "lib-dynload":
+        return False
     if rest.startswith("lib-dynload/"):
-        return rest.removeprefix("lib-dynload/").startswith(_UNUSED_EXTENSIONS)
-    if rest.startswith("encodings/"):
-        return rest.removeprefix("encodings/") not in _KEPT_ENCODINGS
-    return any(_under(rest, p) for p in _UNUSED_STDLIB)
+        # _ssl.cpython-311-x86_64-linux-gnu.so is the module _ssl
+        return rest.removeprefix("lib-dynload/").split(".", 1)[0] not in kept
+    if rest.endswith(".py"):
+        module = rest.removesuffix(".py").removesuffix("/__init__")
+        return module.replace("/", ".") not in kept
+    # A package's directory stays with the package; other files (licence, test data) go.
+    return rest.replace("/", ".") not in kept
 
 
 def _under(path: str, prefix: str) -> bool:
@@ -73,7 +55,10 @@ def _under(path: str, prefix: str) -> bool:
 
 
 def pruned(entries: Iterable[Entry]) -> list[Entry]:
-    return [e for e in entries if not unused(e.path)]
+    """`entries` without what the live system never reads: of the standard library, only
+    the modules the guest's code imports stay."""
+    kept = stdlib_closure()
+    return [e for e in entries if not unused(e.path, kept)]
 
 
 def ca_bundle(entries: Iterable[Entry]) -> list[Entry]:

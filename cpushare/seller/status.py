@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -67,6 +66,10 @@ class StatusFile:
     def _write(self) -> None:
         if self.path is None:
             return
+        # Imported here: the status screen reads these files and never writes one; it
+        # would load tempfile (and random, bz2, lzma through it) for nothing.
+        import tempfile
+
         doc = asdict(replace(self.status, updated=round(time.time(), 3)))
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         try:

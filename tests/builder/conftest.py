@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from livecd.stage1 import split
+from livecd.stage1 import IMAGE, split
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +28,15 @@ def initramfs_parts(iso: Path) -> tuple[bytes, bytes]:
     cpio = subprocess.run(["zstd", "-q", "-d", "-c"], input=first, capture_output=True).stdout
     assert b"TRAILER!!!" in cpio[-1024:], "the first stage is not a whole zstd-compressed cpio"
     return cpio, archive
+
+
+@pytest.fixture(scope="session")
+def live_root(
+    initramfs_parts: tuple[bytes, bytes], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The live system: the squashfs image, unpacked by squashfs-tools."""
+    work = tmp_path_factory.mktemp("live")
+    subprocess.run(["bsdtar", "-xf", "-", "-C", str(work)], input=initramfs_parts[1], check=True)
+    root = work / "root"
+    subprocess.run(["unsquashfs", "-q", "-n", "-d", str(root), str(work / IMAGE)], check=True)
+    return root

@@ -21,7 +21,6 @@ from livecd.deb import unpacked
 from livecd.debian import Apt
 from livecd.files import cache_home
 from livecd.profile import DEFAULT_PROFILE, load_profile
-from livecd.stage1 import IMAGE
 
 ORDER = DEFAULT_PROFILE.with_name("libcaca.cpu")
 
@@ -50,18 +49,6 @@ def initramfs(
     cpio = tmp_path_factory.mktemp("initramfs") / "initrd.cpio"
     cpio.write_bytes(initramfs_parts[0])
     return cpio
-
-
-@pytest.fixture(scope="module")
-def live_root(
-    initramfs_parts: tuple[bytes, bytes], tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    """The live system: the squashfs image, unpacked by squashfs-tools."""
-    work = tmp_path_factory.mktemp("live")
-    subprocess.run(["bsdtar", "-xf", "-", "-C", str(work)], input=initramfs_parts[1], check=True)
-    root = work / "root"
-    subprocess.run(["unsquashfs", "-q", "-n", "-d", str(root), str(work / IMAGE)], check=True)
-    return root
 
 
 def test_the_iso_has_both_boot_entries_and_a_hybrid_mbr(iso: Path) -> None:

@@ -1,0 +1,92 @@
+"""The image's standard library is pruned to what the guest imports: the built image's
+own interpreter, with nothing but the image's files, imports every guest module."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from livecd.guest_imports import (
+    ALSO_KEPT,
+    CPUSHARE_SRC,
+    guest_modules,
+    imported_names,
+    stdlib_closure,
+)
+from livecd.python_runtime import STDLIB, unused
+
+PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+# Run inside the image: every module named on the command line imports, every kept
+# codec is found by name; prints what is loaded and what came as a namespace package (a
+# directory without its __init__: the package's code is missing).
+_CHECK = """
+import codecs, importlib, json, sys
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+    if name.startswith("encodings.") and name != "encodings.aliases":
+        codecs.lookup(name.removeprefix("encodings."))
+spec = {n: getattr(m, "__spec__", None) for n, m in sys.modules.items()}
+hollow = [n for n, s in spec.items() if s is not None and s.origin is None]
+print(json.dumps({"loaded": sorted(sys.modules), "hollow": sorted(hollow)}))
+"""
+
+
+def _in_image(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    # chroot: the image's python3.11, libraries and standard library, none of the host's.
+    return subprocess.run(
+        ["chroot", str(root), "/usr/bin/python3.11", "-I", "-S", *argv],
+        capture_output=True, text=True, timeout=120, env={"PATH": PATH},
+    )  # fmt: skip
+
+
+def test_the_image_imports_every_guest_module_with_its_own_python(live_root: Path) -> None:
+    # The guest's modules, what they import anywhere (inside functions too), the codecs.
+    imports = set().union(*(imported_names(p.read_bytes()) for p in CPUSHARE_SRC.rglob("*.py")))
+    names = [*guest_modules(), *sorted(imports | ALSO_KEPT)]
+    done = _in_image(live_root, "-c", _CHECK, *names)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["hollow"] == []
+    # Everything the closure found on the build host loads inside the image too.
+    assert stdlib_closure() - set(seen["loaded"]) == set()
+
+
+def test_a_pruned_module_is_missing_from_the_image(live_root: Path) -> None:
+    # The check above fails when pruning drops a module: one the guest never imports
+    # is absent, and importing it inside the image fails.
+    assert "unittest" not in stdlib_closure()
+    assert not (live_root / STDLIB / "unittest").exists()
+    done = _in_image(live_root, "-c", "import unittest")
+    assert "No module named 'unittest'" in done.stderr
+
+
+def test_the_closure_holds_imports_made_inside_functions() -> None:
+    assert imported_names(b"def f():\n    import tomllib\n    from email import utils\n") == {
+        "tomllib",
+        "email",
+    }
+    kept = stdlib_closure()
+    assert {"tomllib", "ssl", "http.client", "encodings.idna", "runpy"} <= kept
+    assert not unused(f"{STDLIB}/http/client.py", kept)
+    assert not unused(f"{STDLIB}/lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so", kept)
+    assert unused(f"{STDLIB}/lib-dynload/_sqlite3.cpython-311-x86_64-linux-gnu.so", kept)
+    assert unused(f"{STDLIB}/lib-dynload/_bz2.cpython-311-x86_64-linux-gnu.so", kept)
+    assert unused(f"{STDLIB}/xml/dom/minidom.py", kept)
+    assert unused(f"{STDLIB}/LICENSE.txt", kept)
+
+
+def test_the_image_runs_the_jail_self_test_with_its_own_python(live_root: Path) -> None:
+    # Beyond imports: the seller's first step at boot (fork, exec the jail loader, wait4,
+    # whose rusage needs the resource module from C) with the image's files only, and
+    # the image's /proc in a mount namespace of its own. The environment is the image's:
+    # the tests point the host's jail at the toolchain's builds.
+    script = "from cpushare.startup import seccomp_works; print(seccomp_works(False))"
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         'mount -t proc proc "$1/proc" && exec chroot "$1" /usr/bin/python3.11 -I -S -c "$2"',
+         "sh", str(live_root), script],
+        capture_output=True, text=True, timeout=120, env={"PATH": PATH},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "event=seccomp status=verified" in done.stdout and done.stdout.endswith("True\n")
