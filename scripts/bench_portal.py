@@ -14,18 +14,16 @@ import argparse
 import asyncio
 import multiprocessing
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import requests
-from bench_market import Seat, round_trips, start_market
+from bench_market import Seat, fill_queue, round_trips, running_market
 
 PROBE_EVERY = 0.05
 
 
-def _load(port: int, seats: list[Seat], seconds: float, rate: multiprocessing.Queue[float]) -> None:
-    rate.put(asyncio.run(round_trips(port, seats, seconds))[0])
+def _load(seats: list[Seat], seconds: float, rate: multiprocessing.Queue[float]) -> None:
+    rate.put(asyncio.run(round_trips(seats, seconds, batch=False))[0])
 
 
 def probe(url: str, seconds: float) -> list[float]:
@@ -57,25 +55,19 @@ def main() -> None:
     parser.add_argument("--sellers", type=int, default=200, help="concurrent simulated sellers")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each run")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        market, buyer, sha, seats = start_market(Path(tmp), args.sellers, Path(tmp) / "market.db")
-        try:
-            for start in range(0, int(args.seconds * 3000), 1000):
-                buyer.submit(sha, [str(i).encode() for i in range(start, start + 1000)], replicas=1)
-            report("idle", probe(market.url, 3.0))
-            rate: multiprocessing.Queue[float] = multiprocessing.Queue()
-            load = multiprocessing.get_context("fork").Process(
-                target=_load, args=(market.port, seats, args.seconds, rate)
-            )
-            load.start()
-            time.sleep(1.0)  # the sellers are at full speed
-            p95 = report(
-                f"under {args.sellers} sellers' lease load", probe(market.url, args.seconds - 2)
-            )
-            load.join()
-            print(f"portal: meanwhile {rate.get():.0f} lease+result round trips/s")
-        finally:
-            market.stop()
+    with running_market(args.sellers, None) as market:
+        url = market.instances[0].url
+        fill_queue(market, int(args.seconds * 3000))
+        report("idle", probe(url, 3.0))
+        rate: multiprocessing.Queue[float] = multiprocessing.Queue()
+        load = multiprocessing.get_context("fork").Process(
+            target=_load, args=(market.seats, args.seconds, rate)
+        )
+        load.start()
+        time.sleep(1.0)  # the sellers are at full speed
+        p95 = report(f"under {args.sellers} sellers' lease load", probe(url, args.seconds - 2))
+        load.join()
+        print(f"portal: meanwhile {rate.get():.0f} lease+result round trips/s")
     print(f"portal: home page p95 {p95:.1f} ms under load (goal <= 200 ms)")
 
 
