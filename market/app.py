@@ -122,12 +122,20 @@ class Market:
                 log.warning("cannot expire leases: the database is unavailable")
                 continue
             if expired:
-                self._notify()
+                self.notify()
 
-    def _notify(self) -> None:
+    def notify(self) -> None:
+        """Jobs or leases changed: wake the sellers long-polling here and on every other
+        instance sharing the database."""
         assert self.wakeup is not None
         self.wakeup.notify()
         self.db.announce()
+
+    def revoked(self) -> None:
+        """A host, order, account or key was revoked or disabled: refused from the next
+        request on (not once cached credentials expire), its leases offered again at once."""
+        self.auth.clear()
+        self.notify()
 
     # Authentication.
 
@@ -183,7 +191,7 @@ class Market:
         ids = await self.db.write(
             lambda c: jobs.submit_jobs(c, owner, program, inputs, limits, replicas)
         )
-        self._notify()
+        self.notify()
         return json_response({"jobs": ids}, 201)
 
     async def list_jobs(self, request: Request) -> Response:
@@ -228,16 +236,14 @@ class Market:
         owner = self.account(request)
         host_id = request.path_params["host"]
         await self.db.write(lambda c: hosts.revoke_host(c, host_id, owner))
-        self.auth.clear()
-        self._notify()
+        self.revoked()
         return json_response({"host": host_id, "revoked": True})
 
     async def revoke_order(self, request: Request) -> Response:
         owner = self.account(request)
         order_id = request.path_params["order"]
         await self.db.write(lambda c: hosts.revoke_order(c, order_id, owner))
-        self.auth.clear()
-        self._notify()
+        self.revoked()
         return json_response({"order": order_id, "revoked": True})
 
     async def market_stats(self, _request: Request) -> Response:
@@ -350,7 +356,7 @@ class Market:
         host = self.seller(request)
         lease_id = path_int(request, "lease")
         await self.db.write(lambda c: leasing.release_lease(c, lease_id, host.id, time.time()))
-        self._notify()
+        self.notify()
         return json_response({"lease": lease_id, "released": True})
 
     async def result(self, request: Request) -> Response:
@@ -363,7 +369,7 @@ class Market:
         )
         if recorded.verdict != "accepted":
             # A disagreeing result may have freed a slot for another replica.
-            self._notify()
+            self.notify()
         return json_response(
             protocol.recorded_document(
                 recorded.result_id, recorded.verdict, recorded.millicoins, recorded.duplicate
@@ -381,7 +387,7 @@ class Market:
         answers = await asyncio.gather(*(self._record(host, item) for item in items))
         if any(a.get("verdict", "accepted") != "accepted" for a in answers):
             # A disagreeing result (or a failed one) may have freed a slot for a replica.
-            self._notify()
+            self.notify()
         return json_response({"results": answers})
 
     async def _record(self, host: hosts.Host, item: object) -> dict[str, Any]:

@@ -62,9 +62,7 @@ async def revoke_host(portal: Portal, request: Request, visitor: Visitor) -> Res
     await portal.form(request, visitor)
     host_id = request.path_params["host"]
     await portal.market.db.write(lambda c: hosts.revoke_host(c, host_id))
-    # Refused from the next request on, not only once the credential caches expire.
-    portal.market.auth.clear()
-    portal.market._notify()
+    portal.market.revoked()
     return redirect("/operator")
 
 
@@ -73,8 +71,7 @@ async def revoke_order(portal: Portal, request: Request, visitor: Visitor) -> Re
     await portal.form(request, visitor)
     order_id = request.path_params["order"]
     await portal.market.db.write(lambda c: hosts.revoke_order(c, order_id))
-    portal.market.auth.clear()
-    portal.market._notify()
+    portal.market.revoked()
     return redirect("/operator")
 
 
@@ -91,8 +88,7 @@ async def set_disabled(portal: Portal, request: Request, visitor: Visitor) -> Re
         hosts.set_account_disabled(conn, account, disable)
 
     await portal.market.db.write(change)
-    portal.market.auth.clear()
-    portal.market._notify()
+    portal.market.revoked()
     return redirect("/operator")
 
 

@@ -123,7 +123,7 @@ async def upload(portal: Portal, request: Request, visitor: Visitor) -> Response
         return int(batch_id)
 
     batch_id = await portal.market.db.write(submit)
-    portal.market._notify()  # waiting sellers lease the new jobs now
+    portal.market.notify()  # waiting sellers lease the new jobs now
     return redirect(f"/account/batches/{batch_id}")
 
 
@@ -184,5 +184,5 @@ async def cancel(portal: Portal, request: Request, visitor: Visitor) -> Response
             agreement.cancel(conn, user.id, int(job_id), now)
 
     await portal.market.db.write(withdraw)
-    portal.market._notify()
+    portal.market.notify()
     return redirect(f"/account/batches/{batch[0]}")

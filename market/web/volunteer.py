@@ -54,7 +54,7 @@ async def revoke_order(portal: Portal, request: Request, visitor: Visitor) -> Re
     await portal.form(request, visitor)
     order_id = request.path_params["order"]
     await portal.market.db.write(lambda c: hosts.revoke_order(c, order_id, user.id))
-    portal.market.auth.clear()
+    portal.market.revoked()
     return redirect("/account/orders")
 
 
