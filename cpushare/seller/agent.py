@@ -217,6 +217,7 @@ class Seller:
                 self._use(enroll(self.order, SEATS_PER_SELLER, self.stream).for_seller(0))
             assert self.courier is not None
             self.courier.check()
+            self.courier.settle(self.options.request_timeout)
             offer = self.courier.take_spare()
             if offer is None:
                 # The results still unposted may take a request's time before the lease.
@@ -274,7 +275,9 @@ class Seller:
         seats = courier.free_seats()
         if not seats:
             return None  # the courier is still posting: its seats come free after
-        wait = 0.0 if courier.unposted() else self.options.wait
+        # No long poll while a result awaits its post or a lease its extensions: they
+        # share this one connection, and a lease not extended in time is lost.
+        wait = 0.0 if courier.unposted() or courier.holding() else self.options.wait
         body = {**self.lease_request(), "seats": seats, "wait": wait}
         offers = parse_leases(self.client.request_json("POST", "/v1/leases", body), seats)
         accepted: list[LeaseOffer] = []

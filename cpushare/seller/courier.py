@@ -102,6 +102,7 @@ class Courier:
         self._held: dict[int, Held] = {}
         self._unposted: list[Unposted] = []
         self._spare: LeaseOffer | None = None
+        self._errand = False  # an errand is under way (holding the one connection)
         self._seek: dict[str, Any] | None = None  # the lease request of a wanted spare
         self._revoked: Revoked | None = None
         self._stopping = False
@@ -137,6 +138,20 @@ class Courier:
             if spare:
                 self._spare = offer
             self._cond.notify_all()
+
+    def settle(self, timeout: float) -> None:
+        """Until no spare is sought or being leased, at most `timeout` seconds: a spare
+        leased meanwhile is then held, and its seat is not asked for again (which would
+        hand its lease back)."""
+        with self._cond:
+            self._cond.wait_for(
+                lambda: (self._seek is None and not self._errand) or self._revoked, timeout
+            )
+
+    def holding(self) -> bool:
+        """Whether a lease is being extended: the one connection must not wait long."""
+        with self._cond:
+            return bool(self._held)
 
     def take_spare(self) -> LeaseOffer | None:
         with self._cond:
@@ -191,6 +206,7 @@ class Courier:
                     errand = self._next_errand()
                 if self._stopping or errand is None:
                     return
+                self._errand = True
             try:
                 errand()
             except Revoked as exc:
@@ -198,6 +214,10 @@ class Courier:
                     self._revoked = exc
                     self._cond.notify_all()
                 return
+            finally:
+                with self._cond:
+                    self._errand = False
+                    self._cond.notify_all()
 
     def _next_errand(self) -> Callable[[], None] | None:
         """Results first (they free seats), then a spare, then extensions due."""
