@@ -72,17 +72,28 @@ def test_the_next_job_is_leased_while_one_runs_over_one_connection(
     assert relay.connections <= 2
 
 
-def _warm_seller(
-    market: MarketProcess, relay: Relay, tmp_path: Path, spin: bytes, sellers: list[SellerProcess]
-) -> tuple[BuyerClient, SellerProcess]:
-    """A buyer, and a seller that ran one spin job: it holds the program, so a job of it
-    leased next needs the market no more until its result."""
+def _finished_while_away(
+    market: MarketProcess,
+    relay: Relay,
+    tmp_path: Path,
+    spin: bytes,
+    sellers: list[SellerProcess],
+    spins: bytes,
+) -> tuple[BuyerClient, SellerProcess, int]:
+    """A seller that ran one spin job (it holds the program, so a job of it leased next
+    needs the market no more until its result), then a second job (`spins`) that it
+    finished while the market was cut off; the relay stays cut."""
     buyer = BuyerClient(market.url, market.account("lab", coins=100_000).api_key)
-    (job,) = buyer.submit(buyer.upload_program(spin), [b"1"], replicas=1)
+    program = buyer.upload_program(spin)
+    (first,) = buyer.submit(program, [b"1"], replicas=1)
     seller = SellerProcess(_order(market, relay, tmp_path), tmp_path)
     sellers.append(seller)
-    _wait(lambda: buyer.job(job)["state"] == "done", "the first job is not done")
-    return buyer, seller
+    _wait(lambda: buyer.job(first)["state"] == "done", "the first job is not done")
+    (job,) = buyer.submit(program, [spins], replicas=1)
+    seller.wait_for("job-leased", 2)
+    relay.cut(True)  # the market is away when the job ends (its lease outlasts this)
+    seller.wait_for("job-finished", 2)
+    return buyer, seller, job
 
 
 def test_a_result_is_kept_until_the_market_has_it(
@@ -92,11 +103,7 @@ def test_a_result_is_kept_until_the_market_has_it(
     spin: bytes,
     sellers: list[SellerProcess],
 ) -> None:
-    buyer, seller = _warm_seller(market, relay, tmp_path, spin, sellers)
-    (job,) = buyer.submit(buyer.upload_program(spin), [b"3000"], replicas=1)
-    seller.wait_for("job-leased", 2)
-    relay.cut(True)  # the market is away when the job ends (its lease outlasts this)
-    seller.wait_for("job-finished", 2)
+    buyer, seller, job = _finished_while_away(market, relay, tmp_path, spin, sellers, b"3000")
     _wait(
         lambda: any(e["what"] == "post-result" for e in seller.events("error")),
         "no failed post",
@@ -114,11 +121,7 @@ def test_a_stopped_seller_says_which_result_it_could_not_post(
     spin: bytes,
     sellers: list[SellerProcess],
 ) -> None:
-    buyer, seller = _warm_seller(market, relay, tmp_path, spin, sellers)
-    (job,) = buyer.submit(buyer.upload_program(spin), [b"1500"], replicas=1)
-    seller.wait_for("job-leased", 2)
-    relay.cut(True)
-    seller.wait_for("job-finished", 2)
+    _, seller, job = _finished_while_away(market, relay, tmp_path, spin, sellers, b"1500")
     seller.stop()
     assert seller.process.returncode == 143
     (lost,) = [e for e in seller.events("error") if e["what"] == "result-lost"]

@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,11 +23,22 @@ from market.buyer import BuyerClient
 LIVECD = [sys.executable, "-c", "from livecd.cli import main; main()"]
 
 
+Sell = Callable[..., tuple[subprocess.Popen[bytes], Path]]
+
+
 @pytest.fixture
-def sells() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Started `livecd sell` processes, killed at the end of the test if still running."""
+def sell(tmp_path: Path) -> Iterator[Sell]:
+    """Starts `livecd sell ARGS...` with its output in a console file; a process still
+    running at the end of the test is killed."""
     started: list[subprocess.Popen[bytes]] = []
-    yield started
+
+    def start(*args: str) -> tuple[subprocess.Popen[bytes], Path]:
+        console = tmp_path / "sell.console"
+        with open(console, "wb") as out:
+            started.append(subprocess.Popen([*LIVECD, "sell", *args], stdout=out, stderr=out))
+        return started[-1], console
+
+    yield start
     for process in started:
         if process.poll() is None:
             process.kill()
@@ -49,11 +60,10 @@ def _wait_for(console: Path, name: str, count: int = 1, timeout: float = 60) -> 
 def test_a_stopped_or_killed_livecd_sell_leaves_no_seller_and_its_lease_goes_back(
     tmp_path: Path,
     spin: bytes,
-    sells: list[subprocess.Popen[bytes]],
+    sell: Sell,
     signum: signal.Signals,
 ) -> None:
-    market = MarketProcess(tmp_path, lease_seconds=600).start()
-    try:
+    with MarketProcess(tmp_path, lease_seconds=600).start() as market:
         market.account("volunteer")
         orders = [tmp_path / "first.cpu", tmp_path / "second.cpu"]
         for path in orders:
@@ -63,20 +73,17 @@ def test_a_stopped_or_killed_livecd_sell_leaves_no_seller_and_its_lease_goes_bac
         # per seller (the running one and the next): none is left polling for a job
         # released on the way out. replicas=1: this is about stopping, not agreement.
         jobs = buyer.submit(buyer.upload_program(spin), [b"100000"] * 4, replicas=1)
-        console = tmp_path / "sell.console"
-        argv = [*LIVECD, "sell", *map(str, orders), "--status-dir", str(tmp_path / "status")]
-        with open(console, "wb") as out:
-            sell = subprocess.Popen(
-                [*argv, "--wait", "1", "--backoff-max", "0.4"], stdout=out, stderr=out
-            )
-        sells.append(sell)
+        status = str(tmp_path / "status")
+        seller, console = sell(
+            *map(str, orders), "--status-dir", status, "--wait", "1", "--backoff-max", "0.4"
+        )
         _wait_for(console, "seller-started", 2)
         _wait_for(console, "job-leased", 2)
         sellers = {int(e["pid"]) for e in _events(console, "seller-started")}
-        assert sellers | {sell.pid} == {pid for path in orders for pid in running(str(path))}
+        assert sellers | {seller.pid} == {pid for path in orders for pid in running(str(path))}
         stopped_at = time.monotonic()
-        sell.send_signal(signum)
-        assert sell.wait(timeout=15) == (143 if signum == signal.SIGTERM else -signum)
+        seller.send_signal(signum)
+        assert seller.wait(timeout=15) == (143 if signum == signal.SIGTERM else -signum)
         left = [pid for path in orders for pid in outlivers(str(path))]
         assert left == []
         assert time.monotonic() - stopped_at < 6
@@ -86,25 +93,19 @@ def test_a_stopped_or_killed_livecd_sell_leaves_no_seller_and_its_lease_goes_bac
             assert sorted(rows) == [(job, 1) for job in jobs]
         assert [buyer.job(job)["state"] for job in jobs] == ["open"] * 4
         assert "Traceback" not in console.read_text()
-    finally:
-        market.stop(kill=True)
 
 
 def test_livecd_sell_enrolls_once_per_order_and_hands_the_secret_over_a_pipe(
-    tmp_path: Path, sells: list[subprocess.Popen[bytes]]
+    tmp_path: Path, sell: Sell
 ) -> None:
-    market = MarketProcess(tmp_path, lease_seconds=10).start()
-    try:
+    with MarketProcess(tmp_path, lease_seconds=10).start() as market:
         market.account("volunteer")
         order = tmp_path / "volunteer.cpu"
         market.order("volunteer", order)
         copy = tmp_path / "volunteer-2.cpu"
         copy.write_bytes(order.read_bytes())
-        console = tmp_path / "sell.console"
-        argv = [*LIVECD, "sell", str(order), str(copy), "--status-dir", str(tmp_path / "status")]
-        with open(console, "wb") as out:
-            sell = subprocess.Popen([*argv, "--wait", "1"], stdout=out, stderr=out)
-        sells.append(sell)
+        status = str(tmp_path / "status")
+        seller, console = sell(str(order), str(copy), "--status-dir", status, "--wait", "1")
         _wait_for(console, "seller-started", 2)
         (enrolled,) = _events(console, "enrolled")
         assert enrolled["seats"] == "4"  # two sellers, two seats each
@@ -121,33 +122,24 @@ def test_livecd_sell_enrolls_once_per_order_and_hands_the_secret_over_a_pipe(
             assert names - {b"COLUMNS", b"LINES"} <= {name.encode() for name in os.environ}
         for status in (tmp_path / "status").iterdir():
             assert not secret.search(status.read_bytes())
-        sell.send_signal(signal.SIGTERM)
-        assert sell.wait(timeout=15) == 143
-    finally:
-        market.stop(kill=True)
+        seller.send_signal(signal.SIGTERM)
+        assert seller.wait(timeout=15) == 143
 
 
 def test_livecd_sell_whose_host_is_revoked_ends_with_one_line_and_no_restart(
-    tmp_path: Path, sells: list[subprocess.Popen[bytes]]
+    tmp_path: Path, sell: Sell
 ) -> None:
-    market = MarketProcess(tmp_path, lease_seconds=10).start()
-    try:
+    with MarketProcess(tmp_path, lease_seconds=10).start() as market:
         market.account("volunteer")
         order = tmp_path / "volunteer.cpu"
         market.order("volunteer", order)
-        console = tmp_path / "sell.console"
-        argv = [*LIVECD, "sell", str(order), "--wait", "1"]
-        with open(console, "wb") as out:
-            sell = subprocess.Popen(argv, stdout=out, stderr=out)
-        sells.append(sell)
+        seller, console = sell(str(order), "--wait", "1")
         _wait_for(console, "seller-started")
         (enrolled,) = _events(console, "enrolled")
         admin.revoke_host(market.db, enrolled["host"])
-        assert sell.wait(timeout=30) == 2
+        assert seller.wait(timeout=30) == 2
         revoked = [e for e in _events(console, "error") if e["what"] == "revoked"]
         assert len(revoked) == 1
         assert len(_events(console, "seller-started")) == 1
         assert "the market revoked the host of" in console.read_text()
         assert "Traceback" not in console.read_text()
-    finally:
-        market.stop(kill=True)
