@@ -29,6 +29,26 @@ def market(tmp_path: Path) -> Iterator[SaleMarket]:
         yield SaleMarket.open(process.start())
 
 
+def _sell_until_done(
+    tmp_path: Path, market: SaleMarket, count: int
+) -> dict[int, dict[str, object]]:
+    """A seller on the host sells to `market` until `count` jobs are done; their infos."""
+    write_order(replace(market.order, market_url=market.process.url), tmp_path / "host.cpu")
+    seller = subprocess.Popen(
+        [sys.executable, "-m", "cpushare.seller", str(tmp_path / "host.cpu"), "--wait", "1"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        give_up = time.monotonic() + 60
+        while len(done := market.done()) < count:
+            assert time.monotonic() < give_up
+            time.sleep(0.1)
+        return done
+    finally:
+        seller.kill()
+        seller.wait()
+
+
 def test_the_order_names_the_market_as_the_guest_dials_it(market: SaleMarket) -> None:
     assert market.order.market_url == "https://10.0.2.100:8443"
     assert market.order.account == "volunteer"
@@ -42,19 +62,7 @@ def test_the_checks_pass_for_honest_results_and_catch_wrong_ones(
     inputs = job_inputs(3)
     # replicas=1: one seller on the host, whose results the checks judge.
     jobs = market.submit(build_fsdither(tmp_path), inputs, replicas=1)
-    write_order(replace(market.order, market_url=market.process.url), tmp_path / "host.cpu")
-    seller = subprocess.Popen(
-        [sys.executable, "-m", "cpushare.seller", str(tmp_path / "host.cpu"), "--wait", "1"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        give_up = time.monotonic() + 60
-        while len(done := market.done()) < 3:
-            assert time.monotonic() < give_up
-            time.sleep(0.1)
-    finally:
-        seller.kill()
-        seller.wait()
+    done = _sell_until_done(tmp_path, market, 3)
     assert result_problems(market, dict(zip(jobs, inputs, strict=True)), done) == []
     assert coin_problems(market, done) == []
     swapped = dict(zip(jobs, reversed(inputs), strict=True))
@@ -68,20 +76,8 @@ def test_with_the_validator_beside_it_a_sellers_results_are_accepted_by_agreemen
 ) -> None:
     inputs = job_inputs(3)
     jobs = market.submit(build_fsdither(tmp_path), inputs)  # adaptive: two machines each
-    write_order(replace(market.order, market_url=market.process.url), tmp_path / "host.cpu")
-    seller = subprocess.Popen(
-        [sys.executable, "-m", "cpushare.seller", str(tmp_path / "host.cpu"), "--wait", "1"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        with market.validator(tmp_path):
-            give_up = time.monotonic() + 60
-            while len(done := market.done()) < 3:
-                assert time.monotonic() < give_up
-                time.sleep(0.1)
-    finally:
-        seller.kill()
-        seller.wait()
+    with market.validator(tmp_path):
+        done = _sell_until_done(tmp_path, market, 3)
     assert result_problems(market, dict(zip(jobs, inputs, strict=True)), done) == []
     assert coin_problems(market, done) == []
     assert all(info["results"] == 2 for info in done.values())
