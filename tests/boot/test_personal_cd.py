@@ -133,17 +133,11 @@ def test_a_volunteer_signs_up_downloads_their_cd_and_sees_its_coins(
             page = context.new_page()
             journey = Journey(page, process, request.node.name)
             journey.sign_up("ada")
-            page.get_by_role("link", name="Sell orders").click()
-            page.get_by_role("button", name="Make a sell order").click()
-            row = page.locator("#orders tbody tr").first
-            with page.expect_download() as info:
-                row.get_by_role("link", name=".cpu file").click()
-            order = parse_order_bytes(info.value.path().read_bytes())
+            row = journey.make_order()
+            order = parse_order_bytes(journey.download(row, ".cpu file").path().read_bytes())
             assert (order.account, order.market_url) == ("ada", GUEST_URL)
             personal = tmp_path / "mine.iso"
-            with page.expect_download() as info:
-                row.get_by_role("link", name="your own live CD").click()
-            info.value.save_as(personal)
+            journey.download(row, "your own live CD").save_as(personal)
             _sell(personal, process, order, "bios")
             page.get_by_role("link", name="Account").click()
             earned = float(page.locator("#earned").inner_text().split()[0])

@@ -8,7 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Download, Locator, Page, expect
 
 from livecd.market_process import MarketProcess
 
@@ -52,6 +52,22 @@ class Journey:
         self.page.get_by_label("Account name").fill(name)
         self.page.get_by_label("Password").fill(password)
         self.page.get_by_role("button", name="Sign in").click()
+
+    def make_order(self, max_cpu_seconds: int | None = None) -> Locator:
+        """Makes a sell order on the Sell orders page; the new order's row."""
+        self.page.get_by_role("link", name="Sell orders").click()
+        if max_cpu_seconds is not None:
+            self.page.get_by_label("Most CPU seconds a job may take").fill(str(max_cpu_seconds))
+        self.page.get_by_role("button", name="Make a sell order").click()
+        row = self.page.locator("#orders tbody tr").first
+        expect(row).to_be_visible()
+        return row
+
+    def download(self, where: Locator, link: str) -> Download:
+        """What following the link named `link` in `where` downloads."""
+        with self.page.expect_download() as info:
+            where.get_by_role("link", name=link).click()
+        return info.value
 
     def csrf(self) -> str:
         found = re.search(r'name="csrf" value="([^"]+)"', self.page.content())

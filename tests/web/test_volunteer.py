@@ -26,16 +26,11 @@ def test_a_volunteer_signs_up_makes_an_order_and_downloads_it(journey: Journey) 
     journey.sign_up("ada")
     journey.shot("account")
 
-    page.get_by_role("link", name="Sell orders").click()
-    page.get_by_label("Most CPU seconds a job may take").fill("120")
-    page.get_by_role("button", name="Make a sell order").click()
-    row = page.locator("#orders tbody tr").first
-    expect(row).to_be_visible()
+    row = journey.make_order(max_cpu_seconds=120)
     journey.shot("order-made")
-    with page.expect_download() as info:
-        row.get_by_role("link", name=".cpu file").click()
-    order = parse_order_bytes(info.value.path().read_bytes())
-    assert info.value.suggested_filename == f"{order.order_id}.cpu"
+    download = journey.download(row, ".cpu file")
+    order = parse_order_bytes(download.path().read_bytes())
+    assert download.suggested_filename == f"{order.order_id}.cpu"
     assert (order.account, order.max_cpu_seconds, order.market_url) == ("ada", 120, market.url)
     assert row.get_attribute("data-order") == order.order_id
 
@@ -58,9 +53,7 @@ def test_a_volunteer_signs_up_makes_an_order_and_downloads_it(journey: Journey) 
 def test_another_account_cannot_download_an_order(journey: Journey) -> None:
     page = journey.page
     journey.sign_up("ada")
-    page.get_by_role("link", name="Sell orders").click()
-    page.get_by_role("button", name="Make a sell order").click()
-    order_id = page.locator("#orders tbody tr").first.get_attribute("data-order")
+    order_id = journey.make_order().get_attribute("data-order")
     page.get_by_role("button", name="Sign out ada").click()
     journey.sign_up("eve")
     reply = page.request.get(f"{journey.market.url}/account/orders/{order_id}/order.cpu")
@@ -85,19 +78,14 @@ def test_a_volunteer_downloads_their_order_as_a_stick_and_as_their_own_cd(
     try:
         journey = Journey(page, market, request.node.name)
         journey.sign_up("ada")
-        page.get_by_role("link", name="Sell orders").click()
-        page.get_by_role("button", name="Make a sell order").click()
-        row = page.locator("#orders tbody tr").first
-        with page.expect_download() as info:
-            row.get_by_role("link", name=".cpu file").click()
-        text = info.value.path().read_text()
-        name = info.value.suggested_filename
-        with page.expect_download() as info:
-            row.get_by_role("link", name="stick image").click()
-        assert info.value.path().read_bytes() == stick_image(text, name)
-        with page.expect_download() as info:
-            row.get_by_role("link", name="your own live CD").click()
-        assert info.value.path().read_bytes() == personal_iso(base, text, name).read()
+        row = journey.make_order()
+        download = journey.download(row, ".cpu file")
+        text = download.path().read_text()
+        name = download.suggested_filename
+        stick = journey.download(row, "stick image").path().read_bytes()
+        assert stick == stick_image(text, name)
+        cd = journey.download(row, "your own live CD").path().read_bytes()
+        assert cd == personal_iso(base, text, name).read()
         journey.shot("downloads")
         assert journey.errors == []
     finally:
