@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from livecd.build import BuildResult
-from livecd.debian import Apt, Package, kernel_image_of, suite_sources
+from livecd.debian import Apt, Package, kernel_image_of, resolve, suite_sources
 from livecd.errors import BuildError, UserError
 from livecd.files import cache_home
 
@@ -88,3 +88,33 @@ def test_kernel_metapackage_is_followed_to_its_image() -> None:
     assert kernel_image_of(meta) == "linux-image-6.1.0-99-amd64"
     image = Package("linux-image-6.1.0-99-amd64", "1", "0" * 64, 1, depends="kmod")
     assert kernel_image_of(image) == "linux-image-6.1.0-99-amd64"
+
+
+def test_another_suite_is_served_by_the_same_mirrors(tmp_path: Path) -> None:
+    (tmp_path / "debian.sources").write_text(DEB822.replace(" trixie", ""))
+    (tmp_path / "extra.list").write_text(ONE_LINE)
+    text = suite_sources("trixie", [tmp_path], like="bookworm")
+    assert "URIs: http://mirror.example/debian\n" in text
+    assert "Suites: trixie trixie-updates\n" in text
+    assert "URIs: http://mirror.example/security\nSuites: trixie-security" in text
+    assert "bookworm" not in text and "sid" not in text and "nodistro" not in text
+    assert suite_sources("trixie", [tmp_path]) == ""
+
+
+def test_a_suite_the_sources_name_is_taken_as_they_say(tmp_path: Path) -> None:
+    (tmp_path / "debian.sources").write_text(DEB822)
+    text = suite_sources("trixie", [tmp_path], like="bookworm")
+    assert "Suites: trixie\n" in text and "bookworm" not in text
+
+
+def test_a_package_from_another_suite_keeps_it(default_build: BuildResult) -> None:
+    # The profile's GRUB comes from trixie: resolved and fetched as such.
+    apt = Apt(cache_home(), "bookworm")
+    (grub,) = [p for p in default_build.packages if p.name == "grub-efi-amd64-signed"]
+    assert grub.suite == "trixie" and grub.spec == "grub-efi-amd64-signed/trixie"
+    assert grub.version.startswith("1+2.12")
+    (again,) = resolve(apt, "linux-image-amd64", ["grub-efi-amd64-signed/trixie"])[1:]
+    assert again == grub
+    assert apt.fetch(grub).name == f"{grub.sha256}.deb"
+    (ours,) = resolve(apt, "linux-image-amd64", ["grub-efi-amd64-signed"])[1:]
+    assert ours.suite == "" and ours.version.startswith("1+2.06")
