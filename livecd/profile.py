@@ -174,7 +174,8 @@ class Profile:
         (),
         section="debian",
         key="packages",
-        help="Debian packages the image takes files from.",
+        help="Debian packages the image takes files from; `name/suite` takes one from "
+        "another suite of the same mirrors.",
         check=_packages("debian.packages"),
         option="--package",
     )
