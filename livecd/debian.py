@@ -191,12 +191,22 @@ class Apt:
 
     def other(self, suite: str) -> Apt:
         """The apt of another suite, on the mirrors that serve this one unless the sources
-        name that suite themselves."""
+        name that suite themselves. Its lists are fetched again when this suite's are
+        newer (`--refresh`), so that both are as fresh."""
         if suite == self.suite:
             return self
         if suite not in self._others:
-            self._others[suite] = Apt(self.cache, suite, self.sources, like=self.suite)
+            other = Apt(self.cache, suite, self.sources, like=self.suite)
+            if other.has_lists and other.updated < self.updated:
+                other.update()
+            self._others[suite] = other
         return self._others[suite]
+
+    @property
+    def updated(self) -> int:
+        """When this state's lists were last fetched (ns; 0 if never, or before stamps)."""
+        stamp = self.root / "state" / "updated"
+        return stamp.stat().st_mtime_ns if stamp.exists() else 0
 
     def update(self) -> None:
         """Fetch the signed indices of the profile's suite from the configured mirrors."""
@@ -215,6 +225,7 @@ class Apt:
                 f"cannot update the Debian package lists ({exc}): check the network and "
                 "the mirrors in the machine's apt configuration (or --apt-sources)"
             ) from None
+        (self.root / "state" / "updated").touch()
 
     def _lists_fingerprint(self) -> str:
         lists = sorted((self.root / "state" / "lists").glob("*_*"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,22 @@ def test_a_package_from_another_suite_keeps_it(default_build: BuildResult) -> No
     assert apt.fetch(grub).name == f"{grub.sha256}.deb"
     (ours,) = resolve(apt, "linux-image-amd64", ["grub-efi-amd64-signed"])[1:]
     assert ours.suite == "" and ours.version.startswith("1+2.06")
+
+
+def test_another_suites_lists_follow_a_refresh_of_the_profiles(tmp_path: Path) -> None:
+    # Port 9 on loopback: nothing listens, so fetching the lists fails at once.
+    (tmp_path / "x.list").write_text("deb http://127.0.0.1:9/debian bookworm main\n")
+    cache = tmp_path / "cache"
+    apt = Apt(cache, "bookworm", [tmp_path / "x.list"])
+    trixie = cache / "apt" / "trixie" / "state"
+    (trixie / "lists").mkdir(parents=True)
+    (trixie / "lists" / "x_trixie_InRelease").write_text("")
+    assert apt.other("trixie").has_lists  # older lists than bookworm's, both unstamped
+    for stamp, when in (
+        (trixie, 1_700_000_000),
+        (cache / "apt" / "bookworm" / "state", 1_800_000_000),
+    ):
+        (stamp / "updated").touch()
+        os.utime(stamp / "updated", (when, when))
+    with pytest.raises(UserError, match="cannot update the Debian package lists"):
+        Apt(cache, "bookworm", [tmp_path / "x.list"]).other("trixie")
