@@ -337,17 +337,16 @@ def kernel_image_of(meta: Package) -> str:
 def resolve(apt: Apt, kernel: str, packages: Sequence[str]) -> list[Package]:
     """Exactly the named packages (no dependency closure: the image picks files, it does
     not install a Debian system), with the kernel metapackage followed to its image; a
-    `name/suite` from that suite."""
+    `name/suite` from that suite (its Package keeps the suite)."""
     name, suite = split_spec(kernel)
     image = kernel_image_of(apt.other(suite or apt.suite).show([name])[name])
     specs = [f"{image}/{suite}" if suite else image, *packages]
     by_suite: dict[str, list[str]] = {}
     for spec in specs:
         name, suite = split_spec(spec)
-        by_suite.setdefault(suite or apt.suite, []).append(name)
+        by_suite.setdefault(suite, []).append(name)
     found: dict[str, Package] = {}
     for suite, names in by_suite.items():
-        mark = "" if suite == apt.suite else suite
-        for name, pkg in apt.other(suite).show(names).items():
-            found[f"{name}/{mark}" if mark else name] = dataclasses.replace(pkg, suite=mark)
+        for name, pkg in apt.other(suite or apt.suite).show(names).items():
+            found[f"{name}/{suite}" if suite else name] = dataclasses.replace(pkg, suite=suite)
     return [found[spec] for spec in specs]

@@ -138,3 +138,13 @@ def test_another_suites_lists_follow_a_refresh_of_the_profiles(tmp_path: Path) -
         os.utime(stamp / "updated", (when, when))
     with pytest.raises(UserError, match="cannot update the Debian package lists"):
         Apt(cache, "bookworm", [tmp_path / "x.list"]).other("trixie")
+
+
+def test_the_profiles_own_suite_may_be_named(default_build: BuildResult) -> None:
+    apt = Apt(cache_home(), "bookworm")
+    named, plain = resolve(apt, "linux-image-amd64", ["busybox-static/bookworm", "busybox-static"])[
+        1:
+    ]
+    assert named.spec == "busybox-static/bookworm" and plain.spec == "busybox-static"
+    assert (named.version, named.sha256) == (plain.version, plain.sha256)
+    assert apt.fetch(named) == apt.fetch(plain)
