@@ -285,7 +285,10 @@ class Apt:
         if cached.exists():
             return cached
         if pkg.suite and pkg.suite != self.suite:
-            return self.other(pkg.suite).fetch(pkg)
+            other = self.other(pkg.suite)
+            if not other.has_lists:
+                other.update()
+            return other.fetch(pkg)
         with tempfile.TemporaryDirectory(dir=self.debs) as tmp:
             try:
                 self._apt("apt-get", "download", f"{pkg.name}={pkg.version}", cwd=Path(tmp))

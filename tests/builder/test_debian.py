@@ -148,3 +148,14 @@ def test_the_profiles_own_suite_may_be_named(default_build: BuildResult) -> None
     assert named.spec == "busybox-static/bookworm" and plain.spec == "busybox-static"
     assert (named.version, named.sha256) == (plain.version, plain.sha256)
     assert apt.fetch(named) == apt.fetch(plain)
+
+
+def test_a_package_of_another_suite_is_fetched_by_its_own_lists(tmp_path: Path) -> None:
+    # A lock names it; the cache has neither the package nor that suite's lists yet.
+    (tmp_path / "x.list").write_text("deb http://127.0.0.1:9/debian bookworm main\n")
+    apt = Apt(tmp_path / "cache", "bookworm", [tmp_path / "x.list"])
+    grub = Package("grub-efi-amd64-signed", "1+2.12", "0" * 64, 1, suite="trixie")
+    with pytest.raises(UserError, match="cannot update the Debian package lists"):
+        apt.fetch(grub)
+    sources = tmp_path / "cache" / "apt" / "trixie" / "etc" / "sources.list.d" / "livecd.sources"
+    assert "URIs: http://127.0.0.1:9/debian\nSuites: trixie\n" in sources.read_text()
