@@ -3,8 +3,10 @@ under the builder's cache, verified by apt's signed indices, cached by sha256.
 
 The host's apt state is never touched: apt runs with its own lists, package cache, status
 and preferences, using the sources of the machine's apt configuration (or a given file)
-restricted to the profile's suite. Once the lists are there, resolution and a cached
-package need no network.
+restricted to the profile's suite. A package the profile names as `name/suite` comes
+from another suite of the same mirrors (e.g. the boot loader of the next release), with
+apt state of its own. Once the lists are there, resolution and a cached package need no
+network.
 """
 
 from __future__ import annotations
@@ -35,15 +37,40 @@ class Package:
     sha256: str
     size: int
     depends: str = ""
+    suite: str = ""  # another suite than the profile's, whose apt state fetches it
 
     @property
     def label(self) -> str:
         return f"{self.name} {self.version}"
 
+    @property
+    def spec(self) -> str:
+        """How a profile names it: `name`, or `name/suite` from another suite."""
+        return f"{self.name}/{self.suite}" if self.suite else self.name
 
-def suite_sources(suite: str, paths: Iterable[Path] = HOST_SOURCES) -> str:
+
+def suite_sources(suite: str, paths: Iterable[Path] = HOST_SOURCES, like: str = "") -> str:
     """The deb822 stanzas and one-line `deb` entries of `paths` that serve `suite`
-    (or its -updates/-security companions), as one deb822 document."""
+    (or its -updates/-security companions), as one deb822 document. When none does and
+    `like` is given: those serving `like`, on the same mirrors, renamed to `suite`."""
+    text = _serving(suite, paths)
+    if text or not like:
+        return text
+    return re.sub(
+        r"^(Suites:.*)$",
+        lambda m: re.sub(rf"\b{re.escape(like)}(?=-|\s|$)", suite, m.group(1)),
+        _serving(like, paths),
+        flags=re.MULTILINE,
+    )
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """A profile's package `name` or `name/suite` -> (name, suite or "")."""
+    name, _, suite = spec.partition("/")
+    return name, suite
+
+
+def _serving(suite: str, paths: Iterable[Path]) -> str:
     stanzas: list[str] = []
     for path in _source_files(paths):
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -104,11 +131,16 @@ def _one_line_for_suite(text: str, suite: str) -> list[str]:
 class Apt:
     """apt-get and apt-cache with a private state directory under the cache."""
 
-    def __init__(self, cache: Path, suite: str, sources: Sequence[Path] = HOST_SOURCES) -> None:
+    def __init__(
+        self, cache: Path, suite: str, sources: Sequence[Path] = HOST_SOURCES, like: str = ""
+    ) -> None:
         self.root = cache / "apt" / suite
+        self.cache = cache
         self.debs = cache / "debs"
         self.suite = suite
         self.sources = sources
+        self.like = like  # the suite whose mirrors serve this one, if the sources do not
+        self._others: dict[str, Apt] = {}
         for sub in (
             "state/lists/partial",
             "cache/archives/partial",
@@ -157,9 +189,28 @@ class Apt:
     def has_lists(self) -> bool:
         return any((self.root / "state" / "lists").glob("*_InRelease"))
 
+    def other(self, suite: str) -> Apt:
+        """The apt of another suite, on the mirrors that serve this one unless the sources
+        name that suite themselves. Its lists are fetched again when this suite's are
+        newer (`--refresh`), so that both are as fresh."""
+        if suite == self.suite:
+            return self
+        if suite not in self._others:
+            other = Apt(self.cache, suite, self.sources, like=self.suite)
+            if other.has_lists and other.updated < self.updated:
+                other.update()
+            self._others[suite] = other
+        return self._others[suite]
+
+    @property
+    def updated(self) -> int:
+        """When this state's lists were last fetched (ns; 0 if never, or before stamps)."""
+        stamp = self.root / "state" / "updated"
+        return stamp.stat().st_mtime_ns if stamp.exists() else 0
+
     def update(self) -> None:
         """Fetch the signed indices of the profile's suite from the configured mirrors."""
-        text = suite_sources(self.suite, self.sources)
+        text = suite_sources(self.suite, self.sources, self.like)
         if not text:
             where = ", ".join(str(p) for p in self.sources)
             raise UserError(
@@ -174,6 +225,7 @@ class Apt:
                 f"cannot update the Debian package lists ({exc}): check the network and "
                 "the mirrors in the machine's apt configuration (or --apt-sources)"
             ) from None
+        (self.root / "state" / "updated").touch()
 
     def _lists_fingerprint(self) -> str:
         lists = sorted((self.root / "state" / "lists").glob("*_*"))
@@ -227,10 +279,16 @@ class Apt:
         return (self.debs / f"{pkg.sha256}.deb").exists()
 
     def fetch(self, pkg: Package) -> Path:
-        """The verified .deb of `pkg` from the cache, downloaded first if it is not there."""
+        """The verified .deb of `pkg` from the cache, downloaded first if it is not there
+        (by the apt of its suite)."""
         cached = self.debs / f"{pkg.sha256}.deb"
         if cached.exists():
             return cached
+        if pkg.suite and pkg.suite != self.suite:
+            other = self.other(pkg.suite)
+            if not other.has_lists:
+                other.update()
+            return other.fetch(pkg)
         with tempfile.TemporaryDirectory(dir=self.debs) as tmp:
             try:
                 self._apt("apt-get", "download", f"{pkg.name}={pkg.version}", cwd=Path(tmp))
@@ -281,8 +339,17 @@ def kernel_image_of(meta: Package) -> str:
 
 def resolve(apt: Apt, kernel: str, packages: Sequence[str]) -> list[Package]:
     """Exactly the named packages (no dependency closure: the image picks files, it does
-    not install a Debian system), with the kernel metapackage followed to its image."""
-    meta = apt.show([kernel])[kernel]
-    image = kernel_image_of(meta)
-    found = apt.show([image, *packages])
-    return [found[name] for name in (image, *packages)]
+    not install a Debian system), with the kernel metapackage followed to its image; a
+    `name/suite` from that suite (its Package keeps the suite)."""
+    name, suite = split_spec(kernel)
+    image = kernel_image_of(apt.other(suite or apt.suite).show([name])[name])
+    specs = [f"{image}/{suite}" if suite else image, *packages]
+    by_suite: dict[str, list[str]] = {}
+    for spec in specs:
+        name, suite = split_spec(spec)
+        by_suite.setdefault(suite, []).append(name)
+    found: dict[str, Package] = {}
+    for suite, names in by_suite.items():
+        for name, pkg in apt.other(suite or apt.suite).show(names).items():
+            found[f"{name}/{suite}" if suite else name] = dataclasses.replace(pkg, suite=suite)
+    return [found[spec] for spec in specs]

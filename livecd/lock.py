@@ -24,6 +24,7 @@ VERSION = 1
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 _VERSION = re.compile(r"[0-9A-Za-z.+~:-]+")
+_SUITE = re.compile(r"[a-z0-9][a-z0-9-]*")
 _RELOCK = "run `livecd lock` again"
 
 
@@ -56,7 +57,9 @@ def make_lock(profile: Profile, packages: Sequence[Package]) -> Lock:
         suite=profile.suite,
         architecture=profile.architecture,
         kernel=profile.kernel,
-        packages=tuple(Package(p.name, p.version, p.sha256, p.size) for p in packages),
+        packages=tuple(
+            Package(p.name, p.version, p.sha256, p.size, suite=p.suite) for p in packages
+        ),
     )
 
 
@@ -70,6 +73,7 @@ def dump_lock(lock: Lock) -> bytes:
         "kernel": lock.kernel,
         "packages": [
             {"name": p.name, "version": p.version, "sha256": p.sha256, "size": p.size}
+            | ({"suite": p.suite} if p.suite else {})
             for p in lock.packages
         ],
     }
@@ -155,6 +159,9 @@ class _Fields:
             self.problems.append(f"{self.prefix}{key} {value!r} is not a valid {key}")
         return value
 
+    def optional_string(self, key: str, pattern: re.Pattern[str]) -> str:
+        return self.string(key, pattern) if key in self.data else ""
+
     def sha256(self, key: str) -> str:
         value: str = self._get(key, str, "a string")
         if value and not _SHA256.fullmatch(value):
@@ -189,6 +196,7 @@ def _packages(value: Any, problems: list[str]) -> list[Package]:
                 version=fields.string("version", _VERSION),
                 sha256=fields.sha256("sha256"),
                 size=fields.size("size"),
+                suite=fields.optional_string("suite", _SUITE),
             )
         )
     return packages
@@ -204,7 +212,7 @@ def check_lock(lock: Lock, profile: Profile, where: Path) -> None:
                 f"{key} {getattr(lock, key)!r} is not the profile's "
                 f"{getattr(profile, key)!r}: {relock}"
             )
-    locked = [p.name for p in lock.packages[1:]]
+    locked = [p.spec for p in lock.packages[1:]]
     missing = [n for n in profile.packages if n not in locked]
     extra = [n for n in locked if n not in profile.packages]
     if missing:

@@ -22,7 +22,8 @@ from livecd.errors import UserError
 
 DEFAULT_PROFILE = Path(__file__).with_name("profiles") / "default.toml"
 COMPRESSIONS = METHODS
-_PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+# A Debian package name, or `name/suite` for one from another suite of the same mirrors.
+_PACKAGE_NAME = re.compile(r"[a-z0-9][a-z0-9+.-]+(/[a-z0-9][a-z0-9-]*)?")
 _MODULE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _LABEL = re.compile(r"[A-Z0-9_]{1,32}")
 _SERIAL = re.compile(r"ttyS[0-9](,[0-9]+)?")
@@ -173,7 +174,8 @@ class Profile:
         (),
         section="debian",
         key="packages",
-        help="Debian packages the image takes files from.",
+        help="Debian packages the image takes files from; `name/suite` takes one from "
+        "another suite of the same mirrors.",
         check=_packages("debian.packages"),
         option="--package",
     )
