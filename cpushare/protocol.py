@@ -55,6 +55,8 @@ LIMITS = tuple(
     Field(name, "number" if name == "wall_seconds" else "integer", *BOUNDS[name])
     for name in JobLimits.names()
 )
+# JobLimits.as_dict()'s keys, looked up once (it asks the dataclass for its fields each time).
+_LIMIT_NAMES = tuple(f.name for f in LIMITS)
 PROGRAM = (
     Field("sha256", "string", extra=(("pattern", "^[0-9a-f]{64}$"),)),
     Field("size", "integer", 1, MAX_PROGRAM_BYTES),
@@ -220,7 +222,7 @@ def lease_document(
             "url": f"/v1/programs/{program_sha256}",
         },
         "input": base64.b64encode(data).decode(),
-        "limits": limits.as_dict(),
+        "limits": {name: getattr(limits, name) for name in _LIMIT_NAMES},
         "lease_seconds": lease_seconds,
         "seat": seat,
     }

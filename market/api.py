@@ -4,12 +4,13 @@ MarketError whose message names the problem."""
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from cpushare import protocol
 from cpushare.limits import JobLimits, default_wall_seconds
@@ -31,8 +32,20 @@ class Credentials:
     secret: str | None = None
 
 
+# Authorization headers parsed, remembered (a seller sends the same one with every request).
+PARSED_HEADERS = 4096
+# Longer headers are parsed every time: the memory they would hold is not worth it.
+PARSED_HEADER_CHARS = 512
+
+
 def credentials(request: Request) -> Credentials:
     header = request.headers.get("authorization", "")
+    if len(header) > PARSED_HEADER_CHARS:
+        return _parse_credentials(header)
+    return _remembered_credentials(header)
+
+
+def _parse_credentials(header: str) -> Credentials:
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value:
         return Credentials(api_key=value.strip())
@@ -52,19 +65,32 @@ def credentials(request: Request) -> Credentials:
     )
 
 
+# A refusal is raised again each time, not remembered.
+_remembered_credentials = functools.lru_cache(maxsize=PARSED_HEADERS)(_parse_credentials)
+
+
 async def read_body(request: Request, cap: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes `cap` bytes."""
+    """The request body, refused with 413 as soon as it passes `cap` bytes (read from
+    `receive` itself: Starlette's stream() is an async generator, and most bodies come
+    in one message)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > cap:
         raise TooLarge(f"the request body is larger than {cap} bytes")
+    receive = request.receive
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > cap:
             raise TooLarge(f"the request body is larger than {cap} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if chunk:
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def read_json(request: Request, cap: int) -> dict[str, Any]:
@@ -84,6 +110,9 @@ async def read_json(request: Request, cap: int) -> dict[str, Any]:
 def field(doc: dict[str, Any], name: str, kind: type[T], default: T | None = None) -> T:
     """doc[name] checked to be of `kind` (an int is accepted where a float is wanted)."""
     value = doc.get(name, default)
+    # Nearly always: exactly the type asked for (a bool is not an int here, nor an int a bool).
+    if type(value) is kind and (kind is not float or math.isfinite(value)):  # type: ignore[arg-type]
+        return value
     if value is None:
         raise MarketError(f"field {name!r} is missing")
     if kind is float and isinstance(value, int) and not isinstance(value, bool):

@@ -37,6 +37,7 @@ from market.api import (
 from market.auth import Authenticator
 from market.deadlines import client_gone
 from market.dialect import Location
+from market.dispatch import ApiRoutes, MarketApp
 from market.downloads import Downloads
 from market.errors import MarketError, Unavailable
 from market.responses import http_error, internal_error, json_response, market_error, store_full
@@ -458,20 +459,22 @@ def openapi_document() -> dict[str, Any]:
 
 
 def create_app(config: MarketConfig) -> Starlette:
-    """The market as an ASGI application."""
+    """The market as an ASGI application: the API's routes dispatched first
+    (`market.dispatch`), Starlette's router for the portal and for anything else."""
     market = Market(config)
-    routes = [
-        Route(path, operator.attrgetter(name)(market), methods=[method])
-        for path, method, name in ROUTES
-    ]
-    return Starlette(
-        routes=[*routes, *web.routes(market)],
-        lifespan=market.lifespan,
-        exception_handlers={
+    api = [(path, method, operator.attrgetter(name)(market)) for path, method, name in ROUTES]
+    return MarketApp(
+        ApiRoutes(api),
+        {
             MarketError: market_error,
             ClientDisconnect: client_gone,
             HTTPException: http_error,
             StoreFull: store_full,
-            Exception: internal_error,
         },
+        internal_error,
+        routes=[
+            *(Route(path, handler, methods=[method]) for path, method, handler in api),
+            *web.routes(market),
+        ],
+        lifespan=market.lifespan,
     )

@@ -14,12 +14,25 @@ from market.errors import MarketError, TooManyRequests, Unavailable
 log = logging.getLogger("market")
 
 
+_JSON = (b"content-type", b"application/json")
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class JSONReply(Response):
+    """A JSON reply whose headers are written at once: content-length and content-type,
+    as Starlette's Response would write them for a body that is never empty."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, status: int) -> None:
+        self.status_code = status
+        self.background = None
+        self.body = body
+        self.raw_headers = [(b"content-length", b"%d" % len(body)), _JSON]
+
+
 def json_response(doc: object, status: int = 200) -> Response:
-    return Response(
-        json.dumps(doc, separators=(",", ":")).encode(),
-        status_code=status,
-        media_type="application/json",
-    )
+    return JSONReply(_encode(doc).encode(), status)
 
 
 async def market_error(_request: Request, exc: Exception) -> Response:
