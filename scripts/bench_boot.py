@@ -3,6 +3,7 @@
 asserts nothing.
 
     scripts/bench_boot.py [--output ISO]
+    scripts/bench_boot.py --memory ISO    (the live memory of an ISO already built, alone)
 
 The floor: the ISO's own kernel with a busybox initramfs (about 1 MB) whose /init prints
 its uptime and powers off, booted directly under the same settings (BIOS, 1 vCPU,
@@ -54,7 +55,7 @@ FLOOR_INIT = f"""#!/bin/busybox sh
 echo "{FLOOR_MARKER}$(/bin/busybox cut -d' ' -f1 /proc/uptime)"
 /bin/busybox poweroff -f
 """
-SCREEN_UP = "ps -o args | grep -q '[c]pushare[.]screen'"
+SCREEN_UP = "[ -s /run/cpushare/screen ]"
 # What the live system's memory is made of (kB lines of /proc/meminfo).
 MEMINFO = ("MemTotal", "MemAvailable", "MemFree", "Cached", "Shmem", "Slab", "KernelStack",
            "PageTables", "AnonPages")  # fmt: skip
@@ -140,8 +141,8 @@ def memory(iso: Path, work: Path) -> dict[str, int]:
     found: dict[str, int] = {}
 
     def look(guest: Guest) -> list[str]:
-        # The status screen starts once a job is done or after 20 s: wait for it, and
-        # for its interpreter to settle.
+        # The fleet paints the status screen once its sellers are forked: wait for the
+        # first frame, and for the seller to settle.
         guest.shell(f"for i in $(seq 60); do {SCREEN_UP} && break; sleep 1; done; sleep 5", 120)
         status, out = guest.shell("cat /proc/meminfo")
         for line in out.splitlines() if status == 0 else []:
@@ -169,12 +170,27 @@ def first_result(iso: Path, work: Path) -> float | None:
     return result.sale.first_result_uptime if result.sale else None
 
 
+def print_memory(mem: dict[str, int]) -> None:
+    if "MemTotal" in mem and "MemAvailable" in mem:
+        live = (mem["MemTotal"] - mem["MemAvailable"]) / 1024
+        print(f"live system memory (128 MiB)      {live:7.1f} MiB (goal <= {LIVE_MEMORY_GOAL_MB})")
+    for name, kib in mem.items():
+        print(f"    {name:<28} {kib / 1024:7.1f} MiB")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--output", type=Path, help="keep the default profile's build here [a temporary folder]"
     )
+    parser.add_argument(
+        "--memory", type=Path, metavar="ISO", help="only measure this ISO's live memory"
+    )
     args = parser.parse_args()
+    if args.memory:
+        with tempfile.TemporaryDirectory(prefix="bench-boot-") as tmp:
+            print_memory(memory(args.memory, Path(tmp)))
+        return 0
     profile = load_profile().with_overrides(timeout=0)
     with tempfile.TemporaryDirectory(prefix="bench-boot-") as tmp:
         work = Path(tmp)
@@ -198,11 +214,7 @@ def main() -> int:
     print(f"first accepted result at uptime   {first or 0:7.2f} s")
     if floor and first:
         print(f"ratio to the floor                {first / floor:7.2f}   (goal <= {RATIO_GOAL})")
-    if "MemTotal" in mem and "MemAvailable" in mem:
-        live = (mem["MemTotal"] - mem["MemAvailable"]) / 1024
-        print(f"live system memory (128 MiB)      {live:7.1f} MiB (goal <= {LIVE_MEMORY_GOAL_MB})")
-    for name, kib in mem.items():
-        print(f"    {name:<28} {kib / 1024:7.1f} MiB")
+    print_memory(mem)
     print(f"ISO                               {size.iso / mib:7.2f} MiB (goal <= {ISO_GOAL_MB} MB)")
     print(f"initramfs on the CD               {size.initramfs / mib:7.2f} MiB")
     print(f"    first stage, {profile.compression:<5}            {size.first_stage / mib:7.2f} MiB")
