@@ -142,8 +142,8 @@ def memory(iso: Path, work: Path) -> dict[str, int]:
 
     def look(guest: Guest) -> list[str]:
         # The fleet paints the status screen once its sellers are forked: wait for the
-        # first frame, and for the seller to settle.
-        guest.shell(f"for i in $(seq 60); do {SCREEN_UP} && break; sleep 1; done; sleep 5", 120)
+        # first frame, and for the seller to settle (the enrolling child keeps trying).
+        guest.shell(f"for i in $(seq 60); do {SCREEN_UP} && break; sleep 1; done; sleep 15", 120)
         status, out = guest.shell("cat /proc/meminfo")
         for line in out.splitlines() if status == 0 else []:
             name, _, rest = line.partition(":")
