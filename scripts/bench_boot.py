@@ -12,7 +12,8 @@ the median of three boots.
 Then the ISO sells through its boot menu and the figure is the guest uptime at its first
 accepted result, and its ratio to the floor's uptime at /init (goal: at most 2.5). The
 live system's own memory is MemTotal minus MemAvailable at QEMU's default 128 MiB with
-one idle seller (no market, so no job), where it goes, and the sizes of what is booted.
+one idle seller (no market, so no job, and the enrolling child keeps trying; then with a
+market that has no job, once enrolled), where it goes, and the sizes of what is booted.
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ from livecd.deb import unpacked
 from livecd.files import cache_home
 from livecd.profile import load_profile
 from livecd.qemu.direct import direct_boot
+from livecd.qemu.events import ConsoleEvents
 from livecd.qemu.guest import Guest, scaled
 from livecd.qemu.machine import GuestConfig, accelerator
 from livecd.qemu.matrix import live_memory
-from livecd.qemu.report import format_report
-from livecd.qemu.sale import run_sale
+from livecd.qemu.medium import make_medium
+from livecd.qemu.report import Report, format_report, power_off
+from livecd.qemu.sale import VOLUNTEER, SaleMarket, guest_market, run_sale
 from livecd.qemu.smoke import run_smoke
 from livecd.run import need
 
@@ -135,28 +138,59 @@ def _decompress(data: bytes, method: str) -> bytes:
     return data
 
 
+def _look(guest: Guest, found: dict[str, int]) -> None:
+    """/proc/meminfo's MEMINFO lines and each process's PSS into `found` (KiB), once the
+    status screen's first frame is painted and the seller settled."""
+    # The fleet paints the status screen once its sellers are forked: wait for the
+    # first frame, and for the seller to settle.
+    guest.shell(f"for i in $(seq 60); do {SCREEN_UP} && break; sleep 1; done; sleep 15", 120)
+    status, out = guest.shell("cat /proc/meminfo")
+    for line in out.splitlines() if status == 0 else []:
+        name, _, rest = line.partition(":")
+        if name in MEMINFO:
+            found[name] = int(rest.split()[0])
+    for name, pss in live_memory(guest).by_name.items():
+        found[f"pss {name}"] = pss
+
+
 def memory(iso: Path, work: Path) -> dict[str, int]:
     """/proc/meminfo (kB) and each process's PSS at QEMU's default memory, one seller
-    idle: no market answers, so no job runs."""
+    idle: no market answers, so no job runs (and the enrolling child keeps trying)."""
     found: dict[str, int] = {}
 
     def look(guest: Guest) -> list[str]:
-        # The fleet paints the status screen once its sellers are forked: wait for the
-        # first frame, and for the seller to settle (the enrolling child keeps trying).
-        guest.shell(f"for i in $(seq 60); do {SCREEN_UP} && break; sleep 1; done; sleep 15", 120)
-        status, out = guest.shell("cat /proc/meminfo")
-        for line in out.splitlines() if status == 0 else []:
-            name, _, rest = line.partition(":")
-            if name in MEMINFO:
-                found[name] = int(rest.split()[0])
-        for name, pss in live_memory(guest).by_name.items():
-            found[f"pss {name}"] = pss
+        _look(guest, found)
         return []
 
     cfg = GuestConfig(iso=iso, memory_mb=None, nic="virtio-net-pci", shell=True)
     report = run_smoke(cfg, work / "memory.log", timeout=180, while_up=look)
     for problem in report.problems:
         print(f"bench_boot: problem: {problem}")
+    return found
+
+
+def memory_enrolled(iso: Path, work: Path) -> dict[str, int]:
+    """The same with a market that has no job for it: the machine enrolled (its
+    enrolling child gone), one seller idle, waiting for work."""
+    found: dict[str, int] = {}
+    with guest_market(work / "market") as process:
+        market = SaleMarket.open(process.start())
+        medium = make_medium({f"{VOLUNTEER}.cpu": market.order_file()}, work / "medium.img")
+        cfg = GuestConfig(
+            iso=iso,
+            memory_mb=None,
+            nic="virtio-net-pci",
+            shell=True,
+            sticks=(medium,),
+            forwards=(market.forward,),
+        )
+        with Guest(cfg, work / "enrolled.log") as guest:
+            console = ConsoleEvents(guest)
+            if console.until(lambda events: any(e.event == "enrolled" for e in events), 180):
+                _look(guest, found)
+            else:
+                print("bench_boot: problem: the guest did not enroll")
+            power_off(guest, Report(), 30)
     return found
 
 
@@ -190,6 +224,8 @@ def main() -> int:
     if args.memory:
         with tempfile.TemporaryDirectory(prefix="bench-boot-") as tmp:
             print_memory(memory(args.memory, Path(tmp)))
+            print("enrolled, with a market that has no job:")
+            print_memory(memory_enrolled(args.memory, Path(tmp)))
         return 0
     profile = load_profile().with_overrides(timeout=0)
     with tempfile.TemporaryDirectory(prefix="bench-boot-") as tmp:
@@ -208,6 +244,7 @@ def main() -> int:
         floor = statistics.median(floors) if floors else None
         first = first_result(built.iso, work)
         mem = memory(built.iso, work)
+        enrolled = memory_enrolled(built.iso, work)
     mib = 1024 * 1024
     print(f"floor initramfs                   {floor_size / mib:7.2f} MiB")
     print(f"floor uptime at /init             {floor or 0:7.2f} s (median of {FLOOR_BOOTS} boots)")
@@ -215,6 +252,8 @@ def main() -> int:
     if floor and first:
         print(f"ratio to the floor                {first / floor:7.2f}   (goal <= {RATIO_GOAL})")
     print_memory(mem)
+    print("enrolled, with a market that has no job:")
+    print_memory(enrolled)
     print(f"ISO                               {size.iso / mib:7.2f} MiB (goal <= {ISO_GOAL_MB} MB)")
     print(f"initramfs on the CD               {size.initramfs / mib:7.2f} MiB")
     print(f"    first stage, {profile.compression:<5}            {size.first_stage / mib:7.2f} MiB")
