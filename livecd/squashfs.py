@@ -27,13 +27,14 @@ from livecd.errors import BuildError
 from livecd.files import atomic_write
 from livecd.run import need, run
 
-# xz with the x86 BCJ filter gives the smallest image (the binaries and the modules are
-# most of it), held in RAM for good: 9.0 MiB against zstd -19's 10.1 MiB. Its read cost
-# is paid per block actually read: under emulation (TCG) the interpreter, its libraries
-# and standard library read cold take 1.7 s against 0.8 s.
+# zstd -19: xz with the x86 BCJ filter makes a smaller image (9.0 MiB against 10.1,
+# held in RAM for good) but decompresses about ten times slower: under emulation (TCG)
+# the first accepted result came about 5 s later (16 s against 11), likely because
+# Python's start reads its .pyc files out of order from fragment blocks, of which the
+# kernel caches three.
 # 128 KiB blocks: squashfs decompresses a whole block for any page of it, and keeps
 # three fragment blocks in unreclaimable memory.
-COMPRESSION = ("-comp", "xz", "-Xbcj", "x86")
+COMPRESSION = ("-comp", "zstd", "-Xcompression-level", "19")
 BLOCK_SIZE = 128 * 1024
 # Part of the cache key: a change of options or format builds every image again.
 _FORMAT = f"squashfs-4 {' '.join(COMPRESSION)} -b {BLOCK_SIZE} stage-tree-3 owners"
