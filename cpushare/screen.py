@@ -1,14 +1,19 @@
-"""`python3 -m cpushare.screen`: the volunteer's view of the live CD, on its first console.
+"""The volunteer's view of the live CD, on its first console.
 
-Redrawn every few seconds from what the live system leaves in /run: the fleet's state
-line, each seller's status file, the addresses DHCP gave. It reads files only, so it
-keeps showing the truth when the sellers are stuck, gone, or never started.
+The fleet (`cpushare.seller.fleet --screen /dev/tty1`) paints it every few seconds into
+/run/cpushare/screen, from what the live system leaves in /run: its own state line, each
+seller's status file, the addresses DHCP gave. It reads those files only, so the frame
+tells the truth when the sellers are stuck, gone, or never started; and it paints a last
+frame when it stops selling. tty1 shows the file with busybox (/lib/cpushare/screen): no
+second interpreter, whose memory a machine with little would rather give to its jobs.
+`python3 -m cpushare.screen --once` prints a frame as text.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import contextlib
+import os
 import sys
 import textwrap
 import time
@@ -31,6 +36,8 @@ REACHABLE_SECONDS = 75.0
 RELEASE = Path("/etc/cpushare-release")
 RUN = Path("/run/cpushare")
 NET = Path("/run/net")
+# Under RUN: the frame as terminal output (`draw`), replaced whole at every repaint.
+FRAME = "screen"
 
 
 @dataclass(frozen=True)
@@ -85,10 +92,32 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{minutes:02}:{secs:02}"
 
 
-def terminal_width() -> int:
-    """The columns the screen may fill: the terminal's width (COLUMNS, else what the
-    terminal says, else DEFAULT_COLUMNS) less the last column."""
-    return max(20, shutil.get_terminal_size((DEFAULT_COLUMNS, 25)).columns - 1)
+def terminal_width(tty: Path | None = None) -> int:
+    """The columns the screen may fill, less the last one: the width of the terminal
+    `tty` if given (DEFAULT_COLUMNS if it cannot say), else COLUMNS, else what standard
+    output's terminal says, else DEFAULT_COLUMNS."""
+    return max(20, _terminal_columns(tty) - 1)
+
+
+def _terminal_columns(tty: Path | None) -> int:
+    if tty is not None:
+        try:
+            fd = os.open(tty, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError:
+            return DEFAULT_COLUMNS
+        try:
+            return os.get_terminal_size(fd).columns or DEFAULT_COLUMNS
+        except OSError:
+            return DEFAULT_COLUMNS
+        finally:
+            os.close(fd)
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size().columns or DEFAULT_COLUMNS  # standard output's
+    except OSError:
+        return DEFAULT_COLUMNS
 
 
 def _columns(ch: str) -> int:
@@ -153,20 +182,39 @@ def draw(lines: list[str]) -> str:
     return "\033[H" + "".join(f"{line}\033[K\n" for line in lines) + "\033[J"
 
 
+class Painter:
+    """Paints the frame into RUN/screen for the terminal `tty`: now (`paint`), or when
+    REFRESH_SECONDS have passed since the last time (`tick`)."""
+
+    def __init__(self, run: Path, tty: Path, net: Path = NET) -> None:
+        self.run, self.tty, self.net = run, tty, net
+        self.due = 0.0
+
+    def tick(self) -> None:
+        if time.monotonic() >= self.due:
+            self.paint()
+
+    def paint(self) -> None:
+        """The frame, written whole: the console's reader never shows half of one. A
+        failure to write costs this frame only."""
+        self.due = time.monotonic() + REFRESH_SECONDS
+        frame = draw(render(look(self.run, self.net), terminal_width(self.tty)))
+        tmp = self.run / f".{FRAME}.tmp"
+        with contextlib.suppress(OSError):
+            tmp.write_text(frame)
+            tmp.replace(self.run / FRAME)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m cpushare.screen")
+    parser = argparse.ArgumentParser(
+        prog="python3 -m cpushare.screen", description="Print the status screen's frame."
+    )
     parser.add_argument("--run", type=Path, default=RUN, help="the live system's run folder")
     parser.add_argument("--net", type=Path, default=NET, help="where DHCP notes addresses")
-    parser.add_argument("--once", action="store_true", help="print one frame as text, exit")
+    parser.add_argument("--once", action="store_true", help="as text (the default)")
     args = parser.parse_args(argv)
-    if args.once:
-        print("\n".join(render(look(args.run, args.net), terminal_width())))
-        return 0
-    sys.stdout.write("\033[2J")
-    while True:
-        sys.stdout.write(draw(render(look(args.run, args.net), terminal_width())))
-        sys.stdout.flush()
-        time.sleep(REFRESH_SECONDS)
+    print("\n".join(render(look(args.run, args.net), terminal_width())))
+    return 0
 
 
 if __name__ == "__main__":

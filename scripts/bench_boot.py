@@ -3,6 +3,7 @@
 asserts nothing.
 
     scripts/bench_boot.py [--output ISO]
+    scripts/bench_boot.py --memory ISO    (the live memory of an ISO already built, alone)
 
 The floor: the ISO's own kernel with a busybox initramfs (about 1 MB) whose /init prints
 its uptime and powers off, booted directly under the same settings (BIOS, 1 vCPU,
@@ -11,7 +12,8 @@ the median of three boots.
 Then the ISO sells through its boot menu and the figure is the guest uptime at its first
 accepted result, and its ratio to the floor's uptime at /init (goal: at most 2.5). The
 live system's own memory is MemTotal minus MemAvailable at QEMU's default 128 MiB with
-one idle seller (no market, so no job), where it goes, and the sizes of what is booted.
+one idle seller (no market, so no job, and the enrolling child keeps trying; then with a
+market that has no job, once enrolled), where it goes, and the sizes of what is booted.
 """
 
 from __future__ import annotations
@@ -36,11 +38,13 @@ from livecd.deb import unpacked
 from livecd.files import cache_home
 from livecd.profile import load_profile
 from livecd.qemu.direct import direct_boot
+from livecd.qemu.events import ConsoleEvents
 from livecd.qemu.guest import Guest, scaled
 from livecd.qemu.machine import GuestConfig, accelerator
 from livecd.qemu.matrix import live_memory
-from livecd.qemu.report import format_report
-from livecd.qemu.sale import run_sale
+from livecd.qemu.medium import make_medium
+from livecd.qemu.report import Report, format_report, power_off
+from livecd.qemu.sale import VOLUNTEER, SaleMarket, guest_market, run_sale
 from livecd.qemu.smoke import run_smoke
 from livecd.run import need
 
@@ -54,7 +58,7 @@ FLOOR_INIT = f"""#!/bin/busybox sh
 echo "{FLOOR_MARKER}$(/bin/busybox cut -d' ' -f1 /proc/uptime)"
 /bin/busybox poweroff -f
 """
-SCREEN_UP = "ps -o args | grep -q '[c]pushare[.]screen'"
+SCREEN_UP = "[ -s /run/cpushare/screen ]"
 # What the live system's memory is made of (kB lines of /proc/meminfo).
 MEMINFO = ("MemTotal", "MemAvailable", "MemFree", "Cached", "Shmem", "Slab", "KernelStack",
            "PageTables", "AnonPages")  # fmt: skip
@@ -134,28 +138,59 @@ def _decompress(data: bytes, method: str) -> bytes:
     return data
 
 
+def _look(guest: Guest, found: dict[str, int]) -> None:
+    """/proc/meminfo's MEMINFO lines and each process's PSS into `found` (KiB), once the
+    status screen's first frame is painted and the seller settled."""
+    # The fleet paints the status screen once its sellers are forked: wait for the
+    # first frame, and for the seller to settle.
+    guest.shell(f"for i in $(seq 60); do {SCREEN_UP} && break; sleep 1; done; sleep 15", 120)
+    status, out = guest.shell("cat /proc/meminfo")
+    for line in out.splitlines() if status == 0 else []:
+        name, _, rest = line.partition(":")
+        if name in MEMINFO:
+            found[name] = int(rest.split()[0])
+    for name, pss in live_memory(guest).by_name.items():
+        found[f"pss {name}"] = pss
+
+
 def memory(iso: Path, work: Path) -> dict[str, int]:
     """/proc/meminfo (kB) and each process's PSS at QEMU's default memory, one seller
-    idle: no market answers, so no job runs."""
+    idle: no market answers, so no job runs (and the enrolling child keeps trying)."""
     found: dict[str, int] = {}
 
     def look(guest: Guest) -> list[str]:
-        # The status screen starts once a job is done or after 20 s: wait for it, and
-        # for its interpreter to settle.
-        guest.shell(f"for i in $(seq 60); do {SCREEN_UP} && break; sleep 1; done; sleep 5", 120)
-        status, out = guest.shell("cat /proc/meminfo")
-        for line in out.splitlines() if status == 0 else []:
-            name, _, rest = line.partition(":")
-            if name in MEMINFO:
-                found[name] = int(rest.split()[0])
-        for name, pss in live_memory(guest).by_name.items():
-            found[f"pss {name}"] = pss
+        _look(guest, found)
         return []
 
     cfg = GuestConfig(iso=iso, memory_mb=None, nic="virtio-net-pci", shell=True)
     report = run_smoke(cfg, work / "memory.log", timeout=180, while_up=look)
     for problem in report.problems:
         print(f"bench_boot: problem: {problem}")
+    return found
+
+
+def memory_enrolled(iso: Path, work: Path) -> dict[str, int]:
+    """The same with a market that has no job for it: the machine enrolled (its
+    enrolling child gone), one seller idle, waiting for work."""
+    found: dict[str, int] = {}
+    with guest_market(work / "market") as process:
+        market = SaleMarket.open(process.start())
+        medium = make_medium({f"{VOLUNTEER}.cpu": market.order_file()}, work / "medium.img")
+        cfg = GuestConfig(
+            iso=iso,
+            memory_mb=None,
+            nic="virtio-net-pci",
+            shell=True,
+            sticks=(medium,),
+            forwards=(market.forward,),
+        )
+        with Guest(cfg, work / "enrolled.log") as guest:
+            console = ConsoleEvents(guest)
+            if console.until(lambda events: any(e.event == "enrolled" for e in events), 180):
+                _look(guest, found)
+            else:
+                print("bench_boot: problem: the guest did not enroll")
+            power_off(guest, Report(), 30)
     return found
 
 
@@ -169,12 +204,29 @@ def first_result(iso: Path, work: Path) -> float | None:
     return result.sale.first_result_uptime if result.sale else None
 
 
+def print_memory(mem: dict[str, int]) -> None:
+    if "MemTotal" in mem and "MemAvailable" in mem:
+        live = (mem["MemTotal"] - mem["MemAvailable"]) / 1024
+        print(f"live system memory (128 MiB)      {live:7.1f} MiB (goal <= {LIVE_MEMORY_GOAL_MB})")
+    for name, kib in mem.items():
+        print(f"    {name:<28} {kib / 1024:7.1f} MiB")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--output", type=Path, help="keep the default profile's build here [a temporary folder]"
     )
+    parser.add_argument(
+        "--memory", type=Path, metavar="ISO", help="only measure this ISO's live memory"
+    )
     args = parser.parse_args()
+    if args.memory:
+        with tempfile.TemporaryDirectory(prefix="bench-boot-") as tmp:
+            print_memory(memory(args.memory, Path(tmp)))
+            print("enrolled, with a market that has no job:")
+            print_memory(memory_enrolled(args.memory, Path(tmp)))
+        return 0
     profile = load_profile().with_overrides(timeout=0)
     with tempfile.TemporaryDirectory(prefix="bench-boot-") as tmp:
         work = Path(tmp)
@@ -192,17 +244,16 @@ def main() -> int:
         floor = statistics.median(floors) if floors else None
         first = first_result(built.iso, work)
         mem = memory(built.iso, work)
+        enrolled = memory_enrolled(built.iso, work)
     mib = 1024 * 1024
     print(f"floor initramfs                   {floor_size / mib:7.2f} MiB")
     print(f"floor uptime at /init             {floor or 0:7.2f} s (median of {FLOOR_BOOTS} boots)")
     print(f"first accepted result at uptime   {first or 0:7.2f} s")
     if floor and first:
         print(f"ratio to the floor                {first / floor:7.2f}   (goal <= {RATIO_GOAL})")
-    if "MemTotal" in mem and "MemAvailable" in mem:
-        live = (mem["MemTotal"] - mem["MemAvailable"]) / 1024
-        print(f"live system memory (128 MiB)      {live:7.1f} MiB (goal <= {LIVE_MEMORY_GOAL_MB})")
-    for name, kib in mem.items():
-        print(f"    {name:<28} {kib / 1024:7.1f} MiB")
+    print_memory(mem)
+    print("enrolled, with a market that has no job:")
+    print_memory(enrolled)
     print(f"ISO                               {size.iso / mib:7.2f} MiB (goal <= {ISO_GOAL_MB} MB)")
     print(f"initramfs on the CD               {size.initramfs / mib:7.2f} MiB")
     print(f"    first stage, {profile.compression:<5}            {size.first_stage / mib:7.2f} MiB")

@@ -22,6 +22,7 @@ import contextlib
 import gc
 import os
 import signal
+import ssl
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +30,7 @@ from pathlib import Path
 from cpushare.bootopts import int_option, read_kernel_options
 from cpushare.console import emit
 from cpushare.order import OrderError, load_order
+from cpushare.screen import Painter
 from cpushare.seller.agent import (
     EXIT_REVOKED,
     SELF_TEST_SECONDS,
@@ -89,8 +91,11 @@ class Occupant:
 class Fleet:
     """Keeps one seller alive on every seat until SIGTERM."""
 
-    def __init__(self, seats: list[Seat], options: FleetOptions) -> None:
+    def __init__(
+        self, seats: list[Seat], options: FleetOptions, screen: Painter | None = None
+    ) -> None:
         self.options = options
+        self.screen = screen
         self.occupants = [Occupant(seat) for seat in seats]
         self.lifeline = Lifeline()
         self.identities: list[Identity | None] | None = None  # by seat, once enrolled
@@ -126,6 +131,8 @@ class Fleet:
             while True:
                 self.collect_identities()
                 self.start_due()
+                if self.screen is not None:
+                    self.screen.tick()
                 info = signal.sigtimedwait(WATCHED, TICK_SECONDS)
                 if info is not None and info.si_signo != signal.SIGCHLD:
                     self.stop_all()
@@ -345,6 +352,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--user", type=_user, help="run the sellers as UID:GID")
     parser.add_argument("--orders", type=Path, help="take the orders from this directory")
     parser.add_argument(
+        "--screen",
+        type=Path,
+        metavar="TTY",
+        help="paint the status screen for this terminal into RUNDIR/screen",
+    )
+    parser.add_argument(
         "--cmdline", type=Path, default=Path("/proc/cmdline"), help="the kernel options"
     )
     add_arguments(parser, skip=FLEET_DECIDES)
@@ -374,15 +387,22 @@ def main(argv: list[str] | None = None) -> int:
 def serve(args: argparse.Namespace) -> int:
     """Check, plan and run the sellers until SIGTERM; 1 without seccomp, 2 without orders."""
     options = read_kernel_options(args.cmdline)
-    say_state(args.rundir, "checking the jail and the orders")
+    screen = Painter(args.rundir, args.screen) if args.screen else None
+
+    def state(text: str) -> None:
+        say_state(args.rundir, text)
+        if screen is not None:
+            screen.paint()
+
+    state("checking the jail and the orders")
     if not seccomp_works(options.get("selftest") == "fail"):
-        say_state(args.rundir, "not selling: strict seccomp does not work on this machine")
+        state("not selling: strict seccomp does not work on this machine")
         return 1
     source, orders = choose_orders(args.rundir, args.orders)
     emit("orders", source=source, count=len(orders))
     if not orders:
         emit("error", what="sellers", detail="no valid order: no seller started")
-        say_state(args.rundir, f"not selling: no valid order ({source})")
+        state(f"not selling: no valid order ({source})")
         return 2
     wanted = int_option(options, "sellers", 1, 1024) or len(os.sched_getaffinity(0))
     plan = plan_sellers(mem_available(), wanted)
@@ -406,19 +426,22 @@ def serve(args: argparse.Namespace) -> int:
         user=args.user,
         hang_grace=args.hang_grace,
     )
-    # Everything imported and built so far is shared with the sellers; frozen, the
-    # collector never writes to it, so the pages stay shared.
-    say_state(
-        args.rundir,
+    state(
         f"selling: {plan.sellers} seller(s), orders from {source}, "
-        f"jobs up to {plan.job_memory_bytes >> 20} MiB",
+        f"jobs up to {plan.job_memory_bytes >> 20} MiB"
     )
+    # OpenSSL fills its global tables at its first context (about 0.3 MB): filled here,
+    # every seller and the enrolling child share them instead of filling their own.
+    ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    # Everything imported and built so far is shared with the sellers; frozen, the
+    # collector never writes to it, so the pages stay shared. Garbage goes first.
+    gc.collect()
     gc.freeze()
-    code = Fleet(seats, fleet_options).run()
+    code = Fleet(seats, fleet_options, screen).run()
     if code == EXIT_REVOKED:
-        say_state(args.rundir, "not selling: the market revoked this machine")
+        state("not selling: the market revoked this machine")
     else:
-        say_state(args.rundir, "stopped")
+        state("stopped")
     return code
 
 

@@ -83,6 +83,23 @@ def _no_disk_in_use(guest: Guest) -> list[str]:
     return problems
 
 
+def _tty1_shows(guest: Guest, *texts: str) -> list[str]:
+    """The status screen's text on tty1 (its screen memory, /dev/vcs1) within 15 s: the
+    fleet painted the frame and busybox showed it."""
+    wanted = " && ".join(f"grep -qF '{text}' /dev/vcs1" for text in texts)
+    status, _ = guest.shell(f"for i in $(seq 30); do {wanted} && exit 0; sleep 0.5; done; exit 1")
+    if status == 0:
+        return []
+    _, screen = guest.shell("cat /dev/vcs1")
+    return [f"tty1 does not show {texts}: {screen!r}"]
+
+
+def _after_the_sale(guest: Guest) -> list[str]:
+    return _no_disk_in_use(guest) + _tty1_shows(
+        guest, "selling: 2 seller(s)", "volunteer-cpu0", "volunteer-cpu1"
+    )
+
+
 @pytest.mark.qemu
 def test_e2e_bios_cdrom_two_cpus_and_the_machines_disks_left_byte_identical(
     iso: Path, tmp_path: Path
@@ -93,7 +110,7 @@ def test_e2e_bios_cdrom_two_cpus_and_the_machines_disks_left_byte_identical(
     before = sha256_file(stick), sha256_file(disk)
     cfg = GuestConfig(iso=iso, cpus=2, sticks=(stick,), drives=(disk,), shell=True)
     result = run_sale(
-        cfg, tmp_path / "serial.log", tmp_path, jobs=8, timeout=240, while_up=_no_disk_in_use
+        cfg, tmp_path / "serial.log", tmp_path, jobs=8, timeout=240, while_up=_after_the_sale
     )
     assert result.ok, result.problems
     assert result.sale is not None
@@ -136,6 +153,8 @@ def test_a_failing_seccomp_self_test_is_reported_and_starts_no_seller(
         assert status == 0, f"still running: {pids}"
         status, said = guest.shell("/etc/init.d/cpushare status")
         assert status == 3 and "not running" in said
+        problems = _tty1_shows(guest, "not selling: strict seccomp does not work")
+        assert not problems, problems
         assert not console.find("seller-started")
         assert guest.power_button(30)
     assert not console.find("seller-started")

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.qemu, pytest.mark.matrix]
     reason="the kernel keeps ~48 MiB (its code, data and 17 MiB of bss) and, while it "
     "unpacks, the 12 MiB initramfs too: 28 MiB are left at 96 MiB, less than early boot "
     "plus the 14 MiB unpacked (OOM, 'System is deadlocked on memory'); and the live "
-    "system's own ~64 MiB exceed the ~48 MiB MemTotal of such a machine",
+    "system's own ~56 MiB exceed the ~48 MiB MemTotal of such a machine",
 )
 def test_96_mib_boots_and_sells(iso: Path, tmp_path: Path) -> None:
     cfg = GuestConfig(iso=iso, memory_mb=96)

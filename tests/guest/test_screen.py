@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
+import struct
 import subprocess
 import sys
+import termios
 import unicodedata
 from pathlib import Path
 
 import pytest
 
-from cpushare.screen import DEFAULT_COLUMNS, View, draw, look, market_line, render, terminal_width
+from cpushare.screen import (
+    DEFAULT_COLUMNS,
+    FRAME,
+    Painter,
+    View,
+    draw,
+    look,
+    market_line,
+    render,
+    terminal_width,
+)
 from cpushare.seller.status import SellerStatus, StatusFile, boottime
 
 
@@ -123,3 +136,60 @@ def test_the_width_is_the_terminals_less_its_last_column(monkeypatch: pytest.Mon
     assert terminal_width() == 131
     monkeypatch.setenv("COLUMNS", "5")
     assert terminal_width() == 20  # a console that claims less still gets a legible frame
+
+
+def _pty(columns: int) -> tuple[int, int]:
+    """A pseudo-terminal `columns` wide: (controller, terminal) descriptors."""
+    controller, terminal = os.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, columns, 0, 0))
+    return controller, terminal
+
+
+def test_the_painter_writes_whole_frames_cut_to_its_terminals_width(tmp_path: Path) -> None:
+    run, net = tmp_path / "run", tmp_path / "net"
+    net.mkdir()
+    run.mkdir()
+    (run / "state").write_text("selling " + "s" * 300 + "\n")
+    _seller(run, "volunteer-cpu0", state="backoff", last_error=HOSTILE)
+    controller, terminal = _pty(100)
+    try:
+        painter = Painter(run, Path(os.ttyname(terminal)), net)
+        painter.paint()
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    frame = (run / FRAME).read_text()
+    assert frame.startswith("\x1b[H") and frame.endswith("\x1b[J")
+    lines = frame.removeprefix("\x1b[H").removesuffix("\x1b[J").split("\x1b[K\n")[:-1]
+    assert lines[1] == "selling " + "s" * (99 - len("selling "))
+    assert all(_columns(line) <= 99 for line in lines) and "PAY NOW" in frame
+    assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []
+    # Within REFRESH_SECONDS a tick keeps the frame; a paint does not wait.
+    (run / "state").write_text("stopped\n")
+    painter.tick()
+    assert "\x1b[K\nstopped\x1b[K\n" not in (run / FRAME).read_text()
+    painter.paint()
+    assert "\x1b[K\nstopped\x1b[K\n" in (run / FRAME).read_text()
+
+
+def test_a_terminal_that_cannot_be_asked_gets_the_default_width(tmp_path: Path) -> None:
+    assert terminal_width(tmp_path / "no-such-tty") == DEFAULT_COLUMNS - 1
+    (tmp_path / "file").write_text("")
+    assert terminal_width(tmp_path / "file") == DEFAULT_COLUMNS - 1
+
+
+def test_a_fleet_that_cannot_sell_paints_why(tmp_path: Path) -> None:
+    run, orders = tmp_path / "run", tmp_path / "orders"
+    orders.mkdir()
+    (tmp_path / "cmdline").write_text("quiet cpushare.selftest=fail\n")
+    controller, terminal = _pty(40)
+    try:
+        argv = [sys.executable, "-m", "cpushare.seller.fleet", str(run), "--orders", str(orders)]
+        argv += ["--cmdline", str(tmp_path / "cmdline"), "--screen", os.ttyname(terminal)]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert done.returncode == 1, done.stdout + done.stderr
+    frame = (run / FRAME).read_text()
+    assert "\x1b[K\nnot selling: strict seccomp does not wo\x1b[K\n" in frame
