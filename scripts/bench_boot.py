@@ -20,6 +20,7 @@ import argparse
 import gzip
 import io
 import lzma
+import os
 import stat
 import statistics
 import subprocess
@@ -193,6 +194,8 @@ def main() -> int:
         first = first_result(built.iso, work)
         mem = memory(built.iso, work)
     mib = 1024 * 1024
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"host load averages                {load} (timings vary with them)")
     print(f"floor initramfs                   {floor_size / mib:7.2f} MiB")
     print(f"floor uptime at /init             {floor or 0:7.2f} s (median of {FLOOR_BOOTS} boots)")
     print(f"first accepted result at uptime   {first or 0:7.2f} s")
