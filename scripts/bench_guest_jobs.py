@@ -168,9 +168,9 @@ def main() -> int:
         print("timeline (l: leased, f: finished, guest uptime):")
         print(" ".join(f"{e.event[4]}{e.uptime}" for e in jobs))
     if running:
-        print(f"per job, lease to end (median)    {statistics.median(running) * 1000:9.1f} ms")
+        print(f"per job, lease to end (mean)      {statistics.mean(running) * 1000:9.1f} ms")
     if between:
-        print(f"per job, end to next lease        {statistics.median(between) * 1000:9.1f} ms")
+        print(f"per job, end to next lease (mean) {statistics.mean(between) * 1000:9.1f} ms")
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"host load averages                {load}")
     market = result.sale.jobs_per_minute if result.sale else None
