@@ -12,14 +12,17 @@ tests on loopback use 127.0.0.2, 127.0.0.3... to stand for distinct machines.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import json
 import os
+import socket
 import ssl
 import threading
 import time
 import urllib.parse
+from collections.abc import Iterator
 from typing import Any
 
 from cpushare.limits import MAX_EXCHANGE_SECONDS, MAX_RETRY_AFTER
@@ -33,6 +36,8 @@ SOURCE_ADDRESS_ENV = "CPUSHARE_SOURCE_ADDRESS"
 # The market closes a kept-alive connection idle for 8 s: one idle longer than this is
 # opened afresh, not reused and found closed halfway through a request.
 REUSE_SECONDS = 4.0
+# Linux's TCP_CORK (None elsewhere): see _corked.
+_TCP_CORK: int | None = getattr(socket, "TCP_CORK", None)
 
 
 class Unreachable(Exception):
@@ -185,7 +190,10 @@ class MarketClient:
             if self._conn.sock is not None:
                 self._conn.sock.settimeout(self._conn.timeout)
             with Deadline(self._conn, exchange) as deadline:
-                self._conn.request(method, self.prefix + path, body=data, headers=headers)
+                if self._conn.sock is None:
+                    self._conn.connect()
+                with _corked(self._conn.sock):
+                    self._conn.request(method, self.prefix + path, body=data, headers=headers)
                 deadline.sock = self._conn.sock
                 reply = self._conn.getresponse()
                 payload = reply.read(cap + 1)
@@ -233,6 +241,28 @@ class MarketClient:
         if not isinstance(doc, dict):
             raise BadReply(f"{method} {path}: the reply is not a JSON object")
         return doc
+
+
+@contextlib.contextmanager
+def _corked(sock: socket.socket | None) -> Iterator[None]:
+    """A request leaves in as few segments as its size allows: http.client sends the
+    headers and each piece of a body apart, each a TLS record of its own, and a small
+    segment behind another waits, at a hop that delays it (Nagle's algorithm against a
+    delayed acknowledgement), for up to 40 ms. Corked, the kernel sends full segments
+    and the rest at the end."""
+    if sock is None or _TCP_CORK is None:
+        yield
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 1)
+    except OSError:  # not TCP (a test's socket pair)
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # cut meanwhile by the deadline
+            sock.setsockopt(socket.IPPROTO_TCP, _TCP_CORK, 0)
 
 
 def _retry_after(header: str | None) -> float:

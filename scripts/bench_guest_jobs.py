@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Small jobs per minute in one guest boot: through the market, then the same jobs one
+after another in the guest's own jail, and their ratio. Prints, asserts nothing.
+
+    scripts/bench_guest_jobs.py [--iso ISO] [--jobs N] [--timeline]
+
+The guest (BIOS, 1 vCPU, virtio-net, TCG) boots the ISO's kernel directly with its root
+shell on ttyS1 and sells to a market on the host's loopback (reached by guestfwd), which
+trusts it alone (one replica): the figure counts from its first lease to its last accepted
+result, the protocol's round trips included. Then, in the same boot, its sellers stopped,
+the same program and inputs go through the shell and run in the jail one after another,
+as the sellers run them (the sellers' user, their nice level, the market's limits), with
+nothing else: the protocol's cost is what the ratio misses of 1 (goal: at least 0.8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import zlib
+from pathlib import Path
+
+from livecd.build import BuildOptions, build
+from livecd.profile import load_profile
+from livecd.qemu.events import Event
+from livecd.qemu.guest import Guest
+from livecd.qemu.machine import GuestConfig
+from livecd.qemu.report import format_report
+from livecd.qemu.sale import JOB_LIMITS, build_fsdither, job_inputs, run_sale
+from livecd.sdk.dither import dither
+
+RATIO_GOAL = 0.8
+# A shell line stays below the guest shell's line editor's limit (1024 characters).
+CHUNK = 768
+# The batch cycles through this many distinct pictures: they go to the guest through its
+# shell, line by line, for the second half.
+DISTINCT_INPUTS = 8
+GUEST_DIR = "/run/bench-jobs"
+# Run in the guest: the jobs one after another in the jail, as a seller runs them (its
+# user, its nice level), timed; one JSON line with the seconds and each output's sha256.
+GUEST_SCRIPT = """
+import base64, hashlib, json, os, pwd, sys, time, zlib
+from cpushare.jail import Limits, run_job
+from cpushare.limits import JobLimits
+from cpushare.seller.privileges import drop_to
+doc = json.loads(zlib.decompress(base64.b64decode(open(sys.argv[1], "rb").read())))
+program = base64.b64decode(doc["program"])
+pictures = [base64.b64decode(i) for i in doc["pictures"]]
+inputs = [pictures[i] for i in doc["order"]]
+limits = Limits.for_job(JobLimits(**doc["limits"]), nice=doc["nice"])
+user = pwd.getpwnam("cpushare")
+os.setpriority(os.PRIO_PROCESS, 0, doc["nice"])
+drop_to((user.pw_uid, user.pw_gid))
+start = time.perf_counter()
+results = [run_job(program, data, limits) for data in inputs]
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "outcomes": [r.outcome.value for r in results],
+                  "sha256": [hashlib.sha256(r.output).hexdigest() for r in results]}))
+"""
+
+
+def send_file(guest: Guest, data: bytes, path: str) -> None:
+    """`data` into the guest's `path`, in base64 through the shell, a line at a time."""
+    text = base64.b64encode(data).decode()
+    guest.shell(f"mkdir -p {GUEST_DIR} && : > {path}")
+    for i in range(0, len(text), CHUNK):
+        status, out = guest.shell(f"printf %s {text[i : i + CHUNK]} >> {path}")
+        if status != 0:
+            raise RuntimeError(f"writing {path} in the guest failed: {out.strip()}")
+
+
+def jail_in_guest(
+    guest: Guest, program: bytes, inputs: list[bytes], nice: int
+) -> dict[str, object]:
+    """The jobs run one after another in the guest's jail: seconds, outcomes, sha256s."""
+    distinct = list(dict.fromkeys(inputs))
+    doc = {
+        "program": base64.b64encode(program).decode(),
+        "pictures": [base64.b64encode(i).decode() for i in distinct],
+        "order": [distinct.index(i) for i in inputs],
+        "limits": JOB_LIMITS.as_dict(),
+        "nice": nice,
+    }
+    send_file(guest, zlib.compress(json.dumps(doc).encode(), 9), f"{GUEST_DIR}/jobs.b64")
+    send_file(guest, GUEST_SCRIPT.encode(), f"{GUEST_DIR}/script.b64")
+    guest.shell(f"base64 -d {GUEST_DIR}/script.b64 > {GUEST_DIR}/jobs.py")
+    # The sellers stop first (they hand nothing back: the market has no job left).
+    guest.shell("/etc/init.d/cpushare stop", 60)
+    status, out = guest.shell(
+        f"cd / && python3.11 -I -S {GUEST_DIR}/jobs.py {GUEST_DIR}/jobs.b64", 900
+    )
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if status != 0 or not lines:
+        raise RuntimeError(f"the jobs did not run in the guest's jail: {out.strip()[-500:]}")
+    found: dict[str, object] = json.loads(lines[-1])
+    return found
+
+
+def job_times(events: list[Event]) -> tuple[list[float], list[float]]:
+    """Guest seconds of each job from its lease to its end (`job-leased` to `job-finished`)
+    and from one job's end to the next one's lease, by the console's uptimes."""
+    running, between = [], []
+    leased: float | None = None
+    finished: float | None = None
+    for e in events:
+        if e.uptime is None:
+            continue
+        if e.event == "job-leased":
+            if finished is not None:
+                between.append(e.uptime - finished)
+            leased = e.uptime
+        elif e.event == "job-finished" and leased is not None:
+            running.append(e.uptime - leased)
+            finished, leased = e.uptime, None
+    return running, between
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iso", type=Path, help="ISO to boot [default: build the default one]")
+    parser.add_argument("--jobs", type=int, default=40, help="jobs in the batch [40]")
+    parser.add_argument(
+        "--timeline", action="store_true", help="print when each job was leased and ended"
+    )
+    args = parser.parse_args()
+    direct: dict[str, object] = {}
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="bench-guest-jobs-") as tmp:
+        work = Path(tmp)
+        iso = args.iso
+        if iso is None:
+            profile = load_profile().with_overrides(timeout=0)
+            iso = build(BuildOptions(profile=profile, output=work / "bench.iso")).iso
+        program = build_fsdither(work)
+        pictures = job_inputs(min(args.jobs, DISTINCT_INPUTS))
+        inputs = [pictures[i % len(pictures)] for i in range(args.jobs)]
+
+        def in_the_jail(guest: Guest) -> list[str]:
+            try:
+                direct.update(jail_in_guest(guest, program, inputs, nice=19))
+            except (RuntimeError, TimeoutError) as exc:
+                return [str(exc)]
+            return []
+
+        cfg = GuestConfig(iso=iso, cpus=1, nic="virtio-net-pci", shell=True)
+        result = run_sale(
+            cfg,
+            work / "serial.log",
+            work,
+            jobs=args.jobs,
+            timeout=900,
+            while_up=in_the_jail,
+            replicas=1,
+        )
+        format_report(result, print)
+        problems += result.problems
+    for problem in problems:
+        print(f"bench_guest_jobs: problem: {problem}")
+    running, between = job_times(result.milestones)
+    if args.timeline:
+        jobs = [e for e in result.milestones if e.event in ("job-leased", "job-finished")]
+        print("timeline (l: leased, f: finished, guest uptime):")
+        print(" ".join(f"{e.event[4]}{e.uptime}" for e in jobs))
+    if running:
+        print(f"per job, lease to end (mean)      {statistics.mean(running) * 1000:9.1f} ms")
+    if between:
+        print(f"per job, end to next lease (mean) {statistics.mean(between) * 1000:9.1f} ms")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"host load averages                {load}")
+    market = result.sale.jobs_per_minute if result.sale else None
+    print(f"jobs per minute, market           {market or 0:9.1f}   ({args.jobs} jobs)")
+    seconds = direct.get("seconds")
+    if not isinstance(seconds, float) or seconds <= 0:
+        return 1
+    outputs = direct.get("sha256")
+    expected = [hashlib.sha256(dither(pgm)).hexdigest() for pgm in inputs]
+    if outputs != expected:
+        print("bench_guest_jobs: problem: the guest's jail outputs differ from the reference")
+    jail = 60 * len(inputs) / seconds
+    print(f"jobs per minute, guest's jail     {jail:9.1f}   ({seconds:.2f} s)")
+    if market:
+        print(f"market / jail                     {market / jail:9.2f}   (goal >= {RATIO_GOAL})")
+    return 0 if market and not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
