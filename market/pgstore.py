@@ -5,6 +5,11 @@ on SQLite, over psycopg 3.
 market repeats are prepared once per connection (psycopg does it after a few runs): the
 SQL therefore gives a NULL parameter its type (`CAST(? AS TEXT)`) where PostgreSQL could
 not infer one.
+
+The writer runs its batches `pipelined`: a statement is sent without waiting for its
+answer until something reads a result (a row, a row count) or the batch syncs, so the
+UPDATEs and INSERTs nobody reads ride along with the next read instead of costing a round
+trip each. An error of such a statement is therefore raised by that later read or sync.
 """
 
 from __future__ import annotations
@@ -58,9 +63,14 @@ class PgConnection:
     def __init__(self, url: str) -> None:
         self.raw: psycopg.Connection[Any] = psycopg.Connection.connect(url, autocommit=True)
         self.raw.adapters.register_loader("numeric", _NumberLoader)
+        self._pipeline: psycopg.Pipeline | None = None
 
     @property
     def in_transaction(self) -> bool:
+        if self._pipeline is not None:
+            # libpq learns a pipeline's transaction state only when it syncs; the store
+            # opens one around its transaction, which lasts as long as the connection.
+            return self.usable
         # A lost connection (UNKNOWN) has no transaction left to roll back.
         return self.raw.info.transaction_status in _IN_TRANSACTION
 
@@ -68,11 +78,16 @@ class PgConnection:
     def usable(self) -> bool:
         return not self.raw.broken and not self.raw.closed
 
-    def execute(self, sql: str, parameters: Any = (), /) -> psycopg.Cursor[Any]:
+    @property
+    def failed(self) -> bool:
+        """The open transaction hit an error: it can only be rolled back."""
+        return self.raw.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+
+    def execute(self, sql: str, parameters: Any = (), /) -> psycopg.Cursor[Any] | _Pending:
         with self._lost():
             cursor = self.raw.cursor()
             cursor.execute(_translate(sql), parameters or None)
-        return cursor
+        return cursor if self._pipeline is None else _Pending(self, cursor)
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> psycopg.Cursor[Any]:
         with self._lost():
@@ -89,6 +104,23 @@ class PgConnection:
             yield from cursor
 
     @contextlib.contextmanager
+    def pipelined(self) -> Iterator[None]:
+        """Send statements without waiting for their answers until a result is read (or
+        sync() is called); leaving syncs (its errors are raised unless one already is)."""
+        with self._lost(), self.raw.pipeline() as pipeline:
+            self._pipeline = pipeline
+            try:
+                yield
+            finally:
+                self._pipeline = None
+
+    def sync(self) -> None:
+        """Wait for every statement sent so far: raise the first error among them."""
+        if self._pipeline is not None:
+            with self._lost():
+                self._pipeline.sync()
+
+    @contextlib.contextmanager
     def _lost(self) -> Iterator[None]:
         """A lost connection (the server restarting, say) as the market's 503."""
         try:
@@ -100,6 +132,52 @@ class PgConnection:
 
     def close(self) -> None:
         self.raw.close()
+
+
+class _Pending:
+    """The cursor of a statement sent in a pipeline: reading its result waits for it."""
+
+    def __init__(self, conn: PgConnection, cursor: psycopg.Cursor[Any]) -> None:
+        self._conn = conn
+        self._cursor = cursor
+
+    @property
+    def rowcount(self) -> int:
+        if self._cursor.pgresult is None:
+            self._conn.sync()
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        with self._conn._lost():
+            return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        with self._conn._lost():
+            return self._cursor.fetchall()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+@contextlib.contextmanager
+def pipelined(conn: Connection) -> Iterator[None]:
+    """PgConnection.pipelined(); nothing on SQLite, whose statements cost no round trip."""
+    if isinstance(conn, PgConnection):
+        with conn.pipelined():
+            yield
+    else:
+        yield
+
+
+def sync(conn: Connection) -> None:
+    """PgConnection.sync(); nothing on SQLite."""
+    if isinstance(conn, PgConnection):
+        conn.sync()
+
+
+def failed(conn: Connection) -> bool:
+    """PgConnection.failed; False on SQLite, which keeps no failed transaction open."""
+    return isinstance(conn, PgConnection) and conn.failed
 
 
 def _first_line(exc: BaseException) -> str:

@@ -292,21 +292,33 @@ class Store:
     def _run_batch(
         self, conn: Connection, batch: list[tuple[Operation, Future[Any]]], *, isolated: bool
     ) -> list[tuple[Future[Any], Any, BaseException | None]]:
-        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
-        begin(conn)
-        for op, future in batch:
-            if isolated:
-                outcomes.append((future, *self._run_in_savepoint(conn, op)))
-                continue
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]]
+        if isolated:
+            begin(conn)
+            outcomes = [(future, *self._run_in_savepoint(conn, op)) for op, future in batch]
+            conn.execute("COMMIT")
+            return outcomes
+        # On PostgreSQL the writes nobody reads are sent without waiting (pgstore.pipelined):
+        # an operation's failing write may then be reported later, by another operation's
+        # read or by the sync before COMMIT. Either fails the batch, which is run again
+        # isolated, where each operation's errors are its own.
+        with pgstore.pipelined(conn):
+            begin(conn)
+            outcomes = []
             try:
-                outcomes.append((future, op(conn), None))
+                for op, future in batch:
+                    outcomes.append((future, op(conn), None))
+                pgstore.sync(conn)
             except pgstore.RETRY_ERRORS:
                 raise
             except Exception as exc:
                 if not conn.in_transaction:
                     raise  # the whole transaction is gone (SQLite's full disk, a lost server)
                 raise _OperationFailed(_translate(exc)) from exc
-        conn.execute("COMMIT")
+            if pgstore.failed(conn):
+                # An operation caught its statement's error and went on: nothing may be kept.
+                raise _OperationFailed(MarketError("an operation's statement failed"))
+            conn.execute("COMMIT")
         return outcomes
 
     @staticmethod
