@@ -91,20 +91,21 @@ def grant_leases(
 
 
 # The jobs a network may lease: open, with a free slot, within the seller's limits, and not
-# leased or answered by that network already. Oldest first.
+# leased or answered by that network already. Oldest first, `count` of them (in the text, so
+# that the plan PostgreSQL keeps for the statement knows how few it takes).
 _READY = """
     SELECT id FROM jobs
     WHERE state = 'open' AND slots > 0 AND memory_bytes <= ? AND cpu_seconds <= ?
       AND output_bytes <= ?
       AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_id = jobs.id
                       AND l.network = ? AND l.state != 'expired')
-    ORDER BY id LIMIT ?
+    ORDER BY id LIMIT {count}
 """
 
 
-def _ready_parameters(network: str, limits: Fit, count: int) -> tuple[int, int, int, str, int]:
+def _ready_parameters(network: str, limits: Fit) -> tuple[int, int, int, str]:
     output = limits[2] if len(limits) > 2 else NO_OUTPUT_CAP
-    return limits[0], limits[1], output, network, count
+    return limits[0], limits[1], output, network
 
 
 def _grant(
@@ -130,10 +131,11 @@ def _grant(
     # Distinct jobs, so one network never takes one job twice; `slots > 0` in _READY keeps
     # the count from going below zero. The lock lets instances lease different jobs at once.
     taken = conn.execute(
-        f"UPDATE jobs SET slots = slots - 1 WHERE id IN ({_READY}{skip_locked(conn)}) "
+        f"UPDATE jobs SET slots = slots - 1 WHERE id IN "
+        f"({_READY.format(count=len(seats))}{skip_locked(conn)}) "
         "RETURNING id, program, (SELECT size FROM programs p WHERE p.sha256 = jobs.program), "
         "input, cpu_seconds, wall_seconds, memory_bytes, output_bytes, adaptive",
-        _ready_parameters(host.network, limits, len(seats)),
+        _ready_parameters(host.network, limits),
     ).fetchall()
     if not taken:
         return []
@@ -191,7 +193,8 @@ def ready_job(conn: Connection, network: str, limits: Fit, *, lock: bool = False
     """The oldest job with a free slot that fits and that this network has not taken;
     `lock` (as a lease takes it) skips jobs another instance is leasing right now."""
     row = conn.execute(
-        _READY + (skip_locked(conn) if lock else ""), _ready_parameters(network, limits, 1)
+        _READY.format(count=1) + (skip_locked(conn) if lock else ""),
+        _ready_parameters(network, limits),
     ).fetchone()
     return None if row is None else int(row[0])
 

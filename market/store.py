@@ -80,10 +80,11 @@ def make_private(path: Path) -> None:
             )
 
 
-def connect(db: Location) -> Connection:
-    """A connection in autocommit mode (transactions are explicit) with the market's pragmas."""
+def connect(db: Location, *, writer: bool = False) -> Connection:
+    """A connection in autocommit mode (transactions are explicit) with the market's pragmas;
+    `writer` for the Store's writer (pgstore.connect)."""
     if isinstance(db, str):
-        return pgstore.connect(db)
+        return pgstore.connect(db, writer=writer)
     conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False, timeout=10)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
@@ -229,7 +230,7 @@ class Store:
                         if conn is not None:
                             conn.close()
                         conn = None
-                        conn = connect(self.db)
+                        conn = connect(self.db, writer=True)
                 except Unavailable as exc:
                     for _, future in batch:
                         future.set_exception(exc)
