@@ -19,6 +19,7 @@ import contextlib
 import functools
 import logging
 import secrets
+import select
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -92,7 +93,10 @@ class PgConnection:
         except psycopg.OperationalError as exc:
             self.check_lost(exc)
             raise
-        return cursor if self._pipeline is None else _Pending(self, cursor)
+        if self._pipeline is None:
+            return cursor
+        self._flush()
+        return _Pending(self, cursor)
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> psycopg.Cursor[Any]:
         with self._lost():
@@ -118,6 +122,17 @@ class PgConnection:
                 yield
             finally:
                 self._pipeline = None
+
+    def _flush(self) -> None:
+        """Send what libpq still holds of the statements sent so far: psycopg leaves a large
+        one (a program, an output of megabytes) half sent in a pipeline, and would then wait
+        for its answer forever. What the server answers meanwhile is read, so that neither
+        side waits on the other."""
+        pgconn = self.raw.pgconn
+        while pgconn.flush():
+            readable, _, _ = select.select([pgconn.socket], [pgconn.socket], [])
+            if readable:
+                pgconn.consume_input()
 
     def sync(self) -> None:
         """Wait for every statement sent so far: raise the first error among them."""
