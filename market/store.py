@@ -10,7 +10,8 @@ committed data.
 
 On PostgreSQL the writers of several market instances take turns (pgstore.writer_turn),
 as SQLite's one writer does; each batch is still SERIALIZABLE, and one that lost a
-serialization conflict all the same is run again from its start.
+serialization conflict all the same is run again from its start. A batch's statements go
+out pipelined (pgstore.PgConnection.pipelined): only a read waits for the server.
 """
 
 from __future__ import annotations
