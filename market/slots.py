@@ -58,4 +58,3 @@ def update_slots(
         )
     conn.execute("UPDATE jobs SET slots = ? WHERE id = ?", (slots, job_id))
     return slots
-
