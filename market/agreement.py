@@ -11,7 +11,6 @@ leases end, its sellers are paid from its reservation and the rest goes back to 
 from __future__ import annotations
 
 import hashlib
-import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,16 +59,33 @@ class _Job:
     max_results: int
     reserved: int
     other_leases: int  # active leases of the job besides the one whose result this is
+    median: float | None  # what a result accepted on one host's word is paid at most
 
 
-# One read for the lease, its job and the job's other active leases: each statement costs a
-# round trip and a parse on PostgreSQL, and a result is the market's most frequent write.
-_LEASE_AND_JOB = """
+# The median CPU time of the job's program over its recent results validated by agreement
+# (statistics.median_low), for jobs whose result may be accepted on one host's word: a job
+# of one replica, or an adaptive job (market.trust) leased solo.
+_MEDIAN = f"""
+    CASE WHEN j.replicas = 1 OR j.adaptive = 1 THEN (
+        SELECT cpu_seconds FROM (
+            SELECT cpu_seconds, row_number() OVER (ORDER BY cpu_seconds) AS k,
+                   count(*) OVER () AS n
+            FROM (SELECT cpu_seconds FROM results m
+                  WHERE m.program = j.program AND m.verdict = 'accepted' AND m.solo = 0
+                  ORDER BY m.id DESC LIMIT {MEDIAN_WINDOW}) AS recent
+        ) AS ranked WHERE k = (n + 1) / 2
+    ) END
+"""
+
+# One read for the lease, its job, the job's other active leases and its program's median:
+# each statement costs a round trip and a parse on PostgreSQL, and a result is the market's
+# most frequent write.
+_LEASE_AND_JOB = f"""
     SELECT l.job_id, l.host_id, l.state, l.deadline, j.output_bytes, j.cpu_seconds, j.program,
            j.account_id, j.state, j.replicas, j.max_results, j.reserved,
            (SELECT count(*) FROM leases a WHERE a.job_id = l.job_id AND a.state = 'active'),
            (SELECT count(*) FROM results r WHERE r.job_id = l.job_id AND r.verdict = 'pending'),
-           o.account_id
+           o.account_id, {_MEDIAN}
     FROM leases l JOIN jobs j ON j.id = l.job_id JOIN orders o ON o.id = l.order_id
     WHERE l.id = ?
 """
@@ -91,7 +107,7 @@ def record_result(
         raise Gone(f"lease {lease_id} expired and its job went back to the queue")
     if len(result.output) > output_cap:
         raise TooLarge(f"the output is larger than the job's limit of {output_cap} bytes")
-    job = _Job(job_id, row[7], program, row[8], row[9], row[10], int(row[11]), row[12] - 1)
+    job = _Job(job_id, row[7], program, row[8], row[9], row[10], int(row[11]), row[12] - 1, row[15])
     conn.execute("UPDATE leases SET state = 'done' WHERE id = ?", (lease_id,))
     stored = conn.execute(
         """
@@ -183,10 +199,9 @@ def _accept(
     agreeing = [r for r in rows if tuple(r[6:]) == key]
     validated = len({r[2] for r in agreeing}) >= 2
     claim = min(r[3] for r in agreeing)
-    if not validated:
+    if not validated and job.median is not None:
         # One host's word: paid at most what the program usually takes, never its own claim.
-        median = _median_cpu(conn, job.program)
-        claim = claim if median is None else min(claim, median)
+        claim = min(claim, job.median)
     # The agreeing results are accepted and the others rejected in one statement.
     conn.execute(
         f"UPDATE results SET verdict = CASE WHEN ({_KEY}) IS NOT DISTINCT FROM (?, ?, ?) "
@@ -207,16 +222,6 @@ def _accept(
     )
     _end_job(conn, job, "done", now, key)
     return paid
-
-
-def _median_cpu(conn: Connection, program: str) -> float | None:
-    """The median CPU time of the program's recent results validated by agreement."""
-    rows = conn.execute(
-        "SELECT cpu_seconds FROM results WHERE program = ? AND verdict = 'accepted' "
-        "AND solo = 0 ORDER BY id DESC LIMIT ?",
-        (program, MEDIAN_WINDOW),
-    ).fetchall()
-    return statistics.median_low(r[0] for r in rows) if rows else None
 
 
 def _finish(conn: Connection, job: _Job, state: str, now: float) -> None:
@@ -259,7 +264,9 @@ def cancel(conn: Connection, account_id: int, job_id: int, now: float) -> None:
     program, state, replicas, max_results, reserved, leases = row
     _finish(
         conn,
-        _Job(job_id, account_id, program, state, replicas, max_results, int(reserved), leases),
+        _Job(
+            job_id, account_id, program, state, replicas, max_results, int(reserved), leases, None
+        ),
         "failed",
         now,
     )

@@ -11,13 +11,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cpushare.limits import JobLimits
 from market import trust
 from market.dialect import Connection, skip_locked
 from market.errors import Conflict, Forbidden, Gone, MarketError, NotFound
 from market.hosts import Host
-from market.slots import refresh_slots, take_slot
+from market.slots import refresh_slots
 
 # What a seller takes: (memory bytes, CPU seconds) and, if it says, (..., output bytes).
 Fit = tuple[int, int] | tuple[int, int, int]
@@ -57,53 +58,8 @@ def grant_lease(
     """
     if not 0 <= seat < host.seats:
         raise MarketError(f"seat must be from 0 to {host.seats - 1}: this host has {host.seats}")
-    previous = conn.execute(
-        "SELECT id, job_id FROM leases WHERE host_id = ? AND seat = ? AND state = 'active'",
-        (host.id, seat),
-    ).fetchone()
-    if previous is not None:
-        _hand_back(conn, int(previous[0]), int(previous[1]), now)
-    job_id = ready_job(conn, host.network, limits, lock=True)
-    if job_id is None:
-        return None
-    program, size, data, cpu, wall, memory, output, adaptive = conn.execute(
-        "SELECT program, p.size, input, cpu_seconds, wall_seconds, memory_bytes, output_bytes, "
-        "adaptive FROM jobs JOIN programs p ON p.sha256 = jobs.program WHERE jobs.id = ?",
-        (job_id,),
-    ).fetchone()
-    solo = bool(adaptive) and trust.stands_alone(
-        trust.valid_results(conn, host.id, program), chance
-    )
-    lease_id = conn.execute(
-        "INSERT INTO leases (job_id, order_id, seller, state, created, deadline, host_id, seat, "
-        "network, solo) VALUES (?, ?, ?, 'active', ?, ?, ?, ?, ?, ?) RETURNING id",
-        (
-            job_id,
-            host.order_id,
-            str(seat),
-            now,
-            now + lease_seconds,
-            host.id,
-            seat,
-            host.network,
-            int(solo),
-        ),
-    ).fetchone()[0]
-    if solo:
-        # The solo lease's result will stand alone: nobody else is asked meanwhile.
-        conn.execute("UPDATE jobs SET slots = 0 WHERE id = ?", (job_id,))
-    else:
-        take_slot(conn, job_id)
-    return Lease(
-        id=int(lease_id),
-        job_id=job_id,
-        program_sha256=program,
-        program_size=size,
-        input=bytes(data),
-        limits=JobLimits(cpu, wall, memory, output),
-        deadline=now + lease_seconds,
-        seat=seat,
-    )
+    granted = _grant(conn, host, [seat], limits, lease_seconds, now, chance)
+    return granted[0] if granted else None
 
 
 def check_seats(host: Host, seats: list[int]) -> None:
@@ -126,34 +82,119 @@ def grant_leases(
     limits: Fit,
     lease_seconds: float,
     now: float,
+    chance: Callable[[], float] = random.random,
 ) -> list[Lease]:
     """A lease for each of `seats` in turn while jobs last (as grant_lease: each seat's
     previous active lease is handed back, on every seat named, leased or not)."""
     check_seats(host, seats)
-    granted = []
-    for seat in seats:
-        lease = grant_lease(conn, host, seat, limits, lease_seconds, now)
-        if lease is not None:
-            granted.append(lease)
-    return granted
+    return _grant(conn, host, seats, limits, lease_seconds, now, chance)
+
+
+# The jobs a network may lease: open, with a free slot, within the seller's limits, and not
+# leased or answered by that network already. Oldest first, `count` of them (in the text, so
+# that the plan PostgreSQL keeps for the statement knows how few it takes).
+_READY = """
+    SELECT id FROM jobs
+    WHERE state = 'open' AND slots > 0 AND memory_bytes <= ? AND cpu_seconds <= ?
+      AND output_bytes <= ?
+      AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_id = jobs.id
+                      AND l.network = ? AND l.state != 'expired')
+    ORDER BY id LIMIT {count}
+"""
+
+
+def _ready_parameters(network: str, limits: Fit) -> tuple[int, int, int, str]:
+    output = limits[2] if len(limits) > 2 else NO_OUTPUT_CAP
+    return limits[0], limits[1], output, network
+
+
+def _grant(
+    conn: Connection,
+    host: Host,
+    seats: list[int],
+    limits: Fit,
+    lease_seconds: float,
+    now: float,
+    chance: Callable[[], float],
+) -> list[Lease]:
+    """Leases for `seats` (checked), in three statements however many: the seats' previous
+    leases handed back, the jobs taken (a slot each), the leases stored. Each statement is a
+    round trip on PostgreSQL, and leasing is the market's most frequent write."""
+    marks = ", ".join(["?"] * len(seats))
+    handed_back = conn.execute(
+        "UPDATE leases SET state = 'expired', deadline = ?, released = ? "
+        f"WHERE host_id = ? AND seat IN ({marks}) AND state = 'active' RETURNING job_id",
+        (now, now, host.id, *seats),
+    ).fetchall()
+    for job_id in sorted({int(row[0]) for row in handed_back}):
+        refresh_slots(conn, job_id)
+    # Distinct jobs, so one network never takes one job twice; `slots > 0` in _READY keeps
+    # the count from going below zero. The lock lets instances lease different jobs at once.
+    taken = conn.execute(
+        f"UPDATE jobs SET slots = slots - 1 WHERE id IN "
+        f"({_READY.format(count=len(seats))}{skip_locked(conn)}) "
+        "RETURNING id, program, (SELECT size FROM programs p WHERE p.sha256 = jobs.program), "
+        "input, cpu_seconds, wall_seconds, memory_bytes, output_bytes, adaptive",
+        _ready_parameters(host.network, limits),
+    ).fetchall()
+    if not taken:
+        return []
+    taken.sort(key=lambda row: int(row[0]))
+    solo = [int(alone) for alone in _solo(conn, host, taken, chance)]
+    if any(solo):
+        # A solo lease's result will stand alone: nobody else is asked meanwhile.
+        ids = [int(row[0]) for row, alone in zip(taken, solo, strict=True) if alone]
+        conn.execute(f"UPDATE jobs SET slots = 0 WHERE id IN ({', '.join(['?'] * len(ids))})", ids)
+    deadline = now + lease_seconds
+    rows = [
+        (row[0], host.order_id, str(seat), now, deadline, host.id, seat, host.network, alone)
+        for row, seat, alone in zip(taken, seats, solo, strict=False)
+    ]
+    stored = conn.execute(
+        "INSERT INTO leases (job_id, order_id, seller, state, created, deadline, host_id, seat, "
+        "network, solo) VALUES "
+        + ", ".join(["(?, ?, ?, 'active', ?, ?, ?, ?, ?, ?)"] * len(rows))
+        + " RETURNING id, seat",
+        [value for row in rows for value in row],
+    ).fetchall()
+    lease_of = {int(seat): int(lease_id) for lease_id, seat in stored}
+    return [
+        Lease(
+            id=lease_of[seat],
+            job_id=int(job_id),
+            program_sha256=program,
+            program_size=int(size),
+            input=bytes(data),
+            limits=JobLimits(cpu, wall, memory, output),
+            deadline=deadline,
+            seat=seat,
+        )
+        for (job_id, program, size, data, cpu, wall, memory, output, _), seat in zip(
+            taken, seats, strict=False
+        )
+    ]
+
+
+def _solo(
+    conn: Connection, host: Host, taken: list[Any], chance: Callable[[], float]
+) -> list[bool]:
+    """Whether each taken job's lease goes to this host solo (adaptive jobs only: market.trust)."""
+    valid: dict[str, int] = {}
+    solo = []
+    for row in taken:
+        program, adaptive = row[1], row[8]
+        if adaptive and program not in valid:
+            valid[program] = trust.valid_results(conn, host.id, program)
+        solo.append(bool(adaptive) and trust.stands_alone(valid[program], chance))
+    return solo
 
 
 def ready_job(conn: Connection, network: str, limits: Fit, *, lock: bool = False) -> int | None:
     """The oldest job with a free slot that fits and that this network has not taken;
-    `lock` (when leasing it) skips jobs another instance is leasing right now."""
-    memory, cpu = limits[0], limits[1]
-    output = limits[2] if len(limits) > 2 else NO_OUTPUT_CAP
+    `lock` (as a lease takes it) skips jobs another instance is leasing right now."""
     row = conn.execute(
-        """
-        SELECT id FROM jobs
-        WHERE state = 'open' AND slots > 0 AND memory_bytes <= ? AND cpu_seconds <= ?
-          AND output_bytes <= ?
-          AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_id = jobs.id
-                          AND l.network = ? AND l.state != 'expired')
-        ORDER BY id LIMIT 1
-        """
-        + (skip_locked(conn) if lock else ""),
-        (memory, cpu, output, network),
+        _READY.format(count=1) + (skip_locked(conn) if lock else ""),
+        _ready_parameters(network, limits),
     ).fetchone()
     return None if row is None else int(row[0])
 

@@ -58,8 +58,3 @@ def update_slots(
         )
     conn.execute("UPDATE jobs SET slots = ? WHERE id = ?", (slots, job_id))
     return slots
-
-
-def take_slot(conn: Connection, job_id: int) -> None:
-    """Count one more active lease: it lowers both bounds of refresh_slots() by one."""
-    conn.execute("UPDATE jobs SET slots = slots - 1 WHERE id = ?", (job_id,))

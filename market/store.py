@@ -10,7 +10,8 @@ committed data.
 
 On PostgreSQL the writers of several market instances take turns (pgstore.writer_turn),
 as SQLite's one writer does; each batch is still SERIALIZABLE, and one that lost a
-serialization conflict all the same is run again from its start.
+serialization conflict all the same is run again from its start. A batch's statements go
+out pipelined (pgstore.PgConnection.pipelined): only a read waits for the server.
 """
 
 from __future__ import annotations
@@ -80,10 +81,11 @@ def make_private(path: Path) -> None:
             )
 
 
-def connect(db: Location) -> Connection:
-    """A connection in autocommit mode (transactions are explicit) with the market's pragmas."""
+def connect(db: Location, *, writer: bool = False) -> Connection:
+    """A connection in autocommit mode (transactions are explicit) with the market's pragmas;
+    `writer` for the Store's writer (pgstore.connect)."""
     if isinstance(db, str):
-        return pgstore.connect(db)
+        return pgstore.connect(db, writer=writer)
     conn = sqlite3.connect(db, isolation_level=None, check_same_thread=False, timeout=10)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
@@ -229,7 +231,7 @@ class Store:
                         if conn is not None:
                             conn.close()
                         conn = None
-                        conn = connect(self.db)
+                        conn = connect(self.db, writer=True)
                 except Unavailable as exc:
                     for _, future in batch:
                         future.set_exception(exc)
@@ -292,21 +294,33 @@ class Store:
     def _run_batch(
         self, conn: Connection, batch: list[tuple[Operation, Future[Any]]], *, isolated: bool
     ) -> list[tuple[Future[Any], Any, BaseException | None]]:
-        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
-        begin(conn)
-        for op, future in batch:
-            if isolated:
-                outcomes.append((future, *self._run_in_savepoint(conn, op)))
-                continue
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]]
+        if isolated:
+            begin(conn)
+            outcomes = [(future, *self._run_in_savepoint(conn, op)) for op, future in batch]
+            conn.execute("COMMIT")
+            return outcomes
+        # On PostgreSQL the writes nobody reads are sent without waiting (pgstore.pipelined):
+        # an operation's failing write may then be reported later, by another operation's
+        # read or by the sync before COMMIT. Either fails the batch, which is run again
+        # isolated, where each operation's errors are its own.
+        with pgstore.pipelined(conn):
+            begin(conn)
+            outcomes = []
             try:
-                outcomes.append((future, op(conn), None))
+                for op, future in batch:
+                    outcomes.append((future, op(conn), None))
+                pgstore.sync(conn)
             except pgstore.RETRY_ERRORS:
                 raise
             except Exception as exc:
                 if not conn.in_transaction:
                     raise  # the whole transaction is gone (SQLite's full disk, a lost server)
                 raise _OperationFailed(_translate(exc)) from exc
-        conn.execute("COMMIT")
+            if pgstore.failed(conn):
+                # An operation caught its statement's error and went on: nothing may be kept.
+                raise _OperationFailed(MarketError("an operation's statement failed"))
+            conn.execute("COMMIT")
         return outcomes
 
     @staticmethod

@@ -277,8 +277,9 @@ class _Capture:
 
 
 def lease_plan(db: Location, runs: int = 200) -> tuple[list[str], bool, float]:
-    """The database's plan for the lease query (market.leasing.ready_job, as a lease runs
-    it), whether it walks an index rather than the queue, and its milliseconds per run."""
+    """The database's plan for the lease query (market.leasing.ready_job with the lock a
+    lease takes: the query whose jobs a lease's UPDATE takes), whether it walks an index
+    rather than the queue, and its milliseconds per run."""
     capture = _Capture()
     conn = connect(db)
     postgres = is_postgres(conn)

@@ -15,15 +15,18 @@ from market.hosts import Host
 from market.store import open_database
 from tests.market.helpers import LIMITS, host, job, market_db, result
 
-# A result that ends its job alone (replicas=1): the lease and job row read at once, the
-# lease marked done, the result stored (it is the job's only pending one: nothing more to
-# read), the program's median, verdicts, both transfers, both balances, the job row.
-ALONE = 8
+# A result that ends its job alone (replicas=1): the lease, job row and program's median
+# read at once, the lease marked done, the result stored (it is the job's only pending one:
+# nothing more to read), verdicts, both transfers, both balances, the job row.
+ALONE = 7
 # The first result of a job that wants two: read, lease, result, tally, slots.
 WAITING = 5
-# The second, agreeing result: as ALONE without the median but reading the pending results,
-# plus one trust row per host.
+# The second, agreeing result: as ALONE, reading the pending results, plus one trust row
+# per host.
 AGREED = 10
+# A lease, for one seat or several: the seats' previous leases handed back, the jobs taken,
+# the leases stored.
+LEASE = 3
 
 
 @pytest.fixture
@@ -72,6 +75,27 @@ def post(conn: Connection, lease: leasing.Lease | None, seller: Host) -> tuple[s
         ),
     )
     return recorded[0].verdict, len(ran)
+
+
+def test_a_lease_runs_few_statements_however_many_seats(conn: Connection) -> None:
+    for _ in range(6):
+        job(conn, replicas=1)
+    seller = host(conn, "alice", "10.0.0.1", seats=4)
+    granted: list[leasing.Lease | None] = []
+    ran = statements(
+        conn, lambda: granted.append(leasing.grant_lease(conn, seller, 0, LIMITS, 30, 0))
+    )
+    assert granted[0] is not None and len(ran) == LEASE
+    batch: list[list[leasing.Lease]] = []
+    ran = statements(
+        conn, lambda: batch.append(leasing.grant_leases(conn, seller, [0, 1, 2, 3], LIMITS, 30, 1))
+    )
+    # Seat 0's first lease was handed back: its job is leased again, to seat 0, oldest first.
+    assert [lease.seat for lease in batch[0]] == [0, 1, 2, 3]
+    assert batch[0][0].job_id == granted[0].job_id
+    assert len({lease.job_id for lease in batch[0]}) == 4
+    # The handed-back job's slots were recomputed: a tally and an update more.
+    assert len(ran) == LEASE + 3
 
 
 def test_a_result_that_ends_its_job_alone_runs_few_statements(conn: Connection) -> None:

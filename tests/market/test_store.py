@@ -159,3 +159,36 @@ def test_two_stores_on_one_database_take_turns_without_losing_a_write(
     assert stores[0].write_sync(ledger.check) == []
     for store in stores:
         store.close()
+
+
+def test_large_values_and_late_errors_go_through_one_batch(market_location: Location) -> None:
+    """Writes nobody reads are sent without waiting on PostgreSQL: a value of megabytes is
+    still sent whole, and an error reported only by a later read still fails its own write."""
+    store = Store(market_location)
+    store.write_sync(_insert("dup"))
+    large = "x" * (8 << 20)
+
+    def write_large(conn: Connection) -> int:
+        conn.execute("INSERT INTO settings (key, value) VALUES ('large', ?)", (large,))
+        conn.execute("INSERT INTO settings (key, value) VALUES ('dup', 'again')")
+        return int(conn.execute("SELECT count(*) FROM settings").fetchone()[0])
+
+    done: list[object] = []
+
+    def attempt() -> None:
+        try:
+            done.append(store.write_sync(write_large))
+        except INTEGRITY_ERRORS as exc:
+            done.append(exc)
+
+    writer = threading.Thread(target=attempt, daemon=True)
+    writer.start()
+    writer.join(timeout=60)
+    assert done and isinstance(done[0], INTEGRITY_ERRORS), "the write hung or was kept"
+    assert store.write_sync(lambda c: len(c.execute("SELECT value FROM settings").fetchall())) == 1
+    store.write_sync(lambda c: c.execute("INSERT INTO settings VALUES ('large', ?)", (large,)))
+    length = store.write_sync(
+        lambda c: c.execute("SELECT length(value) FROM settings WHERE key = 'large'").fetchone()[0]
+    )
+    assert length == len(large)
+    store.close()
