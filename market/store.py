@@ -242,19 +242,22 @@ class Store:
                 conn.close()
 
     def _next_batch(self) -> list[tuple[Operation, Future[Any]]] | None:
-        first = self._queue.get()
-        if first is None:
-            return None
-        batch = [first]
-        while len(batch) < MAX_BATCH:
+        """The next operations to run, as many as are queued (up to MAX_BATCH), or None
+        once close() asked the writer to stop. An operation whose caller is gone (its
+        request cancelled) is dropped; the rest can no longer be cancelled."""
+        batch: list[tuple[Operation, Future[Any]]] = []
+        while not batch or len(batch) < MAX_BATCH:
             try:
-                item = self._queue.get_nowait()
+                item = self._queue.get_nowait() if batch else self._queue.get()
             except queue.Empty:
                 break
             if item is None:
-                self._queue.put(None)
-                break
-            batch.append(item)
+                if batch:
+                    self._queue.put(None)
+                    break
+                return None
+            if item[1].set_running_or_notify_cancel():
+                batch.append(item)
         return batch
 
     def _commit_batch(self, conn: Connection, batch: list[tuple[Operation, Future[Any]]]) -> None:

@@ -3,6 +3,7 @@ on SQLite a full disk."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -63,6 +64,34 @@ def test_concurrent_writes_are_all_committed(market_location: Location) -> None:
     conn = connect(market_location)
     assert conn.execute("SELECT count(*) FROM settings").fetchone()[0] == len(keys)
     conn.close()
+
+
+def test_a_write_cancelled_while_queued_is_dropped_and_the_writer_goes_on(
+    market_location: Location,
+) -> None:
+    # (A cancelled write once made the writer thread die on its result: no write after it
+    # was ever committed.)
+    store = Store(market_location)
+    busy, release = threading.Event(), threading.Event()
+
+    def hold(conn: Connection) -> None:
+        busy.set()
+        release.wait(10)
+
+    async def scenario() -> str:
+        holding = asyncio.create_task(store.write(hold))
+        await asyncio.to_thread(busy.wait, 10)
+        queued = asyncio.create_task(store.write(_insert("cancelled")))
+        await asyncio.sleep(0.05)  # in the writer's queue, behind `hold`
+        queued.cancel()
+        release.set()
+        await holding
+        return await store.write(_insert("after"))
+
+    assert asyncio.run(scenario()) == "after"
+    keys = [row[0] for row in store.reader.execute("SELECT key FROM settings").fetchall()]
+    assert "after" in keys and "cancelled" not in keys
+    store.close()
 
 
 def test_a_failing_write_does_not_undo_its_batch_neighbours(market_location: Location) -> None:
