@@ -3,10 +3,12 @@ default profile, and a real market on loopback with a real job for the market an
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +34,22 @@ def jail_on_this_host() -> None:
     of the loader and self-test job, as the image has them at fixed paths."""
     for name, value in toolchain.jail_environment().items():
         os.environ.setdefault(name, value)
+
+
+RunCoroutine = Callable[[Coroutine[Any, Any, Any]], Any]
+
+
+@pytest.fixture
+def run_coroutine() -> RunCoroutine:
+    """Runs a coroutine to its end on an event loop of its own, in a thread: once the
+    session's browser has started, Playwright's loop runs in the main thread, where
+    `asyncio.run` refuses to start another."""
+
+    def run(coroutine: Coroutine[Any, Any, Any]) -> Any:
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, coroutine).result()
+
+    return run
 
 
 @pytest.fixture(scope="session")

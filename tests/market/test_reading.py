@@ -3,9 +3,9 @@ server: typed fields, credentials, capped bodies, the reply's bytes and headers.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -78,24 +78,26 @@ def test_credentials_of_each_kind_and_refusals_each_time() -> None:
         credentials(_request({}))
 
 
-def test_bodies_are_joined_and_capped_and_a_hang_up_is_seen() -> None:
+def test_bodies_are_joined_and_capped_and_a_hang_up_is_seen(
+    run_coroutine: Callable[[Any], Any],
+) -> None:
     parts = [
         {"type": "http.request", "body": b"ab", "more_body": True},
         {"type": "http.request", "body": b"", "more_body": True},
         {"type": "http.request", "body": b"cd", "more_body": False},
     ]
-    assert asyncio.run(read_body(_request({}, parts), 4)) == b"abcd"
+    assert run_coroutine(read_body(_request({}, parts), 4)) == b"abcd"
     one = [{"type": "http.request", "body": b"abc"}]
-    assert asyncio.run(read_body(_request({}, one), 4)) == b"abc"
+    assert run_coroutine(read_body(_request({}, one), 4)) == b"abc"
     empty = [{"type": "http.request"}]
-    assert asyncio.run(read_body(_request({}, empty), 4)) == b""
+    assert run_coroutine(read_body(_request({}, empty), 4)) == b""
     with pytest.raises(TooLarge):
-        asyncio.run(read_body(_request({}, parts), 3))
+        run_coroutine(read_body(_request({}, parts), 3))
     with pytest.raises(TooLarge):  # refused on its declared length, before reading
-        asyncio.run(read_body(_request({"Content-Length": "5"}, []), 4))
+        run_coroutine(read_body(_request({"Content-Length": "5"}, []), 4))
     gone = [{"type": "http.request", "body": b"a", "more_body": True}, {"type": "http.disconnect"}]
     with pytest.raises(ClientDisconnect):
-        asyncio.run(read_body(_request({}, gone), 4))
+        run_coroutine(read_body(_request({}, gone), 4))
 
 
 def test_json_replies_are_what_starlette_would_send() -> None:

@@ -7,6 +7,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,7 +68,7 @@ def test_concurrent_writes_are_all_committed(market_location: Location) -> None:
 
 
 def test_a_write_cancelled_while_queued_is_dropped_and_the_writer_goes_on(
-    market_location: Location,
+    market_location: Location, run_coroutine: Callable[[Any], Any]
 ) -> None:
     # (A cancelled write once made the writer thread die on its result: no write after it
     # was ever committed.)
@@ -88,7 +89,7 @@ def test_a_write_cancelled_while_queued_is_dropped_and_the_writer_goes_on(
         await holding
         return await store.write(_insert("after"))
 
-    assert asyncio.run(scenario()) == "after"
+    assert run_coroutine(scenario()) == "after"
     keys = [row[0] for row in store.reader.execute("SELECT key FROM settings").fetchall()]
     assert "after" in keys and "cancelled" not in keys
     store.close()
