@@ -85,7 +85,7 @@ _LEASE_AND_JOB = f"""
            j.account_id, j.state, j.replicas, j.max_results, j.reserved,
            (SELECT count(*) FROM leases a WHERE a.job_id = l.job_id AND a.state = 'active'),
            (SELECT count(*) FROM results r WHERE r.job_id = l.job_id AND r.verdict = 'pending'),
-           o.account_id, {_MEDIAN}
+           o.account_id, {_MEDIAN}, l.network, l.solo
     FROM leases l JOIN jobs j ON j.id = l.job_id JOIN orders o ON o.id = l.order_id
     WHERE l.id = ?
 """
@@ -108,16 +108,16 @@ def record_result(
     if len(result.output) > output_cap:
         raise TooLarge(f"the output is larger than the job's limit of {output_cap} bytes")
     job = _Job(job_id, row[7], program, row[8], row[9], row[10], int(row[11]), row[12] - 1, row[15])
+    # The job's only result, accepted on one host's word: stored accepted at once (as
+    # _judge and _accept would leave it: solo, since no second network validated it).
+    alone = (
+        row[13] == 0
+        and job.state == "open"
+        and (bool(row[17]) or (row[16] is not None and job.replicas <= 1))
+    )
     conn.execute("UPDATE leases SET state = 'done' WHERE id = ?", (lease_id,))
     stored = conn.execute(
-        """
-        INSERT INTO results (lease_id, job_id, order_id, outcome, exit_status, output,
-                             output_sha256, cpu_seconds, wall_seconds, detail, verdict, created,
-                             host_id, network, solo, program)
-        SELECT ?, ?, order_id, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, host_id, network, solo, ?
-        FROM leases WHERE id = ?
-        RETURNING id, host_id, network, cpu_seconds, solo, outcome, exit_status, output_sha256
-        """,
+        _INSERT_ACCEPTED if alone else _INSERT_PENDING,
         (
             lease_id,
             job_id,
@@ -136,10 +136,26 @@ def record_result(
     result_id = stored[0]
     # The job's first pending result needs no read to be judged: it is the one just stored.
     first = None if row[13] else [(*stored[:4], row[14], *stored[4:])]
+    if alone:
+        assert first is not None
+        paid = _accept(conn, job, first, tuple(first[0][6:]), now, stored=True)
+        return Recorded(result_id, "accepted", paid[result_id], duplicate=False)
     ended, paid = _judge(conn, job, now, first)
     if result_id in paid:
         return Recorded(result_id, "accepted", paid[result_id], duplicate=False)
     return Recorded(result_id, "rejected" if ended else "pending", 0, duplicate=False)
+
+
+_INSERT = """
+    INSERT INTO results (lease_id, job_id, order_id, outcome, exit_status, output,
+                         output_sha256, cpu_seconds, wall_seconds, detail, verdict, created,
+                         host_id, network, solo, program)
+    SELECT ?, ?, order_id, ?, ?, ?, ?, ?, ?, ?, {verdict}, ?, host_id, network, {solo}, ?
+    FROM leases WHERE id = ?
+    RETURNING id, host_id, network, cpu_seconds, solo, outcome, exit_status, output_sha256
+"""
+_INSERT_PENDING = _INSERT.format(verdict="'pending'", solo="solo")
+_INSERT_ACCEPTED = _INSERT.format(verdict="'accepted'", solo="1")
 
 
 def _recorded(conn: Connection, lease_id: int, duplicate: bool) -> Recorded:
@@ -194,8 +210,16 @@ def _judge(
 
 
 def _accept(
-    conn: Connection, job: _Job, rows: list[Any], key: tuple[object, ...], now: float
+    conn: Connection,
+    job: _Job,
+    rows: list[Any],
+    key: tuple[object, ...],
+    now: float,
+    *,
+    stored: bool = False,
 ) -> dict[int, int]:
+    """Accept the results of `rows` that agree on `key` and reject the rest; `stored` when
+    the one result of `rows` was stored accepted already (record_result)."""
     agreeing = [r for r in rows if tuple(r[6:]) == key]
     validated = len({r[2] for r in agreeing}) >= 2
     claim = min(r[3] for r in agreeing)
@@ -203,13 +227,14 @@ def _accept(
         # One host's word: paid at most what the program usually takes, never its own claim.
         claim = min(claim, job.median)
     # The agreeing results are accepted and the others rejected in one statement.
-    conn.execute(
-        f"UPDATE results SET verdict = CASE WHEN ({_KEY}) IS NOT DISTINCT FROM (?, ?, ?) "
-        "THEN 'accepted' ELSE 'rejected' END, "
-        f"solo = CASE WHEN ({_KEY}) IS NOT DISTINCT FROM (?, ?, ?) THEN ? ELSE solo END "
-        "WHERE job_id = ? AND verdict = 'pending'",
-        (*key, *key, int(not validated), job.id),
-    )
+    if not stored:
+        conn.execute(
+            f"UPDATE results SET verdict = CASE WHEN ({_KEY}) IS NOT DISTINCT FROM (?, ?, ?) "
+            "THEN 'accepted' ELSE 'rejected' END, "
+            f"solo = CASE WHEN ({_KEY}) IS NOT DISTINCT FROM (?, ?, ?) THEN ? ELSE solo END "
+            "WHERE job_id = ? AND verdict = 'pending'",
+            (*key, *key, int(not validated), job.id),
+        )
     trust.judged(
         conn,
         job.program,

@@ -16,13 +16,13 @@ from market.store import open_database
 from tests.market.helpers import LIMITS, host, job, market_db, result
 
 # A result that ends its job alone (replicas=1): the lease, job row and program's median
-# read at once, the lease marked done, the result stored (it is the job's only pending one:
-# nothing more to read), verdicts, both transfers, both balances, the job row.
-ALONE = 7
+# read at once, the lease marked done, the result stored already accepted (it is the job's
+# only one: nothing more to read or judge), both transfers, both balances, the job row.
+ALONE = 6
 # The first result of a job that wants two: read, lease, result, tally, slots.
 WAITING = 5
-# The second, agreeing result: as ALONE, reading the pending results, plus one trust row
-# per host.
+# The second, agreeing result: as ALONE, reading the pending results, the verdicts, plus
+# one trust row per host.
 AGREED = 10
 # A lease, for one seat or several: the seats' previous leases handed back, the jobs taken,
 # the leases stored.
