@@ -16,7 +16,15 @@ from typing import Any
 
 from market import ledger, trust
 from market.dialect import Connection
-from market.errors import Conflict, Forbidden, Gone, NotFound, TooLarge
+from market.errors import (
+    Conflict,
+    Forbidden,
+    Gone,
+    MarketError,
+    NotFound,
+    TooLarge,
+    Unavailable,
+)
 from market.slots import tally, update_slots
 
 # The median a result accepted alone is paid at most is taken over this many recent results
@@ -95,10 +103,42 @@ def record_result(
     conn: Connection, lease_id: int, host_id: str, result: ResultIn, now: float
 ) -> Recorded:
     """Store a lease's result and judge its job. Posting the same lease again is harmless."""
+    checked = _check(conn, lease_id, host_id, result, now)
+    return (
+        checked if isinstance(checked, Recorded) else _store(conn, lease_id, result, now, *checked)
+    )
+
+
+def record_results(
+    conn: Connection, host_id: str, results: list[tuple[int, ResultIn]], now: float
+) -> list[Recorded | MarketError]:
+    """record_result for each of a host's (lease, result) in one operation of the store; a
+    result refused (an unknown or expired lease, say) is refused before anything of it is
+    written, and is answered with its error while the others are kept."""
+    recorded: list[Recorded | MarketError] = []
+    for lease_id, result in results:
+        try:
+            checked = _check(conn, lease_id, host_id, result, now)
+        except Unavailable:
+            raise  # the database's, not the result's: the whole request is answered 503
+        except MarketError as exc:
+            recorded.append(exc)
+            continue
+        if not isinstance(checked, Recorded):
+            checked = _store(conn, lease_id, result, now, *checked)
+        recorded.append(checked)
+    return recorded
+
+
+def _check(
+    conn: Connection, lease_id: int, host_id: str, result: ResultIn, now: float
+) -> Recorded | tuple[Any, _Job]:
+    """The lease's row and job, read once, if the result may be stored (raising why not,
+    before anything is written); what is recorded already for a lease posted again."""
     row = conn.execute(_LEASE_AND_JOB, (lease_id,)).fetchone()
     if row is None:
         raise NotFound(f"no lease {lease_id}")
-    job_id, owner, state, deadline, output_cap, cpu_cap, program = row[:7]
+    job_id, owner, state, deadline, output_cap, _, program = row[:7]
     if owner != host_id:
         raise Forbidden(f"lease {lease_id} belongs to another host")
     if state == "done":
@@ -108,6 +148,14 @@ def record_result(
     if len(result.output) > output_cap:
         raise TooLarge(f"the output is larger than the job's limit of {output_cap} bytes")
     job = _Job(job_id, row[7], program, row[8], row[9], row[10], int(row[11]), row[12] - 1, row[15])
+    return row, job
+
+
+def _store(
+    conn: Connection, lease_id: int, result: ResultIn, now: float, row: Any, job: _Job
+) -> Recorded:
+    """Store the result checked by _check and judge its job."""
+    cpu_cap = row[5]
     # The job's only result, accepted on one host's word: stored accepted at once (as
     # _judge and _accept would leave it: solo, since no second network validated it).
     alone = (
@@ -120,7 +168,7 @@ def record_result(
         _INSERT_ACCEPTED if alone else _INSERT_PENDING,
         (
             lease_id,
-            job_id,
+            job.id,
             result.outcome,
             result.exit_status,
             result.output,
@@ -129,7 +177,7 @@ def record_result(
             max(result.wall_seconds, 0.0),
             result.detail[:1000],
             now,
-            program,
+            job.program,
             lease_id,
         ),
     ).fetchone()
