@@ -10,6 +10,7 @@ leases end, its sellers are paid from its reservation and the rest goes back to 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any
@@ -93,17 +94,24 @@ _LEASE_AND_JOB = f"""
            j.account_id, j.state, j.replicas, j.max_results, j.reserved,
            (SELECT count(*) FROM leases a WHERE a.job_id = l.job_id AND a.state = 'active'),
            (SELECT count(*) FROM results r WHERE r.job_id = l.job_id AND r.verdict = 'pending'),
-           o.account_id, {_MEDIAN}, l.network, l.solo
+           o.account_id, {_MEDIAN}, l.network, l.solo, l.id
     FROM leases l JOIN jobs j ON j.id = l.job_id JOIN orders o ON o.id = l.order_id
     WHERE l.id = ?
 """
+
+
+@functools.cache
+def _leases_and_jobs(count: int) -> str:
+    """_LEASE_AND_JOB for `count` leases at once (a statement per count, each prepared)."""
+    return _LEASE_AND_JOB.replace("l.id = ?", f"l.id IN ({', '.join('?' * count)})")
 
 
 def record_result(
     conn: Connection, lease_id: int, host_id: str, result: ResultIn, now: float
 ) -> Recorded:
     """Store a lease's result and judge its job. Posting the same lease again is harmless."""
-    checked = _check(conn, lease_id, host_id, result, now)
+    row = conn.execute(_LEASE_AND_JOB, (lease_id,)).fetchone()
+    checked = _check(conn, lease_id, host_id, result, now, row)
     return (
         checked if isinstance(checked, Recorded) else _store(conn, lease_id, result, now, *checked)
     )
@@ -114,28 +122,43 @@ def record_results(
 ) -> list[Recorded | MarketError]:
     """record_result for each of a host's (lease, result) in one operation of the store; a
     result refused (an unknown or expired lease, say) is refused before anything of it is
-    written, and is answered with its error while the others are kept."""
+    written, and is answered with its error while the others are kept. Their leases and
+    jobs are read in one statement; one whose job an earlier result of the request changed
+    (the same lease posted twice, say), or whose program's median it may have moved (an
+    acceptance by agreement), is read again."""
+    leases = sorted({lease_id for lease_id, _ in results})
+    rows = {row[18]: row for row in conn.execute(_leases_and_jobs(len(leases)), leases)}
+    changed: set[int] = set()
+    programs: set[str] = set()
     recorded: list[Recorded | MarketError] = []
     for lease_id, result in results:
+        row = rows.get(lease_id)
+        if row is not None and (row[0] in changed or row[6] in programs):
+            row = conn.execute(_LEASE_AND_JOB, (lease_id,)).fetchone()
         try:
-            checked = _check(conn, lease_id, host_id, result, now)
+            checked = _check(conn, lease_id, host_id, result, now, row)
         except Unavailable:
             raise  # the database's, not the result's: the whole request is answered 503
         except MarketError as exc:
             recorded.append(exc)
             continue
         if not isinstance(checked, Recorded):
-            checked = _store(conn, lease_id, result, now, *checked)
+            read, job = checked
+            changed.add(job.id)
+            checked = _store(conn, lease_id, result, now, read, job)
+            if checked.verdict == "accepted" and read[13]:
+                # Accepted beside other results: perhaps by agreement, which the median counts.
+                programs.add(job.program)
         recorded.append(checked)
     return recorded
 
 
 def _check(
-    conn: Connection, lease_id: int, host_id: str, result: ResultIn, now: float
+    conn: Connection, lease_id: int, host_id: str, result: ResultIn, now: float, row: Any
 ) -> Recorded | tuple[Any, _Job]:
-    """The lease's row and job, read once, if the result may be stored (raising why not,
-    before anything is written); what is recorded already for a lease posted again."""
-    row = conn.execute(_LEASE_AND_JOB, (lease_id,)).fetchone()
+    """The lease's row and job (as _LEASE_AND_JOB reads them; None for no such lease) if
+    the result may be stored (raising why not, before anything is written); what is
+    recorded already for a lease posted again."""
     if row is None:
         raise NotFound(f"no lease {lease_id}")
     job_id, owner, state, deadline, output_cap, _, program = row[:7]
