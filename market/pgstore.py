@@ -141,13 +141,6 @@ class PgConnection:
             if readable:
                 pgconn.consume_input()
 
-    def send_sync(self) -> None:
-        """End the pipeline's implicit transaction here without waiting (outside a pipeline
-        every statement is its own already): what follows is the server's next one."""
-        if self._pipeline is not None:
-            # psycopg's own sync() waits for every answer; this queues the sync alone.
-            self._pipeline._enqueue_sync()
-
     def sync(self) -> None:
         """Wait for every statement sent so far: raise the first error among them."""
         if self._pipeline is not None:
@@ -235,13 +228,8 @@ def usable(conn: Connection) -> bool:
     return not isinstance(conn, PgConnection) or conn.usable
 
 
-# pg_advisory_lock key of the writers' turn (writer_turn, Turn).
+# pg_advisory_lock key of the writers' turn (writer_turn).
 WRITER_LOCK = 0x6D61726B7772
-
-
-class TurnLost(Unavailable):
-    """The server did not give the writers' turn (the lock's statement failed): nothing of
-    the batch run meanwhile was kept."""
 
 
 @contextlib.contextmanager
@@ -255,7 +243,6 @@ def writer_turn(conn: Connection) -> Iterator[None]:
     lock is taken before BEGIN, so that the transaction's snapshot is taken after the
     previous writer committed; a writer that dies (its process killed, say) loses its turn
     with its connection. Nothing on SQLite, whose BEGIN IMMEDIATE takes turns already.
-    The store's writer takes its turn with `Turn` instead, without waiting for it.
     """
     if not isinstance(conn, PgConnection):
         yield
@@ -268,70 +255,6 @@ def writer_turn(conn: Connection) -> Iterator[None]:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             conn.execute("SELECT pg_advisory_unlock(?)", (WRITER_LOCK,))
-
-
-def _succeeded(cursor: psycopg.Cursor[Any] | _Pending | None) -> bool:
-    """The statement of `cursor` has been answered, without an error."""
-    raw = cursor._cursor if isinstance(cursor, _Pending) else cursor
-    return raw is not None and raw.pgresult is not None and raw.pgresult.status in _SUCCEEDED
-
-
-_SUCCEEDED = (psycopg.pq.ExecStatus.TUPLES_OK, psycopg.pq.ExecStatus.COMMAND_OK)
-
-
-class Turn:
-    """writer_turn for the store's writer, with neither end costing a round trip: in a
-    pipeline the lock rides ahead of BEGIN (a sync between them, so that the transaction's
-    snapshot is still taken once the lock is held) and the unlock behind COMMIT.
-
-    Its answer is looked at before COMMIT (`confirm`), after the sync that reads every
-    answer, and before the batch is run again; a batch run without the turn is never kept.
-    Leaving gives the turn back unless the unlock behind a COMMIT was answered. Nothing
-    but BEGIN and COMMIT on SQLite.
-    """
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self._pg = conn if isinstance(conn, PgConnection) else None
-        self._lock: psycopg.Cursor[Any] | _Pending | None = None
-        self._unlock: psycopg.Cursor[Any] | _Pending | None = None
-
-    def __enter__(self) -> Turn:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pg = self._pg
-        if pg is None or self._lock is None or _succeeded(self._unlock) or not pg.usable:
-            return
-        if pg.in_transaction:
-            pg.execute("ROLLBACK")
-        pg.execute("SELECT pg_advisory_unlock(?)", (WRITER_LOCK,))
-
-    def begin(self, begin: str) -> None:
-        """Take the turn if it is not taken yet, then run `begin` (the BEGIN statement)."""
-        pg = self._pg
-        if pg is not None:
-            if self._lock is None:
-                self._lock = pg.execute("SELECT pg_advisory_lock(?)", (WRITER_LOCK,))
-                pg.send_sync()
-            else:
-                self.confirm()
-        self.conn.execute(begin)
-
-    def confirm(self) -> None:
-        """Raise TurnLost if the server did not give the turn (waiting for its answer)."""
-        if self._pg is None or self._lock is None or _succeeded(self._lock):
-            return
-        with contextlib.suppress(psycopg.Error):
-            self._pg.sync()
-        if not _succeeded(self._lock):
-            raise TurnLost("the writers' turn was not given")
-
-    def commit(self) -> None:
-        """COMMIT, and give the turn back behind it."""
-        self.conn.execute("COMMIT")
-        if self._pg is not None and self._lock is not None:
-            self._unlock = self._pg.execute("SELECT pg_advisory_unlock(?)", (WRITER_LOCK,))
 
 
 def connect(url: str, *, writer: bool = False) -> PgConnection:

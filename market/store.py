@@ -110,16 +110,11 @@ def open_database(db: Location) -> Connection:
     return conn
 
 
-def begin_statement(conn: Connection) -> str:
-    """The statement starting a write transaction: SQLite takes its one write lock with it;
-    on PostgreSQL the writer's turn is taken before (pgstore.writer_turn), and SERIALIZABLE
-    refuses a commit that anything else writing at the same time would break."""
-    return "BEGIN ISOLATION LEVEL SERIALIZABLE" if is_postgres(conn) else "BEGIN IMMEDIATE"
-
-
 def begin(conn: Connection) -> None:
-    """Start a write transaction (begin_statement)."""
-    conn.execute(begin_statement(conn))
+    """Start a write transaction: SQLite takes its one write lock now; on PostgreSQL the
+    writer's turn is taken before (pgstore.writer_turn), and SERIALIZABLE refuses a commit
+    that anything else writing at the same time would break."""
+    conn.execute("BEGIN ISOLATION LEVEL SERIALIZABLE" if is_postgres(conn) else "BEGIN IMMEDIATE")
 
 
 def retrying(conn: Connection, run: Callable[[], T]) -> T:
@@ -267,8 +262,8 @@ class Store:
 
     def _commit_batch(self, conn: Connection, batch: list[tuple[Operation, Future[Any]]]) -> None:
         try:
-            with pgstore.Turn(conn) as turn:
-                outcomes = self._run_batch_once(conn, turn, batch)
+            with pgstore.writer_turn(conn):
+                outcomes = self._run_batch_once(conn, batch)
         except Exception as exc:
             # The transaction is gone (a failed commit, or SQLite rolled it all back on a
             # full disk): none of the batch is kept, so none of it may be acknowledged.
@@ -284,12 +279,12 @@ class Store:
                 future.set_exception(error)
 
     def _run_batch_once(
-        self, conn: Connection, turn: pgstore.Turn, batch: list[tuple[Operation, Future[Any]]]
+        self, conn: Connection, batch: list[tuple[Operation, Future[Any]]]
     ) -> list[tuple[Future[Any], Any, BaseException | None]]:
         try:
             # Nearly every batch succeeds whole: run it without a savepoint per operation
             # (two statements each, a round trip apiece on PostgreSQL) ...
-            return retrying(conn, lambda: self._run_batch(conn, turn, batch, isolated=False))
+            return retrying(conn, lambda: self._run_batch(conn, batch, isolated=False))
         except _OperationFailed as failed:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
@@ -297,30 +292,23 @@ class Store:
                 return [(batch[0][1], None, failed.error)]
             # ... and only when one of its operations fails, run it again with each in a
             # savepoint, so the others are kept.
-            return retrying(conn, lambda: self._run_batch(conn, turn, batch, isolated=True))
+            return retrying(conn, lambda: self._run_batch(conn, batch, isolated=True))
 
     def _run_batch(
-        self,
-        conn: Connection,
-        turn: pgstore.Turn,
-        batch: list[tuple[Operation, Future[Any]]],
-        *,
-        isolated: bool,
+        self, conn: Connection, batch: list[tuple[Operation, Future[Any]]], *, isolated: bool
     ) -> list[tuple[Future[Any], Any, BaseException | None]]:
         outcomes: list[tuple[Future[Any], Any, BaseException | None]]
         if isolated:
-            turn.begin(begin_statement(conn))
+            begin(conn)
             outcomes = [(future, *self._run_in_savepoint(conn, op)) for op, future in batch]
-            turn.confirm()
-            turn.commit()
+            conn.execute("COMMIT")
             return outcomes
         # On PostgreSQL the writes nobody reads are sent without waiting (pgstore.pipelined):
         # an operation's failing write may then be reported later, by another operation's
         # read or by the sync before COMMIT. Either fails the batch, which is run again
-        # isolated, where each operation's errors are its own. The writers' turn rides
-        # ahead of BEGIN and behind COMMIT (pgstore.Turn).
+        # isolated, where each operation's errors are its own.
         with pgstore.pipelined(conn):
-            turn.begin(begin_statement(conn))
+            begin(conn)
             outcomes = []
             try:
                 for op, future in batch:
@@ -329,15 +317,13 @@ class Store:
             except pgstore.RETRY_ERRORS:
                 raise
             except Exception as exc:
-                turn.confirm()  # an error of the turn's lock is not the operation's
                 if not conn.in_transaction:
                     raise  # the whole transaction is gone (SQLite's full disk, a lost server)
                 raise _OperationFailed(_translate(exc)) from exc
             if pgstore.failed(conn):
                 # An operation caught its statement's error and went on: nothing may be kept.
                 raise _OperationFailed(MarketError("an operation's statement failed"))
-            turn.confirm()
-            turn.commit()
+            conn.execute("COMMIT")
         return outcomes
 
     @staticmethod
