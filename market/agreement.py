@@ -10,13 +10,22 @@ leases end, its sellers are paid from its reservation and the rest goes back to 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 from market import ledger, trust
 from market.dialect import Connection
-from market.errors import Conflict, Forbidden, Gone, NotFound, TooLarge
+from market.errors import (
+    Conflict,
+    Forbidden,
+    Gone,
+    MarketError,
+    NotFound,
+    TooLarge,
+    Unavailable,
+)
 from market.slots import tally, update_slots
 
 # The median a result accepted alone is paid at most is taken over this many recent results
@@ -85,10 +94,16 @@ _LEASE_AND_JOB = f"""
            j.account_id, j.state, j.replicas, j.max_results, j.reserved,
            (SELECT count(*) FROM leases a WHERE a.job_id = l.job_id AND a.state = 'active'),
            (SELECT count(*) FROM results r WHERE r.job_id = l.job_id AND r.verdict = 'pending'),
-           o.account_id, {_MEDIAN}
+           o.account_id, {_MEDIAN}, l.network, l.solo, l.id
     FROM leases l JOIN jobs j ON j.id = l.job_id JOIN orders o ON o.id = l.order_id
     WHERE l.id = ?
 """
+
+
+@functools.cache
+def _leases_and_jobs(count: int) -> str:
+    """_LEASE_AND_JOB for `count` leases at once (a statement per count, each prepared)."""
+    return _LEASE_AND_JOB.replace("l.id = ?", f"l.id IN ({', '.join('?' * count)})")
 
 
 def record_result(
@@ -96,9 +111,57 @@ def record_result(
 ) -> Recorded:
     """Store a lease's result and judge its job. Posting the same lease again is harmless."""
     row = conn.execute(_LEASE_AND_JOB, (lease_id,)).fetchone()
+    checked = _check(conn, lease_id, host_id, result, now, row)
+    return (
+        checked if isinstance(checked, Recorded) else _store(conn, lease_id, result, now, *checked)
+    )
+
+
+def record_results(
+    conn: Connection, host_id: str, results: list[tuple[int, ResultIn]], now: float
+) -> list[Recorded | MarketError]:
+    """record_result for each of a host's (lease, result) in one operation of the store; a
+    result refused (an unknown or expired lease, say) is refused before anything of it is
+    written, and is answered with its error while the others are kept. Their leases and
+    jobs are read in one statement; one whose job an earlier result of the request changed
+    (the same lease posted twice, say), or whose program's median it may have moved (an
+    acceptance by agreement), is read again."""
+    leases = sorted({lease_id for lease_id, _ in results})
+    rows = {row[18]: row for row in conn.execute(_leases_and_jobs(len(leases)), leases)}
+    changed: set[int] = set()
+    programs: set[str] = set()
+    recorded: list[Recorded | MarketError] = []
+    for lease_id, result in results:
+        row = rows.get(lease_id)
+        if row is not None and (row[0] in changed or row[6] in programs):
+            row = conn.execute(_LEASE_AND_JOB, (lease_id,)).fetchone()
+        try:
+            checked = _check(conn, lease_id, host_id, result, now, row)
+        except Unavailable:
+            raise  # the database's, not the result's: the whole request is answered 503
+        except MarketError as exc:
+            recorded.append(exc)
+            continue
+        if not isinstance(checked, Recorded):
+            read, job = checked
+            changed.add(job.id)
+            checked = _store(conn, lease_id, result, now, read, job)
+            if checked.verdict == "accepted" and read[13]:
+                # Accepted beside other results: perhaps by agreement, which the median counts.
+                programs.add(job.program)
+        recorded.append(checked)
+    return recorded
+
+
+def _check(
+    conn: Connection, lease_id: int, host_id: str, result: ResultIn, now: float, row: Any
+) -> Recorded | tuple[Any, _Job]:
+    """The lease's row and job (as _LEASE_AND_JOB reads them; None for no such lease) if
+    the result may be stored (raising why not, before anything is written); what is
+    recorded already for a lease posted again."""
     if row is None:
         raise NotFound(f"no lease {lease_id}")
-    job_id, owner, state, deadline, output_cap, cpu_cap, program = row[:7]
+    job_id, owner, state, deadline, output_cap, _, program = row[:7]
     if owner != host_id:
         raise Forbidden(f"lease {lease_id} belongs to another host")
     if state == "done":
@@ -108,19 +171,27 @@ def record_result(
     if len(result.output) > output_cap:
         raise TooLarge(f"the output is larger than the job's limit of {output_cap} bytes")
     job = _Job(job_id, row[7], program, row[8], row[9], row[10], int(row[11]), row[12] - 1, row[15])
+    return row, job
+
+
+def _store(
+    conn: Connection, lease_id: int, result: ResultIn, now: float, row: Any, job: _Job
+) -> Recorded:
+    """Store the result checked by _check and judge its job."""
+    cpu_cap = row[5]
+    # The job's only result, accepted on one host's word: stored accepted at once (as
+    # _judge and _accept would leave it: solo, since no second network validated it).
+    alone = (
+        row[13] == 0
+        and job.state == "open"
+        and (bool(row[17]) or (row[16] is not None and job.replicas <= 1))
+    )
     conn.execute("UPDATE leases SET state = 'done' WHERE id = ?", (lease_id,))
     stored = conn.execute(
-        """
-        INSERT INTO results (lease_id, job_id, order_id, outcome, exit_status, output,
-                             output_sha256, cpu_seconds, wall_seconds, detail, verdict, created,
-                             host_id, network, solo, program)
-        SELECT ?, ?, order_id, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, host_id, network, solo, ?
-        FROM leases WHERE id = ?
-        RETURNING id, host_id, network, cpu_seconds, solo, outcome, exit_status, output_sha256
-        """,
+        _INSERT_ACCEPTED if alone else _INSERT_PENDING,
         (
             lease_id,
-            job_id,
+            job.id,
             result.outcome,
             result.exit_status,
             result.output,
@@ -129,17 +200,33 @@ def record_result(
             max(result.wall_seconds, 0.0),
             result.detail[:1000],
             now,
-            program,
+            job.program,
             lease_id,
         ),
     ).fetchone()
     result_id = stored[0]
     # The job's first pending result needs no read to be judged: it is the one just stored.
     first = None if row[13] else [(*stored[:4], row[14], *stored[4:])]
+    if alone:
+        assert first is not None
+        paid = _accept(conn, job, first, tuple(first[0][6:]), now, stored=True)
+        return Recorded(result_id, "accepted", paid[result_id], duplicate=False)
     ended, paid = _judge(conn, job, now, first)
     if result_id in paid:
         return Recorded(result_id, "accepted", paid[result_id], duplicate=False)
     return Recorded(result_id, "rejected" if ended else "pending", 0, duplicate=False)
+
+
+_INSERT = """
+    INSERT INTO results (lease_id, job_id, order_id, outcome, exit_status, output,
+                         output_sha256, cpu_seconds, wall_seconds, detail, verdict, created,
+                         host_id, network, solo, program)
+    SELECT ?, ?, order_id, ?, ?, ?, ?, ?, ?, ?, {verdict}, ?, host_id, network, {solo}, ?
+    FROM leases WHERE id = ?
+    RETURNING id, host_id, network, cpu_seconds, solo, outcome, exit_status, output_sha256
+"""
+_INSERT_PENDING = _INSERT.format(verdict="'pending'", solo="solo")
+_INSERT_ACCEPTED = _INSERT.format(verdict="'accepted'", solo="1")
 
 
 def _recorded(conn: Connection, lease_id: int, duplicate: bool) -> Recorded:
@@ -194,8 +281,16 @@ def _judge(
 
 
 def _accept(
-    conn: Connection, job: _Job, rows: list[Any], key: tuple[object, ...], now: float
+    conn: Connection,
+    job: _Job,
+    rows: list[Any],
+    key: tuple[object, ...],
+    now: float,
+    *,
+    stored: bool = False,
 ) -> dict[int, int]:
+    """Accept the results of `rows` that agree on `key` and reject the rest; `stored` when
+    the one result of `rows` was stored accepted already (record_result)."""
     agreeing = [r for r in rows if tuple(r[6:]) == key]
     validated = len({r[2] for r in agreeing}) >= 2
     claim = min(r[3] for r in agreeing)
@@ -203,13 +298,14 @@ def _accept(
         # One host's word: paid at most what the program usually takes, never its own claim.
         claim = min(claim, job.median)
     # The agreeing results are accepted and the others rejected in one statement.
-    conn.execute(
-        f"UPDATE results SET verdict = CASE WHEN ({_KEY}) IS NOT DISTINCT FROM (?, ?, ?) "
-        "THEN 'accepted' ELSE 'rejected' END, "
-        f"solo = CASE WHEN ({_KEY}) IS NOT DISTINCT FROM (?, ?, ?) THEN ? ELSE solo END "
-        "WHERE job_id = ? AND verdict = 'pending'",
-        (*key, *key, int(not validated), job.id),
-    )
+    if not stored:
+        conn.execute(
+            f"UPDATE results SET verdict = CASE WHEN ({_KEY}) IS NOT DISTINCT FROM (?, ?, ?) "
+            "THEN 'accepted' ELSE 'rejected' END, "
+            f"solo = CASE WHEN ({_KEY}) IS NOT DISTINCT FROM (?, ?, ?) THEN ? ELSE solo END "
+            "WHERE job_id = ? AND verdict = 'pending'",
+            (*key, *key, int(not validated), job.id),
+        )
     trust.judged(
         conn,
         job.program,

@@ -378,38 +378,44 @@ class Market:
         )
 
     async def results(self, request: Request) -> Response:
-        """Several leases' results in one request, each recorded (in its own savepoint of
-        the store's group commit) and answered as its single post would be."""
+        """Several leases' results in one request, recorded in one operation of the store
+        (agreement.record_results) and each answered as its single post would be."""
         host = self.seller(request)
         doc = await read_json(request, self.config.max_body)
         items = field(doc, "results", list)
         if not 1 <= len(items) <= protocol.MAX_SEATS:
             raise MarketError(f"field 'results' must hold 1 to {protocol.MAX_SEATS} results")
-        answers = await asyncio.gather(*(self._record(host, item) for item in items))
+        answers: list[dict[str, Any]] = []
+        valid: list[tuple[int, agreement.ResultIn]] = []
+        for item in items:
+            lease_id = item.get("lease") if isinstance(item, dict) else None
+            try:
+                if not isinstance(item, dict):
+                    raise MarketError("each result must be a JSON object")
+                if not isinstance(lease_id, int) or not 1 <= lease_id <= protocol.MAX_ID:
+                    raise MarketError("field 'lease' must be a lease id")
+                valid.append((lease_id, parse_result(item)))
+                answers.append({"lease": lease_id})
+            except MarketError as exc:
+                answers.append({"lease": lease_id, "status": exc.status, "error": str(exc)})
+        if valid:
+            outcomes: list[agreement.Recorded | MarketError | StoreFull]
+            try:
+                outcomes = list(
+                    await self.db.write(
+                        lambda c: agreement.record_results(c, host.id, valid, time.time())
+                    )
+                )
+            except StoreFull as exc:
+                outcomes = [exc] * len(valid)
+            pending = iter(outcomes)
+            for answer in answers:
+                if "status" not in answer:
+                    answer.update(_answer(next(pending)))
         if any(a.get("verdict", "accepted") != "accepted" for a in answers):
             # A disagreeing result (or a failed one) may have freed a slot for a replica.
             self.notify()
         return json_response({"results": answers})
-
-    async def _record(self, host: hosts.Host, item: object) -> dict[str, Any]:
-        lease_id = item.get("lease") if isinstance(item, dict) else None
-        try:
-            if not isinstance(item, dict):
-                raise MarketError("each result must be a JSON object")
-            if not isinstance(lease_id, int) or not 1 <= lease_id <= protocol.MAX_ID:
-                raise MarketError("field 'lease' must be a lease id")
-            result = parse_result(item)
-            recorded = await self.db.write(
-                lambda c: agreement.record_result(c, lease_id, host.id, result, time.time())
-            )
-        except MarketError as exc:
-            return {"lease": lease_id, "status": exc.status, "error": str(exc)}
-        except StoreFull as exc:
-            return {"lease": lease_id, "status": 507, "error": f"{exc}; not kept"}
-        doc = protocol.recorded_document(
-            recorded.result_id, recorded.verdict, recorded.millicoins, recorded.duplicate
-        )
-        return {"lease": lease_id, "status": 200, **doc}
 
     # Documents.
 
@@ -418,6 +424,18 @@ class Market:
 
     async def health(self, _request: Request) -> Response:
         return json_response({"ok": True})
+
+
+def _answer(outcome: agreement.Recorded | MarketError | StoreFull) -> dict[str, Any]:
+    """One result's answer in a reply to POST /v1/results (without its lease)."""
+    if isinstance(outcome, StoreFull):
+        return {"status": 507, "error": f"{outcome}; not kept"}
+    if isinstance(outcome, MarketError):
+        return {"status": outcome.status, "error": str(outcome)}
+    doc = protocol.recorded_document(
+        outcome.result_id, outcome.verdict, outcome.millicoins, outcome.duplicate
+    )
+    return {"status": 200, **doc}
 
 
 # (path, method, Market's handler): the app's routes and the paths of its OpenAPI document.

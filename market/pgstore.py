@@ -38,6 +38,13 @@ _IN_TRANSACTION = (
     psycopg.pq.TransactionStatus.INERROR,
 )
 
+# The server going away: the connection is lost, though psycopg may not know it yet.
+_SHUTTING_DOWN = (
+    psycopg.errors.AdminShutdown,
+    psycopg.errors.CrashShutdown,
+    psycopg.errors.CannotConnectNow,
+)
+
 # Errors after which the transaction must be run again from its start.
 RETRY_ERRORS = (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected)
 
@@ -150,8 +157,9 @@ class PgConnection:
             raise
 
     def check_lost(self, exc: psycopg.OperationalError) -> None:
-        """Raise `exc` as the market's 503 if it lost the connection."""
-        if not self.usable:
+        """Raise `exc` as the market's 503 if it lost the connection (or the server said it
+        is shutting down: the connection may not know it is lost yet)."""
+        if not self.usable or isinstance(exc, _SHUTTING_DOWN):
             raise Unavailable(f"the market database is unavailable: {_first_line(exc)}") from exc
 
     def close(self) -> None:

@@ -11,18 +11,19 @@ import pytest
 
 from market import agreement, leasing
 from market.dialect import Connection, Location
+from market.errors import MarketError, NotFound
 from market.hosts import Host
 from market.store import open_database
 from tests.market.helpers import LIMITS, host, job, market_db, result
 
 # A result that ends its job alone (replicas=1): the lease, job row and program's median
-# read at once, the lease marked done, the result stored (it is the job's only pending one:
-# nothing more to read), verdicts, both transfers, both balances, the job row.
-ALONE = 7
+# read at once, the lease marked done, the result stored already accepted (it is the job's
+# only one: nothing more to read or judge), both transfers, both balances, the job row.
+ALONE = 6
 # The first result of a job that wants two: read, lease, result, tally, slots.
 WAITING = 5
-# The second, agreeing result: as ALONE, reading the pending results, plus one trust row
-# per host.
+# The second, agreeing result: as ALONE, reading the pending results, the verdicts, plus
+# one trust row per host.
 AGREED = 10
 # A lease, for one seat or several: the seats' previous leases handed back, the jobs taken,
 # the leases stored.
@@ -111,3 +112,27 @@ def test_a_replicated_job_runs_few_statements_per_result(conn: Connection) -> No
     leases = [leasing.grant_lease(conn, seller, 0, LIMITS, 30, 0) for seller in (first, second)]
     assert post(conn, leases[0], first) == ("pending", WAITING)
     assert post(conn, leases[1], second) == ("accepted", AGREED)
+
+
+def test_a_batch_of_results_reads_its_leases_at_once(conn: Connection) -> None:
+    for _ in range(4):
+        job(conn, replicas=1)
+    seller = host(conn, "alice", "10.0.0.1", seats=4)
+    leases = leasing.grant_leases(conn, seller, [0, 1, 2, 3], LIMITS, 30, 0)
+    posted = [(lease.id, result(b"x")) for lease in leases]
+    # The first lease again (its job ended with it: read again, a duplicate), and no lease.
+    posted += [(leases[0].id, result(b"x")), (10**9, result(b"x"))]
+    recorded: list[list[agreement.Recorded | MarketError]] = []
+    ran = statements(
+        conn, lambda: recorded.append(agreement.record_results(conn, seller.id, posted, 1))
+    )
+    answers = recorded[0]
+    assert [getattr(a, "verdict", None) for a in answers[:4]] == ["accepted"] * 4
+    first, again, missing = answers[0], answers[4], answers[5]
+    assert isinstance(first, agreement.Recorded) and isinstance(again, agreement.Recorded)
+    assert again.duplicate and again.result_id == first.result_id
+    assert again.millicoins == first.millicoins > 0
+    assert isinstance(missing, NotFound)
+    # One read of the five leases; each result as ALONE without its read; the duplicate's
+    # read again, its result and what it was paid; nothing more for the missing lease.
+    assert len(ran) == 1 + 4 * (ALONE - 1) + 2 + 1

@@ -85,6 +85,7 @@ def test_a_write_cancelled_while_queued_is_dropped_and_the_writer_goes_on(
         queued = asyncio.create_task(store.write(_insert("cancelled")))
         await asyncio.sleep(0.05)  # in the writer's queue, behind `hold`
         queued.cancel()
+        await asyncio.sleep(0.05)  # the cancel reaches the writer's future on the loop's next turn
         release.set()
         await holding
         return await store.write(_insert("after"))
