@@ -480,7 +480,7 @@ def capacity(figures: dict[Key, Figures]) -> None:
             f"capacity {engine}: best {best.rate:.0f} round trips/s ({instances} instance(s), "
             f"{sellers} sellers{', batch leasing' if batch else ''}) = "
             f"{best.rate / need:.1f}x the fleet; at its CPU per round trip "
-            f"the fleet needs {cores:.1f} cores busy"
+            f"the fleet needs {cores:.2f} cores busy"
         )
 
 
