@@ -58,7 +58,7 @@ def grant_lease(
     """
     if not 0 <= seat < host.seats:
         raise MarketError(f"seat must be from 0 to {host.seats - 1}: this host has {host.seats}")
-    granted = _grant(conn, host, [seat], limits, lease_seconds, now, chance)
+    granted = grant_leases(conn, host, [seat], limits, lease_seconds, now, chance)
     return granted[0] if granted else None
 
 
@@ -73,21 +73,6 @@ def check_seats(host: Host, seats: list[int]) -> None:
             raise MarketError(
                 f"seat {seat} is not one of this host's: seats go from 0 to {host.seats - 1}"
             )
-
-
-def grant_leases(
-    conn: Connection,
-    host: Host,
-    seats: list[int],
-    limits: Fit,
-    lease_seconds: float,
-    now: float,
-    chance: Callable[[], float] = random.random,
-) -> list[Lease]:
-    """A lease for each of `seats` in turn while jobs last (as grant_lease: each seat's
-    previous active lease is handed back, on every seat named, leased or not)."""
-    check_seats(host, seats)
-    return _grant(conn, host, seats, limits, lease_seconds, now, chance)
 
 
 # The jobs a network may lease: open, with a free slot, within the seller's limits, and not
@@ -108,18 +93,22 @@ def _ready_parameters(network: str, limits: Fit) -> tuple[int, int, int, str]:
     return limits[0], limits[1], output, network
 
 
-def _grant(
+def grant_leases(
     conn: Connection,
     host: Host,
     seats: list[int],
     limits: Fit,
     lease_seconds: float,
     now: float,
-    chance: Callable[[], float],
+    chance: Callable[[], float] = random.random,
 ) -> list[Lease]:
-    """Leases for `seats` (checked), in three statements however many: the seats' previous
-    leases handed back, the jobs taken (a slot each), the leases stored. Each statement is a
-    round trip on PostgreSQL, and leasing is the market's most frequent write."""
+    """A lease for each of `seats` in turn while jobs last (as grant_lease: each seat's
+    previous active lease is handed back, on every seat named, leased or not).
+
+    Three statements however many seats: the seats' previous leases handed back, the jobs
+    taken (a slot each), the leases stored. Each statement is a round trip on PostgreSQL,
+    and leasing is the market's most frequent write."""
+    check_seats(host, seats)
     marks = ", ".join(["?"] * len(seats))
     handed_back = conn.execute(
         "UPDATE leases SET state = 'expired', deadline = ?, released = ? "
