@@ -1,12 +1,13 @@
 """The seller's loop: check the jail, then lease, fetch, run jailed, extend, post; forever.
 
-Its courier (cpushare.seller.courier) extends the leases, posts the results and leases
-the next job while the current one runs, over the seller's one kept-alive connection.
+Its courier (cpushare.seller.courier) extends the leases, posts the results and keeps a
+queue of jobs leased ahead while the current one runs, over the seller's one kept-alive
+connection.
 
 Every request is made as this machine's host (cpushare.seller.host), on this seller's
-seat: its starting process hands it the identity on a pipe (`identity_fd`, read once the
+seats: its starting process hands it the identity on a pipe (`identity_fd`, read once the
 jail checked out, for as long as the enrollment takes); a seller started alone enrolls
-itself with one seat. Nothing the market says can stop it but a revocation: an
+itself with SEATS_PER_SELLER seats. Nothing the market says can stop it but a revocation: an
 unreachable or busy market means backing off with jitter, a malformed or hostile reply is
 logged on the console and survived, an unknown host (the market was reset) enrolls again
 once. Revoked, it says so in one console line and exits EXIT_REVOKED for good. Stopped
@@ -30,13 +31,7 @@ from cpushare.console import emit
 from cpushare.jail import JailError, JobResult, Limits, run_job, self_test
 from cpushare.limits import BOUNDS, MAX_EXCHANGE_SECONDS
 from cpushare.order import SellOrder
-from cpushare.protocol import (
-    LeaseOffer,
-    Recorded,
-    parse_leases,
-    parse_recorded_batch,
-    results_body,
-)
+from cpushare.protocol import LeaseOffer, Recorded, parse_recorded_batch, results_body
 from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply, Busy, MarketClient, Refused, Revoked, Unreachable
 from cpushare.seller.courier import Courier, Unposted, say_unposted
@@ -217,8 +212,7 @@ class Seller:
                 self._use(enroll(self.order, SEATS_PER_SELLER, self.stream).for_seller(0))
             assert self.courier is not None
             self.courier.check()
-            self.courier.settle(self.options.request_timeout)
-            offer = self.courier.take_spare()
+            offer = self.courier.next_job(self.options.request_timeout)
             if offer is None:
                 # The results still unposted may take a request's time before the lease.
                 within = self.client.timeout + self.options.request_timeout
@@ -268,31 +262,15 @@ class Seller:
         }
 
     def lease(self, courier: Courier) -> LeaseOffer | None:
-        """Lease on every free seat at once: the first job to run now, the next one kept
-        as the spare. With results still unposted (their seats busy), no long poll."""
+        """Lease the job to run now and those the queue wants, in one request on free
+        seats. With results still unposted (their seats busy), no long poll."""
         if courier.unposted():
             courier.wait_posted(self.options.request_timeout)
-        seats = courier.free_seats()
-        if not seats:
-            return None  # the courier is still posting: its seats come free after
         # No long poll while a result awaits its post or a lease its extensions: they
         # share this one connection, and a lease not extended in time is lost.
         wait = 0.0 if courier.unposted() or courier.holding() else self.options.wait
-        body = {**self.lease_request(), "seats": seats, "wait": wait}
-        offers = parse_leases(self.client.request_json("POST", "/v1/leases", body), seats)
-        accepted: list[LeaseOffer] = []
-        refusal: BadReply | None = None
-        for offer in offers:
-            try:
-                accepted.append(self.accept(offer))
-            except BadReply as exc:
-                refusal = exc
-                courier.release(offer)
-        for spare in accepted[1:]:
-            courier.hold(spare, spare=True)
-        if not accepted and refusal is not None:
-            raise refusal
-        return accepted[0] if accepted else None
+        courier.lease(self.lease_request(), wait)
+        return courier.next_job(0.0)
 
     def accept(self, offer: LeaseOffer) -> LeaseOffer:
         """The offer if this seller may run it; BadReply naming why not otherwise."""
@@ -325,15 +303,16 @@ class Seller:
         return program
 
     def work(self, offer: LeaseOffer, courier: Courier) -> None:
-        """Run one leased job, its lease extended and a spare leased meanwhile, and hand
-        its result to the courier."""
+        """Run one leased job, its lease extended and the queue behind it kept filled,
+        and hand its result to the courier."""
         emit("job-leased", self.stream, order=self.order.order_id, job=offer.job)
         self.running = offer
         try:
             fetch = self.options.request_timeout
-            self._state("running", fetch + offer.wall_seconds, job=offer.job)
-            courier.hold(offer)
-            courier.seek_spare(self.lease_request())
+            self._state("running", 2 * fetch + offer.wall_seconds, job=offer.job)
+            courier.lease_ahead(self.lease_request())
+            # The outputs awaiting their post and this one's stay within two jobs' worth.
+            courier.make_room(offer.output_bytes, 2 * self.max_output, fetch)
             program = self.program(offer)
             try:
                 limits = Limits.for_job(offer.limits, nice=self.nice)
@@ -376,9 +355,11 @@ class Seller:
             return
         left = self.courier.close()
         self.courier = None
-        if self.running is not None:
+        if self.running is not None and not any(
+            isinstance(item, LeaseOffer) and item.lease == self.running.lease for item in left
+        ):
             left.append(self.running)
-            self.running = None
+        self.running = None
         offers = [item for item in left if isinstance(item, LeaseOffer)]
         unposted = [item for item in left if isinstance(item, Unposted)]
         client = self._client(RELEASE_TIMEOUT, exchange=RELEASE_TIMEOUT)

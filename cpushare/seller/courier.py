@@ -1,34 +1,45 @@
-"""A seller's errands with the market beside the job it runs: extending its leases,
-posting results, and leasing the next job before the current one ends.
+"""A seller's errands with the market beside the jobs it runs: extending its leases,
+posting results, and leasing the next jobs before the current one ends.
 
 Why this design. Small jobs were dominated by round trips: lease, run, post, one after
 another, and a new connection per job for the lease keeper. Now:
 
-- Two seats per seller (cpushare.seller.host.SEATS_PER_SELLER). The market hands a seat's
-  active lease back when that seat asks again, so the next job is leased on the seat the
-  running job does not hold: the running lease is never handed back. A seat counts as free
-  only once its lease's result was acknowledged (or the lease abandoned): asking on a seat
-  whose result is still unposted would hand that lease back and lose the result.
-- Idle, the seller asks for all its free seats in one request (POST /v1/leases): the first
-  job runs at once, the second waits as the spare. While a job runs, this courier leases a
-  spare if there is none (without waiting: a long poll would hold the connection from the
-  extensions and posts), so the next job starts as soon as the current one ends.
+- Several seats per seller (cpushare.seller.host.SEATS_PER_SELLER), used as a queue. The
+  market hands a seat's active lease back when that seat asks again, so jobs are leased
+  ahead only on seats holding nothing: the running lease is never handed back. A seat
+  counts as free only once its lease's result was acknowledged (or the lease abandoned):
+  asking on a seat whose result is still unposted would hand that lease back and lose the
+  result. A seat being asked for is not free either (the job loop and this courier never
+  ask for the same seat at once).
+- Leased jobs wait in a queue, each lease extended, while one job runs. The queue is
+  refilled in ONE request (POST /v1/leases) for all the seats it needs: idle, the seller
+  asks for them itself (the first job runs at once); while a job runs, this courier does,
+  without waiting (a long poll would hold the connection from the extensions and posts).
+  How many: a seat comes back two round trips (post, lease) after its job ended, so the
+  queue holds about as many jobs as run in two round trips, measured as they go (one
+  spare for long jobs, up to every seat for tiny ones), and no more than the seller's
+  memory plan gives the queued jobs' inputs (cpushare.seller.plan.QUEUE_INPUT_BYTES).
 - One kept-alive connection per seller (cpushare.seller.client.MarketClient, whose lock
   takes the seller's requests in turn), used by the job loop and by this courier's one
-  thread alike, instead of a connection per job.
+  thread alike, instead of a connection per job. Posts and leases take turns on it, so
+  neither starves the other while jobs end faster than a round trip.
 - A result is handed to the courier and the next job starts at once; the courier posts
   what it holds in one request (POST /v1/results) and keeps each result until the market
   acknowledged it (or refused it for good, or RESULT_ATTEMPTS failed, each said on the
   console). The result's seat stays busy until then, so the seller never runs more than
-  its two seats' worth ahead. A seller stopped with results in hand posts them on the way
-  out (cpushare.seller.agent); one killed outright loses them, and the market, whose lease
-  then expires, gives the job to another seller: nothing acknowledged is lost silently.
+  its seats' worth ahead, and a job starts only while the outputs awaiting their post
+  leave room for its own (`make_room`). A seller stopped with results in hand posts them
+  on the way out (cpushare.seller.agent); one killed outright loses them, and the
+  market, whose lease then expires, gives the job to another seller: nothing
+  acknowledged is lost silently.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -46,8 +57,13 @@ from cpushare.protocol import (
 )
 from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply, Busy, MarketClient, Refused, Revoked, Unreachable
+from cpushare.seller.plan import QUEUE_INPUT_BYTES
 
 RESULT_ATTEMPTS = 8
+# Weight of the latest measure in the running means of a job's time and a round trip's.
+SMOOTHING = 0.3
+# An extension this late goes before posts and leases, however busy they keep the courier.
+EXTEND_LATE = 1.0
 
 
 def extend_schedule(lease_seconds: float) -> tuple[float, float]:
@@ -57,9 +73,22 @@ def extend_schedule(lease_seconds: float) -> tuple[float, float]:
     return min(third, MAX_EXTEND_INTERVAL), min(max(5.0, third), MAX_EXTEND_SECONDS)
 
 
+def queue_target(job_seconds: float | None, trip_seconds: float | None, seats: int) -> int:
+    """How many leased jobs to keep waiting behind the running one: as many as run in the
+    two round trips a seat takes to come back (its result's post, its next lease), and one
+    more; one (a spare) until a job's time is known; within the seller's other seats."""
+    if job_seconds is None or trip_seconds is None:
+        return min(1, seats - 1)
+    return max(min(1, seats - 1), min(seats - 1, math.ceil(2 * trip_seconds / job_seconds) + 1))
+
+
+def _mean(old: float | None, new: float) -> float:
+    return new if old is None else old + SMOOTHING * (new - old)
+
+
 @dataclass
 class Held:
-    """A lease being extended: the running job's or the spare's."""
+    """A lease being extended: the running job's or a queued one's."""
 
     offer: LeaseOffer
     due: float  # the next extension, by time.monotonic()
@@ -79,7 +108,8 @@ class Courier:
     """One thread running a seller's market errands; the seller's main thread runs jobs.
 
     `accept` checks (and may clamp) a leased offer, raising BadReply to refuse it;
-    `recorded` is told of each acknowledged result; `error(what, detail)` reports."""
+    `recorded` is told of each acknowledged result; `error(what, detail)` reports.
+    `queue_bytes`: the most input bytes the queued jobs may hold (one is always allowed)."""
 
     def __init__(
         self,
@@ -90,6 +120,7 @@ class Courier:
         error: Callable[[str, object], None],
         request_timeout: float,
         backoff_max: float,
+        queue_bytes: int = QUEUE_INPUT_BYTES,
     ) -> None:
         self.client = client
         self.seats = seats
@@ -97,13 +128,20 @@ class Courier:
         self.recorded = recorded
         self.error = error
         self.request_timeout = request_timeout
+        self.queue_bytes = queue_bytes
         self.backoff = Backoff(min(1.0, backoff_max), backoff_max)
         self._cond = threading.Condition()
         self._held: dict[int, Held] = {}
         self._unposted: list[Unposted] = []
-        self._spare: LeaseOffer | None = None
+        self._queue: deque[LeaseOffer] = deque()
+        self._asking: set[int] = set()  # seats in a lease request under way
+        self._ahead: dict[str, Any] | None = None  # the lease request of jobs to queue
+        self._started: dict[int, float] = {}  # lease -> when its job was taken to run
+        self._job_seconds: float | None = None
+        self._trip_seconds: float | None = None
+        self._largest_input = 0  # of the jobs leased so far
+        self._posted_last = False  # the last errand was a post: a lease goes next
         self._errand = False  # an errand is under way (holding the one connection)
-        self._seek: dict[str, Any] | None = None  # the lease request of a wanted spare
         self._revoked: Revoked | None = None
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="courier", daemon=True)
@@ -112,7 +150,8 @@ class Courier:
     # The main thread's side.
 
     def free_seats(self) -> list[int]:
-        """The seats holding no lease, running, spare or awaiting its result's post."""
+        """The seats holding no lease, running, queued, asked for or awaiting its result's
+        post."""
         with self._cond:
             return self._free()
 
@@ -120,82 +159,135 @@ class Courier:
         with self._cond:
             return len(self._unposted)
 
+    def queued(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    def target(self) -> int:
+        """How many jobs the queue is kept at now (cpushare.seller.courier.queue_target)."""
+        with self._cond:
+            return queue_target(self._job_seconds, self._trip_seconds, len(self.seats))
+
     def wait_posted(self, timeout: float) -> None:
         """Until every result is acknowledged (or given up), at most `timeout` seconds."""
         with self._cond:
             self._cond.wait_for(lambda: not self._unposted or self._revoked, timeout)
+
+    def make_room(self, output_bytes: int, budget: int, timeout: float) -> None:
+        """Until the outputs awaiting their post and `output_bytes` more fit in `budget`
+        (or nothing awaits its post), at most `timeout` seconds."""
+
+        def room() -> bool:
+            waiting = sum(len(u.result.output) for u in self._unposted)
+            return not self._unposted or waiting + output_bytes <= budget
+
+        with self._cond:
+            self._cond.wait_for(lambda: room() or self._revoked, timeout)
 
     def check(self) -> None:
         """Revoked if the market said so to this courier."""
         if self._revoked is not None:
             raise self._revoked
 
-    def hold(self, offer: LeaseOffer, *, spare: bool = False) -> None:
-        """Extend `offer`'s lease from now on (and keep it as the spare if so)."""
+    def hold(self, offer: LeaseOffer) -> None:
+        """Extend `offer`'s lease from now on."""
         interval, _ = extend_schedule(offer.lease_seconds)
         with self._cond:
             self._held[offer.lease] = Held(offer, time.monotonic() + interval)
-            if spare:
-                self._spare = offer
             self._cond.notify_all()
-
-    def settle(self, timeout: float) -> None:
-        """Until no spare is sought or being leased, at most `timeout` seconds: a spare
-        leased meanwhile is then held, and its seat is not asked for again (which would
-        hand its lease back)."""
-        with self._cond:
-            self._cond.wait_for(
-                lambda: (self._seek is None and not self._errand) or self._revoked, timeout
-            )
 
     def holding(self) -> bool:
         """Whether a lease is being extended: the one connection must not wait long."""
         with self._cond:
             return bool(self._held)
 
-    def take_spare(self) -> LeaseOffer | None:
+    def next_job(self, timeout: float) -> LeaseOffer | None:
+        """The queue's next job (its lease still extended), waiting at most `timeout`
+        seconds for a lease request of this courier's under way; None when the queue is
+        empty (the job loop then leases for itself)."""
         with self._cond:
-            spare, self._spare = self._spare, None
-            return spare
+            self._cond.wait_for(lambda: self._queue or not self._asking or self._revoked, timeout)
+            if not self._queue:
+                return None
+            offer = self._queue.popleft()
+            self._started[offer.lease] = time.monotonic()
+            self._cond.notify_all()  # the queue is shorter: lease ahead if wanted
+            return offer
 
-    def seek_spare(self, body: dict[str, Any]) -> None:
-        """Lease a spare job (`body` a lease request without seats) on a free seat, without
-        waiting, once: at the latest when the running job's result frees its seat."""
+    def lease(self, body: dict[str, Any], wait: float) -> None:
+        """Lease jobs into the queue now, in the job loop's thread: on as many free seats
+        as the queue wants and one more (for the job to run now), waiting up to `wait`
+        seconds for the first; Unreachable, Refused, Revoked or BadReply as the market's
+        reply (BadReply also when it refused every offer)."""
         with self._cond:
-            if self._spare is None and len(self.seats) > 1:
-                self._seek = body
+            seats = self._ask(1)
+        if not seats:
+            return  # the seats are busy with results still unposted
+        try:
+            self._lease(body, seats, wait)
+        finally:
+            with self._cond:
+                self._asking -= set(seats)
                 self._cond.notify_all()
+
+    def lease_ahead(self, body: dict[str, Any]) -> None:
+        """Keep the queue filled (`body` a lease request without seats and wait) while
+        jobs come: asked again at each job's start, until the market has fewer jobs than
+        the seats asked for."""
+        with self._cond:
+            self._ahead = body
+            self._cond.notify_all()
 
     def drop(self, offer: LeaseOffer) -> None:
         """Stop extending `offer`'s lease (the seller hands it back)."""
         with self._cond:
             self._held.pop(offer.lease, None)
-            self._seek = None
+            self._started.pop(offer.lease, None)
+            self._cond.notify_all()
 
     def deliver(self, offer: LeaseOffer, result: JobResult) -> None:
         """Post `result` of `offer`'s lease (no longer extended) until acknowledged."""
         with self._cond:
             self._held.pop(offer.lease, None)
-            self._seek = None  # the job ended: the main loop leases for itself now
+            started = self._started.pop(offer.lease, None)
+            if started is not None:
+                self._job_seconds = _mean(self._job_seconds, time.monotonic() - started)
             self._unposted.append(Unposted(offer, result))
             self._cond.notify_all()
 
     def close(self) -> list[LeaseOffer | Unposted]:
-        """Stop; what is still held (leases to hand back) or unposted (results), for the
-        seller to settle on its way out."""
+        """Stop; what is still held (leases to hand back: the running one's, the queued
+        ones) or unposted (results), for the seller to settle on its way out."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         self._thread.join(1.0)
         with self._cond:
+            self._queue.clear()
             return [h.offer for h in self._held.values()] + list(self._unposted)
 
-    # The courier's thread.
+    # Either side, under the lock.
 
     def _free(self) -> list[int]:
-        busy = {h.offer.seat for h in self._held.values()}
+        busy = {h.offer.seat for h in self._held.values()} | self._asking
         busy |= {u.offer.seat for u in self._unposted}
         return [seat for seat in self.seats if seat not in busy]
+
+    def _ask(self, now: int) -> list[int]:
+        """The free seats to ask for (marked as asked): `now` jobs to run at once and
+        those the queue wants, within the queued inputs' budget."""
+        want = now + queue_target(self._job_seconds, self._trip_seconds, len(self.seats))
+        want -= len(self._queue)
+        queued = sum(len(o.input) for o in self._queue)
+        if self._largest_input and self._queue:
+            want = min(want, (self.queue_bytes - queued) // self._largest_input)
+        elif not self._largest_input:
+            want = min(want, now + 1)  # the inputs' size is not known yet
+        seats = self._free()[: max(0, want)]
+        self._asking |= set(seats)
+        return seats
+
+    # The courier's thread.
 
     def _run(self) -> None:
         while True:
@@ -220,33 +312,103 @@ class Courier:
                     self._cond.notify_all()
 
     def _next_errand(self) -> Callable[[], None] | None:
-        """Results first (they free seats), then a spare, then extensions due."""
+        """A late extension first; then posts and leases in turn (results free seats,
+        leases fill the queue); then extensions due."""
         if self._revoked is not None:
             return None
         now = time.monotonic()
-        due = [u for u in self._unposted if u.due <= now][:MAX_SEATS]
-        if due:
-            return lambda: self._post(due)
-        free = self._free()
-        if self._seek is not None and free:
-            body, self._seek = {**self._seek, "seats": free[:1], "wait": 0}, None
-            return lambda: self._lease_spare(body)
         extend = [h for h in self._held.values() if h.due <= now]
+        late = [h for h in extend if h.due + EXTEND_LATE <= now]
+        if late:
+            return lambda: self._extend(late[0])
+        due = [u for u in self._unposted if u.due <= now][:MAX_SEATS]
+        lease = (
+            self._lease_errand()
+            if self._ahead is not None and not (due and not self._posted_last)
+            else None
+        )
+        if lease is not None:
+            self._posted_last = False
+            return lease
+        if due:
+            self._posted_last = True
+            return lambda: self._post(due)
         if extend:
             return lambda: self._extend(extend[0])
         return None
+
+    def _lease_errand(self) -> Callable[[], None] | None:
+        assert self._ahead is not None
+        if self._asking:
+            return None  # the job loop is leasing
+        seats = self._ask(0)
+        if not seats:
+            return None
+        body = self._ahead
+
+        def errand() -> None:
+            try:
+                got = self._lease(body, seats, 0.0)
+            except (Unreachable, Refused, BadReply) as exc:
+                self.error("lease-ahead", exc)
+                got = 0
+            finally:
+                with self._cond:
+                    self._asking -= set(seats)
+            if got < len(seats):  # the market has no more for now: asked again next job
+                with self._cond:
+                    if self._ahead is body:
+                        self._ahead = None
+
+        return errand
 
     def _sleep_for(self) -> float | None:
         times = [h.due for h in self._held.values()] + [u.due for u in self._unposted]
         return None if not times else max(0.0, min(times) - time.monotonic())
 
+    def _timed(self, method: str, path: str, body: Any, **kwargs: Any) -> dict[str, Any] | None:
+        """A request whose time (when quick: not a long poll) goes into the round trip's
+        running mean."""
+        started = time.monotonic()
+        doc = self.client.request_json(method, path, body, **kwargs)
+        took = time.monotonic() - started
+        with self._cond:
+            if self._trip_seconds is None or took < 4 * self._trip_seconds + 1:
+                self._trip_seconds = _mean(self._trip_seconds, took)
+        return doc
+
+    def _lease(self, body: dict[str, Any], seats: list[int], wait: float) -> int:
+        """Lease on `seats` (asked for already) into the queue; how many came."""
+        request = {**body, "seats": seats, "wait": wait}
+        if wait:
+            offers = parse_leases(self.client.request_json("POST", "/v1/leases", request), seats)
+        else:
+            offers = parse_leases(self._timed("POST", "/v1/leases", request), seats)
+        refusal: BadReply | None = None
+        accepted = 0
+        for offer in offers:
+            try:
+                offer = self.accept(offer)
+            except BadReply as exc:
+                refusal = exc
+                self.error("bad-reply", exc)
+                self.release(offer)
+                continue
+            self.hold(offer)
+            with self._cond:
+                self._largest_input = max(self._largest_input, len(offer.input))
+                self._queue.append(offer)
+                self._cond.notify_all()
+            accepted += 1
+        if offers and not accepted and refusal is not None:
+            raise refusal
+        return len(offers)
+
     def _post(self, batch: list[Unposted]) -> None:
         leases = [u.offer.lease for u in batch]
         body = results_body([(u.offer.lease, u.result) for u in batch])
         try:
-            doc = self.client.request_json(
-                "POST", "/v1/results", body, timeout=self.request_timeout
-            )
+            doc = self._timed("POST", "/v1/results", body, timeout=self.request_timeout)
             answers: dict[int, Recorded | Exception] = dict(parse_recorded_batch(doc, leases))
         except Revoked:
             raise
@@ -280,22 +442,6 @@ class Courier:
             self._unposted.remove(unposted)
             self._cond.notify_all()
 
-    def _lease_spare(self, body: dict[str, Any]) -> None:
-        try:
-            doc = self.client.request_json("POST", "/v1/leases", body)
-            offers = parse_leases(doc, body["seats"])
-        except Revoked:
-            raise
-        except (Unreachable, Refused, BadReply) as exc:
-            self.error("lease-spare", exc)
-            return
-        for offer in offers:
-            try:
-                self.hold(self.accept(offer), spare=True)
-            except BadReply as exc:
-                self.error("bad-reply", exc)
-                self.release(offer)
-
     def _extend(self, held: Held) -> None:
         interval, timeout = extend_schedule(held.offer.lease_seconds)
         with self._cond:
@@ -312,8 +458,8 @@ class Courier:
             if isinstance(exc, Refused):  # the lease is gone: extending it is pointless
                 with self._cond:
                     self._held.pop(lease, None)
-                    if self._spare is not None and self._spare.lease == lease:
-                        self._spare = None
+                    if any(o.lease == lease for o in self._queue):
+                        self._queue = deque(o for o in self._queue if o.lease != lease)
 
     def release(self, offer: LeaseOffer) -> None:
         """Hand a lease back that this seller will not run."""

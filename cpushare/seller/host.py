@@ -2,10 +2,10 @@
 
 An order is the right to enroll (`POST /v1/hosts` with the order's credentials); the
 market answers with a host id and secret, and every later request of every seller on
-this machine is made as that host, on seats of its own: two per seller, one for the job it
-runs and one for the next job, leased while that one runs (cpushare.seller.courier). The
-starting process (the fleet,
-or `livecd sell`) enrolls once per order and hands each seller its identity on a pipe of
+this machine is made as that host, on seats of its own: SEATS_PER_SELLER per seller, one
+for the job it runs and the others for the jobs leased ahead of it and the results not
+acknowledged yet (cpushare.seller.courier). The starting process (the fleet, or `livecd
+sell`) enrolls once per order and hands each seller its identity on a pipe of
 its own (`write_identity` / `read_identity`), never in argv, the environment or a file.
 The secret is never written anywhere: a reboot is a new host.
 """
@@ -26,8 +26,11 @@ from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply, Busy, MarketClient, Refused, Revoked, Unreachable
 
 MAX_SEATS = 256
-# A seller's seats: the running job's and the next one's.
-SEATS_PER_SELLER = 2
+# A seller's seats: the running job's, the jobs queued behind it and the results on their
+# way to the market. A seat is leased again only once its result is acknowledged, two
+# round trips (post, lease) later: tiny jobs need many seats to keep one running all the
+# time, long ones use few of them (cpushare.seller.courier sizes the queue).
+SEATS_PER_SELLER = 16
 HOST_ID = re.compile(r"host-[A-Za-z0-9_-]{1,80}")
 # 32 random bytes in URL-safe base64, with or without padding.
 HOST_SECRET = re.compile(r"[A-Za-z0-9_-]{43}=?")
@@ -38,25 +41,26 @@ MAX_IDENTITY_BYTES = 4096
 
 @dataclass(frozen=True)
 class Identity:
-    """A seller's host credentials and its seats on that host: `seat`, and `spare` (None:
-    the seller leases one job at a time)."""
+    """A seller's host credentials and its own seats on that host (`own`, distinct)."""
 
     host: str
     secret: str = field(repr=False)
     seats: int
     order: str
-    seat: int = 0
-    spare: int | None = None
+    own: tuple[int, ...] = (0,)
 
     def __post_init__(self) -> None:
         if not HOST_ID.fullmatch(self.host):
             raise ValueError("the host id is not host- and letters")
         if not HOST_SECRET.fullmatch(self.secret):
             raise ValueError("the host secret is not 32 bytes of URL-safe base64")
-        if not 1 <= self.seats <= MAX_SEATS or not 0 <= self.seat < self.seats:
-            raise ValueError(f"seat {self.seat} of {self.seats} is not a seat")
-        if self.spare is not None and (self.spare == self.seat or not 0 <= self.spare < self.seats):
-            raise ValueError(f"spare seat {self.spare} of {self.seats} is not another seat")
+        if not 1 <= self.seats <= MAX_SEATS or not self.own:
+            raise ValueError(f"seats {self.own} of {self.seats} are not seats")
+        for seat in self.own:
+            if isinstance(seat, bool) or not isinstance(seat, int) or not 0 <= seat < self.seats:
+                raise ValueError(f"seat {seat!r} of {self.seats} is not a seat")
+        if len(set(self.own)) != len(self.own):
+            raise ValueError(f"seats {self.own} name a seat twice")
 
     @property
     def credentials(self) -> tuple[str, str]:
@@ -64,30 +68,32 @@ class Identity:
 
     @property
     def own_seats(self) -> list[int]:
-        return [self.seat] if self.spare is None else [self.seat, self.spare]
+        return list(self.own)
 
-    def on_seat(self, seat: int, spare: int | None = None) -> Identity:
-        return replace(self, seat=seat, spare=spare)
+    def on_seats(self, *seats: int) -> Identity:
+        return replace(self, own=seats)
 
-    def for_seller(self, index: int) -> Identity:
-        """The seats of this host's `index`-th seller (SEATS_PER_SELLER each, in turn)."""
-        return self.on_seat(SEATS_PER_SELLER * index, SEATS_PER_SELLER * index + 1)
+    def for_seller(self, index: int, per_seller: int = SEATS_PER_SELLER) -> Identity:
+        """The seats of this host's `index`-th seller (`per_seller` each, in turn)."""
+        return self.on_seats(*range(per_seller * index, per_seller * (index + 1)))
 
     def document(self) -> dict[str, Any]:
         """The identity as JSON, to hand to a seller in memory (never to a file)."""
-        return {k: getattr(self, k) for k in FIELDS}
+        return {k: list(self.own) if k == "own" else getattr(self, k) for k in FIELDS}
 
     @classmethod
     def from_document(cls, doc: object) -> Identity:
         """`document()`'s inverse; ValueError when `doc` is not one."""
         try:
-            assert isinstance(doc, dict)
-            return cls(**{k: doc[k] for k in FIELDS})
+            assert isinstance(doc, dict) and isinstance(doc["own"], list)
+            fields = {k: doc[k] for k in FIELDS}
+            fields["own"] = tuple(fields["own"])
+            return cls(**fields)
         except (AssertionError, KeyError, TypeError) as exc:
             raise ValueError(f"not an identity: {exc!r}") from None
 
 
-FIELDS = ("host", "secret", "seats", "order", "seat", "spare")
+FIELDS = ("host", "secret", "seats", "order", "own")
 
 
 def parse_enrollment(doc: dict[str, Any], order: str, seats: int) -> Identity:
@@ -98,7 +104,7 @@ def parse_enrollment(doc: dict[str, Any], order: str, seats: int) -> Identity:
     if got_seats != seats or got_order != order:
         raise BadReply(f"the enrollment is for {got_order!r} x {got_seats!r} seats, not {seats}")
     try:
-        return Identity(host, secret, seats, order)
+        return Identity(host, secret, seats, order, tuple(range(seats)))
     except ValueError as exc:
         raise BadReply(f"the enrollment is malformed: {exc}") from None
 

@@ -22,9 +22,12 @@ SYSTEM_RESERVE = 15 * MIB
 SELLER_RESERVE = 16 * MIB
 # Out of that reserve: a job's output costs its seller about three times its size while
 # in flight (the jail's read, the result, its base64 text), so outputs get a quarter of
-# it, and the program cache another quarter.
+# it, and the program cache another quarter. The jobs queued behind the running one
+# (cpushare.seller.courier) get a quarter of it for their inputs, each costing up to
+# four times its size while its lease's reply is read (the reply, its text, the bytes).
 JOB_OUTPUT_BYTES = SELLER_RESERVE // 4
 PROGRAM_CACHE_BYTES = SELLER_RESERVE // 4
+QUEUE_INPUT_BYTES = SELLER_RESERVE // 4 // 4
 # Below this a job can do little; fewer sellers with more memory each are better.
 MIN_JOB_MEMORY = 16 * MIB
 

@@ -21,6 +21,7 @@ from cpushare.order import SellOrder
 from cpushare.protocol import MAX_LEASE_SECONDS, parse_lease
 from cpushare.seller.client import MarketClient, Unreachable, _retry_after
 from cpushare.seller.courier import Courier, extend_schedule
+from cpushare.seller.host import SEATS_PER_SELLER
 from livecd.orders import write_order
 
 BACKOFF_MAX = 0.4  # what SellerProcess gives every seller
@@ -33,7 +34,12 @@ DRIP = "drip"  # a step that answers a byte every DRIP_SECONDS for DRIP_FOR seco
 DRIP_SECONDS, DRIP_FOR = 0.25, 20.0
 Step = tuple[int, dict[str, str], bytes] | str | None
 # Every seller enrolls first (`cpushare.seller.host`): the scripted market lets it in.
-ENROLLED = {"host": "host-bounds", "secret": "h" * 43, "seats": 2, "order": "o-bounds"}
+ENROLLED = {
+    "host": "host-bounds",
+    "secret": "h" * 43,
+    "seats": SEATS_PER_SELLER,
+    "order": "o-bounds",
+}
 RETRY_AFTER = 2.0
 
 

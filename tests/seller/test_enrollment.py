@@ -16,6 +16,7 @@ import pytest
 from seller_processes import SellerProcess
 
 from cpushare.order import SellOrder
+from cpushare.seller.host import SEATS_PER_SELLER
 from livecd.market_process import MarketProcess
 from livecd.orders import write_order
 from livecd.sdk.dither import dither, sample_image
@@ -73,7 +74,7 @@ def test_a_seller_told_to_wait_by_a_429_waits_that_long(
     assert len(busy) <= 2
 
 
-ENROLLED = {"host": "host-1", "secret": "k" * 43, "seats": 2, "order": "o-forgotten"}
+ENROLLED = {"host": "host-1", "secret": "k" * 43, "seats": SEATS_PER_SELLER, "order": "o-forgotten"}
 
 
 class ForgetfulMarket(BaseHTTPRequestHandler):

@@ -16,6 +16,7 @@ from seller_processes import SellerProcess, outlivers, running
 
 from cpushare.console import events_in
 from cpushare.order import SellOrder
+from cpushare.seller.host import SEATS_PER_SELLER
 from cpushare.seller.plan import make_seats
 from cpushare.seller.status import read_status, read_statuses
 from livecd.market_process import MarketProcess, free_port
@@ -115,9 +116,9 @@ def test_a_seller_per_seat_at_the_options_nice_level_sells_and_a_killed_one_come
     assert len({e["pid"] for e in started}) == 2
     for event in started:
         assert os.getpriority(os.PRIO_PROCESS, int(event["pid"])) == 7
-    # The fleet enrolled the machine once: one host, two seats per seller.
+    # The fleet enrolled the machine once: one host, SEATS_PER_SELLER seats per seller.
     (enrolled,) = fleet.events("enrolled")
-    assert enrolled["seats"] == "4"
+    assert enrolled["seats"] == str(2 * SEATS_PER_SELLER)
     images = [sample_image(30 + i, 20 + i, seed=i) for i in range(4)]
     # replicas=1: this is about the fleet, not about agreement (one machine here).
     jobs = buyer.submit(buyer.upload_program(fsdither), images, replicas=1)
@@ -131,12 +132,8 @@ def test_a_seller_per_seat_at_the_options_nice_level_sells_and_a_killed_one_come
     assert sum(s.jobs_done for s in statuses.values()) == len(jobs)
     with sqlite3.connect(market.db) as db:
         seats = db.execute("SELECT DISTINCT host_id, seat FROM leases").fetchall()
-    assert {host for host, _ in seats} == {enrolled["host"]} and {s for _, s in seats} <= {
-        0,
-        1,
-        2,
-        3,
-    }
+    assert {host for host, _ in seats} == {enrolled["host"]}
+    assert {s for _, s in seats} <= set(range(2 * SEATS_PER_SELLER))
     assert all(s.market_seen is not None and s.account == "volunteer" for s in statuses.values())
 
     os.kill(int(started[0]["pid"]), signal.SIGKILL)

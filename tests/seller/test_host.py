@@ -14,11 +14,13 @@ SECRET = "A" * 42 + "_"
 GOOD = {"host": "host-7", "secret": SECRET, "seats": 4, "order": "o-1"}
 
 
-def test_an_enrollment_reply_becomes_seat_zero_of_its_host() -> None:
+def test_an_enrollment_reply_becomes_its_host_with_every_seat() -> None:
     identity = parse_enrollment(dict(GOOD), "o-1", 4)
-    assert identity == Identity("host-7", SECRET, 4, "o-1", 0)
+    assert identity == Identity("host-7", SECRET, 4, "o-1", (0, 1, 2, 3))
     assert identity.credentials == ("host-7", SECRET)
-    assert identity.on_seat(3).seat == 3
+    assert identity.on_seats(3).own_seats == [3]
+    # Each seller of the host has seats of its own, in turn.
+    assert identity.for_seller(1, per_seller=2).own_seats == [2, 3]
 
 
 @pytest.mark.parametrize(
@@ -39,10 +41,13 @@ def test_an_enrollment_reply_that_is_not_what_was_asked_is_a_bad_reply(
         parse_enrollment({**GOOD, **change}, "o-1", 4)
 
 
-@pytest.mark.parametrize(("seat", "seats"), [(4, 4), (-1, 4), (0, 0), (0, 257)])
-def test_a_seat_outside_its_host_is_no_identity(seat: int, seats: int) -> None:
-    with pytest.raises(ValueError, match="not a seat"):
-        Identity("host-7", SECRET, seats, "o-1", seat)
+@pytest.mark.parametrize(
+    ("own", "seats"),
+    [((4,), 4), ((-1,), 4), ((0,), 0), ((0,), 257), ((), 4), ((1, 1), 4), ((True,), 4)],
+)
+def test_a_seat_outside_its_host_is_no_identity(own: tuple[int, ...], seats: int) -> None:
+    with pytest.raises(ValueError, match=r"not a seat|not seats|twice"):
+        Identity("host-7", SECRET, seats, "o-1", own)
 
 
 def test_the_secret_is_never_in_a_repr() -> None:
@@ -51,7 +56,7 @@ def test_the_secret_is_never_in_a_repr() -> None:
 
 
 def test_an_identity_crosses_a_pipe_whole() -> None:
-    identity = Identity("host-7", SECRET, 4, "o-1", 2)
+    identity = Identity("host-7", SECRET, 4, "o-1", (2, 3))
     read_fd, write_fd = os.pipe()
     write_identity(write_fd, identity)
     assert read_identity(read_fd) == identity

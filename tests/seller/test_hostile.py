@@ -16,6 +16,7 @@ import pytest
 from seller_processes import SellerProcess
 
 from cpushare.order import SellOrder
+from cpushare.seller.host import SEATS_PER_SELLER
 from livecd.orders import write_order
 
 PROGRAM = b"\x7fELF not really"
@@ -33,7 +34,7 @@ GOOD_LEASE = {
     "lease_seconds": 30,
     "seat": 0,
 }
-ENROLLED = {"host": "host-1", "secret": "k" * 43, "seats": 2, "order": "o-victim"}
+ENROLLED = {"host": "host-1", "secret": "k" * 43, "seats": SEATS_PER_SELLER, "order": "o-victim"}
 
 
 def batch(*leases: object) -> bytes:

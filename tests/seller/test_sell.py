@@ -16,6 +16,7 @@ import pytest
 from seller_processes import outlivers, running
 
 from cpushare.console import events_in
+from cpushare.seller.host import SEATS_PER_SELLER
 from livecd.market_process import MarketProcess
 from market import admin
 from market.buyer import BuyerClient
@@ -108,7 +109,7 @@ def test_livecd_sell_enrolls_once_per_order_and_hands_the_secret_over_a_pipe(
         seller, console = sell(str(order), str(copy), "--status-dir", status, "--wait", "1")
         _wait_for(console, "seller-started", 2)
         (enrolled,) = _events(console, "enrolled")
-        assert enrolled["seats"] == "4"  # two sellers, two seats each
+        assert enrolled["seats"] == str(2 * SEATS_PER_SELLER)  # two sellers
         sellers = [int(e["pid"]) for e in _events(console, "seller-started")]
         # A host secret is a word of 43 characters of URL-safe base64: none in any
         # seller's command line nor in a status file; its environment is ours, no more.

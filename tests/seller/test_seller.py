@@ -16,6 +16,7 @@ from seller_processes import SellerProcess
 from cpushare.order import load_order
 from cpushare.seller.agent import Seller, stop_on_signal
 from cpushare.seller.client import MarketClient as SellerClient
+from cpushare.seller.host import SEATS_PER_SELLER
 from cpushare.seller.options import SellerOptions
 from livecd.market_process import MarketProcess, free_port
 from livecd.orders import write_order
@@ -68,8 +69,8 @@ def test_a_batch_through_two_sellers_over_pinned_tls_matches_the_reference(
             assert all(e["status"] == "ok" for e in finished)
             started = seller.wait_for("seller-started")[0]
             assert started["nice"] == "19" and started["order"] == load_order(seller.order).order_id
-            # Alone, a seller enrolls with two seats: its job's and the next job's.
-            assert seller.events("enrolled")[0]["seats"] == "2"
+            # Alone, a seller enrolls with its seats: its job's and its queue's.
+            assert seller.events("enrolled")[0]["seats"] == str(SEATS_PER_SELLER)
         coins = _coins(market)
         assert coins["alice"] > 0 and coins["bob"] > 0 and coins["lab"] < GRANT
         assert admin.check_ledger(market.db) == []
