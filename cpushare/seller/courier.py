@@ -62,6 +62,9 @@ from cpushare.seller.plan import QUEUE_INPUT_BYTES
 RESULT_ATTEMPTS = 8
 # Weight of the latest measure in the running means of a job's time and a round trip's.
 SMOOTHING = 0.3
+# A seat comes back this many round trips after its job ended (post, lease), and the
+# courier may be in the middle of another: the queue covers that long.
+QUEUE_TRIPS = 2.5
 # An extension this late goes before posts and leases, however busy they keep the courier.
 EXTEND_LATE = 1.0
 
@@ -75,11 +78,15 @@ def extend_schedule(lease_seconds: float) -> tuple[float, float]:
 
 def queue_target(job_seconds: float | None, trip_seconds: float | None, seats: int) -> int:
     """How many leased jobs to keep waiting behind the running one: as many as run in the
-    two round trips a seat takes to come back (its result's post, its next lease), and one
-    more; one (a spare) until a job's time is known; within the seller's other seats."""
+    two round trips a seat takes to come back (its result's post, its next lease), with a
+    quarter more for the turns the courier waits; one (a spare) for long jobs and until a
+    job's time is known; within the seller's other seats."""
+    if seats < 2:
+        return 0
     if job_seconds is None or trip_seconds is None:
-        return min(1, seats - 1)
-    return max(min(1, seats - 1), min(seats - 1, math.ceil(2 * trip_seconds / job_seconds) + 1))
+        return 1
+    wanted = math.ceil(QUEUE_TRIPS * trip_seconds / max(job_seconds, 1e-6))
+    return max(1, min(seats - 1, wanted))
 
 
 def _mean(old: float | None, new: float) -> float:

@@ -14,6 +14,10 @@ import pytest
 from relay import Relay
 from seller_processes import SellerProcess
 
+from cpushare.jail import JobResult, Outcome
+from cpushare.protocol import LeaseOffer
+from cpushare.seller.client import MarketClient
+from cpushare.seller.courier import Courier, queue_target
 from livecd.market_process import MarketProcess
 from market.buyer import BuyerClient
 
@@ -127,3 +131,86 @@ def test_a_stopped_seller_says_which_result_it_could_not_post(
     (lost,) = [e for e in seller.events("error") if e["what"] == "result-lost"]
     assert lost["job"] == str(job) and "runs again elsewhere" in lost["detail"]
     assert "Traceback" not in seller.console.read_text()
+
+
+def test_tiny_jobs_are_leased_and_posted_in_batches_on_a_queue_of_seats(
+    market: MarketProcess,
+    relay: Relay,
+    tmp_path: Path,
+    spin: bytes,
+    sellers: list[SellerProcess],
+) -> None:
+    buyer = BuyerClient(market.url, market.account("lab", coins=100_000).api_key)
+    jobs = buyer.submit(buyer.upload_program(spin), [b"0"] * 60, replicas=1)
+    sellers.append(SellerProcess(_order(market, relay, tmp_path), tmp_path))
+    _wait(lambda: buyer.status()["jobs"]["done"] == len(jobs), "the jobs are not done")
+    assert all(buyer.output(job) == b"spun\n" for job in jobs)
+    with sqlite3.connect(market.db) as db:
+        leases = db.execute("SELECT created, seat FROM leases").fetchall()
+        batches = db.execute(
+            "SELECT COUNT(*) FROM leases GROUP BY created ORDER BY COUNT(*) DESC"
+        ).fetchall()
+    assert len(leases) == len(jobs)  # none handed back: each seat asked only when free
+    # More than the old two seats, leased several in one request, their results posted
+    # several in one request, all over one connection.
+    assert len({seat for _, seat in leases}) > 2
+    assert batches[0][0] >= 3, batches
+    assert relay.requests(b"POST /v1/leases ") < len(jobs) / 2
+    assert relay.requests(b"POST /v1/results ") < len(jobs) / 2
+    assert relay.connections <= 2
+
+
+def _tiny_result() -> JobResult:
+    return JobResult(Outcome.OK, 0, b"spun\n", 0.001, 0.001, "")
+
+
+def test_the_queue_keeps_its_inputs_within_the_memory_plan(
+    market: MarketProcess, tmp_path: Path, spin: bytes
+) -> None:
+    """The courier asks for no more seats than the queued inputs' budget leaves room for,
+    however short the jobs are (which makes the queue want every seat)."""
+    buyer = BuyerClient(market.url, market.account("lab", coins=100_000).api_key)
+    buyer.submit(buyer.upload_program(spin), [b"0" * 1000] * 20, replicas=1)
+    market.account("volunteer")
+    order = market.order("volunteer")
+    host = market.enroll(order, seats=16)
+    client = MarketClient(order, 30.0, host.auth)
+    errors: list[tuple[str, object]] = []
+    courier = Courier(
+        client,
+        list(range(16)),
+        lambda o: o,
+        lambda *_: None,
+        lambda what, detail: errors.append((what, detail)),
+        5.0,
+        1.0,
+        queue_bytes=2500,
+    )
+    body = {"seller": "test", "max_memory_bytes": 1 << 30, "max_cpu_seconds": 600}
+    try:
+        courier.lease(body, 0.0)  # the inputs' size unknown: the job to run and a spare
+        assert courier.queued() == 2
+        for _ in range(4):
+            offer = courier.next_job(5.0)
+            assert offer is not None
+            courier.deliver(offer, _tiny_result())  # a job of no time: every seat wanted
+            courier.lease_ahead(body)
+            _wait(lambda: courier.unposted() == 0 and courier.queued() >= 2, "no refill", 30)
+            # Two queued inputs of 1000 bytes fit in 2500, a third would not.
+            assert courier.queued() == 2
+            assert courier.target() == 15
+        assert errors == []
+    finally:
+        for item in courier.close():
+            if isinstance(item, LeaseOffer):
+                courier.release(item)
+        client.close()
+
+
+def test_queue_target_runs_two_round_trips_of_jobs_ahead() -> None:
+    assert queue_target(None, None, 16) == 1  # not measured yet: a spare
+    assert queue_target(600.0, 0.1, 16) == 1  # long jobs: a spare is enough
+    assert queue_target(0.015, 0.09, 16) == 15  # tiny ones: two round trips' worth
+    assert queue_target(0.1, 0.1, 16) == 3
+    assert queue_target(0.0, 0.1, 16) == 15
+    assert queue_target(0.015, 0.09, 1) == 0  # one seat: nothing ahead
