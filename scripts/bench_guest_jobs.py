@@ -102,6 +102,35 @@ def jail_in_guest(
     return found
 
 
+def guest_cpu(guest: Guest) -> dict[str, float]:
+    """CPU seconds since boot in the guest, read before its sellers stop: every seller's
+    own (its job loop and its courier), their jobs', the fleet's, and the whole system's
+    busy and idle time (boot included)."""
+    tick = 100.0  # USER_HZ
+    _, out = guest.shell(
+        "head -1 /proc/stat; for f in /run/cpushare/*.pid; do "
+        '[ -f "$f" ] && echo "$f $(cat /proc/$(cat $f)/stat)"; done',
+        30,
+    )
+    found: dict[str, float] = {}
+    for line in out.splitlines():
+        words = line.split()
+        if words[:1] == ["cpu"]:
+            user, nice, system, idle = (int(w) for w in words[1:5])
+            found["busy"] = (user + nice + system) / tick
+            found["idle"] = idle / tick
+        elif len(words) > 17 and words[0].endswith(".pid"):
+            # /proc/PID/stat after the name: utime, stime, cutime, cstime are fields 14-17.
+            fields = line[line.rindex(")") + 2 :].split()
+            own = (int(fields[11]) + int(fields[12])) / tick
+            children = (int(fields[13]) + int(fields[14])) / tick
+            who = "fleet" if words[0].endswith("fleet.pid") else "sellers"
+            found[who] = found.get(who, 0.0) + own
+            if who == "sellers":
+                found["jobs"] = found.get("jobs", 0.0) + children
+    return found
+
+
 def job_times(events: list[Event]) -> tuple[list[float], list[float]]:
     """Guest seconds of each job from its lease to its end (`job-leased` to `job-finished`)
     and from one job's end to the next one's lease, by the console's uptimes."""
@@ -130,6 +159,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     direct: dict[str, object] = {}
+    cpu: dict[str, float] = {}
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-guest-jobs-") as tmp:
         work = Path(tmp)
@@ -143,6 +173,7 @@ def main() -> int:
 
         def in_the_jail(guest: Guest) -> list[str]:
             try:
+                cpu.update(guest_cpu(guest))
                 direct.update(jail_in_guest(guest, program, inputs, nice=19))
             except (RuntimeError, TimeoutError) as exc:
                 return [str(exc)]
@@ -171,6 +202,11 @@ def main() -> int:
         print(f"per job, lease to end (mean)      {statistics.mean(running) * 1000:9.1f} ms")
     if between:
         print(f"per job, end to next lease (mean) {statistics.mean(between) * 1000:9.1f} ms")
+    if cpu:
+        print(
+            "guest CPU since boot (s)          "
+            + " ".join(f"{name}={seconds:.2f}" for name, seconds in cpu.items())
+        )
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"host load averages                {load}")
     market = result.sale.jobs_per_minute if result.sale else None

@@ -30,7 +30,7 @@ MAX_SEATS = 256
 # way to the market. A seat is leased again only once its result is acknowledged, two
 # round trips (post, lease) later: tiny jobs need many seats to keep one running all the
 # time, long ones use few of them (cpushare.seller.courier sizes the queue).
-SEATS_PER_SELLER = 16
+SEATS_PER_SELLER = 32
 HOST_ID = re.compile(r"host-[A-Za-z0-9_-]{1,80}")
 # 32 random bytes in URL-safe base64, with or without padding.
 HOST_SECRET = re.compile(r"[A-Za-z0-9_-]{43}=?")
