@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 import unicodedata
 from typing import TextIO
 
@@ -34,17 +35,19 @@ MAX_VALUE_CHARS = 1000
 
 
 def uptime() -> float | None:
-    """Seconds since boot, or None where /proc/uptime cannot be read."""
+    """Seconds since boot (the clock /proc/uptime shows), or None where there is none."""
+    # The clock /proc/uptime reads, without opening it: a seller says two lines a job.
     try:
-        with open("/proc/uptime", encoding="ascii") as f:
-            return float(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+    except (AttributeError, OSError):  # not Linux
         return None
 
 
 def clean(text: str) -> str:
     """`text` safe to show on a terminal: escape sequences dropped, every other control,
     format or line-separator character a space."""
+    if text.isascii() and text.isprintable():
+        return text  # the common case: nothing to drop, no character to look up
     text = _ESCAPE.sub("", text)
     return "".join(" " if unicodedata.category(ch) in _UNSAFE else ch for ch in text)
 
