@@ -336,15 +336,16 @@ class Seller:
         courier.deliver(offer, result)
         self.running = None
 
-    def _recorded(self, result: JobResult, recorded: Recorded) -> None:
-        """The courier's word that the market acknowledged `result`."""
+    def _recorded(self, acknowledged: list[tuple[JobResult, Recorded]]) -> None:
+        """The courier's word that the market acknowledged these results (one status
+        write for them all)."""
         with self.status.lock:
             s = self.status.status
             self.status.update(
                 market_seen=round(boottime(), 1),
-                jobs_done=s.jobs_done + 1,
-                cpu_seconds=round(s.cpu_seconds + result.cpu_seconds, 3),
-                coins=round(s.coins + recorded.coins, 3),
+                jobs_done=s.jobs_done + len(acknowledged),
+                cpu_seconds=round(s.cpu_seconds + sum(r.cpu_seconds for r, _ in acknowledged), 3),
+                coins=round(s.coins + sum(a.coins for _, a in acknowledged), 3),
             )
 
     def _settle(self) -> None:
@@ -396,9 +397,12 @@ class Seller:
             for u in unposted:
                 say_unposted(self.stream, self.order.order_id, u, exc)
             return
+        acknowledged = []
         for u in unposted:
             answer = answers[u.offer.lease]
             if isinstance(answer, Recorded):
-                self._recorded(u.result, answer)
+                acknowledged.append((u.result, answer))
             else:
                 say_unposted(self.stream, self.order.order_id, u, answer)
+        if acknowledged:
+            self._recorded(acknowledged)

@@ -36,6 +36,9 @@ SOURCE_ADDRESS_ENV = "CPUSHARE_SOURCE_ADDRESS"
 # The market closes a kept-alive connection idle for 8 s: one idle longer than this is
 # opened afresh, not reused and found closed halfway through a request.
 REUSE_SECONDS = 4.0
+# A body in pieces up to this size is joined before it is sent; a larger one (big
+# outputs) is sent piece by piece, never copied again whole.
+JOIN_BYTES = 256 << 10
 # Linux's TCP_CORK (None elsewhere): see _corked.
 _TCP_CORK: int | None = getattr(socket, "TCP_CORK", None)
 
@@ -172,8 +175,11 @@ class MarketClient:
         cap: int,
         exchange: float,
     ) -> tuple[int, bytes]:
-        # A body in pieces (JSON already) is sent piece by piece, never joined.
+        # A body in pieces (JSON already) is sent piece by piece, each a TLS record of its
+        # own; joined when small (a batch of small results: one record, not dozens).
         data = json.dumps(body).encode() if isinstance(body, dict) else body
+        if isinstance(data, list) and sum(map(len, data)) <= JOIN_BYTES:
+            data = b"".join(data)
         headers = dict(self._headers)
         if data is not None:
             headers["Content-Type"] = "application/json"

@@ -115,7 +115,8 @@ class Courier:
     """One thread running a seller's market errands; the seller's main thread runs jobs.
 
     `accept` checks (and may clamp) a leased offer, raising BadReply to refuse it;
-    `recorded` is told of each acknowledged result; `error(what, detail)` reports.
+    `recorded` is told of the results each post got acknowledged (one call a post: the
+    seller's status file is written once for them); `error(what, detail)` reports.
     `queue_bytes`: the most input bytes the queued jobs may hold (one is always allowed)."""
 
     def __init__(
@@ -123,7 +124,7 @@ class Courier:
         client: MarketClient,
         seats: list[int],
         accept: Callable[[LeaseOffer], LeaseOffer],
-        recorded: Callable[[JobResult, Recorded], None],
+        recorded: Callable[[list[tuple[JobResult, Recorded]]], None],
         error: Callable[[str, object], None],
         request_timeout: float,
         backoff_max: float,
@@ -422,10 +423,16 @@ class Courier:
         except (Unreachable, Refused, BadReply) as exc:
             answers = dict.fromkeys(leases, exc)
         failed = False
+        acknowledged = [
+            (u.result, answer)
+            for u in batch
+            if isinstance(answer := answers[u.offer.lease], Recorded)
+        ]
+        if acknowledged:
+            self.recorded(acknowledged)
         for unposted in batch:
             answer = answers[unposted.offer.lease]
             if isinstance(answer, Recorded):
-                self.recorded(unposted.result, answer)
                 self._forget(unposted)
             elif isinstance(answer, Refused) or unposted.attempts + 1 >= RESULT_ATTEMPTS:
                 self.error("post-result", answer)

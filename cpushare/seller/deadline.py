@@ -9,8 +9,45 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import os
 import socket
 import threading
+import time
+
+
+class _Watch:
+    """One thread per process cutting the connections whose deadline passed: starting a
+    thread per request (a timer each) cost more than the request itself under emulation."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.armed: dict[Deadline, float] = {}
+        self.pid = os.getpid()
+        threading.Thread(target=self._run, name="deadlines", daemon=True).start()
+
+    def _run(self) -> None:
+        with self.cond:
+            while True:
+                now = time.monotonic()
+                for deadline, when in list(self.armed.items()):
+                    if when <= now:
+                        del self.armed[deadline]
+                        deadline.cut()
+                soonest = min(self.armed.values(), default=None)
+                self.cond.wait(None if soonest is None else max(0.0, soonest - now))
+
+
+_watch: _Watch | None = None
+_watch_lock = threading.Lock()
+
+
+def _the_watch() -> _Watch:
+    """This process's watch (a forked child starts its own: threads do not cross a fork)."""
+    global _watch
+    with _watch_lock:
+        if _watch is None or _watch.pid != os.getpid():
+            _watch = _Watch()
+        return _watch
 
 
 class Deadline:
@@ -23,10 +60,11 @@ class Deadline:
         self.conn = conn
         self.sock: socket.socket | None = None
         self.expired = False
-        self._timer = threading.Timer(seconds, self._cut)
-        self._timer.daemon = True  # never what keeps a stopping seller alive
+        self.seconds = seconds
+        self._watch = _the_watch()
 
-    def _cut(self) -> None:
+    def cut(self) -> None:
+        """Cut the connection now (the watch's thread, holding its lock)."""
         self.expired = True
         for sock in (self.conn.sock, self.sock):
             if sock is not None:
@@ -35,9 +73,12 @@ class Deadline:
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def __enter__(self) -> Deadline:
-        self._timer.start()
+        with self._watch.cond:
+            self._watch.armed[self] = time.monotonic() + self.seconds
+            self._watch.cond.notify()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._timer.cancel()
-        self._timer.join()
+        # Under the watch's lock: once out, no cut is under way nor to come.
+        with self._watch.cond:
+            self._watch.armed.pop(self, None)

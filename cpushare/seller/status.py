@@ -9,7 +9,7 @@ import os
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,9 @@ class SellerStatus:
     market_seen: float | None = None
 
 
+_FIELDS = tuple(f.name for f in fields(SellerStatus))
+
+
 class StatusFile:
     """Keeps `<dir>/<order-file-stem>.json` up to date; does nothing without a directory."""
 
@@ -64,18 +67,21 @@ class StatusFile:
             self._write()
 
     def _write(self) -> None:
+        """The status in one write to a file of this process's own (under the lock),
+        renamed over the last: a seller writes it at least once per job, so it costs one
+        open, write and rename, no temporary name drawn nor JSON written piecemeal."""
         if self.path is None:
             return
-        # Imported here: the status screen reads these files and never writes one; it
-        # would load tempfile (and random, bz2, lzma through it) for nothing.
-        import tempfile
-
-        doc = asdict(replace(self.status, updated=round(time.time(), 3)))
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        doc = {name: getattr(self.status, name) for name in _FIELDS}
+        doc["updated"] = round(time.time(), 3)
+        data = (json.dumps(doc) + "\n").encode()
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
         try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(doc, f)
-                f.write("\n")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
             os.replace(tmp, self.path)
         except BaseException:
             # SIGTERM (SystemExit) may land just after the rename, when `tmp` is gone: the
