@@ -16,7 +16,7 @@ another, and a new connection per job for the lease keeper. Now:
   asks for them itself (the first job runs at once); while a job runs, this courier does,
   without waiting (a long poll would hold the connection from the extensions and posts).
   How many: a seat comes back two round trips (post, lease) after its job ended, so the
-  queue holds about as many jobs as run in two round trips, measured as they go (one
+  queue holds as many jobs as run in a few round trips (QUEUE_TRIPS), measured as they go (one
   spare for long jobs, up to every seat for tiny ones), and no more than the seller's
   memory plan gives the queued jobs' inputs (cpushare.seller.plan.QUEUE_INPUT_BYTES).
 - One kept-alive connection per seller (cpushare.seller.client.MarketClient, whose lock
@@ -62,9 +62,10 @@ from cpushare.seller.plan import QUEUE_INPUT_BYTES
 RESULT_ATTEMPTS = 8
 # Weight of the latest measure in the running means of a job's time and a round trip's.
 SMOOTHING = 0.3
-# A seat comes back this many round trips after its job ended (post, lease), and the
-# courier may be in the middle of another: the queue covers that long.
-QUEUE_TRIPS = 2.5
+# A seat comes back two round trips after its job ended (its result's post, its next
+# lease), the courier may be in the middle of another errand, and a round trip may take
+# twice the mean: the queue covers this many round trips' worth of jobs.
+QUEUE_TRIPS = 4.0
 # An extension this late goes before posts and leases, however busy they keep the courier.
 EXTEND_LATE = 1.0
 
@@ -77,10 +78,9 @@ def extend_schedule(lease_seconds: float) -> tuple[float, float]:
 
 
 def queue_target(job_seconds: float | None, trip_seconds: float | None, seats: int) -> int:
-    """How many leased jobs to keep waiting behind the running one: as many as run in the
-    two round trips a seat takes to come back (its result's post, its next lease), with a
-    quarter more for the turns the courier waits; one (a spare) for long jobs and until a
-    job's time is known; within the seller's other seats."""
+    """How many leased jobs to keep waiting behind the running one: as many as run in
+    QUEUE_TRIPS round trips; one (a spare) for long jobs and until a job's time is known;
+    within the seller's other seats."""
     if seats < 2:
         return 0
     if job_seconds is None or trip_seconds is None:

@@ -207,10 +207,11 @@ def test_the_queue_keeps_its_inputs_within_the_memory_plan(
         client.close()
 
 
-def test_queue_target_runs_two_round_trips_of_jobs_ahead() -> None:
+def test_queue_target_runs_a_few_round_trips_of_jobs_ahead() -> None:
     assert queue_target(None, None, 16) == 1  # not measured yet: a spare
     assert queue_target(600.0, 0.1, 16) == 1  # long jobs: a spare is enough
-    assert queue_target(0.015, 0.09, 16) == 15  # tiny ones: two round trips' worth
-    assert queue_target(0.1, 0.1, 16) == 3
+    assert queue_target(0.015, 0.09, 16) == 15  # tiny ones: every other seat
+    assert queue_target(0.1, 0.1, 16) == 4  # four round trips' worth
+    assert queue_target(0.015, 0.09, 64) == 24
     assert queue_target(0.0, 0.1, 16) == 15
     assert queue_target(0.015, 0.09, 1) == 0  # one seat: nothing ahead
