@@ -21,6 +21,7 @@ import hashlib
 import os
 import secrets
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +56,8 @@ RELEASE_TIMEOUT = 3.0
 STOP_SECONDS = 5.0
 # A seller the market revoked exits with this status, and is not restarted.
 EXIT_REVOKED = 3
+# How long a thread holds the interpreter lock while another waits for it (see run).
+SWITCH_SECONDS = 0.0005
 
 
 def stop_on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -157,6 +160,11 @@ class Seller:
             os.sched_setaffinity(0, {self.options.cpu})
         if not self.check_jail():
             return 1
+        # The job loop waits in a system call at every step of a job (spawn, poll, read,
+        # wait, the console line, the status file) and, back from it, for the interpreter
+        # lock while the courier's thread holds it (TLS, JSON): up to the switch interval
+        # each time, 5 ms by default, several times a job. Asked sooner to let go.
+        sys.setswitchinterval(SWITCH_SECONDS)
         emit(
             "seller-started",
             self.stream,
