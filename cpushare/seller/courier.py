@@ -284,14 +284,16 @@ class Courier:
     def _ask(self, now: int) -> list[int]:
         """The free seats to ask for (marked as asked): `now` jobs to run at once and
         those the queue wants, within the queued inputs' budget."""
-        want = now + queue_target(self._job_seconds, self._trip_seconds, len(self.seats))
+        want = queue_target(self._job_seconds, self._trip_seconds, len(self.seats))
         want -= len(self._queue)
-        queued = sum(len(o.input) for o in self._queue)
-        if self._largest_input and self._queue:
-            want = min(want, (self.queue_bytes - queued) // self._largest_input)
-        elif not self._largest_input:
-            want = min(want, now + 1)  # the inputs' size is not known yet
-        seats = self._free()[: max(0, want)]
+        if self._largest_input:  # the queued inputs and as many more of the largest seen
+            queued = sum(len(o.input) for o in self._queue)
+            room = (self.queue_bytes - queued) // self._largest_input
+        else:
+            room = 1  # the inputs' size is not known yet
+        if not self._queue:
+            room = max(room, 1)  # a spare, whatever its size (as with two seats)
+        seats = self._free()[: max(0, now + min(want, room))]
         self._asking |= set(seats)
         return seats
 
@@ -357,6 +359,8 @@ class Courier:
         def errand() -> None:
             try:
                 got = self._lease(body, seats, 0.0)
+            except Revoked:
+                raise
             except (Unreachable, Refused, BadReply) as exc:
                 self.error("lease-ahead", exc)
                 got = 0

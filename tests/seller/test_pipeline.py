@@ -199,6 +199,12 @@ def test_the_queue_keeps_its_inputs_within_the_memory_plan(
             # Two queued inputs of 1000 bytes fit in 2500, a third would not.
             assert courier.queued() == 2
             assert courier.target() == 15
+        # Emptied, the queue is refilled with the job to run now and two more.
+        while (offer := courier.next_job(0.0)) is not None:
+            courier.deliver(offer, _tiny_result())
+        _wait(lambda: courier.unposted() == 0, "results not posted", 30)
+        courier.lease(body, 0.0)
+        assert courier.queued() == 3
         assert errors == []
     finally:
         for item in courier.close():
