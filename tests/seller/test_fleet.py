@@ -237,7 +237,8 @@ def test_a_revoked_host_stops_every_seller_of_the_fleet_for_good(
     fleet = FleetProcess(tmp_path, "cpushare.sellers=2")
     fleets.append(fleet)
     fleet.wait_for("seller-started", 2)
-    (enrolled,) = fleet.events("enrolled")
+    # The sellers start while the machine enrolls: under load the enrollment comes after.
+    (enrolled,) = fleet.wait_for("enrolled")
     admin.revoke_host(market.db, enrolled["host"])  # as `livecd market host revoke` does
     assert fleet.process.wait(timeout=30) == 3
     # One line per seller, and no restart: the fleet stops once every seat is revoked.
