@@ -78,6 +78,8 @@ def test_the_iso_tree_holds_kernel_initramfs_and_both_menus(iso: Path) -> None:
         "/manifest.json",
     ):
         assert f"'{path}'" in listing
+    # Plain ISOLINUX: its boot: prompt needs no menu module.
+    assert "/isolinux/menu.c32" not in listing and "libcom32" not in listing
 
 
 def test_menus_have_the_three_entries_and_the_serial_console(iso: Path, tmp_path: Path) -> None:
