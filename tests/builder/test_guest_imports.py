@@ -52,6 +52,20 @@ def test_the_image_imports_every_guest_module_with_its_own_python(live_root: Pat
     assert stdlib_closure() - set(seen["loaded"]) == set()
 
 
+def test_the_standard_library_has_no_docstrings_and_the_guest_keeps_its_own(
+    live_root: Path,
+) -> None:
+    # Stripped at build time as -OO would (the asserts stay): the code still runs.
+    probe = (
+        "import json, dataclasses, cpushare.order as o\n"
+        "print(json.__doc__, json.dumps.__doc__, dataclasses.dataclass.__doc__)\n"
+        "print(bool(o.__doc__), bool(o.order_from_toml.__doc__), json.loads('[1]'))"
+    )
+    done = _in_image(live_root, "-c", probe)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["None None None", "True True [1]"]
+
+
 def test_a_pruned_module_is_missing_from_the_image(live_root: Path) -> None:
     # The check above fails when pruning drops a module: one the guest never imports
     # is absent, and importing it inside the image fails.
