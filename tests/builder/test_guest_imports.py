@@ -66,6 +66,23 @@ def test_the_standard_library_has_no_docstrings_and_the_guest_keeps_its_own(
     assert done.stdout.splitlines() == ["None None None", "True True [1]"]
 
 
+def test_frozen_modules_ship_no_file_and_python_still_finds_its_library(
+    live_root: Path,
+) -> None:
+    # io, site, codecs... come from the interpreter itself; os.pyc stays, as the landmark
+    # of the standard library: Python starts without a warning, with site too.
+    assert not (live_root / STDLIB / "io.pyc").exists()
+    assert not (live_root / STDLIB / "importlib/_bootstrap_external.pyc").exists()
+    assert (live_root / STDLIB / "os.pyc").is_file()
+    done = subprocess.run(
+        ["chroot", str(live_root), "/usr/bin/python3.11", "-c",
+         "import io, os, site, sys; print(sys.prefix, io.__spec__.origin, os.__spec__.origin)"],
+        capture_output=True, text=True, timeout=120, env={"PATH": PATH},
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.split() == ["/usr", "frozen", "frozen"]
+
+
 def test_a_pruned_module_is_missing_from_the_image(live_root: Path) -> None:
     # The check above fails when pruning drops a module: one the guest never imports
     # is absent, and importing it inside the image fails.
@@ -81,7 +98,9 @@ def test_the_closure_holds_imports_made_inside_functions() -> None:
         "email",
     }
     kept = stdlib_closure()
-    assert {"tomllib", "ssl", "http.client", "encodings.idna", "runpy"} <= kept
+    assert {"tomllib", "ssl", "http.client", "encodings.idna", "_strptime"} <= kept
+    # Frozen into the interpreter, so no file: `python3 -m` runs without runpy.py.
+    assert "runpy" not in kept and "os" in kept
     assert not unused(f"{STDLIB}/http/client.py", kept)
     assert not unused(f"{STDLIB}/lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so", kept)
     assert unused(f"{STDLIB}/lib-dynload/_sqlite3.cpython-311-x86_64-linux-gnu.so", kept)
