@@ -19,10 +19,9 @@ _SYSLINUX = "syslinux-common:usr/lib/syslinux/modules/bios"
 # ISO path -> "package:path inside the package".
 ISOLINUX_FILES = {
     BIOS_BOOT: "isolinux:usr/lib/ISOLINUX/isolinux.bin",
+    # The core's command line, which the boot: prompt is: no menu module (menu.c32 and
+    # the libcom32 and libutil it needs weigh 210 KB).
     "isolinux/ldlinux.c32": f"{_SYSLINUX}/ldlinux.c32",
-    "isolinux/menu.c32": f"{_SYSLINUX}/menu.c32",
-    "isolinux/libutil.c32": f"{_SYSLINUX}/libutil.c32",
-    "isolinux/libcom32.c32": f"{_SYSLINUX}/libcom32.c32",
 }
 # ESP path -> "package:path". Shim loads grubx64.efi from its own directory.
 ESP_FILES = {

@@ -214,8 +214,7 @@ def root_filesystem(
     entries = rootfs.merge(
         rootfs.skeleton(),
         python_runtime.pruned(packaged),
-        python_runtime.ca_bundle(packaged),
-        rootfs.busybox(trees["busybox-static"]),
+        stage1.busybox_links(rootfs.busybox(trees["busybox-static"])),
         rootfs.modules(kernel, modules),
         guest.cpushare_package(),
         guest.jail_binaries(),

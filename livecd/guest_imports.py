@@ -36,13 +36,20 @@ ALSO_KEPT = frozenset(
 # only to learn whether it can write such archives, which the seller never does; their
 # C libraries are not in the image.
 NEVER_KEPT = frozenset({"bz2", "_bz2", "lzma", "_lzma", "_compression"})
-# Run by the closure's interpreter: imports every root, prints the modules loaded.
+# Frozen into the interpreter (Python 3.11 imports these from its own binary, never from
+# their files) but shipped all the same: os.pyc is the landmark by which Python's start
+# finds its standard library (getpath); without it, it warns and guesses.
+FROZEN_KEPT = frozenset({"os"})
+# Run by the closure's interpreter: imports every root, prints the modules loaded and
+# the frozen ones among them.
 _PROBE = """
 import importlib, json, sys
 sys.path.insert(0, sys.argv[1])
 for name in sys.argv[2:]:
     importlib.import_module(name)
-print(json.dumps(sorted(sys.modules)))
+specs = {name: getattr(module, "__spec__", None) for name, module in sys.modules.items()}
+frozen = [name for name, spec in specs.items() if getattr(spec, "origin", "") == "frozen"]
+print(json.dumps({"loaded": sorted(sys.modules), "frozen": sorted(frozen)}))
 """
 
 
@@ -69,7 +76,8 @@ def imported_names(source: bytes) -> set[str]:
 
 
 def stdlib_closure() -> frozenset[str]:
-    """The standard library modules (dotted names, packages included) the guest loads."""
+    """The standard library modules (dotted names, packages included) the guest loads
+    from files: the frozen ones but `FROZEN_KEPT` come from the interpreter itself."""
     roots = set(guest_modules()) | ALSO_KEPT
     for path in CPUSHARE_SRC.rglob("*.py"):
         roots |= imported_names(path.read_bytes())
@@ -78,5 +86,8 @@ def stdlib_closure() -> frozenset[str]:
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise BuildError(f"the guest's modules do not import on this host's Python: {last}")
-    loaded: list[str] = json.loads(done.stdout)
-    return frozenset(m for m in loaded if m.split(".")[0] != "cpushare") - NEVER_KEPT
+    seen: dict[str, list[str]] = json.loads(done.stdout)
+    frozen = frozenset(seen["frozen"]) - FROZEN_KEPT
+    return (
+        frozenset(m for m in seen["loaded"] if m.split(".")[0] != "cpushare") - NEVER_KEPT - frozen
+    )

@@ -1,18 +1,15 @@
 """CPython in the live system: Debian's python3.11 packages are unpacked like any other;
-this module prunes the standard library to the modules the guest imports, drops the
-shared libraries and the data no seller uses, and makes the CA bundle that the
-ca-certificates package's maintainer script would have made."""
+this module prunes the standard library to the modules the guest imports and drops the
+shared libraries and the data no seller uses."""
 
 from __future__ import annotations
 
-import stat
 from collections.abc import Iterable
 
 from diskformats.cpio import Entry
 from livecd.guest_imports import stdlib_closure
 
 STDLIB = "usr/lib/python3.11"
-_REG = stat.S_IFREG | 0o644
 
 _UNUSED_OTHER = (
     "usr/lib/x86_64-linux-gnu/gconv", "usr/lib/x86_64-linux-gnu/engines-3",
@@ -26,8 +23,6 @@ _UNUSED_OTHER = (
         "libpcprofile.so", "libthread_db.so.1", "libutil.so.1",
     )),
 )  # fmt: skip
-CA_SOURCES = "usr/share/ca-certificates"
-CA_BUNDLE = "etc/ssl/certs/ca-certificates.crt"
 
 
 def unused(path: str, kept: frozenset[str]) -> bool:
@@ -59,20 +54,3 @@ def pruned(entries: Iterable[Entry]) -> list[Entry]:
     the modules the guest's code imports stay."""
     kept = stdlib_closure()
     return [e for e in entries if not unused(e.path, kept)]
-
-
-def ca_bundle(entries: Iterable[Entry]) -> list[Entry]:
-    """/etc/ssl/certs/ca-certificates.crt, which the ca-certificates package's maintainer
-    script would make: every certificate it ships, in sorted order."""
-    certs = sorted(
-        (
-            e
-            for e in entries
-            if e.path.startswith(CA_SOURCES + "/") and e.path.endswith(".crt") and e.source
-        ),
-        key=lambda e: e.path,
-    )
-    if not certs:
-        return []
-    data = b"".join(e.source.read_bytes().rstrip() + b"\n" for e in certs if e.source)
-    return [Entry(CA_BUNDLE, _REG, data=data)]

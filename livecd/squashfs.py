@@ -33,7 +33,13 @@ from livecd.run import need, run
 # Python's start reads its .pyc files out of order from fragment blocks, of which the
 # kernel caches three.
 # 128 KiB blocks: squashfs decompresses a whole block for any page of it, and keeps
-# three fragment blocks in unreclaimable memory.
+# three fragment blocks in unreclaimable memory, and a block per possible CPU.
+# Measured on this image (9,146,368 bytes with these options): 256 KiB blocks 8,916,992,
+# 512 KiB 8,724,480, 1 MiB 8,568,832; xz + BCJ 8,105,984 at 128 KiB, 7,577,600 at 1 MiB.
+# At 1 MiB the live system took 59.7 MiB at 128 MiB with zstd and 59.0 with xz, against
+# 56.0 (scripts/bench_boot.py --memory: the kernel's larger caches cost more than the
+# smaller image saves); first result under TCG, two runs each, alternated: 128 KiB zstd
+# 11.96 / 13.64 s, 1 MiB zstd 12.60 / 14.75, 1 MiB xz 21.90 / 15.47 (load about 7).
 COMPRESSION = ("-comp", "zstd", "-Xcompression-level", "19")
 BLOCK_SIZE = 128 * 1024
 # Part of the cache key: a change of options or format builds every image again.

@@ -20,12 +20,14 @@ from livecd.kernel import Kernel, ModuleTree
 from livecd.templates import Rendered
 
 IMAGE = "live/root.squashfs"
+# The one busybox of the ISO: the first stage's, which /init hands to the live system.
+BUSYBOX = "bin/busybox"
 # loop and squashfs mount the image, overlay makes it writable; button and evdev let
 # acpid see the power button when the boot stops here.
 MODULES = ("loop", "squashfs", "overlay", "button", "evdev")
 # What /init and the stopped system run: everything else of busybox stays in the image.
 APPLETS = (
-    "sh", "mount", "umount", "mkdir", "cat", "cut", "sed", "echo", "modprobe", "losetup",
+    "sh", "mount", "umount", "mkdir", "cat", "cp", "cut", "sed", "echo", "modprobe", "losetup",
     "switch_root", "stat", "grep", "init", "acpid", "getty", "poweroff", "sleep", "uname",
     "dmesg", "rm",
 )  # fmt: skip
@@ -45,8 +47,8 @@ def entries(
     power_button: Iterable[Entry],
 ) -> list[Entry]:
     """Every member of the first-stage archive but the image (`image_archive`)."""
-    binary = [e for e in busybox if e.path == "bin/busybox"]
-    links = [e for e in busybox if e.path.rsplit("/", 1)[-1] in APPLETS and e.path != "bin/busybox"]
+    binary = [e for e in busybox if e.path == BUSYBOX]
+    links = [e for e in busybox if e.path.rsplit("/", 1)[-1] in APPLETS and e.path != BUSYBOX]
     shared = [f for f in rendered_rootfs if f.path in SHARED]
     return rootfs.merge(
         rootfs.skeleton(),
@@ -57,6 +59,14 @@ def entries(
         rootfs.rendered(rendered_stage1),
         power_button,
     )
+
+
+def busybox_links(busybox: Sequence[Entry]) -> list[Entry]:
+    """busybox's applet links without its binary, for the image: the first stage's
+    /bin/busybox is the live system's too. /init copies it into the overlay's upper
+    layer before it mounts the overlay (templates/initramfs/init.j2), so the ISO
+    carries it once (about 0.95 MB less in the compressed image)."""
+    return [e for e in busybox if e.path != BUSYBOX]
 
 
 def initramfs(first_stage: bytes, image: bytes, epoch: int) -> bytes:

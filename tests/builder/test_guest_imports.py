@@ -52,6 +52,37 @@ def test_the_image_imports_every_guest_module_with_its_own_python(live_root: Pat
     assert stdlib_closure() - set(seen["loaded"]) == set()
 
 
+def test_the_standard_library_has_no_docstrings_and_the_guest_keeps_its_own(
+    live_root: Path,
+) -> None:
+    # Stripped at build time as -OO would (the asserts stay): the code still runs.
+    probe = (
+        "import json, dataclasses, cpushare.order as o\n"
+        "print(json.__doc__, json.dumps.__doc__, dataclasses.dataclass.__doc__)\n"
+        "print(bool(o.__doc__), bool(o.order_from_toml.__doc__), json.loads('[1]'))"
+    )
+    done = _in_image(live_root, "-c", probe)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["None None None", "True True [1]"]
+
+
+def test_frozen_modules_ship_no_file_and_python_still_finds_its_library(
+    live_root: Path,
+) -> None:
+    # io, site, codecs... come from the interpreter itself; os.pyc stays, as the landmark
+    # of the standard library: Python starts without a warning, with site too.
+    assert not (live_root / STDLIB / "io.pyc").exists()
+    assert not (live_root / STDLIB / "importlib/_bootstrap_external.pyc").exists()
+    assert (live_root / STDLIB / "os.pyc").is_file()
+    done = subprocess.run(
+        ["chroot", str(live_root), "/usr/bin/python3.11", "-c",
+         "import io, os, site, sys; print(sys.prefix, io.__spec__.origin, os.__spec__.origin)"],
+        capture_output=True, text=True, timeout=120, env={"PATH": PATH},
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.split() == ["/usr", "frozen", "frozen"]
+
+
 def test_a_pruned_module_is_missing_from_the_image(live_root: Path) -> None:
     # The check above fails when pruning drops a module: one the guest never imports
     # is absent, and importing it inside the image fails.
@@ -67,7 +98,9 @@ def test_the_closure_holds_imports_made_inside_functions() -> None:
         "email",
     }
     kept = stdlib_closure()
-    assert {"tomllib", "ssl", "http.client", "encodings.idna", "runpy"} <= kept
+    assert {"tomllib", "ssl", "http.client", "encodings.idna", "_strptime"} <= kept
+    # Frozen into the interpreter, so no file: `python3 -m` runs without runpy.py.
+    assert "runpy" not in kept and "os" in kept
     assert not unused(f"{STDLIB}/http/client.py", kept)
     assert not unused(f"{STDLIB}/lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so", kept)
     assert unused(f"{STDLIB}/lib-dynload/_sqlite3.cpython-311-x86_64-linux-gnu.so", kept)

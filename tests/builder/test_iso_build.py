@@ -78,6 +78,8 @@ def test_the_iso_tree_holds_kernel_initramfs_and_both_menus(iso: Path) -> None:
         "/manifest.json",
     ):
         assert f"'{path}'" in listing
+    # Plain ISOLINUX: its boot: prompt needs no menu module.
+    assert "/isolinux/menu.c32" not in listing and "libcom32" not in listing
 
 
 def test_menus_have_the_three_entries_and_the_serial_console(iso: Path, tmp_path: Path) -> None:
@@ -124,6 +126,8 @@ def test_the_image_holds_the_live_system(live_root: Path, default_build: BuildRe
     assert (live_root / "etc/init.d/rcS").is_file()
     assert (live_root / "usr/bin/python3.11").is_file()
     assert (live_root / "tmp").stat().st_mode & 0o7777 == 0o1777
+    # busybox's links, not busybox: the first stage's is the one copy (its /init hands it on).
+    assert (live_root / "bin/sh").is_symlink() and not (live_root / "bin/busybox").exists()
     release = default_build.kernel_release
     assert list((live_root / "lib/modules" / release).rglob("e1000.ko"))
 

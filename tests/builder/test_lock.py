@@ -90,24 +90,24 @@ def test_a_build_from_the_lock_is_the_same_iso(
 def test_a_build_uses_the_locked_version_not_todays(
     default_build: BuildResult, lock_file: Path, tmp_path: Path
 ) -> None:
-    # Pin a version of ca-certificates other than the one resolution picks today (the
-    # suite lists an older one beside its security update): the image must carry it.
+    # Pin a version of zlib1g other than the one resolution picks today (the suite lists
+    # an older one beside its update): the image must carry it.
     apt = Apt(cache_home(), "bookworm")
-    today = next(p for p in default_build.packages if p.name == "ca-certificates")
-    other = next(p for p in apt.versions("ca-certificates") if p.version != today.version)
+    today = next(p for p in default_build.packages if p.name == "zlib1g")
+    other = next(p for p in apt.versions("zlib1g") if p.version != today.version)
 
     def pin_other(doc: dict[str, Any]) -> None:
-        entry = next(p for p in doc["packages"] if p["name"] == "ca-certificates")
+        entry = next(p for p in doc["packages"] if p["name"] == "zlib1g")
         entry.update(version=other.version, sha256=other.sha256, size=other.size)
 
     profile = load_profile().with_overrides(timeout=0)
     opts = BuildOptions(profile=profile, output=tmp_path / "o.iso", source_date_epoch=EPOCH,
                         lock=edited(lock_file, pin_other))  # fmt: skip
     result = build(opts)
-    used = next(p for p in result.packages if p.name == "ca-certificates")
+    used = next(p for p in result.packages if p.name == "zlib1g")
     assert (used.version, used.sha256) == (other.version, other.sha256)
     listed = {p["name"]: p for p in result.manifest["packages"]}  # type: ignore[attr-defined]
-    assert listed["ca-certificates"]["sha256"] == other.sha256
+    assert listed["zlib1g"]["sha256"] == other.sha256
     assert result.sha256 != default_build.sha256
 
 
