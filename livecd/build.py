@@ -209,7 +209,7 @@ def root_filesystem(
     extra = [
         p.name for p in packages[1:] if p.name not in BOOT_PACKAGES and p.name != "busybox-static"
     ]
-    modules = ModuleTree(kernel.modules).closure(profile.drivers)
+    modules = ModuleTree(kernel.modules, opts.cache / "modules").closure(profile.drivers)
     packaged = [e for name in extra for e in rootfs.package_tree(name, trees[name])]
     entries = rootfs.merge(
         rootfs.skeleton(),
@@ -245,6 +245,7 @@ def first_stage(
     return stage1.entries(
         rootfs.busybox(trees["busybox-static"]),
         kernel,
+        ModuleTree(kernel.modules, opts.cache / "modules"),
         render_tree("initramfs", stage_context, opts.templates),
         render_tree("rootfs", context, opts.templates),
         [e for e in rootfs.overlay(opts.overlays) if e.path.startswith("etc/acpi/")],

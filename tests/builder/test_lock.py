@@ -70,7 +70,8 @@ def test_livecd_lock_pins_the_current_resolution(
     assert result.exit_code == 0, result.output
     lock = read_lock(out)
     assert pinned(list(lock.packages)) == pinned(default_build.packages)
-    assert lock.packages[0].name.startswith("linux-image-6")
+    assert lock.packages[0].name.startswith("linux-image-6.12.")
+    assert lock.packages[0].suite == "trixie" and lock.kernel == "linux-image-amd64/trixie"
     assert [p["sha256"] for p in default_build.manifest["packages"]] == [  # type: ignore[attr-defined]
         p.sha256 for p in lock.packages
     ]
@@ -123,6 +124,23 @@ def test_a_tampered_sha256_fails_with_one_line(lock_file: Path, tmp_path: Path) 
     (line,) = error_lines(result)
     assert "isolinux" in line and "0" * 64 in line and "altered" in line and "livecd lock" in line
     assert not (tmp_path / "t.iso").exists()
+
+
+def test_a_tampered_sha256_of_another_suites_package_fails_too(
+    lock_file: Path, tmp_path: Path
+) -> None:
+    # The kernel comes from Debian 13: its sha256 is checked against that suite's index.
+    def tamper(doc: dict[str, Any]) -> None:
+        kernel = doc["packages"][0]
+        assert kernel["suite"] == "trixie"
+        kernel["sha256"] = "1" * 64
+
+    result = livecd(
+        "build", "--lock", str(edited(lock_file, tamper)), "-o", str(tmp_path / "t.iso")
+    )
+    assert result.exit_code == 2
+    (line,) = error_lines(result)
+    assert "linux-image-6.12" in line and "1" * 64 in line and "altered" in line
 
 
 def test_a_package_that_can_no_longer_be_had_is_named(lock_file: Path, tmp_path: Path) -> None:
