@@ -270,7 +270,11 @@ def build_manifest(
         "orders": [{"name": o.name, "sha256": o.sha256} for o in orders],
         "source_date_epoch": epoch,
         "kernel": kernel.release,
-        "packages": [{"name": p.name, "version": p.version, "sha256": p.sha256} for p in packages],
+        "packages": [
+            {"name": p.name, "version": p.version, "sha256": p.sha256}
+            | ({"suite": p.suite} if p.suite else {})
+            for p in packages
+        ],
         "initramfs": {
             "compression": profile.compression,
             "sha256": hashlib.sha256(initramfs).hexdigest(),

@@ -72,6 +72,9 @@ def test_livecd_lock_pins_the_current_resolution(
     assert pinned(list(lock.packages)) == pinned(default_build.packages)
     assert lock.packages[0].name.startswith("linux-image-6.12.")
     assert lock.packages[0].suite == "trixie" and lock.kernel == "linux-image-amd64/trixie"
+    # The manifest says which suite a package of another suite came from.
+    listed = default_build.manifest["packages"]  # type: ignore[index]
+    assert [p.get("suite", "") for p in listed] == [p.suite for p in lock.packages]  # type: ignore[attr-defined]
     assert [p["sha256"] for p in default_build.manifest["packages"]] == [  # type: ignore[attr-defined]
         p.sha256 for p in lock.packages
     ]
