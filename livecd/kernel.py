@@ -4,16 +4,17 @@ Debian's kernel package ships no modules.dep; the builder reads each chosen modu
 `.modinfo` section, closes the set over its dependencies and writes modules.dep and
 modules.alias itself, so that busybox's modprobe loads drivers by modalias at boot.
 Modules are copied byte for byte: their appended signatures must stay valid under
-Secure Boot's lockdown. A compressed module (`.ko.xz`, `.ko.zst`: Debian 13 ships xz) is
-decompressed at build time into the plain `.ko` it was made from, signature included
-(the kernel's build signs a module, then compresses it): busybox's modprobe hands the
-file to finit_module without the flag that asks the kernel to decompress it, and then
-falls back to a decompressed copy in its own memory, so the plain file is what loads
-straight away. The decompressed copies are cached by content.
+Secure Boot's lockdown. A compressed module (`.ko.xz`, `.ko.zst`, `.ko.gz`: Debian 13
+ships xz) is decompressed at build time into the plain `.ko` it was made from, signature
+included (the kernel's build signs a module, then compresses it): busybox's modprobe
+hands the file to finit_module without the flag that asks the kernel to decompress it,
+and only then falls back to a copy it decompresses in its own memory, so the plain file
+is what loads straight away. The decompressed copies are cached by content.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import lzma
 import struct
@@ -80,7 +81,7 @@ class Module:
 
 
 # How a compressed module's name ends -> the compression, as the kernel's build names it.
-COMPRESSED = {".ko.xz": "xz", ".ko.zst": "zstd"}
+COMPRESSED = {".ko.xz": "xz", ".ko.zst": "zstd", ".ko.gz": "gzip"}
 
 
 def modinfo(ko: bytes) -> dict[str, list[str]]:
@@ -127,9 +128,11 @@ def decompress(path: Path, cache: Path) -> Path:
     try:
         if method == "xz":
             ko = lzma.decompress(data, format=lzma.FORMAT_XZ)
+        elif method == "gzip":
+            ko = gzip.decompress(data)
         else:
             ko = pipe([need("zstd", "zstd"), "-dcq"], data, f"decompressing {path.name}")
-    except lzma.LZMAError as exc:
+    except (lzma.LZMAError, OSError, EOFError) as exc:
         raise BuildError(f"module {path.name}: cannot decompress it ({exc})") from None
     atomic_write(plain, ko)
     return plain

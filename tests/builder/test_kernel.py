@@ -3,8 +3,8 @@ decompressed), modprobe's files."""
 
 from __future__ import annotations
 
+import gzip
 import lzma
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -101,14 +101,14 @@ def test_a_compressed_module_becomes_its_signed_plain_ko(
     assert again == igb.source and again.stat().st_mtime_ns == written
 
 
-def test_zstd_and_plain_modules_are_read_too(tree: ModuleTree, tmp_path: Path) -> None:
+def test_zstd_gzip_and_plain_modules_are_read_too(tree: ModuleTree, tmp_path: Path) -> None:
     plain = tree.module("e1000").source.read_bytes()
     root = tmp_path / "tree"
     (root / "kernel/a").mkdir(parents=True)
     (root / "kernel/a/e1000.ko").write_bytes(plain)
     subprocess.run(["zstd", "-q", "-o", str(root / "kernel/a/igb.ko.zst")],
                    input=tree.module("igb").source.read_bytes(), check=True)  # fmt: skip
-    shutil.copy(tree.module("dca").source, root / "kernel/a/dca.ko")
+    (root / "kernel/a/dca.ko.gz").write_bytes(gzip.compress(tree.module("dca").source.read_bytes()))
     (root / "kernel/a/i2c-algo-bit.ko.xz").write_bytes(
         lzma.compress(tree.module("i2c_algo_bit").source.read_bytes(), check=lzma.CHECK_CRC32)
     )
@@ -128,8 +128,11 @@ def test_a_damaged_compressed_module_is_one_clear_error(tmp_path: Path) -> None:
     root.mkdir()
     (root / "bad.ko.xz").write_bytes(b"\xfd7zXZ\0 not really")
     (root / "notelf.ko").write_bytes(b"hello")
+    (root / "worse.ko.gz").write_bytes(b"\x1f\x8b\x08 not really")
     with pytest.raises(BuildError, match=r"^module bad.ko.xz: cannot decompress it"):
         ModuleTree(root, tmp_path / "cache").closure(["bad"])
+    with pytest.raises(BuildError, match=r"^module worse.ko.gz: cannot decompress it"):
+        ModuleTree(root, tmp_path / "cache").closure(["worse"])
     with pytest.raises(BuildError, match=r"^module notelf.ko: not a kernel module"):
         ModuleTree(root, tmp_path / "cache").closure(["notelf"])
 
