@@ -209,7 +209,7 @@ def root_filesystem(
     extra = [
         p.name for p in packages[1:] if p.name not in BOOT_PACKAGES and p.name != "busybox-static"
     ]
-    modules = ModuleTree(kernel.modules).closure(profile.drivers)
+    modules = ModuleTree(kernel.modules, opts.cache / "modules").closure(profile.drivers)
     packaged = [e for name in extra for e in rootfs.package_tree(name, trees[name])]
     entries = rootfs.merge(
         rootfs.skeleton(),
@@ -244,6 +244,7 @@ def first_stage(
     return stage1.entries(
         rootfs.busybox(trees["busybox-static"]),
         kernel,
+        ModuleTree(kernel.modules, opts.cache / "modules"),
         render_tree("initramfs", stage_context, opts.templates),
         render_tree("rootfs", context, opts.templates),
         [e for e in rootfs.overlay(opts.overlays) if e.path.startswith("etc/acpi/")],
@@ -268,7 +269,11 @@ def build_manifest(
         "orders": [{"name": o.name, "sha256": o.sha256} for o in orders],
         "source_date_epoch": epoch,
         "kernel": kernel.release,
-        "packages": [{"name": p.name, "version": p.version, "sha256": p.sha256} for p in packages],
+        "packages": [
+            {"name": p.name, "version": p.version, "sha256": p.sha256}
+            | ({"suite": p.suite} if p.suite else {})
+            for p in packages
+        ],
         "initramfs": {
             "compression": profile.compression,
             "sha256": hashlib.sha256(initramfs).hexdigest(),

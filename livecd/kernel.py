@@ -4,17 +4,27 @@ Debian's kernel package ships no modules.dep; the builder reads each chosen modu
 `.modinfo` section, closes the set over its dependencies and writes modules.dep and
 modules.alias itself, so that busybox's modprobe loads drivers by modalias at boot.
 Modules are copied byte for byte: their appended signatures must stay valid under
-Secure Boot's lockdown.
+Secure Boot's lockdown. A compressed module (`.ko.xz`, `.ko.zst`, `.ko.gz`: Debian 13
+ships xz) is decompressed at build time into the plain `.ko` it was made from, signature
+included (the kernel's build signs a module, then compresses it): busybox's modprobe
+hands the file to finit_module without the flag that asks the kernel to decompress it,
+and only then falls back to a copy it decompresses in its own memory, so the plain file
+is what loads straight away. The decompressed copies are cached by content.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import lzma
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from diskformats.run import need, pipe
 from livecd.errors import BuildError
+from livecd.files import atomic_write
 
 
 @dataclass(frozen=True)
@@ -22,20 +32,22 @@ class Kernel:
     release: str
     vmlinuz: Path
     config: Path
-    modules: Path  # lib/modules/RELEASE inside the unpacked package
+    modules: Path  # (usr/)lib/modules/RELEASE inside the unpacked package
 
 
 def find_kernel(tree: Path) -> Kernel:
-    """The kernel inside an unpacked linux-image package."""
+    """The kernel inside an unpacked linux-image package. Its modules are under
+    /lib/modules (Debian 12) or /usr/lib/modules (Debian 13, merged /usr)."""
     images = sorted((tree / "boot").glob("vmlinuz-*"))
     if not images:
         raise BuildError(f"{tree.name}: the kernel package holds no /boot/vmlinuz-*")
     release = images[-1].name.removeprefix("vmlinuz-")
+    places = [tree / "lib" / "modules" / release, tree / "usr" / "lib" / "modules" / release]
     return Kernel(
         release=release,
         vmlinuz=images[-1],
         config=tree / "boot" / f"config-{release}",
-        modules=tree / "lib" / "modules" / release,
+        modules=next((p for p in places if p.is_dir()), places[0]),
     )
 
 
@@ -62,9 +74,14 @@ def check_seccomp(kernel: Kernel) -> dict[str, str]:
 @dataclass(frozen=True)
 class Module:
     name: str
-    path: Path  # relative to lib/modules/RELEASE
+    path: Path  # where it goes, relative to lib/modules/RELEASE: always a plain .ko
     depends: tuple[str, ...]
     aliases: tuple[str, ...]
+    source: Path  # the plain .ko to copy: the package's own, or its decompressed copy
+
+
+# How a compressed module's name ends -> the compression, as the kernel's build names it.
+COMPRESSED = {".ko.xz": "xz", ".ko.zst": "zstd", ".ko.gz": "gzip"}
 
 
 def modinfo(ko: bytes) -> dict[str, list[str]]:
@@ -94,12 +111,43 @@ def _norm(name: str) -> str:
     return name.replace("-", "_")
 
 
-class ModuleTree:
-    """The modules of one kernel release, looked up by name."""
+def _suffix(path: Path) -> str:
+    """`.ko`, `.ko.xz` or `.ko.zst`: what a module file's name ends with; "" otherwise."""
+    name = path.name
+    return next((s for s in (".ko", *COMPRESSED) if name.endswith(s)), "")
 
-    def __init__(self, root: Path) -> None:
+
+def decompress(path: Path, cache: Path) -> Path:
+    """The plain `.ko` inside a compressed module, from `cache` (by the compressed file's
+    sha256) or decompressed into it."""
+    data = path.read_bytes()
+    plain = cache / f"{hashlib.sha256(data).hexdigest()}.ko"
+    if plain.exists():
+        return plain
+    method = COMPRESSED[_suffix(path)]
+    try:
+        if method == "xz":
+            ko = lzma.decompress(data, format=lzma.FORMAT_XZ)
+        elif method == "gzip":
+            ko = gzip.decompress(data)
+        else:
+            ko = pipe([need("zstd", "zstd"), "-dcq"], data, f"decompressing {path.name}")
+    except (lzma.LZMAError, OSError, EOFError) as exc:
+        raise BuildError(f"module {path.name}: cannot decompress it ({exc})") from None
+    atomic_write(plain, ko)
+    return plain
+
+
+class ModuleTree:
+    """The modules of one kernel release, looked up by name. Compressed ones are
+    decompressed into `cache` (a folder of plain `.ko` files named by content)."""
+
+    def __init__(self, root: Path, cache: Path) -> None:
         self.root = root
-        self.paths = {_norm(p.name.split(".ko")[0]): p for p in root.rglob("*.ko*")}
+        self.cache = cache
+        self.paths = {
+            _norm(p.name.removesuffix(_suffix(p))): p for p in root.rglob("*.ko*") if _suffix(p)
+        }
         builtin = root / "modules.builtin"
         self.builtin = (
             {_norm(Path(line).name.split(".ko")[0]) for line in builtin.read_text().split()}
@@ -109,16 +157,20 @@ class ModuleTree:
 
     def module(self, name: str) -> Module:
         path = self.paths[_norm(name)]
-        data = path.read_bytes()
-        if path.suffix != ".ko":
-            raise BuildError(f"module {path.name}: compressed modules are not supported")
-        info = modinfo(data)
+        suffix = _suffix(path)
+        source = path if suffix == ".ko" else decompress(path, self.cache)
+        try:
+            info = modinfo(source.read_bytes())
+        except (ValueError, struct.error, IndexError) as exc:
+            raise BuildError(f"module {path.name}: not a kernel module ({exc})") from None
         depends = [d for d in ",".join(info.get("depends", [])).split(",") if d]
+        relative = path.relative_to(self.root)
         return Module(
             name=_norm(name),
-            path=path.relative_to(self.root),
+            path=relative.with_name(relative.name.removesuffix(suffix) + ".ko"),
             depends=tuple(_norm(d) for d in depends),
             aliases=tuple(info.get("alias", [])),
+            source=source,
         )
 
     def closure(self, names: Iterable[str]) -> list[Module]:

@@ -234,9 +234,16 @@ def check_lock(lock: Lock, profile: Profile, where: Path) -> None:
 def pinned_packages(apt: Apt, lock: Lock, where: Path) -> list[Package]:
     """The locked packages, each in the cache or still to be had from the mirrors with its
     locked sha256: a LockError names the first that is not."""
-    index = _index_entries(apt, [p.name for p in lock.packages])
+    by_suite: dict[str, list[str]] = {}
     for pkg in lock.packages:
-        listed = index.get(pkg.name)
+        by_suite.setdefault(pkg.suite, []).append(pkg.name)
+    index = {
+        (suite, name): listed
+        for suite, names in by_suite.items()
+        for name, listed in _index_entries(apt.other(suite or apt.suite), names).items()
+    }
+    for pkg in lock.packages:
+        listed = index.get((pkg.suite, pkg.name))
         if listed is not None and listed.version == pkg.version:
             if listed.sha256 != pkg.sha256:
                 raise LockError(
@@ -249,7 +256,8 @@ def pinned_packages(apt: Apt, lock: Lock, where: Path) -> list[Package]:
 
 
 def _index_entries(apt: Apt, names: Sequence[str]) -> dict[str, Package]:
-    """What the signed index lists now for `names`; nothing when one is gone from it."""
+    """What the signed index of `apt`'s suite lists now for `names`; nothing when one is
+    gone from it."""
     try:
         return apt.show(names)
     except BuildError:
@@ -262,7 +270,8 @@ def _fetch_unlisted(apt: Apt, pkg: Package, where: Path) -> None:
     try:
         apt.fetch(pkg)
     except UserError as exc:
-        listed = ", ".join(sorted({p.version for p in apt.versions(pkg.name)})) or "none"
+        versions = apt.other(pkg.suite or apt.suite).versions(pkg.name)
+        listed = ", ".join(sorted({p.version for p in versions})) or "none"
         raise LockError(
             f"{where}: {pkg.label} (sha256 {pkg.sha256[:12]}...) can no longer be had "
             f"(the mirrors list {listed}): run `livecd lock` to pin the current versions "

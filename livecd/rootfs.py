@@ -71,12 +71,11 @@ def busybox(tree: Path) -> list[Entry]:
 
 
 def modules(kernel: Kernel, chosen: list[Module]) -> list[Entry]:
-    """The chosen modules byte for byte (their signatures must stay valid), with the
-    modules.dep and modules.alias written for exactly them."""
+    """The chosen modules byte for byte as plain `.ko` files (their signatures must stay
+    valid), with the modules.dep and modules.alias written for exactly them."""
     base = f"lib/modules/{kernel.release}"
     files = [
-        Entry(f"{base}/{m.path.as_posix()}", stat.S_IFREG | 0o644, source=kernel.modules / m.path)
-        for m in chosen
+        Entry(f"{base}/{m.path.as_posix()}", stat.S_IFREG | 0o644, source=m.source) for m in chosen
     ]
     db = {**module_db(chosen), "modules.builtin": _read(kernel.modules / "modules.builtin")}
     meta = [

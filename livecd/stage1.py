@@ -42,6 +42,7 @@ MIN_AVAILABLE_MB = 40
 def entries(
     busybox: Sequence[Entry],
     kernel: Kernel,
+    modules: ModuleTree,
     rendered_stage1: Iterable[Rendered],
     rendered_rootfs: Iterable[Rendered],
     power_button: Iterable[Entry],
@@ -54,7 +55,7 @@ def entries(
         rootfs.skeleton(),
         binary,
         links,
-        rootfs.modules(kernel, ModuleTree(kernel.modules).closure(MODULES)),
+        rootfs.modules(kernel, modules.closure(MODULES)),
         rootfs.rendered(shared),
         rootfs.rendered(rendered_stage1),
         power_button,

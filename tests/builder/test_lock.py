@@ -71,6 +71,11 @@ def test_livecd_lock_pins_the_current_resolution(
     lock = read_lock(out)
     assert pinned(list(lock.packages)) == pinned(default_build.packages)
     assert lock.packages[0].name.startswith("linux-image-6")
+    grub = next(p for p in lock.packages if p.name == "grub-efi-amd64-signed")
+    assert grub.suite == "trixie"
+    # The manifest says which suite a package of another suite came from.
+    listed = default_build.manifest["packages"]  # type: ignore[index]
+    assert [p.get("suite", "") for p in listed] == [p.suite for p in lock.packages]  # type: ignore[attr-defined]
     assert [p["sha256"] for p in default_build.manifest["packages"]] == [  # type: ignore[attr-defined]
         p.sha256 for p in lock.packages
     ]
@@ -123,6 +128,23 @@ def test_a_tampered_sha256_fails_with_one_line(lock_file: Path, tmp_path: Path) 
     (line,) = error_lines(result)
     assert "isolinux" in line and "0" * 64 in line and "altered" in line and "livecd lock" in line
     assert not (tmp_path / "t.iso").exists()
+
+
+def test_a_tampered_sha256_of_another_suites_package_fails_too(
+    lock_file: Path, tmp_path: Path
+) -> None:
+    # The ESP's GRUB comes from Debian 13: its sha256 is checked against that suite's index.
+    def tamper(doc: dict[str, Any]) -> None:
+        grub = next(p for p in doc["packages"] if p["name"] == "grub-efi-amd64-signed")
+        assert grub["suite"] == "trixie"
+        grub["sha256"] = "1" * 64
+
+    result = livecd(
+        "build", "--lock", str(edited(lock_file, tamper)), "-o", str(tmp_path / "t.iso")
+    )
+    assert result.exit_code == 2
+    (line,) = error_lines(result)
+    assert "grub-efi-amd64-signed" in line and "1" * 64 in line and "altered" in line
 
 
 def test_a_package_that_can_no_longer_be_had_is_named(lock_file: Path, tmp_path: Path) -> None:
