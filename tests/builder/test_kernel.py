@@ -86,9 +86,7 @@ def test_modinfo_reads_aliases_and_dependencies(tree: ModuleTree) -> None:
     assert set(info["depends"][0].split(",")) == {"dca", "i2c-algo-bit"}
 
 
-def test_a_compressed_module_becomes_its_signed_plain_ko(
-    kernel: Kernel, tmp_path: Path
-) -> None:
+def test_a_compressed_module_becomes_its_signed_plain_ko(kernel: Kernel, tmp_path: Path) -> None:
     # As Debian 13 ships them: the signed module, xz-compressed (CRC32 check, as kmod's).
     plain = (kernel.modules / "kernel/drivers/net/ethernet/intel/igb/igb.ko").read_bytes()
     packed = tmp_path / "tree/kernel/drivers/net/ethernet/intel/igb/igb.ko.xz"
