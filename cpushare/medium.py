@@ -2,7 +2,8 @@
 
 Only removable disks (USB sticks, SD cards) and optical drives are looked at: the live
 system reads not even a label from the machine's own disks. A FAT volume label (FAT12/16
-or FAT32 boot sector) or an ISO 9660 volume id of CPUSHARE matches.
+or FAT32 boot sector) or an ISO 9660 volume id of CPUSHARE matches; its filesystem is
+mounted by name, so that the kernel loads that one module when it is first asked for.
 """
 
 from __future__ import annotations
@@ -11,21 +12,33 @@ import os
 import subprocess
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 LABEL = "CPUSHARE"
-FILESYSTEMS = ("vfat", "isofs")
 _ISO_PVD = 16 * 2048
+
+
+class Medium(NamedTuple):
+    device: Path
+    filesystem: str  # as mount -t names it: vfat or iso9660
+
+
+def volume(head: bytes) -> tuple[str, str] | None:
+    """The filesystem (vfat or iso9660) and the FAT volume label or ISO 9660 volume id of
+    a volume's first 34 KiB, if any."""
+    if len(head) >= _ISO_PVD + 72 and head[_ISO_PVD : _ISO_PVD + 6] == b"\x01CD001":
+        return "iso9660", head[_ISO_PVD + 40 : _ISO_PVD + 72].decode("ascii", "replace").strip()
+    if len(head) >= 512 and head[510:512] == b"\x55\xaa":
+        for offset in (0x26, 0x42):  # FAT12/16 and FAT32 extended boot signature
+            if head[offset] == 0x29 and head[offset + 16 : offset + 24].startswith(b"FAT"):
+                return "vfat", head[offset + 5 : offset + 16].decode("ascii", "replace").strip()
+    return None
 
 
 def volume_label(head: bytes) -> str | None:
     """The FAT volume label or ISO 9660 volume id of a volume's first 34 KiB, if any."""
-    if len(head) >= _ISO_PVD + 72 and head[_ISO_PVD : _ISO_PVD + 6] == b"\x01CD001":
-        return head[_ISO_PVD + 40 : _ISO_PVD + 72].decode("ascii", "replace").strip()
-    if len(head) >= 512 and head[510:512] == b"\x55\xaa":
-        for offset in (0x26, 0x42):  # FAT12/16 and FAT32 extended boot signature
-            if head[offset] == 0x29 and head[offset + 16 : offset + 24].startswith(b"FAT"):
-                return head[offset + 5 : offset + 16].decode("ascii", "replace").strip()
-    return None
+    found = volume(head)
+    return found[1] if found else None
 
 
 def removable_volumes(sys_block: Path = Path("/sys/block")) -> list[str]:
@@ -44,7 +57,7 @@ def removable_volumes(sys_block: Path = Path("/sys/block")) -> list[str]:
     return names
 
 
-def find_medium(dev: Path = Path("/dev"), sys_block: Path = Path("/sys/block")) -> Path | None:
+def find_medium(dev: Path = Path("/dev"), sys_block: Path = Path("/sys/block")) -> Medium | None:
     for name in removable_volumes(sys_block):
         try:
             fd = os.open(dev / name, os.O_RDONLY | os.O_NONBLOCK)
@@ -56,8 +69,9 @@ def find_medium(dev: Path = Path("/dev"), sys_block: Path = Path("/sys/block")) 
             continue
         finally:
             os.close(fd)
-        if volume_label(head) == LABEL:
-            return dev / name
+        found = volume(head)
+        if found is not None and found[1] == LABEL:
+            return Medium(dev / name, found[0])
     return None
 
 
@@ -72,18 +86,17 @@ def usb_storage_settling(usb: Path = Path("/sys/bus/usb/devices")) -> bool:
 
 
 def load_drivers(sys_bus: Path = Path("/sys/bus")) -> None:
-    """Load what the medium needs that boot's pass over the modaliases could not: drivers
-    of devices that appeared since (a USB stick's disk only once usb-storage has probed
-    it), and the filesystems (mount tries only those already loaded)."""
+    """Load the drivers of the devices there are, as /init's passes and mdev do: for a
+    stick still being set up, so as not to wait for mdev's turn."""
     aliases = {p.read_text().strip() for p in sys_bus.glob("*/devices/*/modalias")}
-    subprocess.run(["modprobe", "-qab", *sorted(aliases), *FILESYSTEMS], check=False)
+    subprocess.run(["modprobe", "-qab", *sorted(aliases)], check=False)
 
 
-def wait_for_medium(limit: float = 5.0) -> Path | None:
+def wait_for_medium(limit: float = 5.0) -> Medium | None:
     """The CPUSHARE medium, waiting (at most `limit` seconds) only while a USB stick is
-    still being set up: a boot without one does not wait at all."""
+    still being set up: a boot without one does not wait at all, nor load anything (the
+    devices' drivers were loaded as they appeared, by /init's passes and mdev)."""
     deadline = time.monotonic() + limit
-    load_drivers()
     while (found := find_medium()) is None and usb_storage_settling():
         if time.monotonic() > deadline:
             break

@@ -115,14 +115,16 @@ def copy_orders(folder: Path, copies: Path) -> list[Path]:
 
 def medium_orders(rundir: Path) -> list[Path]:
     """Copies of the .cpu files of the CPUSHARE medium, if there is one."""
-    device = wait_for_medium()
-    if device is None:
+    medium = wait_for_medium()
+    if medium is None:
         return []
+    device = medium.device
     mnt, copies = rundir / "mnt", rundir / "medium"
     mnt.mkdir(parents=True, exist_ok=True)
     copies.mkdir(exist_ok=True)
+    # By name: the kernel loads that filesystem's module when asked for it.
     mounted = subprocess.run(
-        ["mount", "-o", "ro,nosuid,nodev,noexec", str(device), str(mnt)],
+        ["mount", "-t", medium.filesystem, "-o", "ro,nosuid,nodev,noexec", str(device), str(mnt)],
         capture_output=True,
         text=True,
         check=False,

@@ -2,7 +2,7 @@
 """Boot figures of the default ISO against the floor, measured in one run. Prints,
 asserts nothing.
 
-    scripts/bench_boot.py [--output ISO]
+    scripts/bench_boot.py [--output ISO] [--icount]
     scripts/bench_boot.py --memory ISO    (the live memory of an ISO already built, alone)
 
 The floor: the ISO's own kernel with a busybox initramfs (about 1 MB) whose /init prints
@@ -15,6 +15,13 @@ its ratio to the floor's uptime at /init (goal: at most 2.5). The
 live system's own memory is MemTotal minus MemAvailable at QEMU's default 128 MiB with
 one idle seller (no market, so no job, and the enrolling child keeps trying; then with a
 market that has no job, once enrolled), where it goes, and the sizes of what is booted.
+
+With --icount, QEMU counts the guest's time in instructions (-icount shift=2,sleep=on,
+single-threaded TCG): the guest's uptime no longer depends on the host's load, so two
+builds compare within a few hundredths of a second, one run each; those are not the
+goal's figures (an instruction costs the same here whatever it does, under TCG a page
+fault or a Python opcode costs more than a hash round), and the first result is the
+guest's uptime at its first job-finished line (the guest's clock is not the host's).
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ echo "{FLOOR_MARKER}$(/bin/busybox cut -d' ' -f1 /proc/uptime)"
 /bin/busybox poweroff -f
 """
 SCREEN_UP = "[ -s /run/cpushare/screen ]"
+ICOUNT = ("-icount", "shift=2,sleep=on")
 # What the live system's memory is made of (kB lines of /proc/meminfo).
 MEMINFO = ("MemTotal", "MemAvailable", "MemFree", "Cached", "Shmem", "Slab", "SReclaimable",
            "KernelStack", "PageTables", "AnonPages")  # fmt: skip
@@ -106,11 +114,14 @@ def floor_initramfs(busybox: Path, out: Path, epoch: int) -> int:
     return len(data)
 
 
-def floor_uptime(kernel: Path, append: str, initramfs: Path, work: Path) -> float | None:
+def floor_uptime(
+    kernel: Path, append: str, initramfs: Path, work: Path, extra: tuple[str, ...] = ()
+) -> float | None:
     """The floor's guest uptime at /init: the ISO's kernel and command line, booted
     directly with the floor's initramfs, on the same machine as the ISO's boots."""
     argv = [
         need("qemu-system-x86_64", "qemu-system-x86"),
+        *extra,
         *("-accel", accelerator(), "-smp", "1", "-m", "512", "-machine", "pc"),
         *("-netdev", "user,id=net0,restrict=on", "-device", "virtio-net-pci,netdev=net0"),
         *("-kernel", str(kernel), "-initrd", str(initramfs), "-append", append),
@@ -207,15 +218,19 @@ def memory_enrolled(iso: Path, work: Path) -> dict[str, int]:
     return found
 
 
-def first_result(iso: Path, work: Path, table: bool) -> float | None:
-    """Guest uptime at the first accepted result; the milestone table (the timeline)."""
-    cfg = GuestConfig(iso=iso, cpus=1, nic="virtio-net-pci")
+def first_result(iso: Path, work: Path, table: bool, extra: tuple[str, ...] = ()) -> float | None:
+    """Guest uptime at the first accepted result (with `extra` QEMU options, at the first
+    job-finished line); the milestone table (the timeline)."""
+    cfg = GuestConfig(iso=iso, cpus=1, nic="virtio-net-pci", extra=extra)
     work.mkdir(parents=True, exist_ok=True)
     result = run_sale(cfg, work / "sale.log", work, jobs=2, timeout=600)
     if table:
         format_report(result, print)
     for problem in result.problems:
         print(f"bench_boot: problem: {problem}")
+    if extra:
+        finished = result.first("job-finished")
+        return finished.uptime if finished else None
     return result.sale.first_result_uptime if result.sale else None
 
 
@@ -235,7 +250,16 @@ def main() -> int:
     parser.add_argument(
         "--memory", type=Path, metavar="ISO", help="only measure this ISO's live memory"
     )
+    parser.add_argument(
+        "--icount",
+        action="store_true",
+        help="count guest time in instructions: to compare two builds, not for the goal",
+    )
     args = parser.parse_args()
+    extra: tuple[str, ...] = ()
+    if args.icount:
+        os.environ["LIVECD_ACCEL"] = "tcg"  # -icount needs single-threaded TCG
+        extra = ICOUNT
     if args.memory:
         with tempfile.TemporaryDirectory(prefix="bench-boot-") as tmp:
             print_memory(memory(args.memory, Path(tmp)))
@@ -254,11 +278,15 @@ def main() -> int:
         floor_size = floor_initramfs(busybox_binary(built), floor_img, 1_700_000_000)
         # The floor is short and this machine's load varies: the median of a few boots.
         floors = [
-            u for _ in range(FLOOR_BOOTS) if (u := floor_uptime(kernel, append, floor_img, work))
+            u
+            for _ in range(FLOOR_BOOTS)
+            if (u := floor_uptime(kernel, append, floor_img, work, extra))
         ]
         floor = statistics.median(floors) if floors else None
         firsts = [
-            u for i in range(SALES) if (u := first_result(built.iso, work / f"sale{i}", i == 0))
+            u
+            for i in range(SALES)
+            if (u := first_result(built.iso, work / f"sale{i}", i == 0, extra))
         ]
         first = statistics.median(firsts) if firsts else None
         mem = memory(built.iso, work)

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pycdlib
 
-from cpushare.medium import find_medium, removable_volumes, usb_storage_settling, volume_label
+from cpushare.medium import (
+    Medium,
+    find_medium,
+    removable_volumes,
+    usb_storage_settling,
+    volume,
+    volume_label,
+)
 from diskformats.fat import make_fat_image
 
 ORDERS = {"volunteer.cpu": b"order\n"}
@@ -45,6 +52,12 @@ def test_fat_and_iso_labels_are_read_and_anything_else_has_none() -> None:
     assert volume_label(_fat("CPUSHARE")[:100]) is None
 
 
+def test_the_filesystem_is_told_by_its_header_to_be_mounted_by_name() -> None:
+    assert volume(_fat("CPUSHARE")) == ("vfat", "CPUSHARE")
+    assert volume(_iso("CPUSHARE")) == ("iso9660", "CPUSHARE")
+    assert volume(bytes(40 * 1024)) is None
+
+
 def test_only_removable_disks_and_optical_drives_are_looked_at(tmp_path: Path) -> None:
     sys_block, dev = tmp_path / "sys" / "block", tmp_path / "dev"
     _disk(sys_block, "sda", "0", "sda1")
@@ -57,7 +70,10 @@ def test_only_removable_disks_and_optical_drives_are_looked_at(tmp_path: Path) -
     (dev / "sdb").write_bytes(bytes(64 * 1024))
     assert find_medium(dev, sys_block) is None  # sdb1 and sr0 absent: an empty drive
     (dev / "sdb1").write_bytes(_fat("CPUSHARE"))
-    assert find_medium(dev, sys_block) == dev / "sdb1"
+    assert find_medium(dev, sys_block) == Medium(dev / "sdb1", "vfat")
+    (dev / "sr0").write_bytes(_iso("CPUSHARE"))
+    (dev / "sdb1").write_bytes(_fat("OTHER"))
+    assert find_medium(dev, sys_block) == Medium(dev / "sr0", "iso9660")
     assert removable_volumes(tmp_path / "nothing") == []
 
 
