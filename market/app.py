@@ -341,7 +341,7 @@ class Market:
         now = time.time()
         seconds = self.config.lease_seconds
         return await self.db.write(
-            lambda c: leasing.grant_leases(c, host, seats, limits, seconds, now)
+            lambda c: leasing.grant_leases_later(c, host, seats, limits, seconds, now)
         )
 
     async def extend(self, request: Request) -> Response:

@@ -18,6 +18,7 @@ from market import trust
 from market.dialect import Connection, skip_locked
 from market.errors import Conflict, Forbidden, Gone, MarketError, NotFound
 from market.hosts import Host
+from market.later import Later
 from market.slots import refresh_slots
 
 # What a seller takes: (memory bytes, CPU seconds) and, if it says, (..., output bytes).
@@ -102,15 +103,28 @@ def grant_leases(
     now: float,
     chance: Callable[[], float] = random.random,
 ) -> list[Lease]:
+    """grant_leases_later(), its leases read at once."""
+    return grant_leases_later(conn, host, seats, limits, lease_seconds, now, chance).value()
+
+
+def grant_leases_later(
+    conn: Connection,
+    host: Host,
+    seats: list[int],
+    limits: Fit,
+    lease_seconds: float,
+    now: float,
+    chance: Callable[[], float] = random.random,
+) -> Later[list[Lease]]:
     """A lease for each of `seats` in turn while jobs last (as grant_lease: each seat's
     previous active lease is handed back, on every seat named, leased or not).
 
-    Three statements however many seats, and on PostgreSQL two waits for the server: the
+    Three statements however many seats, and on PostgreSQL one wait for the server: the
     seats' previous leases handed back and the jobs taken (a slot each), sent together,
-    then the leases stored. Leasing is the market's most frequent write. A seat nearly
-    always asks with no lease of its own out; when it held one, the jobs just taken give
-    their slots back, the handed-back jobs' slots are recomputed and the jobs taken again,
-    as if handed back first."""
+    then the leases stored, whose ids are read Later (market.later). Leasing is the
+    market's most frequent write. A seat nearly always asks with no lease of its own out;
+    when it held one, the jobs just taken give their slots back, the handed-back jobs'
+    slots are recomputed and the jobs taken again, as if handed back first."""
     check_seats(host, seats)
     marks = ", ".join(["?"] * len(seats))
     handing_back = conn.execute(
@@ -130,7 +144,7 @@ def grant_leases(
             refresh_slots(conn, job_id)
         taken = _take(conn, host, len(seats), limits)
     if not taken:
-        return []
+        return Later(list)
     taken.sort(key=lambda row: int(row[0]))
     solo = [int(alone) for alone in _solo(conn, host, taken, chance)]
     if any(solo):
@@ -148,23 +162,27 @@ def grant_leases(
         + ", ".join(["(?, ?, ?, 'active', ?, ?, ?, ?, ?, ?)"] * len(rows))
         + " RETURNING id, seat",
         [value for row in rows for value in row],
-    ).fetchall()
-    lease_of = {int(seat): int(lease_id) for lease_id, seat in stored}
-    return [
-        Lease(
-            id=lease_of[seat],
-            job_id=int(job_id),
-            program_sha256=program,
-            program_size=int(size),
-            input=bytes(data),
-            limits=JobLimits(cpu, wall, memory, output),
-            deadline=deadline,
-            seat=seat,
-        )
-        for (job_id, program, size, data, cpu, wall, memory, output, _), seat in zip(
-            taken, seats, strict=False
-        )
-    ]
+    )
+
+    def leases() -> list[Lease]:
+        lease_of = {int(seat): int(lease_id) for lease_id, seat in stored.fetchall()}
+        return [
+            Lease(
+                id=lease_of[seat],
+                job_id=int(job_id),
+                program_sha256=program,
+                program_size=int(size),
+                input=bytes(data),
+                limits=JobLimits(cpu, wall, memory, output),
+                deadline=deadline,
+                seat=seat,
+            )
+            for (job_id, program, size, data, cpu, wall, memory, output, _), seat in zip(
+                taken, seats, strict=False
+            )
+        ]
+
+    return Later(leases)
 
 
 def _take(conn: Connection, host: Host, count: int, limits: Fit) -> list[Any]:
