@@ -15,7 +15,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from market import ledger, trust
+from market import later, ledger, trust
 from market.dialect import Connection
 from market.errors import (
     Conflict,
@@ -26,6 +26,7 @@ from market.errors import (
     TooLarge,
     Unavailable,
 )
+from market.later import Later
 from market.slots import tally, update_slots
 
 # The median a result accepted alone is paid at most is taken over this many recent results
@@ -110,15 +111,36 @@ def record_result(
     conn: Connection, lease_id: int, host_id: str, result: ResultIn, now: float
 ) -> Recorded:
     """Store a lease's result and judge its job. Posting the same lease again is harmless."""
-    (recorded,) = record_results(conn, host_id, [(lease_id, result)], now)
-    if isinstance(recorded, MarketError):
-        raise recorded
-    return recorded
+    return record_result_later(conn, lease_id, host_id, result, now).value()
+
+
+def record_result_later(
+    conn: Connection, lease_id: int, host_id: str, result: ResultIn, now: float
+) -> Later[Recorded]:
+    """record_result(), its answer read Later (market.later); a refusal raised at once."""
+    alone = _record(conn, host_id, [(lease_id, result)], now)
+    refused = alone.recorded[0]
+    if isinstance(refused, MarketError):
+        raise refused
+
+    def answer() -> Recorded:
+        recorded = alone.read()[0]
+        assert isinstance(recorded, Recorded)
+        return recorded
+
+    return Later(answer)
 
 
 def record_results(
     conn: Connection, host_id: str, results: list[tuple[int, ResultIn]], now: float
 ) -> list[Recorded | MarketError]:
+    """record_results_later(), its answers read at once."""
+    return record_results_later(conn, host_id, results, now).value()
+
+
+def record_results_later(
+    conn: Connection, host_id: str, results: list[tuple[int, ResultIn]], now: float
+) -> Later[list[Recorded | MarketError]]:
     """record_result for each of a host's (lease, result) in one operation of the store; a
     result refused (an unknown or expired lease, say) is refused before anything of it is
     written, and is answered with its error while the others are kept. Their leases and
@@ -126,10 +148,18 @@ def record_results(
     (the same lease posted twice, say), or whose program's median it may have moved (an
     acceptance by agreement), is read again.
 
-    The results accepted on their own (_alone) are written together, a statement for all of
-    them per table (_accept_alone), as late as the others allow: before anything reads
+    The results accepted on their own (_alone) are written together, a statement per table
+    for all of them (_accept_alone), as late as the others allow: before anything reads
     what they change and before any other result is stored, so every row and id comes out
-    as if each result had been recorded in turn."""
+    as if each result had been recorded in turn. Their ids are read Later (market.later)."""
+    return Later(_record(conn, host_id, results, now).read)
+
+
+def _record(
+    conn: Connection, host_id: str, results: list[tuple[int, ResultIn]], now: float
+) -> _Alone:
+    """record_results_later()'s work: its answers, those of the results accepted alone
+    still to be read."""
     leases = sorted({lease_id for lease_id, _ in results})
     rows = {row[18]: row for row in conn.execute(_leases_and_jobs(len(leases)), leases)}
     changed: set[int] = set()
@@ -161,7 +191,7 @@ def record_results(
                 programs.add(job.program)
         recorded.append(checked)
     alone.write(conn, now)
-    return [answer for answer in recorded if answer is not None]
+    return alone
 
 
 def _check(
@@ -213,11 +243,12 @@ def _output_fields(
 
 class _Alone:
     """Results accepted on their own (_alone), held until `write` stores them all at once;
-    each one's answer goes into `recorded` at the place it held when added."""
+    each one's answer goes into `recorded` at the place it held when added, once `read`."""
 
     def __init__(self, recorded: list[Recorded | MarketError | None]) -> None:
         self.recorded = recorded
         self.held: list[tuple[int, int, ResultIn, Any, _Job]] = []
+        self.written: list[tuple[list[int], Later[list[Recorded]]]] = []
 
     def add(self, lease_id: int, result: ResultIn, row: Any, job: _Job) -> None:
         self.held.append((len(self.recorded), lease_id, result, row, job))
@@ -230,17 +261,25 @@ class _Alone:
         answers = _accept_alone(
             conn, [(lease, result, row, job) for _, lease, result, row, job in held], now
         )
-        for (place, *_), answer in zip(held, answers, strict=True):
-            self.recorded[place] = answer
+        self.written.append(([place for place, *_ in held], answers))
+
+    def read(self) -> list[Recorded | MarketError]:
+        """`recorded`, the answers of the results written filled in."""
+        for places, answers in self.written:
+            for place, answer in zip(places, answers.value(), strict=True):
+                self.recorded[place] = answer
+        return [answer for answer in self.recorded if answer is not None]
 
 
 def _accept_alone(
     conn: Connection, accepted: list[tuple[int, ResultIn, Any, _Job]], now: float
-) -> list[Recorded]:
+) -> Later[list[Recorded]]:
     """Store results that _alone accepts, each the only result of its own job, and end
     their jobs: what _store, _accept and _end_job do for each, a statement per table for
     all of them (their leases done, the results, the ledger's transfers and balances
-    (ledger.settle_all), the jobs, and any other leases of theirs)."""
+    (ledger.settle_all), the jobs, and any other leases of theirs). Nothing here waits for
+    the server: the transfers name their results by lease, and the results' ids are read
+    Later (market.later)."""
     marks = ", ".join(["?"] * len(accepted))
     conn.execute(
         f"UPDATE leases SET state = 'done' WHERE id IN ({marks})",
@@ -253,15 +292,15 @@ def _accept_alone(
         for (lease_id, _, row, job), stored in zip(accepted, fields, strict=True)
         for value in (lease_id, job.id, row[19], *stored, now, row[1], row[16], job.program)
     ]
-    inserted = conn.execute(
+    insert = conn.execute(
         "INSERT INTO results (lease_id, job_id, order_id, outcome, exit_status, output, "
         "output_sha256, cpu_seconds, wall_seconds, detail, created, host_id, network, program, "
         "verdict, solo) VALUES "
         + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 1)"] * len(accepted))
         + " RETURNING lease_id, id",
         values,
-    ).fetchall()
-    result_of = {int(lease_id): int(result_id) for lease_id, result_id in inserted}
+    )
+    inserted = later.rows(conn, insert)
     settlements: list[ledger.Settlement] = []
     ended: list[tuple[_Job, tuple[object, ...]]] = []
     for (lease_id, _, row, job), stored in zip(accepted, fields, strict=True):
@@ -270,16 +309,23 @@ def _accept_alone(
         amount = max(1, round(1000 * claim))
         settlements.append(
             ledger.Settlement(
-                job.id, job.account_id, job.reserved, [(result_of[lease_id], row[14], amount)]
+                job.id, job.account_id, job.reserved, [(ledger.ResultOf(lease_id), row[14], amount)]
             )
         )
         ended.append((job, (stored[0], stored[1], stored[3])))
     paid = ledger.settle_all(conn, settlements, now)
     _end_jobs(conn, ended, "done", now)
-    return [
-        Recorded(result_of[lease_id], "accepted", paid[result_of[lease_id]], duplicate=False)
-        for lease_id, *_ in accepted
-    ]
+
+    def recorded() -> list[Recorded]:
+        result_of = {int(lease_id): int(result_id) for lease_id, result_id in inserted.value()}
+        return [
+            Recorded(
+                result_of[lease_id], "accepted", paid[ledger.ResultOf(lease_id)], duplicate=False
+            )
+            for lease_id, *_ in accepted
+        ]
+
+    return Later(recorded)
 
 
 def _store(
@@ -330,7 +376,7 @@ _PENDING = (
 
 def _judge(
     conn: Connection, job: _Job, now: float, pending: list[Any] | None
-) -> tuple[bool, dict[int, int]]:
+) -> tuple[bool, dict[ledger.ResultRef, int]]:
     """Accept a job once enough distinct networks agree; fail it when that is out of reach.
     `pending` are its pending results as _PENDING reads them, if the caller knows them.
 
@@ -368,7 +414,7 @@ def _accept(
     rows: list[Any],
     key: tuple[object, ...],
     now: float,
-) -> dict[int, int]:
+) -> dict[ledger.ResultRef, int]:
     """Accept the results of `rows` that agree on `key` and reject the rest."""
     agreeing = [r for r in rows if tuple(r[6:]) == key]
     validated = len({r[2] for r in agreeing}) >= 2

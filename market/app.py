@@ -366,7 +366,7 @@ class Market:
         doc = await read_json(request, self.config.max_body)
         result = parse_result(doc)
         recorded = await self.db.write(
-            lambda c: agreement.record_result(c, lease_id, host.id, result, time.time())
+            lambda c: agreement.record_result_later(c, lease_id, host.id, result, time.time())
         )
         if recorded.verdict != "accepted":
             # A disagreeing result may have freed a slot for another replica.
@@ -401,11 +401,10 @@ class Market:
         if valid:
             outcomes: list[agreement.Recorded | MarketError | StoreFull]
             try:
-                outcomes = list(
-                    await self.db.write(
-                        lambda c: agreement.record_results(c, host.id, valid, time.time())
-                    )
+                recorded = await self.db.write(
+                    lambda c: agreement.record_results_later(c, host.id, valid, time.time())
                 )
+                outcomes = list(recorded)
             except StoreFull as exc:
                 outcomes = [exc] * len(valid)
             pending = iter(outcomes)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cpushare.limits import JobLimits
-from market import trust
+from market import later, trust
 from market.dialect import Connection, skip_locked
 from market.errors import Conflict, Forbidden, Gone, MarketError, NotFound
 from market.hosts import Host
@@ -163,9 +163,10 @@ def grant_leases_later(
         + " RETURNING id, seat",
         [value for row in rows for value in row],
     )
+    lease_ids = later.rows(conn, stored)
 
     def leases() -> list[Lease]:
-        lease_of = {int(seat): int(lease_id) for lease_id, seat in stored.fetchall()}
+        lease_of = {int(seat): int(lease_id) for lease_id, seat in lease_ids.value()}
         return [
             Lease(
                 id=lease_of[seat],

@@ -92,6 +92,18 @@ def reserve(conn: Connection, account_id: int, job_id: int, millicoins: int, now
 
 
 @dataclass(frozen=True)
+class ResultOf:
+    """The result of a lease, named by its lease: stored in this transaction, its id not
+    read yet (market.later)."""
+
+    lease_id: int
+
+
+# A result as a payment names it: its id, or its lease's.
+ResultRef = int | ResultOf
+
+
+@dataclass(frozen=True)
 class Settlement:
     """A finished job's reservation of `reserved` millicoins, to empty: each (result,
     account, millicoins) of `payments` paid from it in turn, the rest refunded to `buyer`."""
@@ -99,7 +111,7 @@ class Settlement:
     job_id: int
     buyer: int
     reserved: int
-    payments: Sequence[tuple[int, int, int]]
+    payments: Sequence[tuple[ResultRef, int, int]]
 
 
 def settle(
@@ -109,12 +121,12 @@ def settle(
     reserved: int,
     payments: Sequence[tuple[int, int, int]],
     now: float,
-) -> dict[int, int]:
+) -> dict[ResultRef, int]:
     """settle_all() for one job."""
     return settle_all(conn, [Settlement(job_id, buyer, reserved, payments)], now)
 
 
-def settle_all(conn: Connection, jobs: Sequence[Settlement], now: float) -> dict[int, int]:
+def settle_all(conn: Connection, jobs: Sequence[Settlement], now: float) -> dict[ResultRef, int]:
     """Empty the reservations of finished jobs: pay each result from its job's reservation
     in turn, never more than it still holds (a job queued before the ledger holds nothing),
     and refund the rest to the job's buyer; return what each result was paid.
@@ -122,10 +134,11 @@ def settle_all(conn: Connection, jobs: Sequence[Settlement], now: float) -> dict
     All transfers of all the jobs are one INSERT and all balances one UPDATE, since a
     result is the market's most frequent write and a seller posts several at once; the
     jobs' cached reservations are the caller's to set to 0, in the UPDATE that ends them.
-    A result is paid at most once: transfers.result_id is unique.
+    A result is paid at most once: transfers.result_id is unique. One named by its lease
+    (ResultOf) is found by it in the INSERT, whose id need not be read first.
     """
-    moves: list[tuple[str, int, int, int, int | None]] = []
-    paid: dict[int, int] = {}
+    moves: list[tuple[str, int, int, int, ResultRef | None]] = []
+    paid: dict[ResultRef, int] = {}
     for job in jobs:
         left = job.reserved
         for result_id, account_id, millicoins in job.payments:
@@ -136,13 +149,26 @@ def settle_all(conn: Connection, jobs: Sequence[Settlement], now: float) -> dict
     moves = [move for move in moves if move[3] > 0]
     if not moves:
         return paid
+    rows = ", ".join(
+        "(?, ?, ?, ?, (SELECT id FROM results WHERE lease_id = ?), ?)"
+        if isinstance(result, ResultOf)
+        else "(?, ?, ?, ?, ?, ?)"
+        for *_, result in moves
+    )
     conn.execute(
-        "INSERT INTO transfers (kind, source, target, millicoins, result_id, created) VALUES "
-        + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(moves)),
+        "INSERT INTO transfers (kind, source, target, millicoins, result_id, created) "
+        f"VALUES {rows}",
         [
             value
-            for kind, job_id, account_id, amount, result_id in moves
-            for value in (kind, job_book(job_id), account_book(account_id), amount, result_id, now)
+            for kind, job_id, account_id, amount, result in moves
+            for value in (
+                kind,
+                job_book(job_id),
+                account_book(account_id),
+                amount,
+                result.lease_id if isinstance(result, ResultOf) else result,
+                now,
+            )
         ],
     )
     credit: dict[int, int] = {}
