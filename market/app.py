@@ -218,11 +218,16 @@ class Market:
         now = time.time()
         doc = stats.own_status(self.db.reader, account, now)
         mine = stats.own_orders(self.db.reader, account)
+        # A machine asks on many seats (the live CD's sellers keep several jobs leased
+        # each): its seats, the machines and their orders are told apart.
         seen = [
-            o for o, t in self.seats_seen.values() if o in mine and now - t < SELLER_SEEN_SECONDS
+            (host, o)
+            for (host, _), (o, t) in self.seats_seen.items()
+            if o in mine and now - t < SELLER_SEEN_SECONDS
         ]
-        doc["sellers_seen"] = len(seen)
-        doc["orders_seen"] = len(set(seen))
+        doc["seats_seen"] = len(seen)
+        doc["machines_seen"] = len({host for host, _ in seen})
+        doc["orders_seen"] = len({o for _, o in seen})
         return json_response(doc)
 
     # Buyers' and sellers' own revocations, and cancelling.
