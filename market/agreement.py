@@ -15,7 +15,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from market import ledger, trust
+from market import later, ledger, trust
 from market.dialect import Connection
 from market.errors import (
     Conflict,
@@ -26,6 +26,7 @@ from market.errors import (
     TooLarge,
     Unavailable,
 )
+from market.later import Later
 from market.slots import tally, update_slots
 
 # The median a result accepted alone is paid at most is taken over this many recent results
@@ -94,7 +95,7 @@ _LEASE_AND_JOB = f"""
            j.account_id, j.state, j.replicas, j.max_results, j.reserved,
            (SELECT count(*) FROM leases a WHERE a.job_id = l.job_id AND a.state = 'active'),
            (SELECT count(*) FROM results r WHERE r.job_id = l.job_id AND r.verdict = 'pending'),
-           o.account_id, {_MEDIAN}, l.network, l.solo, l.id
+           o.account_id, {_MEDIAN}, l.network, l.solo, l.id, l.order_id
     FROM leases l JOIN jobs j ON j.id = l.job_id JOIN orders o ON o.id = l.order_id
     WHERE l.id = ?
 """
@@ -110,30 +111,65 @@ def record_result(
     conn: Connection, lease_id: int, host_id: str, result: ResultIn, now: float
 ) -> Recorded:
     """Store a lease's result and judge its job. Posting the same lease again is harmless."""
-    row = conn.execute(_LEASE_AND_JOB, (lease_id,)).fetchone()
-    checked = _check(conn, lease_id, host_id, result, now, row)
-    return (
-        checked if isinstance(checked, Recorded) else _store(conn, lease_id, result, now, *checked)
-    )
+    return record_result_later(conn, lease_id, host_id, result, now).value()
+
+
+def record_result_later(
+    conn: Connection, lease_id: int, host_id: str, result: ResultIn, now: float
+) -> Later[Recorded]:
+    """record_result(), its answer read Later (market.later); a refusal raised at once."""
+    alone = _record(conn, host_id, [(lease_id, result)], now)
+    refused = alone.recorded[0]
+    if isinstance(refused, MarketError):
+        raise refused
+
+    def answer() -> Recorded:
+        recorded = alone.read()[0]
+        assert isinstance(recorded, Recorded)
+        return recorded
+
+    return Later(answer)
 
 
 def record_results(
     conn: Connection, host_id: str, results: list[tuple[int, ResultIn]], now: float
 ) -> list[Recorded | MarketError]:
+    """record_results_later(), its answers read at once."""
+    return record_results_later(conn, host_id, results, now).value()
+
+
+def record_results_later(
+    conn: Connection, host_id: str, results: list[tuple[int, ResultIn]], now: float
+) -> Later[list[Recorded | MarketError]]:
     """record_result for each of a host's (lease, result) in one operation of the store; a
     result refused (an unknown or expired lease, say) is refused before anything of it is
     written, and is answered with its error while the others are kept. Their leases and
     jobs are read in one statement; one whose job an earlier result of the request changed
     (the same lease posted twice, say), or whose program's median it may have moved (an
-    acceptance by agreement), is read again."""
+    acceptance by agreement), is read again.
+
+    The results accepted on their own (_alone) are written together, a statement per table
+    for all of them (_accept_alone), as late as the others allow: before anything reads
+    what they change and before any other result is stored, so every row and id comes out
+    as if each result had been recorded in turn. Their ids are read Later (market.later)."""
+    return Later(_record(conn, host_id, results, now).read)
+
+
+def _record(
+    conn: Connection, host_id: str, results: list[tuple[int, ResultIn]], now: float
+) -> _Alone:
+    """record_results_later()'s work: its answers, those of the results accepted alone
+    still to be read."""
     leases = sorted({lease_id for lease_id, _ in results})
     rows = {row[18]: row for row in conn.execute(_leases_and_jobs(len(leases)), leases)}
     changed: set[int] = set()
     programs: set[str] = set()
-    recorded: list[Recorded | MarketError] = []
+    recorded: list[Recorded | MarketError | None] = []
+    alone = _Alone(recorded)
     for lease_id, result in results:
         row = rows.get(lease_id)
         if row is not None and (row[0] in changed or row[6] in programs):
+            alone.write(conn, now)
             row = conn.execute(_LEASE_AND_JOB, (lease_id,)).fetchone()
         try:
             checked = _check(conn, lease_id, host_id, result, now, row)
@@ -145,12 +181,17 @@ def record_results(
         if not isinstance(checked, Recorded):
             read, job = checked
             changed.add(job.id)
+            if _alone(read, job):
+                alone.add(lease_id, result, read, job)
+                continue
+            alone.write(conn, now)
             checked = _store(conn, lease_id, result, now, read, job)
             if checked.verdict == "accepted" and read[13]:
                 # Accepted beside other results: perhaps by agreement, which the median counts.
                 programs.add(job.program)
         recorded.append(checked)
-    return recorded
+    alone.write(conn, now)
+    return alone
 
 
 def _check(
@@ -174,59 +215,146 @@ def _check(
     return row, job
 
 
-def _store(
-    conn: Connection, lease_id: int, result: ResultIn, now: float, row: Any, job: _Job
-) -> Recorded:
-    """Store the result checked by _check and judge its job."""
-    cpu_cap = row[5]
-    # The job's only result, accepted on one host's word: stored accepted at once (as
-    # _judge and _accept would leave it: solo, since no second network validated it).
-    alone = (
+def _alone(row: Any, job: _Job) -> bool:
+    """Whether the result checked by _check is its job's only one and is accepted on one
+    host's word: stored accepted at once (as _judge and _accept would leave it: solo, since
+    no second network validated it), with nothing more to read or judge."""
+    return (
         row[13] == 0
         and job.state == "open"
         and (bool(row[17]) or (row[16] is not None and job.replicas <= 1))
     )
+
+
+def _output_fields(
+    result: ResultIn, cpu_cap: float
+) -> tuple[str, int | None, bytes, str, float, float, str]:
+    """A result's columns from its outcome to its detail, as they are stored."""
+    return (
+        result.outcome,
+        result.exit_status,
+        result.output,
+        hashlib.sha256(result.output).hexdigest(),
+        min(max(result.cpu_seconds, 0.0), float(cpu_cap)),
+        max(result.wall_seconds, 0.0),
+        result.detail[:1000],
+    )
+
+
+class _Alone:
+    """Results accepted on their own (_alone), held until `write` stores them all at once;
+    each one's answer goes into `recorded` at the place it held when added, once `read`."""
+
+    def __init__(self, recorded: list[Recorded | MarketError | None]) -> None:
+        self.recorded = recorded
+        self.held: list[tuple[int, int, ResultIn, Any, _Job]] = []
+        self.written: list[tuple[list[int], Later[list[Recorded]]]] = []
+
+    def add(self, lease_id: int, result: ResultIn, row: Any, job: _Job) -> None:
+        self.held.append((len(self.recorded), lease_id, result, row, job))
+        self.recorded.append(None)
+
+    def write(self, conn: Connection, now: float) -> None:
+        if not self.held:
+            return
+        held, self.held = self.held, []
+        answers = _accept_alone(
+            conn, [(lease, result, row, job) for _, lease, result, row, job in held], now
+        )
+        self.written.append(([place for place, *_ in held], answers))
+
+    def read(self) -> list[Recorded | MarketError]:
+        """`recorded`, the answers of the results written filled in."""
+        for places, answers in self.written:
+            for place, answer in zip(places, answers.value(), strict=True):
+                self.recorded[place] = answer
+        return [answer for answer in self.recorded if answer is not None]
+
+
+def _accept_alone(
+    conn: Connection, accepted: list[tuple[int, ResultIn, Any, _Job]], now: float
+) -> Later[list[Recorded]]:
+    """Store results that _alone accepts, each the only result of its own job, and end
+    their jobs: what _store, _accept and _end_job do for each, a statement per table for
+    all of them (their leases done, the results, the ledger's transfers and balances
+    (ledger.settle_all), the jobs, and any other leases of theirs). Nothing here waits for
+    the server: the transfers name their results by lease, and the results' ids are read
+    Later (market.later)."""
+    marks = ", ".join(["?"] * len(accepted))
+    conn.execute(
+        f"UPDATE leases SET state = 'done' WHERE id IN ({marks})",
+        [lease_id for lease_id, *_ in accepted],
+    )
+    # (outcome, exit status, output, sha256, CPU seconds, wall seconds, detail) of each.
+    fields = [_output_fields(result, row[5]) for _, result, row, _ in accepted]
+    values = [
+        value
+        for (lease_id, _, row, job), stored in zip(accepted, fields, strict=True)
+        for value in (lease_id, job.id, row[19], *stored, now, row[1], row[16], job.program)
+    ]
+    insert = conn.execute(
+        "INSERT INTO results (lease_id, job_id, order_id, outcome, exit_status, output, "
+        "output_sha256, cpu_seconds, wall_seconds, detail, created, host_id, network, program, "
+        "verdict, solo) VALUES "
+        + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 1)"] * len(accepted))
+        + " RETURNING lease_id, id",
+        values,
+    )
+    inserted = later.rows(conn, insert)
+    settlements: list[ledger.Settlement] = []
+    ended: list[tuple[_Job, tuple[object, ...]]] = []
+    for (lease_id, _, row, job), stored in zip(accepted, fields, strict=True):
+        # One host's word: paid at most what the program usually takes, never its own claim.
+        claim = stored[4] if job.median is None else min(stored[4], job.median)
+        amount = max(1, round(1000 * claim))
+        settlements.append(
+            ledger.Settlement(
+                job.id, job.account_id, job.reserved, [(ledger.ResultOf(lease_id), row[14], amount)]
+            )
+        )
+        ended.append((job, (stored[0], stored[1], stored[3])))
+    paid = ledger.settle_all(conn, settlements, now)
+    _end_jobs(conn, ended, "done", now)
+
+    def recorded() -> list[Recorded]:
+        result_of = {int(lease_id): int(result_id) for lease_id, result_id in inserted.value()}
+        return [
+            Recorded(
+                result_of[lease_id], "accepted", paid[ledger.ResultOf(lease_id)], duplicate=False
+            )
+            for lease_id, *_ in accepted
+        ]
+
+    return Later(recorded)
+
+
+def _store(
+    conn: Connection, lease_id: int, result: ResultIn, now: float, row: Any, job: _Job
+) -> Recorded:
+    """Store the result checked by _check (one that _alone does not accept) and judge its
+    job."""
     conn.execute("UPDATE leases SET state = 'done' WHERE id = ?", (lease_id,))
     stored = conn.execute(
-        _INSERT_ACCEPTED if alone else _INSERT_PENDING,
-        (
-            lease_id,
-            job.id,
-            result.outcome,
-            result.exit_status,
-            result.output,
-            hashlib.sha256(result.output).hexdigest(),
-            min(max(result.cpu_seconds, 0.0), float(cpu_cap)),
-            max(result.wall_seconds, 0.0),
-            result.detail[:1000],
-            now,
-            job.program,
-            lease_id,
-        ),
+        _INSERT_PENDING,
+        (lease_id, job.id, *_output_fields(result, row[5]), now, job.program, lease_id),
     ).fetchone()
     result_id = stored[0]
     # The job's first pending result needs no read to be judged: it is the one just stored.
     first = None if row[13] else [(*stored[:4], row[14], *stored[4:])]
-    if alone:
-        assert first is not None
-        paid = _accept(conn, job, first, tuple(first[0][6:]), now, stored=True)
-        return Recorded(result_id, "accepted", paid[result_id], duplicate=False)
     ended, paid = _judge(conn, job, now, first)
     if result_id in paid:
         return Recorded(result_id, "accepted", paid[result_id], duplicate=False)
     return Recorded(result_id, "rejected" if ended else "pending", 0, duplicate=False)
 
 
-_INSERT = """
+_INSERT_PENDING = """
     INSERT INTO results (lease_id, job_id, order_id, outcome, exit_status, output,
                          output_sha256, cpu_seconds, wall_seconds, detail, verdict, created,
                          host_id, network, solo, program)
-    SELECT ?, ?, order_id, ?, ?, ?, ?, ?, ?, ?, {verdict}, ?, host_id, network, {solo}, ?
+    SELECT ?, ?, order_id, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, host_id, network, solo, ?
     FROM leases WHERE id = ?
     RETURNING id, host_id, network, cpu_seconds, solo, outcome, exit_status, output_sha256
 """
-_INSERT_PENDING = _INSERT.format(verdict="'pending'", solo="solo")
-_INSERT_ACCEPTED = _INSERT.format(verdict="'accepted'", solo="1")
 
 
 def _recorded(conn: Connection, lease_id: int, duplicate: bool) -> Recorded:
@@ -248,7 +376,7 @@ _PENDING = (
 
 def _judge(
     conn: Connection, job: _Job, now: float, pending: list[Any] | None
-) -> tuple[bool, dict[int, int]]:
+) -> tuple[bool, dict[ledger.ResultRef, int]]:
     """Accept a job once enough distinct networks agree; fail it when that is out of reach.
     `pending` are its pending results as _PENDING reads them, if the caller knows them.
 
@@ -286,11 +414,8 @@ def _accept(
     rows: list[Any],
     key: tuple[object, ...],
     now: float,
-    *,
-    stored: bool = False,
-) -> dict[int, int]:
-    """Accept the results of `rows` that agree on `key` and reject the rest; `stored` when
-    the one result of `rows` was stored accepted already (record_result)."""
+) -> dict[ledger.ResultRef, int]:
+    """Accept the results of `rows` that agree on `key` and reject the rest."""
     agreeing = [r for r in rows if tuple(r[6:]) == key]
     validated = len({r[2] for r in agreeing}) >= 2
     claim = min(r[3] for r in agreeing)
@@ -298,14 +423,13 @@ def _accept(
         # One host's word: paid at most what the program usually takes, never its own claim.
         claim = min(claim, job.median)
     # The agreeing results are accepted and the others rejected in one statement.
-    if not stored:
-        conn.execute(
-            f"UPDATE results SET verdict = CASE WHEN ({_KEY}) IS NOT DISTINCT FROM (?, ?, ?) "
-            "THEN 'accepted' ELSE 'rejected' END, "
-            f"solo = CASE WHEN ({_KEY}) IS NOT DISTINCT FROM (?, ?, ?) THEN ? ELSE solo END "
-            "WHERE job_id = ? AND verdict = 'pending'",
-            (*key, *key, int(not validated), job.id),
-        )
+    conn.execute(
+        f"UPDATE results SET verdict = CASE WHEN ({_KEY}) IS NOT DISTINCT FROM (?, ?, ?) "
+        "THEN 'accepted' ELSE 'rejected' END, "
+        f"solo = CASE WHEN ({_KEY}) IS NOT DISTINCT FROM (?, ?, ?) THEN ? ELSE solo END "
+        "WHERE job_id = ? AND verdict = 'pending'",
+        (*key, *key, int(not validated), job.id),
+    )
     trust.judged(
         conn,
         job.program,
@@ -329,18 +453,39 @@ def _finish(conn: Connection, job: _Job, state: str, now: float) -> None:
 
 
 def _end_job(conn: Connection, job: _Job, state: str, now: float, key: tuple[object, ...]) -> None:
-    """The job's row in one UPDATE (state, outcome, and its reservation, emptied by
-    ledger.settle); its other leases end too, so a late result finds them gone."""
+    """_end_jobs for one job."""
+    _end_jobs(conn, [(job, key)], state, now)
+
+
+def _end_jobs(
+    conn: Connection, ended: list[tuple[_Job, tuple[object, ...]]], state: str, now: float
+) -> None:
+    """The rows of jobs ending in `state`, each with its (outcome, exit status, output
+    sha256), in one UPDATE (their reservations too, emptied by ledger.settle_all); their
+    other leases end too, so a late result finds them gone."""
+    ids = [job.id for job, _ in ended]
+    marks = ", ".join(["?"] * len(ids))
+    cases = " ".join(["WHEN ? THEN ?"] * len(ids))
+    exits = " ".join(["WHEN ? THEN CAST(? AS INTEGER)"] * len(ids))
     conn.execute(
         "UPDATE jobs SET state = ?, finished = ?, slots = 0, reserved = 0, "
-        "outcome = ?, exit_status = ?, output_sha256 = ? WHERE id = ?",
-        (state, now, *key, job.id),
+        f"outcome = CASE id {cases} END, exit_status = CASE id {exits} END, "
+        f"output_sha256 = CASE id {cases} END WHERE id IN ({marks})",
+        (
+            state,
+            now,
+            *[value for job, key in ended for value in (job.id, key[0])],
+            *[value for job, key in ended for value in (job.id, key[1])],
+            *[value for job, key in ended for value in (job.id, key[2])],
+            *ids,
+        ),
     )
-    if job.other_leases > 0:
+    leased = [job.id for job, _ in ended if job.other_leases > 0]
+    if leased:
         conn.execute(
             "UPDATE leases SET state = 'expired', released = ? "
-            "WHERE job_id = ? AND state = 'active'",
-            (now, job.id),
+            f"WHERE job_id IN ({', '.join(['?'] * len(leased))}) AND state = 'active'",
+            (now, *leased),
         )
 
 

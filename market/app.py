@@ -218,11 +218,16 @@ class Market:
         now = time.time()
         doc = stats.own_status(self.db.reader, account, now)
         mine = stats.own_orders(self.db.reader, account)
+        # A machine asks on many seats (the live CD's sellers keep several jobs leased
+        # each): its seats, the machines and their orders are told apart.
         seen = [
-            o for o, t in self.seats_seen.values() if o in mine and now - t < SELLER_SEEN_SECONDS
+            (host, o)
+            for (host, _), (o, t) in self.seats_seen.items()
+            if o in mine and now - t < SELLER_SEEN_SECONDS
         ]
-        doc["sellers_seen"] = len(seen)
-        doc["orders_seen"] = len(set(seen))
+        doc["seats_seen"] = len(seen)
+        doc["machines_seen"] = len({host for host, _ in seen})
+        doc["orders_seen"] = len({o for _, o in seen})
         return json_response(doc)
 
     # Buyers' and sellers' own revocations, and cancelling.
@@ -341,7 +346,7 @@ class Market:
         now = time.time()
         seconds = self.config.lease_seconds
         return await self.db.write(
-            lambda c: leasing.grant_leases(c, host, seats, limits, seconds, now)
+            lambda c: leasing.grant_leases_later(c, host, seats, limits, seconds, now)
         )
 
     async def extend(self, request: Request) -> Response:
@@ -366,7 +371,7 @@ class Market:
         doc = await read_json(request, self.config.max_body)
         result = parse_result(doc)
         recorded = await self.db.write(
-            lambda c: agreement.record_result(c, lease_id, host.id, result, time.time())
+            lambda c: agreement.record_result_later(c, lease_id, host.id, result, time.time())
         )
         if recorded.verdict != "accepted":
             # A disagreeing result may have freed a slot for another replica.
@@ -401,11 +406,10 @@ class Market:
         if valid:
             outcomes: list[agreement.Recorded | MarketError | StoreFull]
             try:
-                outcomes = list(
-                    await self.db.write(
-                        lambda c: agreement.record_results(c, host.id, valid, time.time())
-                    )
+                recorded = await self.db.write(
+                    lambda c: agreement.record_results_later(c, host.id, valid, time.time())
                 )
+                outcomes = list(recorded)
             except StoreFull as exc:
                 outcomes = [exc] * len(valid)
             pending = iter(outcomes)

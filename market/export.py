@@ -119,7 +119,6 @@ def dump(conn: Connection, now: float) -> dict[str, bytes]:
                 "userid": "account_id",
                 "total_credit": "coins",
                 "create_time": "created",
-                "p_ncpus": "seats",
             },
         ),
     }

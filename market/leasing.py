@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from cpushare.limits import JobLimits
-from market import trust
+from market import later, trust
 from market.dialect import Connection, skip_locked
 from market.errors import Conflict, Forbidden, Gone, MarketError, NotFound
 from market.hosts import Host
+from market.later import Later
 from market.slots import refresh_slots
 
 # What a seller takes: (memory bytes, CPU seconds) and, if it says, (..., output bytes).
@@ -102,32 +103,48 @@ def grant_leases(
     now: float,
     chance: Callable[[], float] = random.random,
 ) -> list[Lease]:
+    """grant_leases_later(), its leases read at once."""
+    return grant_leases_later(conn, host, seats, limits, lease_seconds, now, chance).value()
+
+
+def grant_leases_later(
+    conn: Connection,
+    host: Host,
+    seats: list[int],
+    limits: Fit,
+    lease_seconds: float,
+    now: float,
+    chance: Callable[[], float] = random.random,
+) -> Later[list[Lease]]:
     """A lease for each of `seats` in turn while jobs last (as grant_lease: each seat's
     previous active lease is handed back, on every seat named, leased or not).
 
-    Three statements however many seats: the seats' previous leases handed back, the jobs
-    taken (a slot each), the leases stored. Each statement is a round trip on PostgreSQL,
-    and leasing is the market's most frequent write."""
+    Three statements however many seats, and on PostgreSQL one wait for the server: the
+    seats' previous leases handed back and the jobs taken (a slot each), sent together,
+    then the leases stored, whose ids are read Later (market.later). Leasing is the
+    market's most frequent write. A seat nearly always asks with no lease of its own out;
+    when it held one, the jobs just taken give their slots back, the handed-back jobs'
+    slots are recomputed and the jobs taken again, as if handed back first."""
     check_seats(host, seats)
     marks = ", ".join(["?"] * len(seats))
-    handed_back = conn.execute(
+    handing_back = conn.execute(
         "UPDATE leases SET state = 'expired', deadline = ?, released = ? "
         f"WHERE host_id = ? AND seat IN ({marks}) AND state = 'active' RETURNING job_id",
         (now, now, host.id, *seats),
-    ).fetchall()
-    for job_id in sorted({int(row[0]) for row in handed_back}):
-        refresh_slots(conn, job_id)
-    # Distinct jobs, so one network never takes one job twice; `slots > 0` in _READY keeps
-    # the count from going below zero. The lock lets instances lease different jobs at once.
-    taken = conn.execute(
-        f"UPDATE jobs SET slots = slots - 1 WHERE id IN "
-        f"({_READY.format(count=len(seats))}{skip_locked(conn)}) "
-        "RETURNING id, program, (SELECT size FROM programs p WHERE p.sha256 = jobs.program), "
-        "input, cpu_seconds, wall_seconds, memory_bytes, output_bytes, adaptive",
-        _ready_parameters(host.network, limits),
-    ).fetchall()
+    )
+    taken = _take(conn, host, len(seats), limits)
+    handed_back = sorted({int(row[0]) for row in handing_back.fetchall()})
+    if handed_back:
+        if taken:
+            conn.execute(
+                f"UPDATE jobs SET slots = slots + 1 WHERE id IN ({', '.join(['?'] * len(taken))})",
+                [row[0] for row in taken],
+            )
+        for job_id in handed_back:
+            refresh_slots(conn, job_id)
+        taken = _take(conn, host, len(seats), limits)
     if not taken:
-        return []
+        return Later(list)
     taken.sort(key=lambda row: int(row[0]))
     solo = [int(alone) for alone in _solo(conn, host, taken, chance)]
     if any(solo):
@@ -145,23 +162,42 @@ def grant_leases(
         + ", ".join(["(?, ?, ?, 'active', ?, ?, ?, ?, ?, ?)"] * len(rows))
         + " RETURNING id, seat",
         [value for row in rows for value in row],
+    )
+    lease_ids = later.rows(conn, stored)
+
+    def leases() -> list[Lease]:
+        lease_of = {int(seat): int(lease_id) for lease_id, seat in lease_ids.value()}
+        return [
+            Lease(
+                id=lease_of[seat],
+                job_id=int(job_id),
+                program_sha256=program,
+                program_size=int(size),
+                input=bytes(data),
+                limits=JobLimits(cpu, wall, memory, output),
+                deadline=deadline,
+                seat=seat,
+            )
+            for (job_id, program, size, data, cpu, wall, memory, output, _), seat in zip(
+                taken, seats, strict=False
+            )
+        ]
+
+    return Later(leases)
+
+
+def _take(conn: Connection, host: Host, count: int, limits: Fit) -> list[Any]:
+    """Up to `count` jobs for the host's network, a slot each: their (id, program, program
+    size, input, CPU seconds, wall seconds, memory bytes, output bytes, adaptive)."""
+    # Distinct jobs, so one network never takes one job twice; `slots > 0` in _READY keeps
+    # the count from going below zero. The lock lets instances lease different jobs at once.
+    return conn.execute(
+        f"UPDATE jobs SET slots = slots - 1 WHERE id IN "
+        f"({_READY.format(count=count)}{skip_locked(conn)}) "
+        "RETURNING id, program, (SELECT size FROM programs p WHERE p.sha256 = jobs.program), "
+        "input, cpu_seconds, wall_seconds, memory_bytes, output_bytes, adaptive",
+        _ready_parameters(host.network, limits),
     ).fetchall()
-    lease_of = {int(seat): int(lease_id) for lease_id, seat in stored}
-    return [
-        Lease(
-            id=lease_of[seat],
-            job_id=int(job_id),
-            program_sha256=program,
-            program_size=int(size),
-            input=bytes(data),
-            limits=JobLimits(cpu, wall, memory, output),
-            deadline=deadline,
-            seat=seat,
-        )
-        for (job_id, program, size, data, cpu, wall, memory, output, _), seat in zip(
-            taken, seats, strict=False
-        )
-    ]
 
 
 def _solo(

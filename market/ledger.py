@@ -11,6 +11,7 @@ reservations is always what the mint gave out, and no account goes below zero.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from market.dialect import Connection
 from market.errors import MarketError
@@ -90,6 +91,29 @@ def reserve(conn: Connection, account_id: int, job_id: int, millicoins: int, now
     transfer(conn, "reserve", account_book(account_id), job_book(job_id), millicoins, now)
 
 
+@dataclass(frozen=True)
+class ResultOf:
+    """The result of a lease, named by its lease: stored in this transaction, its id not
+    read yet (market.later)."""
+
+    lease_id: int
+
+
+# A result as a payment names it: its id, or its lease's.
+ResultRef = int | ResultOf
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A finished job's reservation of `reserved` millicoins, to empty: each (result,
+    account, millicoins) of `payments` paid from it in turn, the rest refunded to `buyer`."""
+
+    job_id: int
+    buyer: int
+    reserved: int
+    payments: Sequence[tuple[ResultRef, int, int]]
+
+
 def settle(
     conn: Connection,
     job_id: int,
@@ -97,39 +121,58 @@ def settle(
     reserved: int,
     payments: Sequence[tuple[int, int, int]],
     now: float,
-) -> dict[int, int]:
-    """Empty a finished job's reservation of `reserved` millicoins: pay each (result,
-    account, millicoins) from it in turn, never more than it still holds (a job queued before
-    the ledger holds nothing), and refund the rest to the buyer's account; return what each
-    result was paid.
+) -> dict[ResultRef, int]:
+    """settle_all() for one job."""
+    return settle_all(conn, [Settlement(job_id, buyer, reserved, payments)], now)
 
-    All transfers are one INSERT and all balances one UPDATE, since a result is the
-    market's most frequent write; the job's cached reservation is the caller's to set to 0,
-    in the UPDATE that ends the job. A result is paid at most once: transfers.result_id is
-    unique.
+
+def settle_all(conn: Connection, jobs: Sequence[Settlement], now: float) -> dict[ResultRef, int]:
+    """Empty the reservations of finished jobs: pay each result from its job's reservation
+    in turn, never more than it still holds (a job queued before the ledger holds nothing),
+    and refund the rest to the job's buyer; return what each result was paid.
+
+    All transfers of all the jobs are one INSERT and all balances one UPDATE, since a
+    result is the market's most frequent write and a seller posts several at once; the
+    jobs' cached reservations are the caller's to set to 0, in the UPDATE that ends them.
+    A result is paid at most once: transfers.result_id is unique. One named by its lease
+    (ResultOf) is found by it in the INSERT, whose id need not be read first.
     """
-    moves: list[tuple[str, int, int, int | None]] = []
-    paid: dict[int, int] = {}
-    left = reserved
-    for result_id, account_id, millicoins in payments:
-        paid[result_id] = max(0, min(millicoins, left))
-        left -= paid[result_id]
-        moves.append(("pay", account_id, paid[result_id], result_id))
-    moves.append(("refund", buyer, left, None))
-    moves = [move for move in moves if move[2] > 0]
+    moves: list[tuple[str, int, int, int, ResultRef | None]] = []
+    paid: dict[ResultRef, int] = {}
+    for job in jobs:
+        left = job.reserved
+        for result_id, account_id, millicoins in job.payments:
+            paid[result_id] = max(0, min(millicoins, left))
+            left -= paid[result_id]
+            moves.append(("pay", job.job_id, account_id, paid[result_id], result_id))
+        moves.append(("refund", job.job_id, job.buyer, left, None))
+    moves = [move for move in moves if move[3] > 0]
     if not moves:
         return paid
+    rows = ", ".join(
+        "(?, ?, ?, ?, (SELECT id FROM results WHERE lease_id = ?), ?)"
+        if isinstance(result, ResultOf)
+        else "(?, ?, ?, ?, ?, ?)"
+        for *_, result in moves
+    )
     conn.execute(
-        "INSERT INTO transfers (kind, source, target, millicoins, result_id, created) VALUES "
-        + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(moves)),
+        "INSERT INTO transfers (kind, source, target, millicoins, result_id, created) "
+        f"VALUES {rows}",
         [
             value
-            for kind, account_id, amount, result_id in moves
-            for value in (kind, job_book(job_id), account_book(account_id), amount, result_id, now)
+            for kind, job_id, account_id, amount, result in moves
+            for value in (
+                kind,
+                job_book(job_id),
+                account_book(account_id),
+                amount,
+                result.lease_id if isinstance(result, ResultOf) else result,
+                now,
+            )
         ],
     )
     credit: dict[int, int] = {}
-    for _, account_id, amount, _ in moves:
+    for _, _, account_id, amount, _ in moves:
         credit[account_id] = credit.get(account_id, 0) + amount
     conn.execute(
         "UPDATE accounts SET millicoins = millicoins + CASE id "

@@ -100,7 +100,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("/v1/health", "GET"): Operation("Liveness", (), {200: ("up", ANY_OBJECT)}),
     ("/v1/openapi.json", "GET"): Operation("This document", (), {200: ("OpenAPI 3.1", ANY_OBJECT)}),
     ("/v1/status", "GET"): Operation(
-        "The caller's own account: its queue, leases, results, sellers seen and coins",
+        "The caller's own account: its queue, leases, results, machines seen and coins",
         ("account",),
         {200: ("the account's status", _json("Status"))},
     ),
@@ -282,7 +282,8 @@ def _market_schemas(lease_defaults: tuple[int, int], max_wait: float) -> dict[st
         "jobs": {"type": "object", "additionalProperties": {"type": "integer"}},
         **{name: {"type": "integer"} for name in counts},
         "coins": {"type": "object", "additionalProperties": {"type": "number"}},
-        "sellers_seen": {"type": "integer"},
+        "seats_seen": {"type": "integer"},
+        "machines_seen": {"type": "integer"},
         "orders_seen": {"type": "integer"},
     }
     leader = _object(

@@ -11,7 +11,9 @@ committed data.
 On PostgreSQL the writers of several market instances take turns (pgstore.writer_turn),
 as SQLite's one writer does; each batch is still SERIALIZABLE, and one that lost a
 serialization conflict all the same is run again from its start. A batch's statements go
-out pipelined (pgstore.PgConnection.pipelined): only a read waits for the server.
+out pipelined (pgstore.PgConnection.pipelined): only a read waits for the server, and an
+operation may return a value to read once the batch's statements are all answered
+(market.later).
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import psycopg
 
 from market import pgstore
 from market.dialect import Connection, Location, is_postgres
 from market.errors import MarketError, Unavailable
+from market.later import Later, resolved
 from market.schema import migrate, migrate_postgres
 
 T = TypeVar("T")
@@ -178,15 +181,24 @@ class Store:
         self._thread = threading.Thread(target=self._run_writer, name="market-writer", daemon=True)
         self._thread.start()
 
-    async def write(self, op: Callable[[Connection], T]) -> T:
-        """Run `op` in a write transaction; return its result once the commit is on disk."""
-        future: Future[T] = Future()
+    @overload
+    async def write(self, op: Callable[[Connection], Later[T]]) -> T: ...
+    @overload
+    async def write(self, op: Callable[[Connection], T]) -> T: ...
+    async def write(self, op: Callable[[Connection], Any]) -> Any:
+        """Run `op` in a write transaction; return its result (the value of a Later) once
+        the commit is on disk."""
+        future: Future[Any] = Future()
         self._queue.put((op, future))
         return await asyncio.wrap_future(future)
 
-    def write_sync(self, op: Callable[[Connection], T]) -> T:
+    @overload
+    def write_sync(self, op: Callable[[Connection], Later[T]]) -> T: ...
+    @overload
+    def write_sync(self, op: Callable[[Connection], T]) -> T: ...
+    def write_sync(self, op: Callable[[Connection], Any]) -> Any:
         """Like write(), for code outside the event loop (the admin commands, tests)."""
-        future: Future[T] = Future()
+        future: Future[Any] = Future()
         self._queue.put((op, future))
         return future.result()
 
@@ -314,6 +326,8 @@ class Store:
                 for op, future in batch:
                     outcomes.append((future, op(conn), None))
                 pgstore.sync(conn)
+                # Every statement is answered now: the values read Later cost no wait.
+                outcomes = [(future, resolved(value), None) for future, value, _ in outcomes]
             except pgstore.RETRY_ERRORS:
                 raise
             except Exception as exc:
@@ -330,7 +344,7 @@ class Store:
     def _run_in_savepoint(conn: Connection, op: Operation) -> tuple[Any, BaseException | None]:
         conn.execute("SAVEPOINT op")
         try:
-            result = op(conn)
+            result = resolved(op(conn))
         except Exception as exc:
             if not conn.in_transaction or isinstance(exc, pgstore.RETRY_ERRORS):
                 raise

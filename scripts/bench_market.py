@@ -484,6 +484,46 @@ def capacity(figures: dict[Key, Figures]) -> None:
         )
 
 
+def scale(
+    sellers_counts: list[int],
+    instance_counts: list[int],
+    seconds: float,
+    servers: list[str | None],
+    modes: list[bool],
+) -> None:
+    """Round trips/s and CPU per round trip for each count of sellers and instances, engine
+    and leasing mode; the ratios of the goals where both sides ran; the paper fleet."""
+    figures: dict[Key, Figures] = {}
+    for sellers in sellers_counts:
+        for instances in instance_counts:
+            for server in servers:
+                for batch in modes:
+                    key = (_engine(server), sellers, instances, batch)
+                    figures[key] = bench_scale(sellers, instances, seconds, server, batch)
+    for sellers in sellers_counts:
+        one = {s: figures.get((s, sellers, 1, False)) for s in ("SQLite", "PostgreSQL")}
+        if one["SQLite"] and one["PostgreSQL"]:
+            print(
+                f"market {sellers} sellers, one instance: PostgreSQL at "
+                f"{one['PostgreSQL'].rate / one['SQLite'].rate:.2f}x SQLite (goal >= 0.8x)"
+            )
+        for server in servers:
+            single, batch = (figures.get((_engine(server), sellers, 1, b)) for b in (False, True))
+            if single and batch:
+                cpu = (single.market_ms + single.postgres_ms) / (
+                    batch.market_ms + batch.postgres_ms
+                )
+                print(
+                    f"market {sellers} sellers, one instance, {_engine(server)}: batch leasing "
+                    f"(4 seats a request) at {batch.rate / single.rate:.1f}x single, "
+                    f"{cpu:.1f}x less CPU per round trip (goal >= 3x)"
+                )
+    capacity(figures)
+
+
+PARTS = ("scale", "deep", "wake", "validation")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each run")
@@ -505,35 +545,41 @@ def main() -> None:
         "[env CPUSHARE_BENCH_POSTGRES; default: %(default)s]",
     )
     parser.add_argument("--sqlite-only", action="store_true", help="skip PostgreSQL")
+    parser.add_argument("--postgres-only", action="store_true", help="skip SQLite")
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        help="the parts to run (default: all of them)",
+    )
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=("single", "batch"),
+        default=["single", "batch"],
+        help="leasing modes of the scale part (default: both)",
+    )
     args = parser.parse_args()
-    servers: list[str | None] = [None] if args.sqlite_only else [None, args.postgres]
+    if args.sqlite_only and args.postgres_only:
+        parser.error("--sqlite-only and --postgres-only leave no engine to measure")
+    servers: list[str | None] = [None, args.postgres]
+    if args.sqlite_only:
+        servers = [None]
+    elif args.postgres_only:
+        servers = [args.postgres]
+    modes = [mode == "batch" for mode in args.modes]
     print(f"market bench on {os.cpu_count()} cores", flush=True)
-    figures: dict[Key, Figures] = {}
-    for sellers in args.sellers:
-        for instances in args.instances:
-            for server in servers:
-                for batch in (False, True):
-                    key = (_engine(server), sellers, instances, batch)
-                    figures[key] = bench_scale(sellers, instances, args.seconds, server, batch)
-    for sellers in args.sellers:
-        one = {s: figures.get((s, sellers, 1, False)) for s in ("SQLite", "PostgreSQL")}
-        if one["SQLite"] and one["PostgreSQL"]:
-            print(
-                f"market {sellers} sellers, one instance: PostgreSQL at "
-                f"{one['PostgreSQL'].rate / one['SQLite'].rate:.2f}x SQLite (goal >= 0.8x)"
-            )
+    if "scale" in args.parts:
+        scale(args.sellers, args.instances, args.seconds, servers, modes)
+    if "deep" in args.parts:
         for server in servers:
-            single, batch = (figures[(_engine(server), sellers, 1, b)] for b in (False, True))
-            print(
-                f"market {sellers} sellers, one instance, {_engine(server)}: batch leasing "
-                f"(4 seats a request) at {batch.rate / single.rate:.1f}x single (goal >= 3x)"
-            )
-    capacity(figures)
-    for server in servers:
-        bench_deep_queue(args.depth, args.seconds, server)
-    for server in servers:
-        bench_wake_up(args.pollers, args.rounds, server)
-    bench_validation(args.sellers[0], args.seconds, args.repeat)
+            bench_deep_queue(args.depth, args.seconds, server)
+    if "wake" in args.parts:
+        for server in servers:
+            bench_wake_up(args.pollers, args.rounds, server)
+    if "validation" in args.parts:
+        bench_validation(args.sellers[0], args.seconds, args.repeat)
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ def cancel(job: int, market_url: str, api_key: str, cacert: Path | None, as_json
 @market.command()
 @_buyer
 def status(market_url: str, api_key: str, cacert: Path | None, as_json: bool) -> None:
-    """Your account: its queue, leases, sellers seen, results and coins."""
+    """Your account: its queue, leases, machines seen, results and coins."""
     doc = _user_errors(lambda: _client(market_url, api_key, cacert).status())
     if as_json:
         _echo_json(doc)
@@ -150,7 +150,10 @@ def status(market_url: str, api_key: str, cacert: Path | None, as_json: bool) ->
         f"jobs: {jobs.get('open', 0)} open, {jobs.get('done', 0)} done, "
         f"{jobs.get('failed', 0)} failed; {doc['leases_active']} leased"
     )
-    click.echo(f"sellers seen (10 min): {doc['sellers_seen']} on {doc['orders_seen']} orders")
+    click.echo(
+        f"machines seen (10 min): {doc['machines_seen']} on {doc['orders_seen']} orders, "
+        f"asking on {doc['seats_seen']} seats"
+    )
     click.echo(
         f"results: {doc['results_last_minute']} last minute, {doc['results_last_hour']} last hour"
     )

@@ -120,8 +120,11 @@ def test_long_poll_lease_wakes_up_when_a_job_is_submitted(
     # The market counts the poller as seen once its long poll has begun (the event that
     # wakes it is taken by then): from there on the submit below has a seller to wake.
     give_up = time.monotonic() + 10
-    while buyer.status()["sellers_seen"] < 2 and time.monotonic() < give_up:
+    while buyer.status()["seats_seen"] < 2 and time.monotonic() < give_up:
         time.sleep(0.01)
+    # Two seats of one machine under one order: counted apart.
+    seen = buyer.status()
+    assert (seen["seats_seen"], seen["machines_seen"], seen["orders_seen"]) == (2, 1, 1), seen
     submitted = time.monotonic()
     job = buyer.submit(program, [b"P5\n1 1\n255\n\x80"], replicas=1)[0]
     poller.join()

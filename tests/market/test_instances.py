@@ -57,7 +57,7 @@ def test_a_submit_on_one_instance_wakes_a_seller_polling_another(
         poller.start()
         # Instance B counts the seat as seen once its long poll has begun.
         give_up = time.monotonic() + 10
-        while on_b.status()["sellers_seen"] < seat + 1 and time.monotonic() < give_up:
+        while on_b.status()["seats_seen"] < seat + 1 and time.monotonic() < give_up:
             time.sleep(0.01)
         submitted = time.monotonic()
         job = on_a.submit(program, [b"P5\n1 1\n255\n\x80"], replicas=1)[0]
