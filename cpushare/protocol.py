@@ -22,7 +22,8 @@ from cpushare.seller.client import BadReply, Refused, Unreachable
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 MAX_ID = 2**62
 MAX_LEASE_SECONDS = 86400
-# A host's seats (market.hosts.MAX_SEATS): a batch holds at most one lease or result per seat.
+# A host's seats, for the market and its sellers alike: a batch holds at most one lease
+# or result per seat.
 MAX_SEATS = 256
 VERDICTS = ("pending", "accepted", "rejected")
 OUTCOMES = tuple(o.value for o in Outcome)

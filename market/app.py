@@ -263,7 +263,7 @@ class Market:
             raise MarketError("enroll with the order's credentials, not a host's")
         order = self.auth.order(creds)
         doc = await read_json(request, 64 << 10)
-        seats = bounded_int(doc, "seats", 1, 1, hosts.MAX_SEATS)
+        seats = bounded_int(doc, "seats", 1, 1, protocol.MAX_SEATS)
         network = hosts.network_of(request.client.host if request.client else "")
         self.auth.enrollments.take(network)
         enrolled = await self.db.write(lambda c: hosts.enroll(c, order, seats, network))
@@ -273,7 +273,7 @@ class Market:
     async def lease(self, request: Request) -> Response:
         host = self.seller(request)
         doc = await read_json(request, 64 << 10)
-        seat = bounded_int(doc, "seat", 0, 0, hosts.MAX_SEATS - 1)
+        seat = bounded_int(doc, "seat", 0, 0, protocol.MAX_SEATS - 1)
         granted = await self._long_poll(request, host, [seat], doc)
         if not granted:
             return Response(status_code=204)

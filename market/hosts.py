@@ -14,13 +14,13 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from cpushare.protocol import MAX_SEATS
 from market.accounts import token_hash
 from market.dialect import Connection
 from market.errors import Forbidden, MarketError, NotFound
 from market.slots import refresh_slots
 
 HOST_PREFIX = "host-"
-MAX_SEATS = 256
 
 
 class Revoked(Forbidden):

@@ -22,10 +22,10 @@ from typing import Any, TextIO
 
 from cpushare.console import emit
 from cpushare.order import SellOrder
+from cpushare.protocol import MAX_SEATS
 from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply, Busy, MarketClient, Refused, Revoked, Unreachable
 
-MAX_SEATS = 256
 # A seller's seats: the running job's, the jobs queued behind it and the results on their
 # way to the market. A seat is leased again only once its result is acknowledged, two
 # round trips (post, lease) later: tiny jobs need many seats to keep one running all the
