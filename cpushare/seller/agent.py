@@ -45,6 +45,7 @@ from cpushare.seller.host import (
     say_revoked,
 )
 from cpushare.seller.options import SellerOptions
+from cpushare.seller.plan import QUEUE_INPUT_BYTES
 from cpushare.seller.programs import PROGRAM_CACHE_BYTES, ProgramCache
 from cpushare.seller.status import SellerStatus, StatusFile, boottime
 
@@ -131,6 +132,7 @@ class Seller:
                 self._error,
                 self.options.request_timeout,
                 self.options.backoff_max,
+                QUEUE_INPUT_BYTES if self.options.queue_input is None else self.options.queue_input,
             )
 
     def _state(self, state: str, within: float, **changes: object) -> None:

@@ -63,7 +63,7 @@ SELLER_OOM_SCORE_ADJ = -900
 
 # Seller options the fleet sets itself, per fleet (from the plan) or per seat.
 FLEET_DECIDES = frozenset(
-    {"status_dir", "memory_cap", "output_cap", "program_cache", "cpu", "nice"}
+    {"status_dir", "memory_cap", "output_cap", "program_cache", "queue_input", "cpu", "nice"}
 )
 
 
@@ -338,6 +338,8 @@ def announce_plan(plan: Plan) -> None:
         wanted=plan.wanted,
         job_memory_mb=plan.job_memory_bytes >> 20,
         job_output_mb=plan.job_output_bytes >> 20,
+        program_cache_mb=plan.program_cache_bytes >> 20,
+        queue_input_kb=plan.queue_input_bytes >> 10,
     )
 
 
@@ -425,6 +427,7 @@ def serve(args: argparse.Namespace) -> int:
         memory_cap=plan.job_memory_bytes,
         output_cap=plan.job_output_bytes,
         program_cache=plan.program_cache_bytes,
+        queue_input=plan.queue_input_bytes,
     )
     fleet_options = FleetOptions(
         seller=from_arguments(args, seller),

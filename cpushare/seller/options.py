@@ -100,6 +100,12 @@ class SellerOptions:
         default=None,
         metadata=_meta("bytes of programs kept in memory between jobs", low=0),
     )
+    queue_input: int | None = field(
+        default=None,
+        metadata=_meta(
+            "bytes of input the jobs leased ahead may hold (one job is always allowed)", low=0
+        ),
+    )
     nice: int | None = field(
         default=None, metadata=_meta("this nice level instead of the order's", low=0, high=19)
     )

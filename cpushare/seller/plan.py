@@ -17,24 +17,39 @@ MIB = 1 << 20
 # from. (The status screen is painted by the fleet, whose memory is already counted:
 # its own interpreter took about 9 MiB of the 24 this was.)
 SYSTEM_RESERVE = 15 * MIB
-# One seller's own needs beyond what it shares with the others: its heap, TLS, the
-# job's input and output while they are in flight, its program cache.
-SELLER_RESERVE = 16 * MIB
-# Out of that reserve: a job's output costs its seller about three times its size while
-# in flight (the jail's read, the result, its base64 text), so outputs get a quarter of
-# it, and the program cache another quarter. The jobs queued behind the running one
-# (cpushare.seller.courier) get a quarter of it for their inputs, each costing up to
-# four times its size while its lease's reply is read (the reply, its text, the bytes).
-JOB_OUTPUT_BYTES = SELLER_RESERVE // 4
-PROGRAM_CACHE_BYTES = SELLER_RESERVE // 4
-QUEUE_INPUT_BYTES = SELLER_RESERVE // 4 // 4
+# One seller's own memory beyond what it shares with the fleet: its heap, TLS, a small
+# job's input and output. Measured in the guest at 128 MiB (scripts/bench_seller_memory.py:
+# private memory from smaps_rollup): 5.1 MiB enrolled and idle, 5.7 MiB after jobs on
+# 64x48 pictures, whose peak RSS was 0.3 MiB above the idle seller's.
+SELLER_BASE = 6 * MIB
+# Its buffers, which scale with the machine: a job's output costs its seller about three
+# times its size while in flight (the jail's read, the result, its base64 text), the
+# program cache holds programs between jobs, and the jobs queued behind the running one
+# (cpushare.seller.courier) hold inputs that cost up to four times their size while a
+# lease's reply is read (the reply, its text, the bytes). A third of the buffers each:
+# the output cap, the program cache, and the queued inputs at four times their size.
+# A quarter of a seller's share of the machine goes to them, between these bounds; the
+# least still lets a job write 1 MiB. Measured with the least (1 MiB of output, 256 KiB
+# of queued input): jobs on 640x480 pictures (300 KB in, 300 KB out) took the seller's
+# peak RSS 8.1 MiB above the idle seller's, and its private memory to 12.8 MiB; the
+# lowest MemAvailable while they ran was 16.0 MiB (25.6 idle), room the system's reserve
+# keeps. With 4 MiB of output and 1 MiB of queued input (the most), the same jobs ran a
+# 128 MiB machine out of memory.
+BUFFERS_MAX = 12 * MIB
+BUFFERS_MIN = 3 * MIB
+# On a machine without a plan (a seller started alone, the Debian package's), the most.
+JOB_OUTPUT_BYTES = BUFFERS_MAX // 3
+PROGRAM_CACHE_BYTES = BUFFERS_MAX // 3
+QUEUE_INPUT_BYTES = BUFFERS_MAX // 3 // 4
+# The most a seller ever keeps for itself beyond its jobs: its base and its buffers.
+SELLER_RESERVE = SELLER_BASE + BUFFERS_MAX
 # Below this a job can do little; fewer sellers with more memory each are better.
 MIN_JOB_MEMORY = 16 * MIB
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Sellers to run and the memory cap of each one's jobs."""
+    """Sellers to run, the memory cap of each one's jobs, and each seller's buffers."""
 
     available: int
     wanted: int
@@ -42,18 +57,39 @@ class Plan:
     job_memory_bytes: int
     job_output_bytes: int = JOB_OUTPUT_BYTES
     program_cache_bytes: int = PROGRAM_CACHE_BYTES
+    queue_input_bytes: int = QUEUE_INPUT_BYTES
+
+    @property
+    def seller_reserve(self) -> int:
+        """What each seller keeps for itself beyond its jobs' memory."""
+        buffers = self.job_output_bytes + self.program_cache_bytes + 4 * self.queue_input_bytes
+        return SELLER_BASE + buffers
+
+
+def seller_buffers(share: int) -> int:
+    """The buffers of a seller whose share of the machine (its jobs and itself) is
+    `share`: a quarter of it, between BUFFERS_MIN and BUFFERS_MAX, in whole 3 MiB steps
+    (a third each, in whole MiB)."""
+    step = 3 * MIB
+    return min(BUFFERS_MAX, max(BUFFERS_MIN, share // 4 // step * step))
 
 
 def plan_sellers(available: int, wanted: int) -> Plan:
-    """At most `wanted` sellers, each job capped so all of them fit into `available`.
-    Always at least one seller: on a machine too small even for that, its cap is the
-    jail's minimum and the market simply offers it nothing."""
+    """At most `wanted` sellers, each with its reserve (a base and buffers that shrink
+    with the machine) and its jobs capped so all of them fit into `available`. Always at
+    least one seller: on a machine too small even for that, its cap is the jail's minimum
+    and the market simply offers it only the jobs that ask no more."""
     usable = max(0, available - SYSTEM_RESERVE)
-    affordable = usable // (SELLER_RESERVE + MIN_JOB_MEMORY)
-    sellers = max(1, min(wanted, affordable))
-    per_job = (usable - sellers * SELLER_RESERVE) // sellers
+    sellers = max(1, min(wanted, usable // (SELLER_BASE + BUFFERS_MIN + MIN_JOB_MEMORY)))
+    while True:
+        buffers = seller_buffers(usable // sellers)
+        per_job = (usable - sellers * (SELLER_BASE + buffers)) // sellers
+        if sellers == 1 or per_job >= MIN_JOB_MEMORY:
+            break
+        sellers -= 1  # more buffers each left too little for the jobs
     job_memory = max(MIB, per_job // MIB * MIB)
-    return Plan(available, wanted, sellers, job_memory)
+    third = buffers // 3
+    return Plan(available, wanted, sellers, job_memory, third, third, third // 4)
 
 
 def mem_available(meminfo: Path = Path("/proc/meminfo")) -> int:

@@ -138,6 +138,14 @@ def boot_command(
     show_default=True,
     help="Jobs in the --market batch.",
 )
+@click.option(
+    "--job-memory",
+    type=click.IntRange(1, 4096),
+    default=None,
+    metavar="MIB",
+    help="The memory limit each --market job asks for, in MiB. Default: the sale's own "
+    "(livecd/qemu/sale.py JOB_MEMORY_MB), which a 128 MiB machine's plan gives.",
+)
 def smoke_command(
     iso: Path,
     firmware: Firmware,
@@ -152,6 +160,7 @@ def smoke_command(
     order_file: Path | None,
     with_market: bool,
     jobs: int,
+    job_memory: int | None,
 ) -> None:
     """Boot ISO headless and check that the live system comes up.
 
@@ -175,6 +184,8 @@ def smoke_command(
       livecd smoke ISO --order my.cpu --cpus 2
       livecd smoke ISO --market --cpus 2 --jobs 12
     """
+    if job_memory is not None and not with_market:
+        raise UserError("--job-memory is the --market jobs' limit: give --market too")
     if order_file is not None and with_market:
         raise UserError("give --order or --market, not both: --market issues its own order")
     cfg = _guest(iso, firmware, secure_boot, media, cpus, memory, nic)
@@ -182,7 +193,13 @@ def smoke_command(
     mode = f"{firmware}{' secure-boot' if secure_boot else ''} {media}, {cpus} CPU, {nic}"
     click.echo(f"livecd: smoke-booting {iso} ({mode})", err=True)
     report = _smoke(
-        cfg, log, order_file=order_file, with_market=with_market, jobs=jobs, timeout=timeout
+        cfg,
+        log,
+        order_file=order_file,
+        with_market=with_market,
+        jobs=jobs,
+        job_memory=job_memory,
+        timeout=timeout,
     )
     if as_json:
         click.echo(json.dumps(report_json(report), indent=2))
@@ -200,6 +217,7 @@ def _smoke(
     order_file: Path | None,
     with_market: bool,
     jobs: int,
+    job_memory: int | None,
     timeout: float,
 ) -> Report:
     """The boot checks, with an order on a medium, or the whole sale in a scratch
@@ -211,6 +229,7 @@ def _smoke(
             check_order_file(order_file)
             return run_order_smoke(cfg, order_file, log, Path(tmp), timeout=timeout)
         # The sale needs the market and the SDK: imported only for it.
-        from livecd.qemu.sale import run_sale
+        from livecd.qemu.sale import JOB_LIMITS, run_sale
 
-        return run_sale(cfg, log, Path(tmp), jobs=jobs, timeout=timeout)
+        memory = JOB_LIMITS.memory_bytes if job_memory is None else job_memory << 20
+        return run_sale(cfg, log, Path(tmp), jobs=jobs, job_memory=memory, timeout=timeout)

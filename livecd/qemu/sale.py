@@ -54,8 +54,12 @@ VALIDATOR = "validator"  # the host-side honest seller's account
 # Where the validator's connections come from: another machine, to the market.
 VALIDATOR_SOURCE = "127.0.0.2"
 # Small pictures: under emulation the jail's start-up, not the dithering, should dominate.
+# Floyd-Steinberg runs in the jail's least memory limit, 1 MiB, on pictures up to 640x480
+# (measured: scripts/bench_seller_memory.py); the jobs ask twice that, which the memory
+# plan of QEMU's default 128 MiB gives (cpushare.seller.plan).
+JOB_MEMORY_MB = 2
 JOB_LIMITS = JobLimits(
-    cpu_seconds=30, wall_seconds=120, memory_bytes=32 << 20, output_bytes=1 << 20
+    cpu_seconds=30, wall_seconds=120, memory_bytes=JOB_MEMORY_MB << 20, output_bytes=1 << 20
 )
 # A lease outlives a seller killed mid-job by this much, then the job is leased again.
 LEASE_SECONDS = 15.0
@@ -105,11 +109,16 @@ class SaleMarket:
         return render_order(self.order).encode()
 
     def submit(
-        self, program: bytes, inputs: Sequence[bytes], *, replicas: int | None = None
+        self,
+        program: bytes,
+        inputs: Sequence[bytes],
+        *,
+        replicas: int | None = None,
+        limits: JobLimits = JOB_LIMITS,
     ) -> list[int]:
         """Queue one job per input (adaptive replication unless `replicas`); their ids."""
         sha256 = self.buyer.upload_program(program)
-        return self.buyer.submit(sha256, inputs, replicas=replicas, limits=JOB_LIMITS.as_dict())
+        return self.buyer.submit(sha256, inputs, replicas=replicas, limits=limits.as_dict())
 
     def done(self) -> dict[int, dict[str, object]]:
         """The buyer's finished jobs with an accepted result, by id."""
@@ -235,11 +244,13 @@ def run_sale(
     power_off_timeout: float = 30.0,
     while_up: Callable[[Guest], list[str]] | None = None,
     replicas: int | None = None,
+    job_memory: int = JOB_LIMITS.memory_bytes,
 ) -> Report:
     """The whole run: market, order, medium, jobs, then boot `cfg` (its own disks
     stay attached beside the medium) until every job is accepted; then the checks.
     `while_up` looks into the guest before it is powered off and returns problems.
-    `replicas=1` trusts the guest alone; otherwise the validator runs beside it."""
+    `replicas=1` trusts the guest alone; otherwise the validator runs beside it.
+    `job_memory`: the memory limit the jobs ask for (`memory_bytes`)."""
     sale = SaleFigures(jobs=jobs, account=VOLUNTEER)
     report = Report(sale=sale)
     inputs = job_inputs(jobs)
@@ -247,7 +258,9 @@ def run_sale(
     with guest_market(workdir / "market") as process:
         market = SaleMarket.open(process.start())
         medium = make_medium({f"{VOLUNTEER}.cpu": market.order_file()}, workdir / "medium.img")
-        by_job = dict(zip(market.submit(program, inputs, replicas=replicas), inputs, strict=True))
+        limits = replace(JOB_LIMITS, memory_bytes=job_memory)
+        ids = market.submit(program, inputs, replicas=replicas, limits=limits)
+        by_job = dict(zip(ids, inputs, strict=True))
         guest_cfg = replace(
             cfg, sticks=(medium, *cfg.sticks), forwards=(*cfg.forwards, market.forward)
         )

@@ -1,5 +1,5 @@
-"""The live CD at little memory: QEMU's defaults (128 MiB, its own NIC), and a machine too
-small, which is told so in one line."""
+"""The live CD at little memory: QEMU's defaults (128 MiB, its own NIC) sell end to end,
+and a machine too small is told so in one line."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from cpushare.console import events_in
 from livecd.qemu.guest import Guest
 from livecd.qemu.machine import GuestConfig, qemu_argv
+from livecd.qemu.sale import JOB_LIMITS, run_sale
 from livecd.qemu.smoke import run_smoke
 
 pytestmark = pytest.mark.qemu
@@ -23,17 +24,35 @@ def _no_shell_on_ttys1(guest: Guest) -> list[str]:
     return ["a root shell answers on ttyS1 without cpushare.shell"] if guest.shell_answers() else []
 
 
-def test_qemus_defaults_boot_and_start_a_seller(iso: Path, tmp_path: Path) -> None:
+def test_qemus_defaults_sell_end_to_end(iso: Path, tmp_path: Path) -> None:
     # No -m and QEMU's own NIC model: what `qemu-system-x86_64 -cdrom ISO` gives (128 MiB).
     # The second serial port is there but, without the kernel option, no shell on it
-    # (on a server it is often the IPMI's serial-over-LAN).
+    # (on a server it is often the IPMI's serial-over-LAN). The guest alone runs the jobs
+    # (no validator), each asking the sale's memory limit: its plan must give that.
     cfg = GuestConfig(iso=iso, memory_mb=None, ttys1=True)
     assert "-m" not in qemu_argv(cfg, tmp_path)
-    result = run_smoke(cfg, tmp_path / "serial.log", timeout=180, while_up=_no_shell_on_ttys1)
+    result = run_sale(
+        cfg, tmp_path / "serial.log", tmp_path, jobs=4, timeout=240, replicas=1,
+        while_up=_no_shell_on_ttys1,
+    )  # fmt: skip
     assert result.ok, result.problems
-    assert result.first("seller-started") is not None
+    plan = result.first("memory")
+    assert plan is not None and plan.fields["sellers"] == "1", plan
+    assert int(plan.fields["job_memory_mb"]) << 20 >= JOB_LIMITS.memory_bytes, plan.fields
+    assert int(plan.fields["job_output_mb"]) << 20 >= JOB_LIMITS.output_bytes, plan.fields
+    # Every job leased, run and accepted by the guest, equal to the reference (run_sale
+    # checks the results' bytes and the coins).
+    assert result.sale is not None and result.sale.accepted == 4
+    assert len({m.fields["job"] for m in result.milestones if m.event == "job-finished"}) == 4
+    assert result.sale.first_result_uptime is not None
+    print(
+        f"128 MiB: {plan.fields['available_mb']} MiB available at the plan, jobs up to "
+        f"{plan.fields['job_memory_mb']} MiB; first accepted result at guest uptime "
+        f"{result.sale.first_result_uptime:.1f} s"
+    )
     console = _console(tmp_path / "serial.log")
     assert "Initramfs unpacking failed" not in console and "Traceback" not in console
+    assert "Out of memory" not in console
 
 
 def test_too_little_memory_is_one_clear_line_and_the_power_button_works(

@@ -25,6 +25,7 @@ EVERY = SellerOptions(
     memory_cap=1 << 25,
     output_cap=1 << 22,
     program_cache=1 << 21,
+    queue_input=1 << 18,
     nice=7,
 )
 

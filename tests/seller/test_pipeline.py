@@ -16,8 +16,12 @@ from seller_processes import SellerProcess
 
 from cpushare.jail import JobResult, Outcome
 from cpushare.protocol import LeaseOffer
+from cpushare.seller.agent import Seller
 from cpushare.seller.client import MarketClient
 from cpushare.seller.courier import Courier, queue_target
+from cpushare.seller.host import Identity
+from cpushare.seller.options import SellerOptions
+from cpushare.seller.plan import QUEUE_INPUT_BYTES
 from livecd.market_process import MarketProcess
 from market.buyer import BuyerClient
 
@@ -221,3 +225,20 @@ def test_queue_target_runs_a_few_round_trips_of_jobs_ahead() -> None:
     assert queue_target(0.015, 0.09, 64) == 24
     assert queue_target(0.0, 0.1, 16) == 15
     assert queue_target(0.015, 0.09, 1) == 0  # one seat: nothing ahead
+
+
+def test_a_seller_gives_its_courier_the_plans_queue_budget(
+    market: MarketProcess, tmp_path: Path
+) -> None:
+    """The fleet's plan reaches the queue: `--queue-input` is the courier's budget (the
+    fleet sets it per boot), and a seller outside any plan keeps the most."""
+    market.account("volunteer")
+    order_file = tmp_path / "volunteer.cpu"
+    order = market.order("volunteer", order_file)
+    host = market.enroll(order)
+    identity = Identity(host.id, host.secret, 1, order.order_id)
+    for given, budget in ((2500, 2500), (None, QUEUE_INPUT_BYTES)):
+        seller = Seller(order, order_file, SellerOptions(queue_input=given))
+        seller._use(identity)
+        assert seller.courier is not None and seller.courier.queue_bytes == budget
+        seller.client.close()
