@@ -3,20 +3,24 @@
 the figures the memory plan's seller reserve is set by (cpushare/seller/plan.py).
 Prints, asserts nothing.
 
-    scripts/bench_seller_memory.py ISO [--memory MIB] [--jobs N] [--job-memory MIB]
+    scripts/bench_seller_memory.py [--iso ISO] [--memory MIB] [--jobs N] [--job-memory MIB]
 
-One boot (BIOS, 1 vCPU, QEMU's own NIC, QEMU's default 128 MiB unless --memory) with a
-market on loopback that trusts the guest alone. Once the machine is enrolled and its
-seller idle: MemAvailable and the fleet's and the seller's memory (RSS, PSS, private).
-Then N Floyd-Steinberg jobs on 64x48 pictures, then N on 640x480 ones, each asking
---job-memory (default the jail's least, 1 MiB): after each batch the seller's peak RSS
-since the batch began (its VmHWM, reset before), its private memory, and the lowest
-MemAvailable the guest saw while the batch ran (sampled every 0.1 s).
+First, on the host's jail: the least memory limit (`memory_bytes`, in 64 KiB steps from
+the jail's least, 1 MiB) the Floyd-Steinberg job runs at, with the reference's output, on
+a 64x48 and on a 640x480 picture. Then one boot (BIOS, 1 vCPU, QEMU's own NIC, QEMU's
+default 128 MiB unless --memory) with a market on loopback that trusts the guest alone.
+Once the machine is enrolled and its seller idle: MemAvailable and the fleet's and the
+seller's memory (RSS, PSS, private). Then N Floyd-Steinberg jobs on 64x48 pictures, then
+N on 640x480 ones, each asking --job-memory (default the jail's least, 1 MiB): after each
+batch the seller's peak RSS since the batch began (its VmHWM, reset before), its private
+memory, and the lowest MemAvailable the guest saw while the batch ran (sampled every
+0.1 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import tempfile
@@ -24,6 +28,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from cpushare.jail import InvalidProgram, JailError, Limits, run_job
+from cpushare.seller.plan import MIB
+from livecd.build import BuildOptions, build
+from livecd.profile import load_profile
 from livecd.qemu.events import ConsoleEvents
 from livecd.qemu.guest import Guest
 from livecd.qemu.machine import GuestConfig
@@ -37,7 +45,8 @@ from livecd.qemu.sale import (
     guest_market,
     result_problems,
 )
-from livecd.sdk.dither import sample_image
+from livecd.sdk.dither import dither, sample_image
+from livecd.toolchain import jail_environment
 
 RUN = "/run/cpushare"
 # Per process (fleet, then each seller): name, then kB of Rss, Pss, private, peak RSS.
@@ -55,6 +64,28 @@ _SAMPLER = (
     "(while :; do sed -n 's/^MemAvailable: *\\([0-9]*\\).*/\\1/p' /proc/meminfo; "
     "usleep 100000; done > /tmp/available) & echo $! > /tmp/sampler"
 )
+
+
+def least_memory(program: bytes, size: tuple[int, int]) -> int:
+    """The least memory limit, in 64 KiB steps from the jail's 1 MiB, under which the job
+    gives the reference's output for a picture of `size`."""
+    picture = sample_image(*size, seed=1)
+    reference = dither(picture)
+
+    def runs(memory: int) -> bool:
+        limits = Limits(cpu_seconds=30, wall_seconds=60, memory_bytes=memory, output_bytes=1 << 20)
+        try:
+            return run_job(program, picture, limits).output == reference
+        except (JailError, InvalidProgram):
+            return False
+
+    low, high, step = MIB, 64 * MIB, 64 << 10
+    if runs(low):
+        return low
+    while high - low > step:
+        middle = (low + high) // 2 // step * step
+        low, high = (low, middle) if runs(middle) else (middle, high)
+    return high
 
 
 def processes(guest: Guest) -> dict[str, list[int]]:
@@ -118,20 +149,28 @@ def batch(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("iso", type=Path)
+    parser.add_argument("--iso", type=Path, help="ISO to boot [default: build the default one]")
     parser.add_argument("--memory", type=int, metavar="MIB", help="guest memory [QEMU's]")
-    parser.add_argument("--jobs", type=int, default=20, help="jobs per picture size")
+    parser.add_argument("--jobs", type=int, default=8, help="jobs per picture size")
     parser.add_argument("--job-memory", type=int, default=1, metavar="MIB")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # QEMU stopped on the way out
+    os.environ.update(jail_environment())
     with tempfile.TemporaryDirectory(prefix="bench-seller-memory-") as tmp:
         work = Path(tmp)
+        iso = args.iso
+        if iso is None:
+            profile = load_profile().with_overrides(timeout=0)
+            iso = build(BuildOptions(profile=profile, output=work / "bench.iso")).iso
         program = build_fsdither(work)
+        for size in ((64, 48), (640, 480)):
+            least = least_memory(program, size)
+            print(f"fsdither on {size[0]}x{size[1]}: runs in {least / MIB:.2f} MiB at least")
         with guest_market(work / "market") as process:
             market = SaleMarket.open(process.start())
             medium = make_medium({f"{VOLUNTEER}.cpu": market.order_file()}, work / "medium.img")
             cfg = GuestConfig(
-                iso=args.iso,
+                iso=iso,
                 memory_mb=args.memory,
                 shell=True,
                 sticks=(medium,),

@@ -115,6 +115,11 @@ def test_secure_boot_needs_uefi(iso: Path) -> None:
     assert_one_line_error(livecd("smoke", str(iso), "--secure-boot"), "needs UEFI firmware")
 
 
+def test_job_memory_is_the_market_jobs_limit(iso: Path) -> None:
+    result = livecd("smoke", str(iso), "--job-memory", "4")
+    assert_one_line_error(result, "--job-memory is the --market jobs' limit")
+
+
 def test_missing_iso(tmp_path: Path) -> None:
     assert_one_line_error(livecd("boot", str(tmp_path / "none.iso")), "no such ISO")
 

@@ -37,7 +37,7 @@ def _used(plan: Plan) -> int:
 
 def test_qemus_default_128_mib_sells_the_sales_jobs() -> None:
     plan = plan_sellers(AT_128_MIB, 1)
-    assert plan.sellers == 1
+    assert plan.sellers == 1 and plan.job_memory_bytes == 2 * MIB
     # The end-to-end sale's jobs (livecd smoke --market) are offered to this machine.
     assert plan.job_memory_bytes >= JOB_LIMITS.memory_bytes
     assert plan.job_output_bytes >= JOB_LIMITS.output_bytes
