@@ -36,7 +36,7 @@ SHARED = ("lib/cpushare/say.sh",)
 # MemAvailable below which /init stops: what the live system takes with one idle seller
 # and its status screen, plus the smallest job memory worth selling. Measured (first
 # stage, then the fleet's plan; scripts/bench_seller_memory.py): 128 MiB finds 50, then
-# 26-30, and sells; 120 MiB 42, then 18, and sells jobs on small pictures (its seller's
+# 22-30, and sells; 120 MiB 42, then 18, and sells jobs on small pictures (its seller's
 # reserve comes out of the system's); 112 MiB 34, then 15, and never enrolls, its TLS
 # exchanges stalled by page-cache thrashing: so it is told so here.
 MIN_AVAILABLE_MB = 40

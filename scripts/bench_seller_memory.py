@@ -131,6 +131,7 @@ def batch(
         time.sleep(1)
         if not guest.running:
             raise SystemExit("QEMU exited")
+    took = time.monotonic() - started
     guest.shell("kill $(cat /tmp/sampler)")
     _, out = guest.shell("sort -n /tmp/available | head -1")
     killed = guest.log_path.read_text(errors="replace").count("Out of memory: Killed")
@@ -138,7 +139,7 @@ def batch(
     problems = result_problems(market, dict(zip(ids, inputs, strict=True)), done)
     print(
         f"{len(ids)} jobs on {size[0]}x{size[1]} pictures ({len(inputs[0])} B each), "
-        f"{args.job_memory} MiB each: {len(problems)} problem(s); "
+        f"{args.job_memory} MiB each, {took:.1f} s: {len(problems)} problem(s); "
         f"lowest MemAvailable {int(out.split()[0]) / 1024:.1f} MiB; "
         f"{killed} process(es) killed by the OOM killer since boot"
     )

@@ -56,8 +56,8 @@ VALIDATOR_SOURCE = "127.0.0.2"
 # Small pictures: under emulation the jail's start-up, not the dithering, should dominate.
 # Floyd-Steinberg runs in the jail's least memory limit, 1 MiB, on pictures up to 640x480
 # (measured: scripts/bench_seller_memory.py), and these are far smaller: the jobs ask
-# that, which every memory plan gives (at QEMU's default 128 MiB the plan gives 2-6 MiB,
-# 2 when the fleet plans while the boot is still busy: no margin for more).
+# that, which every memory plan gives (at QEMU's default 128 MiB the plan gives 1-6 MiB:
+# the less, the busier the host when the fleet plans).
 JOB_MEMORY_MB = 1
 JOB_LIMITS = JobLimits(
     cpu_seconds=30, wall_seconds=120, memory_bytes=JOB_MEMORY_MB << 20, output_bytes=1 << 20
