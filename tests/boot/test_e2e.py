@@ -94,9 +94,23 @@ def _tty1_shows(guest: Guest, *texts: str) -> list[str]:
     return [f"tty1 does not show {texts}: {screen!r}"]
 
 
+def _sellers_hand_big_blocks_back(guest: Guest) -> list[str]:
+    """Each seller runs with glibc's mmap threshold fixed (/etc/init.d/cpushare): a job's
+    large input and output, once freed, go back to the kernel."""
+    status, out = guest.shell(
+        "for f in /run/cpushare/*-cpu*.pid; do tr '\\0' '\\n' < /proc/$(cat $f)/environ"
+        " | grep -qx MALLOC_MMAP_THRESHOLD_=131072 && echo fixed || echo not; done"
+    )
+    if status != 0 or out.split() != ["fixed", "fixed"]:
+        return [f"the sellers' malloc threshold is not fixed: {out!r}"]
+    return []
+
+
 def _after_the_sale(guest: Guest) -> list[str]:
-    return _no_disk_in_use(guest) + _tty1_shows(
-        guest, "selling: 2 seller(s)", "volunteer-cpu0", "volunteer-cpu1"
+    return (
+        _no_disk_in_use(guest)
+        + _sellers_hand_big_blocks_back(guest)
+        + _tty1_shows(guest, "selling: 2 seller(s)", "volunteer-cpu0", "volunteer-cpu1")
     )
 
 
