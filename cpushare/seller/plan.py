@@ -19,8 +19,8 @@ MIB = 1 << 20
 SYSTEM_RESERVE = 15 * MIB
 # One seller's own memory beyond what it shares with the fleet: its heap, TLS, a small
 # job's input and output. Measured in the guest at 128 MiB (scripts/bench_seller_memory.py:
-# private memory from smaps_rollup): 5.1 MiB enrolled and idle, 5.7 MiB after jobs on
-# 64x48 pictures, whose peak RSS was 0.3 MiB above the idle seller's.
+# private memory from smaps_rollup, five boots): 5.1-5.2 MiB enrolled and idle, 5.7-5.8
+# MiB after jobs on 64x48 pictures, whose peak RSS was 0.3-0.4 MiB above the idle one's.
 SELLER_BASE = 6 * MIB
 # Its buffers, which scale with the machine: a job's output costs its seller about three
 # times its size while in flight (the jail's read, the result, its base64 text), the
@@ -31,8 +31,8 @@ SELLER_BASE = 6 * MIB
 # A quarter of a seller's share of the machine goes to them, between these bounds; the
 # least still lets a job write 1 MiB. Measured with the least (1 MiB of output, 256 KiB
 # of queued input): jobs on 640x480 pictures (300 KB in, 300 KB out) took the seller's
-# peak RSS 8.1 MiB above the idle seller's, and its private memory to 12.8 MiB; the
-# lowest MemAvailable while they ran was 16.0 MiB (25.6 idle), room the system's reserve
+# peak RSS 5-9 MiB above the idle seller's, more than these buffers; the lowest
+# MemAvailable while they ran was 11-21 MiB (25.3-25.6 idle), room the system's reserve
 # keeps. With 4 MiB of output and 1 MiB of queued input (the most), the same jobs ran a
 # 128 MiB machine out of memory.
 BUFFERS_MAX = 12 * MIB
