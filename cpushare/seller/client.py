@@ -159,8 +159,9 @@ class MarketClient:
                 try:
                     reply = conn.request(method, self.prefix + path, headers, data, cap)
                 except Dropped:
-                    # Closed by the market while idle, found closed only now.
-                    if not reused or method not in REPEATABLE:
+                    # Closed by the market while idle, found closed only now (not cut by
+                    # the deadline: a request sent again would be cut no more).
+                    if not reused or method not in REPEATABLE or deadline.expired:
                         raise
                     conn.close()
                     reply = conn.request(method, self.prefix + path, headers, data, cap)

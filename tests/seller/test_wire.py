@@ -26,8 +26,8 @@ from market.tls import self_signed
 
 LEASE = {"seller": "test", "max_memory_bytes": 1 << 30, "max_cpu_seconds": 600}
 # What the raw server does for one request: send these bytes (and keep the connection),
-# or close the connection without a reply (None).
-Step = bytes | None
+# close the connection without a reply (None), or say nothing for so many seconds first.
+Step = bytes | float | None
 
 
 def _reply(body: bytes, *headers: str, status: str = "200 OK") -> bytes:
@@ -62,7 +62,9 @@ class RawServer:
                     if head is None:
                         break
                     self.requests.append((number, head))
-                    if step is None:
+                    if isinstance(step, float):
+                        time.sleep(step)
+                    if not isinstance(step, bytes):
                         break
                     conn.sendall(step)
                 else:
@@ -322,6 +324,18 @@ def test_a_kept_alive_connection_closed_without_a_reply_repeats_only_a_safe_requ
         with pytest.raises(Unreachable, match=f"{method} /v1/b: .*closed"):
             client.request_json(method, "/v1/b", None)
         assert [number for number, _ in server.requests] == [0, 0]
+    client.close()
+
+
+def test_a_get_cut_by_its_deadline_is_not_repeated(raw: list[RawServer]) -> None:
+    # The cut closes the connection as the market would: no reply, and no second try,
+    # which no deadline would bound.
+    raw.append(server := RawServer([[_reply(b"{}"), 3.0], [_reply(b"{}")]]))
+    client = MarketClient(SellOrder(server.url, "o-wire", "s" * 24, "lab"), 5.0, exchange=1.0)
+    assert client.request_json("GET", "/v1/a") == {}
+    with pytest.raises(Unreachable, match="GET /v1/b: no whole reply within 1 s"):
+        client.request_json("GET", "/v1/b")
+    assert [number for number, _ in server.requests] == [0, 0]
     client.close()
 
 
