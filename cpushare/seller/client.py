@@ -7,7 +7,7 @@ which the agent knows how to survive (or, for Revoked, how to stop).
 The credentials are the order's for enrollment and the host's for everything after it
 (cpushare.seller.host). `CPUSHARE_SOURCE_ADDRESS` binds the connection's source address:
 tests on loopback use 127.0.0.2, 127.0.0.3... to stand for distinct machines. The HTTP
-itself, over one kept-alive connection, is cpushare.seller.wire's.
+itself, over one kept-alive connection, is cpushare.seller.http11's.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 from cpushare.limits import MAX_EXCHANGE_SECONDS, MAX_RETRY_AFTER
 from cpushare.order import SellOrder
 from cpushare.seller.deadline import Deadline
-from cpushare.seller.wire import Connection, Dropped, PinMismatch, TooLarge, WireError
+from cpushare.seller.http11 import Connection, Dropped, PinMismatch, TooLarge, WireError
 
 __all__ = [
     "BadReply", "Busy", "MarketClient", "PinMismatch", "Refused", "Revoked", "Unreachable",

@@ -101,7 +101,7 @@ def test_the_closure_holds_imports_made_inside_functions() -> None:
     assert {"tomllib", "ssl", "encodings.idna", "_strptime"} <= kept
     # Frozen into the interpreter, so no file: `python3 -m` runs without runpy.py.
     assert "runpy" not in kept and "os" in kept
-    # The seller speaks its own HTTP (cpushare.seller.wire): no http.client, no email.
+    # The seller speaks its own HTTP (cpushare.seller.http11): no http.client, no email.
     assert not {"http", "http.client", "email", "email.parser"} & kept
     assert unused(f"{STDLIB}/http/client.py", kept)
     assert unused(f"{STDLIB}/email/parser.py", kept)

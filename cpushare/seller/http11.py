@@ -1,4 +1,4 @@
-"""The seller's HTTP/1.1 on the wire: one request at a time over one kept-alive
+"""The seller's HTTP/1.1 client: one request at a time over one kept-alive
 connection, and every reply read strictly and within limits before anything trusts it.
 
 Not http.client: its header parsing is the email package's, whose import alone cost the

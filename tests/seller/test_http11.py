@@ -1,4 +1,4 @@
-"""The seller's own HTTP/1.1 (cpushare.seller.wire under MarketClient): against the real
+"""The seller's own HTTP/1.1 (cpushare.seller.http11 under MarketClient): against the real
 market on loopback, plain and pinned TLS, and against a raw server that answers what a
 hostile market or a broken proxy may send. Every bad reply is one of the client's
 errors, naming what was wrong; none is a traceback."""
@@ -96,7 +96,7 @@ def raw() -> Iterator[list[RawServer]]:
 
 
 def _client(server: RawServer, timeout: float = 5.0) -> MarketClient:
-    return MarketClient(SellOrder(server.url, "o-wire", "s" * 24, "lab"), timeout=timeout)
+    return MarketClient(SellOrder(server.url, "o-http", "s" * 24, "lab"), timeout=timeout)
 
 
 # --- against the real market ---------------------------------------------------------
@@ -331,7 +331,7 @@ def test_a_get_cut_by_its_deadline_is_not_repeated(raw: list[RawServer]) -> None
     # The cut closes the connection as the market would: no reply, and no second try,
     # which no deadline would bound.
     raw.append(server := RawServer([[_reply(b"{}"), 3.0], [_reply(b"{}")]]))
-    client = MarketClient(SellOrder(server.url, "o-wire", "s" * 24, "lab"), 5.0, exchange=1.0)
+    client = MarketClient(SellOrder(server.url, "o-http", "s" * 24, "lab"), 5.0, exchange=1.0)
     assert client.request_json("GET", "/v1/a") == {}
     with pytest.raises(Unreachable, match="GET /v1/b: no whole reply within 1 s"):
         client.request_json("GET", "/v1/b")
