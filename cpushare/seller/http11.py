@@ -128,11 +128,9 @@ class Connection:
             return False
         if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
             return True
-        try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
-        except (OSError, ValueError):  # closed under us
-            return True
-        return bool(readable)
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        return bool(poller.poll(0))
 
     def request(
         self,
@@ -188,10 +186,9 @@ class Connection:
             size = len(body) if isinstance(body, bytes) else sum(map(len, body))
             fields["Content-Length"] = str(size)
         lines = [f"{method} {target} HTTP/1.1", *(f"{k}: {v}" for k, v in fields.items())]
-        text = "\r\n".join(lines) + "\r\n\r\n"
-        if not text.isascii() or text.count("\n") != len(lines) + 1 or "\0" in text:
+        if any(not line.isprintable() or not line.isascii() for line in lines):
             raise WireError("a request header holds a character HTTP does not allow")
-        return text.encode("ascii")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
     @staticmethod
     def _send(sock: socket.socket, head: bytes, body: bytes | list[bytes] | None) -> None:

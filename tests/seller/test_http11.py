@@ -363,3 +363,14 @@ def test_the_seller_imports_neither_http_client_nor_email() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "[]\n"
+
+
+@pytest.mark.parametrize("path", ["/v1/a b", "/v1/\r\nX-Injected: 1", "/v1/é"])
+def test_a_request_http_cannot_carry_is_not_sent(raw: list[RawServer], path: str) -> None:
+    raw.append(server := RawServer([[_reply(b"{}")]]))
+    client = _client(server)
+    with pytest.raises(Unreachable, match="not a request target"):
+        client.request_json("GET", path)
+    assert client.request_json("GET", "/v1/a") == {}
+    assert server.requests == [(0, "GET /v1/a HTTP/1.1")]
+    client.close()
