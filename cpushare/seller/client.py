@@ -24,11 +24,7 @@ from typing import Any
 from cpushare.limits import MAX_EXCHANGE_SECONDS, MAX_RETRY_AFTER
 from cpushare.order import SellOrder
 from cpushare.seller.deadline import Deadline
-from cpushare.seller.http11 import Connection, Dropped, PinMismatch, TooLarge, WireError
-
-__all__ = [
-    "BadReply", "Busy", "MarketClient", "PinMismatch", "Refused", "Revoked", "Unreachable",
-]  # fmt: skip
+from cpushare.seller.http11 import Connection, Dropped, TooLarge, WireError
 
 USER_AGENT = "cpushare-seller/1"
 # Replies bigger than this are refused unread: a lease carries at most a 16 MiB input.
