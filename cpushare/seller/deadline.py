@@ -8,11 +8,17 @@ connection once its time is up; the blocked read then ends and the client report
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import socket
 import threading
 import time
+from typing import Protocol
+
+
+class _Connected(Protocol):
+    """A connection whose socket, while it is open, is `sock`."""
+
+    sock: socket.socket | None
 
 
 class _Watch:
@@ -52,13 +58,10 @@ def _the_watch() -> _Watch:
 
 class Deadline:
     """`with Deadline(conn, seconds):` cuts `conn` when `seconds` have passed inside;
-    `expired` then says so. Once the request is sent, `sock` must be set to the
-    connection's socket: a reply that ends the connection (HTTP/1.0, `Connection: close`)
-    is read from a socket that the connection no longer holds."""
+    `expired` then says so."""
 
-    def __init__(self, conn: http.client.HTTPConnection, seconds: float) -> None:
+    def __init__(self, conn: _Connected, seconds: float) -> None:
         self.conn = conn
-        self.sock: socket.socket | None = None
         self.expired = False
         self.seconds = seconds
         self._watch = _the_watch()
@@ -66,11 +69,11 @@ class Deadline:
     def cut(self) -> None:
         """Cut the connection now (the watch's thread, holding its lock)."""
         self.expired = True
-        for sock in (self.conn.sock, self.sock):
-            if sock is not None:
-                # The plain socket's shutdown, also under TLS (the TLS one would talk first).
-                with contextlib.suppress(OSError):  # closed meanwhile
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        sock = self.conn.sock
+        if sock is not None:
+            # The plain socket's shutdown, also under TLS (the TLS one would talk first).
+            with contextlib.suppress(OSError):  # closed meanwhile
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def __enter__(self) -> Deadline:
         with self._watch.cond:
