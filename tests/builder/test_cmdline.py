@@ -9,7 +9,7 @@ def test_the_memory_options_follow_the_profiles_options() -> None:
     line = kernel_cmdline("quiet cpushare.selftest=fail")
     assert line.split()[:2] == ["quiet", "cpushare.selftest=fail"]
     assert line.split()[2:] == list(MEMORY_OPTIONS)
-    assert "initcall_blacklist=tracer_init_tracefs" in line.split()
+    assert "initcall_blacklist=tracer_init_tracefs,init_zswap" in line.split()
     assert "cgroup.memory=nokmem" in line.split()
 
 
