@@ -17,6 +17,7 @@ from diskformats.iso import IsoFile, write_iso
 from livecd import __version__, guest, pyc, python_runtime, rootfs, squashfs, stage1
 from livecd.boottree import BIOS_BOOT, BOOT_PACKAGES, EFI_IMAGE, boot_files, esp_image
 from livecd.builtin_orders import BuiltinOrder, load_orders, order_entries
+from livecd.cmdline import kernel_cmdline
 from livecd.deb import unpacked
 from livecd.debian import HOST_SOURCES, Apt, Package, resolve
 from livecd.errors import BuildError, UserError
@@ -192,7 +193,7 @@ def build_context(profile: Profile, kernel: Kernel, epoch: int) -> dict[str, obj
         "build_date": time.strftime("%Y-%m-%d", time.gmtime(epoch)),
         "source_date_epoch": epoch,
         "kernel_release": kernel.release,
-        "cmdline": profile.boot.cmdline,
+        "cmdline": kernel_cmdline(profile.boot.cmdline),
         "serial_unit": int(profile.boot.serial_port.removeprefix("ttyS")),
     }
 

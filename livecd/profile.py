@@ -191,7 +191,11 @@ class Profile:
         3, section="boot", key="timeout", help="Boot menu timeout, seconds.", check=_check_timeout
     )
     cmdline: str = _setting(
-        "quiet", section="boot", key="cmdline", help="Kernel command line of every boot entry."
+        "quiet",
+        section="boot",
+        key="cmdline",
+        help="Kernel command line of every boot entry; the memory options of livecd/cmdline.py "
+        "follow it.",
     )
     serial: str = _setting(
         "ttyS0,115200",

@@ -73,7 +73,7 @@ SCREEN_UP = "[ -s /run/cpushare/screen ]"
 ICOUNT = ("-icount", "shift=2,sleep=on")
 # What the live system's memory is made of (kB lines of /proc/meminfo).
 MEMINFO = ("MemTotal", "MemAvailable", "MemFree", "Cached", "Shmem", "Slab", "SReclaimable",
-           "KernelStack", "PageTables", "AnonPages")  # fmt: skip
+           "KernelStack", "PageTables", "AnonPages", "VmallocUsed", "Percpu")  # fmt: skip
 # MemAvailable counts SReclaimable as reclaimable, but not all of it is (Linux 6.1's
 # tracefs dentries and inodes are pinned): what is left of it, and what is free, once
 # the caches are dropped.

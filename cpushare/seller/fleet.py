@@ -29,7 +29,6 @@ import os
 import signal
 import ssl
 import sys
-import tempfile  # noqa: F401  (a seller's status file is written through it; shared too)
 from dataclasses import dataclass, replace
 from pathlib import Path
 

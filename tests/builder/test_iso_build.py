@@ -18,6 +18,7 @@ from click.testing import CliRunner
 import cpushare
 from livecd.build import BuildResult
 from livecd.cli import main
+from livecd.cmdline import MEMORY_OPTIONS
 from livecd.deb import unpacked
 from livecd.debian import Apt
 from livecd.files import cache_home
@@ -91,6 +92,10 @@ def test_menus_have_the_three_entries_and_the_serial_console(iso: Path, tmp_path
     assert len(re.findall(r"^LABEL ", isolinux, re.M)) == 3 and "SERIAL 0 115200" in isolinux
     for cfg in (grub, isolinux):
         assert "console=ttyS0,115200" in cfg and "nomodeset" in cfg
+        # Every entry gives memory back to a small machine (livecd.cmdline).
+        entries = [ln for ln in cfg.splitlines() if ln.strip().startswith(("linux ", "APPEND "))]
+        assert len(entries) == 3
+        assert all(option in ln.split() for ln in entries for option in MEMORY_OPTIONS)
 
 
 def test_the_kernel_is_debians_signed_one(
