@@ -52,6 +52,7 @@ from cpushare.protocol import (
     LeaseOffer,
     Recorded,
     parse_leases,
+    parse_next,
     parse_recorded_batch,
     results_body,
 )
@@ -149,6 +150,7 @@ class Courier:
         self._trip_seconds: float | None = None
         self._largest_input = 0  # of the jobs leased so far
         self._posted_last = False  # the last errand was a post: a lease goes next
+        self._together = True  # the market leases beside results (POST /v1/results' next)
         self._errand = False  # an errand is under way (holding the one connection)
         self._revoked: Revoked | None = None
         self._stopping = False
@@ -281,9 +283,10 @@ class Courier:
         busy |= {u.offer.seat for u in self._unposted}
         return [seat for seat in self.seats if seat not in busy]
 
-    def _ask(self, now: int) -> list[int]:
+    def _ask(self, now: int, posting: list[int] | None = None) -> list[int]:
         """The free seats to ask for (marked as asked): `now` jobs to run at once and
-        those the queue wants, within the queued inputs' budget."""
+        those the queue wants, within the queued inputs' budget; `posting`, the seats of
+        results posted in the same request, are free if the market acknowledges them."""
         want = queue_target(self._job_seconds, self._trip_seconds, len(self.seats))
         want -= len(self._queue)
         if self._largest_input:  # the queued inputs and as many more of the largest seen
@@ -293,7 +296,8 @@ class Courier:
             room = 1  # the inputs' size is not known yet
         if not self._queue:
             room = max(room, 1)  # a spare, whatever its size (as with two seats)
-        seats = self._free()[: max(0, now + min(want, room))]
+        free = self._free() + [seat for seat in posting or [] if seat not in self._asking]
+        seats = free[: max(0, now + min(want, room))]
         self._asking |= set(seats)
         return seats
 
@@ -332,6 +336,13 @@ class Courier:
         if late:
             return lambda: self._extend(late[0])
         due = [u for u in self._unposted if u.due <= now][:MAX_SEATS]
+        if due and self._ahead is not None and self._together and not self._asking:
+            # One request: the results, and the next jobs on their seats and the free ones.
+            seats = self._ask(0, [u.offer.seat for u in due if u.offer.seat is not None])
+            if seats:
+                body = self._ahead
+                self._posted_last = False
+                return lambda: self._post(due, (body, seats))
         lease = (
             self._lease_errand()
             if self._ahead is not None and not (due and not self._posted_last)
@@ -351,6 +362,9 @@ class Courier:
         assert self._ahead is not None
         if self._asking:
             return None  # the job loop is leasing
+        target = queue_target(self._job_seconds, self._trip_seconds, len(self.seats))
+        if self._together and self._started and len(self._queue) >= max(1, target // 2):
+            return None  # the running job's result is near: its post will lease too
         seats = self._ask(0)
         if not seats:
             return None
@@ -396,6 +410,11 @@ class Courier:
             offers = parse_leases(self.client.request_json("POST", "/v1/leases", request), seats)
         else:
             offers = parse_leases(self._timed("POST", "/v1/leases", request), seats)
+        return self._queue_offers(offers)
+
+    def _queue_offers(self, offers: list[LeaseOffer]) -> int:
+        """Hold and queue the offers this seller accepts (handing the others back); how
+        many came; BadReply when it refused every one."""
         refusal: BadReply | None = None
         accepted = 0
         for offer in offers:
@@ -416,9 +435,26 @@ class Courier:
             raise refusal
         return len(offers)
 
-    def _post(self, batch: list[Unposted]) -> None:
+    def _post(
+        self, batch: list[Unposted], ahead: tuple[dict[str, Any], list[int]] | None = None
+    ) -> None:
+        """Post `batch`'s results; with `ahead` (a lease request and the seats asked for
+        already), lease the next jobs in the same request."""
+        try:
+            self._post_and_lease(batch, ahead)
+        finally:
+            if ahead is not None:
+                with self._cond:
+                    self._asking -= set(ahead[1])
+                    self._cond.notify_all()
+
+    def _post_and_lease(
+        self, batch: list[Unposted], ahead: tuple[dict[str, Any], list[int]] | None
+    ) -> None:
         leases = [u.offer.lease for u in batch]
-        body = results_body([(u.offer.lease, u.result) for u in batch])
+        request = None if ahead is None else {**ahead[0], "seats": ahead[1]}
+        body = results_body([(u.offer.lease, u.result) for u in batch], request)
+        doc: dict[str, Any] | None = None
         try:
             doc = self._timed("POST", "/v1/results", body, timeout=self.request_timeout)
             answers: dict[int, Recorded | Exception] = dict(parse_recorded_batch(doc, leases))
@@ -426,6 +462,36 @@ class Courier:
             raise
         except (Unreachable, Refused, BadReply) as exc:
             answers = dict.fromkeys(leases, exc)
+            doc = None
+        self._settle_results(batch, answers)
+        if ahead is not None and doc is not None:
+            # The seats whose results the market did not acknowledge keep their leases.
+            kept = {u.offer.seat for u in batch if not isinstance(answers[u.offer.lease], Recorded)}
+            self._take_next(doc, [seat for seat in ahead[1] if seat not in kept], ahead[0])
+
+    def _take_next(self, doc: dict[str, Any], seats: list[int], body: dict[str, Any]) -> None:
+        """Queue the leases a results post got beside its answers, on `seats`."""
+        try:
+            granted = parse_next(doc, seats)
+            if isinstance(granted, Exception):
+                raise granted
+            if granted is None:  # a market that leases only apart: ask it so from now on
+                with self._cond:
+                    self._together = False
+                return
+            got = self._queue_offers(granted)
+        except (Unreachable, Refused, BadReply) as exc:
+            self.error("lease-ahead", exc)
+            got = 0
+        if got < len(seats):  # the market has no more for now: asked again next job
+            with self._cond:
+                if self._ahead is body:
+                    self._ahead = None
+
+    def _settle_results(
+        self, batch: list[Unposted], answers: dict[int, Recorded | Exception]
+    ) -> None:
+        """Each result acknowledged, refused for good or kept for another try."""
         failed = False
         acknowledged = [
             (u.result, answer)
