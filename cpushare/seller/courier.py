@@ -102,7 +102,7 @@ class Held:
     due: float  # the next extension, by time.monotonic()
 
 
-@dataclass
+@dataclass(eq=False)  # found in the list by identity, not by comparing outputs
 class Unposted:
     """A result the market has not acknowledged yet."""
 
@@ -500,15 +500,16 @@ class Courier:
         ]
         if acknowledged:
             self.recorded(acknowledged)
+        settled = []
         for unposted in batch:
             answer = answers[unposted.offer.lease]
             if isinstance(answer, Recorded):
-                self._forget(unposted)
+                settled.append(unposted)
             elif isinstance(answer, Refused) or unposted.attempts + 1 >= RESULT_ATTEMPTS:
                 self.error("post-result", answer)
                 if not isinstance(answer, Refused):
                     self.error("post-result", f"gave up on lease {unposted.offer.lease}")
-                self._forget(unposted)
+                settled.append(unposted)
             else:
                 self.error("post-result", answer)
                 failed = True
@@ -518,13 +519,13 @@ class Courier:
                     if isinstance(answer, Busy):
                         pause = max(pause, answer.retry_after)
                     unposted.due = time.monotonic() + pause
+        if settled:
+            with self._cond:
+                gone = set(map(id, settled))
+                self._unposted = [u for u in self._unposted if id(u) not in gone]
+                self._cond.notify_all()
         if not failed:
             self.backoff.reset()
-
-    def _forget(self, unposted: Unposted) -> None:
-        with self._cond:
-            self._unposted.remove(unposted)
-            self._cond.notify_all()
 
     def _extend(self, held: Held) -> None:
         interval, timeout = extend_schedule(held.offer.lease_seconds)

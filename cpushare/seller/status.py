@@ -66,6 +66,11 @@ class StatusFile:
             self.status = replace(self.status, **changes)
             self._write()
 
+    def note(self, **changes: Any) -> None:
+        """Change the status in memory only: written with the next update."""
+        with self.lock:
+            self.status = replace(self.status, **changes)
+
     def _write(self) -> None:
         """The status in one write to a file of this process's own (under the lock),
         renamed over the last: a seller writes it at least once per job, so it costs one
