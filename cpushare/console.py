@@ -53,6 +53,10 @@ def clean(text: str) -> str:
 
 
 def _quote(value: object) -> str:
+    if type(value) is int:  # job numbers, pids: digits alone, nothing to check
+        text = str(value)
+        if len(text) <= MAX_VALUE_CHARS:
+            return text
     text = f"{value:.2f}" if isinstance(value, float) else str(value)
     text = clean(text)
     if len(text) > MAX_VALUE_CHARS:

@@ -123,6 +123,25 @@ def schemas() -> dict[str, dict[str, Any]]:
     result = _object(RESULT)
     # A seller whose job produced no exit status sends null.
     result["properties"]["exit_status"]["type"] = ["integer", "null"]
+    lease_batch: dict[str, Any] = {
+        "type": "object",
+        "required": ["seats"],
+        "properties": {
+            "seats": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_SEATS,
+                "uniqueItems": True,
+                "items": {"type": "integer", "minimum": 0, "maximum": MAX_SEATS - 1},
+                "description": "the host's free seats: one lease at most for each, the "
+                "seat's previous active lease handed back",
+            },
+            "wait": {"type": "number", "minimum": 0, "default": 0},
+            "max_memory_bytes": {"type": "integer", "minimum": 0},
+            "max_cpu_seconds": {"type": "integer", "minimum": 0},
+            "max_output_bytes": {"type": "integer", "minimum": 0},
+        },
+    }
     return {
         "Limits": {
             "type": "object",
@@ -137,24 +156,14 @@ def schemas() -> dict[str, dict[str, Any]]:
         ),
         "Result": result,
         "Recorded": _object(RECORDED),
-        "LeaseBatchRequest": {
+        "LeaseBatchRequest": lease_batch,
+        "NextLeases": {
             "type": "object",
             "required": ["seats"],
-            "properties": {
-                "seats": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": MAX_SEATS,
-                    "uniqueItems": True,
-                    "items": {"type": "integer", "minimum": 0, "maximum": MAX_SEATS - 1},
-                    "description": "the host's free seats: one lease at most for each, the "
-                    "seat's previous active lease handed back",
-                },
-                "wait": {"type": "number", "minimum": 0, "default": 0},
-                "max_memory_bytes": {"type": "integer", "minimum": 0},
-                "max_cpu_seconds": {"type": "integer", "minimum": 0},
-                "max_output_bytes": {"type": "integer", "minimum": 0},
-            },
+            "description": "leases asked for beside a batch of results, granted once the "
+            "results are written, without waiting: a seat whose result in the batch was "
+            "not acknowledged keeps its lease and gets none",
+            "properties": {k: v for k, v in lease_batch["properties"].items() if k != "wait"},
         },
         "Leases": {
             "type": "object",
@@ -172,13 +181,31 @@ def schemas() -> dict[str, dict[str, Any]]:
                     "minItems": 1,
                     "maxItems": MAX_SEATS,
                     "items": _with_lease(result),
-                }
+                },
+                "next": {"$ref": "#/components/schemas/NextLeases"},
             },
         },
         "RecordedBatch": {
             "type": "object",
             "required": ["results"],
-            "properties": {"results": {"type": "array", "items": _batch_answer()}},
+            "properties": {
+                "results": {"type": "array", "items": _batch_answer()},
+                "next": {
+                    "description": "present when `next` was asked: the leases granted, or "
+                    "the lease request's own error (the results' answers stand)",
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/Leases"},
+                        {
+                            "type": "object",
+                            "required": ["status", "error"],
+                            "properties": {
+                                "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                                "error": {"type": "string"},
+                            },
+                        },
+                    ],
+                },
+            },
         },
     }
 
@@ -352,18 +379,42 @@ def recorded_document(
     }
 
 
-def results_body(results: list[tuple[int, JobResult]]) -> list[bytes]:
+def results_body(
+    results: list[tuple[int, JobResult]], ahead: dict[str, Any] | None = None
+) -> list[bytes]:
     """The seller's post of several leases' results at once, as JSON in pieces: each
     output's base64 text is sent as it is, not copied again into one JSON string and its
-    bytes (a job's output in flight costs its seller once, plus its base64 text)."""
+    bytes (a job's output in flight costs its seller once, plus its base64 text). `ahead`:
+    the lease request (seats and bounds) for the next jobs, in the same request (`next`)."""
     parts = [b'{"results": [']
     for i, (lease, result) in enumerate(results):
         doc = {"lease": lease, **result_document(result, output=False)}
         head = json.dumps(doc).encode()[:-1]  # without its closing brace
         parts += [b", " if i else b"", head, b', "output": "']
         parts += [base64.b64encode(result.output), b'"}']
-    parts.append(b"]}")
+    parts.append(b"]}" if ahead is None else b'], "next": ' + json.dumps(ahead).encode() + b"}")
     return parts
+
+
+def parse_next(
+    doc: dict[str, Any] | None, seats: list[int]
+) -> list[LeaseOffer] | Refused | Unreachable | None:
+    """The leases a batch result reply grants for its `next` request on `seats` (those
+    whose results were acknowledged, and the free ones), the market's error for that
+    request alone (Refused: final; Unreachable: try again), or None: a market that does
+    not lease beside results (it ignored `next`; the seats are still free)."""
+    answer = (doc or {}).get("next")
+    if answer is None:
+        return None
+    if not isinstance(answer, dict):
+        raise BadReply("the batch result reply's next is not an object")
+    if "leases" not in answer:
+        status = answer.get("status")
+        message = f"next leases: {str(answer.get('error'))[:300]}"
+        if isinstance(status, int) and 400 <= status < 500 and status != 429:
+            return Refused(status, message)
+        return Unreachable(f"HTTP {status!r:.5}: {message}")
+    return parse_leases(answer, seats)
 
 
 def parse_recorded_batch(

@@ -283,11 +283,7 @@ class Market:
         """A lease for each of several seats in one request (long-polls for the first)."""
         host = self.seller(request)
         doc = await read_json(request, 64 << 10)
-        seats = field(doc, "seats", list)
-        if not all(isinstance(s, int) and not isinstance(s, bool) for s in seats):
-            raise MarketError("field 'seats' must be a list of seat numbers")
-        leasing.check_seats(host, seats)
-        granted = await self._long_poll(request, host, seats, doc)
+        granted = await self._long_poll(request, host, _seats(host, doc), doc)
         if not granted:
             return Response(status_code=204)
         return json_response({"leases": [self._lease_document(lease) for lease in granted]})
@@ -309,11 +305,7 @@ class Market:
     ) -> list[leasing.Lease]:
         """Leases for `seats`, waiting up to the request's `wait` for the first job."""
         wait = min(max(field(doc, "wait", float, 0.0), 0.0), MAX_WAIT_SECONDS)
-        limits = (
-            bounded_int(doc, "max_memory_bytes", DEFAULT.memory_bytes, 0, 1 << 42),
-            bounded_int(doc, "max_cpu_seconds", DEFAULT.cpu_seconds, 0, 1 << 30),
-            bounded_int(doc, "max_output_bytes", leasing.NO_OUTPUT_CAP, 0, leasing.NO_OUTPUT_CAP),
-        )
+        limits = _fit(doc)
         loop = asyncio.get_running_loop()
         give_up = loop.time() + wait
         waited = False
@@ -388,6 +380,7 @@ class Market:
         host = self.seller(request)
         doc = await read_json(request, self.config.max_body)
         items = field(doc, "results", list)
+        ahead = doc.get("next")
         if not 1 <= len(items) <= protocol.MAX_SEATS:
             raise MarketError(f"field 'results' must hold 1 to {protocol.MAX_SEATS} results")
         answers: list[dict[str, Any]] = []
@@ -419,7 +412,41 @@ class Market:
         if any(a.get("verdict", "accepted") != "accepted" for a in answers):
             # A disagreeing result (or a failed one) may have freed a slot for a replica.
             self.notify()
-        return json_response({"results": answers})
+        if ahead is None:
+            return json_response({"results": answers})
+        return json_response({"results": answers, "next": await self._next(host, ahead, answers)})
+
+    async def _next(
+        self, host: hosts.Host, doc: object, answers: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The leases asked for beside a batch of results (its `next`), once the results
+        are written: a lease batch without the wait, answered `{"leases": [...]}` or, on
+        its own, with its error (`{"status", "error"}`: the results stand). A seat whose
+        result of this batch was not acknowledged keeps its lease: leasing on it would
+        hand that lease back, and the result's next post would find it gone."""
+        try:
+            if not isinstance(doc, dict):
+                raise MarketError("field 'next' must be a lease request (an object)")
+            seats = _seats(host, doc)
+            limits = _fit(doc)
+            unacknowledged = [
+                a["lease"]
+                for a in answers
+                if a.get("status") != 200
+                and type(a["lease"]) is int
+                and 1 <= a["lease"] <= protocol.MAX_ID
+            ]
+            if unacknowledged:
+                held = leasing.active_seats(self.db.reader, host.id, unacknowledged)
+                seats = [seat for seat in seats if seat not in held]
+            for seat in seats:
+                self._seen(host, seat)
+            granted = await self._try_lease(host, seats, limits, woken=False) if seats else []
+        except MarketError as exc:
+            return {"status": exc.status, "error": str(exc)}
+        except StoreFull as exc:
+            return {"status": 507, "error": f"{exc}; nothing leased"}
+        return {"leases": [self._lease_document(lease) for lease in granted]}
 
     # Documents.
 
@@ -428,6 +455,24 @@ class Market:
 
     async def health(self, _request: Request) -> Response:
         return json_response({"ok": True})
+
+
+def _seats(host: hosts.Host, doc: dict[str, Any]) -> list[int]:
+    """A lease batch's seats, checked against the host's."""
+    seats = field(doc, "seats", list)
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seats):
+        raise MarketError("field 'seats' must be a list of seat numbers")
+    leasing.check_seats(host, seats)
+    return seats
+
+
+def _fit(doc: dict[str, Any]) -> leasing.Fit:
+    """What a lease request's seller takes (memory bytes, CPU seconds, output bytes)."""
+    return (
+        bounded_int(doc, "max_memory_bytes", DEFAULT.memory_bytes, 0, 1 << 42),
+        bounded_int(doc, "max_cpu_seconds", DEFAULT.cpu_seconds, 0, 1 << 30),
+        bounded_int(doc, "max_output_bytes", leasing.NO_OUTPUT_CAP, 0, leasing.NO_OUTPUT_CAP),
+    )
 
 
 def _answer(outcome: agreement.Recorded | MarketError | StoreFull) -> dict[str, Any]:

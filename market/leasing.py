@@ -289,3 +289,13 @@ def _hand_back(conn: Connection, lease_id: int, job_id: int, now: float) -> None
         (now, now, lease_id),
     )
     refresh_slots(conn, job_id)
+
+
+def active_seats(conn: Connection, host_id: str, lease_ids: list[int]) -> set[int]:
+    """The seats on which these leases of this host are still active."""
+    rows = conn.execute(
+        f"SELECT seat FROM leases WHERE id IN ({', '.join(['?'] * len(lease_ids))}) "
+        "AND host_id = ? AND state = 'active'",
+        (*lease_ids, host_id),
+    ).fetchall()
+    return {int(row[0]) for row in rows}

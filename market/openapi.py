@@ -221,7 +221,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("/v1/results", "POST"): Operation(
         "Post several leases' results at once: each is recorded and answered (with the status "
-        "its single post would have had) on its own",
+        "its single post would have had) on its own; with `next`, lease the next jobs in the "
+        "same request, once the results are written",
         ("host",),
         {200: ("an answer per result", _json("RecordedBatch"))},
         {413: "Body too large.", 507: DISK_FULL},

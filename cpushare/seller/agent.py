@@ -59,6 +59,8 @@ STOP_SECONDS = 5.0
 EXIT_REVOKED = 3
 # How long a thread holds the interpreter lock while another waits for it (see run).
 SWITCH_SECONDS = 0.0005
+# Jobs back to back write the status file at most once in this many seconds (see _running).
+RUNNING_WRITES = 1.0
 
 
 def stop_on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -140,6 +142,19 @@ class Seller:
         watchdog adds its own margin)."""
         stale_after = round(boottime() + within, 1)
         self.status.update(state=state, stale_after=stale_after, **changes)
+
+    def _running(self, offer: LeaseOffer) -> None:
+        """Enter "running" for `offer`'s job. Tiny jobs come back to back, and a write of
+        the status file costs an open, a write and a rename (milliseconds of system time
+        under emulation): each write promises RUNNING_WRITES seconds more than the job
+        needs, and a job that the last promise still covers only changes the status in
+        memory (its number is written with the next write)."""
+        within = 2 * self.options.request_timeout + offer.wall_seconds
+        s = self.status.status
+        if s.state == "running" and s.stale_after >= boottime() + within:
+            self.status.note(job=offer.job)
+        else:
+            self._state("running", within + RUNNING_WRITES, job=offer.job)
 
     def _market_answered(self) -> None:
         self.status.update(market_seen=round(boottime(), 1))
@@ -319,7 +334,7 @@ class Seller:
         self.running = offer
         try:
             fetch = self.options.request_timeout
-            self._state("running", 2 * fetch + offer.wall_seconds, job=offer.job)
+            self._running(offer)
             courier.lease_ahead(self.lease_request())
             # The outputs awaiting their post and this one's stay within two jobs' worth.
             courier.make_room(offer.output_bytes, 2 * self.max_output, fetch)

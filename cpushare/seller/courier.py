@@ -12,13 +12,17 @@ another, and a new connection per job for the lease keeper. Now:
   result. A seat being asked for is not free either (the job loop and this courier never
   ask for the same seat at once).
 - Leased jobs wait in a queue, each lease extended, while one job runs. The queue is
-  refilled in ONE request (POST /v1/leases) for all the seats it needs: idle, the seller
-  asks for them itself (the first job runs at once); while a job runs, this courier does,
-  without waiting (a long poll would hold the connection from the extensions and posts).
-  How many: a seat comes back two round trips (post, lease) after its job ended, so the
-  queue holds as many jobs as run in a few round trips (QUEUE_TRIPS), measured as they go (one
-  spare for long jobs, up to every seat for tiny ones), and no more than the seller's
-  memory plan gives the queued jobs' inputs (cpushare.seller.plan.QUEUE_INPUT_BYTES).
+  refilled in ONE request for all the seats it needs: idle, the seller asks for them
+  itself (POST /v1/leases; the first job runs at once); while jobs run, this courier does,
+  without waiting (a long poll would hold the connection from the extensions and posts),
+  in the post of the results that free those seats: POST /v1/results with `next`, the
+  results and the next leases in one round trip (a seat whose result the market did not
+  acknowledge keeps its lease there and gets none). A lease request of its own goes only
+  when the queue runs low between posts, or to a market that ignores `next`. How many:
+  the queue holds as many jobs as run in a few round trips (QUEUE_TRIPS), measured as they
+  go, and those that run while a batch of results gathers (one spare for long jobs, up to
+  every seat for tiny ones), and no more than the seller's memory plan gives the queued
+  jobs' inputs (cpushare.seller.plan.QUEUE_INPUT_BYTES).
 - One kept-alive connection per seller (cpushare.seller.client.MarketClient, whose lock
   takes the seller's requests in turn), used by the job loop and by this courier's one
   thread alike, instead of a connection per job. Posts and leases take turns on it, so
@@ -31,7 +35,10 @@ another, and a new connection per job for the lease keeper. Now:
   leave room for its own (`make_room`). A seller stopped with results in hand posts them
   on the way out (cpushare.seller.agent); one killed outright loses them, and the
   market, whose lease then expires, gives the job to another seller: nothing
-  acknowledged is lost silently.
+  acknowledged is lost silently. A request costs a seller under emulation several times
+  a tiny job, so the results of tiny jobs are posted several together (POST_BATCH, none
+  waiting more than POST_DELAY), as long as the queue covers the round trips meanwhile and
+  the job loop waits for no post.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from cpushare.protocol import (
     LeaseOffer,
     Recorded,
     parse_leases,
+    parse_next,
     parse_recorded_batch,
     results_body,
 )
@@ -68,6 +76,10 @@ SMOOTHING = 0.3
 QUEUE_TRIPS = 4.0
 # An extension this late goes before posts and leases, however busy they keep the courier.
 EXTEND_LATE = 1.0
+# Results of tiny jobs are posted this many together (a request costs the seller far more
+# than such a job), each waiting at most POST_DELAY seconds (see _holding_back).
+POST_BATCH = 8
+POST_DELAY = 0.25
 
 
 def extend_schedule(lease_seconds: float) -> tuple[float, float]:
@@ -79,14 +91,25 @@ def extend_schedule(lease_seconds: float) -> tuple[float, float]:
 
 def queue_target(job_seconds: float | None, trip_seconds: float | None, seats: int) -> int:
     """How many leased jobs to keep waiting behind the running one: as many as run in
-    QUEUE_TRIPS round trips; one (a spare) for long jobs and until a job's time is known;
-    within the seller's other seats."""
+    QUEUE_TRIPS round trips, and those that run while a batch of results gathers
+    (post_batch); one (a spare) for long jobs and until a job's time is known; within the
+    seller's other seats."""
     if seats < 2:
         return 0
     if job_seconds is None or trip_seconds is None:
         return 1
-    wanted = math.ceil(QUEUE_TRIPS * trip_seconds / max(job_seconds, 1e-6))
+    wanted = _trips_of_jobs(job_seconds, trip_seconds) + post_batch(job_seconds) - 1
     return max(1, min(seats - 1, wanted))
+
+
+def post_batch(job_seconds: float) -> int:
+    """How many results of jobs this long are posted together: as many as end in
+    POST_DELAY seconds, at most POST_BATCH (1 for jobs of POST_DELAY or more)."""
+    return max(1, min(POST_BATCH, math.ceil(POST_DELAY / max(job_seconds, 1e-6))))
+
+
+def _trips_of_jobs(job_seconds: float, trip_seconds: float) -> int:
+    return math.ceil(QUEUE_TRIPS * trip_seconds / max(job_seconds, 1e-6))
 
 
 def _mean(old: float | None, new: float) -> float:
@@ -101,12 +124,13 @@ class Held:
     due: float  # the next extension, by time.monotonic()
 
 
-@dataclass
+@dataclass(eq=False)  # found in the list by identity, not by comparing outputs
 class Unposted:
     """A result the market has not acknowledged yet."""
 
     offer: LeaseOffer
     result: JobResult
+    since: float  # handed to the courier, by time.monotonic()
     attempts: int = 0
     due: float = 0.0  # not tried again before this
 
@@ -149,7 +173,9 @@ class Courier:
         self._trip_seconds: float | None = None
         self._largest_input = 0  # of the jobs leased so far
         self._posted_last = False  # the last errand was a post: a lease goes next
+        self._together = True  # the market leases beside results (POST /v1/results' next)
         self._errand = False  # an errand is under way (holding the one connection)
+        self._hurry = False  # the job loop waits for results to be posted
         self._revoked: Revoked | None = None
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="courier", daemon=True)
@@ -190,7 +216,13 @@ class Courier:
             return not self._unposted or waiting + output_bytes <= budget
 
         with self._cond:
-            self._cond.wait_for(lambda: room() or self._revoked, timeout)
+            if not room():
+                self._hurry = True  # no result waits for others to go with it
+                self._cond.notify_all()
+            try:
+                self._cond.wait_for(lambda: room() or self._revoked, timeout)
+            finally:
+                self._hurry = False
 
     def check(self) -> None:
         """Revoked if the market said so to this courier."""
@@ -226,8 +258,18 @@ class Courier:
         """Lease jobs into the queue now, in the job loop's thread: on as many free seats
         as the queue wants and one more (for the job to run now), waiting up to `wait`
         seconds for the first; Unreachable, Refused, Revoked or BadReply as the market's
-        reply (BadReply also when it refused every offer)."""
+        reply (BadReply also when it refused every offer). A post of this courier's under
+        way may be leasing jobs beside its results: it is waited for, and the jobs it
+        brought are run, not asked for again; the wait is dropped while leases or results
+        are in hand (a long poll would hold the one connection from their errands)."""
         with self._cond:
+            self._cond.wait_for(
+                lambda: not self._asking or self._revoked is not None, self.request_timeout
+            )
+            if self._queue:
+                return
+            if self._held or self._unposted:
+                wait = 0.0
             seats = self._ask(1)
         if not seats:
             return  # the seats are busy with results still unposted
@@ -238,10 +280,10 @@ class Courier:
                 self._asking -= set(seats)
                 self._cond.notify_all()
 
-    def lease_ahead(self, body: dict[str, Any]) -> None:
+    def lease_ahead(self, body: dict[str, Any] | None) -> None:
         """Keep the queue filled (`body` a lease request without seats and wait) while
         jobs come: asked again at each job's start, until the market has fewer jobs than
-        the seats asked for."""
+        the seats asked for; None: no more for now."""
         with self._cond:
             self._ahead = body
             self._cond.notify_all()
@@ -260,7 +302,7 @@ class Courier:
             started = self._started.pop(offer.lease, None)
             if started is not None:
                 self._job_seconds = _mean(self._job_seconds, time.monotonic() - started)
-            self._unposted.append(Unposted(offer, result))
+            self._unposted.append(Unposted(offer, result, time.monotonic()))
             self._cond.notify_all()
 
     def close(self) -> list[LeaseOffer | Unposted]:
@@ -281,9 +323,10 @@ class Courier:
         busy |= {u.offer.seat for u in self._unposted}
         return [seat for seat in self.seats if seat not in busy]
 
-    def _ask(self, now: int) -> list[int]:
+    def _ask(self, now: int, posting: list[int] | None = None) -> list[int]:
         """The free seats to ask for (marked as asked): `now` jobs to run at once and
-        those the queue wants, within the queued inputs' budget."""
+        those the queue wants, within the queued inputs' budget; `posting`, the seats of
+        results posted in the same request, are free if the market acknowledges them."""
         want = queue_target(self._job_seconds, self._trip_seconds, len(self.seats))
         want -= len(self._queue)
         if self._largest_input:  # the queued inputs and as many more of the largest seen
@@ -293,7 +336,8 @@ class Courier:
             room = 1  # the inputs' size is not known yet
         if not self._queue:
             room = max(room, 1)  # a spare, whatever its size (as with two seats)
-        seats = self._free()[: max(0, now + min(want, room))]
+        free = self._free() + [seat for seat in posting or [] if seat not in self._asking]
+        seats = free[: max(0, now + min(want, room))]
         self._asking |= set(seats)
         return seats
 
@@ -332,6 +376,15 @@ class Courier:
         if late:
             return lambda: self._extend(late[0])
         due = [u for u in self._unposted if u.due <= now][:MAX_SEATS]
+        if due and self._holding_back(due, now):
+            due = []
+        if due and self._ahead is not None and self._together and not self._asking:
+            # One request: the results, and the next jobs on their seats and the free ones.
+            seats = self._ask(0, [u.offer.seat for u in due if u.offer.seat is not None])
+            if seats:
+                body = self._ahead
+                self._posted_last = False
+                return lambda: self._post(due, (body, seats))
         lease = (
             self._lease_errand()
             if self._ahead is not None and not (due and not self._posted_last)
@@ -351,6 +404,9 @@ class Courier:
         assert self._ahead is not None
         if self._asking:
             return None  # the job loop is leasing
+        target = queue_target(self._job_seconds, self._trip_seconds, len(self.seats))
+        if self._together and self._started and len(self._queue) >= max(1, target // 2):
+            return None  # the running job's result is near: its post will lease too
         seats = self._ask(0)
         if not seats:
             return None
@@ -374,8 +430,23 @@ class Courier:
 
         return errand
 
+    def _holding_back(self, due: list[Unposted], now: float) -> bool:
+        """Whether the results `due` wait for more to go with them: while tiny jobs keep
+        running (the queue holds the jobs of the round trips to come, nobody waits on a
+        post), until POST_BATCH of them or as many as end in POST_DELAY seconds are due,
+        or the first has waited POST_DELAY seconds."""
+        job, trip = self._job_seconds, self._trip_seconds
+        if job is None or trip is None or self._hurry or self._stopping:
+            return False
+        if len(due) >= post_batch(job) or min(u.since for u in due) + POST_DELAY <= now:
+            return False
+        # The queue still covers the round trips to come (what it holds beyond them
+        # runs while the batch gathers).
+        return len(self._queue) >= min(_trips_of_jobs(job, trip), len(self.seats) - 1)
+
     def _sleep_for(self) -> float | None:
-        times = [h.due for h in self._held.values()] + [u.due for u in self._unposted]
+        times = [h.due for h in self._held.values()]
+        times += [max(u.due, u.since + POST_DELAY) for u in self._unposted]
         return None if not times else max(0.0, min(times) - time.monotonic())
 
     def _timed(self, method: str, path: str, body: Any, **kwargs: Any) -> dict[str, Any] | None:
@@ -396,6 +467,11 @@ class Courier:
             offers = parse_leases(self.client.request_json("POST", "/v1/leases", request), seats)
         else:
             offers = parse_leases(self._timed("POST", "/v1/leases", request), seats)
+        return self._queue_offers(offers)
+
+    def _queue_offers(self, offers: list[LeaseOffer]) -> int:
+        """Hold and queue the offers this seller accepts (handing the others back); how
+        many came; BadReply when it refused every one."""
         refusal: BadReply | None = None
         accepted = 0
         for offer in offers:
@@ -416,9 +492,26 @@ class Courier:
             raise refusal
         return len(offers)
 
-    def _post(self, batch: list[Unposted]) -> None:
+    def _post(
+        self, batch: list[Unposted], ahead: tuple[dict[str, Any], list[int]] | None = None
+    ) -> None:
+        """Post `batch`'s results; with `ahead` (a lease request and the seats asked for
+        already), lease the next jobs in the same request."""
+        try:
+            self._post_and_lease(batch, ahead)
+        finally:
+            if ahead is not None:
+                with self._cond:
+                    self._asking -= set(ahead[1])
+                    self._cond.notify_all()
+
+    def _post_and_lease(
+        self, batch: list[Unposted], ahead: tuple[dict[str, Any], list[int]] | None
+    ) -> None:
         leases = [u.offer.lease for u in batch]
-        body = results_body([(u.offer.lease, u.result) for u in batch])
+        request = None if ahead is None else {**ahead[0], "seats": ahead[1]}
+        body = results_body([(u.offer.lease, u.result) for u in batch], request)
+        doc: dict[str, Any] | None = None
         try:
             doc = self._timed("POST", "/v1/results", body, timeout=self.request_timeout)
             answers: dict[int, Recorded | Exception] = dict(parse_recorded_batch(doc, leases))
@@ -426,6 +519,36 @@ class Courier:
             raise
         except (Unreachable, Refused, BadReply) as exc:
             answers = dict.fromkeys(leases, exc)
+            doc = None
+        self._settle_results(batch, answers)
+        if ahead is not None and doc is not None:
+            # The seats whose results the market did not acknowledge keep their leases.
+            kept = {u.offer.seat for u in batch if not isinstance(answers[u.offer.lease], Recorded)}
+            self._take_next(doc, [seat for seat in ahead[1] if seat not in kept], ahead[0])
+
+    def _take_next(self, doc: dict[str, Any], seats: list[int], body: dict[str, Any]) -> None:
+        """Queue the leases a results post got beside its answers, on `seats`."""
+        try:
+            granted = parse_next(doc, seats)
+            if isinstance(granted, Exception):
+                raise granted
+            if granted is None:  # a market that leases only apart: ask it so from now on
+                with self._cond:
+                    self._together = False
+                return
+            got = self._queue_offers(granted)
+        except (Unreachable, Refused, BadReply) as exc:
+            self.error("lease-ahead", exc)
+            got = 0
+        if got < len(seats):  # the market has no more for now: asked again next job
+            with self._cond:
+                if self._ahead is body:
+                    self._ahead = None
+
+    def _settle_results(
+        self, batch: list[Unposted], answers: dict[int, Recorded | Exception]
+    ) -> None:
+        """Each result acknowledged, refused for good or kept for another try."""
         failed = False
         acknowledged = [
             (u.result, answer)
@@ -434,15 +557,16 @@ class Courier:
         ]
         if acknowledged:
             self.recorded(acknowledged)
+        settled = []
         for unposted in batch:
             answer = answers[unposted.offer.lease]
             if isinstance(answer, Recorded):
-                self._forget(unposted)
+                settled.append(unposted)
             elif isinstance(answer, Refused) or unposted.attempts + 1 >= RESULT_ATTEMPTS:
                 self.error("post-result", answer)
                 if not isinstance(answer, Refused):
                     self.error("post-result", f"gave up on lease {unposted.offer.lease}")
-                self._forget(unposted)
+                settled.append(unposted)
             else:
                 self.error("post-result", answer)
                 failed = True
@@ -452,13 +576,13 @@ class Courier:
                     if isinstance(answer, Busy):
                         pause = max(pause, answer.retry_after)
                     unposted.due = time.monotonic() + pause
+        if settled:
+            with self._cond:
+                gone = set(map(id, settled))
+                self._unposted = [u for u in self._unposted if id(u) not in gone]
+                self._cond.notify_all()
         if not failed:
             self.backoff.reset()
-
-    def _forget(self, unposted: Unposted) -> None:
-        with self._cond:
-            self._unposted.remove(unposted)
-            self._cond.notify_all()
 
     def _extend(self, held: Held) -> None:
         interval, timeout = extend_schedule(held.offer.lease_seconds)

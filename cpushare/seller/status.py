@@ -57,14 +57,24 @@ class StatusFile:
         self.status = status
         # A seller's courier thread counts results while its main thread changes state.
         self.lock = threading.RLock()
+        self._noted: dict[str, Any] = {}
         if directory:
             directory.mkdir(parents=True, exist_ok=True)
         self._write()
 
     def update(self, **changes: Any) -> None:
         with self.lock:
+            if self._noted:
+                changes = {**self._noted, **changes}
+                self._noted = {}
             self.status = replace(self.status, **changes)
             self._write()
+
+    def note(self, **changes: Any) -> None:
+        """Changes kept for the next update, which writes them (`status` shows them from
+        then on): the cheapest record of a change that need not be written now."""
+        with self.lock:
+            self._noted.update(changes)
 
     def _write(self) -> None:
         """The status in one write to a file of this process's own (under the lock),

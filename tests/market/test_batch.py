@@ -11,7 +11,7 @@ from typing import Any
 
 import requests
 
-from cpushare.protocol import parse_leases, parse_recorded_batch
+from cpushare.protocol import parse_leases, parse_next, parse_recorded_batch
 from cpushare.seller.client import Refused
 from livecd.market_process import Host, MarketProcess, source_session
 from market.buyer import BuyerClient
@@ -153,3 +153,105 @@ def test_a_batch_of_results_is_bounded_and_must_be_a_list(
         _post(market, host, "/v1/results", {"results": [_result(5)]}).json(), [5]
     )
     assert isinstance(answers[5], Refused) and answers[5].status == 404
+
+
+def _results_next(
+    market: MarketProcess, host: Host, results: list[dict[str, Any]], ahead: object
+) -> dict[str, Any]:
+    reply = _post(market, host, "/v1/results", {"results": results, "next": ahead})
+    assert reply.status_code == 200
+    doc: dict[str, Any] = reply.json()
+    return doc
+
+
+def test_results_and_the_next_leases_go_in_one_request(
+    buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
+) -> None:
+    jobs = buyer.submit(buyer.upload_program(fsdither), [b"1", b"2", b"3", b"4"], replicas=1)
+    host = _host(market, tmp_path, seats=3)
+    first = parse_leases(_post(market, host, "/v1/leases", {"seats": [0, 1]}).json(), [0, 1])
+    done = [_result(offer.lease) for offer in first]
+    # The seats of the results just posted are asked for again, with a free one: two jobs
+    # are left for the three seats.
+    doc = _results_next(market, host, done, {"seats": [0, 1, 2], "max_output_bytes": 1 << 20})
+    answers = parse_recorded_batch(doc, [offer.lease for offer in first])
+    assert all(not isinstance(a, Exception) for a in answers.values())
+    assert {buyer.job(offer.job)["state"] for offer in first} == {"done"}
+    granted = parse_next(doc, [0, 1, 2])
+    assert isinstance(granted, list) and len(granted) == 2
+    assert sorted(offer.job for offer in granted) == sorted(set(jobs) - {o.job for o in first})
+    # The new leases are the host's own, as any: their results go through.
+    again = _results_next(market, host, [_result(o.lease) for o in granted], {"seats": [0]})
+    assert [a["status"] for a in again["results"]] == [200, 200]
+    assert again["next"] == {"leases": []}  # no job left
+    assert {buyer.job(job)["state"] for job in jobs} == {"done"}
+    # Without `next`, the reply is the old one.
+    plain = _post(market, host, "/v1/results", {"results": [_result(first[0].lease)]}).json()
+    assert set(plain) == {"results"} and plain["results"][0]["duplicate"] is True
+
+
+def test_a_bad_lease_request_beside_results_loses_none_of_them(
+    buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
+) -> None:
+    program = buyer.upload_program(fsdither)
+    jobs = buyer.submit(program, [b"1", b"2"], replicas=1)
+    host = _host(market, tmp_path, seats=2)
+    (offer,) = parse_leases(_post(market, host, "/v1/leases", {"seats": [0]}).json(), [0])
+    for ahead, status, error in (
+        ({"seats": [0, 2]}, 400, "seat 2 is not one of this host's"),
+        ({"seats": [1, 1]}, 400, "names a seat twice"),
+        ({"seats": []}, 400, "at least one seat"),
+        ({"seat": 0}, 400, "field 'seats' is missing"),
+        ({"seats": [0], "max_memory_bytes": -1}, 400, "'max_memory_bytes' must be between"),
+        ([0, 1], 400, "field 'next' must be a lease request"),
+    ):
+        doc = _results_next(market, host, [_result(offer.lease)], ahead)
+        assert doc["results"][0]["status"] == 200, ahead
+        assert doc["next"]["status"] == status and error in doc["next"]["error"], doc
+        refused = parse_next(doc, [0, 1])
+        assert isinstance(refused, Refused) and refused.status == status
+    assert buyer.job(offer.job)["state"] == "done"
+    # Nothing was leased by the refused lease requests: the other job is still there.
+    (left,) = parse_leases(_post(market, host, "/v1/leases", {"seats": [0, 1]}).json(), [0, 1])
+    assert left.job == (set(jobs) - {offer.job}).pop()
+
+
+def test_next_leases_keep_to_the_sellers_bounds(
+    buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
+) -> None:
+    program = buyer.upload_program(fsdither)
+    (small,) = buyer.submit(program, [b"1"], replicas=1, limits={"memory_bytes": 1 << 20})
+    big = buyer.submit(program, [b"2"], replicas=1, limits={"output_bytes": 4 << 20})
+    host = _host(market, tmp_path, seats=3)
+    (offer,) = parse_leases(_post(market, host, "/v1/leases", {"seats": [0]}).json(), [0])
+    assert offer.job == small
+    bounds = {"max_memory_bytes": 1 << 30, "max_cpu_seconds": 600, "max_output_bytes": 1 << 20}
+    doc = _results_next(market, host, [_result(offer.lease)], {"seats": [0, 1], **bounds})
+    assert doc["next"] == {"leases": []}  # the job left may write more than 1 MiB
+    bounds["max_output_bytes"] = 4 << 20
+    bounds["max_memory_bytes"] = 1 << 20
+    doc = _results_next(market, host, [_result(offer.lease)], {"seats": [0, 1], **bounds})
+    assert doc["next"] == {"leases": []}  # nor within 1 MiB of memory (it wants 256)
+    bounds["max_memory_bytes"] = 1 << 30
+    doc = _results_next(market, host, [_result(offer.lease)], {"seats": [0, 1], **bounds})
+    assert [o.job for o in parse_next(doc, [0, 1]) or []] == big
+
+
+def test_a_seat_whose_result_was_not_acknowledged_keeps_its_lease(
+    buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
+) -> None:
+    jobs = buyer.submit(buyer.upload_program(fsdither), [b"1", b"2", b"3", b"4"], replicas=1)
+    host = _host(market, tmp_path, seats=2)
+    first = parse_leases(_post(market, host, "/v1/leases", {"seats": [0, 1]}).json(), [0, 1])
+    by_seat = {offer.seat: offer for offer in first}
+    broken = {**_result(by_seat[0].lease), "outcome": "lied"}  # refused: not a result
+    doc = _results_next(market, host, [broken, _result(by_seat[1].lease)], {"seats": [0, 1]})
+    assert [a["status"] for a in doc["results"]] == [400, 200]
+    granted = parse_next(doc, [1])  # a lease on seat 0 would not parse
+    assert isinstance(granted, list) and [o.seat for o in granted] == [1]
+    # Seat 0's lease was not handed back: its result, posted right, is still taken.
+    doc = _results_next(market, host, [_result(by_seat[0].lease)], {"seats": [0]})
+    assert doc["results"][0]["status"] == 200 and doc["results"][0]["duplicate"] is False
+    assert buyer.job(by_seat[0].job)["state"] == "done"
+    assert [o.seat for o in parse_next(doc, [0]) or []] == [0]
+    assert len({buyer.job(job)["state"] for job in jobs}) == 2  # done, and two leased

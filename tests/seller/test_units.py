@@ -8,8 +8,14 @@ import pytest
 
 from cpushare.jail import JobResult
 from cpushare.jail.model import Outcome
-from cpushare.protocol import parse_lease, parse_recorded, result_document, results_body
-from cpushare.seller.client import BadReply
+from cpushare.protocol import (
+    parse_lease,
+    parse_next,
+    parse_recorded,
+    result_document,
+    results_body,
+)
+from cpushare.seller.client import BadReply, Refused, Unreachable
 from cpushare.seller.programs import ProgramCache
 
 LEASE = {
@@ -67,3 +73,24 @@ def test_a_batch_of_results_in_pieces_is_the_json_of_each_result() -> None:
     ]
     doc = json.loads(b"".join(results_body(results)))
     assert doc == {"results": [{"lease": lease, **result_document(r)} for lease, r in results]}
+
+
+def test_a_batch_of_results_may_ask_for_the_next_leases() -> None:
+    results = [(7, JobResult(Outcome.OK, 0, b"out", 1.5, 2.0, ""))]
+    ahead = {"seats": [0, 3], "max_memory_bytes": 1 << 20}
+    doc = json.loads(b"".join(results_body(results, ahead)))
+    assert doc == {"results": [{"lease": 7, **result_document(results[0][1])}], "next": ahead}
+
+
+def test_the_next_leases_of_a_results_reply_are_checked() -> None:
+    # A market that leases only apart answers no `next`: the seats are still free.
+    assert parse_next({"results": []}, [0]) is None
+    offers = parse_next({"next": {"leases": [{**LEASE, "seat": 3}]}}, [0, 3])
+    assert isinstance(offers, list) and [o.seat for o in offers] == [3]
+    with pytest.raises(BadReply, match="not distinct seats"):
+        parse_next({"next": {"leases": [{**LEASE, "seat": 1}]}}, [0, 3])
+    refused = parse_next({"next": {"status": 400, "error": "seat 9"}}, [0])
+    assert isinstance(refused, Refused) and refused.status == 400
+    assert isinstance(parse_next({"next": {"status": 507, "error": "full"}}, [0]), Unreachable)
+    with pytest.raises(BadReply):
+        parse_next({"next": []}, [0])
