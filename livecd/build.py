@@ -24,7 +24,7 @@ from livecd.errors import BuildError, UserError
 from livecd.files import atomic_write, cache_home
 from livecd.kernel import Kernel, ModuleTree, check_seccomp, find_kernel
 from livecd.lock import locked_packages, profile_sha256
-from livecd.profile import Profile
+from livecd.profile import Profile, load_profile
 from livecd.progress import Progress
 from livecd.rootfs import OVERLAYS
 from livecd.run import run
@@ -167,6 +167,15 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
         kernel_release=kernel.release,
         manifest=manifest,
     )
+
+
+def given_or_built(iso: Path | None, workdir: Path) -> Path:
+    """`iso`, or the default profile built into `workdir` with no boot menu delay: what a
+    benchmark boots when it is not told which ISO."""
+    if iso is not None:
+        return iso
+    profile = load_profile().with_overrides(timeout=0)
+    return build(BuildOptions(profile=profile, output=workdir / "bench.iso")).iso
 
 
 def compressed(cpio: bytes, profile: Profile, cache: Path) -> bytes:

@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 
 from cpushare.jail import Limits, Outcome, run_job
-from livecd.build import BuildOptions, build
-from livecd.profile import load_profile
+from livecd.build import given_or_built
 from livecd.qemu.machine import GuestConfig
 from livecd.qemu.report import format_report
 from livecd.qemu.sale import JOB_LIMITS, build_fsdither, job_inputs, run_sale
@@ -49,10 +48,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         work = Path(tmp)
-        iso = args.iso
-        if iso is None:
-            profile = load_profile().with_overrides(timeout=0)
-            iso = build(BuildOptions(profile=profile, output=work / "bench.iso")).iso
+        iso = given_or_built(args.iso, work)
         result = run_sale(
             GuestConfig(iso=iso, cpus=1, nic=args.nic),
             work / "serial.log",

@@ -26,8 +26,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from livecd.build import BuildOptions, build
-from livecd.profile import load_profile
+from livecd.build import given_or_built
 from livecd.qemu.events import Event
 from livecd.qemu.guest import Guest
 from livecd.qemu.machine import GuestConfig
@@ -163,10 +162,7 @@ def main() -> int:
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-guest-jobs-") as tmp:
         work = Path(tmp)
-        iso = args.iso
-        if iso is None:
-            profile = load_profile().with_overrides(timeout=0)
-            iso = build(BuildOptions(profile=profile, output=work / "bench.iso")).iso
+        iso = given_or_built(args.iso, work)
         program = build_fsdither(work)
         pictures = job_inputs(min(args.jobs, DISTINCT_INPUTS))
         inputs = [pictures[i % len(pictures)] for i in range(args.jobs)]

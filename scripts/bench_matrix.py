@@ -17,8 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from livecd.build import BuildOptions, build
-from livecd.profile import load_profile
+from livecd.build import given_or_built
 from livecd.qemu.guest import Guest
 from livecd.qemu.machine import GuestConfig
 from livecd.qemu.matrix import MATRIX, MemoryUse, live_memory
@@ -79,10 +78,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-matrix-") as tmp:
         work = Path(tmp)
-        iso = args.iso
-        if iso is None:
-            profile = load_profile().with_overrides(timeout=0)
-            iso = build(BuildOptions(profile=profile, output=work / "bench.iso")).iso
+        iso = given_or_built(args.iso, work)
         first_results(iso, work, args.quick)
         for cpus in (1, 4):
             report_memory(cpus, memory_with(iso, work, cpus))

@@ -30,8 +30,7 @@ from pathlib import Path
 
 from cpushare.jail import InvalidProgram, JailError, Limits, run_job
 from cpushare.seller.plan import MIB
-from livecd.build import BuildOptions, build
-from livecd.profile import load_profile
+from livecd.build import given_or_built
 from livecd.qemu.events import ConsoleEvents
 from livecd.qemu.guest import Guest
 from livecd.qemu.machine import GuestConfig
@@ -159,10 +158,7 @@ def main() -> int:
     os.environ.update(jail_environment())
     with tempfile.TemporaryDirectory(prefix="bench-seller-memory-") as tmp:
         work = Path(tmp)
-        iso = args.iso
-        if iso is None:
-            profile = load_profile().with_overrides(timeout=0)
-            iso = build(BuildOptions(profile=profile, output=work / "bench.iso")).iso
+        iso = given_or_built(args.iso, work)
         program = build_fsdither(work)
         for size in ((64, 48), (640, 480)):
             least = least_memory(program, size)
