@@ -207,6 +207,13 @@ class Pipeline:
         self._read_until(None)
         self.raise_first_error()
 
+    def sync_later(self) -> None:
+        """End the statements sent so far as one implicit transaction (or the explicit one's
+        part so far), without waiting: an error before it no longer skips what comes after."""
+        self._pgconn.pipeline_sync()
+        self._waiting.append(None)
+        self._asked = True
+
     def raise_first_error(self) -> None:
         if self._error is not None and not self._error_raised:
             self._error_raised = True

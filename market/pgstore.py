@@ -77,6 +77,8 @@ class PgConnection:
             # own would be dropped, theirs with them (DEALLOCATE ALL), after every ROLLBACK.
             self.raw.prepare_threshold = None
         self._pipeline: pgpipe.Pipeline | None = None
+        # The writers' turns (writer_turn) this connection holds: each one taken is given back.
+        self.turns = 0
         # The statements prepared on this connection by its pipelines (market.pgpipe).
         self._prepared: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
 
@@ -161,6 +163,13 @@ class PgConnection:
             with self._lost():
                 self._pipeline.sync()
 
+    def sync_later(self) -> None:
+        """In a pipeline, end the implicit transaction of the statements sent so far
+        without waiting (pgpipe.Pipeline.sync_later); nothing otherwise."""
+        if self._pipeline is not None:
+            with self._lost():
+                self._pipeline.sync_later()
+
     @contextlib.contextmanager
     def _lost(self) -> Iterator[None]:
         """A lost connection (the server restarting, say) as the market's 503."""
@@ -216,28 +225,61 @@ WRITER_LOCK = 0x6D61726B7772
 
 
 @contextlib.contextmanager
-def writer_turn(conn: Connection) -> Iterator[None]:
+def writer_turn(conn: Connection, *, take: bool = True) -> Iterator[None]:
     """Let the writers of all instances on one database take turns, one transaction each.
 
     Overlapping SERIALIZABLE transactions of two instances nearly always collide (every
     result pays the same few accounts, every lease reads the head of the same queue), and
     the loser runs its whole batch again: measured, two instances did less than one. Taking
-    turns costs two statements a batch, and the loser waits instead of working twice. The
+    turns costs two statements a batch (in the store's pipeline, sent with BEGIN and COMMIT:
+    no wait of their own), and the loser waits instead of working twice. The
     lock is taken before BEGIN, so that the transaction's snapshot is taken after the
     previous writer committed; a writer that dies (its process killed, say) loses its turn
     with its connection. Nothing on SQLite, whose BEGIN IMMEDIATE takes turns already.
+
+    Without `take` the turn is taken inside (take_turn, give_turn: the store's pipelined
+    batches, whose lock and unlock then ride with BEGIN and COMMIT); either way, leaving
+    rolls back what is left open and gives back every turn still held.
     """
     if not isinstance(conn, PgConnection):
         yield
         return
-    conn.execute("SELECT pg_advisory_lock(?)", (WRITER_LOCK,))
+    if take:
+        take_turn(conn)
     try:
         yield
     finally:
-        if conn.usable:
+        if not conn.usable:
+            conn.turns = 0  # given back with the connection
+        else:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            conn.execute("SELECT pg_advisory_unlock(?)", (WRITER_LOCK,))
+            while conn.turns:
+                conn.execute("SELECT pg_advisory_unlock(?)", (WRITER_LOCK,))
+                conn.turns -= 1
+
+
+def held_turn(conn: Connection) -> bool:
+    """Whether this writer holds the writers' turn now (always False on SQLite)."""
+    return isinstance(conn, PgConnection) and conn.turns > 0
+
+
+def take_turn(conn: Connection) -> None:
+    """Wait for the writers' turn (writer_turn), ahead of BEGIN; in a pipeline the lock is
+    sent with what follows it, in its own implicit transaction."""
+    if isinstance(conn, PgConnection):
+        conn.execute("SELECT pg_advisory_lock(?)", (WRITER_LOCK,))
+        conn.turns += 1
+        conn.sync_later()
+
+
+def give_turn(conn: Connection) -> None:
+    """Give the writers' turn back, behind COMMIT; in a pipeline the unlock runs in its own
+    implicit transaction, so a COMMIT refused (a serialization conflict) does not skip it."""
+    if isinstance(conn, PgConnection):
+        conn.sync_later()
+        conn.execute("SELECT pg_advisory_unlock(?)", (WRITER_LOCK,))
+        conn.turns -= 1
 
 
 def connect(url: str, *, writer: bool = False) -> PgConnection:

@@ -282,7 +282,9 @@ class Store:
 
     def _commit_batch(self, conn: Connection, batch: list[tuple[Operation, Waiter]]) -> None:
         try:
-            with pgstore.writer_turn(conn):
+            # The turn is taken in the batch's pipeline (_run_batch), or by the isolated
+            # run after it failed.
+            with pgstore.writer_turn(conn, take=False):
                 outcomes = self._run_batch_once(conn, batch)
         except Exception as exc:
             # The transaction is gone (a failed commit, or SQLite rolled it all back on a
@@ -314,6 +316,8 @@ class Store:
     ) -> list[Outcome]:
         outcomes: list[Outcome]
         if isolated:
+            if not pgstore.held_turn(conn):
+                pgstore.take_turn(conn)
             begin(conn)
             outcomes = [(future, *self._run_in_savepoint(conn, op)) for op, future in batch]
             conn.execute("COMMIT")
@@ -323,6 +327,8 @@ class Store:
         # read or by the sync before COMMIT. Either fails the batch, which is run again
         # isolated, where each operation's errors are its own.
         with pgstore.pipelined(conn):
+            if not pgstore.held_turn(conn):
+                pgstore.take_turn(conn)
             begin(conn)
             outcomes = []
             try:
@@ -341,6 +347,7 @@ class Store:
                 # An operation caught its statement's error and went on: nothing may be kept.
                 raise _OperationFailed(MarketError("an operation's statement failed"))
             conn.execute("COMMIT")
+            pgstore.give_turn(conn)
         return outcomes
 
     @staticmethod

@@ -1,18 +1,19 @@
 """The writer's pipeline on PostgreSQL (market.pgpipe): statements go out only when a result
 is wanted, errors come back in order, prepared statements last as long as the connection,
-and a lost server is the market's 503."""
+a lost server is the market's 503, and the writers' turn taken in it is always given back."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 
 from market import pgstore
-from market.dialect import Location
+from market.dialect import INTEGRITY_ERRORS, Connection, Location
 from market.errors import Unavailable
+from market.store import Store
 
 LOCK = 0x7069706574657374
 
@@ -116,3 +117,48 @@ def test_a_lost_server_is_unavailable(
         time.sleep(0.2)
         writer.execute("SELECT count(*) FROM t").fetchone()
     assert not writer.usable
+
+
+def _turns_held(url: str) -> int:
+    """Writers' turns (pgstore.writer_turn) held on the database now."""
+    key = pgstore.WRITER_LOCK
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND classid = %s AND objid = %s",
+            (key >> 32, key & 0xFFFFFFFF),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_the_writers_turn_is_given_back_after_each_batch_failed_or_not(
+    market_location: Location,
+) -> None:
+    assert isinstance(market_location, str)
+    store = Store(market_location)
+
+    def insert(key: str) -> Callable[[Connection], str]:
+        def op(conn: Connection) -> str:
+            conn.execute("INSERT INTO settings (key, value) VALUES (?, 'x')", (key,))
+            return key
+
+        return op
+
+    def conflict(conn: Connection) -> None:
+        raise psycopg.errors.SerializationFailure("as if another instance wrote first")
+
+    try:
+        assert store.write_sync(insert("a")) == "a"
+        assert _turns_held(market_location) == 0
+        # A failing operation: its batch is run again, each operation in a savepoint.
+        with pytest.raises(INTEGRITY_ERRORS):
+            store.write_sync(insert("a"))
+        assert _turns_held(market_location) == 0
+        # A conflict every time: the batch is run again until the store gives up.
+        with pytest.raises(psycopg.errors.SerializationFailure):
+            store.write_sync(conflict)
+        assert _turns_held(market_location) == 0
+        assert store.write_sync(insert("b")) == "b"
+        assert _turns_held(market_location) == 0
+    finally:
+        store.close()
