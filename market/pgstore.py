@@ -6,10 +6,11 @@ market repeats are prepared once per connection (psycopg does it after a few run
 SQL therefore gives a NULL parameter its type (`CAST(? AS TEXT)`) where PostgreSQL could
 not infer one.
 
-The writer runs its batches `pipelined`: a statement is sent without waiting for its
-answer until something reads a result (a row, a row count) or the batch syncs, so the
-UPDATEs and INSERTs nobody reads ride along with the next read instead of costing a round
-trip each. An error of such a statement is therefore raised by that later read or sync.
+The writer runs its batches `pipelined` (market.pgpipe): a statement is queued without
+waiting for its answer until something reads a result (a row, a row count) or the batch
+syncs, so the UPDATEs and INSERTs nobody reads ride along with the next read instead of
+costing a round trip each. An error of such a statement is therefore raised by that later
+read or sync.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import contextlib
 import functools
 import logging
 import secrets
-import select
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 from psycopg.adapt import Buffer, Loader
 
+from market import pgpipe
 from market.dialect import Connection
 from market.errors import Unavailable
 
@@ -68,10 +69,18 @@ def _translate(sql: str) -> str:
 class PgConnection:
     """One PostgreSQL connection in autocommit mode: transactions are explicit, as on SQLite."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pipelines: bool = False) -> None:
         self.raw: psycopg.Connection[Any] = psycopg.Connection.connect(url, autocommit=True)
         self.raw.adapters.register_loader("numeric", _NumberLoader)
-        self._pipeline: psycopg.Pipeline | None = None
+        if pipelines:
+            # The pipelines prepare their statements themselves (market.pgpipe); psycopg's
+            # own would be dropped, theirs with them (DEALLOCATE ALL), after every ROLLBACK.
+            self.raw.prepare_threshold = None
+        self._pipeline: pgpipe.Pipeline | None = None
+        # The writers' turns (writer_turn) this connection holds: each one taken is given back.
+        self.turns = 0
+        # The statements prepared on this connection by its pipelines (market.pgpipe).
+        self._prepared: dict[tuple[bytes, tuple[int, ...]], bytes] = {}
 
     @property
     def in_transaction(self) -> bool:
@@ -91,7 +100,13 @@ class PgConnection:
         """The open transaction hit an error: it can only be rolled back."""
         return self.raw.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
 
-    def execute(self, sql: str, parameters: Any = (), /) -> psycopg.Cursor[Any] | _Pending:
+    def execute(self, sql: str, parameters: Any = (), /) -> psycopg.Cursor[Any] | pgpipe.Statement:
+        if self._pipeline is not None:
+            try:
+                return self._pipeline.execute(sql, parameters)
+            except psycopg.OperationalError as exc:
+                self.check_lost(exc)
+                raise
         # No `with self._lost()` here: the market's hottest call, and entering it costs as
         # much as a tenth of the call.
         cursor = self.raw.cursor()
@@ -100,12 +115,15 @@ class PgConnection:
         except psycopg.OperationalError as exc:
             self.check_lost(exc)
             raise
-        if self._pipeline is None:
-            return cursor
-        self._flush()
-        return _Pending(self, cursor)
+        return cursor
 
-    def executemany(self, sql: str, parameters: Iterable[Any], /) -> psycopg.Cursor[Any]:
+    def executemany(
+        self, sql: str, parameters: Iterable[Any], /
+    ) -> psycopg.Cursor[Any] | pgpipe.Statements:
+        if self._pipeline is not None:
+            pipeline = self._pipeline
+            with self._lost():
+                return pgpipe.Statements([pipeline.execute(sql, values) for values in parameters])
         with self._lost():
             cursor = self.raw.cursor()
             cursor.executemany(_translate(sql), parameters)
@@ -122,30 +140,35 @@ class PgConnection:
     @contextlib.contextmanager
     def pipelined(self) -> Iterator[None]:
         """Send statements without waiting for their answers until a result is read (or
-        sync() is called); leaving syncs (its errors are raised unless one already is)."""
-        with self._lost(), self.raw.pipeline() as pipeline:
+        sync() is called); leaving syncs (its errors are raised unless one already is).
+        Only on a connection made for `pipelines`."""
+        if self.raw.prepare_threshold is not None:
+            raise RuntimeError("pipelined() needs a connection made with pipelines=True")
+        with self._lost():
+            pipeline = pgpipe.Pipeline(self.raw, self._prepared, self.check_lost)
             self._pipeline = pipeline
             try:
                 yield
-            finally:
+            except BaseException:
                 self._pipeline = None
-
-    def _flush(self) -> None:
-        """Send what libpq still holds of the statements sent so far: psycopg leaves a large
-        one (a program, an output of megabytes) half sent in a pipeline, and would then wait
-        for its answer forever. What the server answers meanwhile is read, so that neither
-        side waits on the other."""
-        pgconn = self.raw.pgconn
-        while pgconn.flush():
-            readable, _, _ = select.select([pgconn.socket], [pgconn.socket], [])
-            if readable:
-                pgconn.consume_input()
+                with contextlib.suppress(psycopg.Error):
+                    pipeline.close()
+                raise
+            self._pipeline = None
+            pipeline.close()
 
     def sync(self) -> None:
         """Wait for every statement sent so far: raise the first error among them."""
         if self._pipeline is not None:
             with self._lost():
                 self._pipeline.sync()
+
+    def sync_later(self) -> None:
+        """In a pipeline, end the implicit transaction of the statements sent so far
+        without waiting (pgpipe.Pipeline.sync_later); nothing otherwise."""
+        if self._pipeline is not None:
+            with self._lost():
+                self._pipeline.sync_later()
 
     @contextlib.contextmanager
     def _lost(self) -> Iterator[None]:
@@ -164,37 +187,6 @@ class PgConnection:
 
     def close(self) -> None:
         self.raw.close()
-
-
-class _Pending:
-    """The cursor of a statement sent in a pipeline: reading its result waits for it."""
-
-    def __init__(self, conn: PgConnection, cursor: psycopg.Cursor[Any]) -> None:
-        self._conn = conn
-        self._cursor = cursor
-
-    @property
-    def rowcount(self) -> int:
-        if self._cursor.pgresult is None:
-            self._conn.sync()
-        return self._cursor.rowcount
-
-    def fetchone(self) -> Any:
-        try:
-            return self._cursor.fetchone()
-        except psycopg.OperationalError as exc:
-            self._conn.check_lost(exc)
-            raise
-
-    def fetchall(self) -> list[Any]:
-        try:
-            return self._cursor.fetchall()
-        except psycopg.OperationalError as exc:
-            self._conn.check_lost(exc)
-            raise
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.fetchall())
 
 
 @contextlib.contextmanager
@@ -233,32 +225,66 @@ WRITER_LOCK = 0x6D61726B7772
 
 
 @contextlib.contextmanager
-def writer_turn(conn: Connection) -> Iterator[None]:
+def writer_turn(conn: Connection, *, take: bool = True) -> Iterator[None]:
     """Let the writers of all instances on one database take turns, one transaction each.
 
     Overlapping SERIALIZABLE transactions of two instances nearly always collide (every
     result pays the same few accounts, every lease reads the head of the same queue), and
     the loser runs its whole batch again: measured, two instances did less than one. Taking
-    turns costs two statements a batch, and the loser waits instead of working twice. The
+    turns costs two statements a batch (in the store's pipeline, sent with BEGIN and COMMIT:
+    no wait of their own), and the loser waits instead of working twice. The
     lock is taken before BEGIN, so that the transaction's snapshot is taken after the
     previous writer committed; a writer that dies (its process killed, say) loses its turn
     with its connection. Nothing on SQLite, whose BEGIN IMMEDIATE takes turns already.
+
+    Without `take` the turn is taken inside (take_turn, give_turn: the store's pipelined
+    batches, whose lock and unlock then ride with BEGIN and COMMIT); either way, leaving
+    rolls back what is left open and gives back every turn still held.
     """
     if not isinstance(conn, PgConnection):
         yield
         return
-    conn.execute("SELECT pg_advisory_lock(?)", (WRITER_LOCK,))
+    if take:
+        take_turn(conn)
     try:
         yield
     finally:
-        if conn.usable:
+        if not conn.usable:
+            conn.turns = 0  # given back with the connection
+        else:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            conn.execute("SELECT pg_advisory_unlock(?)", (WRITER_LOCK,))
+            while conn.turns:
+                conn.execute("SELECT pg_advisory_unlock(?)", (WRITER_LOCK,))
+                conn.turns -= 1
+
+
+def held_turn(conn: Connection) -> bool:
+    """Whether this writer holds the writers' turn now (always False on SQLite)."""
+    return isinstance(conn, PgConnection) and conn.turns > 0
+
+
+def take_turn(conn: Connection) -> None:
+    """Wait for the writers' turn (writer_turn), ahead of BEGIN; in a pipeline the lock is
+    sent with what follows it, in its own implicit transaction."""
+    if isinstance(conn, PgConnection):
+        conn.execute("SELECT pg_advisory_lock(?)", (WRITER_LOCK,))
+        conn.turns += 1
+        conn.sync_later()
+
+
+def give_turn(conn: Connection) -> None:
+    """Give the writers' turn back, behind COMMIT; in a pipeline the unlock runs in its own
+    implicit transaction, so a COMMIT refused (a serialization conflict) does not skip it."""
+    if isinstance(conn, PgConnection):
+        conn.sync_later()
+        conn.execute("SELECT pg_advisory_unlock(?)", (WRITER_LOCK,))
+        conn.turns -= 1
 
 
 def connect(url: str, *, writer: bool = False) -> PgConnection:
-    """A connection; the `writer`'s prepared statements always run their generic plan.
+    """A connection; the `writer`'s runs its batches pipelined (PgConnection.pipelined), and
+    its prepared statements always run their generic plan.
 
     The writer's statements are the market's hot paths, each with one good plan whatever
     its values (an index walk by key, or the lease query's walk of the ready jobs in order).
@@ -266,7 +292,7 @@ def connect(url: str, *, writer: bool = False) -> PgConnection:
     depends on the seller's limits: a third of a millisecond each time.
     """
     try:
-        conn = PgConnection(url)
+        conn = PgConnection(url, pipelines=writer)
         if writer:
             conn.execute("SET plan_cache_mode = force_generic_plan")
         return conn

@@ -4,16 +4,17 @@ commit) or PostgreSQL (market.pgstore, each batch one SERIALIZABLE transaction).
 Every change goes through `Store.write(op)`: the writer thread runs queued operations in
 one transaction (run again with each in its own savepoint when one failed, so a failing
 operation does not undo the others), commits with `synchronous=FULL`, and only then
-resolves their futures. A caller therefore acknowledges nothing that is not on disk, and
-many callers share one fsync. Reads run on the event loop's own connection and see only
+answers their callers, those waiting on one event loop in one call onto it (not a wake-up
+of the loop each). A caller therefore acknowledges nothing that is not on disk, and many
+callers share one fsync. Reads run on the event loop's own connection and see only
 committed data.
 
 On PostgreSQL the writers of several market instances take turns (pgstore.writer_turn),
 as SQLite's one writer does; each batch is still SERIALIZABLE, and one that lost a
 serialization conflict all the same is run again from its start. A batch's statements go
-out pipelined (pgstore.PgConnection.pipelined): only a read waits for the server, and an
-operation may return a value to read once the batch's statements are all answered
-(market.later).
+out pipelined (market.pgpipe: queued, and sent together when a result is wanted): only a
+read waits for the server, and an operation may return a value to read once the batch's
+statements are all answered (market.later).
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ from market.schema import migrate, migrate_postgres
 
 T = TypeVar("T")
 Operation = Callable[[Connection], Any]
+# Who waits for an operation: a coroutine on an event loop (write), or a thread (write_sync).
+Waiter = asyncio.Future[Any] | Future[Any]
+# An operation's outcome: its waiter, its value and its error (None if it succeeded).
+Outcome = tuple[Waiter, Any, BaseException | None]
 
 # Operations drained into one transaction at most: bounds the latency one commit adds.
 MAX_BATCH = 512
@@ -177,7 +182,7 @@ class Store:
         # Instances sharing a PostgreSQL database wake each other's sellers.
         self._announcer = pgstore.Announcer(db) if isinstance(db, str) else None
         self._analyzer = pgstore.Analyzer(db) if isinstance(db, str) else None
-        self._queue: queue.SimpleQueue[tuple[Operation, Future[Any]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Operation, Waiter] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run_writer, name="market-writer", daemon=True)
         self._thread.start()
 
@@ -188,9 +193,9 @@ class Store:
     async def write(self, op: Callable[[Connection], Any]) -> Any:
         """Run `op` in a write transaction; return its result (the value of a Later) once
         the commit is on disk."""
-        future: Future[Any] = Future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put((op, future))
-        return await asyncio.wrap_future(future)
+        return await future
 
     @overload
     def write_sync(self, op: Callable[[Connection], Later[T]]) -> T: ...
@@ -245,19 +250,18 @@ class Store:
                         conn = None
                         conn = connect(self.db, writer=True)
                 except Unavailable as exc:
-                    for _, future in batch:
-                        future.set_exception(exc)
+                    _answer([(waiter, None, exc) for _, waiter in batch])
                     continue
                 self._commit_batch(conn, batch)
         finally:
             if conn is not None:
                 conn.close()
 
-    def _next_batch(self) -> list[tuple[Operation, Future[Any]]] | None:
+    def _next_batch(self) -> list[tuple[Operation, Waiter]] | None:
         """The next operations to run, as many as are queued (up to MAX_BATCH), or None
         once close() asked the writer to stop. An operation whose caller is gone (its
         request cancelled) is dropped; the rest can no longer be cancelled."""
-        batch: list[tuple[Operation, Future[Any]]] = []
+        batch: list[tuple[Operation, Waiter]] = []
         while not batch or len(batch) < MAX_BATCH:
             try:
                 item = self._queue.get_nowait() if batch else self._queue.get()
@@ -268,31 +272,32 @@ class Store:
                     self._queue.put(None)
                     break
                 return None
-            if item[1].set_running_or_notify_cancel():
+            waiter = item[1]
+            if isinstance(waiter, Future):
+                if waiter.set_running_or_notify_cancel():
+                    batch.append(item)
+            elif not waiter.cancelled():
                 batch.append(item)
         return batch
 
-    def _commit_batch(self, conn: Connection, batch: list[tuple[Operation, Future[Any]]]) -> None:
+    def _commit_batch(self, conn: Connection, batch: list[tuple[Operation, Waiter]]) -> None:
         try:
-            with pgstore.writer_turn(conn):
+            # The turn is taken in the batch's pipeline (_run_batch), or by the isolated
+            # run after it failed.
+            with pgstore.writer_turn(conn, take=False):
                 outcomes = self._run_batch_once(conn, batch)
         except Exception as exc:
             # The transaction is gone (a failed commit, or SQLite rolled it all back on a
             # full disk): none of the batch is kept, so none of it may be acknowledged.
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            for _, future in batch:
-                future.set_exception(_translate(exc))
+            _answer([(waiter, None, _translate(exc)) for _, waiter in batch])
             return
-        for future, result, error in outcomes:
-            if error is None:
-                future.set_result(result)
-            else:
-                future.set_exception(error)
+        _answer(outcomes)
 
     def _run_batch_once(
-        self, conn: Connection, batch: list[tuple[Operation, Future[Any]]]
-    ) -> list[tuple[Future[Any], Any, BaseException | None]]:
+        self, conn: Connection, batch: list[tuple[Operation, Waiter]]
+    ) -> list[Outcome]:
         try:
             # Nearly every batch succeeds whole: run it without a savepoint per operation
             # (two statements each, a round trip apiece on PostgreSQL) ...
@@ -307,10 +312,12 @@ class Store:
             return retrying(conn, lambda: self._run_batch(conn, batch, isolated=True))
 
     def _run_batch(
-        self, conn: Connection, batch: list[tuple[Operation, Future[Any]]], *, isolated: bool
-    ) -> list[tuple[Future[Any], Any, BaseException | None]]:
-        outcomes: list[tuple[Future[Any], Any, BaseException | None]]
+        self, conn: Connection, batch: list[tuple[Operation, Waiter]], *, isolated: bool
+    ) -> list[Outcome]:
+        outcomes: list[Outcome]
         if isolated:
+            if not pgstore.held_turn(conn):
+                pgstore.take_turn(conn)
             begin(conn)
             outcomes = [(future, *self._run_in_savepoint(conn, op)) for op, future in batch]
             conn.execute("COMMIT")
@@ -320,6 +327,8 @@ class Store:
         # read or by the sync before COMMIT. Either fails the batch, which is run again
         # isolated, where each operation's errors are its own.
         with pgstore.pipelined(conn):
+            if not pgstore.held_turn(conn):
+                pgstore.take_turn(conn)
             begin(conn)
             outcomes = []
             try:
@@ -338,6 +347,7 @@ class Store:
                 # An operation caught its statement's error and went on: nothing may be kept.
                 raise _OperationFailed(MarketError("an operation's statement failed"))
             conn.execute("COMMIT")
+            pgstore.give_turn(conn)
         return outcomes
 
     @staticmethod
@@ -353,3 +363,30 @@ class Store:
             return None, _translate(exc)
         conn.execute("RELEASE op")
         return result, None
+
+
+def _answer(outcomes: list[Outcome]) -> None:
+    """Hand each waiter its outcome: the coroutines of one event loop all in one call onto
+    that loop (each call wakes the loop, and a batch holds many operations), threads
+    directly."""
+    loops: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    for outcome in outcomes:
+        waiter = outcome[0]
+        if isinstance(waiter, Future):
+            _settle([outcome])
+        else:
+            loops.setdefault(waiter.get_loop(), []).append(outcome)
+    for loop, answers in loops.items():
+        # A loop already closed has nobody left waiting.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, answers)
+
+
+def _settle(outcomes: list[Outcome]) -> None:
+    for waiter, value, error in outcomes:
+        if waiter.cancelled():
+            continue  # its caller is gone: the operation was committed all the same
+        if error is None:
+            waiter.set_result(value)
+        else:
+            waiter.set_exception(error)
