@@ -21,13 +21,20 @@ from livecd.guest_imports import CPUSHARE_SRC
 PYTHON_LIB = "usr/lib/python3.11"
 MODULES = "lib/modules/"
 # The program the boot runs first (/etc/init.d/cpushare): its imports, in the order the
-# interpreter starts them (sys.modules keeps that order).
+# interpreter starts them, which is when it reads their files (a finder first in line
+# sees each name then; sys.modules has them in the order they finished).
 ROOT = "cpushare.seller.fleet"
 _PROBE = """
 import importlib, json, sys
+started = list(sys.modules)
+class Seen:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        started.append(name)
+sys.meta_path.insert(0, Seen)
 sys.path.insert(0, sys.argv[1])
 importlib.import_module(sys.argv[2])
-print(json.dumps(list(sys.modules)))
+print(json.dumps(list(dict.fromkeys(started))))
 """
 
 
