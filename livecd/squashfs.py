@@ -25,6 +25,7 @@ from pathlib import Path
 from diskformats.cpio import Entry, complete_tree
 from livecd.errors import BuildError
 from livecd.files import atomic_write
+from livecd.read_order import import_order, priorities
 from livecd.run import need, run
 
 # zstd -19: xz with the x86 BCJ filter makes a smaller image (9.0 MiB against 10.1,
@@ -52,7 +53,12 @@ def image(entries: Iterable[Entry], epoch: int, cache: Path) -> bytes:
     members = [
         e for e in complete_tree(entries) if not (stat.S_ISCHR(e.mode) or stat.S_ISBLK(e.mode))
     ]
-    key = _key(members, epoch)
+    # The files the boot reads, packed in the order it reads them (livecd.read_order).
+    order = "".join(
+        f"{path} {priority}\n"
+        for path, priority in priorities((e.path for e in members), import_order())
+    )
+    key = _key(members, epoch, order)
     cached = cache / "squashfs" / f"{key}.sqfs"
     if cached.exists():
         return cached.read_bytes()
@@ -65,6 +71,8 @@ def image(entries: Iterable[Entry], epoch: int, cache: Path) -> bytes:
         # is not root can neither chown nor set another group's set-id bits, and the jail's
         # loader is setuid root for the sellers' group (`livecd.guest`). One pseudo
         # definition per member says exactly what the image holds.
+        sort = Path(tmp) / "order"
+        sort.write_text(order)
         pseudo = Path(tmp) / "owners"
         pseudo.write_text(
             "".join(f"{e.path} m {stat.S_IMODE(e.mode):o} {e.uid} {e.gid}\n" for e in members)
@@ -72,7 +80,7 @@ def image(entries: Iterable[Entry], epoch: int, cache: Path) -> bytes:
         run(
             [
                 mksquashfs, tree, out, "-noappend", "-no-xattrs", "-quiet", "-no-progress",
-                "-b", str(BLOCK_SIZE), *COMPRESSION, "-pf", pseudo,
+                "-b", str(BLOCK_SIZE), *COMPRESSION, "-pf", pseudo, "-sort", sort,
                 "-root-uid", "0", "-root-gid", "0", "-root-mode", "755",
                 "-mkfs-time", str(epoch), "-all-time", str(epoch),
             ],
@@ -124,8 +132,8 @@ def _parents(tree: Path, directory: Path) -> None:
     os.chmod(directory, 0o755)
 
 
-def _key(entries: list[Entry], epoch: int) -> str:
-    h = hashlib.sha256(f"{_FORMAT}\0{epoch}\0".encode())
+def _key(entries: list[Entry], epoch: int, order: str) -> str:
+    h = hashlib.sha256(f"{_FORMAT}\0{epoch}\0{order}\0".encode())
     for e in entries:
         h.update(f"{e.path}\0{e.mode:o}\0{e.uid}\0{e.gid}\0".encode())
         h.update(hashlib.sha256(e.source.read_bytes() if e.source else e.data).digest())
