@@ -203,7 +203,9 @@ class Fleet:
             emit("error", what="order", file=seat.order_file.name, detail=str(exc))
             return 2
         options = replace(self.options.seller, cpu=seat.cpu, nice=seat.nice)
-        return Seller(order, seat.order_file, options, identity_fd=identity_fd).run()
+        # serve() checked the jail before any seller was forked: a seller does not again.
+        seller = Seller(order, seat.order_file, options, identity_fd=identity_fd, jail_checked=True)
+        return seller.run()
 
     def reap(self) -> None:
         """Collect dead sellers and schedule their successors."""

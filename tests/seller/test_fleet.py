@@ -269,3 +269,24 @@ def test_a_fleet_stopped_while_it_waits_to_enroll_leaves_nothing_behind(
     fleet.process.wait(timeout=15)
     # The sellers and the child enrolling the machine end with it.
     assert outlivers(str(fleet.run)) == []
+
+
+def test_the_fleet_checks_the_jail_once_and_its_sellers_not_again(
+    tmp_path: Path, fleets: list[FleetProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The self-test runs the loader twice (a forbidden call, a benign job): the fleet's
+    check, before it forks; a seller it forks starts without running it again."""
+    real = os.environ["CPUSHARE_LOADER"]
+    runs = tmp_path / "loader-runs"
+    wrapper = tmp_path / "loader"
+    wrapper.write_text(f'#!/bin/sh\necho run >> "{runs}"\nexec "{real}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CPUSHARE_LOADER", str(wrapper))
+    (tmp_path / "orders").mkdir()
+    order = SellOrder(f"http://127.0.0.1:{free_port()}", "o-nowhere", "s" * 24, "volunteer")
+    write_order(order, tmp_path / "orders" / "nowhere.cpu")
+    fleet = FleetProcess(tmp_path, "cpushare.sellers=2")
+    fleets.append(fleet)
+    assert fleet.wait_for("seccomp", status="verified")
+    fleet.wait_for("seller-started", 2)
+    assert runs.read_text().split() == ["run", "run"]
