@@ -86,7 +86,7 @@ def usb_storage_settling(usb: Path = Path("/sys/bus/usb/devices")) -> bool:
 
 
 def load_drivers(sys_bus: Path = Path("/sys/bus")) -> None:
-    """Load the drivers of the devices there are, as /init's passes and mdev do: for a
+    """Load the drivers of the devices there are, as /init's pass and mdev do: for a
     stick still being set up, so as not to wait for mdev's turn."""
     aliases = {p.read_text().strip() for p in sys_bus.glob("*/devices/*/modalias")}
     subprocess.run(["modprobe", "-qab", *sorted(aliases)], check=False)
@@ -95,7 +95,7 @@ def load_drivers(sys_bus: Path = Path("/sys/bus")) -> None:
 def wait_for_medium(limit: float = 5.0) -> Medium | None:
     """The CPUSHARE medium, waiting (at most `limit` seconds) only while a USB stick is
     still being set up: a boot without one does not wait at all, nor load anything (the
-    devices' drivers were loaded as they appeared, by /init's passes and mdev)."""
+    devices' drivers were loaded as they appeared, by /init's pass and mdev)."""
     deadline = time.monotonic() + limit
     while (found := find_medium()) is None and usb_storage_settling():
         if time.monotonic() > deadline:
