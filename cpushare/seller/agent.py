@@ -28,7 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from cpushare.console import emit
+from cpushare.console import emit, emitter
 from cpushare.jail import Jail, JailError, JobResult, Limits, run_prepared, self_test
 from cpushare.limits import BOUNDS, MAX_EXCHANGE_SECONDS, JobLimits
 from cpushare.order import SellOrder
@@ -103,6 +103,9 @@ class Seller:
         self._limits: tuple[JobLimits, Limits] | None = None
         self.max_output = options.output_cap or BOUNDS["output_bytes"].high
         self.instance = f"{os.getpid()}-{secrets.token_hex(4)}"
+        # The two lines of every job, their order formatted once.
+        self._say_leased = emitter("job-leased", stream, order=order.order_id)
+        self._say_finished = emitter("job-finished", stream, order=order.order_id)
         self.nice = order.nice if options.nice is None else options.nice
         self.max_memory = min(order.max_memory_bytes, options.memory_cap or order.max_memory_bytes)
         self.status = StatusFile(
@@ -345,7 +348,7 @@ class Seller:
     def work(self, offer: LeaseOffer, courier: Courier) -> None:
         """Run one leased job, its lease extended and the queue behind it kept filled,
         and hand its result to the courier."""
-        emit("job-leased", self.stream, order=self.order.order_id, job=offer.job)
+        self._say_leased(job=offer.job)
         self.running = offer
         try:
             fetch = self.options.request_timeout
@@ -365,13 +368,8 @@ class Seller:
             courier.release(offer)
             self.running = None
             raise
-        emit(
-            "job-finished",
-            self.stream,
-            order=self.order.order_id,
-            job=offer.job,
-            status=result.outcome.value,
-            cpu_seconds=round(result.cpu_seconds, 3),
+        self._say_finished(
+            job=offer.job, status=result.outcome.value, cpu_seconds=round(result.cpu_seconds, 3)
         )
         courier.deliver(offer, result)
         self.running = None
