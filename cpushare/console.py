@@ -12,6 +12,7 @@ import re
 import sys
 import time
 import unicodedata
+from collections.abc import Callable
 from typing import TextIO
 
 _BARE = re.compile(r"[A-Za-z0-9_./:@+,%=-]+")
@@ -86,6 +87,23 @@ def emit(event: str, stream: TextIO | None = None, **fields: object) -> None:
     out = stream or sys.stdout
     out.write(format_line(event, **fields) + "\n")
     out.flush()
+
+
+def emitter(event: str, stream: TextIO | None = None, **fixed: object) -> Callable[..., None]:
+    """`emit(event, stream, **fixed, **fields)`, the same line, with the `fixed` fields
+    made safe and formatted once: for the lines a seller says at every job."""
+    prefix = format_line(event, **fixed)
+
+    def say(**fields: object) -> None:
+        fields.setdefault("uptime", uptime())
+        text = "".join(
+            f" {key}={_quote(value)}" for key, value in fields.items() if value is not None
+        )
+        out = stream or sys.stdout
+        out.write(prefix + text + "\n")
+        out.flush()
+
+    return say
 
 
 def parse_line(line: str) -> dict[str, str] | None:

@@ -279,6 +279,18 @@ class LeaseOffer:
 
 def _value(doc: dict[str, Any], spec: Field) -> Any:
     value: Any = doc.get(spec.name)
+    # The common case first, a JSON integer or finite number in range (a lease's dozen
+    # numbers, every job): the checks below would say the same.
+    kind = type(value)
+    plain = (kind is int and spec.kind in ("integer", "number")) or (
+        kind is float and spec.kind == "number" and math.isfinite(value)
+    )
+    if (
+        plain
+        and (spec.low is None or spec.low <= value)
+        and (spec.high is None or value <= spec.high)
+    ):
+        return float(value) if spec.kind == "number" else value
     # NaN would slip through every range check below.
     number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     if spec.kind == "integer" and (not number or not isinstance(value, int)):
@@ -432,10 +444,11 @@ def parse_recorded_batch(
             raise BadReply(f"the batch result reply answers lease {lease!r:.20} unasked or twice")
         assert isinstance(item, dict) and isinstance(lease, int)
         status = item.get("status")
-        message = f"lease {lease}: {str(item.get('error'))[:300]}"
         if status == 200:
             answers[lease] = parse_recorded(item)
-        elif isinstance(status, int) and 400 <= status < 500 and status != 429:
+            continue
+        message = f"lease {lease}: {str(item.get('error'))[:300]}"
+        if isinstance(status, int) and 400 <= status < 500 and status != 429:
             answers[lease] = Refused(status, message)
         else:
             answers[lease] = Unreachable(f"HTTP {status!r:.5}: {message}")

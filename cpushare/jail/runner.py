@@ -86,13 +86,37 @@ def _identity(loader: Path) -> tuple[int, int]:
     return os.getuid(), os.getgid()
 
 
-def spawn(image: JobImage, stdin: int, limits: Limits, *, loader: Path) -> RunningJob:
+@dataclass(frozen=True)
+class Jail:
+    """A loader and the identity its jobs run as, looked up once: a seller runs every job
+    of its life through the same ones."""
+
+    loader: Path
+    uid: int
+    gid: int
+
+    @classmethod
+    def find(cls, loader: Path | None = None) -> Jail:
+        """`loader`, or the one `find_loader` names, and who its jobs run as."""
+        loader = loader or find_loader()
+        return cls(loader, *_identity(loader))
+
+
+def spawn(
+    image: JobImage,
+    stdin: int,
+    limits: Limits,
+    *,
+    loader: Path,
+    identity: tuple[int, int] | None = None,
+) -> RunningJob:
     """Start the loader on `image`, with `stdin` as the job's fd 0. Does not wait.
+    `identity`: the (uid, gid) the loader's jobs run as, if known (`Jail`).
 
     Call `finish` from the same thread: the job dies with the thread that spawned it
     (PR_SET_PDEATHSIG follows the parent thread, not the process).
     """
-    uid, gid = _identity(loader)
+    uid, gid = identity or _identity(loader)
     control = _memfd(
         "cpushare-jail-control",
         encode_control(image, limits, uid=uid, gid=gid, parent=os.getpid()),
@@ -229,6 +253,29 @@ def _refused(outcome: Outcome, exc: InvalidProgram) -> JobResult:
     return JobResult(outcome, None, b"", 0.0, 0.0, str(exc))
 
 
+def prepare(program: bytes, limits: Limits) -> JobImage | JobResult:
+    """`program` validated for jobs under `limits` (only their memory limit matters): its
+    image, or the result every such job of it ends in (invalid, or over the limit)."""
+    try:
+        return validate_program(program, limits)
+    except MemoryLimitExceeded as exc:
+        return _refused(Outcome.MEMORY_LIMIT, exc)
+    except InvalidProgram as exc:
+        return _refused(Outcome.INVALID, exc)
+
+
+def run_prepared(
+    prepared: JobImage | JobResult, input: bytes, limits: Limits, jail: Jail
+) -> JobResult:
+    """Run a `prepare`d program (for `limits`' memory limit) in `jail` on `input` under
+    `limits`; a refused one ends as `prepare` said, without starting."""
+    if isinstance(prepared, JobResult):
+        return prepared
+    with input_file(input) as stdin:
+        job = spawn(prepared, stdin, limits, loader=jail.loader, identity=(jail.uid, jail.gid))
+        return finish(job)
+
+
 def run_job(
     program: bytes, input: bytes, limits: Limits, *, loader: Path | None = None
 ) -> JobResult:
@@ -237,12 +284,9 @@ def run_job(
     A job's failings (invalid, over a limit, crashed, forbidden syscall) are outcomes;
     JailError means the jail itself could not run it.
     """
-    try:
-        image = validate_program(program, limits)
-    except MemoryLimitExceeded as exc:
-        return _refused(Outcome.MEMORY_LIMIT, exc)
-    except InvalidProgram as exc:
-        return _refused(Outcome.INVALID, exc)
+    prepared = prepare(program, limits)
+    if isinstance(prepared, JobResult):
+        return prepared
     loader = loader or find_loader()
     with input_file(input) as stdin:
-        return run_image(image, stdin, limits, loader=loader)
+        return run_image(prepared, stdin, limits, loader=loader)

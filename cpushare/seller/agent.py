@@ -28,9 +28,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from cpushare.console import emit
-from cpushare.jail import JailError, JobResult, Limits, run_job, self_test
-from cpushare.limits import BOUNDS, MAX_EXCHANGE_SECONDS
+from cpushare.console import emit, emitter
+from cpushare.jail import Jail, JailError, JobResult, Limits, run_prepared, self_test
+from cpushare.limits import BOUNDS, MAX_EXCHANGE_SECONDS, JobLimits
 from cpushare.order import SellOrder
 from cpushare.protocol import LeaseOffer, Recorded, parse_recorded_batch, results_body
 from cpushare.seller.backoff import Backoff
@@ -103,8 +103,14 @@ class Seller:
         self.backoff = Backoff(min(1.0, options.backoff_max), options.backoff_max)
         cache = PROGRAM_CACHE_BYTES if options.program_cache is None else options.program_cache
         self.cache = ProgramCache(cache)
+        self.jail: Jail | None = None  # the loader and the jobs' identity, found once
+        # The jail's limits of the last job's market limits (back to back, the same).
+        self._limits: tuple[JobLimits, Limits] | None = None
         self.max_output = options.output_cap or BOUNDS["output_bytes"].high
         self.instance = f"{os.getpid()}-{secrets.token_hex(4)}"
+        # The two lines of every job, their order formatted once.
+        self._say_leased = emitter("job-leased", stream, order=order.order_id)
+        self._say_finished = emitter("job-finished", stream, order=order.order_id)
         self.nice = order.nice if options.nice is None else options.nice
         self.max_memory = min(order.max_memory_bytes, options.memory_cap or order.max_memory_bytes)
         self.status = StatusFile(
@@ -332,10 +338,22 @@ class Seller:
         self.cache.put(offer.program_sha256, program)
         return program
 
+    def limits(self, offer: LeaseOffer) -> Limits:
+        """The jail's limits for `offer`'s job; BadReply if they are impossible."""
+        market = offer.limits
+        if self._limits is not None and self._limits[0] == market:
+            return self._limits[1]
+        try:
+            limits = Limits.for_job(market, nice=self.nice)
+        except ValueError as exc:
+            raise BadReply(f"job {offer.job} has impossible limits: {exc}") from None
+        self._limits = (market, limits)
+        return limits
+
     def work(self, offer: LeaseOffer, courier: Courier) -> None:
         """Run one leased job, its lease extended and the queue behind it kept filled,
         and hand its result to the courier."""
-        emit("job-leased", self.stream, order=self.order.order_id, job=offer.job)
+        self._say_leased(job=offer.job)
         self.running = offer
         try:
             fetch = self.options.request_timeout
@@ -344,24 +362,19 @@ class Seller:
             # The outputs awaiting their post and this one's stay within two jobs' worth.
             courier.make_room(offer.output_bytes, 2 * self.max_output, fetch)
             program = self.program(offer)
-            try:
-                limits = Limits.for_job(offer.limits, nice=self.nice)
-            except ValueError as exc:
-                raise BadReply(f"job {offer.job} has impossible limits: {exc}") from None
-            result = run_job(program, offer.input, limits, loader=self.options.loader)
+            limits = self.limits(offer)
+            if self.jail is None:
+                self.jail = Jail.find(self.options.loader)
+            prepared = self.cache.prepared(offer.program_sha256, program, limits)
+            result = run_prepared(prepared, offer.input, limits, self.jail)
         except (BadReply, Unreachable, Refused, JailError):
             # This seller will not run it: the job goes back to the queue now.
             courier.drop(offer)
             courier.release(offer)
             self.running = None
             raise
-        emit(
-            "job-finished",
-            self.stream,
-            order=self.order.order_id,
-            job=offer.job,
-            status=result.outcome.value,
-            cpu_seconds=round(result.cpu_seconds, 3),
+        self._say_finished(
+            job=offer.job, status=result.outcome.value, cpu_seconds=round(result.cpu_seconds, 3)
         )
         courier.deliver(offer, result)
         self.running = None

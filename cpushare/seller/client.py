@@ -23,8 +23,9 @@ from typing import Any
 
 from cpushare.limits import MAX_EXCHANGE_SECONDS, MAX_RETRY_AFTER
 from cpushare.order import SellOrder
+from cpushare.seller.ciphers import suit
 from cpushare.seller.deadline import Deadline
-from cpushare.seller.http11 import Connection, Dropped, TooLarge, WireError
+from cpushare.seller.http11 import Connection, Dropped, TooLarge, WireError, pinned_context
 
 USER_AGENT = "cpushare-seller/1"
 # Replies bigger than this are refused unread: a lease carries at most a 16 MiB input.
@@ -75,11 +76,12 @@ def _connection(order: SellOrder, timeout: float) -> Connection:
     if parts.scheme == "http":
         return Connection(host, parts.port, timeout=timeout, source_address=bind)
     if order.cert_sha256:
-        return Connection(
-            host, parts.port, timeout=timeout, source_address=bind, pin=order.cert_sha256
-        )
-    context = ssl.create_default_context(cadata=order.ca_pem)
-    return Connection(host, parts.port, timeout=timeout, source_address=bind, context=context)
+        context, pin = pinned_context(), order.cert_sha256
+    else:
+        context, pin = ssl.create_default_context(cadata=order.ca_pem), None
+    return Connection(
+        host, parts.port, timeout=timeout, source_address=bind, context=suit(context), pin=pin
+    )
 
 
 class MarketClient:

@@ -75,10 +75,19 @@ class Reply:
     will_close: bool  # the server ends the connection after this reply
 
 
+def pinned_context() -> ssl.SSLContext:
+    """A TLS context for a pinned certificate: the pin replaces chain and name checks."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class Connection:
     """One HTTP/1.1 connection, opened by the first request and again after `close`:
     plain, TLS verified by `context`, or TLS trusting exactly the certificate whose DER
-    form's sha256 is `pin` (checked before any byte is sent). `sock` is the socket while
+    form's sha256 is `pin` (checked before any byte is sent; `context`, if given, a
+    `pinned_context`). `sock` is the socket while
     open, for a deadline to cut (cpushare.seller.deadline)."""
 
     def __init__(
@@ -91,11 +100,8 @@ class Connection:
         context: ssl.SSLContext | None = None,
         pin: str | None = None,
     ) -> None:
-        if pin is not None:
-            # The pin replaces chain and name checks.
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
+        if pin is not None and context is None:
+            context = pinned_context()
         self.host = host
         self.port = port or (443 if context else 80)
         self.timeout = timeout

@@ -7,7 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cpushare.console import MAX_VALUE_CHARS, clean, emit, events_in, format_line, parse_line
+from cpushare.console import (
+    MAX_VALUE_CHARS,
+    clean,
+    emit,
+    emitter,
+    events_in,
+    format_line,
+    parse_line,
+)
 
 
 def test_a_line_reads_back_as_written_quotes_and_all() -> None:
@@ -28,6 +36,21 @@ def test_emit_stamps_the_uptime_and_two_decimals() -> None:
     fields = parse_line(out.getvalue())
     assert fields is not None and fields["cpu_seconds"] == "1.23"
     assert float(fields["uptime"]) > 0
+
+
+def test_an_emitter_says_the_line_emit_says() -> None:
+    said, emitted = io.StringIO(), io.StringIO()
+    say = emitter("job-finished", said, order='o-1 "x"\x1b[2J', none=None)
+    for job, status in ((7, "ok"), (8, "crashed")):
+        say(job=job, status=status, cpu_seconds=0.0149, uptime=12.345)
+        fields = {"job": job, "status": status, "cpu_seconds": 0.0149, "uptime": 12.345}
+        emit("job-finished", emitted, order='o-1 "x"\x1b[2J', none=None, **fields)
+    assert said.getvalue() == emitted.getvalue()
+    assert [e["job"] for e in events_in(said.getvalue(), "job-finished")] == ["7", "8"]
+    stamped = io.StringIO()
+    emitter("job-leased", stamped, order="o-1")(job=1)
+    fields = parse_line(stamped.getvalue())
+    assert fields is not None and float(fields["uptime"]) > 0
 
 
 def test_a_hostile_market_detail_yields_one_well_formed_line() -> None:

@@ -15,8 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from cpushare.jail import JailError, Limits, Outcome, run_job, validate_program
-from cpushare.jail.elf import ARENA_BASE, STACK_TOP, JobImage, Segment
+from cpushare.jail import (
+    Jail,
+    JailError,
+    JobImage,
+    JobResult,
+    Limits,
+    Outcome,
+    prepare,
+    run_job,
+    run_prepared,
+    validate_program,
+)
+from cpushare.jail.elf import ARENA_BASE, STACK_TOP, Segment
 from cpushare.jail.model import STACK_BYTES
 from cpushare.jail.runner import NOBODY, finish, spawn
 from livecd.toolchain import LOADER_ADDRESS
@@ -105,6 +116,28 @@ def test_megabytes_in_and_out_unchanged(jobs: dict[str, bytes], loader: Path) ->
     result = run_job(jobs["echo"], data, LIMITS, loader=loader)
     assert result.outcome is Outcome.OK
     assert result.output == data
+
+
+def test_a_prepared_program_runs_job_after_job_as_run_job_runs_it(
+    jobs: dict[str, bytes], loader: Path
+) -> None:
+    jail = Jail.find(loader)
+    who = (NOBODY, NOBODY) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+    assert (jail.loader, jail.uid, jail.gid) == (loader, *who)
+    prepared = prepare(jobs["echo"], LIMITS)
+    assert isinstance(prepared, JobImage)
+    for data in (b"first", b"second", b""):
+        result = run_prepared(prepared, data, LIMITS, jail)
+        assert (result.outcome, result.output) == (Outcome.OK, data)
+        assert result.output == run_job(jobs["echo"], data, LIMITS, loader=loader).output
+
+
+def test_a_refused_program_is_not_started(tmp_path: Path) -> None:
+    refused = prepare(b"#!/bin/sh\necho not an ELF\n", LIMITS)
+    assert isinstance(refused, JobResult) and refused.outcome is Outcome.INVALID
+    # No loader there: starting anything would be a JailError.
+    jail = Jail(tmp_path / "no-loader", os.getuid(), os.getgid())
+    assert run_prepared(refused, b"input", LIMITS, jail) is refused
 
 
 def test_input_larger_than_the_arena_is_refused_by_the_job(
