@@ -34,7 +34,8 @@ STATES = (
 
 def check(conn: Connection) -> list[str]:
     """Every row naming a row that does not exist, or holding a state that is none of its
-    column's; empty when all is well."""
+    column's, and every job not open with slots to lease (the ready jobs' index counts on
+    none); empty when all is well."""
     problems: list[str] = []
     for table, column, target, key in REFERENCES:
         rows = conn.execute(
@@ -57,4 +58,8 @@ def check(conn: Connection) -> list[str]:
             f"{table} {row_id} has {column} {value!r}, not one of {', '.join(allowed)}"
             for row_id, value in rows
         ]
+    rows = conn.execute(
+        "SELECT id, state FROM jobs WHERE slots > 0 AND state != 'open' ORDER BY id LIMIT 10"
+    ).fetchall()
+    problems += [f"job {job_id} is {state} but has slots to lease" for job_id, state in rows]
     return problems

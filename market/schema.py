@@ -223,10 +223,18 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN input_name TEXT;
     """,
     """
-    -- Indexes no query uses, updated by every lease and every payment: jobs' leases are
-    -- found through leases_network (job_id first), and no query asks a transfer's source.
+    -- Indexes no query needs, updated by every lease and every payment: jobs' leases are
+    -- found through leases_network (job_id first), a host's active leases through
+    -- leases_seat (host_id first, the same condition), and no query asks a transfer's source.
     DROP INDEX leases_job;
+    DROP INDEX leases_host;
     DROP INDEX transfers_source;
+    -- The ready jobs without `state` in the index's condition: a job's slots are 0 once it
+    -- is not open (market.integrity checks it), and the UPDATE that ends a job, which
+    -- changes its state, then changes no indexed column (PostgreSQL can keep the new row
+    -- version on its page and leave the indexes alone: a HOT update).
+    DROP INDEX jobs_ready;
+    CREATE INDEX jobs_ready ON jobs(id) WHERE slots > 0;
     """,
 )
 
@@ -247,6 +255,8 @@ POSTGRES_ONLY: dict[int, str] = {
     ALTER TABLE transfers DROP CONSTRAINT transfers_result_id_fkey,
         DROP CONSTRAINT transfers_kind_check;
     ALTER TABLE jobs DROP CONSTRAINT jobs_state_check;
+    -- Room on each page for the updated versions of its jobs (each is updated twice).
+    ALTER TABLE jobs SET (fillfactor = 80);
     """,
 }
 
