@@ -386,7 +386,8 @@ class Market:
 
     async def results(self, request: Request) -> Response:
         """Several leases' results in one request, recorded in one operation of the store
-        (agreement.record_results) and each answered as its single post would be."""
+        with those other sellers post meanwhile (market.gather) and each answered as its
+        single post would be."""
         host = self.seller(request)
         doc = await read_json(request, self.config.max_body)
         items = field(doc, "results", list)
@@ -407,15 +408,20 @@ class Market:
             except MarketError as exc:
                 answers.append({"lease": lease_id, "status": exc.status, "error": str(exc)})
         if valid:
-            outcomes: list[agreement.Recorded | MarketError | StoreFull]
-            try:
-                recorded = await self.db.write(
-                    lambda c: agreement.record_results_later(c, host.id, valid, time.time())
-                )
-                outcomes = list(recorded)
-            except StoreFull as exc:
-                outcomes = [exc] * len(valid)
-            pending = iter(outcomes)
+            # With the results other sellers post meanwhile: one operation for all of them.
+            outcomes = await asyncio.gather(
+                *(self.posted.submit((host.id, lease, result)) for lease, result in valid),
+                return_exceptions=True,
+            )
+            checked: list[agreement.Recorded | MarketError | StoreFull] = []
+            for outcome in outcomes:
+                # The database away answers the whole request 503, as anything unforeseen.
+                if isinstance(outcome, Unavailable) or not isinstance(
+                    outcome, agreement.Recorded | MarketError | StoreFull
+                ):
+                    raise outcome
+                checked.append(outcome)
+            pending = iter(checked)
             for answer in answers:
                 if "status" not in answer:
                     answer.update(_answer(next(pending)))
