@@ -409,16 +409,16 @@ class Market:
                 answers.append({"lease": lease_id, "status": exc.status, "error": str(exc)})
         if valid:
             # With the results other sellers post meanwhile: one operation for all of them.
-            outcomes = await asyncio.gather(
-                *(self.posted.submit((host.id, lease, result)) for lease, result in valid),
-                return_exceptions=True,
-            )
+            outcomes: list[agreement.Recorded | Exception]
+            try:
+                outcomes = await self.posted.submit_all(
+                    [(host.id, lease, result) for lease, result in valid]
+                )
+            except StoreFull as exc:
+                outcomes = [exc] * len(valid)
             checked: list[agreement.Recorded | MarketError | StoreFull] = []
             for outcome in outcomes:
-                # The database away answers the whole request 503, as anything unforeseen.
-                if isinstance(outcome, Unavailable) or not isinstance(
-                    outcome, agreement.Recorded | MarketError | StoreFull
-                ):
+                if not isinstance(outcome, agreement.Recorded | MarketError | StoreFull):
                     raise outcome
                 checked.append(outcome)
             pending = iter(checked)

@@ -30,18 +30,20 @@ def test_items_handed_in_together_are_run_together_and_answered_each() -> None:
         await asyncio.sleep(0)
         return [MarketError(f"no {i}") if i == 3 else i * 10 for i in items]
 
-    async def main() -> list[int | BaseException]:
+    async def main() -> tuple[list[int | BaseException], list[int | Exception]]:
         gather: Gather[int, int] = Gather(run)
         together = await asyncio.gather(
             *(gather.submit(i) for i in range(5)), return_exceptions=True
         )
         later = await gather.submit(7)
-        return [*together, later]
+        several = await gather.submit_all([8, 3, 9])
+        return [*together, later], several
 
-    answers = asyncio.run(main())
-    assert runs == [[0, 1, 2, 3, 4], [7]]
+    answers, several = asyncio.run(main())
+    assert runs == [[0, 1, 2, 3, 4], [7], [8, 3, 9]]
     assert answers[:3] == [0, 10, 20] and answers[4:] == [40, 70]
     assert isinstance(answers[3], MarketError) and str(answers[3]) == "no 3"
+    assert several[0] == 80 and several[2] == 90 and isinstance(several[1], MarketError)
 
 
 def test_an_error_of_the_run_reaches_every_caller() -> None:
