@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from cpushare.order import SellOrder
-from market import accounts, hosts, ledger, stats
+from market import accounts, hosts, integrity, ledger, stats
 from market.dialect import Connection, Location
 from market.errors import MarketError
 from market.store import transact
@@ -114,5 +114,6 @@ def list_hosts(db: Location) -> list[dict[str, object]]:
 
 
 def check_ledger(db: Location) -> list[str]:
-    """Every way the coin books disagree with themselves (empty: they add up)."""
-    return _transaction(db, ledger.check)
+    """Every way the coin books disagree with themselves, or the rows they stand on break
+    the rules the database does not check itself (market.integrity); empty: all is well."""
+    return _transaction(db, lambda conn: ledger.check(conn) + integrity.check(conn))

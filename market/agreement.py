@@ -118,7 +118,7 @@ def record_result_later(
     conn: Connection, lease_id: int, host_id: str, result: ResultIn, now: float
 ) -> Later[Recorded]:
     """record_result(), its answer read Later (market.later); a refusal raised at once."""
-    alone = _record(conn, host_id, [(lease_id, result)], now)
+    alone = _record(conn, [(host_id, lease_id, result)], now)
     refused = alone.recorded[0]
     if isinstance(refused, MarketError):
         raise refused
@@ -152,21 +152,28 @@ def record_results_later(
     for all of them (_accept_alone), as late as the others allow: before anything reads
     what they change and before any other result is stored, so every row and id comes out
     as if each result had been recorded in turn. Their ids are read Later (market.later)."""
-    return Later(_record(conn, host_id, results, now).read)
+    return record_many_later(conn, [(host_id, lease, result) for lease, result in results], now)
 
 
-def _record(
-    conn: Connection, host_id: str, results: list[tuple[int, ResultIn]], now: float
-) -> _Alone:
-    """record_results_later()'s work: its answers, those of the results accepted alone
+def record_many_later(
+    conn: Connection, results: list[tuple[str, int, ResultIn]], now: float
+) -> Later[list[Recorded | MarketError]]:
+    """record_results_later() for the results of any hosts: (host, lease, result) each, as
+    the market gathers the single results posted at once (market.gather): one read of
+    their leases, and one statement per table for those accepted alone."""
+    return Later(_record(conn, results, now).read)
+
+
+def _record(conn: Connection, results: list[tuple[str, int, ResultIn]], now: float) -> _Alone:
+    """record_many_later()'s work: its answers, those of the results accepted alone
     still to be read."""
-    leases = sorted({lease_id for lease_id, _ in results})
+    leases = sorted({lease_id for _, lease_id, _ in results})
     rows = {row[18]: row for row in conn.execute(_leases_and_jobs(len(leases)), leases)}
     changed: set[int] = set()
     programs: set[str] = set()
     recorded: list[Recorded | MarketError | None] = []
     alone = _Alone(recorded)
-    for lease_id, result in results:
+    for host_id, lease_id, result in results:
         row = rows.get(lease_id)
         if row is not None and (row[0] in changed or row[6] in programs):
             alone.write(conn, now)

@@ -40,6 +40,7 @@ from market.dialect import Location
 from market.dispatch import ApiRoutes, MarketApp
 from market.downloads import Downloads
 from market.errors import MarketError, Unavailable
+from market.gather import Gather
 from market.responses import http_error, internal_error, json_response, market_error, store_full
 from market.store import Store, StoreFull
 
@@ -85,6 +86,9 @@ class Market:
         # (host, seat) -> (order, last seen): keyed by market-issued host ids, and pruned.
         self.seats_seen: dict[tuple[str, int], tuple[str, float]] = {}
         self.auth = Authenticator(lambda: self.db.reader)
+        # Single results posted together, recorded by one operation (market.gather).
+        self.posted: Gather[tuple[str, int, agreement.ResultIn], agreement.Recorded]
+        self.posted = Gather(self._record_posted)
         self.public_stats = stats.PublicStats()
         self.downloads = Downloads(lambda: self.db, self.account, config.livecd)
         # Built once, and before serving: an undocumented route stops the market at start.
@@ -362,9 +366,7 @@ class Market:
         lease_id = path_int(request, "lease")
         doc = await read_json(request, self.config.max_body)
         result = parse_result(doc)
-        recorded = await self.db.write(
-            lambda c: agreement.record_result_later(c, lease_id, host.id, result, time.time())
-        )
+        recorded = await self.posted.submit((host.id, lease_id, result))
         if recorded.verdict != "accepted":
             # A disagreeing result may have freed a slot for another replica.
             self.notify()
@@ -374,9 +376,18 @@ class Market:
             )
         )
 
+    async def _record_posted(
+        self, posted: list[tuple[str, int, agreement.ResultIn]]
+    ) -> list[agreement.Recorded | Exception]:
+        recorded = await self.db.write(
+            lambda c: agreement.record_many_later(c, posted, time.time())
+        )
+        return list(recorded)
+
     async def results(self, request: Request) -> Response:
         """Several leases' results in one request, recorded in one operation of the store
-        (agreement.record_results) and each answered as its single post would be."""
+        with those other sellers post meanwhile (market.gather) and each answered as its
+        single post would be."""
         host = self.seller(request)
         doc = await read_json(request, self.config.max_body)
         items = field(doc, "results", list)
@@ -397,15 +408,20 @@ class Market:
             except MarketError as exc:
                 answers.append({"lease": lease_id, "status": exc.status, "error": str(exc)})
         if valid:
-            outcomes: list[agreement.Recorded | MarketError | StoreFull]
+            # With the results other sellers post meanwhile: one operation for all of them.
+            outcomes: list[agreement.Recorded | Exception]
             try:
-                recorded = await self.db.write(
-                    lambda c: agreement.record_results_later(c, host.id, valid, time.time())
+                outcomes = await self.posted.submit_all(
+                    [(host.id, lease, result) for lease, result in valid]
                 )
-                outcomes = list(recorded)
             except StoreFull as exc:
                 outcomes = [exc] * len(valid)
-            pending = iter(outcomes)
+            checked: list[agreement.Recorded | MarketError | StoreFull] = []
+            for outcome in outcomes:
+                if not isinstance(outcome, agreement.Recorded | MarketError | StoreFull):
+                    raise outcome
+                checked.append(outcome)
+            pending = iter(checked)
             for answer in answers:
                 if "status" not in answer:
                     answer.update(_answer(next(pending)))

@@ -55,6 +55,15 @@ def is_postgres(conn: Connection) -> bool:
     return not isinstance(conn, sqlite3.Connection)
 
 
+def credit_later(conn: Connection, credits: dict[int, int]) -> bool:
+    """Hand the connection millicoins to add to accounts' balances (account: millicoins)
+    before anything in the transaction reads or writes them again, and before it commits
+    (PostgreSQL: market.pgstore.PgConnection.credit_later); False where the caller must
+    update them now (SQLite, which updates a row in place; outside a transaction)."""
+    defer = getattr(conn, "credit_later", None)
+    return bool(defer(credits)) if defer is not None else False
+
+
 def skip_locked(conn: Connection) -> str:
     """The clause that lets concurrent writers lease different rows instead of queueing
     on one (SQLite has a single writer and needs none)."""

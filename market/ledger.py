@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from market.dialect import Connection
+from market.dialect import Connection, credit_later
 from market.errors import MarketError
 
 MINT = "mint"
@@ -131,8 +131,9 @@ def settle_all(conn: Connection, jobs: Sequence[Settlement], now: float) -> dict
     in turn, never more than it still holds (a job queued before the ledger holds nothing),
     and refund the rest to the job's buyer; return what each result was paid.
 
-    All transfers of all the jobs are one INSERT and all balances one UPDATE, since a
-    result is the market's most frequent write and a seller posts several at once; the
+    All transfers of all the jobs are one INSERT and all balances one UPDATE (on
+    PostgreSQL one for the writer's whole batch: dialect.credit_later), since a result is
+    the market's most frequent write and a seller posts several at once; the
     jobs' cached reservations are the caller's to set to 0, in the UPDATE that ends them.
     A result is paid at most once: transfers.result_id is unique. One named by its lease
     (ResultOf) is found by it in the INSERT, whose id need not be read first.
@@ -174,6 +175,8 @@ def settle_all(conn: Connection, jobs: Sequence[Settlement], now: float) -> dict
     credit: dict[int, int] = {}
     for _, _, account_id, amount, _ in moves:
         credit[account_id] = credit.get(account_id, 0) + amount
+    if credit_later(conn, credit):
+        return paid
     conn.execute(
         "UPDATE accounts SET millicoins = millicoins + CASE id "
         + " ".join(["WHEN ? THEN ?"] * len(credit))

@@ -113,7 +113,8 @@ def account_enable(name: str, db: Location) -> None:
 @market.command("ledger-check")
 @_db_option
 def ledger_check(db: Location) -> None:
-    """Check that the coin books add up (balances and reservations = coins granted)."""
+    """Check that the coin books add up (balances and reservations = coins granted), and
+    that the rows they stand on name rows that exist (market.integrity)."""
     from market.admin import check_ledger
 
     problems = _user_errors(lambda: check_ledger(db))

@@ -8,7 +8,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import Response
 
-from market import accounts, hosts, ledger
+from market import accounts, hosts, integrity, ledger
 from market.dialect import Connection
 from market.errors import MarketError
 from market.schema import SCHEMA_VERSION
@@ -46,7 +46,7 @@ def _health(portal: Portal, reader: Connection) -> dict[str, object]:
     """What `livecd market ledger-check` and /v1/stats say, and the store's state."""
     now = time.time()
     doc = portal.market.public_stats.get(reader, now)
-    problems = ledger.check(reader)
+    problems = ledger.check(reader) + integrity.check(reader)
     return {
         "schema": SCHEMA_VERSION,
         "engine": "PostgreSQL" if isinstance(portal.market.db.db, str) else "SQLite",
