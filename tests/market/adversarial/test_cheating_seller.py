@@ -148,10 +148,17 @@ def test_a_cheating_seller_with_a_tampered_loader_never_gets_garbage_accepted(
         earned = _trust(market.db, host)
         assert 0 < earned < trust.TRUSTED
 
-        # Big pictures: it posts garbage, and the market must notice.
-        big = [sample_image(100 + i, 20, seed=i) for i in range(8)]
-        big_jobs = buyer.submit(program, big)
-        _wait_accepted(buyer, big_jobs)
+        # Big pictures: it posts garbage, and the market must notice. The honest sellers
+        # race it for them: batches are submitted until it has run some (the attack tried).
+        big: list[bytes] = []
+        big_jobs: list[int] = []
+        for _ in range(5):
+            more = [sample_image(100 + len(big) + i, 20, seed=len(big) + i) for i in range(8)]
+            big_jobs += buyer.submit(program, more)
+            big += more
+            _wait_accepted(buyer, big_jobs)
+            if len(cheater.events("job-finished")) > honest_finished:
+                break
         assert len(cheater.events("job-finished")) > honest_finished, "no garbage was posted"
         for job, image in zip(jobs + big_jobs, small + big, strict=True):
             assert buyer.output(job) == dither(image)
