@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pycdlib
 import pytest
+from click.testing import CliRunner
 
 from diskformats.fat import fat_image
 from diskformats.iso import Inside, IsoFile, iso9660_name, write_iso
 from diskformats.isolink import Link, link_files
+from livecd.cli import main
 
 ISOLINUX = Path("/usr/lib/ISOLINUX/isolinux.bin")  # Debian package isolinux
 EPOCH = 1_700_000_000
@@ -69,3 +71,12 @@ def test_a_link_to_a_file_the_iso_lacks_is_refused(tmp_path: Path) -> None:
     shared_iso(path)
     with path.open("r+b") as fp, pytest.raises(ValueError, match="no directory record for"):
         link_files(fp, [Link("/LIVE/NONE.;1", "/live/none", 30, 1)])
+
+
+def test_inspect_counts_the_shared_files_once(tmp_path: Path) -> None:
+    path = tmp_path / "t.iso"
+    shared_iso(path)
+    result = CliRunner().invoke(main, ["inspect", str(path)])
+    assert result.exit_code == 0, result.output
+    inside = sum(len(d) for d in SHARED.values())
+    assert f"({inside / 1024:.1f} KiB of them inside another file: stored once)" in result.stdout
