@@ -16,7 +16,7 @@ import io
 import time
 import types
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -152,7 +152,8 @@ def write_iso(
         mbr_id = int.from_bytes(hashlib.sha256(seed + b"mbr").digest()[:4], "little")
         iso.add_isohybrid(efi=True, mbr_id=mbr_id)
         disk_guid = uuid.UUID(bytes=hashlib.sha256(seed + b"gpt").digest()[:16], version=4)
-        return _write_image(iso, out, disk_guid, [f for f in files if f.inside], iso_paths)
+        shared = {f.path: f.inside for f in files if f.inside}
+        return _write_image(iso, out, disk_guid, shared, iso_paths)
 
 
 def _add_file(iso: pycdlib.PyCdlib, f: IsoFile, fp: BinaryIO, iso_paths: dict[str, str]) -> None:
@@ -173,16 +174,16 @@ def _add_file(iso: pycdlib.PyCdlib, f: IsoFile, fp: BinaryIO, iso_paths: dict[st
 
 
 def _links(
-    iso: pycdlib.PyCdlib, shared: Sequence[IsoFile], iso_paths: dict[str, str]
+    iso: pycdlib.PyCdlib, shared: Mapping[str, Inside], iso_paths: dict[str, str]
 ) -> list[Link]:
+    """Each shared file's records, and where in its container its bytes are."""
     links = []
-    for f in shared:
-        assert f.inside is not None
-        if f.inside.offset % CD_SECTOR:
-            raise ValueError(f"{f.path}: offset {f.inside.offset} is not on a CD sector")
-        start = iso.get_record(iso_path=iso_paths[f.inside.container]).extent_location()
-        lba = int(start) + f.inside.offset // CD_SECTOR
-        links.append(Link(iso_paths[f.path], "/" + f.path, lba, f.inside.size))
+    for path, inside in shared.items():
+        if inside.offset % CD_SECTOR:
+            raise ValueError(f"{path}: offset {inside.offset} is not on a CD sector")
+        start = iso.get_record(iso_path=iso_paths[inside.container]).extent_location()
+        lba = int(start) + inside.offset // CD_SECTOR
+        links.append(Link(iso_paths[path], "/" + path, lba, inside.size))
     return links
 
 
@@ -190,7 +191,7 @@ def _write_image(
     iso: pycdlib.PyCdlib,
     out: Path,
     disk_guid: uuid.UUID,
-    shared: Sequence[IsoFile],
+    shared: Mapping[str, Inside],
     iso_paths: dict[str, str],
 ) -> str:
     try:
