@@ -75,10 +75,11 @@ class _Layout:
     fat_sectors: int
     root_entries: int
     total_sectors: int
+    reserved: int = 1  # sectors before the first FAT: the boot sector, and padding
 
     @property
     def root_start(self) -> int:
-        return 1 + 2 * self.fat_sectors
+        return self.reserved + 2 * self.fat_sectors
 
     @property
     def data_start(self) -> int:
@@ -89,16 +90,39 @@ class _Layout:
         return self.cluster_sectors * SECTOR
 
 
+@dataclass(frozen=True)
+class FatImage:
+    """A FAT image and where each file's content is in it: (offset, size) in bytes."""
+
+    data: bytes
+    extents: dict[str, tuple[int, int]]
+
+
 def make_fat_image(files: Mapping[str, bytes], *, label: str, volume_id: int, mtime: int) -> bytes:
     """A FAT image holding `files` ("EFI/BOOT/BOOTX64.EFI" -> content), parents created,
     as small as fits: FAT12 or FAT16 by cluster count, every time `mtime`, serial
     `volume_id`. Names that are not valid FAT long names raise FatError."""
+    return fat_image(files, label=label, volume_id=volume_id, mtime=mtime).data
+
+
+def fat_image(
+    files: Mapping[str, bytes],
+    *,
+    label: str,
+    volume_id: int,
+    mtime: int,
+    cd_sectors: bool = False,
+) -> FatImage:
+    """`make_fat_image`'s image with the offsets of its files. With `cd_sectors`, every
+    file starts at a multiple of 2048 bytes (clusters of 2048 bytes or more, the data
+    area aligned): an ISO whose directory records point into the image, when the image
+    starts on a CD sector, shares the files' bytes with the FAT."""
     label_field = _label_field(label)
     if not 0 <= volume_id <= 0xFFFFFFFF:
         raise FatError(f"volume id {volume_id:#x} does not fit 32 bits")
     root = _tree(files)
     _name_children(root)
-    layout = _smallest_layout(root)
+    layout = _smallest_layout(root, ALIGN_SECTORS if cd_sectors else 1)
     image = bytearray(layout.total_sectors * SECTOR)
     _write_boot_sector(image, layout, volume_id, label_field)
     fat = [0] * (layout.clusters + 2)
@@ -110,9 +134,21 @@ def make_fat_image(files: Mapping[str, bytes], *, label: str, volume_id: int, mt
     _write_contents(image, root, layout, stamp)
     table = _pack_fat(fat, layout.fat_bits)
     for copy in range(2):
-        start = (1 + copy * layout.fat_sectors) * SECTOR
+        start = (layout.reserved + copy * layout.fat_sectors) * SECTOR
         image[start : start + len(table)] = table
-    return bytes(image)
+    extents = {
+        path: (_content_offset(root, path, layout), len(data)) for path, data in files.items()
+    }
+    return FatImage(bytes(image), extents)
+
+
+def _content_offset(root: _Node, path: str, layout: _Layout) -> int:
+    node = root
+    for part in path.split("/"):
+        node = node.children[part.upper()]
+    if node.first_cluster == 0:  # empty: no cluster, the data area's start by convention
+        return layout.data_start * SECTOR
+    return (layout.data_start + (node.first_cluster - 2) * layout.cluster_sectors) * SECTOR
 
 
 def _label_field(label: str) -> bytes:
@@ -234,7 +270,9 @@ def _node_bytes(node: _Node) -> int:
     return _directory_bytes(node) if node.data is None else len(node.data)
 
 
-def _smallest_layout(root: _Node) -> _Layout:
+def _smallest_layout(root: _Node, align: int) -> _Layout:
+    """The smallest layout; with `align` sectors > 1, clusters and the data area's start
+    are multiples of it."""
     root_needed = 1 + sum(_entry_count(c) for c in root.children.values())
     root_entries = max(ROOT_ENTRIES, -(-root_needed // 16) * 16)
     if root_entries > 0xFFFF:
@@ -242,9 +280,11 @@ def _smallest_layout(root: _Node) -> _Layout:
     sizes = [_node_bytes(node) for node in _walk(root)]
     layouts = []
     for cluster_sectors in CLUSTER_SECTORS:
+        if cluster_sectors % align:
+            continue
         cluster_bytes = cluster_sectors * SECTOR
         needed = sum(-(-size // cluster_bytes) for size in sizes)
-        layout = _fit(cluster_sectors, max(needed, 1), root_entries)
+        layout = _fit(cluster_sectors, max(needed, 1), root_entries, align)
         if layout is not None:
             layouts.append(layout)
     if not layouts:
@@ -252,21 +292,26 @@ def _smallest_layout(root: _Node) -> _Layout:
     return min(layouts, key=lambda lay: (lay.total_sectors, lay.cluster_sectors))
 
 
-def _fit(cluster_sectors: int, needed: int, root_entries: int) -> _Layout | None:
+def _fit(cluster_sectors: int, needed: int, root_entries: int, align: int) -> _Layout | None:
     """The layout with at least `needed` clusters, grown until the clusters that rounding
-    the image size adds still fit the FAT it describes (and its FAT type)."""
+    the image size adds still fit the FAT it describes (and its FAT type); reserved
+    sectors pad the data area's start to a multiple of `align` sectors."""
     clusters = needed
     while clusters <= FAT16_MAX_CLUSTERS:
         if FAT12_MAX_CLUSTERS < clusters < FAT16_MIN_CLUSTERS:
             clusters = FAT16_MIN_CLUSTERS
         fat_bits = 12 if clusters <= FAT12_MAX_CLUSTERS else 16
         fat_sectors = -(-((clusters + 2) * fat_bits) // (8 * SECTOR))
-        meta = 1 + 2 * fat_sectors + root_entries * 32 // SECTOR
+        unpadded = 1 + 2 * fat_sectors + root_entries * 32 // SECTOR
+        reserved = 1 + -unpadded % align
+        meta = unpadded + reserved - 1
         total = -(-(meta + clusters * cluster_sectors) // ALIGN_SECTORS) * ALIGN_SECTORS
         actual = (total - meta) // cluster_sectors
         actual_bits = 12 if actual <= FAT12_MAX_CLUSTERS else 16
         if actual_bits == fat_bits and (actual + 2) * fat_bits <= fat_sectors * 8 * SECTOR:
-            return _Layout(cluster_sectors, actual, fat_bits, fat_sectors, root_entries, total)
+            return _Layout(
+                cluster_sectors, actual, fat_bits, fat_sectors, root_entries, total, reserved
+            )
         clusters = actual
     return None
 
@@ -407,7 +452,7 @@ def _write_boot_sector(image: bytearray, layout: _Layout, volume_id: int, label:
         b"MSWIN4.1",
         SECTOR,
         layout.cluster_sectors,
-        1,
+        layout.reserved,
         2,
         layout.root_entries,
         small_total,

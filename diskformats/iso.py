@@ -16,7 +16,7 @@ import io
 import time
 import types
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -32,6 +32,7 @@ from pycdlib.pycdlibexception import PyCdlibException
 from diskformats.errors import UserError
 from diskformats.files import atomic_file, sha256_file
 from diskformats.gpt import mend_gpt
+from diskformats.isolink import CD_SECTOR, Link, link_files
 
 # pycdlib's modules that read the clock, and the one that makes UUIDs.
 _TIME_USERS: tuple[Any, ...] = (pycdlib.pycdlib, pycdlib.headervd, pycdlib.dates, pycdlib.utils)
@@ -39,12 +40,24 @@ _UUID_USER: Any = pycdlib.isohybrid
 
 
 @dataclass(frozen=True)
+class Inside:
+    """Where a file's bytes already are on the CD: `size` bytes at `offset` (a multiple
+    of 2048) in the ISO file at `container`."""
+
+    container: str
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True)
 class IsoFile:
-    """A file of the ISO: `path` relative to its root, content from `source` or `data`."""
+    """A file of the ISO: `path` relative to its root, content from `source` or `data`,
+    or the bytes of another file's part (`inside`), not stored twice."""
 
     path: str
     source: Path | None = None
     data: bytes = b""
+    inside: Inside | None = None
 
     @property
     def size(self) -> int:
@@ -110,7 +123,8 @@ def write_iso(
     epoch: int,
     seed: bytes,
 ) -> str:
-    """Write the ISO to a temporary file next to `out`, then rename it; its sha256."""
+    """Write the ISO to a temporary file next to `out`, then rename it; its sha256. Files
+    `inside` another are written empty, then their records pointed at its bytes."""
     iso_paths: dict[str, str] = {}
     iso = pycdlib.PyCdlib()
     with reproducible(epoch, seed), contextlib.ExitStack() as opened:
@@ -138,7 +152,8 @@ def write_iso(
         mbr_id = int.from_bytes(hashlib.sha256(seed + b"mbr").digest()[:4], "little")
         iso.add_isohybrid(efi=True, mbr_id=mbr_id)
         disk_guid = uuid.UUID(bytes=hashlib.sha256(seed + b"gpt").digest()[:16], version=4)
-        return _write_image(iso, out, disk_guid)
+        shared = {f.path: f.inside for f in files if f.inside}
+        return _write_image(iso, out, disk_guid, shared, iso_paths)
 
 
 def _add_file(iso: pycdlib.PyCdlib, f: IsoFile, fp: BinaryIO, iso_paths: dict[str, str]) -> None:
@@ -153,14 +168,36 @@ def _add_file(iso: pycdlib.PyCdlib, f: IsoFile, fp: BinaryIO, iso_paths: dict[st
     iso_path = f"{parent}/{iso9660_name(parts[-1], False)}"
     if iso_path in iso_paths.values():
         raise UserError(f"two files of the ISO map to the same ISO9660 name {iso_path}")
-    iso.add_fp(fp, f.size, iso_path, rr_name=parts[-1], joliet_path="/" + f.path)
+    size = 0 if f.inside else f.size
+    iso.add_fp(fp, size, iso_path, rr_name=parts[-1], joliet_path="/" + f.path)
     iso_paths[f.path] = iso_path
 
 
-def _write_image(iso: pycdlib.PyCdlib, out: Path, disk_guid: uuid.UUID) -> str:
+def _links(
+    iso: pycdlib.PyCdlib, shared: Mapping[str, Inside], iso_paths: dict[str, str]
+) -> list[Link]:
+    """Each shared file's records, and where in its container its bytes are."""
+    links = []
+    for path, inside in shared.items():
+        if inside.offset % CD_SECTOR:
+            raise ValueError(f"{path}: offset {inside.offset} is not on a CD sector")
+        start = iso.get_record(iso_path=iso_paths[inside.container]).extent_location()
+        lba = int(start) + inside.offset // CD_SECTOR
+        links.append(Link(iso_paths[path], "/" + path, lba, inside.size))
+    return links
+
+
+def _write_image(
+    iso: pycdlib.PyCdlib,
+    out: Path,
+    disk_guid: uuid.UUID,
+    shared: Mapping[str, Inside],
+    iso_paths: dict[str, str],
+) -> str:
     try:
         with atomic_file(out) as (fp, tmp):
             iso.write_fp(fp)
+            link_files(fp, _links(iso, shared, iso_paths))
             mend_gpt(fp, disk_guid=disk_guid)
             fp.flush()
             digest = sha256_file(tmp)

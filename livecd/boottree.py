@@ -1,14 +1,14 @@
-"""The boot tree of the ISO: ISOLINUX for BIOS, the ESP image (shim + signed GRUB) for
-UEFI, the kernel, the initramfs and the empty order slot after it, GRUB's config and
-`/.disk/info` by which the signed GRUB finds the CD."""
+"""The boot tree of the ISO: ISOLINUX for BIOS; for UEFI the ESP image: shim, Debian's
+signed systemd-boot, its entries, and the kernel, the initramfs and the empty order slot
+after it; the ISO's `/live` files are the same bytes as the ESP's (one copy on the CD)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from diskformats.fat import make_fat_image
-from diskformats.iso import IsoFile
+from diskformats.fat import FatImage, fat_image
+from diskformats.iso import Inside, IsoFile
 from diskformats.orderslot import SLOT_PATH, slot_image
 from livecd.errors import BuildError
 from livecd.templates import Rendered
@@ -23,47 +23,54 @@ ISOLINUX_FILES = {
     # the libcom32 and libutil it needs weigh 210 KB).
     "isolinux/ldlinux.c32": f"{_SYSLINUX}/ldlinux.c32",
 }
-# ESP path -> "package:path". Shim loads grubx64.efi from its own directory.
+# ESP path -> "package:path". Shim loads grubx64.efi from its own directory: Debian's
+# signed systemd-boot takes that name (shim verifies it, and it asks shim to verify the
+# kernel).
 ESP_FILES = {
     "EFI/BOOT/BOOTX64.EFI": "shim-signed:usr/lib/shim/shimx64.efi.signed",
-    "EFI/BOOT/grubx64.efi": "grub-efi-amd64-signed:"
-    "usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed",
+    "EFI/BOOT/grubx64.efi": "systemd-boot-efi-amd64-signed:"
+    "usr/lib/systemd/boot/efi/systemd-bootx64.efi.signed",
 }
+VMLINUZ = "live/vmlinuz"
+INITRD = "live/initrd.img"
+# In the ESP, read by systemd-boot, and in the ISO (the same bytes), read by ISOLINUX.
+SHARED = (VMLINUZ, INITRD, SLOT_PATH)
 BOOT_PACKAGES = frozenset(
     spec.split(":")[0] for spec in (*ISOLINUX_FILES.values(), *ESP_FILES.values())
 )
 
 
-def esp_image(trees: Mapping[str, Path], *, volume_id: int, epoch: int) -> bytes:
-    """The FAT image El Torito's EFI entry and the GPT's ESP point at."""
-    paths = boot_loader_files(trees, ESP_FILES)
-    return make_fat_image(
-        {name: path.read_bytes() for name, path in paths.items()},
-        label="LIVECD_EFI",
-        volume_id=volume_id,
-        mtime=epoch,
-    )
-
-
-def boot_files(
+def esp_image(
     trees: Mapping[str, Path],
     rendered: Sequence[Rendered],
     *,
     vmlinuz: Path,
     initramfs: bytes,
-    esp: bytes,
+    volume_id: int,
+    epoch: int,
+) -> FatImage:
+    """The FAT image El Torito's EFI entry and the GPT's ESP point at: shim, systemd-boot,
+    `templates/esp` rendered, the kernel, the initramfs and the order slot, empty (the
+    built-in orders are in the image; a personal CD made from this one carries its own in
+    the slot). Each file starts on a CD sector, for the ISO's records to point at."""
+    paths = boot_loader_files(trees, ESP_FILES)
+    files = {name: path.read_bytes() for name, path in paths.items()}
+    files.update({r.path: r.data for r in rendered})
+    files.update({VMLINUZ: vmlinuz.read_bytes(), INITRD: initramfs, SLOT_PATH: slot_image({})})
+    return fat_image(files, label="LIVECD_EFI", volume_id=volume_id, mtime=epoch, cd_sectors=True)
+
+
+def boot_files(
+    trees: Mapping[str, Path], rendered: Sequence[Rendered], *, esp: FatImage
 ) -> list[IsoFile]:
-    """Every file of the ISO: boot loaders, `templates/iso` rendered, kernel, initramfs,
-    and the order slot, empty: the built-in orders are in the image; a personal CD made
-    from this one carries its own in the slot."""
+    """Every file of the ISO: boot loaders, `templates/iso` rendered, the ESP, and the
+    kernel, initramfs and order slot as parts of the ESP."""
     isolinux = boot_loader_files(trees, ISOLINUX_FILES)
     return [
         *(IsoFile(path, source=src) for path, src in isolinux.items()),
         *(IsoFile(r.path, data=r.data) for r in rendered),
-        IsoFile(EFI_IMAGE, data=esp),
-        IsoFile("live/vmlinuz", source=vmlinuz),
-        IsoFile("live/initrd.img", data=initramfs),
-        IsoFile(SLOT_PATH, data=slot_image({})),
+        IsoFile(EFI_IMAGE, data=esp.data),
+        *(IsoFile(path, inside=Inside(EFI_IMAGE, *esp.extents[path])) for path in SHARED),
     ]
 
 

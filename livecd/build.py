@@ -137,13 +137,18 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
         write_newc(first_stage(opts, kernel, trees, context, image), buf, mtime=epoch)
         initramfs = stage1.initramfs(compressed(buf.getvalue(), profile, opts.cache), image, epoch)
     with progress.stage("ESP image"):
-        esp = esp_image(trees, volume_id=int.from_bytes(seed[:4], "little"), epoch=epoch)
+        esp = esp_image(
+            trees,
+            render_tree("esp", context, opts.templates),
+            vmlinuz=kernel.vmlinuz,
+            initramfs=initramfs,
+            volume_id=int.from_bytes(seed[:4], "little"),
+            epoch=epoch,
+        )
     manifest = build_manifest(profile, packages, orders, kernel, epoch, initramfs)
     with progress.stage("ISO"):
         iso_templates = render_tree("iso", context, opts.templates)
-        files = boot_files(
-            trees, iso_templates, vmlinuz=kernel.vmlinuz, initramfs=initramfs, esp=esp
-        )
+        files = boot_files(trees, iso_templates, esp=esp)
         files.append(IsoFile("manifest.json", data=_json(manifest)))
         digest = write_iso(
             files,

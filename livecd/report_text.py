@@ -91,7 +91,10 @@ def _gpt_lines(gpt: Gpt | None) -> list[str]:
 def _file_lines(files: list[IsoEntry], all_files: bool) -> list[str]:
     regular = sorted((f for f in files if not f.is_dir), key=lambda f: f.path)
     total = sum(f.size for f in regular)
+    inside = _inside_others(regular)
     lines = [f"Files      {len(regular)} files, {_size(total)}"]
+    if inside:
+        lines[0] += f" ({_size(inside)} of them inside another file: stored once)"
     if all_files:
         return lines + [f"  {_size(f.size):>10}  {f.path}" for f in regular]
     top: dict[str, int] = {}
@@ -103,6 +106,18 @@ def _file_lines(files: list[IsoEntry], all_files: bool) -> list[str]:
     lines.append("Largest")
     largest = sorted(regular, key=lambda f: (-f.size, f.path))[:_LARGEST]
     return lines + [f"  {_size(f.size):>10}  {f.path}" for f in largest]
+
+
+def _inside_others(files: list[IsoEntry]) -> int:
+    """Bytes of the files whose data lies within another file's (the ESP's kernel,
+    initramfs and order slot, which the ISO's /live records point at)."""
+    spans = {f.path: (f.lba, f.lba + -(-f.size // 2048)) for f in files if f.size}
+
+    def inside(path: str) -> bool:
+        start, end = spans[path]
+        return any(o != path and s <= start and end <= e for o, (s, e) in spans.items())
+
+    return sum(f.size for f in files if f.size and inside(f.path))
 
 
 def _size(n: int) -> str:

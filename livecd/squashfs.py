@@ -41,6 +41,11 @@ from livecd.run import need, run
 # 56.0 (scripts/bench_boot.py --memory: the kernel's larger caches cost more than the
 # smaller image saves); first result under TCG, two runs each, alternated: 128 KiB zstd
 # 11.96 / 13.64 s, 1 MiB zstd 12.60 / 14.75, 1 MiB xz 21.90 / 15.47 (load about 7).
+# Measured again with the boot's files in read order (image 9,084,928 bytes): xz + BCJ
+# 8,048,640 bytes at 128 KiB, 7,520,256 at 1 MiB, but the first job still finishes far
+# later under `bench_boot.py --icount` (guest uptime at the first job-finished line, one
+# boot each): zstd 128 KiB 14.49 s, xz 128 KiB 23.50, 256 KiB 24.38, 1 MiB 29.78: the
+# order was not the cause, decoding xz is (the boot reads most of the image).
 COMPRESSION = ("-comp", "zstd", "-Xcompression-level", "19")
 BLOCK_SIZE = 128 * 1024
 # Part of the cache key: a change of options or format builds every image again.

@@ -1,10 +1,11 @@
 """A volunteer's own live CD: the stock CD's order slot, and the journey end to end. An
 account creates an order (through the market's API, or signing up on the portal in a
 browser) and downloads its personal CD (the market's base ISO with the order in the
-slot); the CD boots with no stick (UEFI with Secure Boot enforced: shim and GRUB load the
-slot unverified; and BIOS: ISOLINUX), its sellers sell for that order alone (the slot's
-order replaced the built-in one), and the account's coins rise by what the ledger paid,
-as the volunteer's account page shows."""
+slot); the CD boots with no stick (UEFI with Secure Boot enforced: shim and systemd-boot
+load the slot unverified, from the ESP, where it shares its bytes with the ISO's; and
+BIOS: ISOLINUX), its sellers sell for that order alone (the slot's order replaced the
+built-in one), and the account's coins rise by what the ledger paid, as the volunteer's
+account page shows."""
 
 from __future__ import annotations
 
@@ -57,10 +58,21 @@ def test_the_stock_cd_has_an_empty_order_slot_that_both_boot_loaders_load(
     with iso.open("rb") as f:
         f.seek(offset)
         assert f.read(SLOT_SIZE) == bytes(SLOT_SIZE)
-    grub = _extract(iso, "boot/grub/grub.cfg", tmp_path / "grub.cfg")
     isolinux = _extract(iso, "isolinux/isolinux.cfg", tmp_path / "isolinux.cfg")
-    assert grub.count(f"initrd /live/initrd.img /{SLOT_PATH}\n") == 3
     assert isolinux.count(f"INITRD /live/initrd.img,/{SLOT_PATH}\n") == 3
+    esp = tmp_path / "efi.img"
+    _extract(iso, "boot/efi.img", esp)
+    entries = "".join(
+        subprocess.run(
+            ["mtype", "-i", str(esp), f"::loader/entries/{name}.conf"],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={"MTOOLS_SKIP_CHECK": "1"},
+        ).stdout
+        for name in ("live", "serial", "safe")
+    )
+    assert entries.count(f"initrd /live/initrd.img\ninitrd /{SLOT_PATH}\n") == 3
 
 
 def _sell(personal: Path, process: MarketProcess, order: SellOrder, firmware: str) -> None:

@@ -4,8 +4,9 @@ UEFI (with Secure Boot and without). Minutes of guest time each: `make test-matr
 
 The 96 MiB one fails today, for the cause measured below (`scripts/bench_boot.py` gives
 the figures): an expected failure that turns into an error the day it passes, so that the
-mark comes off with the fix. UEFI at 256 MiB boots and sells since the ESP carries Debian
-13's signed GRUB 2.12 (Debian 12's 2.06 could not load the kernel below about 320 MiB)."""
+mark comes off with the fix. UEFI at 256 MiB boots and sells (Debian 12's GRUB 2.06
+could not load the kernel below about 320 MiB; Debian 13's signed systemd-boot, the
+ESP's now, can)."""
 
 from __future__ import annotations
 

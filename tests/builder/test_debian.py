@@ -109,14 +109,16 @@ def test_a_suite_the_sources_name_is_taken_as_they_say(tmp_path: Path) -> None:
 
 
 def test_a_package_from_another_suite_keeps_it(default_build: BuildResult) -> None:
-    # The profile's GRUB comes from trixie: resolved and fetched as such.
+    # The profile's systemd-boot comes from trixie: resolved and fetched as such.
     apt = Apt(cache_home(), "bookworm")
-    (grub,) = [p for p in default_build.packages if p.name == "grub-efi-amd64-signed"]
-    assert grub.suite == "trixie" and grub.spec == "grub-efi-amd64-signed/trixie"
-    assert grub.version.startswith("1+2.12")
-    (again,) = resolve(apt, "linux-image-amd64", ["grub-efi-amd64-signed/trixie"])[1:]
-    assert again == grub
-    assert apt.fetch(grub).name == f"{grub.sha256}.deb"
+    name = "systemd-boot-efi-amd64-signed"
+    (boot,) = [p for p in default_build.packages if p.name == name]
+    assert boot.suite == "trixie" and boot.spec == f"{name}/trixie"
+    assert boot.version.startswith("257")
+    (again,) = resolve(apt, "linux-image-amd64", [f"{name}/trixie"])[1:]
+    assert again == boot
+    assert apt.fetch(boot).name == f"{boot.sha256}.deb"
+    # Without a suite, a name is the profile's suite's: Debian 12's GRUB, not 13's.
     (ours,) = resolve(apt, "linux-image-amd64", ["grub-efi-amd64-signed"])[1:]
     assert ours.suite == "" and ours.version.startswith("1+2.06")
 

@@ -126,3 +126,33 @@ def test_the_image_runs_the_jail_self_test_with_its_own_python(live_root: Path) 
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "event=seccomp status=verified" in done.stdout and done.stdout.endswith("True\n")
+
+
+def test_the_images_code_keeps_its_line_numbers_but_no_column_ranges(live_root: Path) -> None:
+    # Compiled without debug ranges (livecd.pyc): a traceback still names each frame's
+    # line, of the standard library's code and of the guest's; no code object carries the
+    # columns that 3.11 draws ^^^ with.
+    probe = (
+        "import json, traceback, cpushare.order as o\n"
+        "def columns(code):\n"
+        "    yield from (p[2:] for p in code.co_positions())\n"
+        "    for c in code.co_consts:\n"
+        "        if hasattr(c, 'co_positions'):\n"
+        "            yield from columns(c)\n"
+        "codes = [json.decoder.JSONDecoder.raw_decode.__code__, o.order_from_toml.__code__]\n"
+        "print({c for code in codes for c in columns(code)})\n"
+        "try:\n"
+        "    json.loads('{')\n"
+        "except ValueError as exc:\n"
+        "    frames = traceback.extract_tb(exc.__traceback__)\n"
+        "    print([(f.filename, isinstance(f.lineno, int) and f.lineno > 1) for f in frames])\n"
+    )
+    done = _in_image(live_root, "-c", probe)
+    assert done.returncode == 0, done.stderr
+    columns, frames = done.stdout.splitlines()
+    assert columns == "{(None, None)}"
+    lib = "/usr/lib/python3.11/json"
+    assert frames == str(
+        [("<string>", True), (f"{lib}/__init__.py", True), (f"{lib}/decoder.py", True),
+         (f"{lib}/decoder.py", True)]
+    )  # fmt: skip

@@ -75,27 +75,62 @@ def test_the_iso_tree_holds_kernel_initramfs_and_both_menus(iso: Path) -> None:
         "/isolinux/isolinux.bin",
         "/isolinux/ldlinux.c32",
         "/isolinux/isolinux.cfg",
-        "/boot/grub/grub.cfg",
         "/boot/efi.img",
-        "/.disk/info",
         "/manifest.json",
     ):
         assert f"'{path}'" in listing
+    assert "grub" not in listing
     # Plain ISOLINUX: its boot: prompt needs no menu module.
     assert "/isolinux/menu.c32" not in listing and "libcom32" not in listing
 
 
+def esp_file(esp: Path, name: str, dest: Path) -> Path:
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    subprocess.run(["mcopy", "-i", str(esp), f"::{name}", str(dest)], check=True, env=env)
+    return dest
+
+
+def systemd_boot_entries(iso: Path, tmp_path: Path) -> str:
+    """systemd-boot's entries in the ESP, read by mtools, one after the other."""
+    esp = extract(iso, "/boot/efi.img", tmp_path / "efi.img")
+    names = ("live", "serial", "safe")
+    return "".join(
+        esp_file(esp, f"loader/entries/{n}.conf", tmp_path / f"{n}.conf").read_text() for n in names
+    )
+
+
 def test_menus_have_the_three_entries_and_the_serial_console(iso: Path, tmp_path: Path) -> None:
-    grub = extract(iso, "/boot/grub/grub.cfg", tmp_path / "grub.cfg").read_text()
+    entries = systemd_boot_entries(iso, tmp_path)
     isolinux = extract(iso, "/isolinux/isolinux.cfg", tmp_path / "i.cfg").read_text()
-    assert grub.count("menuentry ") == 3 and "serial --unit=0 --speed=115200" in grub
+    assert len(re.findall(r"^title ", entries, re.M)) == 3
     assert len(re.findall(r"^LABEL ", isolinux, re.M)) == 3 and "SERIAL 0 115200" in isolinux
-    for cfg in (grub, isolinux):
+    # Both initramfs files, the slot second, in every systemd-boot entry.
+    assert entries.count("initrd /live/initrd.img\ninitrd /live/order.img\n") == 3
+    for cfg in (entries, isolinux):
         assert "console=ttyS0,115200" in cfg and "nomodeset" in cfg
         # Every entry gives memory back to a small machine (livecd.cmdline).
-        entries = [ln for ln in cfg.splitlines() if ln.strip().startswith(("linux ", "APPEND "))]
-        assert len(entries) == 3
-        assert all(option in ln.split() for ln in entries for option in MEMORY_OPTIONS)
+        lines = [ln for ln in cfg.splitlines() if ln.strip().startswith(("options ", "APPEND "))]
+        assert len(lines) == 3
+        assert all(option in ln.split() for ln in lines for option in MEMORY_OPTIONS)
+
+
+def test_the_esp_and_the_iso_share_kernel_initramfs_and_slot(iso: Path, tmp_path: Path) -> None:
+    """Each /live file is stored once: the ISO's record points into the ESP's FAT image,
+    at the bytes of the FAT's file of that name."""
+    report = xorriso("-indev", str(iso), "-find", "/", "-exec", "report_lba")
+    extents = {
+        path: (int(start), int(blocks))
+        for start, blocks, path in re.findall(
+            r"File data lba:\s+\d+ ,\s+(\d+) ,\s+(\d+) ,\s+\d+ ,\s+'([^']+)'", report
+        )
+    }
+    esp_start, esp_blocks = extents["/boot/efi.img"]
+    esp = extract(iso, "/boot/efi.img", tmp_path / "efi.img")
+    for name in ("vmlinuz", "initrd.img", "order.img"):
+        start, blocks = extents[f"/live/{name}"]
+        assert esp_start < start and start + blocks <= esp_start + esp_blocks
+        in_iso = extract(iso, f"/live/{name}", tmp_path / f"iso-{name}").read_bytes()
+        assert esp_file(esp, f"live/{name}", tmp_path / name).read_bytes() == in_iso
 
 
 def test_the_kernel_is_debians_signed_one(
@@ -170,7 +205,7 @@ def test_modules_are_byte_for_byte_the_signed_ones(
         assert ko.read_bytes().endswith(b"~Module signature appended~\n")
 
 
-def test_the_esp_is_a_clean_fat_with_shim_and_grub(
+def test_the_esp_is_a_clean_fat_with_shim_and_systemd_boot(
     iso: Path, tmp_path: Path, trees: dict[str, Path]
 ) -> None:
     esp = extract(iso, "/boot/efi.img", tmp_path / "efi.img")
@@ -181,7 +216,8 @@ def test_the_esp_is_a_clean_fat_with_shim_and_grub(
         ("BOOTX64.EFI", trees["shim-signed"] / "usr/lib/shim/shimx64.efi.signed"),
         (
             "grubx64.efi",
-            trees["grub-efi-amd64-signed"] / "usr/lib/grub/x86_64-efi-signed/gcdx64.efi.signed",
+            trees["systemd-boot-efi-amd64-signed"]
+            / "usr/lib/systemd/boot/efi/systemd-bootx64.efi.signed",
         ),
     ):
         out = tmp_path / name
@@ -198,7 +234,7 @@ def test_manifests_name_every_input_and_the_iso(default_build: BuildResult, tmp_
     assert outside["iso"]["sha256"] == hashlib.sha256(iso.read_bytes()).hexdigest()
     assert inside["packages"] == outside["packages"]
     names = {p["name"] for p in inside["packages"]}
-    assert {"busybox-static", "shim-signed", "grub-efi-amd64-signed"} <= names
+    assert {"busybox-static", "shim-signed", "systemd-boot-efi-amd64-signed"} <= names
     assert all(len(p["sha256"]) == 64 for p in inside["packages"])
 
 
@@ -229,8 +265,7 @@ def test_command_line_settings_reach_the_image(
     assert "Volume id    : 'MINE'" in xorriso("-indev", "out/t.iso", "-pvd_info")
     initrd = extract(tmp_path / "out" / "t.iso", "/live/initrd.img", tmp_path / "initrd.img")
     assert initrd.read_bytes()[:2] == b"\x1f\x8b"
-    grub = extract(tmp_path / "out" / "t.iso", "/boot/grub/grub.cfg", tmp_path / "grub.cfg")
-    assert "console=ttyS1" in grub.read_text()
+    assert "console=ttyS1" in systemd_boot_entries(tmp_path / "out" / "t.iso", tmp_path)
 
 
 def test_the_image_holds_exactly_the_guest_package(live_root: Path) -> None:

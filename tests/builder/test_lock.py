@@ -59,7 +59,7 @@ def test_a_lock_reads_back_as_written(default_build: BuildResult, tmp_path: Path
     assert again == lock
     assert dump_lock(again) == dump_lock(lock)
     # A package of another suite keeps it: the lock matches the profile and fetches it.
-    assert "grub-efi-amd64-signed/trixie" in [p.spec for p in again.packages]
+    assert "systemd-boot-efi-amd64-signed/trixie" in [p.spec for p in again.packages]
 
 
 def test_livecd_lock_pins_the_current_resolution(
@@ -71,8 +71,8 @@ def test_livecd_lock_pins_the_current_resolution(
     lock = read_lock(out)
     assert pinned(list(lock.packages)) == pinned(default_build.packages)
     assert lock.packages[0].name.startswith("linux-image-6")
-    grub = next(p for p in lock.packages if p.name == "grub-efi-amd64-signed")
-    assert grub.suite == "trixie"
+    boot = next(p for p in lock.packages if p.name == "systemd-boot-efi-amd64-signed")
+    assert boot.suite == "trixie"
     # The manifest says which suite a package of another suite came from.
     listed = default_build.manifest["packages"]  # type: ignore[index]
     assert [p.get("suite", "") for p in listed] == [p.suite for p in lock.packages]  # type: ignore[attr-defined]
@@ -133,18 +133,19 @@ def test_a_tampered_sha256_fails_with_one_line(lock_file: Path, tmp_path: Path) 
 def test_a_tampered_sha256_of_another_suites_package_fails_too(
     lock_file: Path, tmp_path: Path
 ) -> None:
-    # The ESP's GRUB comes from Debian 13: its sha256 is checked against that suite's index.
+    # The ESP's systemd-boot comes from Debian 13: its sha256 is checked against that
+    # suite's index.
     def tamper(doc: dict[str, Any]) -> None:
-        grub = next(p for p in doc["packages"] if p["name"] == "grub-efi-amd64-signed")
-        assert grub["suite"] == "trixie"
-        grub["sha256"] = "1" * 64
+        boot = next(p for p in doc["packages"] if p["name"] == "systemd-boot-efi-amd64-signed")
+        assert boot["suite"] == "trixie"
+        boot["sha256"] = "1" * 64
 
     result = livecd(
         "build", "--lock", str(edited(lock_file, tamper)), "-o", str(tmp_path / "t.iso")
     )
     assert result.exit_code == 2
     (line,) = error_lines(result)
-    assert "grub-efi-amd64-signed" in line and "1" * 64 in line and "altered" in line
+    assert "systemd-boot-efi-amd64-signed" in line and "1" * 64 in line and "altered" in line
 
 
 def test_a_package_that_can_no_longer_be_had_is_named(lock_file: Path, tmp_path: Path) -> None:

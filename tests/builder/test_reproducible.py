@@ -21,8 +21,8 @@ from click.testing import CliRunner
 
 from diskformats.compress import compress
 from diskformats.cpio import Entry, tree_entries, write_newc
-from diskformats.fat import make_fat_image
-from diskformats.iso import IsoFile, write_iso
+from diskformats.fat import fat_image, make_fat_image
+from diskformats.iso import Inside, IsoFile, write_iso
 from diskformats.isoread import inspect_iso
 from livecd.build import BuildResult, source_date_epoch
 from livecd.cli import main
@@ -37,14 +37,14 @@ EPOCH_UTC = "2023-11-14T22:13:20Z"
 
 
 def small_iso_files() -> list[IsoFile]:
-    esp = make_fat_image({"EFI/BOOT/BOOTX64.EFI": b"shim" * 1000}, label="ESP", volume_id=7,
-                         mtime=EPOCH)  # fmt: skip
+    esp = fat_image({"EFI/BOOT/BOOTX64.EFI": b"shim" * 1000, "live/vmlinuz": b"linux" * 999},
+                    label="ESP", volume_id=7, mtime=EPOCH, cd_sectors=True)  # fmt: skip
     return [
         IsoFile("isolinux/isolinux.bin", source=ISOLINUX),
-        IsoFile("boot/efi.img", data=esp),
+        IsoFile("boot/efi.img", data=esp.data),
         IsoFile("live/initrd.img", data=b"initramfs" * 999),
-        IsoFile("boot/grub/grub.cfg", data=b"menuentry x {}\n"),
-        IsoFile(".disk/info", data=b"CPUShare live CD\n"),
+        IsoFile("live/vmlinuz", inside=Inside("boot/efi.img", *esp.extents["live/vmlinuz"])),
+        IsoFile("isolinux/isolinux.cfg", data=b"DEFAULT live\n"),
         IsoFile("manifest.json", data=b"{}\n"),
     ]
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diskformats.fat import FatError, make_fat_image
+from diskformats.fat import FatError, fat_image, make_fat_image
 
 EPOCH = 1_700_000_000  # 2023-11-14 22:13:20 UTC
 MTOOLS_ENV = {**os.environ, "MTOOLS_SKIP_CHECK": "1", "TZ": "UTC"}
@@ -244,3 +244,28 @@ def test_an_odd_fat12_entry_count_does_not_spill_into_the_root_directory() -> No
     fat_sectors = int.from_bytes(image[22:24], "little")
     root = (1 + 2 * fat_sectors) * 512
     assert image[root : root + 11] == b"CPUSHARE   "
+
+
+@pytest.mark.parametrize("size", [0, 1, 2047, 2048, 2049, 5_000_000])
+def test_cd_sectors_start_every_file_on_a_cd_sector(tmp_path: Path, size: int) -> None:
+    # For an ISO's records to point at a file's bytes inside the image (the ESP's kernel,
+    # initramfs and order slot), whatever the FAT's other sizes.
+    files = {**esp_files(), "live/vmlinuz": b"k" * size, "live/order.img": bytes(65536)}
+    image = fat_image(files, label="LIVECD_EFI", volume_id=1, mtime=EPOCH, cd_sectors=True)
+    assert len(image.data) % 2048 == 0
+    for path, (offset, length) in image.extents.items():
+        assert offset % 2048 == 0, path
+        assert image.data[offset : offset + length] == files[path], path
+    path = tmp_path / "esp.img"
+    path.write_bytes(image.data)
+    fsck(path)
+    assert extract(path, tmp_path / "out") == files
+
+
+def test_without_cd_sectors_the_image_stays_as_small_as_fits() -> None:
+    files = {"EFI/BOOT/BOOTX64.EFI": b"x" * 3000}
+    small = fat_image(files, label="ESP", volume_id=1, mtime=EPOCH)
+    assert small.data == make_fat_image(files, label="ESP", volume_id=1, mtime=EPOCH)
+    aligned = fat_image(files, label="ESP", volume_id=1, mtime=EPOCH, cd_sectors=True)
+    assert small.extents["EFI/BOOT/BOOTX64.EFI"][0] % 2048 != 0
+    assert len(small.data) < len(aligned.data)

@@ -167,6 +167,7 @@ def test_cli_text_shows_boot_partitions_largest_files_and_manifest(hybrid_iso: P
     assert "disk id 0x0badcafe" in out
     assert re.search(r"Largest\n\s+976.6 KiB  /boot/vmlinuz\n\s+683.6 KiB  /boot/initrd.img", out)
     assert re.search(r"1.9 MiB  /boot/", out)  # top-level summary
+    assert "inside another file" not in out  # every file has its own extent
     assert '"package": "busybox-static"' in out
 
 

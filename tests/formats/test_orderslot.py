@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from diskformats.errors import UserError
-from diskformats.fat import make_fat_image
-from diskformats.iso import IsoFile, write_iso
+from diskformats.fat import fat_image
+from diskformats.iso import Inside, IsoFile, write_iso
 from diskformats.isoread import inspect_iso
 from diskformats.orderslot import SLOT_PATH, SLOT_SIZE, find_slot, patched, slot_image
 
@@ -21,23 +21,35 @@ ORDER = '[market]\nurl = "https://market.example:8443"\n'
 
 
 def small_base(out: Path, slot: bytes | None = None) -> Path:
-    """A small hybrid ISO as `livecd build` lays one out: with the order slot, unless
-    `slot` is b"" (an ISO from before slots), or another file in its place."""
-    esp = make_fat_image({"EFI/BOOT/BOOTX64.EFI": b"shim" * 1000}, label="ESP", volume_id=7,
-                         mtime=EPOCH)  # fmt: skip
+    """A small hybrid ISO as `livecd build` lays one out: kernel, initramfs and the order
+    slot in the ESP, the ISO's records pointing there; unless `slot` is b"" (an ISO from
+    before slots) or another file in its place (then a file of the ISO's own)."""
+    shared = {"live/vmlinuz": b"kernel" * 999, "live/initrd.img": b"initramfs" * 999}
+    if slot is None:
+        shared[SLOT_PATH] = slot_image({})
+    esp = fat_image({"EFI/BOOT/BOOTX64.EFI": b"shim" * 1000, **shared}, label="ESP",
+                    volume_id=7, mtime=EPOCH, cd_sectors=True)  # fmt: skip
     files = [
         IsoFile("isolinux/isolinux.bin", source=ISOLINUX),
-        IsoFile("boot/efi.img", data=esp),
-        IsoFile("live/initrd.img", data=b"initramfs" * 999),
-        IsoFile("live/vmlinuz", data=b"kernel" * 999),
+        IsoFile("boot/efi.img", data=esp.data),
+        *(IsoFile(path, inside=Inside("boot/efi.img", *esp.extents[path])) for path in shared),
         IsoFile("manifest.json", data=b"{}\n"),
     ]
-    slot = slot_image({}) if slot is None else slot
     if slot:
         files.append(IsoFile(SLOT_PATH, data=slot))
     write_iso(files, out, label="TEST", bios_boot="isolinux/isolinux.bin",
               efi_image="boot/efi.img", epoch=EPOCH, seed=b"s")  # fmt: skip
     return out
+
+
+def esp_slot(iso: Path, tmp_path: Path) -> bytes:
+    """The slot as the FAT's readers see it (mtools), in the ISO's ESP (xorriso)."""
+    esp, out = tmp_path / "esp.img", tmp_path / "slot.img"
+    subprocess.run(["xorriso", "-osirrox", "on", "-indev", str(iso), "-extract",
+                    "/boot/efi.img", str(esp)], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(["mcopy", "-i", str(esp), f"::{SLOT_PATH}", str(out)], check=True,
+                   env={"MTOOLS_SKIP_CHECK": "1"})  # fmt: skip
+    return out.read_bytes()
 
 
 def personal(base: Path, orders: dict[str, str]) -> bytes:
@@ -60,6 +72,9 @@ def test_a_personal_cd_differs_from_its_base_in_the_slot_only(tmp_path: Path) ->
     report, base_report = inspect_iso(written), inspect_iso(base)
     assert report.boot_entries == base_report.boot_entries and report.gpt == base_report.gpt
     assert report.files == base_report.files
+    # The ESP's file is the same bytes: systemd-boot loads the personal slot too.
+    assert esp_slot(base, tmp_path) == bytes(SLOT_SIZE)
+    assert esp_slot(written, tmp_path) == slot_image({"o-1.cpu": ORDER})
 
 
 def test_the_same_order_gives_the_same_bytes_and_another_order_others(tmp_path: Path) -> None:
