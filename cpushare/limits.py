@@ -7,8 +7,9 @@ outside them, the seller refuses a lease outside them, and the jail runs a job u
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from typing import NamedTuple
+
+from cpushare.record import fields, record
 
 # A program and an input travel whole in one request or one lease.
 MAX_PROGRAM_BYTES = 16 << 20
@@ -48,7 +49,7 @@ def default_wall_seconds(cpu_seconds: int) -> float:
     return float(max(300, 5 * cpu_seconds))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class JobLimits:
     """What one job may use. Construct freely; `problems()` says what is out of bounds."""
 

@@ -15,9 +15,10 @@ import re
 import ssl
 import tomllib
 import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cpushare.record import record
 
 FORMAT_VERSION = 1
 MAX_ORDER_BYTES = 64 << 10
@@ -45,7 +46,7 @@ class OrderError(ValueError):
         self.problems = problems
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SellOrder:
     """One validated sell order."""
 

@@ -12,11 +12,11 @@ import base64
 import json
 import math
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from cpushare.jail.model import JobResult, Outcome
 from cpushare.limits import BOUNDS, MAX_INPUT_BYTES, MAX_PROGRAM_BYTES, JobLimits
+from cpushare.record import record
 from cpushare.seller.client import BadReply, Refused, Unreachable
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -31,7 +31,7 @@ OUTCOMES = tuple(o.value for o in Outcome)
 MAX_INPUT_CHARS = (MAX_INPUT_BYTES + 2) // 3 * 4
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Field:
     """One field of a document: its JSON type and, for numbers, its closed range."""
 
@@ -256,7 +256,7 @@ def lease_document(
     }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LeaseOffer:
     """A leased job, checked."""
 
@@ -359,7 +359,7 @@ def result_document(result: JobResult, *, output: bool = True) -> dict[str, Any]
     return doc
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Recorded:
     """The market's answer to a posted result."""
 

@@ -29,12 +29,12 @@ import os
 import signal
 import ssl
 import sys
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cpushare.bootopts import int_option, read_kernel_options
 from cpushare.console import emit
 from cpushare.order import OrderError, load_order
+from cpushare.record import record, replace
 from cpushare.screen import Painter
 from cpushare.seller.agent import (
     EXIT_REVOKED,
@@ -66,7 +66,7 @@ FLEET_DECIDES = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FleetOptions:
     seller: SellerOptions  # every seller's, but its seat's cpu and nice; with a status_dir
     pid_dir: Path | None = None  # SEAT.pid for each running seller
@@ -79,7 +79,7 @@ class FleetOptions:
         return self.seller.status_dir
 
 
-@dataclass
+@record
 class Occupant:
     """The seller process on a seat, or when the next one starts."""
 

@@ -17,12 +17,12 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 from cpushare.console import emit
 from cpushare.order import SellOrder
 from cpushare.protocol import MAX_SEATS
+from cpushare.record import field, record, replace
 from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply, Busy, MarketClient, Refused, Revoked, Unreachable
 
@@ -39,7 +39,7 @@ ENROLL_TIMEOUT = 30.0
 MAX_IDENTITY_BYTES = 4096
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Identity:
     """A seller's host credentials and its own seats on that host (`own`, distinct)."""
 

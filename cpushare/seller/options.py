@@ -14,12 +14,13 @@ import os
 import types
 import typing
 from collections.abc import Callable, Iterable
-from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from cpushare.record import field, fields, record, replace
 
-@dataclass(frozen=True)
+
+@record(frozen=True)
 class Option:
     """How one field appears on a command line."""
 
@@ -61,7 +62,7 @@ def _meta(
     return {"help": help, "low": low, "high": high, "env": env}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SellerOptions:
     """How one seller runs; the defaults are the live CD's."""
 
@@ -124,7 +125,7 @@ def declared() -> list[Option]:
     hints = typing.get_type_hints(SellerOptions)
     found = []
     for f in fields(SellerOptions):
-        assert f.default is not MISSING, f.name
+        assert f.has_default, f.name
         meta = f.metadata
         kind = _kind(hints[f.name])
         found.append(

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import sys
-import traceback
 from collections.abc import Callable
 from types import FrameType
 from typing import NoReturn
@@ -31,6 +30,8 @@ def child_exit(main: Callable[[], int]) -> NoReturn:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
+        import traceback  # only for a crash
+
         traceback.print_exc()
     finally:
         sys.stdout.flush()
