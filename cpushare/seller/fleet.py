@@ -17,7 +17,6 @@ leaves none behind: each seller (and the enrolling child) watches the fleet's li
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 
 # Loaded once here and shared with the children, which would each load it on first use:
@@ -30,7 +29,9 @@ import signal
 import ssl
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+from cpushare.arguments import Argument, parse
 from cpushare.bootopts import int_option, read_kernel_options
 from cpushare.console import emit
 from cpushare.order import OrderError, load_order
@@ -45,7 +46,7 @@ from cpushare.seller.agent import (
 )
 from cpushare.seller.host import Identity, write_identity
 from cpushare.seller.lifeline import Lifeline
-from cpushare.seller.options import SellerOptions, add_arguments, from_arguments
+from cpushare.seller.options import SellerOptions, as_arguments, from_arguments
 from cpushare.seller.plan import Plan, Seat, make_seats, mem_available, plan_sellers
 from cpushare.seller.privileges import Enrollment, child_exit, drop_to
 from cpushare.seller.status import boottime, read_status
@@ -347,35 +348,36 @@ def _user(text: str) -> tuple[int, int]:
     try:
         return int(uid), int(gid or uid)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not UID:GID") from None
+        raise ValueError(f"{text!r} is not UID:GID") from None
 
 
-def _arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python3 -m cpushare.seller.fleet",
-        description="Check the jail, pick the orders, run and supervise the sellers.",
+def _arguments(argv: list[str] | None) -> SimpleNamespace:
+    # Not argparse: see cpushare.arguments.
+    return parse(
+        "python3 -m cpushare.seller.fleet",
+        "Check the jail, pick the orders, run and supervise the sellers.",
+        [
+            Argument("rundir", Path, "order copies and status files go here", positional=True),
+            Argument("user", _user, "run the sellers as UID:GID", metavar="UID:GID"),
+            Argument("orders", Path, "take the orders from this directory", metavar="PATH"),
+            Argument(
+                "screen",
+                Path,
+                "paint the status screen for this terminal into RUNDIR/screen",
+                metavar="TTY",
+            ),
+            Argument("cmdline", Path, "the kernel options", Path("/proc/cmdline"), metavar="PATH"),
+            *as_arguments(skip=FLEET_DECIDES),
+            Argument(
+                "hang_grace",
+                float,
+                "seconds past a seller's promised status update before it counts as hung",
+                30.0,
+                metavar="SECONDS",
+            ),
+        ],
+        argv,
     )
-    parser.add_argument("rundir", type=Path, help="order copies and status files go here")
-    parser.add_argument("--user", type=_user, help="run the sellers as UID:GID")
-    parser.add_argument("--orders", type=Path, help="take the orders from this directory")
-    parser.add_argument(
-        "--screen",
-        type=Path,
-        metavar="TTY",
-        help="paint the status screen for this terminal into RUNDIR/screen",
-    )
-    parser.add_argument(
-        "--cmdline", type=Path, default=Path("/proc/cmdline"), help="the kernel options"
-    )
-    add_arguments(parser, skip=FLEET_DECIDES)
-    parser.add_argument(
-        "--hang-grace",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="seconds past a seller's promised status update before it counts as hung",
-    )
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -391,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
             seat_pid.unlink()
 
 
-def serve(args: argparse.Namespace) -> int:
+def serve(args: SimpleNamespace) -> int:
     """Check, plan and run the sellers until SIGTERM; 1 without seccomp, 2 without orders."""
     options = read_kernel_options(args.cmdline)
     screen = Painter(args.rundir, args.screen) if args.screen else None

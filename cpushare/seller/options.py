@@ -9,15 +9,18 @@ seller (`to_argv`). Adding an option is adding a field.
 
 from __future__ import annotations
 
-import argparse
 import os
 import types
 import typing
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cpushare.arguments import Argument
 from cpushare.record import field, fields, record, replace
+
+if TYPE_CHECKING:
+    import argparse
 
 
 @record(frozen=True)
@@ -135,6 +138,8 @@ def declared() -> list[Option]:
 
 
 def _argparse_type(option: Option) -> Callable[[str], Any]:
+    import argparse  # loaded already by whoever made the parser
+
     def convert(text: str) -> Any:
         try:
             return option.convert(text)
@@ -144,19 +149,25 @@ def _argparse_type(option: Option) -> Callable[[str], Any]:
     return convert
 
 
+def _default_and_help(option: Option) -> tuple[Any, str]:
+    """An option's default (text from its environment variable, if set) and its help."""
+    default = option.default
+    help = option.help
+    if option.env is not None:
+        default = os.environ.get(option.env) or default
+        help += f" [env {option.env}]"
+    elif default is not None:
+        help += f" [default: {default}]"
+    return default, help
+
+
 def add_arguments(parser: argparse.ArgumentParser, skip: Iterable[str] = ()) -> None:
     """The seller options, but those in `skip`, as options of `parser`."""
     for option in declared():
         if option.name in skip:
             continue
         # argparse converts a default given as text (from the environment) like an argument.
-        default = option.default
-        help = option.help
-        if option.env is not None:
-            default = os.environ.get(option.env) or default
-            help += f" [env {option.env}]"
-        elif default is not None:
-            help += f" [default: {default}]"
+        default, help = _default_and_help(option)
         parser.add_argument(
             option.flag,
             dest=option.name,
@@ -167,7 +178,17 @@ def add_arguments(parser: argparse.ArgumentParser, skip: Iterable[str] = ()) -> 
         )
 
 
-def from_arguments(args: argparse.Namespace, base: SellerOptions | None = None) -> SellerOptions:
+def as_arguments(skip: Iterable[str] = ()) -> list[Argument]:
+    """The seller options, but those in `skip`, for cpushare.arguments (the fleet's)."""
+    found = []
+    for option in declared():
+        if option.name not in skip:
+            default, help = _default_and_help(option)
+            found.append(Argument(option.name, option.convert, help, default, option.metavar))
+    return found
+
+
+def from_arguments(args: object, base: SellerOptions | None = None) -> SellerOptions:
     """`base` (the defaults if None) with the options `add_arguments` put into `args`."""
     given = {o.name: getattr(args, o.name) for o in declared() if hasattr(args, o.name)}
     return replace(base or SellerOptions(), **given)

@@ -111,6 +111,8 @@ NOT_IN_THE_FLEET = (
     "shutil",
     "traceback",
     "textwrap",
+    "argparse",
+    "gettext",
 )
 
 
