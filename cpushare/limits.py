@@ -7,8 +7,6 @@ outside them, the seller refuses a lease outside them, and the jail runs a job u
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from cpushare.record import fields, record
 
 # A program and an input travel whole in one request or one lease.
@@ -16,7 +14,8 @@ MAX_PROGRAM_BYTES = 16 << 20
 MAX_INPUT_BYTES = 16 << 20
 
 
-class Bound(NamedTuple):
+@record(frozen=True)
+class Bound:
     """The closed range a limit must lie in."""
 
     low: int

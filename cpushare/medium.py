@@ -11,13 +11,15 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import NamedTuple
+
+from cpushare.record import record
 
 LABEL = "CPUSHARE"
 _ISO_PVD = 16 * 2048
 
 
-class Medium(NamedTuple):
+@record(frozen=True)
+class Medium:
     device: Path
     filesystem: str  # as mount -t names it: vfat or iso9660
 

@@ -12,7 +12,6 @@ import base64
 import json
 import math
 import re
-from typing import Any
 
 from cpushare.jail.model import JobResult, Outcome
 from cpushare.limits import BOUNDS, MAX_INPUT_BYTES, MAX_PROGRAM_BYTES, JobLimits
@@ -53,7 +52,9 @@ class Field:
 
 
 LIMITS = tuple(
-    Field(name, "number" if name == "wall_seconds" else "integer", *BOUNDS[name])
+    Field(
+        name, "number" if name == "wall_seconds" else "integer", BOUNDS[name].low, BOUNDS[name].high
+    )
     for name in JobLimits.names()
 )
 # JobLimits.as_dict()'s keys, looked up once (it asks the dataclass for its fields each time).
@@ -107,6 +108,10 @@ RECORDED = (
         extra=(("description", "true when this lease's result was already stored"),),
     ),
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _object(fields: tuple[Field, ...], **properties: dict[str, Any]) -> dict[str, Any]:

@@ -48,7 +48,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, TextIO
 
 from cpushare.console import emit
 from cpushare.jail import JobResult
@@ -66,6 +65,10 @@ from cpushare.record import record
 from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply, Busy, MarketClient, Refused, Revoked, Unreachable
 from cpushare.seller.plan import QUEUE_INPUT_BYTES
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 RESULT_ATTEMPTS = 8
 # Weight of the latest measure in the running means of a job's time and a round trip's.

@@ -34,8 +34,8 @@ from types import SimpleNamespace
 from cpushare.arguments import Argument, parse
 from cpushare.bootopts import int_option, read_kernel_options
 from cpushare.console import emit
-from cpushare.order import OrderError, load_order
-from cpushare.record import record, replace
+from cpushare.order import OrderError, SellOrder, load_order
+from cpushare.record import fields, record, replace
 from cpushare.screen import Painter
 from cpushare.seller.agent import (
     EXIT_REVOKED,
@@ -44,6 +44,7 @@ from cpushare.seller.agent import (
     Seller,
     stop_on_signal,
 )
+from cpushare.seller.apart import ChildFailed, in_child
 from cpushare.seller.host import Identity, write_identity
 from cpushare.seller.lifeline import Lifeline
 from cpushare.seller.options import SellerOptions, as_arguments, from_arguments
@@ -98,9 +99,16 @@ class Fleet:
     """Keeps one seller alive on every seat until SIGTERM."""
 
     def __init__(
-        self, seats: list[Seat], options: FleetOptions, screen: Painter | None = None
+        self,
+        seats: list[Seat],
+        options: FleetOptions,
+        screen: Painter | None = None,
+        orders: dict[Path, SellOrder] | None = None,
     ) -> None:
         self.options = options
+        # The seats' orders by their copy's path, read already; the others are read when
+        # needed (the Debian package's fleet).
+        self.orders = orders or {}
         self.screen = screen
         self.occupants = [Occupant(seat) for seat in seats]
         self.lifeline = Lifeline()
@@ -108,9 +116,14 @@ class Fleet:
         self.enrollment: Enrollment | None = None
 
     def enroll(self) -> None:
-        orders = [load_order(o.seat.order_file) for o in self.occupants]
+        orders = [self.order(o.seat) for o in self.occupants]
         backoff_max = self.options.seller.backoff_max
         self.enrollment = Enrollment(self.options.user, orders, backoff_max, self.lifeline)
+
+    def order(self, seat: Seat) -> SellOrder:
+        """The order of `seat`; OSError or OrderError if it had to be read and was not."""
+        found = self.orders.get(seat.order_file)
+        return load_order(seat.order_file) if found is None else found
 
     def collect_identities(self) -> None:
         """Once the enrollment is done, hand each waiting seller its identity."""
@@ -199,7 +212,7 @@ class Fleet:
         if self.options.user is not None:
             drop_to(self.options.user)
         try:
-            order = load_order(seat.order_file)
+            order = self.order(seat)
         except (OSError, OrderError) as exc:
             emit("error", what="order", file=seat.order_file.name, detail=str(exc))
             return 2
@@ -319,6 +332,22 @@ def protect_from_oom() -> None:
         emit("error", what="oom-protection", detail=f"sellers stay unprotected: {exc.strerror}")
 
 
+def read_orders(rundir: Path, orders_dir: Path | None) -> tuple[str, list[tuple[Path, SellOrder]]]:
+    """`choose_orders`, with the orders read, in a child (cpushare.seller.apart): the TOML
+    parser never loads in the fleet, whose memory every seller shares."""
+
+    def work() -> object:
+        source, valid = choose_orders(rundir, orders_dir)
+        read = []
+        for path, _ in valid:
+            order = load_order(path)
+            read.append([str(path), {f.name: getattr(order, f.name) for f in fields(order)}])
+        return [source, read]
+
+    source, valid = in_child(work)
+    return source, [(Path(path), SellOrder(**given)) for path, given in valid]
+
+
 def choose_orders(rundir: Path, orders_dir: Path | None) -> tuple[str, list[tuple[Path, int]]]:
     """Where the orders come from and the valid ones: `orders_dir` if given, else the
     CPUSHARE medium's, else the built-in ones."""
@@ -407,7 +436,11 @@ def serve(args: SimpleNamespace) -> int:
     if not seccomp_works(options.get("selftest") == "fail"):
         state("not selling: strict seccomp does not work on this machine")
         return 1
-    source, orders = choose_orders(args.rundir, args.orders)
+    try:
+        source, orders = read_orders(args.rundir, args.orders)
+    except ChildFailed as exc:
+        source, orders = "unreadable", []
+        emit("error", what="orders", detail=f"cannot read the orders: {exc}")
     emit("orders", source=source, count=len(orders))
     if not orders:
         emit("error", what="sellers", detail="no valid order: no seller started")
@@ -417,7 +450,11 @@ def serve(args: SimpleNamespace) -> int:
     plan = plan_sellers(mem_available(), wanted)
     announce_plan(plan)
     nice = int_option(options, "nice", 0, 19)
-    seats = make_seats(orders, plan.sellers, args.rundir / "orders", nice)
+    seats = make_seats(
+        [(path, order.nice) for path, order in orders], plan.sellers, args.rundir / "orders", nice
+    )
+    by_source = dict(orders)
+    seat_orders = {s.order_file: by_source[s.source] for s in seats if s.source is not None}
     status_dir = args.rundir / "status"
     status_dir.mkdir(parents=True, exist_ok=True)
     if args.user is not None:
@@ -447,7 +484,7 @@ def serve(args: SimpleNamespace) -> int:
     # collector never writes to it, so the pages stay shared. Garbage goes first.
     gc.collect()
     gc.freeze()
-    code = Fleet(seats, fleet_options, screen).run()
+    code = Fleet(seats, fleet_options, screen, seat_orders).run()
     if code == EXIT_REVOKED:
         state("not selling: the market revoked this machine")
     else:

@@ -23,9 +23,12 @@ import select
 import socket
 import ssl
 from collections.abc import Iterator
-from typing import BinaryIO
 
 from cpushare.record import record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 # A line of a head (or a chunk's size line), a whole head (interim replies and trailers
 # included), and its number of header fields: uvicorn's replies use a few hundred bytes.

@@ -10,17 +10,16 @@ seller (`to_argv`). Adding an option is adding a field.
 from __future__ import annotations
 
 import os
-import types
-import typing
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from cpushare.arguments import Argument
 from cpushare.record import field, fields, record, replace
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
 
 @record(frozen=True)
@@ -115,17 +114,19 @@ class SellerOptions:
     )
 
 
-def _kind(hint: Any) -> type:
-    """int, float or Path from `T` or `T | None`."""
-    if isinstance(hint, types.UnionType):
-        (hint,) = (arg for arg in typing.get_args(hint) if arg is not type(None))
-    assert hint in (int, float, Path), hint
-    return typing.cast(type, hint)
+_KINDS: dict[str, type] = {"int": int, "float": float, "Path": Path}
+
+
+def _kind(hint: str) -> type:
+    """int, float or Path from the annotation `T` or `T | None` (the text of it)."""
+    name, _, rest = hint.partition(" | ")
+    assert rest in ("", "None") and name in _KINDS, hint
+    return _KINDS[name]
 
 
 def declared() -> list[Option]:
     """Every seller option, in declaration order."""
-    hints = typing.get_type_hints(SellerOptions)
+    hints = SellerOptions.__annotations__  # text: from __future__ import annotations
     found = []
     for f in fields(SellerOptions):
         assert f.has_default, f.name

@@ -103,12 +103,14 @@ def mem_available(meminfo: Path = Path("/proc/meminfo")) -> int:
 
 @record(frozen=True)
 class Seat:
-    """One seller's place: its copy of an order, its CPU and its nice level."""
+    """One seller's place: its copy of an order, its CPU and its nice level (and the
+    order file it is a copy of)."""
 
     name: str
     order_file: Path
     cpu: int
     nice: int
+    source: Path | None = None
 
 
 def make_seats(
@@ -126,5 +128,6 @@ def make_seats(
         name = f"{stem}-cpu{i}"
         copy = copies / f"{name}.cpu"
         copy.write_bytes(order.read_bytes())  # an order is at most 64 KiB
-        seats.append(Seat(name, copy, cpus[i % len(cpus)], order_nice if nice is None else nice))
+        cpu = cpus[i % len(cpus)]
+        seats.append(Seat(name, copy, cpu, order_nice if nice is None else nice, order))
     return seats

@@ -14,11 +14,14 @@ import signal
 import sys
 from collections.abc import Callable
 from types import FrameType
-from typing import NoReturn
 
 from cpushare.order import SellOrder
 from cpushare.seller.host import Identity, enroll_machine
 from cpushare.seller.lifeline import Lifeline
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 
 def child_exit(main: Callable[[], int]) -> NoReturn:

@@ -10,9 +10,12 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from cpushare.record import field, fields, record, replace
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def boottime() -> float:

@@ -98,9 +98,10 @@ def test_a_field_without_default_after_one_with_is_refused() -> None:
             b: int
 
 
-# Imported by none of the fleet's modules (dataclasses pulls inspect, ast, dis and
-# tokenize; the rest is for rare paths, imported there): each costs the live system
-# memory in the fleet and, as the sellers write to their pages, in each seller.
+# Loaded by none of the fleet's modules (dataclasses pulls inspect, ast, dis and
+# tokenize; typing is for the type checker; the orders are read in a child, with tomllib
+# and its datetime; the rest is for rare paths, imported there): each costs the live
+# system memory in the fleet and, as the sellers write to their pages, in each seller.
 NOT_IN_THE_FLEET = (
     "dataclasses",
     "inspect",
@@ -113,6 +114,9 @@ NOT_IN_THE_FLEET = (
     "textwrap",
     "argparse",
     "gettext",
+    "typing",
+    "tomllib",
+    "datetime",
 )
 
 
