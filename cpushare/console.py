@@ -12,8 +12,6 @@ import re
 import sys
 import time
 import unicodedata
-from collections.abc import Callable
-from typing import TextIO
 
 _BARE = re.compile(r"[A-Za-z0-9_./:@+,%=-]+")
 _PAIR = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
@@ -26,6 +24,11 @@ _ESCAPE = re.compile(
     r"|\x1b.?",
     re.DOTALL,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import TextIO
 # Controls (C0, DEL, C1), format characters (bidi overrides, zero-width), line or
 # paragraph separators, and lone surrogates (which no console encoding can print): each
 # becomes one space.

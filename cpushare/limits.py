@@ -7,15 +7,15 @@ outside them, the seller refuses a lease outside them, and the jail runs a job u
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import NamedTuple
+from cpushare.record import fields, record
 
 # A program and an input travel whole in one request or one lease.
 MAX_PROGRAM_BYTES = 16 << 20
 MAX_INPUT_BYTES = 16 << 20
 
 
-class Bound(NamedTuple):
+@record(frozen=True)
+class Bound:
     """The closed range a limit must lie in."""
 
     low: int
@@ -48,7 +48,7 @@ def default_wall_seconds(cpu_seconds: int) -> float:
     return float(max(300, 5 * cpu_seconds))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class JobLimits:
     """What one job may use. Construct freely; `problems()` says what is out of bounds."""
 

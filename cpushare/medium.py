@@ -9,16 +9,17 @@ mounted by name, so that the kernel loads that one module when it is first asked
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
-from typing import NamedTuple
+
+from cpushare.record import record
 
 LABEL = "CPUSHARE"
 _ISO_PVD = 16 * 2048
 
 
-class Medium(NamedTuple):
+@record(frozen=True)
+class Medium:
     device: Path
     filesystem: str  # as mount -t names it: vfat or iso9660
 
@@ -88,6 +89,8 @@ def usb_storage_settling(usb: Path = Path("/sys/bus/usb/devices")) -> bool:
 def load_drivers(sys_bus: Path = Path("/sys/bus")) -> None:
     """Load the drivers of the devices there are, as /init's pass and mdev do: for a
     stick still being set up, so as not to wait for mdev's turn."""
+    import subprocess  # only while a USB stick settles
+
     aliases = {p.read_text().strip() for p in sys_bus.glob("*/devices/*/modalias")}
     subprocess.run(["modprobe", "-qab", *sorted(aliases)], check=False)
 

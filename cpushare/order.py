@@ -13,11 +13,14 @@ import hashlib
 import ipaddress
 import re
 import ssl
-import tomllib
 import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from cpushare.record import record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 FORMAT_VERSION = 1
 MAX_ORDER_BYTES = 64 << 10
@@ -45,7 +48,7 @@ class OrderError(ValueError):
         self.problems = problems
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SellOrder:
     """One validated sell order."""
 
@@ -224,6 +227,10 @@ def parse_order(text: str) -> SellOrder:
     """Parse and validate the text of a `.cpu` file; raise OrderError naming every problem."""
     if len(text.encode("utf-8", errors="surrogatepass")) > MAX_ORDER_BYTES:
         raise OrderError([f"the order is larger than {MAX_ORDER_BYTES} bytes"])
+    # Imported here: the fleet reads its orders in a child (cpushare.seller.apart) and
+    # so never loads tomllib (with typing, datetime and string: about 1 MiB).
+    import tomllib
+
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

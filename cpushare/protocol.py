@@ -12,11 +12,10 @@ import base64
 import json
 import math
 import re
-from dataclasses import dataclass
-from typing import Any
 
 from cpushare.jail.model import JobResult, Outcome
 from cpushare.limits import BOUNDS, MAX_INPUT_BYTES, MAX_PROGRAM_BYTES, JobLimits
+from cpushare.record import record
 from cpushare.seller.client import BadReply, Refused, Unreachable
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -31,7 +30,7 @@ OUTCOMES = tuple(o.value for o in Outcome)
 MAX_INPUT_CHARS = (MAX_INPUT_BYTES + 2) // 3 * 4
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Field:
     """One field of a document: its JSON type and, for numbers, its closed range."""
 
@@ -53,7 +52,9 @@ class Field:
 
 
 LIMITS = tuple(
-    Field(name, "number" if name == "wall_seconds" else "integer", *BOUNDS[name])
+    Field(
+        name, "number" if name == "wall_seconds" else "integer", BOUNDS[name].low, BOUNDS[name].high
+    )
     for name in JobLimits.names()
 )
 # JobLimits.as_dict()'s keys, looked up once (it asks the dataclass for its fields each time).
@@ -107,6 +108,10 @@ RECORDED = (
         extra=(("description", "true when this lease's result was already stored"),),
     ),
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _object(fields: tuple[Field, ...], **properties: dict[str, Any]) -> dict[str, Any]:
@@ -256,7 +261,7 @@ def lease_document(
     }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LeaseOffer:
     """A leased job, checked."""
 
@@ -371,7 +376,7 @@ def result_document(result: JobResult, *, output: bool = True) -> dict[str, Any]
     return doc
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Recorded:
     """The market's answer to a posted result."""
 

@@ -11,17 +11,15 @@ second interpreter, whose memory a machine with little would rather give to its 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
-import textwrap
 import time
 import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
 
 from cpushare.console import clean
+from cpushare.record import record
 from cpushare.seller.status import SellerStatus, boottime, read_statuses
 
 REFRESH_SECONDS = 3.0
@@ -40,7 +38,7 @@ NET = Path("/run/net")
 FRAME = "screen"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class View:
     """Everything one frame shows."""
 
@@ -166,6 +164,8 @@ def render(view: View, width: int = DEFAULT_COLUMNS - 1) -> list[str]:
         )
     errors = [(n, s.last_error) for n, s in sellers.items() if s.last_error]
     if errors:
+        import textwrap  # only when there is an error to show
+
         error = clean(f"last error ({errors[-1][0]}): {errors[-1][1]}")
         lines += ["", *textwrap.wrap(error, width, max_lines=ERROR_LINES, placeholder=" ...")]
     lines += [
@@ -206,6 +206,8 @@ class Painter:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse  # not in the fleet, which paints the screen
+
     parser = argparse.ArgumentParser(
         prog="python3 -m cpushare.screen", description="Print the status screen's frame."
     )

@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import subprocess
 from pathlib import Path
 
 from cpushare.console import emit
@@ -122,6 +121,8 @@ def medium_orders(rundir: Path) -> list[Path]:
     mnt, copies = rundir / "mnt", rundir / "medium"
     mnt.mkdir(parents=True, exist_ok=True)
     copies.mkdir(exist_ok=True)
+    import subprocess  # only with a medium: a boot without one starts no program
+
     # By name: the kernel loads that filesystem's module when asked for it.
     mounted = subprocess.run(
         ["mount", "-t", medium.filesystem, "-o", "ro,nosuid,nodev,noexec", str(device), str(mnt)],

@@ -37,6 +37,8 @@ from diskformats.isolink import CD_SECTOR, Link, link_files
 # pycdlib's modules that read the clock, and the one that makes UUIDs.
 _TIME_USERS: tuple[Any, ...] = (pycdlib.pycdlib, pycdlib.headervd, pycdlib.dates, pycdlib.utils)
 _UUID_USER: Any = pycdlib.isohybrid
+# The backup GPT at the end of a hybrid image: its header and its 128-entry array.
+_BACKUP_GPT_BYTES = 33 * 512
 
 
 @dataclass(frozen=True)
@@ -151,9 +153,32 @@ def write_iso(
         iso.add_eltorito(iso_paths[efi_image], efi=True, platform_id=0xEF)
         mbr_id = int.from_bytes(hashlib.sha256(seed + b"mbr").digest()[:4], "little")
         iso.add_isohybrid(efi=True, mbr_id=mbr_id)
+        _room_for_the_backup_gpt(iso)
         disk_guid = uuid.UUID(bytes=hashlib.sha256(seed + b"gpt").digest()[:16], version=4)
         shared = {f.path: f.inside for f in files if f.inside}
         return _write_image(iso, out, disk_guid, shared, iso_paths)
+
+
+class _RoomForTheBackupGpt(pycdlib.isohybrid.IsoHybrid):
+    """pycdlib's hybrid MBR and GPT, with the image padded past its last file by at least
+    the backup GPT's 33 sectors.
+
+    pycdlib pads a hybrid image to whole cylinders (1 MiB) and writes the backup GPT into
+    the last 33 sectors, but it reserves no room for them: an image whose files ended
+    within 16.5 KiB before a cylinder's end had the end of its last file (the kernel)
+    overwritten by the GPT, and did not boot. The padding it writes and the GPT's place
+    both come from `_calc_cc`; this one counts the GPT in."""
+
+    __slots__ = ()
+
+    def _calc_cc(self, iso_size: int) -> tuple[int, int]:
+        cylinder = int(self.geometry_heads * self.geometry_sectors * 512)
+        padding = _BACKUP_GPT_BYTES + (-(iso_size + _BACKUP_GPT_BYTES)) % cylinder
+        return min((iso_size + padding) // cylinder, 1024), padding
+
+
+def _room_for_the_backup_gpt(iso: pycdlib.PyCdlib) -> None:
+    iso.isohybrid_mbr.__class__ = _RoomForTheBackupGpt
 
 
 def _add_file(iso: pycdlib.PyCdlib, f: IsoFile, fp: BinaryIO, iso_paths: dict[str, str]) -> None:

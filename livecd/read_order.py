@@ -22,8 +22,9 @@ PYTHON_LIB = "usr/lib/python3.11"
 MODULES = "lib/modules/"
 # The program the boot runs first (/etc/init.d/cpushare): its imports, in the order the
 # interpreter starts them, which is when it reads their files (a finder first in line
-# sees each name then; sys.modules has them in the order they finished).
-ROOT = "cpushare.seller.fleet"
+# sees each name then; sys.modules has them in the order they finished). Then what the
+# fleet's child imports to read the orders (cpushare.seller.apart), before the first sale.
+ROOTS = ("cpushare.seller.fleet", "tomllib")
 _PROBE = """
 import importlib, json, sys
 started = list(sys.modules)
@@ -33,15 +34,16 @@ class Seen:
         started.append(name)
 sys.meta_path.insert(0, Seen)
 sys.path.insert(0, sys.argv[1])
-importlib.import_module(sys.argv[2])
+for root in sys.argv[2:]:
+    importlib.import_module(root)
 print(json.dumps(list(dict.fromkeys(started))))
 """
 
 
-def import_order(root: str = ROOT) -> list[str]:
+def import_order(roots: tuple[str, ...] = ROOTS) -> list[str]:
     """The modules an interpreter started as the live system starts it (`-I -S`) loads
-    for `root`, in the order it starts loading them."""
-    argv = [sys.executable, "-I", "-S", "-c", _PROBE, str(CPUSHARE_SRC.parent), root]
+    for `roots`, in the order it starts loading them."""
+    argv = [sys.executable, "-I", "-S", "-c", _PROBE, str(CPUSHARE_SRC.parent), *roots]
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]

@@ -25,10 +25,10 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from cpushare.jail import InvalidProgram, JailError, Limits, run_job
+from cpushare.record import replace
 from cpushare.seller.plan import MIB
 from livecd.build import given_or_built
 from livecd.qemu.events import ConsoleEvents

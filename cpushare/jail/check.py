@@ -10,12 +10,12 @@ and the check reports it. `python3 -m cpushare.jail.selftest` is the command lin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpushare.jail.loader import find_loader, find_prebuilt
 from cpushare.jail.model import JailError, Limits, Outcome
 from cpushare.jail.runner import run_job
+from cpushare.record import field, record
 
 IMAGE_SELFTEST_JOB = Path("/usr/lib/cpushare/selftest.job")
 SELFTEST_LIMITS = Limits(cpu_seconds=5, wall_seconds=30.0, memory_bytes=32 << 20, output_bytes=4096)
@@ -23,7 +23,7 @@ BENIGN_INPUT = b"behave"
 FORBIDDEN_INPUT = b"forbidden"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SelfTestReport:
     """Which checks passed and, for each that failed, what went wrong."""
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import itertools
 import struct
-from dataclasses import dataclass
 
 from cpushare.jail.model import STACK_BYTES, Limits
+from cpushare.record import record
 
 PAGE = 4096
 WINDOW_START = 0x10000
@@ -40,7 +40,7 @@ class MemoryLimitExceeded(InvalidProgram):
     """A well-formed job that needs more memory than its limit allows."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Segment:
     """One loadable segment: where its pages go, its bytes, and their final protection."""
 
@@ -51,7 +51,7 @@ class Segment:
     prot: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class JobImage:
     """A validated job, laid out in memory: all the loader needs and nothing to parse."""
 
@@ -63,7 +63,7 @@ class JobImage:
     arena_size: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _ProgramHeader:
     type: int
     flags: int

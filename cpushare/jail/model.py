@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
 
 from cpushare.limits import JobLimits
+from cpushare.record import record
 
 _JOB = JobLimits()
 # The jail's own bounds: what it can enforce at all, wider than a market job's
@@ -34,7 +34,7 @@ class Outcome(enum.StrEnum):
     INVALID = "invalid"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Limits:
     """What one job may use, and how nicely it runs. Impossible values raise ValueError
     saying which and why. A market job's defaults, except that a local run keeps more
@@ -73,7 +73,7 @@ class Limits:
             raise ValueError(f"nice must be between 0 and 19, not {self.nice}")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class JobResult:
     """How a job ended, its output (cut at the output limit) and the resources it used."""
 

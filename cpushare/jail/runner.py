@@ -22,13 +22,13 @@ import signal
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from cpushare.jail.control import encode_control
 from cpushare.jail.elf import InvalidProgram, JobImage, MemoryLimitExceeded, validate_program
 from cpushare.jail.loader import find_loader
 from cpushare.jail.model import JailError, JobResult, Limits, Outcome
+from cpushare.record import record
 
 NOBODY = 65534
 # Its owner and group are the jobs identity of a setuid loader (read there, not here).
@@ -40,7 +40,7 @@ _DEFAULT_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.S
 _DIAGNOSTIC = re.compile(rb"jail-loader: step=(\S+) errno=(\d+)")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RunningJob:
     """A job started by `spawn`; `finish` collects it. The fds belong to the parent."""
 
@@ -86,7 +86,7 @@ def _identity(loader: Path) -> tuple[int, int]:
     return os.getuid(), os.getgid()
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Jail:
     """A loader and the identity its jobs run as, looked up once: a seller runs every job
     of its life through the same ones."""

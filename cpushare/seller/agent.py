@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
 
 from cpushare.console import emit, emitter
 from cpushare.jail import Jail, JailError, JobResult, Limits, run_prepared, self_test
@@ -48,6 +47,10 @@ from cpushare.seller.options import SellerOptions
 from cpushare.seller.plan import QUEUE_INPUT_BYTES
 from cpushare.seller.programs import PROGRAM_CACHE_BYTES, ProgramCache
 from cpushare.seller.status import SellerStatus, StatusFile, boottime
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import TextIO
 
 # The longest a new seller may take to say anything: the jail's self-test, under emulation.
 SELF_TEST_SECONDS = 120.0

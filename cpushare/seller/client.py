@@ -19,13 +19,16 @@ import ssl
 import threading
 import time
 import urllib.parse
-from typing import Any
 
 from cpushare.limits import MAX_EXCHANGE_SECONDS, MAX_RETRY_AFTER
 from cpushare.order import SellOrder
 from cpushare.seller.ciphers import suit
 from cpushare.seller.deadline import Deadline
 from cpushare.seller.http11 import Connection, Dropped, TooLarge, WireError, pinned_context
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 USER_AGENT = "cpushare-seller/1"
 # Replies bigger than this are refused unread: a lease carries at most a 16 MiB input.

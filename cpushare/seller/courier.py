@@ -48,8 +48,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TextIO
 
 from cpushare.console import emit
 from cpushare.jail import JobResult
@@ -63,9 +61,14 @@ from cpushare.protocol import (
     parse_recorded_batch,
     results_body,
 )
+from cpushare.record import record
 from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply, Busy, MarketClient, Refused, Revoked, Unreachable
 from cpushare.seller.plan import QUEUE_INPUT_BYTES
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 RESULT_ATTEMPTS = 8
 # Weight of the latest measure in the running means of a job's time and a round trip's.
@@ -116,7 +119,7 @@ def _mean(old: float | None, new: float) -> float:
     return new if old is None else old + SMOOTHING * (new - old)
 
 
-@dataclass
+@record
 class Held:
     """A lease being extended: the running job's or a queued one's."""
 
@@ -124,7 +127,7 @@ class Held:
     due: float  # the next extension, by time.monotonic()
 
 
-@dataclass(eq=False)  # found in the list by identity, not by comparing outputs
+@record(eq=False)  # found in the list by identity, not by comparing outputs
 class Unposted:
     """A result the market has not acknowledged yet."""
 

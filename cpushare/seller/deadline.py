@@ -12,13 +12,15 @@ import os
 import socket
 import threading
 import time
-from typing import Protocol
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Protocol
 
-class _Connected(Protocol):
-    """A connection whose socket, while it is open, is `sock`."""
+    class _Connected(Protocol):
+        """A connection whose socket, while it is open, is `sock`."""
 
-    sock: socket.socket | None
+        sock: socket.socket | None
 
 
 class _Watch:

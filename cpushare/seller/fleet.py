@@ -17,7 +17,6 @@ leaves none behind: each seller (and the enrolling child) watches the fleet's li
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 
 # Loaded once here and shared with the children, which would each load it on first use:
@@ -29,12 +28,14 @@ import os
 import signal
 import ssl
 import sys
-from dataclasses import dataclass, replace
 from pathlib import Path
+from types import SimpleNamespace
 
+from cpushare.arguments import Argument, parse
 from cpushare.bootopts import int_option, read_kernel_options
 from cpushare.console import emit
-from cpushare.order import OrderError, load_order
+from cpushare.order import OrderError, SellOrder, load_order
+from cpushare.record import fields, record, replace
 from cpushare.screen import Painter
 from cpushare.seller.agent import (
     EXIT_REVOKED,
@@ -43,9 +44,10 @@ from cpushare.seller.agent import (
     Seller,
     stop_on_signal,
 )
+from cpushare.seller.apart import ChildFailed, in_child
 from cpushare.seller.host import Identity, write_identity
 from cpushare.seller.lifeline import Lifeline
-from cpushare.seller.options import SellerOptions, add_arguments, from_arguments
+from cpushare.seller.options import SellerOptions, as_arguments, from_arguments
 from cpushare.seller.plan import Plan, Seat, make_seats, mem_available, plan_sellers
 from cpushare.seller.privileges import Enrollment, child_exit, drop_to
 from cpushare.seller.status import boottime, read_status
@@ -66,7 +68,7 @@ FLEET_DECIDES = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FleetOptions:
     seller: SellerOptions  # every seller's, but its seat's cpu and nice; with a status_dir
     pid_dir: Path | None = None  # SEAT.pid for each running seller
@@ -79,7 +81,7 @@ class FleetOptions:
         return self.seller.status_dir
 
 
-@dataclass
+@record
 class Occupant:
     """The seller process on a seat, or when the next one starts."""
 
@@ -97,9 +99,16 @@ class Fleet:
     """Keeps one seller alive on every seat until SIGTERM."""
 
     def __init__(
-        self, seats: list[Seat], options: FleetOptions, screen: Painter | None = None
+        self,
+        seats: list[Seat],
+        options: FleetOptions,
+        screen: Painter | None = None,
+        orders: dict[Path, SellOrder] | None = None,
     ) -> None:
         self.options = options
+        # The seats' orders by their copy's path, read already; the others are read when
+        # needed (the Debian package's fleet).
+        self.orders = orders or {}
         self.screen = screen
         self.occupants = [Occupant(seat) for seat in seats]
         self.lifeline = Lifeline()
@@ -107,9 +116,14 @@ class Fleet:
         self.enrollment: Enrollment | None = None
 
     def enroll(self) -> None:
-        orders = [load_order(o.seat.order_file) for o in self.occupants]
+        orders = [self.order(o.seat) for o in self.occupants]
         backoff_max = self.options.seller.backoff_max
         self.enrollment = Enrollment(self.options.user, orders, backoff_max, self.lifeline)
+
+    def order(self, seat: Seat) -> SellOrder:
+        """The order of `seat`; OSError or OrderError if it had to be read and was not."""
+        found = self.orders.get(seat.order_file)
+        return load_order(seat.order_file) if found is None else found
 
     def collect_identities(self) -> None:
         """Once the enrollment is done, hand each waiting seller its identity."""
@@ -198,7 +212,7 @@ class Fleet:
         if self.options.user is not None:
             drop_to(self.options.user)
         try:
-            order = load_order(seat.order_file)
+            order = self.order(seat)
         except (OSError, OrderError) as exc:
             emit("error", what="order", file=seat.order_file.name, detail=str(exc))
             return 2
@@ -320,6 +334,22 @@ def protect_from_oom() -> None:
         emit("error", what="oom-protection", detail=f"sellers stay unprotected: {exc.strerror}")
 
 
+def read_orders(rundir: Path, orders_dir: Path | None) -> tuple[str, list[tuple[Path, SellOrder]]]:
+    """`choose_orders`, with the orders read, in a child (cpushare.seller.apart): the TOML
+    parser never loads in the fleet, whose memory every seller shares."""
+
+    def work() -> object:
+        source, valid = choose_orders(rundir, orders_dir)
+        read = []
+        for path, _ in valid:
+            order = load_order(path)
+            read.append([str(path), {f.name: getattr(order, f.name) for f in fields(order)}])
+        return [source, read]
+
+    source, valid = in_child(work)
+    return source, [(Path(path), SellOrder(**given)) for path, given in valid]
+
+
 def choose_orders(rundir: Path, orders_dir: Path | None) -> tuple[str, list[tuple[Path, int]]]:
     """Where the orders come from and the valid ones: `orders_dir` if given, else the
     CPUSHARE medium's, else the built-in ones."""
@@ -349,35 +379,36 @@ def _user(text: str) -> tuple[int, int]:
     try:
         return int(uid), int(gid or uid)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not UID:GID") from None
+        raise ValueError(f"{text!r} is not UID:GID") from None
 
 
-def _arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python3 -m cpushare.seller.fleet",
-        description="Check the jail, pick the orders, run and supervise the sellers.",
+def _arguments(argv: list[str] | None) -> SimpleNamespace:
+    # Not argparse: see cpushare.arguments.
+    return parse(
+        "python3 -m cpushare.seller.fleet",
+        "Check the jail, pick the orders, run and supervise the sellers.",
+        [
+            Argument("rundir", Path, "order copies and status files go here", positional=True),
+            Argument("user", _user, "run the sellers as UID:GID", metavar="UID:GID"),
+            Argument("orders", Path, "take the orders from this directory", metavar="PATH"),
+            Argument(
+                "screen",
+                Path,
+                "paint the status screen for this terminal into RUNDIR/screen",
+                metavar="TTY",
+            ),
+            Argument("cmdline", Path, "the kernel options", Path("/proc/cmdline"), metavar="PATH"),
+            *as_arguments(skip=FLEET_DECIDES),
+            Argument(
+                "hang_grace",
+                float,
+                "seconds past a seller's promised status update before it counts as hung",
+                30.0,
+                metavar="SECONDS",
+            ),
+        ],
+        argv,
     )
-    parser.add_argument("rundir", type=Path, help="order copies and status files go here")
-    parser.add_argument("--user", type=_user, help="run the sellers as UID:GID")
-    parser.add_argument("--orders", type=Path, help="take the orders from this directory")
-    parser.add_argument(
-        "--screen",
-        type=Path,
-        metavar="TTY",
-        help="paint the status screen for this terminal into RUNDIR/screen",
-    )
-    parser.add_argument(
-        "--cmdline", type=Path, default=Path("/proc/cmdline"), help="the kernel options"
-    )
-    add_arguments(parser, skip=FLEET_DECIDES)
-    parser.add_argument(
-        "--hang-grace",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="seconds past a seller's promised status update before it counts as hung",
-    )
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -393,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             seat_pid.unlink()
 
 
-def serve(args: argparse.Namespace) -> int:
+def serve(args: SimpleNamespace) -> int:
     """Check, plan and run the sellers until SIGTERM; 1 without seccomp, 2 without orders."""
     options = read_kernel_options(args.cmdline)
     screen = Painter(args.rundir, args.screen) if args.screen else None
@@ -407,7 +438,11 @@ def serve(args: argparse.Namespace) -> int:
     if not seccomp_works(options.get("selftest") == "fail"):
         state("not selling: strict seccomp does not work on this machine")
         return 1
-    source, orders = choose_orders(args.rundir, args.orders)
+    try:
+        source, orders = read_orders(args.rundir, args.orders)
+    except ChildFailed as exc:
+        source, orders = "unreadable", []
+        emit("error", what="orders", detail=f"cannot read the orders: {exc}")
     emit("orders", source=source, count=len(orders))
     if not orders:
         emit("error", what="sellers", detail="no valid order: no seller started")
@@ -417,7 +452,11 @@ def serve(args: argparse.Namespace) -> int:
     plan = plan_sellers(mem_available(), wanted)
     announce_plan(plan)
     nice = int_option(options, "nice", 0, 19)
-    seats = make_seats(orders, plan.sellers, args.rundir / "orders", nice)
+    seats = make_seats(
+        [(path, order.nice) for path, order in orders], plan.sellers, args.rundir / "orders", nice
+    )
+    by_source = dict(orders)
+    seat_orders = {s.order_file: by_source[s.source] for s in seats if s.source is not None}
     status_dir = args.rundir / "status"
     status_dir.mkdir(parents=True, exist_ok=True)
     if args.user is not None:
@@ -447,7 +486,7 @@ def serve(args: argparse.Namespace) -> int:
     # collector never writes to it, so the pages stay shared. Garbage goes first.
     gc.collect()
     gc.freeze()
-    code = Fleet(seats, fleet_options, screen).run()
+    code = Fleet(seats, fleet_options, screen, seat_orders).run()
     if code == EXIT_REVOKED:
         state("not selling: the market revoked this machine")
     else:

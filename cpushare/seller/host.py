@@ -17,14 +17,17 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, TextIO
 
 from cpushare.console import emit
 from cpushare.order import SellOrder
 from cpushare.protocol import MAX_SEATS
+from cpushare.record import field, record, replace
 from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import BadReply, Busy, MarketClient, Refused, Revoked, Unreachable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 # A seller's seats: the running job's, the jobs queued behind it and the results on their
 # way to the market. A seat is leased again only once its result is acknowledged, two
@@ -39,7 +42,7 @@ ENROLL_TIMEOUT = 30.0
 MAX_IDENTITY_BYTES = 4096
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Identity:
     """A seller's host credentials and its own seats on that host (`own`, distinct)."""
 

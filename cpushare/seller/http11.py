@@ -23,8 +23,12 @@ import select
 import socket
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import BinaryIO
+
+from cpushare.record import record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 # A line of a head (or a chunk's size line), a whole head (interim replies and trailers
 # included), and its number of header fields: uvicorn's replies use a few hundred bytes.
@@ -67,7 +71,7 @@ class PinMismatch(ConnectionError):
     """The server's certificate is not the one the order pins."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Reply:
     status: int
     headers: dict[str, str]  # names in lower case; repeated fields joined by ", "

@@ -9,17 +9,20 @@ seller (`to_argv`). Adding an option is adding a field.
 
 from __future__ import annotations
 
-import argparse
 import os
-import types
-import typing
 from collections.abc import Callable, Iterable
-from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+
+from cpushare.arguments import Argument
+from cpushare.record import field, fields, record, replace
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Option:
     """How one field appears on a command line."""
 
@@ -61,7 +64,7 @@ def _meta(
     return {"help": help, "low": low, "high": high, "env": env}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SellerOptions:
     """How one seller runs; the defaults are the live CD's."""
 
@@ -111,20 +114,22 @@ class SellerOptions:
     )
 
 
-def _kind(hint: Any) -> type:
-    """int, float or Path from `T` or `T | None`."""
-    if isinstance(hint, types.UnionType):
-        (hint,) = (arg for arg in typing.get_args(hint) if arg is not type(None))
-    assert hint in (int, float, Path), hint
-    return typing.cast(type, hint)
+_KINDS: dict[str, type] = {"int": int, "float": float, "Path": Path}
+
+
+def _kind(hint: str) -> type:
+    """int, float or Path from the annotation `T` or `T | None` (the text of it)."""
+    name, _, rest = hint.partition(" | ")
+    assert rest in ("", "None") and name in _KINDS, hint
+    return _KINDS[name]
 
 
 def declared() -> list[Option]:
     """Every seller option, in declaration order."""
-    hints = typing.get_type_hints(SellerOptions)
+    hints = SellerOptions.__annotations__  # text: from __future__ import annotations
     found = []
     for f in fields(SellerOptions):
-        assert f.default is not MISSING, f.name
+        assert f.has_default, f.name
         meta = f.metadata
         kind = _kind(hints[f.name])
         found.append(
@@ -134,6 +139,8 @@ def declared() -> list[Option]:
 
 
 def _argparse_type(option: Option) -> Callable[[str], Any]:
+    import argparse  # loaded already by whoever made the parser
+
     def convert(text: str) -> Any:
         try:
             return option.convert(text)
@@ -143,19 +150,25 @@ def _argparse_type(option: Option) -> Callable[[str], Any]:
     return convert
 
 
+def _default_and_help(option: Option) -> tuple[Any, str]:
+    """An option's default (text from its environment variable, if set) and its help."""
+    default = option.default
+    help = option.help
+    if option.env is not None:
+        default = os.environ.get(option.env) or default
+        help += f" [env {option.env}]"
+    elif default is not None:
+        help += f" [default: {default}]"
+    return default, help
+
+
 def add_arguments(parser: argparse.ArgumentParser, skip: Iterable[str] = ()) -> None:
     """The seller options, but those in `skip`, as options of `parser`."""
     for option in declared():
         if option.name in skip:
             continue
         # argparse converts a default given as text (from the environment) like an argument.
-        default = option.default
-        help = option.help
-        if option.env is not None:
-            default = os.environ.get(option.env) or default
-            help += f" [env {option.env}]"
-        elif default is not None:
-            help += f" [default: {default}]"
+        default, help = _default_and_help(option)
         parser.add_argument(
             option.flag,
             dest=option.name,
@@ -166,7 +179,17 @@ def add_arguments(parser: argparse.ArgumentParser, skip: Iterable[str] = ()) -> 
         )
 
 
-def from_arguments(args: argparse.Namespace, base: SellerOptions | None = None) -> SellerOptions:
+def as_arguments(skip: Iterable[str] = ()) -> list[Argument]:
+    """The seller options, but those in `skip`, for cpushare.arguments (the fleet's)."""
+    found = []
+    for option in declared():
+        if option.name not in skip:
+            default, help = _default_and_help(option)
+            found.append(Argument(option.name, option.convert, help, default, option.metavar))
+    return found
+
+
+def from_arguments(args: object, base: SellerOptions | None = None) -> SellerOptions:
     """`base` (the defaults if None) with the options `add_arguments` put into `args`."""
     given = {o.name: getattr(args, o.name) for o in declared() if hasattr(args, o.name)}
     return replace(base or SellerOptions(), **given)

@@ -8,9 +8,9 @@ Computed once at boot from MemAvailable: the live system lives in RAM, so a mach
 from __future__ import annotations
 
 import os
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
+
+from cpushare.record import record
 
 MIB = 1 << 20
 # Kept for the rest of the live system: shells, DHCP, the page cache its programs run
@@ -47,7 +47,7 @@ SELLER_RESERVE = SELLER_BASE + BUFFERS_MAX
 MIN_JOB_MEMORY = 16 * MIB
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Plan:
     """Sellers to run, the memory cap of each one's jobs, and each seller's buffers."""
 
@@ -101,14 +101,16 @@ def mem_available(meminfo: Path = Path("/proc/meminfo")) -> int:
     raise ValueError(f"{meminfo} has no MemAvailable line")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Seat:
-    """One seller's place: its copy of an order, its CPU and its nice level."""
+    """One seller's place: its copy of an order, its CPU and its nice level (and the
+    order file it is a copy of)."""
 
     name: str
     order_file: Path
     cpu: int
     nice: int
+    source: Path | None = None
 
 
 def make_seats(
@@ -125,6 +127,7 @@ def make_seats(
         stem = order.stem.rsplit("-cpu", 1)[0] if "-cpu" in order.stem else order.stem
         name = f"{stem}-cpu{i}"
         copy = copies / f"{name}.cpu"
-        shutil.copyfile(order, copy)
-        seats.append(Seat(name, copy, cpus[i % len(cpus)], order_nice if nice is None else nice))
+        copy.write_bytes(order.read_bytes())  # an order is at most 64 KiB
+        cpu = cpus[i % len(cpus)]
+        seats.append(Seat(name, copy, cpu, order_nice if nice is None else nice, order))
     return seats

@@ -12,14 +12,16 @@ import json
 import os
 import signal
 import sys
-import traceback
 from collections.abc import Callable
 from types import FrameType
-from typing import NoReturn
 
 from cpushare.order import SellOrder
 from cpushare.seller.host import Identity, enroll_machine
 from cpushare.seller.lifeline import Lifeline
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 
 def child_exit(main: Callable[[], int]) -> NoReturn:
@@ -31,6 +33,8 @@ def child_exit(main: Callable[[], int]) -> NoReturn:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
+        import traceback  # only for a crash
+
         traceback.print_exc()
     finally:
         sys.stdout.flush()

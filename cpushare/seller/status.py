@@ -9,9 +9,13 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+
+from cpushare.record import field, fields, record, replace
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def boottime() -> float:
@@ -20,7 +24,7 @@ def boottime() -> float:
     return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SellerStatus:
     """What one seller is doing and has done.
 

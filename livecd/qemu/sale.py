@@ -27,6 +27,7 @@ from pathlib import Path
 
 from cpushare.limits import JobLimits
 from cpushare.order import SellOrder, render_order
+from cpushare.record import replace as replace_record
 from livecd.market_process import MarketProcess
 from livecd.qemu.events import ConsoleEvents, Event
 from livecd.qemu.guest import Guest
@@ -259,7 +260,7 @@ def run_sale(
     with guest_market(workdir / "market") as process:
         market = SaleMarket.open(process.start())
         medium = make_medium({f"{VOLUNTEER}.cpu": market.order_file()}, workdir / "medium.img")
-        limits = replace(JOB_LIMITS, memory_bytes=job_memory)
+        limits = replace_record(JOB_LIMITS, memory_bytes=job_memory)
         ids = market.submit(program, inputs, replicas=replicas, limits=limits)
         by_job = dict(zip(ids, inputs, strict=True))
         guest_cfg = replace(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from cpushare.order import SellOrder, render_order
+from cpushare.record import replace
 from diskformats.fat import make_fat_image
 from livecd.build import BuildOptions, build
 from livecd.cli import main

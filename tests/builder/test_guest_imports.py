@@ -57,8 +57,8 @@ def test_the_standard_library_has_no_docstrings_and_the_guest_keeps_its_own(
 ) -> None:
     # Stripped at build time as -OO would (the asserts stay): the code still runs.
     probe = (
-        "import json, dataclasses, cpushare.order as o\n"
-        "print(json.__doc__, json.dumps.__doc__, dataclasses.dataclass.__doc__)\n"
+        "import json, tomllib, cpushare.order as o\n"
+        "print(json.__doc__, json.dumps.__doc__, tomllib.loads.__doc__)\n"
         "print(bool(o.__doc__), bool(o.order_from_toml.__doc__), json.loads('[1]'))"
     )
     done = _in_image(live_root, "-c", probe)

@@ -3,7 +3,6 @@ and a normal job succeeds right after it."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ import pytest
 from cpushare.jail import Limits, Outcome, run_job, validate_program
 from cpushare.jail.check import BENIGN_INPUT, expected_output
 from cpushare.jail.runner import run_image
+from cpushare.record import replace
 
 ATTACKS_DIR = Path(__file__).resolve().parent / "attacks"
 LIMITS = Limits(cpu_seconds=1, wall_seconds=20.0, memory_bytes=64 << 20, output_bytes=1 << 20)
@@ -52,7 +52,7 @@ EXPECTED = {
     "huge_memory": Outcome.MEMORY_LIMIT,
 }
 # Attacks that need limits of their own, or an input that never ends.
-OWN_LIMITS = {"blocking_read": dataclasses.replace(LIMITS, wall_seconds=0.5)}
+OWN_LIMITS = {"blocking_read": replace(LIMITS, wall_seconds=0.5)}
 ENDLESS_INPUT = {"blocking_read"}
 
 

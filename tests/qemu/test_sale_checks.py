@@ -7,11 +7,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from cpushare.record import replace
 from livecd.orders import write_order
 from livecd.qemu.sale import (
     SaleMarket,

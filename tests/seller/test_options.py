@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
+from cpushare.record import fields
 from cpushare.seller.fleet import FLEET_DECIDES
 from cpushare.seller.options import SellerOptions, add_arguments, declared, from_arguments, to_argv
 from livecd.cli.sell import sell

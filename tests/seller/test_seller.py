@@ -88,7 +88,7 @@ def test_a_seller_refuses_a_market_whose_certificate_is_not_pinned(
     try:
         market.account("lab")
         order = market.order("lab", tmp_path / "lab.cpu")
-        from dataclasses import replace
+        from cpushare.record import replace
 
         write_order(replace(order, cert_sha256="0" * 64), tmp_path / "impostor.cpu")
         seller = SellerProcess(tmp_path / "impostor.cpu", tmp_path)
