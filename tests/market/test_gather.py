@@ -17,12 +17,15 @@ from market.dialect import Connection, Location
 from market.errors import Forbidden, MarketError
 from market.gather import Gather
 from market.store import open_database
+from tests.conftest import RunCoroutine
 from tests.market.helpers import LIMITS, host, job, market_db, result
 from tests.market.test_api import _lease, _result, _seller
 from tests.market.test_statements import ALONE, statements
 
 
-def test_items_handed_in_together_are_run_together_and_answered_each() -> None:
+def test_items_handed_in_together_are_run_together_and_answered_each(
+    run_coroutine: RunCoroutine,
+) -> None:
     runs: list[list[int]] = []
 
     async def run(items: list[int]) -> list[int | Exception]:
@@ -39,14 +42,14 @@ def test_items_handed_in_together_are_run_together_and_answered_each() -> None:
         several = await gather.submit_all([8, 3, 9])
         return [*together, later], several
 
-    answers, several = asyncio.run(main())
+    answers, several = run_coroutine(main())
     assert runs == [[0, 1, 2, 3, 4], [7], [8, 3, 9]]
     assert answers[:3] == [0, 10, 20] and answers[4:] == [40, 70]
     assert isinstance(answers[3], MarketError) and str(answers[3]) == "no 3"
     assert several[0] == 80 and several[2] == 90 and isinstance(several[1], MarketError)
 
 
-def test_an_error_of_the_run_reaches_every_caller() -> None:
+def test_an_error_of_the_run_reaches_every_caller(run_coroutine: RunCoroutine) -> None:
     async def run(items: list[int]) -> list[int | Exception]:
         raise RuntimeError("the database is away")
 
@@ -54,7 +57,7 @@ def test_an_error_of_the_run_reaches_every_caller() -> None:
         gather: Gather[int, int] = Gather(run)
         return await asyncio.gather(*(gather.submit(i) for i in range(3)), return_exceptions=True)
 
-    answers = asyncio.run(main())
+    answers = run_coroutine(main())
     assert [str(a) for a in answers] == ["the database is away"] * 3
 
 
