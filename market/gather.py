@@ -60,13 +60,13 @@ class Gather(Generic[I, R]):
     ) -> None:
         try:
             answers = await self._run([item for items, _ in waiting for item in items])
-        except Exception as exc:
+            if len(answers) != sum(len(items) for items, _ in waiting):
+                raise AssertionError("a gathered run answered a different number of items")
+        except Exception as exc:  # every caller gets it: none is left waiting for ever
             for _, future in waiting:
                 if not future.done():
                     future.set_exception(exc)
             return
-        if len(answers) != sum(len(items) for items, _ in waiting):
-            raise AssertionError("a gathered run answered a different number of items")
         place = 0
         for items, future in waiting:
             if not future.done():  # else its caller is gone; the operation ran all the same

@@ -61,6 +61,21 @@ def test_an_error_of_the_run_reaches_every_caller(run_coroutine: RunCoroutine) -
     assert [str(a) for a in answers] == ["the database is away"] * 3
 
 
+def test_a_run_that_answers_too_few_fails_every_caller_rather_than_leaving_them(
+    run_coroutine: RunCoroutine,
+) -> None:
+    async def run(items: list[int]) -> list[int | Exception]:
+        return items[:-1]
+
+    async def main() -> list[int | BaseException]:
+        gather: Gather[int, int] = Gather(run)
+        calls = (gather.submit(i) for i in range(3))
+        return await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+
+    answers = run_coroutine(main())
+    assert [type(a) for a in answers] == [AssertionError] * 3
+
+
 @pytest.fixture
 def conn(market_location: Location) -> Iterator[Connection]:
     db = market_db(open_database(market_location))
