@@ -13,6 +13,7 @@ trips included; the host runs the jobs one after another in the jail, nothing el
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -23,12 +24,14 @@ from livecd.build import given_or_built
 from livecd.qemu.machine import GuestConfig
 from livecd.qemu.report import format_report
 from livecd.qemu.sale import JOB_LIMITS, build_fsdither, job_inputs, run_sale
+from livecd.toolchain import jail_environment
 
 FIRST_RESULT_GOAL = 8.0
 
 
 def host_jobs_per_minute(program: bytes, inputs: list[bytes]) -> float:
     """The same jobs, one at a time, in the jail on this machine."""
+    os.environ.update(jail_environment())  # the jail's loader, built for this host
     limits = Limits.for_job(JOB_LIMITS)
     start = time.perf_counter()
     for data in inputs:
