@@ -120,12 +120,14 @@ def test_a_lost_server_is_unavailable(
 
 
 def _turns_held(url: str) -> int:
-    """Writers' turns (pgstore.writer_turn) held on the database now."""
+    """Writers' turns (pgstore.writer_turn) held on this database now (not on another
+    database of the same server, where another test run may hold its own)."""
     key = pgstore.WRITER_LOCK
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND classid = %s AND objid = %s",
+            "AND classid = %s AND objid = %s "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             (key >> 32, key & 0xFFFFFFFF),
         ).fetchone()
     return int(row[0]) if row else 0
