@@ -1,7 +1,8 @@
 """The live CD's kernel options: `cpushare.NAME=VALUE` words on the kernel command line.
 
 They let the machine's owner change what the CD does without rebuilding it, at the boot
-menu (press Tab or e): `cpushare.sellers=N`, `cpushare.nice=N`, `cpushare.screen=off`.
+menu (press Tab or e): `cpushare.sellers=N`, `cpushare.nice=N`, `cpushare.screen=off`,
+`cpushare.jobs=all`.
 `cpushare.shell=ttyS1` (a root shell on that serial port, none without it) is read before
 Python runs, by /init (templates/rootfs/lib/cpushare/shell-option), with the same rules.
 """

@@ -131,21 +131,26 @@ def guest_cpu(guest: Guest) -> dict[str, float]:
 
 
 def job_times(events: list[Event]) -> tuple[list[float], list[float]]:
-    """Guest seconds of each job from its lease to its end (`job-leased` to `job-finished`)
-    and from one job's end to the next one's lease, by the console's uptimes."""
+    """Guest seconds of each job from its lease to its end (`job-leased` to `job-finished`
+    of the same job) and from one job's end to the next one's lease, by the console's
+    uptimes: of the jobs whose two lines the guest showed (the fleet shows one job's a
+    second at most, unless booted with `cpushare.jobs=all`)."""
     running, between = [], []
-    leased: float | None = None
-    finished: float | None = None
+    leased: dict[str, float] = {}
+    finished: dict[str, float] = {}
     for e in events:
-        if e.uptime is None:
+        job = e.fields.get("job")
+        if e.uptime is None or job is None:
             continue
         if e.event == "job-leased":
-            if finished is not None:
-                between.append(e.uptime - finished)
-            leased = e.uptime
-        elif e.event == "job-finished" and leased is not None:
-            running.append(e.uptime - leased)
-            finished, leased = e.uptime, None
+            leased[job] = e.uptime
+        elif e.event == "job-finished" and job in leased:
+            running.append(e.uptime - leased[job])
+            finished[job] = e.uptime
+    for job, at in finished.items():
+        after = str(int(job) + 1)
+        if after in leased:
+            between.append(leased[after] - at)
     return running, between
 
 

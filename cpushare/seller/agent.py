@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from cpushare.console import emit, emitter
+from cpushare.console import emit
 from cpushare.jail import Jail, JailError, JobResult, Limits, run_prepared, self_test
 from cpushare.limits import BOUNDS, MAX_EXCHANGE_SECONDS, JobLimits
 from cpushare.order import SellOrder
@@ -43,6 +43,7 @@ from cpushare.seller.host import (
     read_identity,
     say_revoked,
 )
+from cpushare.seller.joblines import JobLines
 from cpushare.seller.options import SellerOptions
 from cpushare.seller.plan import QUEUE_INPUT_BYTES
 from cpushare.seller.programs import PROGRAM_CACHE_BYTES, ProgramCache
@@ -111,9 +112,7 @@ class Seller:
         self._limits: tuple[JobLimits, Limits] | None = None
         self.max_output = options.output_cap or BOUNDS["output_bytes"].high
         self.instance = f"{os.getpid()}-{secrets.token_hex(4)}"
-        # The two lines of every job, their order formatted once.
-        self._say_leased = emitter("job-leased", stream, order=order.order_id)
-        self._say_finished = emitter("job-finished", stream, order=order.order_id)
+        self.lines = JobLines(stream, order.order_id, options.job_lines)
         self.nice = order.nice if options.nice is None else options.nice
         self.max_memory = min(order.max_memory_bytes, options.memory_cap or order.max_memory_bytes)
         self.status = StatusFile(
@@ -356,7 +355,7 @@ class Seller:
     def work(self, offer: LeaseOffer, courier: Courier) -> None:
         """Run one leased job, its lease extended and the queue behind it kept filled,
         and hand its result to the courier."""
-        self._say_leased(job=offer.job)
+        self.lines.leased(offer.job)
         self.running = offer
         try:
             fetch = self.options.request_timeout
@@ -376,8 +375,8 @@ class Seller:
             courier.release(offer)
             self.running = None
             raise
-        self._say_finished(
-            job=offer.job, status=result.outcome.value, cpu_seconds=round(result.cpu_seconds, 3)
+        self.lines.finished(
+            offer.job, result.outcome.value, result.cpu_seconds, last=not courier.queued()
         )
         courier.deliver(offer, result)
         self.running = None

@@ -254,7 +254,8 @@ class Courier:
                 return None
             offer = self._queue.popleft()
             self._started[offer.lease] = time.monotonic()
-            self._cond.notify_all()  # the queue is shorter: lease ahead if wanted
+            if self._queue_low():  # the queue is shorter: lease ahead or post if wanted
+                self._cond.notify_all()
             return offer
 
     def lease(self, body: dict[str, Any], wait: float) -> None:
@@ -288,8 +289,11 @@ class Courier:
         jobs come: asked again at each job's start, until the market has fewer jobs than
         the seats asked for; None: no more for now."""
         with self._cond:
+            # Asked again at every job: the courier needs waking only when there was none.
+            wake = self._ahead is None and body is not None
             self._ahead = body
-            self._cond.notify_all()
+            if wake:
+                self._cond.notify_all()
 
     def drop(self, offer: LeaseOffer) -> None:
         """Stop extending `offer`'s lease (the seller hands it back)."""
@@ -305,8 +309,11 @@ class Courier:
             started = self._started.pop(offer.lease, None)
             if started is not None:
                 self._job_seconds = _mean(self._job_seconds, time.monotonic() - started)
-            self._unposted.append(Unposted(offer, result, time.monotonic()))
-            self._cond.notify_all()
+            now = time.monotonic()
+            waking = self._sleep_for()  # the courier's wake-up, if it waits
+            self._unposted.append(Unposted(offer, result, now))
+            if not self._held_back(waking, now):
+                self._cond.notify_all()
 
     def close(self) -> list[LeaseOffer | Unposted]:
         """Stop; what is still held (leases to hand back: the running one's, the queued
@@ -320,6 +327,33 @@ class Courier:
             return [h.offer for h in self._held.values()] + list(self._unposted)
 
     # Either side, under the lock.
+
+    def _queue_low(self) -> bool:
+        """Whether the job just taken from the queue may give the courier an errand:
+        the queue fell below what a lease ahead waits for (`_lease_errand`), or below
+        what keeps results held back for a batch (`_holding_back`). Otherwise it sleeps
+        on: a wake-up costs the job loop a switch to its thread and back, for nothing."""
+        job, trip = self._job_seconds, self._trip_seconds
+        if job is None or trip is None or not self._together:
+            return True
+        target = queue_target(job, trip, len(self.seats))
+        queued = len(self._queue)
+        if queued < max(1, target // 2):
+            return True
+        return bool(self._unposted) and queued < min(_trips_of_jobs(job, trip), len(self.seats) - 1)
+
+    def _held_back(self, waking: float | None, now: float) -> bool:
+        """Whether a result just delivered would only wait for more (`_holding_back`), with
+        the courier already due to wake up no later than it must go (`waking`: its sleep
+        before the result came): then the courier need not wake up now."""
+        job, trip = self._job_seconds, self._trip_seconds
+        if job is None or trip is None or self._hurry or self._stopping or waking is None:
+            return False
+        if len(self._unposted) >= post_batch(job) or self._errand:
+            return False
+        if len(self._queue) < min(_trips_of_jobs(job, trip), len(self.seats) - 1):
+            return False  # the queue no longer covers the round trips: it goes now
+        return waking <= POST_DELAY
 
     def _free(self) -> list[int]:
         busy = {h.offer.seat for h in self._held.values()} | self._asking

@@ -64,8 +64,20 @@ SELLER_OOM_SCORE_ADJ = -900
 
 # Seller options the fleet sets itself, per fleet (from the plan) or per seat.
 FLEET_DECIDES = frozenset(
-    {"status_dir", "memory_cap", "output_cap", "program_cache", "queue_input", "cpu", "nice"}
+    {
+        "status_dir",
+        "memory_cap",
+        "output_cap",
+        "program_cache",
+        "queue_input",
+        "cpu",
+        "nice",
+        "job_lines",
+    }
 )
+# Each seller shows one job's console lines a second at most (cpushare.seller.joblines),
+# every job's with `cpushare.jobs=all`.
+JOB_LINES_SECONDS = 1.0
 
 
 @record(frozen=True)
@@ -424,6 +436,14 @@ def main(argv: list[str] | None = None) -> int:
             seat_pid.unlink()
 
 
+def job_lines(options: dict[str, str]) -> float:
+    """Seconds between the job lines a seller shows, from `cpushare.jobs=all|some`."""
+    given = options.get("jobs", "some")
+    if given not in ("all", "some"):
+        emit("error", what="option", detail=f"cpushare.jobs={given} is not all or some: ignored")
+    return 0.0 if given == "all" else JOB_LINES_SECONDS
+
+
 def serve(args: SimpleNamespace) -> int:
     """Check, plan and run the sellers until SIGTERM; 1 without seccomp, 2 without orders."""
     options = read_kernel_options(args.cmdline)
@@ -468,6 +488,7 @@ def serve(args: SimpleNamespace) -> int:
         output_cap=plan.job_output_bytes,
         program_cache=plan.program_cache_bytes,
         queue_input=plan.queue_input_bytes,
+        job_lines=job_lines(options),
     )
     fleet_options = FleetOptions(
         seller=from_arguments(args, seller),

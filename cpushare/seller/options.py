@@ -112,6 +112,14 @@ class SellerOptions:
     nice: int | None = field(
         default=None, metadata=_meta("this nice level instead of the order's", low=0, high=19)
     )
+    job_lines: float = field(
+        default=0.0,
+        metadata=_meta(
+            "show one job's console lines in this many seconds at most, the others counted "
+            "(0: every job's)",
+            low=0,
+        ),
+    )
 
 
 _KINDS: dict[str, type] = {"int": int, "float": float, "Path": Path}

@@ -44,7 +44,9 @@ def test_qemus_defaults_sell_end_to_end(iso: Path, tmp_path: Path) -> None:
     # Every job leased, run and accepted by the guest, equal to the reference (run_sale
     # checks the results' bytes and the coins).
     assert result.sale is not None and result.sale.accepted == 4
-    assert len({m.fields["job"] for m in result.milestones if m.event == "job-finished"}) == 4
+    # Its one seller shows one job's lines a second at most, and counts them all.
+    finished = [m for m in result.milestones if m.event == "job-finished"]
+    assert finished and finished[-1].fields["done"] == "4", finished
     assert result.sale.first_result_uptime is not None
     print(
         f"128 MiB: {plan.fields['available_mb']} MiB available at the plan, jobs up to "

@@ -1,18 +1,21 @@
 """A TCP relay between sellers and a market, for the tests: it counts the connections a
-seller opens, notes the requests it sends, and can cut the market off and back on."""
+seller opens, notes the requests it sends, can cut the market off and back on, and can
+hold what sellers send for a while (a market further away)."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+import time
 
 
 class Relay:
     """Listens on loopback and forwards each connection to `target` (host, port)."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], delay: float = 0.0) -> None:
         self.target = target
+        self.delay = delay  # seconds each chunk a client sends is held
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -68,6 +71,8 @@ class Relay:
                 if note:
                     with self._lock:
                         self.sent += data
+                    if self.delay:
+                        time.sleep(self.delay)
                 sink.sendall(data)
         except OSError:
             pass

@@ -27,6 +27,7 @@ EVERY = SellerOptions(
     program_cache=1 << 21,
     queue_input=1 << 18,
     nice=7,
+    job_lines=2.5,
 )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -254,3 +255,54 @@ def test_a_seller_gives_its_courier_the_plans_queue_budget(
         seller._use(identity)
         assert seller.courier is not None and seller.courier.queue_bytes == budget
         seller.client.close()
+
+
+def _voluntary_switches(thread: threading.Thread) -> int:
+    """How many times `thread` went to sleep (each wake-up of it ends in one)."""
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    line = next(x for x in status.splitlines() if x.startswith("voluntary_ctxt_switches"))
+    return int(line.split()[1])
+
+
+def test_the_job_loop_wakes_the_courier_only_for_its_errands(
+    market: MarketProcess, tmp_path: Path, spin: bytes
+) -> None:
+    """Tiny jobs back to back wake the courier for the posts of their results (several
+    together) and the leases, not at every job's start and end: on a machine of one CPU
+    each wake-up is a switch to the courier's thread and back, for nothing."""
+    jobs, measured_from = 72, 24  # by then the jobs' time and the round trip are known
+    buyer = BuyerClient(market.url, market.account("lab", coins=100_000).api_key)
+    buyer.submit(buyer.upload_program(spin), [b"0"] * jobs, replicas=1)
+    # Round trips a few times a job, as under emulation: the queue holds several jobs.
+    relay = Relay(("127.0.0.1", market.port), delay=0.02)
+    market.account("volunteer")
+    order = market.order("volunteer", public_url=relay.url)
+    host = market.enroll(order, seats=32)
+    client = MarketClient(order, 30.0, host.auth)
+    courier = Courier(client, list(range(32)), lambda o: o, lambda *_: None, print, 5.0, 1.0)
+    body = {"seller": "test", "max_memory_bytes": 1 << 30, "max_cpu_seconds": 600}
+    done, before, requests = 0, 0, 0
+    try:
+        while done < jobs:
+            offer = courier.next_job(5.0)
+            if offer is None:
+                courier.lease(body, 0.0)
+                continue
+            courier.lease_ahead(body)
+            time.sleep(0.01)  # the job runs
+            courier.deliver(offer, _tiny_result())
+            done += 1
+            if done == measured_from:
+                before = _voluntary_switches(courier._thread)
+                requests = relay.requests(b"POST /v1/")
+        _wait(lambda: courier.unposted() == 0, "results not posted", 30)
+        # Each request the courier made puts it to sleep at least once.
+        woken = _voluntary_switches(courier._thread) - before
+        idle = woken - (relay.requests(b"POST /v1/") - requests)
+        # Three wake-ups a job before (a job taken, the queue asked for, a result).
+        assert idle < (jobs - measured_from) / 2, (woken, idle)
+        assert buyer.status()["jobs"]["done"] == jobs
+    finally:
+        courier.close()
+        client.close()
+        relay.close()
