@@ -8,6 +8,7 @@ job's leases updates its slots (market.slots).
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 
 from cpushare.limits import JobLimits
 from market import later, trust
-from market.dialect import Connection, skip_locked
+from market.dialect import Connection, is_postgres, skip_locked
 from market.errors import Conflict, Forbidden, Gone, MarketError, NotFound
 from market.hosts import Host
 from market.later import Later
@@ -126,6 +127,8 @@ def grant_leases_later(
     when it held one, the jobs just taken give their slots back, the handed-back jobs'
     slots are recomputed and the jobs taken again, as if handed back first."""
     check_seats(host, seats)
+    if is_postgres(conn):
+        return _grant_postgres(conn, host, seats, limits, lease_seconds, now, chance)
     marks = ", ".join(["?"] * len(seats))
     handing_back = conn.execute(
         "UPDATE leases SET state = 'expired', deadline = ?, released = ? "
@@ -180,6 +183,133 @@ def grant_leases_later(
             )
             for (job_id, program, size, data, cpu, wall, memory, output, _), seat in zip(
                 taken, seats, strict=False
+            )
+        ]
+
+    return Later(leases)
+
+
+# The tally of market.slots for a job row `jobs` whose leases in `gone` (job_id, n, solo)
+# were handed back by the same statement, which does not see that change: its other active
+# leases are counted without them.
+_ACTIVE_LEFT = (
+    "((SELECT count(*) FROM leases a WHERE a.job_id = jobs.id AND a.state = 'active') - gone.n)"
+)
+_REFRESHED_SLOTS = f"""
+    CASE WHEN jobs.state = 'open'
+          AND (SELECT count(*) FROM leases a WHERE a.job_id = jobs.id AND a.state = 'active'
+               AND a.solo = 1) = gone.solo
+    THEN greatest(0, least(
+        jobs.replicas - {_ACTIVE_LEFT} - (
+            SELECT coalesce(max(n), 0) FROM (
+                SELECT count(DISTINCT network) AS n FROM results r
+                WHERE r.job_id = jobs.id AND r.verdict = 'pending'
+                GROUP BY outcome, exit_status, output_sha256) AS groups),
+        jobs.max_results - {_ACTIVE_LEFT}
+            - (SELECT count(*) FROM results r WHERE r.job_id = jobs.id)))
+    ELSE 0 END
+"""
+
+
+@functools.cache
+def _hand_back_postgres(seats: int) -> str:
+    """The seats' active leases handed back and their jobs' slots recomputed (as
+    refresh_slots does), in one statement that nobody needs to read."""
+    marks = ", ".join(["?"] * seats)
+    return f"""
+        WITH back AS (
+            UPDATE leases SET state = 'expired', deadline = ?, released = ?
+            WHERE host_id = ? AND seat IN ({marks}) AND state = 'active'
+            RETURNING job_id, solo
+        ), gone AS (
+            SELECT job_id, count(*) AS n, sum(solo) AS solo FROM back GROUP BY job_id
+        )
+        UPDATE jobs SET slots = {_REFRESHED_SLOTS} FROM gone WHERE jobs.id = gone.job_id
+    """
+
+
+@functools.cache
+def _take_postgres(count: int) -> str:
+    """Up to `count` jobs taken and leased to the seats in one statement: each job's slot
+    (all of them for a solo lease: _solo's rule, its chance drawn beforehand for the k-th
+    job taken) and its lease row; the rows of the leases with their jobs' columns."""
+    return f"""
+        WITH picked AS ({_READY.format(count=count)} FOR UPDATE SKIP LOCKED
+        ), ranked AS (
+            SELECT id, row_number() OVER (ORDER BY id) AS k FROM picked
+        ), decided AS (
+            SELECT r.id, r.k, CASE WHEN j.adaptive = 1 AND t.valid >= {trust.TRUSTED}
+                THEN (CAST(? AS FLOAT8[]))[r.k] >= 1.0 / t.valid ELSE false END AS solo
+            FROM ranked r JOIN jobs j ON j.id = r.id
+            LEFT JOIN trust t ON t.host_id = ? AND t.program = j.program
+        ), taken AS (
+            UPDATE jobs SET slots = CASE WHEN d.solo THEN 0 ELSE jobs.slots - 1 END
+            FROM decided d WHERE jobs.id = d.id
+            RETURNING jobs.id, d.k, d.solo, jobs.program, jobs.input, jobs.cpu_seconds,
+                      jobs.wall_seconds, jobs.memory_bytes, jobs.output_bytes
+        ), seats AS (
+            SELECT seat, k FROM unnest(CAST(? AS INTEGER[])) WITH ORDINALITY AS s(seat, k)
+        ), stored AS (
+            INSERT INTO leases (job_id, order_id, seller, state, created, deadline, host_id,
+                                seat, network, solo)
+            SELECT t.id, ?, CAST(s.seat AS TEXT), 'active', ?, ?, ?, s.seat, ?,
+                   CASE WHEN t.solo THEN 1 ELSE 0 END
+            FROM taken t JOIN seats s ON s.k = t.k
+            RETURNING id, job_id, seat
+        )
+        SELECT l.id, l.seat, t.id, t.program,
+               (SELECT size FROM programs p WHERE p.sha256 = t.program), t.input,
+               t.cpu_seconds, t.wall_seconds, t.memory_bytes, t.output_bytes
+        FROM stored l JOIN taken t ON t.id = l.job_id ORDER BY t.k
+    """
+
+
+def _grant_postgres(
+    conn: Connection,
+    host: Host,
+    seats: list[int],
+    limits: Fit,
+    lease_seconds: float,
+    now: float,
+    chance: Callable[[], float],
+) -> Later[list[Lease]]:
+    """grant_leases_later() on PostgreSQL: two statements that read nothing in between,
+    so a lease waits for the server no more (the writer's batch sends its leases one after
+    another, and reads their rows Later). The seats' previous leases are handed back and
+    their jobs' slots recomputed first, so the jobs are taken as if handed back first; the
+    adaptive-replication rule (_solo) is decided in the statement that takes them, each
+    with a chance drawn here."""
+    conn.execute(_hand_back_postgres(len(seats)), (now, now, host.id, *seats))
+    deadline = now + lease_seconds
+    stored = conn.execute(
+        _take_postgres(len(seats)),
+        (
+            *_ready_parameters(host.network, limits),
+            [chance() for _ in seats],
+            host.id,
+            seats,
+            host.order_id,
+            now,
+            deadline,
+            host.id,
+            host.network,
+        ),
+    )
+
+    def leases() -> list[Lease]:
+        return [
+            Lease(
+                id=int(lease_id),
+                job_id=int(job_id),
+                program_sha256=program,
+                program_size=int(size),
+                input=bytes(data),
+                limits=JobLimits(cpu, wall, memory, output),
+                deadline=deadline,
+                seat=int(seat),
+            )
+            for lease_id, seat, job_id, program, size, data, cpu, wall, memory, output in (
+                stored.fetchall()
             )
         ]
 
