@@ -79,15 +79,28 @@ def check_seats(host: Host, seats: list[int]) -> None:
 
 # The jobs a network may lease: open, with a free slot, within the seller's limits, and not
 # leased or answered by that network already. Oldest first, `count` of them (in the text, so
-# that the plan PostgreSQL keeps for the statement knows how few it takes).
-_READY = """
+# that the plan PostgreSQL keeps for the statement knows how few it takes). On PostgreSQL
+# the NOT EXISTS ends in OFFSET 0 ({barrier}), which keeps it a lookup of (job, network) per
+# job looked at: made an anti-join, PostgreSQL's kept plan walked the whole of leases_network
+# (job_id first) for the network's leases, every lease, a walk as long as the market's
+# history (and most of the server's CPU per lease in scripts/bench_market.py).
+_READY_TEXT = """
     SELECT id FROM jobs
     WHERE state = 'open' AND slots > 0 AND memory_bytes <= ? AND cpu_seconds <= ?
       AND output_bytes <= ?
       AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_id = jobs.id
-                      AND l.network = ? AND l.state != 'expired')
+                      AND l.network = ? AND l.state != 'expired'{barrier})
     ORDER BY id LIMIT {count}
 """
+
+
+def _ready(conn: Connection, count: int) -> str:
+    """_READY_TEXT for `count` jobs, as `conn`'s engine wants it."""
+    return _ready_text(is_postgres(conn), count)
+
+
+def _ready_text(postgres: bool, count: int) -> str:
+    return _READY_TEXT.format(count=count, barrier=" OFFSET 0" if postgres else "")
 
 
 def _ready_parameters(network: str, limits: Fit) -> tuple[int, int, int, str]:
@@ -234,7 +247,8 @@ def _take_postgres(count: int) -> str:
     (all of them for a solo lease: _solo's rule, its chance drawn beforehand for the k-th
     job taken) and its lease row; the rows of the leases with their jobs' columns."""
     return f"""
-        WITH picked AS ({_READY.format(count=count)} FOR UPDATE SKIP LOCKED
+        WITH picked AS ({_ready_text(True, count)}
+            FOR UPDATE SKIP LOCKED
         ), ranked AS (
             SELECT id, row_number() OVER (ORDER BY id) AS k FROM picked
         ), decided AS (
@@ -319,11 +333,11 @@ def _grant_postgres(
 def _take(conn: Connection, host: Host, count: int, limits: Fit) -> list[Any]:
     """Up to `count` jobs for the host's network, a slot each: their (id, program, program
     size, input, CPU seconds, wall seconds, memory bytes, output bytes, adaptive)."""
-    # Distinct jobs, so one network never takes one job twice; `slots > 0` in _READY keeps
+    # Distinct jobs, so one network never takes one job twice; `slots > 0` in _READY_TEXT keeps
     # the count from going below zero. The lock lets instances lease different jobs at once.
     return conn.execute(
         f"UPDATE jobs SET slots = slots - 1 WHERE id IN "
-        f"({_READY.format(count=count)}{skip_locked(conn)}) "
+        f"({_ready(conn, count)}{skip_locked(conn)}) "
         "RETURNING id, program, (SELECT size FROM programs p WHERE p.sha256 = jobs.program), "
         "input, cpu_seconds, wall_seconds, memory_bytes, output_bytes, adaptive",
         _ready_parameters(host.network, limits),
@@ -347,11 +361,17 @@ def _solo(
 def ready_job(conn: Connection, network: str, limits: Fit, *, lock: bool = False) -> int | None:
     """The oldest job with a free slot that fits and that this network has not taken;
     `lock` (as a lease takes it) skips jobs another instance is leasing right now."""
-    row = conn.execute(
-        _READY.format(count=1) + (skip_locked(conn) if lock else ""),
-        _ready_parameters(network, limits),
-    ).fetchone()
+    row = conn.execute(*ready_statement(is_postgres(conn), network, limits, lock=lock)).fetchone()
     return None if row is None else int(row[0])
+
+
+def ready_statement(
+    postgres: bool, network: str, limits: Fit, *, lock: bool = False
+) -> tuple[str, tuple[int, int, int, str]]:
+    """ready_job's query and its parameters, for an engine (PostgreSQL's lock clause with
+    `lock`)."""
+    lock_clause = " FOR UPDATE SKIP LOCKED" if postgres and lock else ""
+    return _ready_text(postgres, 1) + lock_clause, _ready_parameters(network, limits)
 
 
 def expire_leases(conn: Connection, now: float) -> int:
