@@ -159,6 +159,20 @@ def grant_leases_later(
         for job_id in handed_back:
             refresh_slots(conn, job_id)
         taken = _take(conn, host, len(seats), limits)
+    return _store_leases(conn, host, seats, taken, lease_seconds, now, chance)
+
+
+def _store_leases(
+    conn: Connection,
+    host: Host,
+    seats: list[int],
+    taken: list[Any],
+    lease_seconds: float,
+    now: float,
+    chance: Callable[[], float],
+) -> Later[list[Lease]]:
+    """The leases of the jobs _take took, to `seats` in turn (oldest job first), solo as
+    _solo decides; their ids read Later."""
     if not taken:
         return Later(list)
     taken.sort(key=lambda row: int(row[0]))
@@ -202,53 +216,28 @@ def grant_leases_later(
     return Later(leases)
 
 
-# The tally of market.slots for a job row `jobs` whose leases in `gone` (job_id, n, solo)
-# were handed back by the same statement, which does not see that change: its other active
-# leases are counted without them.
-_ACTIVE_LEFT = (
-    "((SELECT count(*) FROM leases a WHERE a.job_id = jobs.id AND a.state = 'active') - gone.n)"
-)
-_REFRESHED_SLOTS = f"""
-    CASE WHEN jobs.state = 'open'
-          AND (SELECT count(*) FROM leases a WHERE a.job_id = jobs.id AND a.state = 'active'
-               AND a.solo = 1) = gone.solo
-    THEN greatest(0, least(
-        jobs.replicas - {_ACTIVE_LEFT} - (
-            SELECT coalesce(max(n), 0) FROM (
-                SELECT count(DISTINCT network) AS n FROM results r
-                WHERE r.job_id = jobs.id AND r.verdict = 'pending'
-                GROUP BY outcome, exit_status, output_sha256) AS groups),
-        jobs.max_results - {_ACTIVE_LEFT}
-            - (SELECT count(*) FROM results r WHERE r.job_id = jobs.id)))
-    ELSE 0 END
-"""
-
-
 @functools.cache
-def _hand_back_postgres(seats: int) -> str:
-    """The seats' active leases handed back and their jobs' slots recomputed (as
-    refresh_slots does), in one statement that nobody needs to read."""
-    marks = ", ".join(["?"] * seats)
+def _lease_postgres(count: int) -> str:
+    """The seats' active leases handed back, then up to `count` jobs taken and leased to the
+    seats, in one statement: each job's slot (all of them for a solo lease: _solo's rule,
+    its chance drawn beforehand for the k-th job taken) and its lease row. Its rows: a
+    ('lease', lease, seat, job's columns ...) per lease, oldest job first, and a
+    ('back', job) per lease handed back.
+
+    The rest of a statement sees the tables as they were before it, not as its hand-back
+    leaves them: when a lease was handed back (rare: a seat asks while it holds one), the
+    statement takes and stores nothing, and the leasing is finished when it is read
+    (_grant_postgres)."""
+    marks = ", ".join(["?"] * count)
     return f"""
         WITH back AS (
             UPDATE leases SET state = 'expired', deadline = ?, released = ?
             WHERE host_id = ? AND seat IN ({marks}) AND state = 'active'
-            RETURNING job_id, solo
-        ), gone AS (
-            SELECT job_id, count(*) AS n, sum(solo) AS solo FROM back GROUP BY job_id
-        )
-        UPDATE jobs SET slots = {_REFRESHED_SLOTS} FROM gone WHERE jobs.id = gone.job_id
-    """
-
-
-@functools.cache
-def _take_postgres(count: int) -> str:
-    """Up to `count` jobs taken and leased to the seats in one statement: each job's slot
-    (all of them for a solo lease: _solo's rule, its chance drawn beforehand for the k-th
-    job taken) and its lease row; the rows of the leases with their jobs' columns."""
-    return f"""
-        WITH picked AS ({_ready_text(True, count)}
-            FOR UPDATE SKIP LOCKED
+            RETURNING job_id
+        ), picked AS (
+            SELECT id FROM ({_ready_text(True, count)}
+                FOR UPDATE SKIP LOCKED) AS ready
+            WHERE NOT EXISTS (SELECT 1 FROM back)
         ), ranked AS (
             SELECT id, row_number() OVER (ORDER BY id) AS k FROM picked
         ), decided AS (
@@ -271,10 +260,13 @@ def _take_postgres(count: int) -> str:
             FROM taken t JOIN seats s ON s.k = t.k
             RETURNING id, job_id, seat
         )
-        SELECT l.id, l.seat, t.id, t.program,
+        SELECT 'lease', l.id, l.seat, t.id, t.program,
                (SELECT size FROM programs p WHERE p.sha256 = t.program), t.input,
-               t.cpu_seconds, t.wall_seconds, t.memory_bytes, t.output_bytes
-        FROM stored l JOIN taken t ON t.id = l.job_id ORDER BY t.k
+               t.cpu_seconds, t.wall_seconds, t.memory_bytes, t.output_bytes, t.k
+        FROM stored l JOIN taken t ON t.id = l.job_id
+        UNION ALL
+        SELECT 'back', NULL, NULL, job_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+        FROM back
     """
 
 
@@ -287,17 +279,19 @@ def _grant_postgres(
     now: float,
     chance: Callable[[], float],
 ) -> Later[list[Lease]]:
-    """grant_leases_later() on PostgreSQL: two statements that read nothing in between,
-    so a lease waits for the server no more (the writer's batch sends its leases one after
-    another, and reads their rows Later). The seats' previous leases are handed back and
-    their jobs' slots recomputed first, so the jobs are taken as if handed back first; the
-    adaptive-replication rule (_solo) is decided in the statement that takes them, each
-    with a chance drawn here."""
-    conn.execute(_hand_back_postgres(len(seats)), (now, now, host.id, *seats))
+    """grant_leases_later() on PostgreSQL: one statement (_lease_postgres), read Later, so
+    a lease does not wait for the server inside the writer's batch, and costs it one
+    statement. A seat nearly always asks with no lease of its own out; when it held one,
+    the statement only handed it back: once it is read, the handed-back jobs' slots are
+    recomputed and the jobs taken and leased as on SQLite, as if handed back first."""
     deadline = now + lease_seconds
-    stored = conn.execute(
-        _take_postgres(len(seats)),
+    statement = conn.execute(
+        _lease_postgres(len(seats)),
         (
+            now,
+            now,
+            host.id,
+            *seats,
             *_ready_parameters(host.network, limits),
             [chance() for _ in seats],
             host.id,
@@ -311,6 +305,14 @@ def _grant_postgres(
     )
 
     def leases() -> list[Lease]:
+        rows = statement.fetchall()
+        handed_back = sorted({int(row[3]) for row in rows if row[0] == "back"})
+        if handed_back:
+            for job_id in handed_back:
+                refresh_slots(conn, job_id)
+            taken = _take(conn, host, len(seats), limits)
+            return _store_leases(conn, host, seats, taken, lease_seconds, now, chance).value()
+        granted = sorted((row for row in rows if row[0] == "lease"), key=lambda row: row[11])
         return [
             Lease(
                 id=int(lease_id),
@@ -322,8 +324,8 @@ def _grant_postgres(
                 deadline=deadline,
                 seat=int(seat),
             )
-            for lease_id, seat, job_id, program, size, data, cpu, wall, memory, output in (
-                stored.fetchall()
+            for _, lease_id, seat, job_id, program, size, data, cpu, wall, memory, output, _ in (
+                granted
             )
         ]
 
