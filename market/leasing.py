@@ -85,7 +85,7 @@ def check_seats(host: Host, seats: list[int]) -> None:
 # (job_id first) for the network's leases, every lease, a walk as long as the market's
 # history (and most of the server's CPU per lease in scripts/bench_market.py).
 _READY_TEXT = """
-    SELECT id FROM jobs
+    SELECT {columns} FROM jobs
     WHERE state = 'open' AND slots > 0 AND memory_bytes <= ? AND cpu_seconds <= ?
       AND output_bytes <= ?
       AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_id = jobs.id
@@ -99,8 +99,9 @@ def _ready(conn: Connection, count: int) -> str:
     return _ready_text(is_postgres(conn), count)
 
 
-def _ready_text(postgres: bool, count: int) -> str:
-    return _READY_TEXT.format(count=count, barrier=" OFFSET 0" if postgres else "")
+def _ready_text(postgres: bool, count: int, columns: str = "id") -> str:
+    barrier = " OFFSET 0" if postgres else ""
+    return _READY_TEXT.format(count=count, barrier=barrier, columns=columns)
 
 
 def _ready_parameters(network: str, limits: Fit) -> tuple[int, int, int, str]:
@@ -235,29 +236,28 @@ def _lease_postgres(count: int) -> str:
             WHERE host_id = ? AND seat IN ({marks}) AND state = 'active'
             RETURNING job_id
         ), picked AS (
-            SELECT id FROM ({_ready_text(True, count)}
-                FOR UPDATE SKIP LOCKED) AS ready
+            SELECT id, program, adaptive
+            FROM ({_ready_text(True, count, "id, program, adaptive")}
+                  FOR UPDATE SKIP LOCKED) AS ready
             WHERE NOT EXISTS (SELECT 1 FROM back)
-        ), ranked AS (
-            SELECT id, row_number() OVER (ORDER BY id) AS k FROM picked
         ), decided AS (
-            SELECT r.id, r.k, CASE WHEN j.adaptive = 1 AND t.valid >= {trust.TRUSTED}
-                THEN (CAST(? AS FLOAT8[]))[r.k] >= 1.0 / t.valid ELSE false END AS solo
-            FROM ranked r JOIN jobs j ON j.id = r.id
-            LEFT JOIN trust t ON t.host_id = ? AND t.program = j.program
+            SELECT id, k, CASE WHEN adaptive = 1 AND valid >= {trust.TRUSTED}
+                THEN (CAST(? AS FLOAT8[]))[k] >= 1.0 / valid ELSE false END AS solo
+            FROM (SELECT p.id, p.adaptive, t.valid, row_number() OVER (ORDER BY p.id) AS k
+                  FROM picked p LEFT JOIN trust t ON t.host_id = ? AND t.program = p.program
+                 ) AS ranked
         ), taken AS (
             UPDATE jobs SET slots = CASE WHEN d.solo THEN 0 ELSE jobs.slots - 1 END
             FROM decided d WHERE jobs.id = d.id
-            RETURNING jobs.id, d.k, d.solo, jobs.program, jobs.input, jobs.cpu_seconds,
-                      jobs.wall_seconds, jobs.memory_bytes, jobs.output_bytes
-        ), seats AS (
-            SELECT seat, k FROM unnest(CAST(? AS INTEGER[])) WITH ORDINALITY AS s(seat, k)
+            RETURNING jobs.id, d.k, d.solo, (CAST(? AS INTEGER[]))[d.k] AS seat, jobs.program,
+                      jobs.input, jobs.cpu_seconds, jobs.wall_seconds, jobs.memory_bytes,
+                      jobs.output_bytes
         ), stored AS (
             INSERT INTO leases (job_id, order_id, seller, state, created, deadline, host_id,
                                 seat, network, solo)
-            SELECT t.id, ?, CAST(s.seat AS TEXT), 'active', ?, ?, ?, s.seat, ?,
+            SELECT t.id, ?, CAST(t.seat AS TEXT), 'active', ?, ?, ?, t.seat, ?,
                    CASE WHEN t.solo THEN 1 ELSE 0 END
-            FROM taken t JOIN seats s ON s.k = t.k
+            FROM taken t
             RETURNING id, job_id, seat
         )
         SELECT 'lease', l.id, l.seat, t.id, t.program,
