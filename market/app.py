@@ -42,7 +42,7 @@ from market.downloads import Downloads
 from market.errors import MarketError, Unavailable
 from market.gather import Gather
 from market.responses import http_error, internal_error, json_response, market_error, store_full
-from market.store import Store, StoreFull
+from market.store import Store, StoreFull, connect
 
 log = logging.getLogger("market")
 
@@ -85,7 +85,7 @@ class Market:
         self.wakeup: Wakeup | None = None
         # (host, seat) -> (order, last seen): keyed by market-issued host ids, and pruned.
         self.seats_seen: dict[tuple[str, int], tuple[str, float]] = {}
-        self.auth = Authenticator(lambda: self.db.reader)
+        self.auth = Authenticator(lambda: self.db.reader, lambda: connect(config.db))
         # Single results posted together, recorded by one operation (market.gather).
         self.posted: Gather[tuple[str, int, agreement.ResultIn], agreement.Recorded]
         self.posted = Gather(self._record_posted)
@@ -112,6 +112,7 @@ class Market:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            self.auth.close()
             self.store.close()
 
     async def _sweep_expired_leases(self) -> None:

@@ -8,6 +8,7 @@ job's leases updates its slots (market.slots).
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 
 from cpushare.limits import JobLimits
 from market import later, trust
-from market.dialect import Connection, skip_locked
+from market.dialect import Connection, is_postgres, skip_locked
 from market.errors import Conflict, Forbidden, Gone, MarketError, NotFound
 from market.hosts import Host
 from market.later import Later
@@ -78,15 +79,29 @@ def check_seats(host: Host, seats: list[int]) -> None:
 
 # The jobs a network may lease: open, with a free slot, within the seller's limits, and not
 # leased or answered by that network already. Oldest first, `count` of them (in the text, so
-# that the plan PostgreSQL keeps for the statement knows how few it takes).
-_READY = """
-    SELECT id FROM jobs
+# that the plan PostgreSQL keeps for the statement knows how few it takes). On PostgreSQL
+# the NOT EXISTS ends in OFFSET 0 ({barrier}), which keeps it a lookup of (job, network) per
+# job looked at: made an anti-join, PostgreSQL's kept plan walked the whole of leases_network
+# (job_id first) for the network's leases, every lease, a walk as long as the market's
+# history (and most of the server's CPU per lease in scripts/bench_market.py).
+_READY_TEXT = """
+    SELECT {columns} FROM jobs
     WHERE state = 'open' AND slots > 0 AND memory_bytes <= ? AND cpu_seconds <= ?
       AND output_bytes <= ?
       AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.job_id = jobs.id
-                      AND l.network = ? AND l.state != 'expired')
+                      AND l.network = ? AND l.state != 'expired'{barrier})
     ORDER BY id LIMIT {count}
 """
+
+
+def _ready(conn: Connection, count: int) -> str:
+    """_READY_TEXT for `count` jobs, as `conn`'s engine wants it."""
+    return _ready_text(is_postgres(conn), count)
+
+
+def _ready_text(postgres: bool, count: int, columns: str = "id") -> str:
+    barrier = " OFFSET 0" if postgres else ""
+    return _READY_TEXT.format(count=count, barrier=barrier, columns=columns)
 
 
 def _ready_parameters(network: str, limits: Fit) -> tuple[int, int, int, str]:
@@ -126,6 +141,8 @@ def grant_leases_later(
     when it held one, the jobs just taken give their slots back, the handed-back jobs'
     slots are recomputed and the jobs taken again, as if handed back first."""
     check_seats(host, seats)
+    if is_postgres(conn):
+        return _grant_postgres(conn, host, seats, limits, lease_seconds, now, chance)
     marks = ", ".join(["?"] * len(seats))
     handing_back = conn.execute(
         "UPDATE leases SET state = 'expired', deadline = ?, released = ? "
@@ -143,6 +160,20 @@ def grant_leases_later(
         for job_id in handed_back:
             refresh_slots(conn, job_id)
         taken = _take(conn, host, len(seats), limits)
+    return _store_leases(conn, host, seats, taken, lease_seconds, now, chance)
+
+
+def _store_leases(
+    conn: Connection,
+    host: Host,
+    seats: list[int],
+    taken: list[Any],
+    lease_seconds: float,
+    now: float,
+    chance: Callable[[], float],
+) -> Later[list[Lease]]:
+    """The leases of the jobs _take took, to `seats` in turn (oldest job first), solo as
+    _solo decides; their ids read Later."""
     if not taken:
         return Later(list)
     taken.sort(key=lambda row: int(row[0]))
@@ -186,14 +217,129 @@ def grant_leases_later(
     return Later(leases)
 
 
+@functools.cache
+def _lease_postgres(count: int) -> str:
+    """The seats' active leases handed back, then up to `count` jobs taken and leased to the
+    seats, in one statement: each job's slot (all of them for a solo lease: _solo's rule,
+    its chance drawn beforehand for the k-th job taken) and its lease row. Its rows: a
+    ('lease', lease, seat, job's columns ...) per lease, oldest job first, and a
+    ('back', job) per lease handed back.
+
+    The rest of a statement sees the tables as they were before it, not as its hand-back
+    leaves them: when a lease was handed back (rare: a seat asks while it holds one), the
+    statement takes and stores nothing, and the leasing is finished when it is read
+    (_grant_postgres)."""
+    marks = ", ".join(["?"] * count)
+    return f"""
+        WITH back AS (
+            UPDATE leases SET state = 'expired', deadline = ?, released = ?
+            WHERE host_id = ? AND seat IN ({marks}) AND state = 'active'
+            RETURNING job_id
+        ), picked AS (
+            SELECT id, program, adaptive
+            FROM ({_ready_text(True, count, "id, program, adaptive")}
+                  FOR UPDATE SKIP LOCKED) AS ready
+            WHERE NOT EXISTS (SELECT 1 FROM back)
+        ), decided AS (
+            SELECT id, k, CASE WHEN adaptive = 1 AND valid >= {trust.TRUSTED}
+                THEN (CAST(? AS FLOAT8[]))[k] >= 1.0 / valid ELSE false END AS solo
+            FROM (SELECT p.id, p.adaptive, t.valid, row_number() OVER (ORDER BY p.id) AS k
+                  FROM picked p LEFT JOIN trust t ON t.host_id = ? AND t.program = p.program
+                 ) AS ranked
+        ), taken AS (
+            UPDATE jobs SET slots = CASE WHEN d.solo THEN 0 ELSE jobs.slots - 1 END
+            FROM decided d WHERE jobs.id = d.id
+            RETURNING jobs.id, d.k, d.solo, (CAST(? AS INTEGER[]))[d.k] AS seat, jobs.program,
+                      jobs.input, jobs.cpu_seconds, jobs.wall_seconds, jobs.memory_bytes,
+                      jobs.output_bytes
+        ), stored AS (
+            INSERT INTO leases (job_id, order_id, seller, state, created, deadline, host_id,
+                                seat, network, solo)
+            SELECT t.id, ?, CAST(t.seat AS TEXT), 'active', ?, ?, ?, t.seat, ?,
+                   CASE WHEN t.solo THEN 1 ELSE 0 END
+            FROM taken t
+            RETURNING id, job_id, seat
+        )
+        SELECT 'lease', l.id, l.seat, t.id, t.program,
+               (SELECT size FROM programs p WHERE p.sha256 = t.program), t.input,
+               t.cpu_seconds, t.wall_seconds, t.memory_bytes, t.output_bytes, t.k
+        FROM stored l JOIN taken t ON t.id = l.job_id
+        UNION ALL
+        SELECT 'back', NULL, NULL, job_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+        FROM back
+    """
+
+
+def _grant_postgres(
+    conn: Connection,
+    host: Host,
+    seats: list[int],
+    limits: Fit,
+    lease_seconds: float,
+    now: float,
+    chance: Callable[[], float],
+) -> Later[list[Lease]]:
+    """grant_leases_later() on PostgreSQL: one statement (_lease_postgres), read Later, so
+    a lease does not wait for the server inside the writer's batch, and costs it one
+    statement. A seat nearly always asks with no lease of its own out; when it held one,
+    the statement only handed it back: once it is read, the handed-back jobs' slots are
+    recomputed and the jobs taken and leased as on SQLite, as if handed back first."""
+    deadline = now + lease_seconds
+    statement = conn.execute(
+        _lease_postgres(len(seats)),
+        (
+            now,
+            now,
+            host.id,
+            *seats,
+            *_ready_parameters(host.network, limits),
+            [chance() for _ in seats],
+            host.id,
+            seats,
+            host.order_id,
+            now,
+            deadline,
+            host.id,
+            host.network,
+        ),
+    )
+
+    def leases() -> list[Lease]:
+        rows = statement.fetchall()
+        handed_back = sorted({int(row[3]) for row in rows if row[0] == "back"})
+        if handed_back:
+            for job_id in handed_back:
+                refresh_slots(conn, job_id)
+            taken = _take(conn, host, len(seats), limits)
+            return _store_leases(conn, host, seats, taken, lease_seconds, now, chance).value()
+        granted = sorted((row for row in rows if row[0] == "lease"), key=lambda row: row[11])
+        return [
+            Lease(
+                id=int(lease_id),
+                job_id=int(job_id),
+                program_sha256=program,
+                program_size=int(size),
+                input=bytes(data),
+                limits=JobLimits(cpu, wall, memory, output),
+                deadline=deadline,
+                seat=int(seat),
+            )
+            for _, lease_id, seat, job_id, program, size, data, cpu, wall, memory, output, _ in (
+                granted
+            )
+        ]
+
+    return Later(leases)
+
+
 def _take(conn: Connection, host: Host, count: int, limits: Fit) -> list[Any]:
     """Up to `count` jobs for the host's network, a slot each: their (id, program, program
     size, input, CPU seconds, wall seconds, memory bytes, output bytes, adaptive)."""
-    # Distinct jobs, so one network never takes one job twice; `slots > 0` in _READY keeps
+    # Distinct jobs, so one network never takes one job twice; `slots > 0` in _READY_TEXT keeps
     # the count from going below zero. The lock lets instances lease different jobs at once.
     return conn.execute(
         f"UPDATE jobs SET slots = slots - 1 WHERE id IN "
-        f"({_READY.format(count=count)}{skip_locked(conn)}) "
+        f"({_ready(conn, count)}{skip_locked(conn)}) "
         "RETURNING id, program, (SELECT size FROM programs p WHERE p.sha256 = jobs.program), "
         "input, cpu_seconds, wall_seconds, memory_bytes, output_bytes, adaptive",
         _ready_parameters(host.network, limits),
@@ -217,11 +363,17 @@ def _solo(
 def ready_job(conn: Connection, network: str, limits: Fit, *, lock: bool = False) -> int | None:
     """The oldest job with a free slot that fits and that this network has not taken;
     `lock` (as a lease takes it) skips jobs another instance is leasing right now."""
-    row = conn.execute(
-        _READY.format(count=1) + (skip_locked(conn) if lock else ""),
-        _ready_parameters(network, limits),
-    ).fetchone()
+    row = conn.execute(*ready_statement(is_postgres(conn), network, limits, lock=lock)).fetchone()
     return None if row is None else int(row[0])
+
+
+def ready_statement(
+    postgres: bool, network: str, limits: Fit, *, lock: bool = False
+) -> tuple[str, tuple[int, int, int, str]]:
+    """ready_job's query and its parameters, for an engine (PostgreSQL's lock clause with
+    `lock`)."""
+    lock_clause = " FOR UPDATE SKIP LOCKED" if postgres and lock else ""
+    return _ready_text(postgres, 1) + lock_clause, _ready_parameters(network, limits)
 
 
 def expire_leases(conn: Connection, now: float) -> int:

@@ -265,34 +265,18 @@ def deepen_queue(db: Location, jobs: int) -> None:
     conn.close()
 
 
-class _Capture:
-    """A connection that records the one statement it is given instead of running it."""
-
-    sql = ""
-    parameters: object = ()
-
-    def execute(self, sql: str, parameters: object = ()) -> _Capture:
-        self.sql, self.parameters = sql, parameters
-        return self
-
-    def fetchone(self) -> None:
-        return None
-
-
 def lease_plan(db: Location, runs: int = 200) -> tuple[list[str], bool, float]:
     """The database's plan for the lease query (market.leasing.ready_job with the lock a
     lease takes: the query whose jobs a lease's UPDATE takes), whether it walks an index
     rather than the queue, and its milliseconds per run."""
-    capture = _Capture()
     conn = connect(db)
     postgres = is_postgres(conn)
-    # On SQLite no lock clause: capture as SQLite sees it.
-    leasing.ready_job(capture, "10.9.9.9", (1 << 40, 1 << 20), lock=postgres)  # type: ignore[arg-type]
+    sql, parameters = leasing.ready_statement(postgres, "10.9.9.9", (1 << 40, 1 << 20), lock=True)
     explain = "EXPLAIN " if postgres else "EXPLAIN QUERY PLAN "
-    rows = conn.execute(explain + capture.sql, capture.parameters).fetchall()
+    rows = conn.execute(explain + sql, parameters).fetchall()
     began = time.perf_counter()
     for _ in range(runs):
-        conn.execute(capture.sql, capture.parameters).fetchone()
+        conn.execute(sql, parameters).fetchone()
     took = (time.perf_counter() - began) / runs
     conn.close()
     lines = [str(row[0]) if postgres else str(row[-1]) for row in rows]
