@@ -237,9 +237,15 @@ class Fleet:
         signal.signal(signal.SIGTERM, stop_on_signal)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         self.lifeline.in_child()
-        os.setpriority(os.PRIO_PROCESS, 0, seat.nice)
         if self.options.user is not None:
             drop_to(self.options.user)
+        if enroll_fd is not None:
+            # Started before the seller's nice level is set: on Linux that is the calling
+            # thread's alone, so the enrollment runs at the fleet's, as a child's did (at
+            # nice 19 the boot's own work kept it waiting: the first result came seconds
+            # later).
+            enroll_beside(enroll_fd, orders or [], self.options.seller.backoff_max)
+        os.setpriority(os.PRIO_PROCESS, 0, seat.nice)
         try:
             order = self.order(seat)
         except (OSError, OrderError) as exc:
@@ -248,8 +254,6 @@ class Fleet:
         options = replace(self.options.seller, cpu=seat.cpu, nice=seat.nice)
         # serve() checked the jail before any seller was forked: a seller does not again.
         seller = Seller(order, seat.order_file, options, identity_fd=identity_fd, jail_checked=True)
-        if enroll_fd is not None:
-            enroll_beside(enroll_fd, orders or [order], options.backoff_max)
         return seller.run()
 
     def reap(self) -> None:

@@ -88,6 +88,10 @@ def fleets() -> Iterator[list[FleetProcess]]:
     assert not left, f"sellers outlived their fleet: {left}"
 
 
+def _nice(pid: int, tid: str) -> int:
+    return int(Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def _gone(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -193,6 +197,11 @@ def test_a_lone_seller_waiting_for_the_market_is_the_fleets_one_child(
     fleet.wait_for("error", 2, what="market-unreachable")
     # The seller enrolls the machine itself: no child only for that.
     assert set(running(str(fleet.run))) == {fleet.process.pid, first}
+    # Its main thread at the order's nice level; the enrollment's threads (and the
+    # lifeline's) at the fleet's, as the enrolling child was.
+    nice = {tid: _nice(first, tid) for tid in os.listdir(f"/proc/{first}/task")}
+    assert nice.pop(str(first)) == 19
+    assert len(nice) >= 2 and set(nice.values()) == {0}
     statuses = read_statuses(fleet.run / "status")
     assert {s.state for s in statuses.values()} == {"enrolling"}
     # Dead before it enrolled: the fleet enrolls in a child of its own from then on, and
