@@ -188,8 +188,9 @@ class Fleet:
 
     def spawn(self, index: int) -> int:
         """Fork the seller of seat `index`; its identity follows on a pipe, now or once
-        the machine is enrolled (by this seller itself when it is the lone one and nobody
-        enrolls yet: its identities come back on a pipe of their own)."""
+        the machine is enrolled: by this seller itself when it is the lone one and nobody
+        enrolls yet (it hands itself its identity at once; the fleet reads them from a
+        pipe of their own, for the seller's successors)."""
         identity_fd, handover = os.pipe()
         enroll_fds: tuple[int, int] | None = None
         orders: list[SellOrder] = []
@@ -201,7 +202,8 @@ class Fleet:
         if pid == 0:
 
             def sell() -> int:
-                os.close(handover)
+                if enroll_fds is None:
+                    os.close(handover)
                 for other in self.occupants:  # nobody else's identity
                     if other.handover is not None:
                         os.close(other.handover)
@@ -212,13 +214,16 @@ class Fleet:
                     os.close(enroll_fds[0])
                     enroll_fd = enroll_fds[1]
                 seat = self.occupants[index].seat
-                return self.seller_main(seat, identity_fd, enroll_fd, orders)
+                own = handover if enroll_fds is not None else None
+                return self.seller_main(seat, identity_fd, enroll_fd, orders, own)
 
             child_exit(sell)
         os.close(identity_fd)
-        if enroll_fds is not None:
+        if enroll_fds is not None:  # the seller hands itself its identity
+            os.close(handover)
             os.close(enroll_fds[1])
             self.enrollment = Enrollment(pid, enroll_fds[0])
+            return pid
         if self.identities is None:
             self.occupants[index].handover = handover
         else:
@@ -231,20 +236,22 @@ class Fleet:
         identity_fd: int,
         enroll_fd: int | None = None,
         orders: list[SellOrder] | None = None,
+        handover: int | None = None,
     ) -> int:
         """In the child: become the unprivileged seller of `seat`, then serve; with
-        `enroll_fd`, enroll the machine for `orders` beside (`enroll_beside`)."""
+        `enroll_fd`, enroll the machine for `orders` beside (`enroll_beside`), its own
+        identity down `handover`."""
         signal.signal(signal.SIGTERM, stop_on_signal)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         self.lifeline.in_child()
         if self.options.user is not None:
             drop_to(self.options.user)
-        if enroll_fd is not None:
+        if enroll_fd is not None and handover is not None:
             # Started before the seller's nice level is set: on Linux that is the calling
             # thread's alone, so the enrollment runs at the fleet's, as a child's did (at
             # nice 19 the boot's own work kept it waiting: the first result came seconds
             # later).
-            enroll_beside(enroll_fd, orders or [], self.options.seller.backoff_max)
+            enroll_beside(enroll_fd, orders or [], self.options.seller.backoff_max, handover)
         os.setpriority(os.PRIO_PROCESS, 0, seat.nice)
         try:
             order = self.order(seat)

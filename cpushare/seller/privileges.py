@@ -18,7 +18,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from cpushare.order import SellOrder
-from cpushare.seller.host import Identity, enroll_machine
+from cpushare.seller.host import Identity, enroll_machine, write_identity
 from cpushare.seller.lifeline import Lifeline
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
@@ -55,22 +55,38 @@ def _stop(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def send_identities(write_fd: int, orders: list[SellOrder], backoff_max: float) -> None:
+def send_identities(
+    write_fd: int, orders: list[SellOrder], backoff_max: float
+) -> list[Identity | None]:
     """`enroll_machine(orders)`, its identities as JSON down `write_fd`, which is closed
     whatever happens: the reader sees the end."""
     with os.fdopen(write_fd, "wb") as out:
         found = enroll_machine(orders, backoff_max)
         out.write(json.dumps([None if i is None else i.document() for i in found]).encode())
+    return found
 
 
-def enroll_beside(write_fd: int, orders: list[SellOrder], backoff_max: float) -> None:
-    """`send_identities` in a thread of this process (a lone seller's, already the
-    unprivileged user), with every signal blocked there: they go to the main thread."""
+def enroll_beside(write_fd: int, orders: list[SellOrder], backoff_max: float, own: int) -> None:
+    """`send_identities` in a thread of this process, a lone seller's (already the
+    unprivileged user), which gets its own identity (`orders[0]`'s) down the pipe `own`
+    at once, not once the fleet has read them. Every signal is blocked in that thread:
+    they go to the main thread. Should the enrollment crash, the seller ends (status 70)
+    and the fleet starts another, which it enrolls in a child."""
+
+    def enroll() -> None:
+        try:
+            found = send_identities(write_fd, orders, backoff_max)
+        except BaseException:
+            import traceback  # only for a crash
+
+            traceback.print_exc()
+            sys.stdout.flush()
+            os._exit(70)
+        write_identity(own, found[0])
+
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
-        thread = threading.Thread(
-            target=send_identities, args=(write_fd, orders, backoff_max), name="enroll"
-        )
+        thread = threading.Thread(target=enroll, name="enroll")
         thread.daemon = True
         thread.start()
     finally:

@@ -216,6 +216,36 @@ def test_a_lone_seller_waiting_for_the_market_is_the_fleets_one_child(
     assert outlivers(str(fleet.run)) == []
 
 
+def test_a_lone_seller_that_enrolled_sells_without_waiting_for_the_fleet(
+    tmp_path: Path, fsdither: bytes, fleets: list[FleetProcess]
+) -> None:
+    market = MarketProcess(tmp_path, port=free_port()).start()
+    try:
+        (tmp_path / "orders").mkdir()
+        market.account("volunteer")
+        market.order("volunteer", tmp_path / "orders" / "volunteer.cpu")
+        buyer = BuyerClient(market.url, market.account("lab", coins=1_000_000).api_key)
+        market.stop()
+        fleet = FleetProcess(tmp_path, "cpushare.sellers=1")
+        fleets.append(fleet)
+        fleet.wait_for("error", what="market-unreachable")
+        # The fleet stopped, the market back: the seller hands itself its identity.
+        fleet.process.send_signal(signal.SIGSTOP)
+        try:
+            market.start()
+            image = sample_image(12, 10)
+            (job,) = buyer.submit(buyer.upload_program(fsdither), [image], replicas=1)
+            give_up = time.monotonic() + 60
+            while buyer.job(job)["state"] != "done":
+                assert time.monotonic() < give_up, fleet.console.read_text()
+                time.sleep(0.1)
+            assert buyer.output(job) == dither(image)
+        finally:
+            fleet.process.send_signal(signal.SIGCONT)
+    finally:
+        market.stop(kill=True)
+
+
 def test_a_hung_seller_is_replaced(
     tmp_path: Path, orders: Path, fleets: list[FleetProcess]
 ) -> None:
