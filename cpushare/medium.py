@@ -3,8 +3,7 @@
 Only removable disks (USB sticks, SD cards) and optical drives are looked at: the live
 system reads not even a label from the machine's own disks. A FAT volume label (FAT12/16
 or FAT32 boot sector) or an ISO 9660 volume id of CPUSHARE matches; its filesystem is
-mounted by name, so that the kernel loads that one module when it is first asked for,
-and once its orders are copied and it is unmounted, that module goes again.
+mounted by name, so that the kernel loads that one module when it is first asked for.
 """
 
 from __future__ import annotations
@@ -17,8 +16,6 @@ from cpushare.record import record
 
 LABEL = "CPUSHARE"
 _ISO_PVD = 16 * 2048
-# The modules a medium's filesystem loads (its own and its code pages'), by mount's name.
-_FS_MODULES = {"vfat": ("vfat", "fat"), "iso9660": ("isofs",)}
 
 
 @record(frozen=True)
@@ -109,25 +106,3 @@ def wait_for_medium(limit: float = 5.0) -> Medium | None:
         time.sleep(0.1)
         load_drivers()
     return found
-
-
-def filesystem_modules(filesystem: str, proc_modules: str) -> list[str]:
-    """The modules of a medium's `filesystem` still loaded (`proc_modules`, as
-    /proc/modules reads), in the order they can be removed, with the code pages' ones
-    (nls_*) that nothing uses."""
-    loaded = {}
-    for line in proc_modules.splitlines():
-        name, _size, users, *_ = line.split()
-        loaded[name] = users
-    own = [m for m in _FS_MODULES.get(filesystem, ()) if m in loaded]
-    return own + sorted(m for m, users in loaded.items() if m.startswith("nls_") and users == "0")
-
-
-def unload_filesystem(filesystem: str, proc_modules: Path = Path("/proc/modules")) -> None:
-    """Once the medium is read and unmounted: its filesystem's modules out of the
-    kernel, as nothing mounts it again (vfat, fat and two code pages: 0.15 MiB)."""
-    import subprocess  # only with a medium
-
-    names = filesystem_modules(filesystem, proc_modules.read_text())
-    if names:
-        subprocess.run(["modprobe", "-qr", *names], check=False)

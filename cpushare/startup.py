@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cpushare.console import emit
 from cpushare.jail.check import self_test
-from cpushare.medium import unload_filesystem, wait_for_medium
+from cpushare.medium import wait_for_medium
 from cpushare.order import MAX_ORDER_BYTES, OrderError, parse_order_bytes
 
 BUILTIN = Path("/etc/cpushare")
@@ -141,8 +141,7 @@ def medium_orders(rundir: Path) -> list[Path]:
     try:
         return copy_orders(mnt, copies)
     finally:
-        if subprocess.run(["umount", str(mnt)], check=False).returncode == 0:
-            unload_filesystem(medium.filesystem)
+        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def valid_orders(paths: list[Path]) -> list[tuple[Path, int]]:

@@ -10,7 +10,6 @@ import pycdlib
 
 from cpushare.medium import (
     Medium,
-    filesystem_modules,
     find_medium,
     removable_volumes,
     usb_storage_settling,
@@ -90,21 +89,3 @@ def test_a_usb_stick_is_settling_until_its_disk_appears(tmp_path: Path) -> None:
     assert usb_storage_settling(usb)
     (stick / "host0" / "target0:0:0" / "0:0:0:0" / "block" / "sdb").mkdir(parents=True)
     assert not usb_storage_settling(usb)
-
-
-PROC_MODULES = """\
-nls_ascii 16384 0 - Live 0xffffffffc0a1c000
-nls_cp437 20480 0 - Live 0xffffffffc0a16000
-nls_utf8 16384 1 - Live 0xffffffffc0a10000
-vfat 24576 0 - Live 0xffffffffc0a0a000
-fat 90112 1 vfat, Live 0xffffffffc09f0000
-usb_storage 81920 1 uas, Live 0xffffffffc09d0000
-loop 32768 2 - Live 0xffffffffc0407000
-"""
-
-
-def test_a_read_mediums_filesystem_modules_go_with_the_unused_code_pages() -> None:
-    assert filesystem_modules("vfat", PROC_MODULES) == ["vfat", "fat", "nls_ascii", "nls_cp437"]
-    # isofs is not loaded here; a code page in use stays.
-    assert filesystem_modules("iso9660", PROC_MODULES) == ["nls_ascii", "nls_cp437"]
-    assert filesystem_modules("vfat", "loop 32768 2 - Live 0x0\n") == []
