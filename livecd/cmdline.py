@@ -12,6 +12,10 @@ signed 6.1; README "Memory"); a kernel that does not know one ignores it.
 - `cgroup.memory=nokmem`: no cgroup accounting of kernel memory. With it, the percpu
   allocator's second chunk carries an owner pointer per 4 bytes of percpu memory: a
   4 MiB zeroed vmalloc. The CD makes no cgroup.
+- `coherent_pool=4K`: the DMA layer keeps three pools (DMA, DMA32, any zone) for
+  coherent buffers asked for where the caller may not sleep, 128 KiB each at this size;
+  x86 takes from them only for memory it must share decrypted with a device (an SEV
+  guest), and there they grow on demand. 0.37 MiB.
 - `sysctl.vm.watermark_boost_factor=0`: no watermark boost after a fragmenting
   allocation. Without it, a boost raised during boot (seen: 2 MiB) stays until kswapd
   runs, which on an idle machine is never, and MemAvailable, from which the fleet plans
@@ -24,6 +28,7 @@ from __future__ import annotations
 MEMORY_OPTIONS = (
     "initcall_blacklist=tracer_init_tracefs,init_zswap",
     "cgroup.memory=nokmem",
+    "coherent_pool=4K",
     "sysctl.vm.watermark_boost_factor=0",
 )
 

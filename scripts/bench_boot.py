@@ -13,8 +13,8 @@ Then the ISO sells through its boot menu and the figure is the guest uptime at i
 accepted result (the median of three sales; the milestone table is the first one's), and
 its ratio to the floor's uptime at /init (goal: at most 2.5). The
 live system's own memory is MemTotal minus MemAvailable at QEMU's default 128 MiB with
-one idle seller (no market, so no job, and the enrolling child keeps trying; then with a
-market that has no job, once enrolled), where it goes, and the sizes of what is booted.
+one idle seller (no market, so no job, and the seller keeps trying to enroll the machine;
+then with a market that has no job, once enrolled), where it goes, and the sizes of what is booted.
 
 With --icount, QEMU counts the guest's time in instructions (-icount shift=2,sleep=on,
 single-threaded TCG): the guest's uptime no longer depends on the host's load, so two
@@ -179,7 +179,7 @@ def _look(guest: Guest, found: dict[str, int]) -> None:
 
 def memory(iso: Path, work: Path) -> dict[str, int]:
     """/proc/meminfo (kB) and each process's PSS at QEMU's default memory, one seller
-    idle: no market answers, so no job runs (and the enrolling child keeps trying)."""
+    idle: no market answers, so no job runs (and the seller keeps trying to enroll)."""
     found: dict[str, int] = {}
 
     def look(guest: Guest) -> list[str]:
@@ -194,8 +194,8 @@ def memory(iso: Path, work: Path) -> dict[str, int]:
 
 
 def memory_enrolled(iso: Path, work: Path) -> dict[str, int]:
-    """The same with a market that has no job for it: the machine enrolled (its
-    enrolling child gone), one seller idle, waiting for work."""
+    """The same with a market that has no job for it: the machine enrolled, one seller
+    idle, waiting for work."""
     found: dict[str, int] = {}
     with guest_market(work / "market") as process:
         market = SaleMarket.open(process.start())

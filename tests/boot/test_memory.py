@@ -94,6 +94,14 @@ def _kernel_gave_memory_back(guest: Guest) -> list[str]:
     )
     if status == 0:
         problems.append(f"tracefs has its event tree: {out[:200]}")
+    # The DMA layer's atomic pools at their least (coherent_pool=4K), not 128 KiB each.
+    _, pools = guest.shell("dmesg | grep 'DMA: preallocated'")
+    if pools.count("preallocated 4 KiB") != 3:
+        problems.append(f"the DMA atomic pools: {pools.strip()[:300]}")
+    # One loop device, the image's (the first stage loads loop with max_loop=1).
+    _, blocks = guest.shell("ls /sys/block")
+    if [b for b in blocks.split() if b.startswith("loop")] != ["loop0"]:
+        problems.append(f"loop devices: {blocks.strip()}")
     _, boost = guest.shell("cat /proc/sys/vm/watermark_boost_factor")
     if boost.strip() != "0":
         problems.append(f"watermark_boost_factor is {boost.strip()}")

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.qemu, pytest.mark.matrix]
     reason="the kernel keeps ~48 MiB for good (its code, data and 17 MiB of bss): the "
     "initramfs unpacks (since tracefs's event tree is not built beside it), but the first "
     "stage finds 24 MiB available of the 40 needed and says so; the live system's own "
-    "~44 MiB leave such a machine (~48 MiB MemTotal) next to nothing for a job",
+    "~40 MiB leave such a machine (~48 MiB MemTotal) next to nothing for a job",
 )
 def test_96_mib_boots_and_sells(iso: Path, tmp_path: Path) -> None:
     cfg = GuestConfig(iso=iso, memory_mb=96)

@@ -11,6 +11,7 @@ def test_the_memory_options_follow_the_profiles_options() -> None:
     assert line.split()[2:] == list(MEMORY_OPTIONS)
     assert "initcall_blacklist=tracer_init_tracefs,init_zswap" in line.split()
     assert "cgroup.memory=nokmem" in line.split()
+    assert "coherent_pool=4K" in line.split()
 
 
 def test_an_option_the_profile_already_gives_is_not_repeated() -> None:

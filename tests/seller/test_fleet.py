@@ -88,6 +88,10 @@ def fleets() -> Iterator[list[FleetProcess]]:
     assert not left, f"sellers outlived their fleet: {left}"
 
 
+def _nice(pid: int, tid: str) -> int:
+    return int(Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def _gone(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -142,6 +146,104 @@ def test_a_seller_per_seat_at_the_options_nice_level_sells_and_a_killed_one_come
     again = fleet.wait_for("seller-started", 3)[2]
     assert again["pid"] not in {e["pid"] for e in started}
     assert again["cpu"] == started[0]["cpu"]
+
+
+def test_a_lone_seller_enrolls_the_machine_itself_and_its_successor_keeps_the_host(
+    tmp_path: Path,
+    orders: Path,
+    market: MarketProcess,
+    buyer: BuyerClient,
+    fsdither: bytes,
+    fleets: list[FleetProcess],
+) -> None:
+    fleet = FleetProcess(tmp_path, "cpushare.sellers=1")
+    fleets.append(fleet)
+    first = fleet.wait_for("seller-started")[0]
+    (enrolled,) = fleet.wait_for("enrolled")
+    assert enrolled["seats"] == str(SEATS_PER_SELLER)
+    program = buyer.upload_program(fsdither)
+
+    def sells(seed: int) -> None:
+        image = sample_image(12, 10, seed=seed)
+        (job,) = buyer.submit(program, [image], replicas=1)
+        give_up = time.monotonic() + 60
+        while buyer.job(job)["state"] != "done":
+            assert time.monotonic() < give_up, fleet.console.read_text()
+            time.sleep(0.1)
+        assert buyer.output(job) == dither(image)
+
+    sells(1)
+    os.kill(int(first["pid"]), signal.SIGKILL)
+    second = fleet.wait_for("seller-started", 2)[1]
+    sells(2)
+    # The successor got the identity the first seller enrolled: no second host.
+    assert len(fleet.events("enrolled")) == 1
+    (status,) = read_statuses(fleet.run / "status").values()
+    assert (status.pid, status.jobs_done) == (int(second["pid"]), 1)
+    with sqlite3.connect(market.db) as db:
+        hosts = db.execute("SELECT DISTINCT host_id FROM leases").fetchall()
+    assert hosts == [(enrolled["host"],)]
+
+
+def test_a_lone_seller_waiting_for_the_market_is_the_fleets_one_child(
+    tmp_path: Path, fleets: list[FleetProcess]
+) -> None:
+    (tmp_path / "orders").mkdir()
+    order = SellOrder(f"http://127.0.0.1:{free_port()}", "o-nowhere", "s" * 24, "volunteer")
+    write_order(order, tmp_path / "orders" / "nowhere.cpu")
+    fleet = FleetProcess(tmp_path, "cpushare.sellers=1")
+    fleets.append(fleet)
+    first = int(fleet.wait_for("seller-started")[0]["pid"])
+    fleet.wait_for("error", 2, what="market-unreachable")
+    # The seller enrolls the machine itself: no child only for that.
+    assert set(running(str(fleet.run))) == {fleet.process.pid, first}
+    # Its main thread at the order's nice level; the enrollment's threads (and the
+    # lifeline's) at the fleet's, as the enrolling child was.
+    nice = {tid: _nice(first, tid) for tid in os.listdir(f"/proc/{first}/task")}
+    assert nice.pop(str(first)) == 19
+    assert len(nice) >= 2 and set(nice.values()) == {0}
+    statuses = read_statuses(fleet.run / "status")
+    assert {s.state for s in statuses.values()} == {"enrolling"}
+    # Dead before it enrolled: the fleet enrolls in a child of its own from then on, and
+    # the next seller waits for it.
+    os.kill(first, signal.SIGKILL)
+    assert "enrolling again" in fleet.wait_for("error", what="enroll")[0]["detail"]
+    second = int(fleet.wait_for("seller-started", 2)[1]["pid"])
+    children = set(running(str(fleet.run))) - {fleet.process.pid, second}
+    assert len(children) == 1 and first not in children
+    fleet.process.send_signal(signal.SIGTERM)
+    fleet.process.wait(timeout=15)
+    assert outlivers(str(fleet.run)) == []
+
+
+def test_a_lone_seller_that_enrolled_sells_without_waiting_for_the_fleet(
+    tmp_path: Path, fsdither: bytes, fleets: list[FleetProcess]
+) -> None:
+    market = MarketProcess(tmp_path, port=free_port()).start()
+    try:
+        (tmp_path / "orders").mkdir()
+        market.account("volunteer")
+        market.order("volunteer", tmp_path / "orders" / "volunteer.cpu")
+        buyer = BuyerClient(market.url, market.account("lab", coins=1_000_000).api_key)
+        market.stop()
+        fleet = FleetProcess(tmp_path, "cpushare.sellers=1")
+        fleets.append(fleet)
+        fleet.wait_for("error", what="market-unreachable")
+        # The fleet stopped, the market back: the seller hands itself its identity.
+        fleet.process.send_signal(signal.SIGSTOP)
+        try:
+            market.start()
+            image = sample_image(12, 10)
+            (job,) = buyer.submit(buyer.upload_program(fsdither), [image], replicas=1)
+            give_up = time.monotonic() + 60
+            while buyer.job(job)["state"] != "done":
+                assert time.monotonic() < give_up, fleet.console.read_text()
+                time.sleep(0.1)
+            assert buyer.output(job) == dither(image)
+        finally:
+            fleet.process.send_signal(signal.SIGCONT)
+    finally:
+        market.stop(kill=True)
 
 
 def test_a_hung_seller_is_replaced(
