@@ -16,7 +16,6 @@ import ssl
 import urllib.parse
 from pathlib import Path
 
-from cpushare import plaintoml
 from cpushare.record import record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
@@ -229,6 +228,9 @@ def parse_order(text: str) -> SellOrder:
     if len(text.encode("utf-8", errors="surrogatepass")) > MAX_ORDER_BYTES:
         raise OrderError([f"the order is larger than {MAX_ORDER_BYTES} bytes"])
     # An order as render_order writes it is read without tomllib; anything else by it.
+    # Imported here too: the fleet itself parses no order.
+    from cpushare import plaintoml
+
     doc = plaintoml.loads(text)
     if doc is None:
         # Imported here: the fleet reads its orders in a child (cpushare.seller.apart)

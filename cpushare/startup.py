@@ -18,7 +18,6 @@ import stat
 from pathlib import Path
 
 from cpushare.console import emit
-from cpushare.fatread import FatReadError, FatVolume
 from cpushare.jail.check import self_test
 from cpushare.medium import Medium, wait_for_medium
 from cpushare.order import MAX_ORDER_BYTES, OrderError, parse_order_bytes
@@ -125,6 +124,9 @@ def copy_orders(folder: Path, copies: Path) -> list[Path]:
 def fat_orders(device: Path, copies: Path) -> list[Path]:
     """Copies in `copies` of the order files at the root of the FAT volume on `device`,
     read from the device itself; the same checks and lines as copy_orders."""
+    # Imported here: only the fleet's child that reads the orders needs it.
+    from cpushare.fatread import FatReadError, FatVolume
+
     out = []
     try:
         fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
