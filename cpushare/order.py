@@ -227,14 +227,20 @@ def parse_order(text: str) -> SellOrder:
     """Parse and validate the text of a `.cpu` file; raise OrderError naming every problem."""
     if len(text.encode("utf-8", errors="surrogatepass")) > MAX_ORDER_BYTES:
         raise OrderError([f"the order is larger than {MAX_ORDER_BYTES} bytes"])
-    # Imported here: the fleet reads its orders in a child (cpushare.seller.apart) and
-    # so never loads tomllib (with typing, datetime and string: about 1 MiB).
-    import tomllib
+    # An order as render_order writes it is read without tomllib; anything else by it.
+    # Imported here too: the fleet itself parses no order.
+    from cpushare import plaintoml
 
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise OrderError([f"not valid TOML: {exc}"]) from None
+    doc = plaintoml.loads(text)
+    if doc is None:
+        # Imported here: the fleet reads its orders in a child (cpushare.seller.apart)
+        # and so never loads tomllib (with typing, datetime and string: about 1 MiB).
+        import tomllib
+
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise OrderError([f"not valid TOML: {exc}"]) from None
     return order_from_toml(doc)
 
 

@@ -2,11 +2,12 @@
 
 The fleet (`cpushare.seller.fleet`) calls these once at boot, in the process that then
 forks the sellers: the seccomp self-test (no seller starts when strict seccomp does not
-work), then the orders: those on a removable medium labelled CPUSHARE (mounted read-only
-just long enough to copy them) replace the built-in ones in /etc/cpushare; invalid ones
-are reported and skipped. A medium is anybody's: an order file is never followed through
-a symbolic link, never opened unless it is a regular file, read only up to the largest
-order, and only so many of them are looked at.
+work), then the orders: those on a removable medium labelled CPUSHARE (a FAT one read
+from its device by cpushare.fatread, no filesystem mounted nor its modules loaded; an
+ISO 9660 one mounted read-only just long enough to copy them) replace the built-in ones
+in /etc/cpushare; invalid ones are reported and skipped. A medium is anybody's: an
+order file is never followed through a symbolic link, never opened unless it is a
+regular file, read only up to the largest order, and only so many of them are looked at.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from cpushare.console import emit
 from cpushare.jail.check import self_test
-from cpushare.medium import wait_for_medium
+from cpushare.medium import Medium, wait_for_medium
 from cpushare.order import MAX_ORDER_BYTES, OrderError, parse_order_bytes
 
 BUILTIN = Path("/etc/cpushare")
@@ -68,12 +69,25 @@ def read_order_file(path: Path) -> bytes:
         _regular(os.fstat(fd).st_mode)
         data = f.read(MAX_ORDER_BYTES + 1)
     if len(data) > MAX_ORDER_BYTES:
-        raise OSError(errno.EFBIG, f"it is larger than an order may be ({MAX_ORDER_BYTES} bytes)")
+        raise _too_large()
     return data
 
 
 def _order_error(name: str, exc: OSError) -> None:
     emit("error", what="order", file=name, detail=f"cannot read it: {exc.strerror}")
+
+
+def _too_many() -> None:
+    emit(
+        "error",
+        what="medium",
+        detail=f"more than {MAX_MEDIUM_ENTRIES} entries or {MAX_MEDIUM_ORDERS}"
+        " .cpu files: the rest are ignored",
+    )
+
+
+def _too_large() -> OSError:
+    return OSError(errno.EFBIG, f"it is larger than an order may be ({MAX_ORDER_BYTES} bytes)")
 
 
 def medium_order_names(folder: Path) -> list[str]:
@@ -84,12 +98,7 @@ def medium_order_names(folder: Path) -> list[str]:
         for count, entry in enumerate(entries):
             is_order = Path(entry.name).suffix.lower() == ".cpu"
             if count == MAX_MEDIUM_ENTRIES or (is_order and len(names) == MAX_MEDIUM_ORDERS):
-                emit(
-                    "error",
-                    what="medium",
-                    detail=f"more than {MAX_MEDIUM_ENTRIES} entries or {MAX_MEDIUM_ORDERS}"
-                    " .cpu files: the rest are ignored",
-                )
+                _too_many()
                 break
             if is_order:
                 names.append(entry.name)
@@ -112,15 +121,63 @@ def copy_orders(folder: Path, copies: Path) -> list[Path]:
     return out
 
 
+def fat_orders(device: Path, copies: Path) -> list[Path]:
+    """Copies in `copies` of the order files at the root of the FAT volume on `device`,
+    read from the device itself; the same checks and lines as copy_orders."""
+    # Imported here: only the fleet's child that reads the orders needs it.
+    from cpushare.fatread import FatReadError, FatVolume
+
+    out = []
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        emit("error", what="medium", device=str(device), detail=f"cannot open it: {exc.strerror}")
+        return []
+    try:
+        volume = FatVolume(fd)
+        entries = volume.root(MAX_MEDIUM_ENTRIES)
+        if len(entries) > MAX_MEDIUM_ENTRIES:
+            _too_many()
+            entries = entries[:MAX_MEDIUM_ENTRIES]
+        orders = [e for e in entries if Path(e.name).suffix.lower() == ".cpu"]
+        if len(orders) > MAX_MEDIUM_ORDERS:
+            _too_many()
+            orders = orders[:MAX_MEDIUM_ORDERS]
+        for entry in sorted(orders, key=lambda e: e.name):
+            if "/" in entry.name or entry.name in (".", ".."):
+                _order_error(entry.name, OSError(errno.EINVAL, "its name is not a file's"))
+            elif entry.is_dir:
+                _order_error(entry.name, OSError(errno.EISDIR, "it is a directory"))
+            elif entry.size > MAX_ORDER_BYTES:
+                _order_error(entry.name, _too_large())
+            else:
+                copy = copies / entry.name
+                copy.write_bytes(volume.read(entry))
+                out.append(copy)
+    except (FatReadError, OSError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        emit("error", what="medium", device=str(device), detail=f"cannot read it: {detail}")
+    finally:
+        os.close(fd)
+    return out
+
+
 def medium_orders(rundir: Path) -> list[Path]:
     """Copies of the .cpu files of the CPUSHARE medium, if there is one."""
     medium = wait_for_medium()
     if medium is None:
         return []
+    copies = rundir / "medium"
+    copies.mkdir(parents=True, exist_ok=True)
+    if medium.filesystem == "vfat":
+        return fat_orders(medium.device, copies)
+    return mounted_orders(medium, rundir / "mnt", copies)
+
+
+def mounted_orders(medium: Medium, mnt: Path, copies: Path) -> list[Path]:
+    """Copies of the order files of a medium mounted read-only at `mnt` for the while."""
     device = medium.device
-    mnt, copies = rundir / "mnt", rundir / "medium"
     mnt.mkdir(parents=True, exist_ok=True)
-    copies.mkdir(exist_ok=True)
     import subprocess  # only with a medium: a boot without one starts no program
 
     # By name: the kernel loads that filesystem's module when asked for it.
