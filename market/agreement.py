@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from market import later, ledger, trust
 from market.dialect import Connection
@@ -35,9 +34,9 @@ from market.slots import tally, update_slots
 MEDIAN_WINDOW = 21
 
 
-@dataclass(frozen=True)
-class ResultIn:
-    """What a seller reports for a lease."""
+class ResultIn(NamedTuple):
+    """What a seller reports for a lease. (Named tuples, here and below: each result makes
+    one of each, and a frozen dataclass costs three times as much to make.)"""
 
     outcome: str
     exit_status: int | None
@@ -47,8 +46,7 @@ class ResultIn:
     detail: str
 
 
-@dataclass(frozen=True)
-class Recorded:
+class Recorded(NamedTuple):
     """A stored result and where it stands: judged, and paid if accepted."""
 
     result_id: int
@@ -57,8 +55,7 @@ class Recorded:
     duplicate: bool
 
 
-@dataclass(frozen=True)
-class _Job:
+class _Job(NamedTuple):
     """The job row a result is judged against, read once with its lease."""
 
     id: int
