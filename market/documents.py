@@ -27,12 +27,14 @@ def _program(sha256: str, size: int) -> bytes:
     return encode({"sha256": sha256, "size": size, "url": f"/v1/programs/{sha256}"})
 
 
-@functools.lru_cache(maxsize=LIMITS)
-def _limits(limits: JobLimits) -> bytes:
+@functools.lru_cache(maxsize=LIMITS, typed=True)
+def _limits(cpu_seconds: int, wall_seconds: float, memory_bytes: int, output_bytes: int) -> bytes:
+    # Keyed by the values (hashing a JobLimits runs Python), typed: 120 is not 120.0.
+    limits = JobLimits(cpu_seconds, wall_seconds, memory_bytes, output_bytes)
     return encode(protocol.lease_document(0, 0, "", 0, b"", limits, 0.0, 0)["limits"])
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=16, typed=True)
 def _number(value: float) -> bytes:
     return encode(value)
 
@@ -42,12 +44,13 @@ _LEASE = b'{"lease":%d,"job":%d,"program":%s,"input":"%s","limits":%s,"lease_sec
 
 def lease_json(lease: Lease, lease_seconds: float) -> bytes:
     """protocol.lease_document of `lease`, encoded."""
+    limits = lease.limits
     return _LEASE % (
         lease.id,
         lease.job_id,
         _program(lease.program_sha256, lease.program_size),
         binascii.b2a_base64(lease.input, newline=False),
-        _limits(lease.limits),
+        _limits(limits.cpu_seconds, limits.wall_seconds, limits.memory_bytes, limits.output_bytes),
         _number(lease_seconds),
         lease.seat,
     )

@@ -61,3 +61,10 @@ def test_a_batch_of_leases_is_written_as_its_document_is_encoded(
     written = documents.leases_json(batch, seconds)
     assert written == encode({"leases": [_document(lease, seconds) for lease in batch]})
     assert json.loads(written)["leases"] == [_document(lease, seconds) for lease in batch]
+
+
+def test_limits_equal_in_value_but_not_in_type_are_written_apart() -> None:
+    """The limits' JSON is kept by value: 120 and 120.0 are equal keys, not equal JSON."""
+    for wall in (120, 120.0, 120):
+        lease = Lease(1, 2, "a" * 64, 3, b"in", JobLimits(60, wall, 1 << 20, 1 << 10), 0.0, 0)  # type: ignore[arg-type]
+        assert documents.lease_json(lease, 60.0) == encode(_document(lease, 60.0))
