@@ -432,7 +432,7 @@ class Market:
     async def _next(self, host: hosts.Host, doc: object, answers: list[dict[str, Any]]) -> bytes:
         """The leases asked for beside a batch of results (its `next`), once the results
         are written: a lease batch without the wait, answered `{"leases": [...]}` or, on
-        its own, with its error (`{"status", "error"}`: the results stand). A seat whose
+        its own, with its error (`{"status", "error"}`: the results stand), encoded. A seat whose
         result of this batch was not acknowledged keeps its lease: leasing on it would
         hand that lease back, and the result's next post would find it gone."""
         try:
