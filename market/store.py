@@ -103,9 +103,9 @@ def connect(db: Location, *, writer: bool = False) -> Connection:
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA busy_timeout = 10000")
-    # SQLite's default page cache (2 MB) is outgrown by a queue of some 20,000 jobs: then
-    # every lease reads its pages back from the OS (CPU per job leased in a batch: 62-69 us
-    # with it, 18-21 with this; scripts/bench_market_writer.py). Used only as filled.
+    # SQLite's default page cache (2 MB) is outgrown past some 10,000 queued jobs: the
+    # writer's CPU per job leased in a batch was then 62-74 us, 18-21 with this
+    # (scripts/bench_market_writer.py). Filled only as pages are read.
     conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     return conn
 
