@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from cpushare import protocol
 from cpushare.limits import MAX_PROGRAM_BYTES, JobLimits
-from market import access, agreement, export, hosts, jobs, leasing, openapi, stats, web
+from market import access, agreement, documents, export, hosts, jobs, leasing, openapi, stats, web
 from market.api import (
     base64_field,
     bounded_int,
@@ -41,7 +41,15 @@ from market.dispatch import ApiRoutes, MarketApp
 from market.downloads import Downloads
 from market.errors import MarketError, Unavailable
 from market.gather import Gather
-from market.responses import http_error, internal_error, json_response, market_error, store_full
+from market.responses import (
+    JSONReply,
+    encode,
+    http_error,
+    internal_error,
+    json_response,
+    market_error,
+    store_full,
+)
 from market.store import Store, StoreFull, connect
 
 log = logging.getLogger("market")
@@ -282,7 +290,7 @@ class Market:
         granted = await self._long_poll(request, host, [seat], doc)
         if not granted:
             return Response(status_code=204)
-        return json_response(self._lease_document(granted[0]))
+        return JSONReply(documents.lease_json(granted[0], self.config.lease_seconds), 200)
 
     async def leases(self, request: Request) -> Response:
         """A lease for each of several seats in one request (long-polls for the first)."""
@@ -291,19 +299,7 @@ class Market:
         granted = await self._long_poll(request, host, _seats(host, doc), doc)
         if not granted:
             return Response(status_code=204)
-        return json_response({"leases": [self._lease_document(lease) for lease in granted]})
-
-    def _lease_document(self, lease: leasing.Lease) -> dict[str, Any]:
-        return protocol.lease_document(
-            lease.id,
-            lease.job_id,
-            lease.program_sha256,
-            lease.program_size,
-            lease.input,
-            lease.limits,
-            self.config.lease_seconds,
-            lease.seat,
-        )
+        return JSONReply(documents.leases_json(granted, self.config.lease_seconds), 200)
 
     async def _long_poll(
         self, request: Request, host: hosts.Host, seats: list[int], doc: dict[str, Any]
@@ -431,14 +427,13 @@ class Market:
             self.notify()
         if ahead is None:
             return json_response({"results": answers})
-        return json_response({"results": answers, "next": await self._next(host, ahead, answers)})
+        following = await self._next(host, ahead, answers)
+        return JSONReply(b'{"results":%s,"next":%s}' % (encode(answers), following), 200)
 
-    async def _next(
-        self, host: hosts.Host, doc: object, answers: list[dict[str, Any]]
-    ) -> dict[str, Any]:
+    async def _next(self, host: hosts.Host, doc: object, answers: list[dict[str, Any]]) -> bytes:
         """The leases asked for beside a batch of results (its `next`), once the results
         are written: a lease batch without the wait, answered `{"leases": [...]}` or, on
-        its own, with its error (`{"status", "error"}`: the results stand). A seat whose
+        its own, with its error (`{"status", "error"}`: the results stand), encoded. A seat whose
         result of this batch was not acknowledged keeps its lease: leasing on it would
         hand that lease back, and the result's next post would find it gone."""
         try:
@@ -460,10 +455,10 @@ class Market:
                 self._seen(host, seat)
             granted = await self._try_lease(host, seats, limits, woken=False) if seats else []
         except MarketError as exc:
-            return {"status": exc.status, "error": str(exc)}
+            return encode({"status": exc.status, "error": str(exc)})
         except StoreFull as exc:
-            return {"status": 507, "error": f"{exc}; nothing leased"}
-        return {"leases": [self._lease_document(lease) for lease in granted]}
+            return encode({"status": 507, "error": f"{exc}; nothing leased"})
+        return documents.leases_json(granted, self.config.lease_seconds)
 
     # Documents.
 

@@ -11,7 +11,7 @@ reservations is always what the mint gave out, and no account goes below zero.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from market.dialect import Connection, credit_later
 from market.errors import MarketError
@@ -91,8 +91,7 @@ def reserve(conn: Connection, account_id: int, job_id: int, millicoins: int, now
     transfer(conn, "reserve", account_book(account_id), job_book(job_id), millicoins, now)
 
 
-@dataclass(frozen=True)
-class ResultOf:
+class ResultOf(NamedTuple):
     """The result of a lease, named by its lease: stored in this transaction, its id not
     read yet (market.later)."""
 
@@ -103,8 +102,7 @@ class ResultOf:
 ResultRef = int | ResultOf
 
 
-@dataclass(frozen=True)
-class Settlement:
+class Settlement(NamedTuple):
     """A finished job's reservation of `reserved` millicoins, to empty: each (result,
     account, millicoins) of `payments` paid from it in turn, the rest refunded to `buyer`."""
 

@@ -18,6 +18,11 @@ _JSON = (b"content-type", b"application/json")
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
+def encode(doc: object) -> bytes:
+    """`doc` as the market's replies write JSON: compact, ASCII."""
+    return _encode(doc).encode()
+
+
 class JSONReply(Response):
     """A JSON reply whose headers are written at once: content-length and content-type,
     as Starlette's Response would write them for a body that is never empty."""
@@ -32,7 +37,7 @@ class JSONReply(Response):
 
 
 def json_response(doc: object, status: int = 200) -> Response:
-    return JSONReply(_encode(doc).encode(), status)
+    return JSONReply(encode(doc), status)
 
 
 async def market_error(_request: Request, exc: Exception) -> Response:

@@ -1,0 +1,61 @@
+"""Leases as JSON bytes: `cpushare.protocol.lease_document`, byte for byte as the market's
+JSON encoder (`market.responses.encode`) writes it, without building its dicts.
+
+A lease names its program and limits, which nearly every lease of a batch shares: their
+JSON is made once and kept (`PROGRAMS`, `LIMITS` of them at most), and a lease's own
+bytes are its numbers and its input's base64 put around them. A lease is the market's most
+frequent reply, several of them per request in batch leasing.
+"""
+
+from __future__ import annotations
+
+import binascii
+import functools
+
+from cpushare import protocol
+from cpushare.limits import JobLimits
+from market.leasing import Lease
+from market.responses import encode
+
+# Programs and limits whose JSON is kept: a market serves few of each at a time.
+PROGRAMS = 256
+LIMITS = 256
+
+
+@functools.lru_cache(maxsize=PROGRAMS)
+def _program(sha256: str, size: int) -> bytes:
+    return encode({"sha256": sha256, "size": size, "url": f"/v1/programs/{sha256}"})
+
+
+@functools.lru_cache(maxsize=LIMITS, typed=True)
+def _limits(cpu_seconds: int, wall_seconds: float, memory_bytes: int, output_bytes: int) -> bytes:
+    # Keyed by the values (hashing a JobLimits runs Python), typed: 120 is not 120.0.
+    limits = JobLimits(cpu_seconds, wall_seconds, memory_bytes, output_bytes)
+    return encode(protocol.lease_document(0, 0, "", 0, b"", limits, 0.0, 0)["limits"])
+
+
+@functools.lru_cache(maxsize=16, typed=True)
+def _number(value: float) -> bytes:
+    return encode(value)
+
+
+_LEASE = b'{"lease":%d,"job":%d,"program":%s,"input":"%s","limits":%s,"lease_seconds":%s,"seat":%d}'
+
+
+def lease_json(lease: Lease, lease_seconds: float) -> bytes:
+    """protocol.lease_document of `lease`, encoded."""
+    limits = lease.limits
+    return _LEASE % (
+        lease.id,
+        lease.job_id,
+        _program(lease.program_sha256, lease.program_size),
+        binascii.b2a_base64(lease.input, newline=False),
+        _limits(limits.cpu_seconds, limits.wall_seconds, limits.memory_bytes, limits.output_bytes),
+        _number(lease_seconds),
+        lease.seat,
+    )
+
+
+def leases_json(leases: list[Lease], lease_seconds: float) -> bytes:
+    """`{"leases": [...]}`: a lease batch's reply, encoded."""
+    return b'{"leases":[%s]}' % b",".join(lease_json(lease, lease_seconds) for lease in leases)
