@@ -15,6 +15,7 @@ from market.dialect import Connection, Location
 from market.hosts import Host
 from market.slots import refresh_slots
 from market.store import Store, open_database
+from tests.conftest import RunCoroutine
 from tests.market.helpers import LIMITS, SHA, host, job, market_db
 
 
@@ -81,7 +82,7 @@ def _consistent_slots(conn: Connection) -> None:
 
 
 def test_seats_asked_for_again_in_one_batch_keep_one_lease_each(
-    market_location: Location, conn: Connection
+    market_location: Location, conn: Connection, run_coroutine: RunCoroutine
 ) -> None:
     for _ in range(6):
         job(conn, replicas=1)
@@ -103,7 +104,7 @@ def test_seats_asked_for_again_in_one_batch_keep_one_lease_each(
         )
 
     try:
-        granted = asyncio.run(ask())
+        granted = run_coroutine(ask())
     finally:
         store.close()
     assert [[lease.seat for lease in leases] for leases in granted] == [[0], [0, 1], [1], [0]]
