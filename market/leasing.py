@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from cpushare.limits import JobLimits
@@ -91,6 +91,27 @@ _READY_TEXT = """
                       AND l.network = ? AND l.state != 'expired'{barrier})
     ORDER BY id LIMIT {count}
 """
+
+
+# The limits of leased jobs, made once for each distinct set (a buyer's batch shares
+# one): 0.2 us a lease against 0.9 to make them anew.
+_limits = functools.lru_cache(maxsize=256, typed=True)(JobLimits)
+
+
+def _lease(lease_id: int, seat: int, deadline: float, job: Sequence[Any]) -> Lease:
+    """The Lease of a job's row: (id, program, program's size, input, cpu, wall, memory,
+    output, ...)."""
+    job_id, program, size, data, cpu, wall, memory, output = job[:8]
+    return Lease(
+        id=int(lease_id),
+        job_id=int(job_id),
+        program_sha256=program,
+        program_size=int(size),
+        input=bytes(data),
+        limits=_limits(cpu, wall, memory, output),
+        deadline=deadline,
+        seat=int(seat),
+    )
 
 
 def _ready(conn: Connection, count: int) -> str:
@@ -198,27 +219,11 @@ def _store_leases(
     def leases() -> list[Lease]:
         lease_of = {int(seat): int(lease_id) for lease_id, seat in lease_ids.value()}
         return [
-            Lease(
-                id=lease_of[seat],
-                job_id=int(job_id),
-                program_sha256=program,
-                program_size=int(size),
-                input=bytes(data),
-                limits=_limits(cpu, wall, memory, output),
-                deadline=deadline,
-                seat=seat,
-            )
-            for (job_id, program, size, data, cpu, wall, memory, output, _), seat in zip(
-                taken, seats, strict=False
-            )
+            _lease(lease_of[seat], seat, deadline, row)
+            for row, seat in zip(taken, seats, strict=False)
         ]
 
     return Later(leases)
-
-
-# The limits of leased jobs, made once for each distinct set (a buyer's batch shares
-# one): 0.2 us a lease against 0.9 to make them anew.
-_limits = functools.lru_cache(maxsize=256, typed=True)(JobLimits)
 
 
 @functools.cache
@@ -317,21 +322,7 @@ def _grant_postgres(
             taken = _take(conn, host, len(seats), limits)
             return _store_leases(conn, host, seats, taken, lease_seconds, now, chance).value()
         granted = sorted((row for row in rows if row[0] == "lease"), key=lambda row: row[11])
-        return [
-            Lease(
-                id=int(lease_id),
-                job_id=int(job_id),
-                program_sha256=program,
-                program_size=int(size),
-                input=bytes(data),
-                limits=_limits(cpu, wall, memory, output),
-                deadline=deadline,
-                seat=int(seat),
-            )
-            for _, lease_id, seat, job_id, program, size, data, cpu, wall, memory, output, _ in (
-                granted
-            )
-        ]
+        return [_lease(row[1], row[2], deadline, row[3:11]) for row in granted]
 
     return Later(leases)
 
