@@ -20,7 +20,6 @@ from pathlib import Path
 from cpushare.console import emit
 from cpushare.jail.check import self_test
 from cpushare.medium import Medium, wait_for_medium
-from cpushare.medium_drivers import release_usb_storage
 from cpushare.order import MAX_ORDER_BYTES, OrderError, parse_order_bytes
 
 BUILTIN = Path("/etc/cpushare")
@@ -171,11 +170,8 @@ def medium_orders(rundir: Path) -> list[Path]:
     copies = rundir / "medium"
     copies.mkdir(parents=True, exist_ok=True)
     if medium.filesystem == "vfat":
-        found = fat_orders(medium.device, copies)
-    else:
-        found = mounted_orders(medium, rundir / "mnt", copies)
-    release_usb_storage(medium.device)  # read for the last time
-    return found
+        return fat_orders(medium.device, copies)
+    return mounted_orders(medium, rundir / "mnt", copies)
 
 
 def mounted_orders(medium: Medium, mnt: Path, copies: Path) -> list[Path]:

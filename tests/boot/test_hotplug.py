@@ -45,28 +45,3 @@ def test_a_usb_network_adapter_plugged_in_later_comes_up(iso: Path, tmp_path: Pa
         assert modes.split("\n")[: len(SHARED_NODES)] == [
             f"{node} 666 root:root" for node in SHARED_NODES
         ]
-
-
-@pytest.mark.qemu
-def test_the_cpushare_sticks_storage_drivers_go_once_its_orders_are_read(
-    iso: Path, tmp_path: Path
-) -> None:
-    """The orders are copied off the CPUSHARE stick, then its storage drivers are
-    unloaded (cpushare.medium_drivers); the USB host controller's stay."""
-    stick = tmp_path / "stick.img"
-    # Valid or not, the order is read off the stick: that is all this needs.
-    image = make_fat_image({"mine.cpu": b"order\n"}, label="CPUSHARE", volume_id=1, mtime=EPOCH)
-    stick.write_bytes(image.ljust(4 << 20, b"\0"))
-    cfg = GuestConfig(iso=iso, sticks=(stick,), shell=True)
-    with Guest(cfg, tmp_path / "serial.log") as guest:
-        console = ConsoleEvents(guest)
-        assert console.wait("orders", 180, source="medium"), "the stick's orders were not read"
-        # rmmod runs at the idle class: wait for it, as long as the shell allows.
-        script = (
-            "for i in $(seq 60); do grep -q '^usb_storage ' /proc/modules || break; sleep 1; done"
-        )
-        guest.shell(script, 90)
-        _, drivers = guest.shell("cut -d' ' -f1 /proc/modules")
-        loaded = set(drivers.split())
-        assert not loaded & {"usb_storage", "uas", "sd_mod", "scsi_mod"}, loaded
-        assert {"xhci_hcd", "usbcore"} <= loaded
