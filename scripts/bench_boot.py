@@ -56,6 +56,7 @@ from livecd.qemu.report import Report, format_report, power_off
 from livecd.qemu.sale import VOLUNTEER, SaleMarket, guest_market, run_sale
 from livecd.qemu.smoke import run_smoke
 from livecd.run import need
+from market.personal import personal_iso
 
 RATIO_GOAL = 2.5
 LIVE_MEMORY_GOAL_MB = 40
@@ -193,19 +194,32 @@ def memory(iso: Path, work: Path) -> dict[str, int]:
     return found
 
 
-def memory_enrolled(iso: Path, work: Path) -> dict[str, int]:
+def memory_enrolled(iso: Path, work: Path, stick: bool = False) -> dict[str, int]:
     """The same with a market that has no job for it: the machine enrolled, one seller
-    idle, waiting for work."""
+    idle, waiting for work. The order on the volunteer's own CD (`iso` with the order in
+    its slot, as the market makes it), booted with no USB device; with `stick`, the stock
+    CD and the order on a CPUSHARE stick instead (a USB controller and a disk more)."""
     found: dict[str, int] = {}
+    work = work / ("stick" if stick else "cd")
+    work.mkdir(parents=True, exist_ok=True)
     with guest_market(work / "market") as process:
         market = SaleMarket.open(process.start())
-        medium = make_medium({f"{VOLUNTEER}.cpu": market.order_file()}, work / "medium.img")
+        order = market.order_file()
+        media: tuple[Path, ...] = ()
+        if stick:
+            media = (make_medium({f"{VOLUNTEER}.cpu": order}, work / "medium.img"),)
+        else:
+            personal = work / "personal.iso"
+            with personal.open("wb") as out:
+                for chunk in personal_iso(iso, order.decode(), f"{VOLUNTEER}.cpu").chunks():
+                    out.write(chunk)
+            iso = personal
         cfg = GuestConfig(
             iso=iso,
             memory_mb=None,
             nic="virtio-net-pci",
             shell=True,
-            sticks=(medium,),
+            sticks=media,
             forwards=(market.forward,),
         )
         with Guest(cfg, work / "enrolled.log") as guest:
@@ -234,12 +248,24 @@ def first_result(iso: Path, work: Path, table: bool, extra: tuple[str, ...] = ()
     return result.sale.first_result_uptime if result.sale else None
 
 
-def print_memory(mem: dict[str, int]) -> None:
+def print_memory(mem: dict[str, int], title: str = "live system memory (128 MiB)") -> None:
     if "MemTotal" in mem and "MemAvailable" in mem:
         live = (mem["MemTotal"] - mem["MemAvailable"]) / 1024
-        print(f"live system memory (128 MiB)      {live:7.1f} MiB (goal <= {LIVE_MEMORY_GOAL_MB})")
+        print(f"{title:<37} {live:5.1f} MiB (goal <= {LIVE_MEMORY_GOAL_MB})")
     for name, kib in mem.items():
         print(f"    {name:<28} {kib / 1024:7.1f} MiB")
+
+
+def print_memories(idle: dict[str, int], cd: dict[str, int], stick: dict[str, int]) -> None:
+    """Idle, then enrolled on the volunteer's CD (the goal's figure), then what the
+    order on a USB stick costs on top (one line)."""
+    print_memory(idle, "idle, no market (128 MiB)")
+    print_memory(cd, "enrolled, the volunteer's CD, no USB")
+    if "MemAvailable" in cd and "MemAvailable" in stick:
+        usb = (cd["MemAvailable"] - stick["MemAvailable"]) / 1024
+        live = (stick["MemTotal"] - stick["MemAvailable"]) / 1024
+        title = "enrolled, the order on a USB stick"
+        print(f"{title:<37} {live:5.1f} MiB ({usb:+.1f}: what a USB medium costs)")
 
 
 def main() -> int:
@@ -262,9 +288,10 @@ def main() -> int:
         extra = ICOUNT
     if args.memory:
         with tempfile.TemporaryDirectory(prefix="bench-boot-") as tmp:
-            print_memory(memory(args.memory, Path(tmp)))
-            print("enrolled, with a market that has no job:")
-            print_memory(memory_enrolled(args.memory, Path(tmp)))
+            work = Path(tmp)
+            idle = memory(args.memory, work)
+            cd = memory_enrolled(args.memory, work)
+            print_memories(idle, cd, memory_enrolled(args.memory, work, stick=True))
         return 0
     profile = load_profile().with_overrides(timeout=0)
     with tempfile.TemporaryDirectory(prefix="bench-boot-") as tmp:
@@ -291,6 +318,7 @@ def main() -> int:
         first = statistics.median(firsts) if firsts else None
         mem = memory(built.iso, work)
         enrolled = memory_enrolled(built.iso, work)
+        on_stick = memory_enrolled(built.iso, work, stick=True)
     mib = 1024 * 1024
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"host load averages                {load} (timings vary with them)")
@@ -300,9 +328,7 @@ def main() -> int:
     print(f"first accepted result at uptime   {first or 0:7.2f} s (median of {runs})")
     if floor and first:
         print(f"ratio to the floor                {first / floor:7.2f}   (goal <= {RATIO_GOAL})")
-    print_memory(mem)
-    print("enrolled, with a market that has no job:")
-    print_memory(enrolled)
+    print_memories(mem, enrolled, on_stick)
     print(f"ISO                               {size.iso / mib:7.2f} MiB (goal <= {ISO_GOAL_MB} MB)")
     print(f"initramfs on the CD               {size.initramfs / mib:7.2f} MiB")
     print(f"    first stage, {profile.compression:<5}            {size.first_stage / mib:7.2f} MiB")
