@@ -10,10 +10,8 @@ image parses it too.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
 import ssl
-import urllib.parse
 from pathlib import Path
 
 from cpushare.record import record
@@ -31,6 +29,7 @@ ORDER_ID = re.compile(r"[A-Za-z0-9_-]{4,64}")
 SECRET = re.compile(r"[A-Za-z0-9_-]{16,128}")
 ACCOUNT = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_C0_OR_SPACE = "".join(map(chr, range(33)))
 
 _KEYS: dict[str, set[str]] = {
     "": {"format", "market", "order", "seller"},
@@ -76,6 +75,10 @@ def is_loopback_host(host: str) -> bool:
     """True for localhost and loopback addresses: the only hosts plain HTTP may reach."""
     if host == "localhost":
         return True
+    # Imported here, as urllib.parse below: orders are checked in a child of the fleet or
+    # on the host, and what the fleet imports stays in the live system's memory.
+    import ipaddress
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -84,6 +87,8 @@ def is_loopback_host(host: str) -> bool:
 
 def url_problems(url: str) -> list[str]:
     """What is wrong with a market URL (https, or http on loopback only)."""
+    import urllib.parse  # with ipaddress: 0.47 MiB in the fleet (sellers use `endpoint`)
+
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
@@ -100,7 +105,28 @@ def url_problems(url: str) -> list[str]:
         problems.append(f"market.url {url!r} must not carry a user, query or fragment")
     if port == 0:
         problems.append(f"market.url {url!r} has port 0")
+    if not problems and endpoint(url) != (parts.scheme, parts.hostname, port, parts.path):
+        # A seller splits it with `endpoint`: a URL it would split otherwise is refused.
+        problems.append(f"market.url {url!r} is not split alike by the sellers")
     return problems
+
+
+def endpoint(url: str) -> tuple[str, str, int | None, str]:
+    """(scheme, host, port, path) of a market URL that `url_problems` accepts, as
+    urllib.parse.urlsplit gives them (scheme and host in lower case, an IPv6 host without
+    its brackets, no port: None), without importing it. ValueError if the port is not a
+    number."""
+    # What urlsplit cleans up first: leading controls and spaces, tabs and line ends.
+    url = url.lstrip(_C0_OR_SPACE).replace("\t", "").replace("\r", "").replace("\n", "")
+    scheme, _, rest = url.partition("://")
+    end = min((i for i in map(rest.find, "/?#") if i != -1), default=len(rest))
+    netloc, path = rest[:end], rest[end:].partition("#")[0].partition("?")[0]
+    if netloc.startswith("["):
+        host, _, after = netloc[1:].partition("]")
+        port = after.partition(":")[2]
+    else:
+        host, _, port = netloc.partition(":")
+    return scheme.lower(), host.lower(), int(port) if port else None, path
 
 
 def pem_problems(pem: str) -> list[str]:

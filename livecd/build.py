@@ -14,7 +14,7 @@ from pathlib import Path
 from diskformats.compress import compress
 from diskformats.cpio import CpioError, Entry, write_newc
 from diskformats.iso import IsoFile, write_iso
-from livecd import __version__, guest, pyc, python_runtime, rootfs, squashfs, stage1
+from livecd import __version__, guest, pyc, python_runtime, rootfs, squashfs, stage1, stdlib_lazy
 from livecd.boottree import BIOS_BOOT, BOOT_PACKAGES, EFI_IMAGE, boot_files, esp_image
 from livecd.builtin_orders import BuiltinOrder, load_orders, order_entries
 from livecd.cmdline import kernel_cmdline
@@ -228,7 +228,7 @@ def root_filesystem(
     packaged = [e for name in extra for e in rootfs.package_tree(name, trees[name])]
     entries = rootfs.merge(
         rootfs.skeleton(),
-        python_runtime.pruned(packaged),
+        stdlib_lazy.lazy(python_runtime.pruned(packaged)),
         stage1.busybox_links(rootfs.busybox(trees["busybox-static"])),
         rootfs.modules(kernel, modules),
         guest.cpushare_package(),

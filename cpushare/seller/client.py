@@ -18,10 +18,9 @@ import os
 import ssl
 import threading
 import time
-import urllib.parse
 
 from cpushare.limits import MAX_EXCHANGE_SECONDS, MAX_RETRY_AFTER
-from cpushare.order import SellOrder
+from cpushare.order import SellOrder, endpoint
 from cpushare.seller.ciphers import suit
 from cpushare.seller.deadline import Deadline
 from cpushare.seller.http11 import Connection, Dropped, TooLarge, WireError, pinned_context
@@ -72,18 +71,17 @@ class BadReply(Exception):
 
 
 def _connection(order: SellOrder, timeout: float) -> Connection:
-    parts = urllib.parse.urlsplit(order.market_url)
-    host = parts.hostname or ""
+    scheme, host, port, _ = endpoint(order.market_url)
     source = os.environ.get(SOURCE_ADDRESS_ENV)
     bind = (source, 0) if source else None
-    if parts.scheme == "http":
-        return Connection(host, parts.port, timeout=timeout, source_address=bind)
+    if scheme == "http":
+        return Connection(host, port, timeout=timeout, source_address=bind)
     if order.cert_sha256:
         context, pin = pinned_context(), order.cert_sha256
     else:
         context, pin = ssl.create_default_context(cadata=order.ca_pem), None
     return Connection(
-        host, parts.port, timeout=timeout, source_address=bind, context=suit(context), pin=pin
+        host, port, timeout=timeout, source_address=bind, context=suit(context), pin=pin
     )
 
 
@@ -103,7 +101,7 @@ class MarketClient:
         self.order = order
         self.timeout = timeout
         self.exchange = exchange  # the longest a whole request and reply may take
-        self.prefix = urllib.parse.urlsplit(order.market_url).path.rstrip("/")
+        self.prefix = endpoint(order.market_url)[3].rstrip("/")
         user, password = credentials or (order.order_id, order.secret)
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         self._headers = {"Authorization": f"Basic {token}", "User-Agent": USER_AGENT}

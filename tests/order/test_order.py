@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+import urllib.parse
 
 import pytest
 from hypothesis import given, settings
@@ -12,9 +13,11 @@ from cpushare.order import (
     OrderError,
     SellOrder,
     cert_pin,
+    endpoint,
     parse_order,
     parse_order_bytes,
     render_order,
+    url_problems,
 )
 from market.tls import pem_sha256, self_signed
 
@@ -211,3 +214,38 @@ def test_the_pin_is_the_sha256_of_the_certificates_der() -> None:
     assert cert_pin(_CA_PEM) == pem_sha256(_CA_PEM.encode())
     with pytest.raises(ValueError):
         cert_pin("not a certificate")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://market.example.org:8443",
+        "https://Market.Example.ORG/cpushare/",
+        "HTTPS://10.0.2.100:8443/a/b",
+        "http://127.0.0.1:8080",
+        "http://localhost",
+        "https://[2001:db8::1]:8443/api",
+        "http://[::1]/",
+        "https://market.example.org:443",
+        " https://market.example.org/a\tb\n",
+    ],
+)
+def test_a_seller_splits_a_valid_url_as_urllib_does(url: str) -> None:
+    # The sellers split the market's URL without urllib.parse (it would stay in the live
+    # system's memory): the same parts for every URL an order may carry.
+    assert url_problems(url) == []
+    parts = urllib.parse.urlsplit(url)
+    assert endpoint(url) == (parts.scheme, parts.hostname, parts.port, parts.path)
+
+
+_odd = st.text(alphabet=string.ascii_letters + "[]:/?#@%\t\n é0189", max_size=10)
+
+
+@given(st.sampled_from([" https", "HTTPS", "http", "\thttps"]), _host, _odd, _odd)
+def test_endpoint_agrees_with_urllib_or_the_url_is_refused(
+    scheme: str, host: str, port: str, path: str
+) -> None:
+    url = f"{scheme}://{host}{port}{path}"
+    if url_problems(url) == []:
+        parts = urllib.parse.urlsplit(url)
+        assert endpoint(url) == (parts.scheme, parts.hostname, parts.port, parts.path)
