@@ -261,11 +261,13 @@ def print_memories(idle: dict[str, int], cd: dict[str, int], stick: dict[str, in
     order on a USB stick costs on top (one line)."""
     print_memory(idle, "idle, no market (128 MiB)")
     print_memory(cd, "enrolled, the volunteer's CD, no USB")
-    if "MemAvailable" in cd and "MemAvailable" in stick:
-        usb = (cd["MemAvailable"] - stick["MemAvailable"]) / 1024
+    if "MemAvailable" in stick:
         live = (stick["MemTotal"] - stick["MemAvailable"]) / 1024
         title = "enrolled, the order on a USB stick"
-        print(f"{title:<37} {live:5.1f} MiB ({usb:+.1f}: what a USB medium costs)")
+        usb = ""
+        if "MemAvailable" in cd:
+            usb = f" ({(cd['MemAvailable'] - stick['MemAvailable']) / 1024:+.1f}: a USB medium)"
+        print(f"{title:<37} {live:5.1f} MiB{usb}")
 
 
 def main() -> int:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import signal
 import sys
 import time
@@ -111,7 +110,7 @@ class Seller:
         # The jail's limits of the last job's market limits (back to back, the same).
         self._limits: tuple[JobLimits, Limits] | None = None
         self.max_output = options.output_cap or BOUNDS["output_bytes"].high
-        self.instance = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.instance = f"{os.getpid()}-{os.urandom(4).hex()}"  # no secrets module: memory
         self.lines = JobLines(stream, order.order_id, options.job_lines)
         self.nice = order.nice if options.nice is None else options.nice
         self.max_memory = min(order.max_memory_bytes, options.memory_cap or order.max_memory_bytes)

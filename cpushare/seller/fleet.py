@@ -21,11 +21,6 @@ it breaks.
 from __future__ import annotations
 
 import contextlib
-
-# Loaded once here and shared with the children, which would each load it on first use:
-# ssl encodes the market's host name with this codec at every connection (the enrolling
-# child's, then each seller's; about 0.1 s under emulation).
-import encodings.idna  # noqa: F401
 import gc
 import os
 import signal

@@ -166,13 +166,16 @@ class Connection:
         return _ReplyReader(self._file).read(first, cap)
 
     def _connect(self) -> None:
-        sock = socket.create_connection((self.host, self.port), self.timeout, self.source_address)
+        name = _ascii(self.host)
+        # getaddrinfo takes the bytes too, which typeshed's create_connection does not say.
+        address = (name, self.port)
+        sock = socket.create_connection(address, self.timeout, self.source_address)  # type: ignore[arg-type]
         self.sock = sock  # reachable by a deadline's cut during the handshake
         try:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.context is not None:
-                sock = self.context.wrap_socket(sock, server_hostname=self.host)
+                sock = self.context.wrap_socket(sock, server_hostname=name)
                 self.sock = sock
                 if self.pin is not None:
                     der = sock.getpeercert(binary_form=True)
@@ -311,6 +314,13 @@ class _ReplyReader:
             body += self._exactly(size, cap - len(body))
             if self.file.readline(3) not in (b"\r\n", b"\n"):
                 raise WireError("a chunk does not end where its size says")
+
+
+def _ascii(host: str) -> str | bytes:
+    """`host` as the resolver and ssl take it: bytes when ASCII, as they are, where a str
+    goes through the idna codec (encodings.idna and stringprep, about 0.1 MiB
+    in the live system for the ASCII names markets have); a str otherwise."""
+    return host.encode("ascii") if host.isascii() else host
 
 
 def _tokens(value: str) -> list[str]:

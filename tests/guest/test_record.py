@@ -117,6 +117,11 @@ NOT_IN_THE_FLEET = (
     "typing",
     "tomllib",
     "datetime",
+    "encodings.idna",
+    "stringprep",
+    "secrets",
+    "hmac",
+    "random",
 )
 
 

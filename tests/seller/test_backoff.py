@@ -25,6 +25,15 @@ def test_backoff_grows_to_its_cap_with_jitter_and_resets() -> None:
     assert backoff.next_delay() <= 1
 
 
+def test_the_default_jitter_spreads_within_the_window() -> None:
+    # Drawn from os.urandom (no random module in the live system): 200 delays within the
+    # cap's window, spread over it rather than stuck at one end.
+    backoff = Backoff(base=8, cap=8)
+    delays = [backoff.next_delay() for _ in range(200)]
+    assert all(0.8 <= d <= 8 for d in delays)
+    assert min(delays) < 2.5 and max(delays) > 6.3 and len(set(delays)) == 200
+
+
 def _in_bounds(delays: list[float], first_bound: float = 1.0) -> bool:
     """Whether each delay lies within its doubling bound's jitter window."""
     bounds = [first_bound * 2**i for i in range(len(delays))]
