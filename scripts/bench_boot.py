@@ -14,7 +14,9 @@ accepted result (the median of three sales; the milestone table is the first one
 its ratio to the floor's uptime at /init (goal: at most 2.5). The
 live system's own memory is MemTotal minus MemAvailable at QEMU's default 128 MiB with
 one idle seller (no market, so no job, and the seller keeps trying to enroll the machine;
-then with a market that has no job, once enrolled), where it goes, and the sizes of what is booted.
+then with a market that has no job, once enrolled, from the volunteer's own CD: the order
+in its slot, no USB device, as `qemu -cdrom` boots it; and in one line with the order on
+a USB stick, what that medium costs), where it goes, and the sizes of what is booted.
 
 With --icount, QEMU counts the guest's time in instructions (-icount shift=2,sleep=on,
 single-threaded TCG): the guest's uptime no longer depends on the host's load, so two
