@@ -100,8 +100,11 @@ def test_a_field_without_default_after_one_with_is_refused() -> None:
 
 # Loaded by none of the fleet's modules (dataclasses pulls inspect, ast, dis and
 # tokenize; typing is for the type checker; the orders are read in a child, with tomllib
-# and its datetime; the rest is for rare paths, imported there): each costs the live
+# and its datetime; the idna codec's modules are not needed for an ASCII host name, nor
+# random's for jitter; the rest is for rare paths, imported there): each costs the live
 # system memory in the fleet and, as the sellers write to their pages, in each seller.
+# (urllib.parse and ipaddress are not here: this host's pathlib imports them, the image's
+# does not, tests/builder/test_stdlib_lazy.py.)
 NOT_IN_THE_FLEET = (
     "dataclasses",
     "inspect",
