@@ -2,7 +2,8 @@
 
 A market runs on the host loopback with TLS; its order (for a throwaway account) names
 the market as the guest dials it, `https://10.0.2.100:8443`, which a QEMU `guestfwd` rule
-maps to the loopback port. The order reaches the guest on a CPUSHARE medium. A batch of
+maps to the loopback port. The order reaches the guest on a CPUSHARE medium (or in the
+order slot of a personal CD made from the ISO, as a volunteer downloads it). A batch of
 Floyd-Steinberg jobs is queued before the guest boots; the run passes when every job has
 an accepted result equal, bit for bit, to the Python reference, the order's account was
 paid exactly what the market's ledger says its accepted results earned, and one seller ran
@@ -24,6 +25,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 from cpushare.limits import JobLimits
 from cpushare.order import SellOrder, render_order
@@ -45,6 +47,7 @@ from livecd.sdk.dither import dither, sample_image
 from livecd.toolchain import FSDITHER_SOURCE, build_job, jail_environment
 from market import admin
 from market.buyer import BuyerClient
+from market.personal import personal_iso
 
 GUEST_MARKET_ADDR = "10.0.2.100"
 GUEST_MARKET_PORT = 8443
@@ -247,9 +250,13 @@ def run_sale(
     while_up: Callable[[Guest], list[str]] | None = None,
     replicas: int | None = None,
     job_memory: int = JOB_LIMITS.memory_bytes,
+    order_on: Literal["stick", "cd"] = "stick",
 ) -> Report:
     """The whole run: market, order, medium, jobs, then boot `cfg` (its own disks
     stay attached beside the medium) until every job is accepted; then the checks.
+    `order_on`: where the guest finds its order, a CPUSHARE stick, or the CD's order
+    slot (the volunteer's personal CD, written into `workdir` from `cfg.iso`, booted
+    with no stick: `qemu -cdrom` at QEMU's defaults has no USB at all).
     `while_up` looks into the guest before it is powered off and returns problems.
     `replicas=1` trusts the guest alone; otherwise the validator runs beside it.
     `job_memory`: the memory limit the jobs ask for (`memory_bytes`)."""
@@ -259,13 +266,10 @@ def run_sale(
     program = build_fsdither(workdir)
     with guest_market(workdir / "market") as process:
         market = SaleMarket.open(process.start())
-        medium = make_medium({f"{VOLUNTEER}.cpu": market.order_file()}, workdir / "medium.img")
         limits = replace_record(JOB_LIMITS, memory_bytes=job_memory)
         ids = market.submit(program, inputs, replicas=replicas, limits=limits)
         by_job = dict(zip(ids, inputs, strict=True))
-        guest_cfg = replace(
-            cfg, sticks=(medium, *cfg.sticks), forwards=(*cfg.forwards, market.forward)
-        )
+        guest_cfg = _with_order(cfg, market, workdir, order_on)
         alongside = contextlib.nullcontext() if replicas == 1 else market.validator(workdir)
         with alongside, Guest(guest_cfg, log_path) as guest:
             console = ConsoleEvents(guest)
@@ -275,7 +279,9 @@ def run_sale(
             report.problems += result_problems(market, by_job, done)
             report.problems += coin_problems(market, done)
             report.problems += seller_problems(console, cfg.cpus, market.order)
-            report.problems += console_problems(console.events, secure_boot=cfg.secure_boot)
+            report.problems += console_problems(
+                console.events, secure_boot=cfg.secure_boot, from_medium=order_on == "stick"
+            )
             report.problems += crash_problems(guest)
             if not guest.running:
                 report.problems.append(f"QEMU exited early: {guest.stderr or 'no message'}")
@@ -285,6 +291,22 @@ def run_sale(
     if report.problems:
         report.problems.append(f"console log: {log_path}")
     return report
+
+
+def _with_order(
+    cfg: GuestConfig, market: SaleMarket, workdir: Path, order_on: Literal["stick", "cd"]
+) -> GuestConfig:
+    """`cfg` with the market's way in and the volunteer's order: on a stick beside its
+    own, or in the order slot of a personal copy of its ISO."""
+    forwards = (*cfg.forwards, market.forward)
+    if order_on == "cd":
+        personal = workdir / "personal.iso"
+        with personal.open("wb") as out:
+            for chunk in personal_iso(cfg.iso, market.order_file().decode()).chunks():
+                out.write(chunk)
+        return replace(cfg, iso=personal, forwards=forwards)
+    medium = make_medium({f"{VOLUNTEER}.cpu": market.order_file()}, workdir / "medium.img")
+    return replace(cfg, sticks=(medium, *cfg.sticks), forwards=forwards)
 
 
 def _measure(

@@ -21,22 +21,41 @@ def _console(log: Path) -> str:
     return log.read_text(errors="replace")
 
 
-def _no_shell_on_ttys1(guest: Guest) -> list[str]:
-    return ["a root shell answers on ttyS1 without cpushare.shell"] if guest.shell_answers() else []
+USB_CLASS = 0x0C03  # PCI class: serial bus controller, USB
+
+
+def _no_shell_on_ttys1_and_no_usb(guest: Guest) -> list[str]:
+    problems = []
+    if guest.shell_answers():
+        problems.append("a root shell answers on ttyS1 without cpushare.shell")
+    # The machine as QEMU runs it: no USB controller, so no stick could carry the order.
+    buses = guest.qmp("query-pci").get("return")
+    assert isinstance(buses, list)
+    classes = [d["class_info"]["class"] for bus in buses for d in bus["devices"]]
+    if USB_CLASS in classes:
+        problems.append("the guest has a USB controller")
+    return problems
 
 
 def test_qemus_defaults_sell_end_to_end(iso: Path, tmp_path: Path) -> None:
     # No -m and QEMU's own NIC model: what `qemu-system-x86_64 -cdrom ISO` gives (128 MiB).
     # The second serial port is there but, without the kernel option, no shell on it
     # (on a server it is often the IPMI's serial-over-LAN). The guest alone runs the jobs
-    # (no validator), each asking the sale's memory limit: its plan must give that.
+    # (no validator), each asking the sale's memory limit: its plan must give that. The
+    # order is the volunteer's personal CD's, in its order slot: no stick, no USB.
     cfg = GuestConfig(iso=iso, memory_mb=None, ttys1=True)
     assert "-m" not in qemu_argv(cfg, tmp_path)
     result = run_sale(
         cfg, tmp_path / "serial.log", tmp_path, jobs=4, timeout=240, replicas=1,
-        while_up=_no_shell_on_ttys1,
+        while_up=_no_shell_on_ttys1_and_no_usb, order_on="cd",
     )  # fmt: skip
     assert result.ok, result.problems
+    # The slot's order replaced the built-in one (run_sale checks that the sellers sold
+    # for the market's order).
+    orders = [
+        (m.fields["source"], m.fields["count"]) for m in result.milestones if m.event == "orders"
+    ]
+    assert orders == [("builtin", "1")], orders
     plan = result.first("memory")
     assert plan is not None and plan.fields["sellers"] == "1", plan
     assert int(plan.fields["job_memory_mb"]) << 20 >= JOB_LIMITS.memory_bytes, plan.fields
