@@ -303,8 +303,9 @@ def _accept_alone(
     their jobs: what _store, _accept and _end_job do for each, a statement per table for
     all of them (their leases done, the results, the ledger's transfers and balances
     (ledger.settle_all), the jobs, and any other leases of theirs). Nothing here waits for
-    the server: the transfers name their results by lease, and the results' ids are read
-    Later (market.later)."""
+    the server: on PostgreSQL the transfers name their results by lease, and the results'
+    ids are read Later (market.later); SQLite has them at once, and the transfers name
+    them (no lookup of each by its lease)."""
     marks = ", ".join(["?"] * len(accepted))
     conn.execute(
         f"UPDATE leases SET state = 'done' WHERE id IN ({marks})",
@@ -326,31 +327,36 @@ def _accept_alone(
         values,
     )
     inserted = later.rows(conn, insert)
+    known = None if is_postgres(conn) else _result_ids(inserted.value())
     settlements: list[ledger.Settlement] = []
     ended: list[tuple[_Job, tuple[object, ...]]] = []
+    refs: list[ledger.ResultRef] = []
     for (lease_id, _, row, job), stored in zip(accepted, fields, strict=True):
         # One host's word: paid at most what the program usually takes, never its own claim.
         claim = stored[4] if job.median is None else min(stored[4], job.median)
         amount = max(1, round(1000 * claim))
+        ref = ledger.ResultOf(lease_id) if known is None else known[lease_id]
+        refs.append(ref)
         settlements.append(
-            ledger.Settlement(
-                job.id, job.account_id, job.reserved, [(ledger.ResultOf(lease_id), row[14], amount)]
-            )
+            ledger.Settlement(job.id, job.account_id, job.reserved, [(ref, row[14], amount)])
         )
         ended.append((job, (stored[0], stored[1], stored[3])))
     paid = ledger.settle_all(conn, settlements, now)
     _end_jobs(conn, ended, "done", now)
 
     def recorded() -> list[Recorded]:
-        result_of = {int(lease_id): int(result_id) for lease_id, result_id in inserted.value()}
+        result_of = _result_ids(inserted.value()) if known is None else known
         return [
-            Recorded(
-                result_of[lease_id], "accepted", paid[ledger.ResultOf(lease_id)], duplicate=False
-            )
-            for lease_id, *_ in accepted
+            Recorded(result_of[lease_id], "accepted", paid[ref], duplicate=False)
+            for (lease_id, *_), ref in zip(accepted, refs, strict=True)
         ]
 
     return Later(recorded)
+
+
+def _result_ids(rows: list[Any]) -> dict[int, int]:
+    """{lease: result} of the (lease, result id) rows the results' INSERT returned."""
+    return {int(lease_id): int(result_id) for lease_id, result_id in rows}
 
 
 def _store(
@@ -488,21 +494,12 @@ def _end_jobs(
     """The rows of jobs ending in `state`, each with its (outcome, exit status, output
     sha256), in one UPDATE (their reservations too, emptied by ledger.settle_all); their
     other leases end too, so a late result finds them gone."""
-    ids = [job.id for job, _ in ended]
-    marks = ", ".join(["?"] * len(ids))
-    cases = " ".join(["WHEN ? THEN ?"] * len(ids))
-    exits = " ".join(["WHEN ? THEN CAST(? AS INTEGER)"] * len(ids))
     conn.execute(
-        "UPDATE jobs SET state = ?, finished = ?, slots = 0, reserved = 0, "
-        f"outcome = CASE id {cases} END, exit_status = CASE id {exits} END, "
-        f"output_sha256 = CASE id {cases} END WHERE id IN ({marks})",
+        _end_statement(len(ended)),
         (
             state,
             now,
-            *[value for job, key in ended for value in (job.id, key[0])],
-            *[value for job, key in ended for value in (job.id, key[1])],
-            *[value for job, key in ended for value in (job.id, key[2])],
-            *ids,
+            *[value for job, key in ended for value in (job.id, key[0], key[1], key[2])],
         ),
     )
     leased = [job.id for job, _ in ended if job.other_leases > 0]
@@ -512,6 +509,19 @@ def _end_jobs(
             f"WHERE job_id IN ({', '.join(['?'] * len(leased))}) AND state = 'active'",
             (now, *leased),
         )
+
+
+@functools.cache
+def _end_statement(count: int) -> str:
+    """_end_jobs' UPDATE for `count` jobs: each job's row joined to its own values (not a
+    CASE per column, whose WHENs every row walks: a batch's cost grew with its square).
+    The casts give PostgreSQL the columns' types (VALUES of bare parameters are text)."""
+    row = "(CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS TEXT))"
+    return (
+        "UPDATE jobs SET state = ?, finished = ?, slots = 0, reserved = 0, "
+        "outcome = e.column2, exit_status = e.column3, output_sha256 = e.column4 "
+        f"FROM (VALUES {', '.join([row] * count)}) AS e WHERE jobs.id = e.column1"
+    )
 
 
 def cancel(conn: Connection, account_id: int, job_id: int, now: float) -> None:

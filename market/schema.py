@@ -236,6 +236,16 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX jobs_ready;
     CREATE INDEX jobs_ready ON jobs(id) WHERE slots > 0;
     """,
+    """
+    -- Index entries no query looks up, written by every result and every lease: a book's
+    -- transfers are looked up by target only for payments (what an account earned: the
+    -- refund each job's result also writes needs none), and jobs by batch only for a
+    -- batch's own (jobs submitted through the API have none).
+    DROP INDEX transfers_target;
+    CREATE INDEX transfers_target ON transfers(target) WHERE kind = 'pay';
+    DROP INDEX jobs_batch;
+    CREATE INDEX jobs_batch ON jobs(batch_id, id) WHERE batch_id IS NOT NULL;
+    """,
 )
 
 # Statements PostgreSQL runs after the step of the same index in MIGRATIONS (SQLite has
@@ -257,6 +267,13 @@ POSTGRES_ONLY: dict[int, str] = {
     ALTER TABLE jobs DROP CONSTRAINT jobs_state_check;
     -- Room on each page for the updated versions of its jobs (each is updated twice).
     ALTER TABLE jobs SET (fillfactor = 80);
+    """,
+    6: """
+    -- A result is paid at most once: unique among the transfers that name one (a refund,
+    -- a reservation or a grant names none, and wrote an entry of NULL). SQLite keeps its
+    -- table's UNIQUE (its index cannot be dropped apart from the table).
+    ALTER TABLE transfers DROP CONSTRAINT transfers_result_id_key;
+    CREATE UNIQUE INDEX transfers_result ON transfers(result_id) WHERE result_id IS NOT NULL;
     """,
 }
 

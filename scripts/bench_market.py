@@ -25,6 +25,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -102,6 +103,15 @@ class Seat:
     port: int
 
 
+# The client reads of the market's replies only what it needs, without decoding them: the
+# leases' ids (a lease's first key: its input, program and limits hold no quote), and how
+# many results were taken (an error's text holds no unescaped quote either). On the same two
+# cores as the market, json.loads of every reply cost the client a third of its CPU per
+# round trip in batch leasing, and shared it with the market's.
+_LEASE = re.compile(rb'"lease":\s*(\d+)')
+_ACCEPTED = b'"status":200'
+
+
 def basic(user: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
 
@@ -111,7 +121,7 @@ async def round_trip(conn: Connection, seat: int) -> int:
     status, body = await conn.request("POST", "/v1/lease", b'{"wait":0,"seat":%d}' % seat)
     if status != 200:
         return 0
-    lease = json.loads(body)["lease"]
+    lease = int(_LEASE.findall(body)[0])
     status, _ = await conn.request("POST", f"/v1/leases/{lease}/result", RESULT_BODY)
     return int(status == 200)
 
@@ -123,12 +133,11 @@ async def batch_round_trip(conn: Connection, seats: list[int]) -> int:
     status, reply = await conn.request("POST", "/v1/leases", body)
     if status != 200:
         return 0
-    leases = [doc["lease"] for doc in json.loads(reply)["leases"]]
-    results = b",".join(b'{"lease":%d,%s' % (n, RESULT_BODY[1:]) for n in leases)
+    results = b",".join(b'{"lease":%s,%s' % (n, RESULT_BODY[1:]) for n in _LEASE.findall(reply))
     status, reply = await conn.request("POST", "/v1/results", b'{"results":[%s]}' % results)
     if status != 200:
         return 0
-    return sum(answer["status"] == 200 for answer in json.loads(reply)["results"])
+    return reply.count(_ACCEPTED)
 
 
 async def seller_loop(

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import pytest
 
 from market import agreement, integrity, leasing, ledger
-from market.dialect import Connection, Location, is_postgres
+from market.dialect import INTEGRITY_ERRORS, Connection, Location, is_postgres
 from market.schema import POSTGRES_ONLY
 from market.store import open_database
-from tests.market.helpers import LIMITS, host, job, market_db, result
+from tests.market.helpers import LIMITS, host, job, market_db, paid, result
 
 # What step 6 drops: on both engines, three indexes no query needs ...
 DROPPED_INDEXES = {"leases_job", "leases_host", "transfers_source"}
@@ -134,4 +134,45 @@ def test_step_6_drops_the_unused_indexes_and_on_postgresql_the_hot_constraints(
     # changes, its slots stay 0) touches no indexed column.
     assert _ready_index(conn).replace("(", "").replace(")", "").endswith("WHERE slots > 0")
     assert "leases_network" in indexes and "transfers_target" in indexes
-    assert set(POSTGRES_ONLY) == {5}
+    assert set(POSTGRES_ONLY) == {5, 6}
+
+
+def _index(conn: Connection, name: str) -> str:
+    if is_postgres(conn):
+        row = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = ?", (name,))
+    else:
+        row = conn.execute("SELECT sql FROM sqlite_master WHERE name = ?", (name,))
+    found = row.fetchone()
+    text = "" if found is None else str(found[0]).replace("::text", "")
+    return " ".join(text.replace("(", "").replace(")", "").split())
+
+
+def test_step_7_indexes_only_the_rows_looked_up_and_a_result_is_still_paid_once(
+    conn: Connection,
+) -> None:
+    # A refund (and a reservation, a grant) is not in the index of what accounts earned,
+    # nor a job submitted through the API in the index of a batch's jobs.
+    assert _index(conn, "transfers_target").endswith("WHERE kind = 'pay'")
+    assert _index(conn, "jobs_batch").endswith("WHERE batch_id IS NOT NULL")
+    if is_postgres(conn):
+        constraints = {row[0] for row in conn.execute("SELECT conname FROM pg_constraint")}
+        assert "transfers_result_id_key" not in constraints
+        assert _index(conn, "transfers_result").endswith("WHERE result_id IS NOT NULL")
+    # Whichever index holds it, a result is paid at most once ...
+    seller = host(conn, "alice", "10.0.0.1")
+    job(conn, replicas=1)
+    lease = leasing.grant_lease(conn, seller, 0, LIMITS, 60, 1.0)
+    assert lease is not None
+    recorded = agreement.record_result(conn, lease.id, seller.id, result(b"out"), 1.0)
+    assert recorded.verdict == "accepted"
+    assert paid(conn) == {"alice": recorded.millicoins}
+    with pytest.raises(INTEGRITY_ERRORS):
+        conn.execute(
+            "INSERT INTO transfers (kind, source, target, millicoins, result_id, created) "
+            "VALUES ('pay', 'mint', 'a:1', 1, ?, 1)",
+            (recorded.result_id,),
+        )
+    # ... while transfers naming no result are as many as the ledger makes.
+    ledger.grant(conn, 1, 5, 2.0)
+    ledger.grant(conn, 1, 5, 3.0)
+    assert ledger.check(conn) == []

@@ -5,11 +5,12 @@ replicas, posted twice or refused."""
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from pathlib import Path
 
 from market import agreement, leasing
-from market.dialect import Connection
+from market.dialect import Connection, Location
 from market.errors import MarketError
 from market.store import open_database
 from tests.market.helpers import LIMITS, host, job, market_db, result
@@ -78,3 +79,34 @@ def test_a_batch_of_results_ends_as_the_results_one_by_one(tmp_path: Path) -> No
     assert _tables(together) == _tables(one_by_one)
     together.close()
     one_by_one.close()
+
+
+def test_jobs_ended_together_keep_their_outcomes_with_their_types(
+    market_location: Location,
+) -> None:
+    """The UPDATE that ends a batch's jobs joins them to their values: each job gets its own
+    result's outcome, exit status (a NULL among numbers) and output sha256, with the
+    columns' own types on either engine."""
+    conn = market_db(open_database(market_location))
+    ids = [job(conn, replicas=1) for _ in range(3)]
+    alice = host(conn, "alice", "10.0.0.1", seats=3)
+    leases = leasing.grant_leases(conn, alice, [0, 1, 2], LIMITS, 30, 0)
+    assert [lease.job_id for lease in leases] == ids
+    posted = [
+        (leases[0].id, result(b"one")),
+        (leases[1].id, agreement.ResultIn("crashed", None, b"", 1.0, 1.0, "signal 11")),
+        (leases[2].id, agreement.ResultIn("ok", 3, b"three", 1.0, 1.0, "")),
+    ]
+    answers = agreement.record_results(conn, alice.id, posted, 1)
+    assert [a.verdict for a in answers if isinstance(a, agreement.Recorded)] == ["accepted"] * 3
+    rows = conn.execute(
+        "SELECT id, state, outcome, exit_status, output_sha256, slots, reserved FROM jobs "
+        "WHERE id IN (?, ?, ?) ORDER BY id",
+        ids,
+    ).fetchall()
+    assert [tuple(row) for row in rows] == [
+        (ids[0], "done", "ok", 0, hashlib.sha256(b"one").hexdigest(), 0, 0),
+        (ids[1], "done", "crashed", None, hashlib.sha256(b"").hexdigest(), 0, 0),
+        (ids[2], "done", "ok", 3, hashlib.sha256(b"three").hexdigest(), 0, 0),
+    ]
+    conn.close()
