@@ -64,6 +64,9 @@ EXIT_REVOKED = 3
 SWITCH_SECONDS = 0.0005
 # Jobs back to back write the status file at most once in this many seconds (see _running).
 RUNNING_WRITES = 1.0
+# Jobs shorter than this (a running mean) leave the acknowledged results' counts to the
+# job loop's next status write (see _written_soon).
+TINY_JOB_SECONDS = 0.25
 
 
 def stop_on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -382,15 +385,32 @@ class Seller:
 
     def _recorded(self, acknowledged: list[tuple[JobResult, Recorded]]) -> None:
         """The courier's word that the market acknowledged these results (one status
-        write for them all)."""
+        write for them all, or none: see _written_soon)."""
         with self.status.lock:
-            s = self.status.status
-            self.status.update(
-                market_seen=round(boottime(), 1),
-                jobs_done=s.jobs_done + len(acknowledged),
-                cpu_seconds=round(s.cpu_seconds + sum(r.cpu_seconds for r, _ in acknowledged), 3),
-                coins=round(s.coins + sum(a.coins for _, a in acknowledged), 3),
-            )
+            value = self.status.value
+            changes = {
+                "market_seen": round(boottime(), 1),
+                "jobs_done": value("jobs_done") + len(acknowledged),
+                "cpu_seconds": round(
+                    value("cpu_seconds") + sum(r.cpu_seconds for r, _ in acknowledged), 3
+                ),
+                "coins": round(value("coins") + sum(a.coins for _, a in acknowledged), 3),
+            }
+            if self._written_soon():
+                self.status.note(**changes)
+            else:
+                self.status.update(**changes)
+
+    def _written_soon(self) -> bool:
+        """Whether the job loop writes the status file soon anyway: it runs a job, and
+        jobs are tiny (a mean below TINY_JOB_SECONDS), so the next starts within moments
+        and writes what is noted once RUNNING_WRITES seconds passed since the last
+        write (see _running), or its next state does. Under emulation a write costs
+        the courier milliseconds at each post of a few results; a long job's results
+        posted while it runs are written at once."""
+        courier = self.courier
+        job = None if courier is None else courier.job_seconds
+        return self.running is not None and job is not None and job < TINY_JOB_SECONDS
 
     def _settle(self) -> None:
         """On the way out (or to a new identity): stop the courier, hand back the leases

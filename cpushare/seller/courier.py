@@ -200,6 +200,12 @@ class Courier:
         with self._cond:
             return len(self._queue)
 
+    @property
+    def job_seconds(self) -> float | None:
+        """The running mean of a job's time, from its start to its result (None until one
+        ended). Read without the lock: a float, replaced whole."""
+        return self._job_seconds
+
     def target(self) -> int:
         """How many jobs the queue is kept at now (cpushare.seller.courier.queue_target)."""
         with self._cond:

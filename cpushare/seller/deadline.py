@@ -8,6 +8,7 @@ connection once its time is up; the blocked read then ends and the client report
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import threading
@@ -25,13 +26,25 @@ if TYPE_CHECKING:
 
 class _Watch:
     """One thread per process cutting the connections whose deadline passed: starting a
-    thread per request (a timer each) cost more than the request itself under emulation."""
+    thread per request (a timer each) cost more than the request itself under emulation.
+    It is woken only for a deadline sooner than the wake-up it waits for: requests one
+    after another, each ended long before its deadline, leave it asleep (a wake-up per
+    request was a switch to its thread and back, under emulation some of a request's
+    cost); it wakes at the earliest deadline it saw, and sleeps on to the next."""
 
     def __init__(self) -> None:
         self.cond = threading.Condition()
         self.armed: dict[Deadline, float] = {}
         self.pid = os.getpid()
+        self.waking = math.inf  # when the thread's wait ends (by time.monotonic())
         threading.Thread(target=self._run, name="deadlines", daemon=True).start()
+
+    def arm(self, deadline: Deadline, when: float) -> None:
+        """Cut `deadline`'s connection at `when` (the caller holds the lock)."""
+        self.armed[deadline] = when
+        if when < self.waking:
+            self.waking = when
+            self.cond.notify()
 
     def _run(self) -> None:
         with self.cond:
@@ -41,8 +54,9 @@ class _Watch:
                     if when <= now:
                         del self.armed[deadline]
                         deadline.cut()
-                soonest = min(self.armed.values(), default=None)
-                self.cond.wait(None if soonest is None else max(0.0, soonest - now))
+                self.waking = min(self.armed.values(), default=math.inf)
+                wait = None if self.waking == math.inf else max(0.0, self.waking - now)
+                self.cond.wait(wait)
 
 
 _watch: _Watch | None = None
@@ -79,8 +93,7 @@ class Deadline:
 
     def __enter__(self) -> Deadline:
         with self._watch.cond:
-            self._watch.armed[self] = time.monotonic() + self.seconds
-            self._watch.cond.notify()
+            self._watch.arm(self, time.monotonic() + self.seconds)
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -80,6 +80,11 @@ class StatusFile:
         with self.lock:
             self._noted.update(changes)
 
+    def value(self, name: str) -> Any:
+        """A field as the next write will have it: noted, or as last updated."""
+        with self.lock:
+            return self._noted[name] if name in self._noted else getattr(self.status, name)
+
     def _write(self) -> None:
         """The status in one write to a file of this process's own (under the lock),
         renamed over the last: a seller writes it at least once per job, so it costs one

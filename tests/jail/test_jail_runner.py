@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,6 +117,25 @@ def test_megabytes_in_and_out_unchanged(jobs: dict[str, bytes], loader: Path) ->
     result = run_job(jobs["echo"], data, LIMITS, loader=loader)
     assert result.outcome is Outcome.OK
     assert result.output == data
+
+
+def test_a_small_output_is_read_without_a_large_buffer(
+    jobs: dict[str, bytes], loader: Path
+) -> None:
+    """A read's buffer is allocated whole before the read: a few KB of output (and the
+    end of the output) are read into buffers below malloc's 128 KiB mmap threshold, which
+    the sellers fix (each larger block is mapped and unmapped afresh)."""
+    jail = Jail.find(loader)
+    prepared = prepare(jobs["echo"], LIMITS)
+    data = random.Random(5).randbytes(4000)
+    tracemalloc.start()
+    try:
+        result = run_prepared(prepared, data, LIMITS, jail)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (result.outcome, result.output) == (Outcome.OK, data)
+    assert peak < 128 << 10
 
 
 def test_a_prepared_program_runs_job_after_job_as_run_job_runs_it(

@@ -16,13 +16,14 @@ from relay import Relay
 from seller_processes import SellerProcess
 
 from cpushare.jail import JobResult, Outcome
-from cpushare.protocol import LeaseOffer
+from cpushare.protocol import LeaseOffer, Recorded
 from cpushare.seller.agent import Seller
 from cpushare.seller.client import MarketClient
 from cpushare.seller.courier import Courier, queue_target
 from cpushare.seller.host import Identity
 from cpushare.seller.options import SellerOptions
 from cpushare.seller.plan import QUEUE_INPUT_BYTES
+from cpushare.seller.status import read_status
 from livecd.market_process import MarketProcess
 from market.buyer import BuyerClient
 
@@ -306,3 +307,45 @@ def test_the_job_loop_wakes_the_courier_only_for_its_errands(
         courier.close()
         client.close()
         relay.close()
+
+
+def test_tiny_jobs_leave_their_counts_to_the_job_loops_next_status_write(
+    market: MarketProcess, tmp_path: Path
+) -> None:
+    """A post's acknowledged results are written to the status file at once, unless tiny
+    jobs run back to back: then the job loop's next write carries them (a write at every
+    post cost the courier milliseconds under emulation), and its next state at the
+    latest. Counted either way."""
+    market.account("volunteer")
+    order_file = tmp_path / "volunteer.cpu"
+    order = market.order("volunteer", order_file)
+    host = market.enroll(order, seats=32)
+    seller = Seller(order, order_file, SellerOptions(status_dir=tmp_path / "status"))
+    seller._use(Identity(host.id, host.secret, 32, order.order_id).for_seller(0))
+    path = tmp_path / "status" / "volunteer.json"
+    acknowledged = [(_tiny_result(), Recorded("accepted", 0.5))] * 2
+
+    def written() -> tuple[int, float]:
+        status = read_status(path)
+        assert status is not None
+        return status.jobs_done, status.coins
+
+    try:
+        assert seller.courier is not None
+        seller._recorded(acknowledged)  # no job running: written at once
+        assert written() == (2, 1.0)
+        seller.running = LeaseOffer(7, 7, "0" * 64, 1, b"", 1, 1.0, 1 << 20, 100, 15.0, 0)
+        seller.courier._job_seconds = 30.0  # long jobs: written at once
+        seller._recorded(acknowledged)
+        assert written() == (4, 2.0)
+        seller.courier._job_seconds = 0.02  # tiny ones: noted, and counted on
+        seller._recorded(acknowledged)
+        seller._recorded(acknowledged)
+        assert written() == (4, 2.0)
+        assert seller.status.value("jobs_done") == 8 and seller.status.value("coins") == 4.0
+        seller.running = None
+        seller._state("leasing", 5.0, job=None)
+        assert written() == (8, 4.0)
+    finally:
+        seller.courier.close()
+        seller.client.close()
