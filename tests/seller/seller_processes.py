@@ -10,9 +10,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from cpushare.console import events_in
+from cpushare.seller.status import SellerStatus, read_statuses
 
 
 class SellerProcess:
@@ -83,3 +85,16 @@ def outlivers(mentioning: str, timeout: float = 15) -> list[int]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return left
+
+
+def statuses_when(
+    directory: Path, shows: Callable[[dict[str, SellerStatus]], bool], timeout: float = 10
+) -> dict[str, SellerStatus]:
+    """The sellers' status files once they show what `shows` looks for: a seller writes
+    the counts of results acknowledged while tiny jobs run with the job loop's next
+    write, about a second later, not at once (cpushare.seller.agent._written_soon)."""
+    give_up = time.monotonic() + timeout
+    while not shows(statuses := read_statuses(directory)):
+        assert time.monotonic() < give_up, f"the status files still say {statuses}"
+        time.sleep(0.05)
+    return statuses
