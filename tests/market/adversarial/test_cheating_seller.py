@@ -115,6 +115,22 @@ def _trust(db: Path, host: str) -> int:
     return max((n for (n,) in rows), default=0)
 
 
+def _judged_within(db: Path, host: str, first_job: int, seconds: float) -> bool:
+    """Whether a result of `host` for a job from `first_job` on has a verdict, within
+    `seconds`."""
+    give_up = time.monotonic() + seconds
+    while True:
+        with sqlite3.connect(db) as conn:
+            (judged,) = conn.execute(
+                "SELECT count(*) FROM results WHERE host_id = ? AND job_id >= ?"
+                " AND verdict != 'pending'",
+                (host, first_job),
+            ).fetchone()
+        if judged or time.monotonic() >= give_up:
+            return judged > 0
+        time.sleep(0.2)
+
+
 def _coins(market: MarketProcess, name: str) -> float:
     return next(float(str(a["coins"])) for a in admin.list_accounts(market.db) if a["name"] == name)
 
@@ -149,17 +165,20 @@ def test_a_cheating_seller_with_a_tampered_loader_never_gets_garbage_accepted(
         assert 0 < earned < trust.TRUSTED
 
         # Big pictures: it posts garbage, and the market must notice. The honest sellers
-        # race it for them: batches are submitted until it has run some (the attack tried).
+        # race it for them: batches are submitted until some of its garbage was judged
+        # (the attack tried). Its results are posted after its job-finished lines, and
+        # one that comes after two honest ones agreed finds its lease gone, unjudged.
         big: list[bytes] = []
         big_jobs: list[int] = []
-        for _ in range(5):
+        for _ in range(8):
             more = [sample_image(100 + len(big) + i, 20, seed=len(big) + i) for i in range(8)]
             big_jobs += buyer.submit(program, more)
             big += more
             _wait_accepted(buyer, big_jobs)
-            if len(cheater.events("job-finished")) > honest_finished:
+            if _judged_within(market.db, host, min(big_jobs), seconds=5):
                 break
-        assert len(cheater.events("job-finished")) > honest_finished, "no garbage was posted"
+        assert len(cheater.events("job-finished")) > honest_finished, "no garbage was made"
+        assert _judged_within(market.db, host, min(big_jobs), seconds=0), "none was judged"
         for job, image in zip(jobs + big_jobs, small + big, strict=True):
             assert buyer.output(job) == dither(image)
         assert _trust(market.db, host) == 0 < earned
