@@ -14,11 +14,7 @@ as SQLite's one writer does; each batch is still SERIALIZABLE, and one that lost
 serialization conflict all the same is run again from its start. A batch's statements go
 out pipelined (market.pgpipe: queued, and sent together when a result is wanted): only a
 read waits for the server, and an operation may return a value to read once the batch's
-statements are all answered (market.later). The operations queued while a batch waits
-(for the turn, for the server) join it before its COMMIT, rather than wait for a turn of
-their own: with two instances a writer waits for the other's turn at nearly every batch,
-and the operations behind it then took a turn, a commit and their own waits each time
-(scripts/bench_market.py: batches of 26 operations instead of 49 with one instance).
+statements are all answered (market.later).
 """
 
 from __future__ import annotations
@@ -271,34 +267,26 @@ class Store:
 
     def _next_batch(self) -> list[tuple[Operation, Waiter]] | None:
         """The next operations to run, as many as are queued (up to MAX_BATCH), or None
-        once close() asked the writer to stop."""
+        once close() asked the writer to stop. An operation whose caller is gone (its
+        request cancelled) is dropped; the rest can no longer be cancelled."""
         batch: list[tuple[Operation, Waiter]] = []
-        while not batch:
-            item = self._queue.get()
-            if item is None:
-                return None
-            if _runnable(item[1]):
-                batch.append(item)
-        self._more(batch)
-        return batch
-
-    def _more(self, batch: list[tuple[Operation, Waiter]]) -> int:
-        """Add the operations queued now to `batch` (up to MAX_BATCH in all); how many.
-        An operation whose caller is gone (its request cancelled) is dropped; the rest can
-        no longer be cancelled."""
-        added = 0
-        while len(batch) < MAX_BATCH:
+        while not batch or len(batch) < MAX_BATCH:
             try:
-                item = self._queue.get_nowait()
+                item = self._queue.get_nowait() if batch else self._queue.get()
             except queue.Empty:
                 break
             if item is None:
-                self._queue.put(None)  # close(): stop after this batch
-                break
-            if _runnable(item[1]):
+                if batch:
+                    self._queue.put(None)
+                    break
+                return None
+            waiter = item[1]
+            if isinstance(waiter, Future):
+                if waiter.set_running_or_notify_cancel():
+                    batch.append(item)
+            elif not waiter.cancelled():
                 batch.append(item)
-                added += 1
-        return added
+        return batch
 
     def _commit_batch(self, conn: Connection, batch: list[tuple[Operation, Waiter]]) -> None:
         try:
@@ -352,17 +340,9 @@ class Store:
             begin(conn)
             outcomes = []
             try:
-                done = 0
-                while True:
-                    for op, future in batch[done:]:
-                        outcomes.append((future, op(conn), None))
-                    done = len(batch)
-                    pgstore.sync(conn)
-                    # The sync waited for the writers' turn and the server: what was queued
-                    # meanwhile joins this transaction rather than wait for a turn of its
-                    # own (on SQLite, whose sync costs nothing, nothing is queued by then).
-                    if not pgstore.held_turn(conn) or not self._more(batch):
-                        break
+                for op, future in batch:
+                    outcomes.append((future, op(conn), None))
+                pgstore.sync(conn)
                 # Every statement is answered now: the values read Later cost no wait.
                 outcomes = [(future, resolved(value), None) for future, value, _ in outcomes]
             except pgstore.RETRY_ERRORS:
@@ -391,14 +371,6 @@ class Store:
             return None, _translate(exc)
         conn.execute("RELEASE op")
         return result, None
-
-
-def _runnable(waiter: Waiter) -> bool:
-    """Whether an operation's caller still waits for it; a thread's can no longer cancel
-    it after this."""
-    if isinstance(waiter, Future):
-        return waiter.set_running_or_notify_cancel()
-    return not waiter.cancelled()
 
 
 def _answer(outcomes: list[Outcome]) -> None:

@@ -235,28 +235,3 @@ def test_large_values_and_late_errors_go_through_one_batch(market_location: Loca
     )
     assert length == len(large)
     store.close()
-
-
-@pytest.mark.parametrize("market_backend", ["postgres"])
-def test_writes_queued_while_a_batch_waits_join_its_transaction(market_location: Location) -> None:
-    """On PostgreSQL a batch waits for the writers' turn and the server at its sync: the
-    writes queued meanwhile are run in the same transaction (one commit, one turn) rather
-    than wait for a turn of their own."""
-    store = Store(market_location)
-    late: list[int] = []
-    threads: list[threading.Thread] = []
-
-    def transaction(conn: Connection) -> int:
-        return int(conn.execute("SELECT txid_current()").fetchone()[0])
-
-    def first(conn: Connection) -> int:
-        threads.append(threading.Thread(target=lambda: late.append(store.write_sync(transaction))))
-        threads[0].start()
-        while store._queue.qsize() == 0:  # queued, and this batch has not synced yet
-            threads[0].join(0.001)
-        return transaction(conn)
-
-    first_transaction = store.write_sync(first)
-    threads[0].join()
-    store.close()
-    assert late == [first_transaction]
