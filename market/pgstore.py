@@ -387,6 +387,8 @@ class Announcer:
 # table holds) make them stale.
 ANALYZE_EVERY = 1.0
 ANALYZE_ROWS = 500
+# pg_advisory_lock key held by the one Analyzer at work on a database.
+ANALYZER_LOCK = 0x6D61726B616E
 
 
 class Analyzer:
@@ -400,6 +402,10 @@ class Analyzer:
     ANALYZE reads up to 30,000 rows of a table. With a tenth of the table, a busy market
     analyzed jobs, leases, results and transfers every second: 9 % of the server's CPU in
     scripts/bench_market.py.
+
+    One Analyzer works per database, the one holding ANALYZER_LOCK (given back with its
+    connection); the others' only statement is a try for that lock each second. Every
+    instance's looked and, past each doubling of a table, analyzed it too, often at once.
     """
 
     def __init__(self, url: str) -> None:
@@ -414,10 +420,19 @@ class Analyzer:
 
     def _run(self) -> None:
         conn: psycopg.Connection[Any] | None = None
+        working = False
         while not self._stop.wait(ANALYZE_EVERY):
             try:
                 if conn is None or conn.broken:
                     conn = psycopg.Connection.connect(self.url, autocommit=True)
+                    working = False
+                if not working:
+                    held = conn.execute(
+                        "SELECT pg_try_advisory_lock(%s)", (ANALYZER_LOCK,)
+                    ).fetchone()
+                    working = held is not None and bool(held[0])
+                    if not working:
+                        continue
                 stale = conn.execute(
                     "SELECT relname FROM pg_stat_user_tables "
                     "WHERE n_mod_since_analyze > %s + n_live_tup",

@@ -1,7 +1,8 @@
 """Market figures over HTTP: lease + result round trips per second with many simulated
 sellers, on SQLite and on PostgreSQL behind 1, 2 and 4 market instances; the same with a
 queue of 1,000,000 waiting jobs (and the plan of the lease query); CPU seconds per round
-trip in the market processes and in PostgreSQL; the capacity that gives on paper; the cost
+trip in the market processes, in PostgreSQL and in this client (on the same cores: with
+two instances it is no cheaper); the capacity that gives on paper; the cost
 of validation (two hosts per job until they earn trust) next to `--replicas 1`; and the
 long-poll wake-up latency from a submit to the lease it releases.
 
@@ -320,17 +321,18 @@ class Figures:
     rate: float  # lease + result round trips per second
     market_ms: float  # CPU milliseconds per round trip in the market processes
     postgres_ms: float  # ... and in the PostgreSQL server processes of its database
+    client_ms: float  # ... and in this benchmark's own client (the sellers)
 
 
 def measure(market: Market, seconds: float, batch: bool = False) -> Figures:
     pids = [p.process.pid for p in market.instances if p.process is not None]
     backends = _backends(market.db)
-    before = [_cpu(pid) for pid in pids], [_cpu(pid) for pid in backends]
+    before = [_cpu(pid) for pid in pids], [_cpu(pid) for pid in backends], [_cpu(os.getpid())]
     rate, elapsed = asyncio.run(round_trips(market.seats, seconds, batch))
-    after = [_cpu(pid) for pid in pids], [_cpu(pid) for pid in backends]
+    after = [_cpu(pid) for pid in pids], [_cpu(pid) for pid in backends], [_cpu(os.getpid())]
     trips = max(1.0, rate * elapsed)
-    spent = [sum(a) - sum(b) for a, b in zip(after, before, strict=True)]
-    return Figures(rate, 1000 * spent[0] / trips, 1000 * spent[1] / trips)
+    spent = [1000 * (sum(a) - sum(b)) / trips for a, b in zip(after, before, strict=True)]
+    return Figures(rate, *spent)
 
 
 def _engine(server: str | None) -> str:
@@ -348,7 +350,8 @@ def bench_scale(
         f"{'batch ' if batch else 'single'}: "
         f"{figures.rate:5.0f} round trips/s, CPU per round trip: market "
         f"{figures.market_ms:.2f} ms"
-        + (f", PostgreSQL {figures.postgres_ms:.2f} ms" if server else ""),
+        + (f", PostgreSQL {figures.postgres_ms:.2f} ms" if server else "")
+        + f" (client {figures.client_ms:.2f} ms)",
         flush=True,
     )
     return figures

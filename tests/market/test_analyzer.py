@@ -1,0 +1,69 @@
+"""The planner's statistics keeper (market.pgstore.Analyzer) on PostgreSQL: one works per
+database, whichever the market instances sharing it start."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import psycopg
+import pytest
+
+from market.dialect import Location
+from market.pgstore import ANALYZE_EVERY, ANALYZE_ROWS, ANALYZER_LOCK, Analyzer
+
+pytestmark = pytest.mark.parametrize("market_backend", ["postgres"])
+
+
+def _until(check: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
+    give_up = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"still not {what} after {seconds} s")
+        time.sleep(0.1)
+
+
+def _holders(conn: psycopg.Connection[tuple[int]]) -> list[int]:
+    """The server processes holding the Analyzer's lock."""
+    rows = conn.execute(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND (classid::bigint << 32) + objid::bigint = %s",
+        (ANALYZER_LOCK,),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_one_analyzer_per_database_keeps_statistics_and_another_takes_over(
+    market_location: Location,
+) -> None:
+    assert isinstance(market_location, str)
+    with psycopg.connect(market_location, autocommit=True) as conn:
+        analyzers = [Analyzer(market_location)]
+        try:
+            _until(lambda: len(_holders(conn)) == 1, "held by the first analyzer")
+            (first,) = _holders(conn)
+            analyzers.append(Analyzer(market_location))
+            conn.execute(
+                "INSERT INTO settings (key, value) SELECT 'k' || n, 'v' FROM "
+                "generate_series(1, %s) AS n",
+                (ANALYZE_ROWS,),
+            )
+            # Changed by more rows than it holds, and ANALYZE_ROWS more: stale.
+            for _ in range(3):
+                conn.execute("UPDATE settings SET value = value || 'w'")
+
+            def analyzed() -> bool:
+                row = conn.execute(
+                    "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'settings'"
+                ).fetchone()
+                return row is not None and row[0] > 0
+
+            _until(analyzed, "analyzed")
+            time.sleep(2 * ANALYZE_EVERY)  # the second has tried for the lock meanwhile
+            assert _holders(conn) == [first]
+            analyzers.pop(0).close()  # its instance stops: the other takes over
+            _until(lambda: len(set(_holders(conn)) - {first}) == 1, "taken over")
+        finally:
+            for analyzer in analyzers:
+                analyzer.close()
