@@ -205,7 +205,7 @@ def memory_enrolled(iso: Path, work: Path, stick: bool = False) -> dict[str, int
     its slot, as the market makes it), booted with no USB device; with `stick`, the stock
     CD and the order on a CPUSHARE stick instead (a USB controller and a disk more)."""
     found: dict[str, int] = {}
-    work = work / ("stick" if stick else "cd")
+    work = work / ("enrolled-stick" if stick else "enrolled-cd")
     work.mkdir(parents=True, exist_ok=True)
     with guest_market(work / "market") as process:
         market = SaleMarket.open(process.start())
@@ -331,7 +331,7 @@ def main() -> int:
         ]
         first = statistics.median(firsts) if firsts else None
         # For reference: the order on a USB stick (xHCI, usb-storage and a FAT volume).
-        stick = first_result(built.iso, work / "stick", False, extra, order_on="stick")
+        stick = first_result(built.iso, work / "sale-stick", False, extra, order_on="stick")
         mem = memory(built.iso, work)
         enrolled = memory_enrolled(built.iso, work)
         on_stick = memory_enrolled(built.iso, work, stick=True)
