@@ -56,12 +56,10 @@ from livecd.qemu.events import ConsoleEvents
 from livecd.qemu.guest import Guest, scaled
 from livecd.qemu.machine import GuestConfig, accelerator
 from livecd.qemu.matrix import live_memory
-from livecd.qemu.medium import make_medium
 from livecd.qemu.report import Report, format_report, power_off
-from livecd.qemu.sale import VOLUNTEER, SaleMarket, guest_market, run_sale
+from livecd.qemu.sale import SaleMarket, guest_market, run_sale, with_order
 from livecd.qemu.smoke import run_smoke
 from livecd.run import need
-from market.personal import personal_iso
 
 RATIO_GOAL = 2.5
 LIVE_MEMORY_GOAL_MB = 40
@@ -209,24 +207,8 @@ def memory_enrolled(iso: Path, work: Path, stick: bool = False) -> dict[str, int
     work.mkdir(parents=True, exist_ok=True)
     with guest_market(work / "market") as process:
         market = SaleMarket.open(process.start())
-        order = market.order_file()
-        media: tuple[Path, ...] = ()
-        if stick:
-            media = (make_medium({f"{VOLUNTEER}.cpu": order}, work / "medium.img"),)
-        else:
-            personal = work / "personal.iso"
-            with personal.open("wb") as out:
-                for chunk in personal_iso(iso, order.decode(), f"{VOLUNTEER}.cpu").chunks():
-                    out.write(chunk)
-            iso = personal
-        cfg = GuestConfig(
-            iso=iso,
-            memory_mb=None,
-            nic="virtio-net-pci",
-            shell=True,
-            sticks=media,
-            forwards=(market.forward,),
-        )
+        stock = GuestConfig(iso=iso, memory_mb=None, nic="virtio-net-pci", shell=True)
+        cfg = with_order(stock, market, work, "stick" if stick else "cd")
         with Guest(cfg, work / "enrolled.log") as guest:
             console = ConsoleEvents(guest)
             if console.until(lambda events: any(e.event == "enrolled" for e in events), 180):

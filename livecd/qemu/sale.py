@@ -269,7 +269,7 @@ def run_sale(
         limits = replace_record(JOB_LIMITS, memory_bytes=job_memory)
         ids = market.submit(program, inputs, replicas=replicas, limits=limits)
         by_job = dict(zip(ids, inputs, strict=True))
-        guest_cfg = _with_order(cfg, market, workdir, order_on)
+        guest_cfg = with_order(cfg, market, workdir, order_on)
         alongside = contextlib.nullcontext() if replicas == 1 else market.validator(workdir)
         with alongside, Guest(guest_cfg, log_path) as guest:
             console = ConsoleEvents(guest)
@@ -293,7 +293,7 @@ def run_sale(
     return report
 
 
-def _with_order(
+def with_order(
     cfg: GuestConfig, market: SaleMarket, workdir: Path, order_on: Literal["stick", "cd"]
 ) -> GuestConfig:
     """`cfg` with the market's way in and the volunteer's order: on a stick beside its
