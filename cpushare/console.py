@@ -2,7 +2,7 @@
 
 Every milestone of the live system prints one line that starts with `cpushare:`, then
 `event=NAME`, then fields, then `uptime=SECONDS` (guest uptime from /proc/uptime). The
-smoke test, CI and volunteers read these lines; the README lists the events. The shell
+smoke test, CI and volunteers read these lines; docs/live-cd.md lists the events. The shell
 side (`/init`, `/etc/init.d/cpushare`) prints the same format with its `say` function.
 """
 

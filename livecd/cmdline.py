@@ -1,6 +1,6 @@
 """The kernel command line of every boot entry: the profile's, then the options that give
 memory back to a small machine. Each was measured at QEMU's default 128 MiB (Debian 12's
-signed 6.1; README "Memory"); a kernel that does not know one ignores it.
+signed 6.1; docs/memory.md); a kernel that does not know one ignores it.
 
 - `initcall_blacklist=tracer_init_tracefs,init_zswap`: 6.1 builds tracefs's whole tree
   at boot, a dentry and an inode for every file of every trace event (about 9,700),

@@ -3,7 +3,7 @@
 Every setting is declared once, as a field of `Profile` with a `Setting` in its metadata:
 its TOML place, default, help and check. The same declarations drive the TOML parser
 below, the options of `livecd build` (`livecd/cli/build.py`) and the table of settings in
-README.md (checked by `tests/builder/test_profile.py`).
+docs/building.md (checked by `tests/builder/test_profile.py`).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ class Boot:
 
 @dataclass(frozen=True)
 class Profile:
-    """A validated profile. Field order is the order of the README's table."""
+    """A validated profile. Field order is the order of the table in docs/building.md."""
 
     name: str = _setting(section="", key="name", help="The image's name (lock and manifest).")
     output: str = _setting(

@@ -80,7 +80,7 @@ def test_command_line_overrides_are_validated_too() -> None:
         profile.with_overrides(timeout=-1)
 
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+BUILDING = Path(__file__).resolve().parents[2] / "docs" / "building.md"
 TABLE_START = "<!-- profile settings: from livecd/profile.py, checked by tests/builder -->"
 TABLE_END = "<!-- end of profile settings -->"
 
@@ -94,7 +94,7 @@ def _toml_default(value: object) -> str:
 
 
 def settings_table() -> str:
-    """The README's table of profile settings, made from the settings themselves."""
+    """The table of profile settings in docs/building.md, made from the settings themselves."""
     rows = ["| setting | type | default | option | meaning |", "|---|---|---|---|---|"]
     for f, spec in settings():
         kind, is_list = value_kind(f)
@@ -106,11 +106,11 @@ def settings_table() -> str:
     return "\n".join(rows)
 
 
-def test_the_readme_lists_every_setting_as_declared() -> None:
-    text = README.read_text()
+def test_the_docs_list_every_setting_as_declared() -> None:
+    text = BUILDING.read_text()
     start, end = text.index(TABLE_START) + len(TABLE_START), text.index(TABLE_END)
     assert text[start:end].strip() == settings_table(), (
-        "README.md's table of profile settings is out of date; paste this between its "
+        "docs/building.md's table of profile settings is out of date; paste this between its "
         f"markers:\n{settings_table()}"
     )
 

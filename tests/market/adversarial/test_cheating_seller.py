@@ -154,7 +154,7 @@ def test_a_cheating_seller_with_a_tampered_loader_never_gets_garbage_accepted(
 
         # Small pictures: the cheater runs them honestly and earns some trust for the
         # program, but fewer than the TRUSTED results that would let its word stand alone
-        # (a trusted host's lone result is the residual risk the README documents; what
+        # (a trusted host's lone result is the residual risk docs/trust.md documents; what
         # must hold is that an untrusted host's garbage is never accepted).
         small = [sample_image(20 + i, 16, seed=i) for i in range(trust.TRUSTED - 4)]
         jobs = buyer.submit(program, small)
