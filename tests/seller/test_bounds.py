@@ -8,11 +8,12 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from loopback_http import serving
 from seller_processes import SellerProcess
 from test_hostile import GOOD_LEASE
 
@@ -92,14 +93,9 @@ class ScriptedMarket(BaseHTTPRequestHandler):
 def market() -> Iterator[str]:
     ScriptedMarket.arrivals = []
     ScriptedMarket.release = threading.Event()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedMarket)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    ScriptedMarket.release.set()
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(ScriptedMarket) as url:
+        yield url
+        ScriptedMarket.release.set()
 
 
 def test_extension_waits_are_bounded_whatever_the_lease_says() -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from loopback_http import serving
 from seller_processes import SellerProcess
 
 from cpushare.order import SellOrder
@@ -101,12 +101,8 @@ class ForgetfulMarket(BaseHTTPRequestHandler):
 @pytest.fixture
 def forgetful() -> Iterator[str]:
     ForgetfulMarket.enrollments = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ForgetfulMarket)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(ForgetfulMarket) as url:
+        yield url
 
 
 def test_a_host_unknown_right_after_enrolling_again_is_an_error_not_a_loop(

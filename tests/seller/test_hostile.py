@@ -6,13 +6,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from loopback_http import serving
 from seller_processes import SellerProcess
 
 from cpushare.order import SellOrder
@@ -82,12 +82,8 @@ class HostileMarket(BaseHTTPRequestHandler):
 @pytest.fixture
 def hostile() -> Iterator[str]:
     HostileMarket.replies = list(REPLIES)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), HostileMarket)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(HostileMarket) as url:
+        yield url
 
 
 def test_hostile_replies_are_logged_and_survived(
