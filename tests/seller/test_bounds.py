@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import pytest
 from loopback_http import serving
-from seller_processes import SellerProcess
+from seller_processes import SellerProcess, stand_in_seller
 from test_hostile import GOOD_LEASE
 
 from cpushare.limits import MAX_EXTEND_INTERVAL, MAX_EXTEND_SECONDS, MAX_RETRY_AFTER
@@ -23,7 +23,6 @@ from cpushare.protocol import MAX_LEASE_SECONDS, parse_lease
 from cpushare.seller.client import MarketClient, Unreachable, _retry_after
 from cpushare.seller.courier import Courier, extend_schedule
 from cpushare.seller.host import SEATS_PER_SELLER
-from livecd.orders import write_order
 
 BACKOFF_MAX = 0.4  # what SellerProcess gives every seller
 WAIT, REQUEST_TIMEOUT = 1.0, 1.0
@@ -162,10 +161,8 @@ def test_huge_lease_seconds_retry_after_and_silence_do_not_park_the_seller(
         (429, {"Retry-After": f"{RETRY_AFTER:g}"}, b'{"error": "slow down"}'),
         None,  # accepted, never answered
     ]
-    write_order(SellOrder(market, "o-bounds", "s" * 24, "lab"), tmp_path / "bounds.cpu")
-    seller = SellerProcess(
-        tmp_path / "bounds.cpu", tmp_path, "--request-timeout", str(REQUEST_TIMEOUT)
-    )
+    order = tmp_path / "bounds.cpu"
+    seller = stand_in_seller(market, "o-bounds", order, "--request-timeout", str(REQUEST_TIMEOUT))
     sellers.append(seller)
     errors = seller.wait_for("error", 4)
     give_up = time.monotonic() + 30

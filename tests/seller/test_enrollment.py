@@ -13,12 +13,10 @@ from typing import ClassVar
 
 import pytest
 from loopback_http import serving
-from seller_processes import SellerProcess
+from seller_processes import SellerProcess, stand_in_seller
 
-from cpushare.order import SellOrder
 from cpushare.seller.host import SEATS_PER_SELLER
 from livecd.market_process import MarketProcess
-from livecd.orders import write_order
 from livecd.sdk.dither import dither, sample_image
 from market.buyer import BuyerClient
 
@@ -108,8 +106,7 @@ def forgetful() -> Iterator[str]:
 def test_a_host_unknown_right_after_enrolling_again_is_an_error_not_a_loop(
     forgetful: str, tmp_path: Path, sellers: list[SellerProcess]
 ) -> None:
-    write_order(SellOrder(forgetful, "o-forgotten", "s" * 24, "lab"), tmp_path / "f.cpu")
-    seller = SellerProcess(tmp_path / "f.cpu", tmp_path)
+    seller = stand_in_seller(forgetful, "o-forgotten", tmp_path / "f.cpu")
     sellers.append(seller)
     seller.wait_for("error", 6)
     whats = [e["what"] for e in seller.events("error")]

@@ -13,11 +13,9 @@ from typing import ClassVar
 
 import pytest
 from loopback_http import serving
-from seller_processes import SellerProcess
+from seller_processes import SellerProcess, stand_in_seller
 
-from cpushare.order import SellOrder
 from cpushare.seller.host import SEATS_PER_SELLER
-from livecd.orders import write_order
 
 PROGRAM = b"\x7fELF not really"
 GOOD_LEASE = {
@@ -89,8 +87,7 @@ def hostile() -> Iterator[str]:
 def test_hostile_replies_are_logged_and_survived(
     hostile: str, tmp_path: Path, sellers: list[SellerProcess]
 ) -> None:
-    write_order(SellOrder(hostile, "o-victim", "s" * 24, "lab"), tmp_path / "victim.cpu")
-    seller = SellerProcess(tmp_path / "victim.cpu", tmp_path)
+    seller = stand_in_seller(hostile, "o-victim", tmp_path / "victim.cpu")
     sellers.append(seller)
     errors = seller.wait_for("error", len(REPLIES))
     details = [e["detail"] for e in errors]
