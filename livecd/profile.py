@@ -260,14 +260,27 @@ def value_kind(f: dataclasses.Field[Any]) -> tuple[type, bool]:
 def load_profile(path: Path | None = None) -> Profile:
     """Read and validate a profile; a ProfileError names the file and every problem."""
     path = path or DEFAULT_PROFILE
+    values, problems = _values(_read_toml(path))
+    _raise_problems(path, problems)
+    profile = Profile(**values, source=path)
+    _raise_problems(path, validate(profile))
+    return profile
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ProfileError(f"{path}: no such profile; pass an existing TOML file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ProfileError(f"{path}: cannot read profile: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _values(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The settings a profile's TOML gives, by field name, and the problems with its
+    tables and types (a setting left out keeps its default)."""
     values: dict[str, Any] = {}
     problems: list[str] = []
     for f, spec in settings():
@@ -280,11 +293,7 @@ def load_profile(path: Path | None = None) -> Profile:
                 values[f.name] = value
         elif f.default is dataclasses.MISSING:
             problems.append(f"missing setting {spec.where}")
-    if problems:
-        _raise_problems(path, problems)
-    profile = Profile(**values, source=path)
-    _raise_problems(path, validate(profile))
-    return profile
+    return values, problems
 
 
 def _typed(value: Any, f: dataclasses.Field[Any], spec: Setting, problems: list[str]) -> Any:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from market.export import FILES
-from market.openapi import ANY_OBJECT, BINARY, Operation, _json, _name_parameter
+from market.openapi import ANY_OBJECT, BINARY, DISK_FULL, Operation, _json, _name_parameter
 from market.personal import TERMS
 
 TOML = {"application/toml": {"schema": {"type": "string"}}}
@@ -22,7 +22,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Create a sell order crediting this account: its `.cpu` file (keep it secret)",
         ("account",),
         {201: ("the order", TOML)},
-        {507: "The market's disk is full; nothing was kept."},
+        {507: DISK_FULL},
         body=_json("OrderTerms"),
         body_required=False,
     ),

@@ -7,60 +7,56 @@ import os
 import shlex
 import subprocess
 import tempfile
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from livecd.cli import main
+from livecd.cli.options import json_option, options
 from livecd.errors import UserError
 from livecd.orders import check_order_file
 from livecd.qemu.machine import NIC_MODELS, Firmware, GuestConfig, Media, qemu_argv
 from livecd.qemu.report import Report, format_report, report_json
 from livecd.qemu.smoke import run_order_smoke, run_smoke
 
-
-def _guest_options(f: Callable[..., None]) -> Callable[..., None]:
-    options = [
-        click.option(
-            "--firmware",
-            type=click.Choice(["bios", "uefi"]),
-            default="bios",
-            show_default=True,
-            help="PC BIOS (SeaBIOS) or UEFI (OVMF).",
-        ),
-        click.option(
-            "--secure-boot",
-            is_flag=True,
-            help="UEFI with Microsoft's keys enrolled and Secure Boot enforced.",
-        ),
-        click.option(
-            "--media",
-            type=click.Choice(["cdrom", "usb"]),
-            default="cdrom",
-            show_default=True,
-            help="Boot the ISO as a CD or as a USB disk.",
-        ),
-        click.option("--cpus", type=click.IntRange(1, 64), default=1, show_default=True),
-        click.option(
-            "--memory",
-            type=click.IntRange(128),
-            default=512,
-            show_default=True,
-            help="Guest memory in MiB.",
-        ),
-        click.option(
-            "--nic",
-            type=click.Choice(NIC_MODELS),
-            default="e1000",
-            show_default=True,
-            help="Emulated network card.",
-        ),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+# The guest QEMU boots (`boot` and `smoke`); `_guest` makes it of them.
+_guest_options = options(
+    click.option(
+        "--firmware",
+        type=click.Choice(["bios", "uefi"]),
+        default="bios",
+        show_default=True,
+        help="PC BIOS (SeaBIOS) or UEFI (OVMF).",
+    ),
+    click.option(
+        "--secure-boot",
+        is_flag=True,
+        help="UEFI with Microsoft's keys enrolled and Secure Boot enforced.",
+    ),
+    click.option(
+        "--media",
+        type=click.Choice(["cdrom", "usb"]),
+        default="cdrom",
+        show_default=True,
+        help="Boot the ISO as a CD or as a USB disk.",
+    ),
+    click.option("--cpus", type=click.IntRange(1, 64), default=1, show_default=True),
+    click.option(
+        "--memory",
+        type=click.IntRange(128),
+        default=512,
+        show_default=True,
+        help="Guest memory in MiB.",
+    ),
+    click.option(
+        "--nic",
+        type=click.Choice(NIC_MODELS),
+        default="e1000",
+        show_default=True,
+        help="Emulated network card.",
+    ),
+)
 
 
 def _guest(
@@ -117,7 +113,7 @@ def boot_command(
     type=click.Path(path_type=Path),
     help="Where to keep the serial console log. Default: ISO.serial.log",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 @click.option(
     "--order",
     "order_file",

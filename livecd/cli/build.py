@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from livecd.cli import main
+from livecd.cli.options import cache_option
 from livecd.profile import Profile, load_profile, settings, value_kind
 
 F = Callable[..., Any]
@@ -51,12 +52,7 @@ def _setting_options(command: F) -> F:
     type=click.Path(path_type=Path),
     help="Profile (TOML) to build from. Default: the profile shipped with livecd.",
 )
-@click.option(
-    "--cache",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Cache of packages and apt state. Default: $XDG_CACHE_HOME/livecd.",
-)
+@cache_option
 @click.option(
     "--apt-sources",
     multiple=True,

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from livecd.cli import main
+from livecd.cli.options import cache_option
 
 _profile_option = click.option(
     "-p",
@@ -15,12 +16,6 @@ _profile_option = click.option(
     "profile_path",
     type=click.Path(path_type=Path),
     help="Profile (TOML). Default: the profile shipped with livecd.",
-)
-_cache_option = click.option(
-    "--cache",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Cache of packages and apt state. Default: $XDG_CACHE_HOME/livecd.",
 )
 _sources_option = click.option(
     "--apt-sources",
@@ -38,7 +33,7 @@ _sources_option = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Where to write the lock. Default: PROFILE-NAME.lock.json, here.",
 )
-@_cache_option
+@cache_option
 @_sources_option
 @click.option(
     "--refresh",
@@ -92,7 +87,7 @@ def lock_command(
     help="The lock file the ISO was built from.",
 )
 @_profile_option
-@_cache_option
+@cache_option
 @_sources_option
 def verify_command(
     iso: Path,

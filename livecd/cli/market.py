@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import click
 
 from livecd.cli import main
+from livecd.cli.options import json_option
 from livecd.errors import UserError
 from livecd.files import atomic_write as write_atomically
 
@@ -174,7 +175,7 @@ def openapi() -> None:
     required=True,
     help="Where to write the private key (PEM, mode 0600).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 def cert(names: tuple[str, ...], cert_out: Path, key_out: Path, as_json: bool) -> None:
     """Make a self-signed certificate and key for trying the market out."""
     from market.tls import pem_sha256, self_signed

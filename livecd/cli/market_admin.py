@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from livecd.cli.market import _db_option, _echo_json, _user_errors, market
+from livecd.cli.options import json_option, order_output_option, order_terms_options
 from livecd.errors import UserError
 from livecd.orders import write_order
 
@@ -24,7 +25,7 @@ def account() -> None:
 @account.command("new")
 @click.argument("name")
 @_db_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 def account_new(name: str, db: Location, as_json: bool) -> None:
     """Create account NAME and print its API key (shown only this once)."""
     from market.admin import new_account
@@ -38,7 +39,7 @@ def account_new(name: str, db: Location, as_json: bool) -> None:
 
 @account.command("list")
 @_db_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 def account_list(db: Location, as_json: bool) -> None:
     """List accounts with their orders and CPUCoins."""
     from market.admin import list_accounts
@@ -130,7 +131,7 @@ def host() -> None:
 
 @host.command("list")
 @_db_option
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option
 def host_list(db: Location, as_json: bool) -> None:
     """List hosts with their order, account, network, seats and active leases."""
     from market.admin import list_hosts
@@ -166,12 +167,10 @@ def market_order() -> None:
 @market_order.command("new")
 @_db_option
 @click.option("--account", required=True, help="The account the order credits.")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@order_output_option
 @click.option("--public-url", help="The market as sellers reach it [default: from serve].")
-@click.option("--nice", type=click.IntRange(0, 19), default=19, show_default=True)
-@click.option("--max-memory-mb", type=click.IntRange(1), default=256, show_default=True)
-@click.option("--max-cpu-seconds", type=click.IntRange(1), default=60, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@order_terms_options
+@json_option
 def market_order_new(
     db: Location,
     account: str,

@@ -6,46 +6,42 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from cpushare.limits import JobLimits, default_wall_seconds
 from livecd.cli.market import _echo_json, _user_errors, market
+from livecd.cli.options import json_option, options, order_output_option, order_terms_options
 from livecd.errors import UserError
 from livecd.files import atomic_write as write_atomically
 
-F = TypeVar("F", bound=Callable[..., Any])
 _DEFAULT = JobLimits()
 
 
-def _buyer(fn: F) -> F:
-    """The options every buyer command shares: where the market is and the API key."""
-    options = [
-        click.option(
-            "--market",
-            "market_url",
-            envvar="CPUSHARE_MARKET",
-            required=True,
-            help="The market's URL [env CPUSHARE_MARKET].",
-        ),
-        click.option(
-            "--api-key",
-            envvar="CPUSHARE_API_KEY",
-            required=True,
-            help="The account's API key [env CPUSHARE_API_KEY].",
-        ),
-        click.option(
-            "--cacert",
-            type=click.Path(path_type=Path, dir_okay=False),
-            envvar="CPUSHARE_CACERT",
-            help="Certificate to verify the market with [env CPUSHARE_CACERT].",
-        ),
-        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
+# The options every buyer command shares: where the market is, the API key, --json.
+_buyer = options(
+    click.option(
+        "--market",
+        "market_url",
+        envvar="CPUSHARE_MARKET",
+        required=True,
+        help="The market's URL [env CPUSHARE_MARKET].",
+    ),
+    click.option(
+        "--api-key",
+        envvar="CPUSHARE_API_KEY",
+        required=True,
+        help="The account's API key [env CPUSHARE_API_KEY].",
+    ),
+    click.option(
+        "--cacert",
+        type=click.Path(path_type=Path, dir_okay=False),
+        envvar="CPUSHARE_CACERT",
+        help="Certificate to verify the market with [env CPUSHARE_CACERT].",
+    ),
+    json_option,
+)
 
 
 def _client(market_url: str, api_key: str, cacert: Path | None) -> Any:
@@ -211,10 +207,8 @@ from livecd.cli.market_admin import market_order  # noqa: E402
 
 
 @market_order.command("create")
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True)
-@click.option("--nice", type=click.IntRange(0, 19), default=19, show_default=True)
-@click.option("--max-memory-mb", type=click.IntRange(1), default=256, show_default=True)
-@click.option("--max-cpu-seconds", type=click.IntRange(1), default=60, show_default=True)
+@order_output_option
+@order_terms_options
 @_buyer
 def order_create(
     output: Path,
@@ -250,9 +244,7 @@ def _download(what: str) -> Callable[[Callable[..., Any]], Any]:
     def command(fn: Callable[..., Any]) -> Any:
         @market_order.command(fn.__name__.removeprefix("order_"), help=fn.__doc__)
         @click.argument("order_id")
-        @click.option(
-            "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True
-        )
+        @order_output_option
         @_buyer
         def run(
             order_id: str,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,7 +14,7 @@ from market.dialect import Connection
 from market.errors import MarketError
 from market.schema import SCHEMA_VERSION
 from market.web.account import text
-from market.web.portal import Portal, Visitor, redirect
+from market.web.portal import Handler, Portal, Visitor, redirect
 
 MAX_GRANT = 10**12
 
@@ -57,22 +58,22 @@ def _health(portal: Portal, reader: Connection) -> dict[str, object]:
     }
 
 
-async def revoke_host(portal: Portal, request: Request, visitor: Visitor) -> Response:
-    visitor.need_operator()
-    await portal.form(request, visitor)
-    host_id = request.path_params["host"]
-    await portal.market.db.write(lambda c: hosts.revoke_host(c, host_id))
-    portal.market.revoked()
-    return redirect("/operator")
+def _revoker(param: str, revoke: Callable[[Connection, str], None]) -> Handler:
+    """The form that revokes the host or order (of any account) the path's `param` names."""
+
+    async def handler(portal: Portal, request: Request, visitor: Visitor) -> Response:
+        visitor.need_operator()
+        await portal.form(request, visitor)
+        named = request.path_params[param]
+        await portal.market.db.write(lambda c: revoke(c, named))
+        portal.market.revoked()
+        return redirect("/operator")
+
+    return handler
 
 
-async def revoke_order(portal: Portal, request: Request, visitor: Visitor) -> Response:
-    visitor.need_operator()
-    await portal.form(request, visitor)
-    order_id = request.path_params["order"]
-    await portal.market.db.write(lambda c: hosts.revoke_order(c, order_id))
-    portal.market.revoked()
-    return redirect("/operator")
+revoke_host = _revoker("host", hosts.revoke_host)
+revoke_order = _revoker("order", hosts.revoke_order)
 
 
 async def set_disabled(portal: Portal, request: Request, visitor: Visitor) -> Response:

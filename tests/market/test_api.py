@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from cpushare.jail import JobResult, Outcome
+from cpushare.protocol import result_document
 from livecd.market_process import Host, MarketProcess, source_session
 from market import openapi_downloads
 from market.app import MarketConfig, create_app, openapi_document
@@ -38,13 +40,7 @@ def _lease(market: MarketProcess, host: Host, wait: float = 0, seat: int = 0) ->
 
 
 def _result(market: MarketProcess, host: Host, lease: int, output: bytes) -> requests.Response:
-    body = {
-        "outcome": "ok",
-        "exit_status": 0,
-        "output": base64.b64encode(output).decode(),
-        "cpu_seconds": 1.5,
-        "wall_seconds": 1.6,
-    }
+    body = result_document(JobResult(Outcome.OK, 0, output, 1.5, 1.6, ""))
     return source_session(host.source).post(
         f"{market.url}/v1/leases/{lease}/result", json=body, auth=host.auth, timeout=30
     )

@@ -3,7 +3,6 @@ one request, several results in one post, each answered on its own."""
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 from pathlib import Path
@@ -11,7 +10,8 @@ from typing import Any
 
 import requests
 
-from cpushare.protocol import parse_leases, parse_next, parse_recorded_batch
+from cpushare.jail import JobResult, Outcome
+from cpushare.protocol import parse_leases, parse_next, parse_recorded_batch, result_document
 from cpushare.seller.client import Refused
 from livecd.market_process import Host, MarketProcess, source_session
 from market.buyer import BuyerClient
@@ -32,14 +32,7 @@ def _post(market: MarketProcess, host: Host, path: str, body: Any) -> requests.R
 
 
 def _result(lease: object, output: bytes = b"out") -> dict[str, Any]:
-    return {
-        "lease": lease,
-        "outcome": "ok",
-        "exit_status": 0,
-        "output": base64.b64encode(output).decode(),
-        "cpu_seconds": 1.0,
-        "wall_seconds": 1.0,
-    }
+    return {"lease": lease, **result_document(JobResult(Outcome.OK, 0, output, 1.0, 1.0, ""))}
 
 
 def test_one_request_leases_a_job_per_seat_as_far_as_jobs_go(

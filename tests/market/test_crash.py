@@ -3,7 +3,6 @@ credited twice, and every job still completes."""
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 from collections.abc import Callable
@@ -11,6 +10,8 @@ from pathlib import Path
 
 import requests
 
+from cpushare.jail import JobResult, Outcome
+from cpushare.protocol import result_document
 from livecd.market_process import Host, MarketProcess, source_session
 from market.buyer import BuyerClient
 from market.store import connect
@@ -31,13 +32,7 @@ def _simulated_seller(
                 continue
             lease = reply.json()
             output = f"job {lease['job']} by {host.id}".encode()
-            body = {
-                "outcome": "ok",
-                "exit_status": 0,
-                "output": base64.b64encode(output).decode(),
-                "cpu_seconds": 0.25,
-                "wall_seconds": 0.25,
-            }
+            body = result_document(JobResult(Outcome.OK, 0, output, 0.25, 0.25, ""))
             posted = session.post(f"{url}/v1/leases/{lease['lease']}/result", json=body, timeout=10)
             if posted.status_code == 200:
                 acked.append((lease["lease"], posted.json()["result"], output))

@@ -5,23 +5,13 @@ held must read as applied, be applied before COMMIT, and go with a rollback."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-
-import pytest
 
 from market import accounts, ledger
 from market.dialect import Connection, Location, credit_later, is_postgres
 from market.errors import MarketError
-from market.store import Store, open_database
+from market.store import Store
 from tests.market.helpers import COINS, job, market_db
-
-
-@pytest.fixture
-def conn(market_location: Location) -> Iterator[Connection]:
-    db = market_db(open_database(market_location))
-    yield db
-    db.close()
 
 
 def _settle(conn: Connection, job_id: int, buyer: int, seller: int) -> None:

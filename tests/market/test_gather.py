@@ -5,20 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from livecd.market_process import MarketProcess
 from market import agreement, leasing
 from market.buyer import BuyerClient
-from market.dialect import Connection, Location
+from market.dialect import Connection
 from market.errors import Forbidden, MarketError
 from market.gather import Gather
-from market.store import open_database
 from tests.conftest import RunCoroutine
-from tests.market.helpers import LIMITS, host, job, market_db, result
+from tests.market.helpers import LIMITS, host, job, result
 from tests.market.test_api import _lease, _result, _seller
 from tests.market.test_statements import ALONE, statements
 
@@ -74,13 +70,6 @@ def test_a_run_that_answers_too_few_fails_every_caller_rather_than_leaving_them(
 
     answers = run_coroutine(main())
     assert [type(a) for a in answers] == [AssertionError] * 3
-
-
-@pytest.fixture
-def conn(market_location: Location) -> Iterator[Connection]:
-    db = market_db(open_database(market_location))
-    yield db
-    db.close()
 
 
 def test_results_of_several_hosts_cost_the_statements_of_one(conn: Connection) -> None:

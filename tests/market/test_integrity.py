@@ -5,15 +5,13 @@ them, and a row that breaks one is reported."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 
 import pytest
 
 from market import agreement, integrity, leasing, ledger
-from market.dialect import INTEGRITY_ERRORS, Connection, Location, is_postgres
+from market.dialect import INTEGRITY_ERRORS, Connection, is_postgres
 from market.schema import POSTGRES_ONLY
-from market.store import open_database
-from tests.market.helpers import LIMITS, host, job, market_db, paid, result
+from tests.market.helpers import LIMITS, host, job, paid, result
 
 # What step 6 drops: on both engines, three indexes no query needs ...
 DROPPED_INDEXES = {"leases_job", "leases_host", "transfers_source"}
@@ -32,13 +30,6 @@ DROPPED_CONSTRAINTS = {
     "transfers_kind_check",
     "jobs_state_check",
 }
-
-
-@pytest.fixture
-def conn(market_location: Location) -> Iterator[Connection]:
-    db = market_db(open_database(market_location))
-    yield db
-    db.close()
 
 
 def _work(conn: Connection) -> None:

@@ -6,24 +6,15 @@ batch, on both engines."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-
-import pytest
+from collections.abc import Callable
 
 from market import integrity, leasing, trust
 from market.dialect import Connection, Location
 from market.hosts import Host
 from market.slots import refresh_slots
-from market.store import Store, open_database
+from market.store import Store
 from tests.conftest import RunCoroutine
-from tests.market.helpers import LIMITS, SHA, host, job, market_db
-
-
-@pytest.fixture
-def conn(market_location: Location) -> Iterator[Connection]:
-    db = market_db(open_database(market_location))
-    yield db
-    db.close()
+from tests.market.helpers import LIMITS, SHA, host, job
 
 
 def _trust(conn: Connection, seller: Host, valid: int) -> None:

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 
 import pytest
 
 from cpushare.limits import JobLimits
 from market import agreement, jobs, leasing, ledger, trust
-from market.dialect import Connection, Location
+from market.dialect import Connection
 from market.errors import Conflict, Forbidden, Gone, MarketError
-from market.store import open_database
-from tests.market.helpers import LIMITS, SHA, host, job, market_db, paid, result
-
-
-@pytest.fixture
-def conn(market_location: Location) -> Iterator[Connection]:
-    db = market_db(open_database(market_location))
-    yield db
-    db.close()
+from tests.market.helpers import LIMITS, SHA, host, job, paid, result
 
 
 def test_replication_rejects_the_liar_and_pays_only_the_honest(conn: Connection) -> None:

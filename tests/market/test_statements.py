@@ -4,17 +4,16 @@ parse on PostgreSQL, so a count that grows back shows here, not only in the benc
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from market import agreement, leasing
-from market.dialect import Connection, Location
+from market.dialect import Connection
 from market.errors import MarketError, NotFound
 from market.hosts import Host
-from market.store import open_database
-from tests.market.helpers import LIMITS, host, job, market_db, result
+from tests.market.helpers import LIMITS, host, job, result
 
 # A result that ends its job alone (replicas=1): the lease, job row and program's median
 # read at once, the lease marked done, the result stored already accepted (it is the job's
@@ -37,13 +36,6 @@ HANDED_BACK = 5
 
 def engine(conn: Connection) -> str:
     return "sqlite" if isinstance(conn, sqlite3.Connection) else "postgres"
-
-
-@pytest.fixture
-def conn(market_location: Location) -> Iterator[Connection]:
-    db = market_db(open_database(market_location))
-    yield db
-    db.close()
 
 
 def statements(conn: Connection, step: Callable[[], object]) -> list[str]:

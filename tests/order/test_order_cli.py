@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from loopback_http import serving
 
 from cpushare.order import load_order
 from livecd.cli import main
@@ -68,11 +68,8 @@ def test_check_names_every_problem_on_one_line(tmp_path: Path) -> None:
 @pytest.fixture
 def web(tmp_path: Path) -> Iterator[str]:
     handler = lambda *a: SimpleHTTPRequestHandler(*a, directory=str(tmp_path))  # noqa: E731
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(handler) as url:
+        yield url
 
 
 def test_fetch_keeps_a_valid_order_and_refuses_anything_else(web: str, tmp_path: Path) -> None:

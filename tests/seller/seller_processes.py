@@ -14,7 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cpushare.console import events_in
+from cpushare.order import SellOrder
 from cpushare.seller.status import SellerStatus, read_statuses
+from livecd.orders import write_order
 
 
 class SellerProcess:
@@ -56,6 +58,13 @@ class SellerProcess:
             else:
                 self.process.terminate()
         self.process.wait(timeout=20)
+
+
+def stand_in_seller(market_url: str, order_id: str, order: Path, *extra: str) -> SellerProcess:
+    """A seller, in the folder of `order`, of the order `order_id` (its secret and account
+    made up, written to `order`) of a test's stand-in market at `market_url`."""
+    write_order(SellOrder(market_url, order_id, "s" * 24, "lab"), order)
+    return SellerProcess(order, order.parent, *extra)
 
 
 def running(mentioning: str) -> list[int]:

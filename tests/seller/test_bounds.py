@@ -8,12 +8,13 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from seller_processes import SellerProcess
+from loopback_http import serving
+from seller_processes import SellerProcess, stand_in_seller
 from test_hostile import GOOD_LEASE
 
 from cpushare.limits import MAX_EXTEND_INTERVAL, MAX_EXTEND_SECONDS, MAX_RETRY_AFTER
@@ -22,7 +23,6 @@ from cpushare.protocol import MAX_LEASE_SECONDS, parse_lease
 from cpushare.seller.client import MarketClient, Unreachable, _retry_after
 from cpushare.seller.courier import Courier, extend_schedule
 from cpushare.seller.host import SEATS_PER_SELLER
-from livecd.orders import write_order
 
 BACKOFF_MAX = 0.4  # what SellerProcess gives every seller
 WAIT, REQUEST_TIMEOUT = 1.0, 1.0
@@ -92,14 +92,9 @@ class ScriptedMarket(BaseHTTPRequestHandler):
 def market() -> Iterator[str]:
     ScriptedMarket.arrivals = []
     ScriptedMarket.release = threading.Event()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedMarket)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    ScriptedMarket.release.set()
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(ScriptedMarket) as url:
+        yield url
+        ScriptedMarket.release.set()
 
 
 def test_extension_waits_are_bounded_whatever_the_lease_says() -> None:
@@ -166,10 +161,8 @@ def test_huge_lease_seconds_retry_after_and_silence_do_not_park_the_seller(
         (429, {"Retry-After": f"{RETRY_AFTER:g}"}, b'{"error": "slow down"}'),
         None,  # accepted, never answered
     ]
-    write_order(SellOrder(market, "o-bounds", "s" * 24, "lab"), tmp_path / "bounds.cpu")
-    seller = SellerProcess(
-        tmp_path / "bounds.cpu", tmp_path, "--request-timeout", str(REQUEST_TIMEOUT)
-    )
+    order = tmp_path / "bounds.cpu"
+    seller = stand_in_seller(market, "o-bounds", order, "--request-timeout", str(REQUEST_TIMEOUT))
     sellers.append(seller)
     errors = seller.wait_for("error", 4)
     give_up = time.monotonic() + 30

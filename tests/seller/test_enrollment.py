@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from seller_processes import SellerProcess
+from loopback_http import serving
+from seller_processes import SellerProcess, stand_in_seller
 
-from cpushare.order import SellOrder
 from cpushare.seller.host import SEATS_PER_SELLER
 from livecd.market_process import MarketProcess
-from livecd.orders import write_order
 from livecd.sdk.dither import dither, sample_image
 from market.buyer import BuyerClient
 
@@ -101,19 +99,14 @@ class ForgetfulMarket(BaseHTTPRequestHandler):
 @pytest.fixture
 def forgetful() -> Iterator[str]:
     ForgetfulMarket.enrollments = 0
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ForgetfulMarket)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(ForgetfulMarket) as url:
+        yield url
 
 
 def test_a_host_unknown_right_after_enrolling_again_is_an_error_not_a_loop(
     forgetful: str, tmp_path: Path, sellers: list[SellerProcess]
 ) -> None:
-    write_order(SellOrder(forgetful, "o-forgotten", "s" * 24, "lab"), tmp_path / "f.cpu")
-    seller = SellerProcess(tmp_path / "f.cpu", tmp_path)
+    seller = stand_in_seller(forgetful, "o-forgotten", tmp_path / "f.cpu")
     sellers.append(seller)
     seller.wait_for("error", 6)
     whats = [e["what"] for e in seller.events("error")]

@@ -6,18 +6,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from seller_processes import SellerProcess
+from loopback_http import serving
+from seller_processes import SellerProcess, stand_in_seller
 
-from cpushare.order import SellOrder
 from cpushare.seller.host import SEATS_PER_SELLER
-from livecd.orders import write_order
 
 PROGRAM = b"\x7fELF not really"
 GOOD_LEASE = {
@@ -82,19 +80,14 @@ class HostileMarket(BaseHTTPRequestHandler):
 @pytest.fixture
 def hostile() -> Iterator[str]:
     HostileMarket.replies = list(REPLIES)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), HostileMarket)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(HostileMarket) as url:
+        yield url
 
 
 def test_hostile_replies_are_logged_and_survived(
     hostile: str, tmp_path: Path, sellers: list[SellerProcess]
 ) -> None:
-    write_order(SellOrder(hostile, "o-victim", "s" * 24, "lab"), tmp_path / "victim.cpu")
-    seller = SellerProcess(tmp_path / "victim.cpu", tmp_path)
+    seller = stand_in_seller(hostile, "o-victim", tmp_path / "victim.cpu")
     sellers.append(seller)
     errors = seller.wait_for("error", len(REPLIES))
     details = [e["detail"] for e in errors]

@@ -49,6 +49,19 @@ def _wait(condition: Callable[[], bool], what: str, timeout: float = 90) -> None
         time.sleep(0.1)
 
 
+def _sell(
+    market: MarketProcess,
+    relay: Relay,
+    tmp_path: Path,
+    sellers: list[SellerProcess],
+    buyer: BuyerClient,
+    jobs: list[int],
+) -> None:
+    """One seller, reaching the market through the relay, sells until `jobs` are done."""
+    sellers.append(SellerProcess(_order(market, relay, tmp_path), tmp_path))
+    _wait(lambda: buyer.status()["jobs"]["done"] == len(jobs), "the jobs are not done")
+
+
 @pytest.fixture
 def market(tmp_path: Path) -> Iterator[MarketProcess]:
     # Short leases: every job of about 1.6 s is extended at least once.
@@ -60,13 +73,12 @@ def test_the_next_job_is_leased_while_one_runs_over_one_connection(
     market: MarketProcess,
     relay: Relay,
     tmp_path: Path,
+    buyer: BuyerClient,
     spin: bytes,
     sellers: list[SellerProcess],
 ) -> None:
-    buyer = BuyerClient(market.url, market.account("lab", coins=100_000).api_key)
     jobs = buyer.submit(buyer.upload_program(spin), [b"2500"] * 6, replicas=1)
-    sellers.append(SellerProcess(_order(market, relay, tmp_path), tmp_path))
-    _wait(lambda: buyer.status()["jobs"]["done"] == len(jobs), "the jobs are not done")
+    _sell(market, relay, tmp_path, sellers, buyer, jobs)
     with sqlite3.connect(market.db) as db:
         leases = db.execute(
             "SELECT l.created, r.created FROM leases l JOIN results r ON r.lease_id = l.id "
@@ -143,13 +155,12 @@ def test_tiny_jobs_are_leased_and_posted_together_in_batches_on_a_queue_of_seats
     market: MarketProcess,
     relay: Relay,
     tmp_path: Path,
+    buyer: BuyerClient,
     spin: bytes,
     sellers: list[SellerProcess],
 ) -> None:
-    buyer = BuyerClient(market.url, market.account("lab", coins=100_000).api_key)
     jobs = buyer.submit(buyer.upload_program(spin), [b"0"] * 60, replicas=1)
-    sellers.append(SellerProcess(_order(market, relay, tmp_path), tmp_path))
-    _wait(lambda: buyer.status()["jobs"]["done"] == len(jobs), "the jobs are not done")
+    _sell(market, relay, tmp_path, sellers, buyer, jobs)
     assert all(buyer.output(job) == b"spun\n" for job in jobs)
     with sqlite3.connect(market.db) as db:
         leases = db.execute("SELECT created, seat FROM leases").fetchall()

@@ -8,12 +8,19 @@ import re
 import shutil
 from pathlib import Path
 
+import requests
 from playwright.sync_api import Download, Locator, Page, expect
 
-from livecd.market_process import MarketProcess
+from livecd.market_process import Host, MarketProcess
 
 ARTEFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artefacts" / "web"
 PASSWORD = "correct horse battery"
+
+
+def assert_refused_as_revoked(market: MarketProcess, host: Host) -> None:
+    """The market refuses `host` a lease: revoked (it, its order or its account)."""
+    reply = requests.post(f"{market.url}/v1/lease", json={}, auth=host.auth, timeout=10)
+    assert reply.status_code == 403 and reply.json()["code"] == "revoked"
 
 
 class Journey:
@@ -68,6 +75,13 @@ class Journey:
         with self.page.expect_download() as info:
             where.get_by_role("link", name=link).click()
         return info.value
+
+    def revoke(self, kind: str, name: str) -> None:
+        """Presses the Revoke button of the row of the `kind` (order, host) `name`, which
+        then says revoked."""
+        self.page.get_by_role("button", name=f"Revoke {kind} {name}").click()
+        expect(self.page.locator(f'tr[data-{kind}="{name}"]')).to_contain_text("revoked")
+        self.shot(f"{kind}-revoked")
 
     def csrf(self) -> str:
         found = re.search(r'name="csrf" value="([^"]+)"', self.page.content())
