@@ -179,14 +179,6 @@ def _only_in_one(a: Mapping[str, object], b: Mapping[str, object], prefix: str) 
     return lines + [f"{prefix}{key}: only in the second" for key in sorted(b.keys() - a.keys())]
 
 
-def _mapping_differences(
-    a: Mapping[str, object], b: Mapping[str, object], prefix: str, what: str
-) -> list[str]:
-    return _only_in_one(a, b, prefix) + [
-        f"{prefix}{key}: {what} differs" for key in sorted(a.keys() & b.keys()) if a[key] != b[key]
-    ]
-
-
 def _inside_differences(path: str, a: Path, b: Path) -> list[str]:
     if path == INITRAMFS:
         inside = _member_differences(_initramfs_members(a), _initramfs_members(b))
