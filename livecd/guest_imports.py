@@ -1,6 +1,7 @@
 """The standard library modules the guest imports, so that the image ships those alone:
 the closure of every `import` in the `cpushare` package (those inside functions too),
-as an interpreter started the way the live system starts it (`python3 -I -S`) loads it.
+as an interpreter started the way the live system starts it (`python3 -I -S`; the fleet's
+`-P -s -S` with only its hash seed in the environment loads the same) loads it.
 
 A module the standard library imports only inside a function (a codec looked up by
 name, `_strptime`) is not in that closure: ALSO_KEPT names those the guest can reach.

@@ -41,8 +41,9 @@ print(json.dumps(list(dict.fromkeys(started))))
 
 
 def import_order(roots: tuple[str, ...] = ROOTS) -> list[str]:
-    """The modules an interpreter started as the live system starts it (`-I -S`) loads
-    for `roots`, in the order it starts loading them."""
+    """The modules an interpreter started as the live system starts it (`-I -S`, as
+    isolated as the fleet's `-P -s -S` with its hash seed) loads for `roots`, in the
+    order it starts loading them."""
     argv = [sys.executable, "-I", "-S", "-c", _PROBE, str(CPUSHARE_SRC.parent), *roots]
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:

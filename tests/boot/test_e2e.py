@@ -106,10 +106,27 @@ def _sellers_hand_big_blocks_back(guest: Guest) -> list[str]:
     return []
 
 
+def _fleet_hash_seed_from_the_kernel(guest: Guest) -> list[str]:
+    """The fleet's interpreter has its hash seed from the kernel, set by
+    /etc/init.d/cpushare (32 bits, never 0: 0 turns randomization off), so that it
+    starts without reading /dev/urandom, which waits for the generator."""
+    proc = "/proc/$(cat /run/cpushare/fleet.pid)"
+    status, out = guest.shell(f"tr '\\0' '\\n' < {proc}/environ | grep ^PYTHONHASHSEED=")
+    seed = out.strip().partition("=")[2]
+    if status != 0 or not seed.isdigit() or not 0 < int(seed) < 1 << 32:
+        return [f"the fleet has no hash seed of its own: {out!r}"]
+    # Read by the interpreter: neither -I nor -E, which ignore the environment.
+    status, out = guest.shell(f"tr '\\0' ' ' < {proc}/cmdline")
+    if status != 0 or "python3" not in out or {"-I", "-E"} & set(out.split()):
+        return [f"the fleet's interpreter ignores its hash seed: {out!r}"]
+    return []
+
+
 def _after_the_sale(guest: Guest) -> list[str]:
     return (
         _no_disk_in_use(guest)
         + _sellers_hand_big_blocks_back(guest)
+        + _fleet_hash_seed_from_the_kernel(guest)
         + _tty1_shows(guest, "selling: 2 seller(s)", "volunteer-cpu0", "volunteer-cpu1")
     )
 
