@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import random
+import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -154,22 +155,32 @@ def grant_leases_later(
     """A lease for each of `seats` in turn while jobs last (as grant_lease: each seat's
     previous active lease is handed back, on every seat named, leased or not).
 
-    Three statements however many seats, and on PostgreSQL one wait for the server: the
-    seats' previous leases handed back and the jobs taken (a slot each), sent together,
-    then the leases stored, whose ids are read Later (market.later). Leasing is the
-    market's most frequent write. A seat nearly always asks with no lease of its own out;
-    when it held one, the jobs just taken give their slots back, the handed-back jobs'
-    slots are recomputed and the jobs taken again, as if handed back first."""
+    On PostgreSQL one statement (_grant_postgres). On SQLite two however many seats when
+    a job is taken for each: the jobs taken (a slot each) and the leases stored. Leasing
+    is the market's most frequent write, and a seat nearly always asks with no lease of
+    its own out: the seats' previous leases are looked for only when a seat is left
+    without a job, or when storing the leases finds a seat still holding one (its unique
+    index, leases_seat, refuses the row: nothing of the INSERT is kept). They are handed
+    back then, and if there were any, the jobs just taken get their slots back, the
+    handed-back jobs' slots are recomputed and the jobs taken again, as if handed back
+    first."""
     check_seats(host, seats)
     if is_postgres(conn):
         return _grant_postgres(conn, host, seats, limits, lease_seconds, now, chance)
+    taken = _take(conn, host, len(seats), limits)
+    if len(taken) == len(seats):
+        try:
+            return _store_leases(conn, host, seats, taken, lease_seconds, now, chance)
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" not in str(exc):
+                raise
+            # A seat holds an active lease: handed back below, the jobs taken again.
     marks = ", ".join(["?"] * len(seats))
     handing_back = conn.execute(
         "UPDATE leases SET state = 'expired', deadline = ?, released = ? "
         f"WHERE host_id = ? AND seat IN ({marks}) AND state = 'active' RETURNING job_id",
         (now, now, host.id, *seats),
     )
-    taken = _take(conn, host, len(seats), limits)
     handed_back = sorted({int(row[0]) for row in handing_back.fetchall()})
     if handed_back:
         if taken:
@@ -198,10 +209,6 @@ def _store_leases(
         return Later(list)
     taken.sort(key=lambda row: int(row[0]))
     solo = [int(alone) for alone in _solo(conn, host, taken, chance)]
-    if any(solo):
-        # A solo lease's result will stand alone: nobody else is asked meanwhile.
-        ids = [int(row[0]) for row, alone in zip(taken, solo, strict=True) if alone]
-        conn.execute(f"UPDATE jobs SET slots = 0 WHERE id IN ({', '.join(['?'] * len(ids))})", ids)
     deadline = now + lease_seconds
     rows = [
         (row[0], host.order_id, str(seat), now, deadline, host.id, seat, host.network, alone)
@@ -215,6 +222,11 @@ def _store_leases(
         [value for row in rows for value in row],
     )
     lease_ids = later.rows(conn, stored)
+    if any(solo):
+        # A solo lease's result will stand alone: nobody else is asked meanwhile. (After
+        # the INSERT, which a seat still holding a lease refuses: grant_leases_later.)
+        ids = [int(row[0]) for row, alone in zip(taken, solo, strict=True) if alone]
+        conn.execute(f"UPDATE jobs SET slots = 0 WHERE id IN ({', '.join(['?'] * len(ids))})", ids)
 
     def leases() -> list[Lease]:
         lease_of = {int(seat): int(lease_id) for lease_id, seat in lease_ids.value()}
