@@ -327,17 +327,19 @@ _PLAIN_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
     "object": (dict,),
 }
+if TYPE_CHECKING:
+    # A field as `_values` checks it (see `_checks`).
+    _Check = tuple[str, tuple[type, ...], Any, Any, bool, Field]
 
 
-def _checks(
-    fields: tuple[Field, ...],
-) -> tuple[tuple[str, tuple[type, ...], Any, Any, bool, Field], ...]:
+def _checks(fields: tuple[Field, ...]) -> tuple[_Check, ...]:
     """`fields` as `_values` checks them: each field's name, the exact types of its common
     values, their bounds (None: unbounded), whether it is a number (returned as a float),
     and the field itself (for the slow way)."""
     checks = []
     for spec in fields:
-        low, high = spec.low, spec.high
+        low: Any = spec.low
+        high: Any = spec.high
         if spec.kind == "number":
             low = _FINITE[0] if low is None else low
             high = _FINITE[1] if high is None else high
@@ -349,16 +351,14 @@ def _checks(
     return tuple(checks)
 
 
-def _values(
-    doc: dict[str, Any], checks: tuple[tuple[str, tuple[type, ...], Any, Any, bool, Field], ...]
-) -> dict[str, Any]:
+def _values(doc: dict[str, Any], checks: tuple[_Check, ...]) -> dict[str, Any]:
     """The fields of `doc` that `checks` (`_checks`) name, each checked as `_value` does:
     a value of an exact JSON type within its bounds is taken at once (every lease's dozen
     fields, every job: a seller under emulation pays for each step of Python), anything
     else goes through `_value`, which accepts or refuses it."""
     found: dict[str, Any] = {}
     for name, types, low, high, number, spec in checks:
-        value = doc.get(name)
+        value: Any = doc.get(name)
         if type(value) in types and (low is None or low <= value <= high):
             found[name] = float(value) if number else value
         else:
