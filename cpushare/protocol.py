@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import json
+import json.encoder
 import math
 import re
+import sys
 
 from cpushare.jail.model import JobResult, Outcome
 from cpushare.limits import BOUNDS, MAX_INPUT_BYTES, MAX_PROGRAM_BYTES, JobLimits
@@ -19,6 +21,8 @@ from cpushare.record import record
 from cpushare.seller.client import BadReply, Refused, Unreachable
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# A str as json.dumps writes it (ensure_ascii: its C encoder).
+_json_string = json.encoder.encode_basestring_ascii
 MAX_ID = 2**62
 MAX_LEASE_SECONDS = 86400
 # A host's seats, for the market and its sellers alike: a batch holds at most one lease
@@ -313,21 +317,71 @@ def _value(doc: dict[str, Any], spec: Field) -> Any:
     return float(value) if spec.kind == "number" else value
 
 
-def _values(doc: dict[str, Any], fields: tuple[Field, ...]) -> dict[str, Any]:
-    return {spec.name: _value(doc, spec) for spec in fields}
+# The widest finite floats: bounds for the fast path of a number without bounds of its
+# own (infinities and NaN fail every comparison with them, and go the slow way).
+_FINITE = (-sys.float_info.max, sys.float_info.max)
+# The exact types of a kind's common values (JSON's: no bool, no subclass).
+_PLAIN_TYPES: dict[str, tuple[type, ...]] = {
+    "integer": (int,),
+    "number": (int, float),
+    "string": (str,),
+    "object": (dict,),
+}
+if TYPE_CHECKING:
+    # A field as `_values` checks it (see `_checks`).
+    _Check = tuple[str, tuple[type, ...], Any, Any, bool, Field]
+
+
+def _checks(fields: tuple[Field, ...]) -> tuple[_Check, ...]:
+    """`fields` as `_values` checks them: each field's name, the exact types of its common
+    values, their bounds (None: unbounded), whether it is a number (returned as a float),
+    and the field itself (for the slow way)."""
+    checks = []
+    for spec in fields:
+        low: Any = spec.low
+        high: Any = spec.high
+        if spec.kind == "number":
+            low = _FINITE[0] if low is None else low
+            high = _FINITE[1] if high is None else high
+        elif spec.kind == "integer" and (low is None or high is None):
+            low = -(2**1024) if low is None else low
+            high = 2**1024 if high is None else high
+        number = spec.kind == "number"
+        checks.append((spec.name, _PLAIN_TYPES.get(spec.kind, ()), low, high, number, spec))
+    return tuple(checks)
+
+
+def _values(doc: dict[str, Any], checks: tuple[_Check, ...]) -> dict[str, Any]:
+    """The fields of `doc` that `checks` (`_checks`) name, each checked as `_value` does:
+    a value of an exact JSON type within its bounds is taken at once (every lease's dozen
+    fields, every job: a seller under emulation pays for each step of Python), anything
+    else goes through `_value`, which accepts or refuses it."""
+    found: dict[str, Any] = {}
+    for name, types, low, high, number, spec in checks:
+        value: Any = doc.get(name)
+        if type(value) in types and (low is None or low <= value <= high):
+            found[name] = float(value) if number else value
+        else:
+            found[name] = _value(doc, spec)
+    return found
+
+
+_LEASE_CHECKS = _checks(tuple(f for f in LEASE if f.required))
+# The seller fetches a program by its sha256 alone: the url is for other clients.
+_PROGRAM_CHECKS = _checks(tuple(f for f in PROGRAM if f.name != "url"))
+_LIMITS_CHECKS = _checks(LIMITS)
 
 
 def parse_lease(doc: dict[str, Any]) -> LeaseOffer:
     """A LeaseOffer from the lease reply, or BadReply naming what is wrong."""
-    top = _values(doc, tuple(f for f in LEASE if f.required))
+    top = _values(doc, _LEASE_CHECKS)
     seat = None if doc.get("seat") is None else _value(doc, LEASE[-1])
     # The sha256 names a file in the program cache: checked first, whatever else is wrong.
     sha256 = top["program"].get("sha256")
     if not isinstance(sha256, str) or not SHA256_HEX.fullmatch(sha256):
         raise BadReply("the lease's program sha256 is not 64 hex digits")
-    # The seller fetches a program by its sha256 alone: the url is for other clients.
-    program = _values(top["program"], tuple(f for f in PROGRAM if f.name != "url"))
-    limits = _values(top["limits"], LIMITS)
+    program = _values(top["program"], _PROGRAM_CHECKS)
+    limits = _values(top["limits"], _LIMITS_CHECKS)
     encoded = top["input"]
     if len(encoded) > MAX_INPUT_CHARS:
         raise BadReply("the lease's input is not a base64 string of a bounded size")
@@ -396,6 +450,30 @@ def recorded_document(
     }
 
 
+def _result_head(lease: int, result: JobResult) -> bytes:
+    """`lease` and `result_document(result, output=False)` as a JSON object without its
+    closing brace, as json.dumps writes them: formatted directly, every job's result (a
+    seller under emulation pays for each step of Python), unless a number is not a plain
+    finite one (then by json.dumps itself)."""
+    cpu, wall, status = result.cpu_seconds, result.wall_seconds, result.exit_status
+    if (
+        type(lease) is int
+        and type(cpu) is float
+        and type(wall) is float
+        and math.isfinite(cpu)
+        and math.isfinite(wall)
+        and (status is None or type(status) is int)
+    ):
+        return (
+            f'{{"lease": {lease}, "outcome": {_json_string(result.outcome.value)}, '
+            f'"exit_status": {"null" if status is None else status}, '
+            f'"cpu_seconds": {cpu!r}, "wall_seconds": {wall!r}, '
+            f'"detail": {_json_string(result.detail)}'
+        ).encode()
+    doc = {"lease": lease, **result_document(result, output=False)}
+    return json.dumps(doc).encode()[:-1]
+
+
 def results_body(
     results: list[tuple[int, JobResult]], ahead: dict[str, Any] | None = None
 ) -> list[bytes]:
@@ -405,9 +483,7 @@ def results_body(
     the lease request (seats and bounds) for the next jobs, in the same request (`next`)."""
     parts = [b'{"results": [']
     for i, (lease, result) in enumerate(results):
-        doc = {"lease": lease, **result_document(result, output=False)}
-        head = json.dumps(doc).encode()[:-1]  # without its closing brace
-        parts += [b", " if i else b"", head, b', "output": "']
+        parts += [b", " if i else b"", _result_head(lease, result), b', "output": "']
         parts += [base64.b64encode(result.output), b'"}']
     parts.append(b"]}" if ahead is None else b'], "next": ' + json.dumps(ahead).encode() + b"}")
     return parts

@@ -9,6 +9,9 @@
  *                        2 this loader's diagnostics   3 the control stream
  * The control stream is `struct control`, then per segment `struct segment` followed by
  * its bytes (layout mirrored by cpushare/jail/control.py, little endian).
+ * Fds 0 and 3 may be one open file, the job's input following the control stream
+ * (cpushare/jail/runner.py): the loader must read exactly the control, never ahead, so
+ * that the job reads its input from where the loader stopped.
  *
  * The security argument is the order of loader_main(): prepare everything the job will
  * ever use, then lock (limits, identity, descriptors, seccomp), then jump. After the

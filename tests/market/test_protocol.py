@@ -3,16 +3,21 @@ the seller parses and the OpenAPI schemas describe."""
 
 from __future__ import annotations
 
+import json
+import math
+
 import jsonschema_rs
 import pytest
 
-from cpushare.jail import Limits
+from cpushare.jail import JobResult, Limits, Outcome
 from cpushare.limits import BOUNDS, JobLimits, default_wall_seconds
 from cpushare.protocol import (
     lease_document,
     parse_lease,
     parse_recorded,
     recorded_document,
+    result_document,
+    results_body,
     schemas,
 )
 from cpushare.seller.client import BadReply
@@ -91,3 +96,68 @@ def test_every_reference_of_the_document_resolves() -> None:
     assert refs
     for ref in refs:
         assert ref.removeprefix("#/components/schemas/") in doc["components"]["schemas"], ref
+
+
+# A lease's fields of the wrong JSON type or out of bounds: each is refused by name.
+WRONG_FIELDS = [
+    ("lease", True),
+    ("lease", 3.0),
+    ("lease", 0),
+    ("lease", "3"),
+    ("job", None),
+    ("lease_seconds", math.nan),
+    ("lease_seconds", math.inf),
+    ("lease_seconds", 0.5),
+    ("lease_seconds", False),
+    ("input", 7),
+    ("program", []),
+    ("limits", "x"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), WRONG_FIELDS)
+def test_a_lease_field_of_the_wrong_type_or_range_is_refused(name: str, value: object) -> None:
+    doc = lease_document(3, 4, "a" * 64, 10, b"input", JobLimits(), 60.0, 0)
+    doc[name] = value
+    with pytest.raises(BadReply, match=name):
+        parse_lease(doc)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("wall_seconds", math.nan), ("cpu_seconds", 2.0), ("output_bytes", True)]
+)
+def test_a_limit_of_the_wrong_type_or_range_is_refused(name: str, value: object) -> None:
+    doc = lease_document(3, 4, "a" * 64, 10, b"input", JobLimits(), 60.0, 0)
+    doc["limits"][name] = value
+    with pytest.raises(BadReply, match=name):
+        parse_lease(doc)
+
+
+def test_a_numbers_type_is_the_fields_whichever_json_gave() -> None:
+    doc = lease_document(3, 4, "a" * 64, 10, b"input", JobLimits(), 60.0, 0)
+    doc["lease_seconds"] = 60
+    doc["limits"]["wall_seconds"] = 120
+    offer = parse_lease(doc)
+    assert type(offer.lease_seconds) is float and type(offer.wall_seconds) is float
+    assert (offer.lease_seconds, offer.wall_seconds) == (60.0, 120.0)
+
+
+RESULTS = [
+    JobResult(Outcome.OK, 0, b"out", 0.012, 0.0345678, "exit status 0"),
+    JobResult(Outcome.CPU_LIMIT, None, b"", 30.01, 31.5, "killed at the CPU limit of 30 s"),
+    JobResult(Outcome.EXIT, 3, b"\x00\xff", 0.0, 1e-07, 'said "\u00e9t\u00e9"\n\ttab \x01'),
+    JobResult(Outcome.OK, 0, b"x", math.inf, 2.0, "exit status 0"),  # written by json.dumps
+    JobResult(Outcome.OK, 0, b"x", 1, 2, "exit status 0"),  # ints, as a caller may give
+]
+
+
+def test_each_posted_result_is_its_result_document() -> None:
+    leases = list(range(1, len(RESULTS) + 1))
+    body = b"".join(results_body(list(zip(leases, RESULTS, strict=True)), {"seats": [1]}))
+    doc = json.loads(body)
+    expected = [{"lease": n, **result_document(r)} for n, r in zip(leases, RESULTS, strict=True)]
+    assert doc == {"results": expected, "next": {"seats": [1]}}
+    # Byte for byte as json.dumps writes each result (its output aside).
+    for n, result in zip(leases, RESULTS, strict=True):
+        head = json.dumps({"lease": n, **result_document(result, output=False)})[:-1]
+        assert head.encode() in body

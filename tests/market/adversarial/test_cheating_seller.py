@@ -28,11 +28,14 @@ from market.buyer import BuyerClient
 # The tampered loader cheats just before the lock: a job whose input is a PGM at least
 # 100 pixels wide ("P5\nNNN") is never run; the loader writes garbage as its output and
 # exits 0, as a finished job would. Anything else (the self-test, small pictures) runs
-# honestly, so the cheater passes the jail check and earns trust first.
+# honestly, so the cheater passes the jail check and earns trust first. It peeks at the
+# input where the job would start reading (fd 0 may be the control stream's file, the
+# input after the control).
 TAMPER_AT = "\t/* Lock, step 1:"
 CHEAT = r"""	{
 		char h[6] = { 0 };
-		long n = syscall6(17 /* pread64 */, 0, (long)h, 6, 0, 0, 0);
+		long at = syscall3(8 /* lseek */, 0, 0, 1 /* SEEK_CUR */);
+		long n = at < 0 ? at : syscall6(17 /* pread64 */, 0, (long)h, 6, at, 0, 0);
 		int wide = n == 6 && h[0] == 'P' && h[1] == '5' && h[2] == '\n' &&
 			h[3] >= '1' && h[3] <= '9' && h[4] >= '0' && h[4] <= '9' &&
 			h[5] >= '0' && h[5] <= '9';
