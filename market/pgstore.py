@@ -312,13 +312,25 @@ def held_turn(conn: Connection) -> bool:
     return isinstance(conn, PgConnection) and conn.turns > 0
 
 
-def take_turn(conn: Connection) -> None:
+# The writers' turn taken at once if it is free, else waited for; true if it was waited for.
+# (CASE evaluates its branches in order and only as needed.)
+_TAKE_TURN = (
+    "SELECT CASE WHEN pg_try_advisory_lock(?) THEN false "
+    "ELSE CAST(pg_advisory_lock(?) AS TEXT) = '' END"
+)
+
+
+def take_turn(conn: Connection) -> Callable[[], bool]:
     """Wait for the writers' turn (writer_turn), ahead of BEGIN; in a pipeline the lock is
-    sent with what follows it, in its own implicit transaction."""
-    if isinstance(conn, PgConnection):
-        conn.execute("SELECT pg_advisory_lock(?)", (WRITER_LOCK,))
-        conn.turns += 1
-        conn.sync_later()
+    sent with what follows it, in its own implicit transaction. Returns whether the turn
+    was held by another writer, so waited for: to call once the pipeline's statements up
+    to the lock are answered (always False on SQLite)."""
+    if not isinstance(conn, PgConnection):
+        return lambda: False
+    lock = conn.execute(_TAKE_TURN, (WRITER_LOCK, WRITER_LOCK))
+    conn.turns += 1
+    conn.sync_later()
+    return lambda: bool(lock.fetchone()[0])
 
 
 def give_turn(conn: Connection) -> None:

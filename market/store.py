@@ -270,23 +270,31 @@ class Store:
         once close() asked the writer to stop. An operation whose caller is gone (its
         request cancelled) is dropped; the rest can no longer be cancelled."""
         batch: list[tuple[Operation, Waiter]] = []
-        while not batch or len(batch) < MAX_BATCH:
+        while not batch:
+            item = self._queue.get()
+            if item is None:
+                return None
+            if _runnable(item[1]):
+                batch.append(item)
+        self._more(batch)
+        return batch
+
+    def _more(self, batch: list[tuple[Operation, Waiter]]) -> int:
+        """Add to `batch` the operations queued now (up to MAX_BATCH in all), in their
+        order; how many."""
+        added = 0
+        while len(batch) < MAX_BATCH:
             try:
-                item = self._queue.get_nowait() if batch else self._queue.get()
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is None:
-                if batch:
-                    self._queue.put(None)
-                    break
-                return None
-            waiter = item[1]
-            if isinstance(waiter, Future):
-                if waiter.set_running_or_notify_cancel():
-                    batch.append(item)
-            elif not waiter.cancelled():
+                self._queue.put(None)  # close(): the writer stops after this batch
+                break
+            if _runnable(item[1]):
                 batch.append(item)
-        return batch
+                added += 1
+        return added
 
     def _commit_batch(self, conn: Connection, batch: list[tuple[Operation, Waiter]]) -> None:
         try:
@@ -335,14 +343,20 @@ class Store:
         # read or by the sync before COMMIT. Either fails the batch, which is run again
         # isolated, where each operation's errors are its own.
         with pgstore.pipelined(conn):
-            if not pgstore.held_turn(conn):
-                pgstore.take_turn(conn)
+            waited = pgstore.take_turn(conn) if not pgstore.held_turn(conn) else None
             begin(conn)
             outcomes = []
             try:
                 for op, future in batch:
                     outcomes.append((future, op(conn), None))
                 pgstore.sync(conn)
+                if waited is not None and waited() and self._more(batch):
+                    # This batch waited for another instance's turn: what queued meanwhile
+                    # joins it (`batch` grows in place: a failure answers all of it) rather
+                    # than wait for a turn and a commit of its own, once more and as small.
+                    for op, future in batch[len(outcomes) :]:
+                        outcomes.append((future, op(conn), None))
+                    pgstore.sync(conn)
                 # Every statement is answered now: the values read Later cost no wait.
                 outcomes = [(future, resolved(value), None) for future, value, _ in outcomes]
             except pgstore.RETRY_ERRORS:
@@ -371,6 +385,14 @@ class Store:
             return None, _translate(exc)
         conn.execute("RELEASE op")
         return result, None
+
+
+def _runnable(waiter: Waiter) -> bool:
+    """Whether an operation's caller still waits for it (one whose request was cancelled
+    is dropped); a thread's can no longer cancel it after this."""
+    if isinstance(waiter, Future):
+        return waiter.set_running_or_notify_cancel()
+    return not waiter.cancelled()
 
 
 def _answer(outcomes: list[Outcome]) -> None:
