@@ -320,17 +320,31 @@ _TAKE_TURN = (
 )
 
 
-def take_turn(conn: Connection) -> Callable[[], bool]:
-    """Wait for the writers' turn (writer_turn), ahead of BEGIN; in a pipeline the lock is
-    sent with what follows it, in its own implicit transaction. Returns whether the turn
-    was held by another writer, so waited for: to call once the pipeline's statements up
-    to the lock are answered (always False on SQLite)."""
+class Turn:
+    """The writers' turn asked for (take_turn): `waited()` waits for it if it is not held
+    yet, and says whether another writer held it, so that it was waited for."""
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock  # the lock statement (its cursor outside a pipeline); None: SQLite
+        self._waited: bool | None = None
+
+    def waited(self) -> bool:
+        if self._waited is None:
+            row = None if self._lock is None else self._lock.fetchone()
+            self._waited = bool(row and row[0])
+        return self._waited
+
+
+def take_turn(conn: Connection) -> Turn:
+    """Take the writers' turn (writer_turn), ahead of BEGIN; in a pipeline the lock is sent
+    with what follows it, in its own implicit transaction, and the statements sent after it
+    run once it is held. Nothing on SQLite (its Turn never waited)."""
     if not isinstance(conn, PgConnection):
-        return lambda: False
+        return Turn(None)
     lock = conn.execute(_TAKE_TURN, (WRITER_LOCK, WRITER_LOCK))
     conn.turns += 1
     conn.sync_later()
-    return lambda: bool(lock.fetchone()[0])
+    return Turn(lock)
 
 
 def give_turn(conn: Connection) -> None:

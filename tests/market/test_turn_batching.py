@@ -88,21 +88,28 @@ def _committed(url: str) -> set[str]:
 def test_writes_queued_during_the_wait_for_the_turn_join_the_waiting_batch(
     market_location: Location, turn_held: psycopg.Connection[Any]
 ) -> None:
+    """Twice: the first batch sends its statements with the lock and is extended after
+    them; the second, the turns being contended since, waits for its turn before BEGIN."""
     assert isinstance(market_location, str)
     store = Store(market_location)
     try:
-        writes = Writes(store)
-        writes.start(0)
-        _until(lambda: _waiting_for_turn(market_location) == 1, "waited for the turn")
-        for n in (1, 2, 3):
-            writes.start(n)
-        _until(lambda: store._queue.qsize() == 3, "queued the later writes")
-        assert not writes.transactions and not _committed(market_location)
-        turn_held.execute("SELECT pg_advisory_unlock(%s)", (pgstore.WRITER_LOCK,))
-        writes.join()
-        assert len(set(writes.transactions.values())) == 1, writes.transactions
-        assert writes.order[0] == 0 and sorted(writes.order) == [0, 1, 2, 3]
-        assert _committed(market_location) == {"w0", "w1", "w2", "w3"}
+        for first in (0, 10):
+            if first:
+                turn_held.execute("SELECT pg_advisory_lock(%s)", (pgstore.WRITER_LOCK,))
+            writes = Writes(store)
+            writes.start(first)
+            _until(lambda: _waiting_for_turn(market_location) == 1, "waited for the turn")
+            for n in range(first + 1, first + 4):
+                writes.start(n)
+            _until(lambda: store._queue.qsize() == 3, "queued the later writes")
+            assert not writes.transactions
+            assert not {f"w{n}" for n in range(first, first + 4)} & _committed(market_location)
+            turn_held.execute("SELECT pg_advisory_unlock(%s)", (pgstore.WRITER_LOCK,))
+            writes.join()
+            assert len(set(writes.transactions.values())) == 1, writes.transactions
+            assert writes.order[0] == first
+            assert sorted(writes.order) == list(range(first, first + 4))
+        assert _committed(market_location) == {f"w{n}" for n in (0, 1, 2, 3, 10, 11, 12, 13)}
     finally:
         store.close()
 
