@@ -280,7 +280,9 @@ def writer_turn(conn: Connection, *, take: bool = True) -> Iterator[None]:
     result pays the same few accounts, every lease reads the head of the same queue), and
     the loser runs its whole batch again: measured, two instances did less than one. Taking
     turns costs two statements a batch (in the store's pipeline, sent with BEGIN and COMMIT:
-    no wait of their own), and the loser waits instead of working twice. The
+    no wait of their own, but for the wait for another writer's turn, which the store, told
+    of it by take_turn, spends gathering its batch), and the loser waits instead of working
+    twice. The
     lock is taken before BEGIN, so that the transaction's snapshot is taken after the
     previous writer committed; a writer that dies (its process killed, say) loses its turn
     with its connection. Nothing on SQLite, whose BEGIN IMMEDIATE takes turns already.

@@ -14,7 +14,8 @@ as SQLite's one writer does; each batch is still SERIALIZABLE, and one that lost
 serialization conflict all the same is run again from its start. A batch's statements go
 out pipelined (market.pgpipe: queued, and sent together when a result is wanted): only a
 read waits for the server, and an operation may return a value to read once the batch's
-statements are all answered (market.later).
+statements are all answered (market.later). A batch that waited for another instance's
+turn takes in what queued meanwhile before its COMMIT (Store._run_batch).
 """
 
 from __future__ import annotations
