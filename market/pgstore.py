@@ -280,7 +280,9 @@ def writer_turn(conn: Connection, *, take: bool = True) -> Iterator[None]:
     result pays the same few accounts, every lease reads the head of the same queue), and
     the loser runs its whole batch again: measured, two instances did less than one. Taking
     turns costs two statements a batch (in the store's pipeline, sent with BEGIN and COMMIT:
-    no wait of their own), and the loser waits instead of working twice. The
+    no wait of their own, but for the wait for another writer's turn, which the store, told
+    of it by take_turn, spends gathering its batch), and the loser waits instead of working
+    twice. The
     lock is taken before BEGIN, so that the transaction's snapshot is taken after the
     previous writer committed; a writer that dies (its process killed, say) loses its turn
     with its connection. Nothing on SQLite, whose BEGIN IMMEDIATE takes turns already.
@@ -312,13 +314,39 @@ def held_turn(conn: Connection) -> bool:
     return isinstance(conn, PgConnection) and conn.turns > 0
 
 
-def take_turn(conn: Connection) -> None:
-    """Wait for the writers' turn (writer_turn), ahead of BEGIN; in a pipeline the lock is
-    sent with what follows it, in its own implicit transaction."""
-    if isinstance(conn, PgConnection):
-        conn.execute("SELECT pg_advisory_lock(?)", (WRITER_LOCK,))
-        conn.turns += 1
-        conn.sync_later()
+# The writers' turn taken at once if it is free, else waited for; true if it was waited for.
+# (CASE evaluates its branches in order and only as needed.)
+_TAKE_TURN = (
+    "SELECT CASE WHEN pg_try_advisory_lock(?) THEN false "
+    "ELSE CAST(pg_advisory_lock(?) AS TEXT) = '' END"
+)
+
+
+class Turn:
+    """The writers' turn asked for (take_turn): `waited()` waits for it if it is not held
+    yet, and says whether another writer held it, so that it was waited for."""
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock  # the lock statement (its cursor outside a pipeline); None: SQLite
+        self._waited: bool | None = None
+
+    def waited(self) -> bool:
+        if self._waited is None:
+            row = None if self._lock is None else self._lock.fetchone()
+            self._waited = bool(row and row[0])
+        return self._waited
+
+
+def take_turn(conn: Connection) -> Turn:
+    """Take the writers' turn (writer_turn), ahead of BEGIN; in a pipeline the lock is sent
+    with what follows it, in its own implicit transaction, and the statements sent after it
+    run once it is held. Nothing on SQLite (its Turn never waited)."""
+    if not isinstance(conn, PgConnection):
+        return Turn(None)
+    lock = conn.execute(_TAKE_TURN, (WRITER_LOCK, WRITER_LOCK))
+    conn.turns += 1
+    conn.sync_later()
+    return Turn(lock)
 
 
 def give_turn(conn: Connection) -> None:

@@ -514,6 +514,15 @@ def scale(
                     f"(4 seats a request) at {batch.rate / single.rate:.1f}x single, "
                     f"{cpu:.1f}x less CPU per round trip (goal >= 3x)"
                 )
+        for server in servers:
+            for batch in modes:
+                one, two = (figures.get((_engine(server), sellers, n, batch)) for n in (1, 2))
+                if one and two:
+                    print(
+                        f"market {sellers} sellers, {_engine(server)}, "
+                        f"{'batch' if batch else 'single'} leasing: two instances at "
+                        f"{two.rate / one.rate:.2f}x one (goal >= 1x)"
+                    )
     capacity(figures)
 
 

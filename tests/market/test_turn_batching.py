@@ -1,0 +1,168 @@
+"""PostgreSQL: the writes queued while the store's writer waits for the writers' turn (held
+by another instance) join the batch it was waiting with: one transaction, in their order,
+acknowledged only once committed; close() meanwhile still finishes them and stops."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from market import pgstore
+from market.dialect import Connection, Location
+from market.store import Store
+
+pytestmark = pytest.mark.parametrize("market_backend", ["postgres"])
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"never {what}"
+        time.sleep(0.01)
+
+
+def _waiting_for_turn(url: str) -> int:
+    """Connections of this database waiting for the writers' turn now."""
+    key = pgstore.WRITER_LOCK
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND classid = %s AND objid = %s "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (key >> 32, key & 0xFFFFFFFF),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+class Writes:
+    """Writes of a store, each in a thread of its own: the transaction each ran in and the
+    order the writer ran them in."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.order: list[int] = []
+        self.transactions: dict[int, int] = {}
+        self.threads: list[threading.Thread] = []
+
+    def _op(self, n: int) -> Callable[[Connection], int]:
+        def op(conn: Connection) -> int:
+            self.order.append(n)
+            conn.execute("INSERT INTO settings (key, value) VALUES (?, 'v')", (f"w{n}",))
+            return int(conn.execute("SELECT txid_current()").fetchone()[0])
+
+        return op
+
+    def start(self, n: int) -> None:
+        def run() -> None:
+            self.transactions[n] = self.store.write_sync(self._op(n))
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(timeout=60)
+        assert not any(t.is_alive() for t in self.threads), "a write hung"
+
+
+@pytest.fixture
+def turn_held(market_location: Location) -> Iterator[psycopg.Connection[Any]]:
+    """A connection holding the writers' turn, as another instance's writer in its batch."""
+    assert isinstance(market_location, str)
+    with psycopg.connect(market_location, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (pgstore.WRITER_LOCK,))
+        yield other
+
+
+def _committed(url: str) -> set[str]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return {str(r[0]) for r in conn.execute("SELECT key FROM settings").fetchall()}
+
+
+def test_writes_queued_during_the_wait_for_the_turn_join_the_waiting_batch(
+    market_location: Location, turn_held: psycopg.Connection[Any]
+) -> None:
+    """Twice: the first batch sends its statements with the lock and is extended after
+    them; the second, the turns being contended since, waits for its turn before BEGIN."""
+    assert isinstance(market_location, str)
+    store = Store(market_location)
+    try:
+        for first in (0, 10):
+            if first:
+                turn_held.execute("SELECT pg_advisory_lock(%s)", (pgstore.WRITER_LOCK,))
+            writes = Writes(store)
+            writes.start(first)
+            _until(lambda: _waiting_for_turn(market_location) == 1, "waited for the turn")
+            for n in range(first + 1, first + 4):
+                writes.start(n)
+            _until(lambda: store._queue.qsize() == 3, "queued the later writes")
+            assert not writes.transactions
+            assert not {f"w{n}" for n in range(first, first + 4)} & _committed(market_location)
+            turn_held.execute("SELECT pg_advisory_unlock(%s)", (pgstore.WRITER_LOCK,))
+            writes.join()
+            assert len(set(writes.transactions.values())) == 1, writes.transactions
+            assert writes.order[0] == first
+            assert sorted(writes.order) == list(range(first, first + 4))
+        assert _committed(market_location) == {f"w{n}" for n in (0, 1, 2, 3, 10, 11, 12, 13)}
+    finally:
+        store.close()
+
+
+def test_close_while_the_writer_waits_for_the_turn_finishes_the_batch_and_stops(
+    market_location: Location, turn_held: psycopg.Connection[Any]
+) -> None:
+    assert isinstance(market_location, str)
+    store = Store(market_location)
+    writes = Writes(store)
+    writes.start(0)
+    _until(lambda: _waiting_for_turn(market_location) == 1, "waited for the turn")
+    writes.start(1)
+    _until(lambda: store._queue.qsize() == 1, "queued the later write")
+    closing = threading.Thread(target=store.close, daemon=True)
+    closing.start()
+    _until(lambda: store._queue.qsize() == 2, "asked the writer to stop")
+    turn_held.execute("SELECT pg_advisory_unlock(%s)", (pgstore.WRITER_LOCK,))
+    writes.join()
+    closing.join(timeout=60)
+    assert not closing.is_alive(), "close() hung"
+    assert writes.transactions[0] == writes.transactions[1]
+    assert _committed(market_location) == {"w0", "w1"}
+
+
+def test_a_failing_write_that_joined_the_waiting_batch_fails_alone(
+    market_location: Location, turn_held: psycopg.Connection[Any]
+) -> None:
+    """The batch is run again with each write in a savepoint, the joined ones included."""
+    assert isinstance(market_location, str)
+    store = Store(market_location)
+    try:
+        writes = Writes(store)
+        writes.start(0)
+        _until(lambda: _waiting_for_turn(market_location) == 1, "waited for the turn")
+        failed: list[BaseException] = []
+
+        def duplicate() -> None:
+            try:
+                store.write_sync(writes._op(0))
+            except Exception as exc:
+                failed.append(exc)
+
+        clash = threading.Thread(target=duplicate, daemon=True)
+        clash.start()
+        _until(lambda: store._queue.qsize() == 1, "queued the clashing write")
+        writes.start(1)
+        _until(lambda: store._queue.qsize() == 2, "queued the later write")
+        turn_held.execute("SELECT pg_advisory_unlock(%s)", (pgstore.WRITER_LOCK,))
+        writes.join()
+        clash.join(timeout=60)
+        assert len(failed) == 1 and "duplicate key" in str(failed[0])
+        assert writes.transactions[0] == writes.transactions[1]
+        assert _committed(market_location) == {"w0", "w1"}
+    finally:
+        store.close()
