@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 
+import psycopg
+
 from cpushare.limits import JobLimits
-from market import accounts, agreement, hosts, jobs, ledger
+from market import accounts, agreement, hosts, jobs, ledger, pgstore
 from market.dialect import Connection
 
 LIMITS = (256 << 20, 60)
@@ -50,3 +52,18 @@ def paid(conn: Connection) -> dict[str, int]:
     ).fetchall()
     names = dict(conn.execute("SELECT id, name FROM accounts").fetchall())
     return {names[int(key)]: total for key, total in rows}
+
+
+def writer_turns(url: str, *, granted: bool) -> int:
+    """Writers' turns (pgstore.writer_turn) held (`granted`) or waited for on this database
+    now (not on another database of the same server, where another test run may hold its
+    own)."""
+    key = pgstore.WRITER_LOCK
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted = %s "
+            "AND classid = %s AND objid = %s "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (granted, key >> 32, key & 0xFFFFFFFF),
+        ).fetchone()
+    return int(row[0]) if row else 0

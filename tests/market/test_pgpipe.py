@@ -14,6 +14,7 @@ from market import pgstore
 from market.dialect import INTEGRITY_ERRORS, Connection, Location
 from market.errors import Unavailable
 from market.store import Store
+from tests.market.helpers import writer_turns
 
 LOCK = 0x7069706574657374
 
@@ -119,20 +120,6 @@ def test_a_lost_server_is_unavailable(
     assert not writer.usable
 
 
-def _turns_held(url: str) -> int:
-    """Writers' turns (pgstore.writer_turn) held on this database now (not on another
-    database of the same server, where another test run may hold its own)."""
-    key = pgstore.WRITER_LOCK
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND classid = %s AND objid = %s "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            (key >> 32, key & 0xFFFFFFFF),
-        ).fetchone()
-    return int(row[0]) if row else 0
-
-
 def test_the_writers_turn_is_given_back_after_each_batch_failed_or_not(
     market_location: Location,
 ) -> None:
@@ -151,16 +138,16 @@ def test_the_writers_turn_is_given_back_after_each_batch_failed_or_not(
 
     try:
         assert store.write_sync(insert("a")) == "a"
-        assert _turns_held(market_location) == 0
+        assert writer_turns(market_location, granted=True) == 0
         # A failing operation: its batch is run again, each operation in a savepoint.
         with pytest.raises(INTEGRITY_ERRORS):
             store.write_sync(insert("a"))
-        assert _turns_held(market_location) == 0
+        assert writer_turns(market_location, granted=True) == 0
         # A conflict every time: the batch is run again until the store gives up.
         with pytest.raises(psycopg.errors.SerializationFailure):
             store.write_sync(conflict)
-        assert _turns_held(market_location) == 0
+        assert writer_turns(market_location, granted=True) == 0
         assert store.write_sync(insert("b")) == "b"
-        assert _turns_held(market_location) == 0
+        assert writer_turns(market_location, granted=True) == 0
     finally:
         store.close()

@@ -15,6 +15,7 @@ import pytest
 from market import pgstore
 from market.dialect import Connection, Location
 from market.store import Store
+from tests.market.helpers import writer_turns
 
 pytestmark = pytest.mark.parametrize("market_backend", ["postgres"])
 
@@ -24,19 +25,6 @@ def _until(condition: Callable[[], bool], what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"never {what}"
         time.sleep(0.01)
-
-
-def _waiting_for_turn(url: str) -> int:
-    """Connections of this database waiting for the writers' turn now."""
-    key = pgstore.WRITER_LOCK
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-            "AND classid = %s AND objid = %s "
-            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-            (key >> 32, key & 0xFFFFFFFF),
-        ).fetchone()
-    return int(row[0]) if row else 0
 
 
 class Writes:
@@ -98,7 +86,7 @@ def test_writes_queued_during_the_wait_for_the_turn_join_the_waiting_batch(
                 turn_held.execute("SELECT pg_advisory_lock(%s)", (pgstore.WRITER_LOCK,))
             writes = Writes(store)
             writes.start(first)
-            _until(lambda: _waiting_for_turn(market_location) == 1, "waited for the turn")
+            _until(lambda: writer_turns(market_location, granted=False) == 1, "waited for the turn")
             for n in range(first + 1, first + 4):
                 writes.start(n)
             _until(lambda: store._queue.qsize() == 3, "queued the later writes")
@@ -121,7 +109,7 @@ def test_close_while_the_writer_waits_for_the_turn_finishes_the_batch_and_stops(
     store = Store(market_location)
     writes = Writes(store)
     writes.start(0)
-    _until(lambda: _waiting_for_turn(market_location) == 1, "waited for the turn")
+    _until(lambda: writer_turns(market_location, granted=False) == 1, "waited for the turn")
     writes.start(1)
     _until(lambda: store._queue.qsize() == 1, "queued the later write")
     closing = threading.Thread(target=store.close, daemon=True)
@@ -144,7 +132,7 @@ def test_a_failing_write_that_joined_the_waiting_batch_fails_alone(
     try:
         writes = Writes(store)
         writes.start(0)
-        _until(lambda: _waiting_for_turn(market_location) == 1, "waited for the turn")
+        _until(lambda: writer_turns(market_location, granted=False) == 1, "waited for the turn")
         failed: list[BaseException] = []
 
         def duplicate() -> None:
