@@ -5,8 +5,7 @@ guest uptime at "network up" in each boot mode under QEMU (TCG). Prints, asserts
     scripts/bench_build.py [--skip-cold] [--skip-boot]
 
 Goals on a 2-core machine without KVM: warm rebuild <= 5 s, uptime at network up <= 3.5 s
-under BIOS, ISO <= 20 MB with the whole seller stack (issue 12; `bench_boot.py` prints it against
-the goal too).
+under BIOS, ISO <= 20 MB with the whole seller stack (as `bench_boot.py` prints it too).
 """
 
 from __future__ import annotations
