@@ -75,8 +75,10 @@ def throughput(work: Path, loader: Path, rounds: int, width: int, height: int) -
             jail_runs.append(time_jail(job, picture, loader))
         if native_runs[-1][2] != jail_runs[-1][2]:
             raise SystemExit("bench_jail: the jail and native outputs differ")
-    native_s, native_cpu = (statistics.median(run[k] for run in native_runs) for k in (0, 1))
-    jail_s, jail_cpu = (statistics.median(run[k] for run in jail_runs) for k in (0, 1))
+    native_s = statistics.median(wall for wall, _, _ in native_runs)
+    native_cpu = statistics.median(cpu for _, cpu, _ in native_runs)
+    jail_s = statistics.median(wall for wall, _, _ in jail_runs)
+    jail_cpu = statistics.median(cpu for _, cpu, _ in jail_runs)
     ratio = native_s / jail_s
     print(f"fsdither {width}x{height} ({megapixels:.1f} MP), median of {rounds} runs each:")
     for name, wall, cpu in (
