@@ -321,26 +321,13 @@ def _accept_alone(
     the server: on PostgreSQL the transfers name their results by lease, and the results'
     ids are read Later (market.later); SQLite has them at once, and the transfers name
     them (no lookup of each by its lease)."""
-    marks = ", ".join(["?"] * len(accepted))
-    conn.execute(
-        f"UPDATE leases SET state = 'done' WHERE id IN ({marks})",
-        [lease_id for lease_id, *_ in accepted],
-    )
+    conn.execute(_leases_done(len(accepted)), [lease_id for lease_id, *_ in accepted])
     # (outcome, exit status, output, sha256, CPU seconds, wall seconds, detail) of each.
     fields = [_output_fields(result, row[5]) for _, result, row, _ in accepted]
-    values = [
-        value
-        for (lease_id, _, row, job), stored in zip(accepted, fields, strict=True)
-        for value in (lease_id, job.id, row[19], *stored, now, row[1], row[16], job.program)
-    ]
-    insert = conn.execute(
-        "INSERT INTO results (lease_id, job_id, order_id, outcome, exit_status, output, "
-        "output_sha256, cpu_seconds, wall_seconds, detail, created, host_id, network, program, "
-        "verdict, solo) VALUES "
-        + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 1)"] * len(accepted))
-        + " RETURNING lease_id, id",
-        values,
-    )
+    values: list[object] = []
+    for (lease_id, _, row, job), stored in zip(accepted, fields, strict=True):
+        values += (lease_id, job.id, row[19], *stored, now, row[1], row[16], job.program)
+    insert = conn.execute(_insert_accepted(len(accepted)), values)
     inserted = later.rows(conn, insert)
     known = None if is_postgres(conn) else _result_ids(inserted.value())
     settlements: list[ledger.Settlement] = []
@@ -367,6 +354,24 @@ def _accept_alone(
         ]
 
     return Later(recorded)
+
+
+@functools.cache
+def _leases_done(count: int) -> str:
+    """_accept_alone's UPDATE of `count` leases (a text made once per count)."""
+    return f"UPDATE leases SET state = 'done' WHERE id IN ({', '.join(['?'] * count)})"
+
+
+@functools.cache
+def _insert_accepted(count: int) -> str:
+    """_accept_alone's INSERT of `count` results."""
+    return (
+        "INSERT INTO results (lease_id, job_id, order_id, outcome, exit_status, output, "
+        "output_sha256, cpu_seconds, wall_seconds, detail, created, host_id, network, program, "
+        "verdict, solo) VALUES "
+        + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 1)"] * count)
+        + " RETURNING lease_id, id"
+    )
 
 
 def _result_ids(rows: list[Any]) -> dict[int, int]:
@@ -509,14 +514,10 @@ def _end_jobs(
     """The rows of jobs ending in `state`, each with its (outcome, exit status, output
     sha256), in one UPDATE (their reservations too, emptied by ledger.settle_all); their
     other leases end too, so a late result finds them gone."""
-    conn.execute(
-        _end_statement(len(ended)),
-        (
-            state,
-            now,
-            *[value for job, key in ended for value in (job.id, key[0], key[1], key[2])],
-        ),
-    )
+    values: list[object] = [state, now]
+    for job, key in ended:
+        values += (job.id, key[0], key[1], key[2])
+    conn.execute(_end_statement(len(ended)), values)
     leased = [job.id for job, _ in ended if job.other_leases > 0]
     if leased:
         conn.execute(

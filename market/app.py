@@ -159,14 +159,16 @@ class Market:
     def seller(self, request: Request) -> hosts.Host:
         return self.auth.host(credentials(request))
 
-    def _seen(self, host: hosts.Host, seat: int) -> None:
+    def _seen(self, host: hosts.Host, seats: list[int]) -> None:
         now = time.time()
-        if len(self.seats_seen) >= MAX_SEATS_SEEN:
+        if len(self.seats_seen) + len(seats) > MAX_SEATS_SEEN:
             old = now - SELLER_SEEN_SECONDS
             self.seats_seen = {k: v for k, v in self.seats_seen.items() if v[1] >= old}
-            if len(self.seats_seen) >= MAX_SEATS_SEEN:
+            if len(self.seats_seen) + len(seats) > MAX_SEATS_SEEN:
                 self.seats_seen.clear()
-        self.seats_seen[(host.id, seat)] = (host.order_id, now)
+        seen = (host.order_id, now)
+        for seat in seats:
+            self.seats_seen[(host.id, seat)] = seen
 
     # Buyers.
 
@@ -311,8 +313,7 @@ class Market:
         give_up = loop.time() + wait
         waited = False
         while True:
-            for seat in seats:
-                self._seen(host, seat)
+            self._seen(host, seats)
             assert self.wakeup is not None
             # Taken before looking, so work arriving in between still wakes us.
             wake = self.wakeup.event
@@ -456,8 +457,7 @@ class Market:
             if unacknowledged:
                 held = leasing.active_seats(self.db.reader, host.id, unacknowledged)
                 seats = [seat for seat in seats if seat not in held]
-            for seat in seats:
-                self._seen(host, seat)
+            self._seen(host, seats)
             granted = await self._try_lease(host, seats, limits, woken=False) if seats else []
         except MarketError as exc:
             return encode({"status": exc.status, "error": str(exc)})
