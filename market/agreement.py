@@ -101,26 +101,29 @@ _LEASE_AND_JOB = f"""
 @functools.cache
 def _leases_and_jobs(count: int, once: bool) -> str:
     """_LEASE_AND_JOB for `count` leases at once (a statement per count, each prepared).
-    `once` (SQLite): the leases given twice, each program's median worked out once
-    (`medians`, made before the rest is read); per lease, it read and ranked up to
-    MEDIAN_WINDOW results again for each (SQLite: 18 us a lease with them there, 3 for all
-    else the statement reads). PostgreSQL's generic plan of that statement was slower where
-    no result was validated yet (92-139 us a lease against 56-80) and no faster otherwise."""
-    leases = f"l.id IN ({', '.join('?' * count)})"
+    `once` (SQLite): instead of each lease's program median, 1 where a result may be
+    accepted on one host's word (NULL elsewhere), each program's median then read once
+    (_MEDIAN_OF, _medians). Per lease, the statement read and ranked up to MEDIAN_WINDOW
+    results again (SQLite: 18 us a lease with them there); a median worked out in the
+    statement (a CTE joined to each lease) still cost 2.2 us a lease of the 5.3 the
+    statement took, against some 7 us a program apart. PostgreSQL's generic plan of the
+    CTE was slower where no result was validated yet (92-139 us a lease against 56-80)
+    and no faster otherwise."""
+    leases = _LEASE_AND_JOB.replace("l.id = ?", f"l.id IN ({', '.join('?' * count)})")
     if not once:
-        return _LEASE_AND_JOB.replace("l.id = ?", leases)
-    medians = (
-        f"WITH medians AS MATERIALIZED (SELECT p.program, "
-        f"{_PROGRAM_MEDIAN.format(program='p.program')} AS median FROM (SELECT DISTINCT "
-        f"j.program FROM leases l JOIN jobs j ON j.id = l.job_id WHERE {leases} "
-        f"AND ({_ALONE_MAY})) AS p) "
-    )
-    return medians + _LEASE_AND_JOB.replace(
-        _MEDIAN, f"CASE WHEN {_ALONE_MAY} THEN d.median END"
-    ).replace(
-        "JOIN orders o ON o.id = l.order_id",
-        "JOIN orders o ON o.id = l.order_id LEFT JOIN medians d ON d.program = j.program",
-    ).replace("l.id = ?", leases)
+        return leases
+    return leases.replace(_MEDIAN, f"CASE WHEN {_ALONE_MAY} THEN 1 END")
+
+
+# A program's median (_PROGRAM_MEDIAN), on its own.
+_MEDIAN_OF = f"SELECT {_PROGRAM_MEDIAN.format(program='?')}"
+
+
+def _medians(conn: Connection, rows: Any) -> dict[str, float | None]:
+    """{program: median} of the programs of the rows _leases_and_jobs read `once` whose
+    results may be accepted on one host's word."""
+    programs = {row[6] for row in rows if row[15] is not None}
+    return {program: conn.execute(_MEDIAN_OF, (program,)).fetchone()[0] for program in programs}
 
 
 def record_result(
@@ -185,8 +188,9 @@ def _record(conn: Connection, results: list[tuple[str, int, ResultIn]], now: flo
     still to be read."""
     leases = sorted({lease_id for _, lease_id, _ in results})
     once = not is_postgres(conn)
-    reading = conn.execute(_leases_and_jobs(len(leases), once), leases + leases if once else leases)
+    reading = conn.execute(_leases_and_jobs(len(leases), once), leases)
     rows = {row[18]: row for row in reading}
+    medians = _medians(conn, rows.values()) if once else None
     changed: set[int] = set()
     programs: set[str] = set()
     recorded: list[Recorded | MarketError | None] = []
@@ -196,8 +200,11 @@ def _record(conn: Connection, results: list[tuple[str, int, ResultIn]], now: flo
         if row is not None and (row[0] in changed or row[6] in programs):
             alone.write(conn, now)
             row = conn.execute(_LEASE_AND_JOB, (lease_id,)).fetchone()
+            read_alone = None  # the row holds its own median
+        else:
+            read_alone = medians
         try:
-            checked = _check(conn, lease_id, host_id, result, now, row)
+            checked = _check(conn, lease_id, host_id, result, now, row, read_alone)
         except Unavailable:
             raise  # the database's, not the result's: the whole request is answered 503
         except MarketError as exc:
@@ -220,11 +227,18 @@ def _record(conn: Connection, results: list[tuple[str, int, ResultIn]], now: flo
 
 
 def _check(
-    conn: Connection, lease_id: int, host_id: str, result: ResultIn, now: float, row: Any
+    conn: Connection,
+    lease_id: int,
+    host_id: str,
+    result: ResultIn,
+    now: float,
+    row: Any,
+    medians: dict[str, float | None] | None = None,
 ) -> Recorded | tuple[Any, _Job]:
     """The lease's row and job (as _LEASE_AND_JOB reads them; None for no such lease) if
     the result may be stored (raising why not, before anything is written); what is
-    recorded already for a lease posted again."""
+    recorded already for a lease posted again. `medians`: the programs' medians, for a row
+    _leases_and_jobs read `once` (which holds a mark in their place)."""
     if row is None:
         raise NotFound(f"no lease {lease_id}")
     job_id, owner, state, deadline, output_cap, _, program = row[:7]
@@ -236,7 +250,8 @@ def _check(
         raise Gone(f"lease {lease_id} expired and its job went back to the queue")
     if len(result.output) > output_cap:
         raise TooLarge(f"the output is larger than the job's limit of {output_cap} bytes")
-    job = _Job(job_id, row[7], program, row[8], row[9], row[10], int(row[11]), row[12] - 1, row[15])
+    median = row[15] if medians is None or row[15] is None else medians[program]
+    job = _Job(job_id, row[7], program, row[8], row[9], row[10], int(row[11]), row[12] - 1, median)
     return row, job
 
 
@@ -306,26 +321,13 @@ def _accept_alone(
     the server: on PostgreSQL the transfers name their results by lease, and the results'
     ids are read Later (market.later); SQLite has them at once, and the transfers name
     them (no lookup of each by its lease)."""
-    marks = ", ".join(["?"] * len(accepted))
-    conn.execute(
-        f"UPDATE leases SET state = 'done' WHERE id IN ({marks})",
-        [lease_id for lease_id, *_ in accepted],
-    )
+    conn.execute(_leases_done(len(accepted)), [lease_id for lease_id, *_ in accepted])
     # (outcome, exit status, output, sha256, CPU seconds, wall seconds, detail) of each.
     fields = [_output_fields(result, row[5]) for _, result, row, _ in accepted]
-    values = [
-        value
-        for (lease_id, _, row, job), stored in zip(accepted, fields, strict=True)
-        for value in (lease_id, job.id, row[19], *stored, now, row[1], row[16], job.program)
-    ]
-    insert = conn.execute(
-        "INSERT INTO results (lease_id, job_id, order_id, outcome, exit_status, output, "
-        "output_sha256, cpu_seconds, wall_seconds, detail, created, host_id, network, program, "
-        "verdict, solo) VALUES "
-        + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 1)"] * len(accepted))
-        + " RETURNING lease_id, id",
-        values,
-    )
+    values: list[object] = []
+    for (lease_id, _, row, job), stored in zip(accepted, fields, strict=True):
+        values += (lease_id, job.id, row[19], *stored, now, row[1], row[16], job.program)
+    insert = conn.execute(_insert_accepted(len(accepted)), values)
     inserted = later.rows(conn, insert)
     known = None if is_postgres(conn) else _result_ids(inserted.value())
     settlements: list[ledger.Settlement] = []
@@ -352,6 +354,24 @@ def _accept_alone(
         ]
 
     return Later(recorded)
+
+
+@functools.cache
+def _leases_done(count: int) -> str:
+    """_accept_alone's UPDATE of `count` leases (a text made once per count)."""
+    return f"UPDATE leases SET state = 'done' WHERE id IN ({', '.join(['?'] * count)})"
+
+
+@functools.cache
+def _insert_accepted(count: int) -> str:
+    """_accept_alone's INSERT of `count` results."""
+    return (
+        "INSERT INTO results (lease_id, job_id, order_id, outcome, exit_status, output, "
+        "output_sha256, cpu_seconds, wall_seconds, detail, created, host_id, network, program, "
+        "verdict, solo) VALUES "
+        + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', 1)"] * count)
+        + " RETURNING lease_id, id"
+    )
 
 
 def _result_ids(rows: list[Any]) -> dict[int, int]:
@@ -494,14 +514,10 @@ def _end_jobs(
     """The rows of jobs ending in `state`, each with its (outcome, exit status, output
     sha256), in one UPDATE (their reservations too, emptied by ledger.settle_all); their
     other leases end too, so a late result finds them gone."""
-    conn.execute(
-        _end_statement(len(ended)),
-        (
-            state,
-            now,
-            *[value for job, key in ended for value in (job.id, key[0], key[1], key[2])],
-        ),
-    )
+    values: list[object] = [state, now]
+    for job, key in ended:
+        values += (job.id, key[0], key[1], key[2])
+    conn.execute(_end_statement(len(ended)), values)
     leased = [job.id for job, _ in ended if job.other_leases > 0]
     if leased:
         conn.execute(

@@ -159,14 +159,16 @@ class Market:
     def seller(self, request: Request) -> hosts.Host:
         return self.auth.host(credentials(request))
 
-    def _seen(self, host: hosts.Host, seat: int) -> None:
+    def _seen(self, host: hosts.Host, seats: list[int]) -> None:
         now = time.time()
-        if len(self.seats_seen) >= MAX_SEATS_SEEN:
+        if len(self.seats_seen) + len(seats) > MAX_SEATS_SEEN:
             old = now - SELLER_SEEN_SECONDS
             self.seats_seen = {k: v for k, v in self.seats_seen.items() if v[1] >= old}
-            if len(self.seats_seen) >= MAX_SEATS_SEEN:
+            if len(self.seats_seen) + len(seats) > MAX_SEATS_SEEN:
                 self.seats_seen.clear()
-        self.seats_seen[(host.id, seat)] = (host.order_id, now)
+        seen = (host.order_id, now)
+        for seat in seats:
+            self.seats_seen[(host.id, seat)] = seen
 
     # Buyers.
 
@@ -311,8 +313,7 @@ class Market:
         give_up = loop.time() + wait
         waited = False
         while True:
-            for seat in seats:
-                self._seen(host, seat)
+            self._seen(host, seats)
             assert self.wakeup is not None
             # Taken before looking, so work arriving in between still wakes us.
             wake = self.wakeup.event
@@ -391,68 +392,72 @@ class Market:
         ahead = doc.get("next")
         if not 1 <= len(items) <= protocol.MAX_SEATS:
             raise MarketError(f"field 'results' must hold 1 to {protocol.MAX_SEATS} results")
-        answers: list[dict[str, Any]] = []
-        valid: list[tuple[int, agreement.ResultIn]] = []
+        # Each item's answer, encoded (None: its result's, once recorded), and the leases
+        # of the results refused before recording.
+        answers: list[bytes | None] = []
+        refused: list[object] = []
+        valid: list[tuple[str, int, agreement.ResultIn]] = []
         for item in items:
-            lease_id = item.get("lease") if isinstance(item, dict) else None
+            lease_id = item.get("lease") if type(item) is dict else None
             try:
-                if not isinstance(item, dict):
+                if type(item) is not dict:
                     raise MarketError("each result must be a JSON object")
-                if not isinstance(lease_id, int) or not 1 <= lease_id <= protocol.MAX_ID:
+                if type(lease_id) is not int or not 1 <= lease_id <= protocol.MAX_ID:
                     raise MarketError("field 'lease' must be a lease id")
-                valid.append((lease_id, parse_result(item)))
-                answers.append({"lease": lease_id})
+                valid.append((host.id, lease_id, parse_result(item)))
+                answers.append(None)
             except MarketError as exc:
-                answers.append({"lease": lease_id, "status": exc.status, "error": str(exc)})
+                answers.append(encode({"lease": lease_id, "status": exc.status, "error": str(exc)}))
+                refused.append(lease_id)
+        notify = False
         if valid:
             # With the results other sellers post meanwhile: one operation for all of them.
             outcomes: list[agreement.Recorded | Exception]
             try:
-                outcomes = await self.posted.submit_all(
-                    [(host.id, lease, result) for lease, result in valid]
-                )
+                outcomes = await self.posted.submit_all(valid)
             except StoreFull as exc:
                 outcomes = [exc] * len(valid)
-            checked: list[agreement.Recorded | MarketError | StoreFull] = []
-            for outcome in outcomes:
-                if not isinstance(outcome, agreement.Recorded | MarketError | StoreFull):
+            pending = iter(zip(valid, outcomes, strict=True))
+            for place, answer in enumerate(answers):
+                if answer is not None:
+                    continue
+                (_, lease_id, _), outcome = next(pending)
+                if isinstance(outcome, agreement.Recorded):
+                    answers[place] = documents.recorded_json(lease_id, outcome)
+                    # A disagreeing result may have freed a slot for a replica.
+                    notify = notify or outcome.verdict != "accepted"
+                elif isinstance(outcome, MarketError | StoreFull):
+                    answers[place] = encode({"lease": lease_id, **_refusal(outcome)})
+                    refused.append(lease_id)
+                else:
                     raise outcome
-                checked.append(outcome)
-            pending = iter(checked)
-            for answer in answers:
-                if "status" not in answer:
-                    answer.update(_answer(next(pending)))
-        if any(a.get("verdict", "accepted") != "accepted" for a in answers):
-            # A disagreeing result (or a failed one) may have freed a slot for a replica.
+        if notify:
             self.notify()
+        listed = b"[%s]" % b",".join(answers)  # type: ignore[arg-type]  # all filled in
         if ahead is None:
-            return json_response({"results": answers})
-        following = await self._next(host, ahead, answers)
-        return JSONReply(b'{"results":%s,"next":%s}' % (encode(answers), following), 200)
+            return JSONReply(b'{"results":%s}' % listed, 200)
+        following = await self._next(host, ahead, refused)
+        return JSONReply(b'{"results":%s,"next":%s}' % (listed, following), 200)
 
-    async def _next(self, host: hosts.Host, doc: object, answers: list[dict[str, Any]]) -> bytes:
+    async def _next(self, host: hosts.Host, doc: object, refused: list[object]) -> bytes:
         """The leases asked for beside a batch of results (its `next`), once the results
         are written: a lease batch without the wait, answered `{"leases": [...]}` or, on
         its own, with its error (`{"status", "error"}`: the results stand), encoded. A seat whose
-        result of this batch was not acknowledged keeps its lease: leasing on it would
-        hand that lease back, and the result's next post would find it gone."""
+        result of this batch was not acknowledged (its lease in `refused`) keeps its lease:
+        leasing on it would hand that lease back, and the result's next post would find it
+        gone."""
         try:
             if not isinstance(doc, dict):
                 raise MarketError("field 'next' must be a lease request (an object)")
             seats = _seats(host, doc)
             limits = _fit(doc)
             unacknowledged = [
-                a["lease"]
-                for a in answers
-                if a.get("status") != 200
-                and type(a["lease"]) is int
-                and 1 <= a["lease"] <= protocol.MAX_ID
+                lease for lease in refused if type(lease) is int and 1 <= lease <= protocol.MAX_ID
             ]
             if unacknowledged:
                 held = leasing.active_seats(self.db.reader, host.id, unacknowledged)
                 seats = [seat for seat in seats if seat not in held]
-            for seat in seats:
-                self._seen(host, seat)
+            self._seen(host, seats)
             granted = await self._try_lease(host, seats, limits, woken=False) if seats else []
         except MarketError as exc:
             return encode({"status": exc.status, "error": str(exc)})
@@ -487,16 +492,11 @@ def _fit(doc: dict[str, Any]) -> leasing.Fit:
     )
 
 
-def _answer(outcome: agreement.Recorded | MarketError | StoreFull) -> dict[str, Any]:
-    """One result's answer in a reply to POST /v1/results (without its lease)."""
+def _refusal(outcome: MarketError | StoreFull) -> dict[str, Any]:
+    """A refused result's answer in a reply to POST /v1/results (without its lease)."""
     if isinstance(outcome, StoreFull):
         return {"status": 507, "error": f"{outcome}; not kept"}
-    if isinstance(outcome, MarketError):
-        return {"status": outcome.status, "error": str(outcome)}
-    doc = protocol.recorded_document(
-        outcome.result_id, outcome.verdict, outcome.millicoins, outcome.duplicate
-    )
-    return {"status": 200, **doc}
+    return {"status": outcome.status, "error": str(outcome)}
 
 
 # (path, method, Market's handler): the app's routes and the paths of its OpenAPI document.

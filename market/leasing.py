@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from cpushare.limits import JobLimits
 from market import later, trust
-from market.dialect import Connection, is_postgres, skip_locked
+from market.dialect import Connection, is_postgres
 from market.errors import Conflict, Forbidden, Gone, MarketError, NotFound
 from market.hosts import Host
 from market.later import Later
@@ -103,21 +103,23 @@ def _lease(lease_id: int, seat: int, deadline: float, job: Sequence[Any]) -> Lea
     """The Lease of a job's row: (id, program, program's size, input, cpu, wall, memory,
     output, ...)."""
     job_id, program, size, data, cpu, wall, memory, output = job[:8]
-    return Lease(
-        id=int(lease_id),
-        job_id=int(job_id),
-        program_sha256=program,
-        program_size=int(size),
-        input=bytes(data),
-        limits=_limits(cpu, wall, memory, output),
-        deadline=deadline,
-        seat=int(seat),
+    # Lease's fields in order, made as a tuple: 1.3 us a lease against 2.2 by keyword.
+    return _new_lease(
+        Lease,
+        (
+            int(lease_id),
+            int(job_id),
+            program,
+            int(size),
+            bytes(data),
+            _limits(cpu, wall, memory, output),
+            deadline,
+            int(seat),
+        ),
     )
 
 
-def _ready(conn: Connection, count: int) -> str:
-    """_READY_TEXT for `count` jobs, as `conn`'s engine wants it."""
-    return _ready_text(is_postgres(conn), count)
+_new_lease = tuple.__new__
 
 
 def _ready_text(postgres: bool, count: int, columns: str = "id") -> str:
@@ -214,13 +216,7 @@ def _store_leases(
         (row[0], host.order_id, str(seat), now, deadline, host.id, seat, host.network, alone)
         for row, seat, alone in zip(taken, seats, solo, strict=False)
     ]
-    stored = conn.execute(
-        "INSERT INTO leases (job_id, order_id, seller, state, created, deadline, host_id, seat, "
-        "network, solo) VALUES "
-        + ", ".join(["(?, ?, ?, 'active', ?, ?, ?, ?, ?, ?)"] * len(rows))
-        + " RETURNING id, seat",
-        [value for row in rows for value in row],
-    )
+    stored = conn.execute(_insert_leases(len(rows)), [value for row in rows for value in row])
     lease_ids = later.rows(conn, stored)
     if any(solo):
         # A solo lease's result will stand alone: nobody else is asked meanwhile. (After
@@ -236,6 +232,17 @@ def _store_leases(
         ]
 
     return Later(leases)
+
+
+@functools.cache
+def _insert_leases(count: int) -> str:
+    """_store_leases' INSERT of `count` leases."""
+    return (
+        "INSERT INTO leases (job_id, order_id, seller, state, created, deadline, host_id, seat, "
+        "network, solo) VALUES "
+        + ", ".join(["(?, ?, ?, 'active', ?, ?, ?, ?, ?, ?)"] * count)
+        + " RETURNING id, seat"
+    )
 
 
 @functools.cache
@@ -345,12 +352,19 @@ def _take(conn: Connection, host: Host, count: int, limits: Fit) -> list[Any]:
     # Distinct jobs, so one network never takes one job twice; `slots > 0` in _READY_TEXT keeps
     # the count from going below zero. The lock lets instances lease different jobs at once.
     return conn.execute(
-        f"UPDATE jobs SET slots = slots - 1 WHERE id IN "
-        f"({_ready(conn, count)}{skip_locked(conn)}) "
-        "RETURNING id, program, (SELECT size FROM programs p WHERE p.sha256 = jobs.program), "
-        "input, cpu_seconds, wall_seconds, memory_bytes, output_bytes, adaptive",
-        _ready_parameters(host.network, limits),
+        _take_text(is_postgres(conn), count), _ready_parameters(host.network, limits)
     ).fetchall()
+
+
+@functools.cache
+def _take_text(postgres: bool, count: int) -> str:
+    """_take's statement, made once per engine and count (not formatted for each lease)."""
+    lock = " FOR UPDATE SKIP LOCKED" if postgres else ""
+    return (
+        f"UPDATE jobs SET slots = slots - 1 WHERE id IN ({_ready_text(postgres, count)}{lock}) "
+        "RETURNING id, program, (SELECT size FROM programs p WHERE p.sha256 = jobs.program), "
+        "input, cpu_seconds, wall_seconds, memory_bytes, output_bytes, adaptive"
+    )
 
 
 def _solo(

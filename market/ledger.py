@@ -142,14 +142,15 @@ def settle_all(conn: Connection, jobs: Sequence[Settlement], now: float) -> dict
     """
     moves: list[Move] = []
     paid: dict[ResultRef, int] = {}
-    for job in jobs:
-        left = job.reserved
-        for result_id, account_id, millicoins in job.payments:
-            paid[result_id] = max(0, min(millicoins, left))
-            left -= paid[result_id]
-            moves.append(("pay", job.job_id, account_id, paid[result_id], result_id))
-        moves.append(("refund", job.job_id, job.buyer, left, None))
-    moves = [move for move in moves if move[3] > 0]
+    for job_id, buyer, left, payments in jobs:
+        for result_id, account_id, millicoins in payments:
+            amount = max(0, min(millicoins, left))
+            paid[result_id] = amount
+            left -= amount
+            if amount > 0:
+                moves.append(("pay", job_id, account_id, amount, result_id))
+        if left > 0:
+            moves.append(("refund", job_id, buyer, left, None))
     if not moves:
         return paid
     if is_postgres(conn):
@@ -175,28 +176,24 @@ def settle_all(conn: Connection, jobs: Sequence[Settlement], now: float) -> dict
 def _insert_moves(conn: Connection, moves: list[Move], now: float) -> None:
     """The transfers of `moves`, one INSERT of a row each (a result named by its lease found
     by it)."""
-    rows = ", ".join(
-        "(?, ?, ?, ?, (SELECT id FROM results WHERE lease_id = ?), ?)"
-        if isinstance(result, ResultOf)
-        else "(?, ?, ?, ?, ?, ?)"
-        for *_, result in moves
-    )
+    rows: list[str] = []
+    values: list[object] = []
+    for kind, job_id, account_id, amount, result in moves:
+        if isinstance(result, ResultOf):
+            rows.append(_BY_LEASE)
+            result = result.lease_id
+        else:
+            rows.append(_BY_ID)
+        values += (kind, job_book(job_id), account_book(account_id), amount, result, now)
     conn.execute(
         "INSERT INTO transfers (kind, source, target, millicoins, result_id, created) "
-        f"VALUES {rows}",
-        [
-            value
-            for kind, job_id, account_id, amount, result in moves
-            for value in (
-                kind,
-                job_book(job_id),
-                account_book(account_id),
-                amount,
-                result.lease_id if isinstance(result, ResultOf) else result,
-                now,
-            )
-        ],
+        f"VALUES {', '.join(rows)}",
+        values,
     )
+
+
+_BY_ID = "(?, ?, ?, ?, ?, ?)"
+_BY_LEASE = "(?, ?, ?, ?, (SELECT id FROM results WHERE lease_id = ?), ?)"
 
 
 # The transfers of a settlement on PostgreSQL: a column's values in one array each, so one

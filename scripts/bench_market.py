@@ -372,9 +372,9 @@ def bench_scale(
         f"market {_engine(server):10} {instances} instance(s) {sellers:5} sellers "
         f"{'batch ' if batch else 'single'}: "
         f"{figures.rate:5.0f} round trips/s, CPU per round trip: market "
-        f"{figures.market_ms:.2f} ms"
-        + (f", PostgreSQL {figures.postgres_ms:.2f} ms" if server else "")
-        + f" (client {figures.client_ms:.2f} ms)",
+        f"{figures.market_ms:.3f} ms"
+        + (f", PostgreSQL {figures.postgres_ms:.3f} ms" if server else "")
+        + f" (client {figures.client_ms:.3f} ms)",
         flush=True,
     )
     return figures

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from cpushare import protocol
 from cpushare.limits import JobLimits
 from market import documents
+from market.agreement import Recorded
 from market.leasing import Lease
 from market.responses import encode
 
@@ -68,3 +69,23 @@ def test_limits_equal_in_value_but_not_in_type_are_written_apart() -> None:
     for wall in (120, 120.0, 120):
         lease = Lease(1, 2, "a" * 64, 3, b"in", JobLimits(60, wall, 1 << 20, 1 << 10), 0.0, 0)  # type: ignore[arg-type]
         assert documents.lease_json(lease, 60.0) == encode(_document(lease, 60.0))
+
+
+@given(
+    ids,
+    st.builds(
+        Recorded,
+        result_id=ids,
+        verdict=st.sampled_from(["accepted", "rejected", "pending", "other"]),
+        millicoins=st.integers(min_value=0, max_value=1 << 50),
+        duplicate=st.booleans(),
+    ),
+)
+def test_a_recorded_result_is_answered_as_its_document_is_encoded(
+    lease: int, recorded: Recorded
+) -> None:
+    document = protocol.recorded_document(
+        recorded.result_id, recorded.verdict, recorded.millicoins, recorded.duplicate
+    )
+    expected = encode({"lease": lease, "status": 200, **document})
+    assert documents.recorded_json(lease, recorded) == expected

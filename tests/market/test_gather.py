@@ -16,7 +16,7 @@ from market.gather import Gather
 from tests.conftest import RunCoroutine
 from tests.market.helpers import LIMITS, host, job, result
 from tests.market.test_api import _lease, _result, _seller
-from tests.market.test_statements import ALONE, statements
+from tests.market.test_statements import ALONE, engine, statements
 
 
 def test_items_handed_in_together_are_run_together_and_answered_each(
@@ -93,7 +93,7 @@ def test_results_of_several_hosts_cost_the_statements_of_one(conn: Connection) -
     ran = statements(
         conn, lambda: recorded.append(agreement.record_many_later(conn, posted, 1).value())
     )
-    assert len(ran) == ALONE
+    assert len(ran) == ALONE[engine(conn)]
     answers = recorded[0]
     verdicts = [a.verdict for a in answers[:3] if isinstance(a, agreement.Recorded)]
     assert verdicts == ["accepted"] * 3
