@@ -366,11 +366,19 @@ def connect(url: str, *, writer: bool = False) -> PgConnection:
     its values (an index walk by key, or the lease query's walk of the ready jobs in order).
     Left to choose, PostgreSQL planned the lease query anew on every run, since its cost
     depends on the seller's limits: a third of a millisecond each time.
+
+    Nor does the writer merge-join: its statements join a few rows, named by key, with
+    tables as long as the market's history, and a merge join reads the longer side from
+    its first key. PostgreSQL expected it to stop where the keys stood at the table's last
+    ANALYZE; but job ids only grow, and each batch of results read every job below its
+    leases' (20,000 rows for 50 results once 20,000 jobs were queued) where a lookup by
+    key per lease reads 50.
     """
     try:
         conn = PgConnection(url, pipelines=writer)
         if writer:
             conn.execute("SET plan_cache_mode = force_generic_plan")
+            conn.execute("SET enable_mergejoin = off")
         return conn
     except psycopg.OperationalError as exc:
         message = _first_line(exc)
