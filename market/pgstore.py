@@ -366,11 +366,19 @@ def connect(url: str, *, writer: bool = False) -> PgConnection:
     its values (an index walk by key, or the lease query's walk of the ready jobs in order).
     Left to choose, PostgreSQL planned the lease query anew on every run, since its cost
     depends on the seller's limits: a third of a millisecond each time.
+
+    Nor does the writer merge-join: its statements join a few rows, named by key, with
+    tables as long as the market's history, and a merge join reads the longer side from
+    its first key. PostgreSQL expected it to stop where the keys stood at the table's last
+    ANALYZE; but job ids only grow, and each batch of results read every job below its
+    leases' (20,000 rows for 50 results once 20,000 jobs were queued) where a lookup by
+    key per lease reads 50.
     """
     try:
         conn = PgConnection(url, pipelines=writer)
         if writer:
             conn.execute("SET plan_cache_mode = force_generic_plan")
+            conn.execute("SET enable_mergejoin = off")
         return conn
     except psycopg.OperationalError as exc:
         message = _first_line(exc)
@@ -417,6 +425,15 @@ ANALYZE_EVERY = 1.0
 ANALYZE_ROWS = 500
 # pg_advisory_lock key held by the one Analyzer at work on a database.
 ANALYZER_LOCK = 0x6D61726B616E
+# The tables changed, since their last ANALYZE, by more rows than they held then (reltuples:
+# -1 for a table never analyzed) and ANALYZE_ROWS more. Not n_live_tup, which counts the
+# rows inserted since as well: a table only inserted into (results) was then never stale,
+# and the writer's plans, made while it was nearly empty, scanned it whole for every
+# lookup by key (the server's CPU per round trip grew with every result stored).
+_STALE = (
+    "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
+    "WHERE s.n_mod_since_analyze > %s + greatest(c.reltuples, 0)"
+)
 
 
 class Analyzer:
@@ -426,7 +443,8 @@ class Analyzer:
     quiet database would plan its lease query for an empty table until then (a sort of
     the whole queue per lease instead of one index step). Checking every second costs
     one small query; ANALYZE runs only on the tables that changed by as many rows as they
-    hold (and ANALYZE_ROWS): what moves a plan is a table's size changing severalfold, and
+    held when last analyzed (and ANALYZE_ROWS; _STALE): what moves a plan is a table's size
+    changing severalfold, and
     ANALYZE reads up to 30,000 rows of a table. With a tenth of the table, a busy market
     analyzed jobs, leases, results and transfers every second: 9 % of the server's CPU in
     scripts/bench_market.py.
@@ -461,11 +479,7 @@ class Analyzer:
                     working = held is not None and bool(held[0])
                     if not working:
                         continue
-                stale = conn.execute(
-                    "SELECT relname FROM pg_stat_user_tables "
-                    "WHERE n_mod_since_analyze > %s + n_live_tup",
-                    (ANALYZE_ROWS,),
-                ).fetchall()
+                stale = conn.execute(_STALE, (ANALYZE_ROWS,)).fetchall()
                 for (table,) in stale:
                     conn.execute(
                         psycopg.sql.SQL("ANALYZE {}").format(psycopg.sql.Identifier(table))

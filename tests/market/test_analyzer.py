@@ -39,6 +39,8 @@ def test_one_analyzer_per_database_keeps_statistics_and_another_takes_over(
 ) -> None:
     assert isinstance(market_location, str)
     with psycopg.connect(market_location, autocommit=True) as conn:
+        # Autovacuum would analyze it too, sooner or later: the Analyzers are alone here.
+        conn.execute("ALTER TABLE settings SET (autovacuum_enabled = false)")
         analyzers = [Analyzer(market_location)]
         try:
             _until(lambda: len(_holders(conn)) == 1, "held by the first analyzer")
@@ -67,3 +69,31 @@ def test_one_analyzer_per_database_keeps_statistics_and_another_takes_over(
         finally:
             for analyzer in analyzers:
                 analyzer.close()
+
+
+def test_a_table_only_inserted_into_is_analyzed_once_it_grew(market_location: Location) -> None:
+    """Rows only inserted (as results and transfers are) make a table stale too: counted
+    against the rows it held when last analyzed, not against its rows now, which count
+    the new ones as well (then it never was, and the writer's plans kept treating a
+    table grown from nothing as empty: a whole scan of it per lookup by key)."""
+    assert isinstance(market_location, str)
+    with psycopg.connect(market_location, autocommit=True) as conn:
+        # Autovacuum would analyze it too, sooner or later: the Analyzer's alone here.
+        conn.execute("ALTER TABLE settings SET (autovacuum_enabled = false)")
+        analyzer = Analyzer(market_location)
+        try:
+            conn.execute(
+                "INSERT INTO settings (key, value) SELECT 'k' || n, 'v' FROM "
+                "generate_series(1, %s) AS n",
+                (ANALYZE_ROWS + 1,),
+            )
+
+            def analyzed() -> bool:
+                row = conn.execute(
+                    "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'settings'"
+                ).fetchone()
+                return row is not None and row[0] > 0
+
+            _until(analyzed, "analyzed")
+        finally:
+            analyzer.close()
