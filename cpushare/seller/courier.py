@@ -223,9 +223,9 @@ class Courier:
         with self._cond:
             self._cond.wait_for(lambda: not self._unposted or self._revoked, timeout)
 
-    def make_room(self, output_bytes: int, budget: int, timeout: float) -> None:
+    def make_room(self, output_bytes: int, budget: int, timeout: float) -> bool:
         """Until the outputs awaiting their post and `output_bytes` more fit in `budget`
-        (or nothing awaits its post), at most `timeout` seconds."""
+        (or nothing awaits its post), at most `timeout` seconds; whether they do."""
 
         def room() -> bool:
             return not self._unposted or self._unposted_bytes + output_bytes <= budget
@@ -238,6 +238,7 @@ class Courier:
                 self._cond.wait_for(lambda: room() or self._revoked, timeout)
             finally:
                 self._hurry = False
+            return room()
 
     def check(self) -> None:
         """Revoked if the market said so to this courier."""
