@@ -28,7 +28,7 @@ from types import FrameType
 
 from cpushare.console import emit
 from cpushare.jail import Jail, JailError, JobResult, Limits, run_prepared, self_test
-from cpushare.limits import BOUNDS, MAX_EXCHANGE_SECONDS, JobLimits
+from cpushare.limits import BOUNDS, MAX_EXCHANGE_SECONDS
 from cpushare.order import SellOrder
 from cpushare.protocol import LeaseOffer, Recorded, parse_recorded_batch, results_body
 from cpushare.seller.backoff import Backoff
@@ -110,8 +110,9 @@ class Seller:
         cache = PROGRAM_CACHE_BYTES if options.program_cache is None else options.program_cache
         self.cache = ProgramCache(cache)
         self.jail: Jail | None = None  # the loader and the jobs' identity, found once
-        # The jail's limits of the last job's market limits (back to back, the same).
-        self._limits: tuple[JobLimits, Limits] | None = None
+        # The jail's limits of the last job's market limits (back to back, the same), by
+        # the offer's four numbers: no JobLimits made and compared field by field per job.
+        self._limits: tuple[tuple[int, float, int, int], Limits] | None = None
         self.max_output = options.output_cap or BOUNDS["output_bytes"].high
         self.instance = f"{os.getpid()}-{os.urandom(4).hex()}"  # no secrets module: memory
         self.lines = JobLines(stream, order.order_id, options.job_lines)
@@ -344,14 +345,14 @@ class Seller:
 
     def limits(self, offer: LeaseOffer) -> Limits:
         """The jail's limits for `offer`'s job; BadReply if they are impossible."""
-        market = offer.limits
-        if self._limits is not None and self._limits[0] == market:
+        key = (offer.cpu_seconds, offer.wall_seconds, offer.memory_bytes, offer.output_bytes)
+        if self._limits is not None and self._limits[0] == key:
             return self._limits[1]
         try:
-            limits = Limits.for_job(market, nice=self.nice)
+            limits = Limits.for_job(offer.limits, nice=self.nice)
         except ValueError as exc:
             raise BadReply(f"job {offer.job} has impossible limits: {exc}") from None
-        self._limits = (market, limits)
+        self._limits = (key, limits)
         return limits
 
     def work(self, offer: LeaseOffer, courier: Courier) -> None:

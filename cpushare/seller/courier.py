@@ -168,12 +168,19 @@ class Courier:
         self._cond = threading.Condition()
         self._held: dict[int, Held] = {}
         self._unposted: list[Unposted] = []
+        self._unposted_bytes = 0  # the outputs of the results in `_unposted`
         self._queue: deque[LeaseOffer] = deque()
         self._asking: set[int] = set()  # seats in a lease request under way
         self._ahead: dict[str, Any] | None = None  # the lease request of jobs to queue
         self._started: dict[int, float] = {}  # lease -> when its job was taken to run
         self._job_seconds: float | None = None
         self._trip_seconds: float | None = None
+        # The queue's sizes for these means (see _resize), worked out once as they change,
+        # not at each of the several looks a job takes.
+        self._target = queue_target(None, None, len(seats))
+        self._trips = 0  # jobs that run in a few round trips (_trips_of_jobs, in seats)
+        self._batch = 1  # results posted together (post_batch)
+        self._wakes_at = math.inf  # the end of the courier's wait, if it waits
         self._largest_input = 0  # of the jobs leased so far
         self._posted_last = False  # the last errand was a post: a lease goes next
         self._together = True  # the market leases beside results (POST /v1/results' next)
@@ -209,20 +216,19 @@ class Courier:
     def target(self) -> int:
         """How many jobs the queue is kept at now (cpushare.seller.courier.queue_target)."""
         with self._cond:
-            return queue_target(self._job_seconds, self._trip_seconds, len(self.seats))
+            return self._target
 
     def wait_posted(self, timeout: float) -> None:
         """Until every result is acknowledged (or given up), at most `timeout` seconds."""
         with self._cond:
             self._cond.wait_for(lambda: not self._unposted or self._revoked, timeout)
 
-    def make_room(self, output_bytes: int, budget: int, timeout: float) -> None:
+    def make_room(self, output_bytes: int, budget: int, timeout: float) -> bool:
         """Until the outputs awaiting their post and `output_bytes` more fit in `budget`
-        (or nothing awaits its post), at most `timeout` seconds."""
+        (or nothing awaits its post), at most `timeout` seconds; whether they do."""
 
         def room() -> bool:
-            waiting = sum(len(u.result.output) for u in self._unposted)
-            return not self._unposted or waiting + output_bytes <= budget
+            return not self._unposted or self._unposted_bytes + output_bytes <= budget
 
         with self._cond:
             if not room():
@@ -232,6 +238,7 @@ class Courier:
                 self._cond.wait_for(lambda: room() or self._revoked, timeout)
             finally:
                 self._hurry = False
+            return room()
 
     def check(self) -> None:
         """Revoked if the market said so to this courier."""
@@ -313,12 +320,13 @@ class Courier:
         with self._cond:
             self._held.pop(offer.lease, None)
             started = self._started.pop(offer.lease, None)
-            if started is not None:
-                self._job_seconds = _mean(self._job_seconds, time.monotonic() - started)
             now = time.monotonic()
-            waking = self._sleep_for()  # the courier's wake-up, if it waits
+            if started is not None:
+                self._job_seconds = _mean(self._job_seconds, now - started)
+                self._resize()
             self._unposted.append(Unposted(offer, result, now))
-            if not self._held_back(waking, now):
+            self._unposted_bytes += len(result.output)
+            if not self._held_back(now):
                 self._cond.notify_all()
 
     def close(self) -> list[LeaseOffer | Unposted]:
@@ -339,27 +347,33 @@ class Courier:
         the queue fell below what a lease ahead waits for (`_lease_errand`), or below
         what keeps results held back for a batch (`_holding_back`). Otherwise it sleeps
         on: a wake-up costs the job loop a switch to its thread and back, for nothing."""
-        job, trip = self._job_seconds, self._trip_seconds
-        if job is None or trip is None or not self._together:
+        if self._job_seconds is None or self._trip_seconds is None or not self._together:
             return True
-        target = queue_target(job, trip, len(self.seats))
         queued = len(self._queue)
-        if queued < max(1, target // 2):
+        if queued < max(1, self._target // 2):
             return True
-        return bool(self._unposted) and queued < min(_trips_of_jobs(job, trip), len(self.seats) - 1)
+        return bool(self._unposted) and queued < self._trips
 
-    def _held_back(self, waking: float | None, now: float) -> bool:
+    def _resize(self) -> None:
+        """The queue's sizes for the running means of a job's time and a round trip's
+        (under the lock, after either changed)."""
+        job, trip, seats = self._job_seconds, self._trip_seconds, len(self.seats)
+        self._target = queue_target(job, trip, seats)
+        if job is not None and trip is not None:
+            self._trips = min(_trips_of_jobs(job, trip), seats - 1)
+            self._batch = post_batch(job)
+
+    def _held_back(self, now: float) -> bool:
         """Whether a result just delivered would only wait for more (`_holding_back`), with
-        the courier already due to wake up no later than it must go (`waking`: its sleep
-        before the result came): then the courier need not wake up now."""
-        job, trip = self._job_seconds, self._trip_seconds
-        if job is None or trip is None or self._hurry or self._stopping or waking is None:
+        the courier already waiting and due to wake up no later than it must go: then it
+        need not be woken now."""
+        if self._job_seconds is None or self._trip_seconds is None:
             return False
-        if len(self._unposted) >= post_batch(job) or self._errand:
+        if self._hurry or self._stopping or self._errand or len(self._unposted) >= self._batch:
             return False
-        if len(self._queue) < min(_trips_of_jobs(job, trip), len(self.seats) - 1):
+        if len(self._queue) < self._trips:
             return False  # the queue no longer covers the round trips: it goes now
-        return waking <= POST_DELAY
+        return self._wakes_at - now <= POST_DELAY
 
     def _free(self) -> list[int]:
         busy = {h.offer.seat for h in self._held.values()} | self._asking
@@ -370,8 +384,7 @@ class Courier:
         """The free seats to ask for (marked as asked): `now` jobs to run at once and
         those the queue wants, within the queued inputs' budget; `posting`, the seats of
         results posted in the same request, are free if the market acknowledges them."""
-        want = queue_target(self._job_seconds, self._trip_seconds, len(self.seats))
-        want -= len(self._queue)
+        want = self._target - len(self._queue)
         if self._largest_input:  # the queued inputs and as many more of the largest seen
             queued = sum(len(o.input) for o in self._queue)
             room = (self.queue_bytes - queued) // self._largest_input
@@ -391,7 +404,12 @@ class Courier:
             with self._cond:
                 errand = self._next_errand()
                 while errand is None and not self._stopping:
-                    self._cond.wait(self._sleep_for())
+                    wait = self._sleep_for()
+                    self._wakes_at = math.inf if wait is None else time.monotonic() + wait
+                    try:
+                        self._cond.wait(wait)
+                    finally:
+                        self._wakes_at = math.inf
                     errand = self._next_errand()
                 if self._stopping or errand is None:
                     return
@@ -447,8 +465,7 @@ class Courier:
         assert self._ahead is not None
         if self._asking:
             return None  # the job loop is leasing
-        target = queue_target(self._job_seconds, self._trip_seconds, len(self.seats))
-        if self._together and self._started and len(self._queue) >= max(1, target // 2):
+        if self._together and self._started and len(self._queue) >= max(1, self._target // 2):
             return None  # the running job's result is near: its post will lease too
         seats = self._ask(0)
         if not seats:
@@ -478,14 +495,15 @@ class Courier:
         running (the queue holds the jobs of the round trips to come, nobody waits on a
         post), until POST_BATCH of them or as many as end in POST_DELAY seconds are due,
         or the first has waited POST_DELAY seconds."""
-        job, trip = self._job_seconds, self._trip_seconds
-        if job is None or trip is None or self._hurry or self._stopping:
+        if self._job_seconds is None or self._trip_seconds is None:
             return False
-        if len(due) >= post_batch(job) or min(u.since for u in due) + POST_DELAY <= now:
+        if self._hurry or self._stopping or len(due) >= self._batch:
+            return False
+        if min(u.since for u in due) + POST_DELAY <= now:
             return False
         # The queue still covers the round trips to come (what it holds beyond them
         # runs while the batch gathers).
-        return len(self._queue) >= min(_trips_of_jobs(job, trip), len(self.seats) - 1)
+        return len(self._queue) >= self._trips
 
     def _sleep_for(self) -> float | None:
         times = [h.due for h in self._held.values()]
@@ -501,6 +519,7 @@ class Courier:
         with self._cond:
             if self._trip_seconds is None or took < 4 * self._trip_seconds + 1:
                 self._trip_seconds = _mean(self._trip_seconds, took)
+                self._resize()
         return doc
 
     def _lease(self, body: dict[str, Any], seats: list[int], wait: float) -> int:
@@ -516,21 +535,26 @@ class Courier:
         """Hold and queue the offers this seller accepts (handing the others back); how
         many came; BadReply when it refused every one."""
         refusal: BadReply | None = None
-        accepted = 0
+        accepted: list[LeaseOffer] = []
+        refused: list[LeaseOffer] = []
         for offer in offers:
             try:
-                offer = self.accept(offer)
+                accepted.append(self.accept(offer))
             except BadReply as exc:
                 refusal = exc
                 self.error("bad-reply", exc)
-                self.release(offer)
-                continue
-            self.hold(offer)
+                refused.append(offer)
+        if accepted:  # held and queued at once: one wake-up of the job loop for them all
+            now = time.monotonic()
             with self._cond:
-                self._largest_input = max(self._largest_input, len(offer.input))
-                self._queue.append(offer)
+                for offer in accepted:
+                    interval, _ = extend_schedule(offer.lease_seconds)
+                    self._held[offer.lease] = Held(offer, now + interval)
+                    self._largest_input = max(self._largest_input, len(offer.input))
+                    self._queue.append(offer)
                 self._cond.notify_all()
-            accepted += 1
+        for offer in refused:  # handed back once the others are queued
+            self.release(offer)
         if offers and not accepted and refusal is not None:
             raise refusal
         return len(offers)
@@ -623,6 +647,7 @@ class Courier:
             with self._cond:
                 gone = set(map(id, settled))
                 self._unposted = [u for u in self._unposted if id(u) not in gone]
+                self._unposted_bytes -= sum(len(u.result.output) for u in settled)
                 self._cond.notify_all()
         if not failed:
             self.backoff.reset()

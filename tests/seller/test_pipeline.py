@@ -239,6 +239,36 @@ def test_the_queue_keeps_its_inputs_within_the_memory_plan(
         client.close()
 
 
+def test_room_for_an_output_counts_the_results_still_unposted_alone(
+    market: MarketProcess, relay: Relay, spin: bytes
+) -> None:
+    """The outputs awaiting their post are counted as they come and as the market
+    acknowledges them: an acknowledged one no longer takes room from the next job's."""
+    buyer = BuyerClient(market.url, market.account("lab", coins=100_000).api_key)
+    buyer.submit(buyer.upload_program(spin), [b"0"] * 2, replicas=1)
+    market.account("volunteer")
+    order = market.order("volunteer", public_url=relay.url)
+    host = market.enroll(order, seats=4)
+    client = MarketClient(order, 5.0, host.auth)
+    courier = Courier(client, list(range(4)), lambda o: o, lambda *_: None, print, 5.0, 1.0)
+    body = {"seller": "test", "max_memory_bytes": 1 << 30, "max_cpu_seconds": 600}
+    output = JobResult(Outcome.OK, 0, b"x" * 1000, 0.001, 0.001, "")
+    try:
+        courier.lease(body, 0.0)  # the job to run now and a spare
+        first, second = courier.next_job(5.0), courier.next_job(5.0)
+        assert first is not None and second is not None
+        courier.deliver(first, output)
+        _wait(lambda: courier.unposted() == 0, "the first result is not acknowledged", 30)
+        relay.cut(True)  # the second stays unposted
+        courier.deliver(second, output)
+        assert courier.unposted() == 1
+        assert courier.make_room(1000, 2000, 0.0)
+        assert not courier.make_room(1001, 2000, 0.0)
+    finally:
+        courier.close()
+        client.close()
+
+
 def test_queue_target_runs_a_few_round_trips_of_jobs_ahead() -> None:
     assert queue_target(None, None, 16) == 1  # not measured yet: a spare
     assert queue_target(600.0, 0.1, 16) == 1  # long jobs: a spare is enough
