@@ -121,6 +121,10 @@ def _kernel_gave_memory_back(guest: Guest) -> list[str]:
     _, blocks = guest.shell("ls /sys/block")
     if [b for b in blocks.split() if b.startswith("loop")] != ["loop0"]:
         problems.append(f"loop devices: {blocks.strip()}")
+    # ... with no read-ahead: a page fault decompresses one squashfs block, not two.
+    _, ahead = guest.shell("cat /sys/block/loop0/queue/read_ahead_kb")
+    if ahead.strip() != "0":
+        problems.append(f"the image's loop device reads ahead {ahead.strip()} KiB")
     _, boost = guest.shell("cat /proc/sys/vm/watermark_boost_factor")
     if boost.strip() != "0":
         problems.append(f"watermark_boost_factor is {boost.strip()}")
