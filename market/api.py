@@ -135,7 +135,9 @@ def bounded_int(doc: dict[str, Any], name: str, default: int, low: int, high: in
 def optional_int(doc: dict[str, Any], name: str) -> int | None:
     value = doc.get(name)
     if value is not None and (
-        not isinstance(value, int) or isinstance(value, bool) or not -(2**31) <= value < 2**31
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not _INT32_MIN <= value <= _INT32_MAX
     ):
         raise MarketError(f"field {name!r} must be a 32-bit integer or null")
     return value
@@ -195,7 +197,10 @@ def parse_result(doc: dict[str, Any]) -> ResultIn:
     if (
         type(outcome) is str
         and outcome in _OUTCOMES
-        and (exit_status is None or (type(exit_status) is int and _INT32 <= exit_status < -_INT32))
+        and (
+            exit_status is None
+            or (type(exit_status) is int and _INT32_MIN <= exit_status <= _INT32_MAX)
+        )
         and type(output) is str
         and type(cpu_seconds) is float
         and type(wall_seconds) is float
@@ -219,7 +224,7 @@ def parse_result(doc: dict[str, Any]) -> ResultIn:
 
 
 _OUTCOMES = frozenset(protocol.OUTCOMES)
-_INT32 = -(2**31)
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 
 def _kind_name(kind: type) -> str:
