@@ -54,7 +54,7 @@ from livecd.profile import load_profile
 from livecd.qemu.direct import direct_boot
 from livecd.qemu.events import ConsoleEvents
 from livecd.qemu.guest import Guest, scaled
-from livecd.qemu.machine import GuestConfig, accelerator
+from livecd.qemu.machine import GuestConfig, accelerator, counting_instructions
 from livecd.qemu.matrix import live_memory
 from livecd.qemu.report import Report, format_report, power_off
 from livecd.qemu.sale import SaleMarket, guest_market, run_sale, with_order
@@ -74,7 +74,6 @@ echo "{FLOOR_MARKER}$(/bin/busybox cut -d' ' -f1 /proc/uptime)"
 /bin/busybox poweroff -f
 """
 SCREEN_UP = "[ -s /run/cpushare/screen ]"
-ICOUNT = ("-icount", "shift=2,sleep=on")
 # What the live system's memory is made of (kB lines of /proc/meminfo).
 MEMINFO = ("MemTotal", "MemAvailable", "MemFree", "Cached", "Shmem", "Slab", "SReclaimable",
            "KernelStack", "PageTables", "AnonPages", "VmallocUsed", "Percpu")  # fmt: skip
@@ -280,8 +279,7 @@ def main() -> int:
     args = parser.parse_args()
     extra: tuple[str, ...] = ()
     if args.icount:
-        os.environ["LIVECD_ACCEL"] = "tcg"  # -icount needs single-threaded TCG
-        extra = ICOUNT
+        extra = counting_instructions()
     if args.memory:
         with tempfile.TemporaryDirectory(prefix="bench-boot-") as tmp:
             work = Path(tmp)

@@ -2,7 +2,7 @@
 """Small jobs per minute in one guest boot: through the market, then the same jobs one
 after another in the guest's own jail, and their ratio. Prints, asserts nothing.
 
-    scripts/bench_guest_jobs.py [--iso ISO] [--jobs N] [--timeline]
+    scripts/bench_guest_jobs.py [--iso ISO] [--jobs N] [--timeline] [--icount]
 
 The guest (BIOS, 1 vCPU, virtio-net, TCG) boots the ISO's kernel directly with its root
 shell on ttyS1 and sells to a market on the host's loopback (reached by guestfwd), which
@@ -19,6 +19,11 @@ is the host's. Measure old and new ISOs alternately, several runs each, with mor
 (the sellers' own, their start-up included, against the jail run's own Python) and of the
 jobs themselves (the loader, its stand-in and the job), which the host's load sways less
 (guest CPU time still stretches when the host takes the vCPU's thread away).
+
+With --icount, QEMU counts the guest's time in instructions (single-threaded TCG): the
+guest's CPU per job no longer depends on the host's load, so two builds' sellers compare
+by it, one run each. The ratio then means nothing (the market on the host runs at the
+host's speed, the guest at its instruction count's).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from pathlib import Path
 from livecd.build import given_or_built
 from livecd.qemu.events import Event
 from livecd.qemu.guest import Guest
-from livecd.qemu.machine import GuestConfig
+from livecd.qemu.machine import GuestConfig, counting_instructions
 from livecd.qemu.report import format_report
 from livecd.qemu.sale import JOB_LIMITS, build_fsdither, job_inputs, run_sale
 from livecd.sdk.dither import dither
@@ -177,7 +182,14 @@ def main() -> int:
     parser.add_argument(
         "--timeline", action="store_true", help="print when each job was leased and ended"
     )
+    parser.add_argument(
+        "--icount",
+        action="store_true",
+        help="count guest time in instructions: to compare two builds' CPU per job, "
+        "not for the goal",
+    )
     args = parser.parse_args()
+    extra = counting_instructions() if args.icount else ()
     direct: dict[str, object] = {}
     cpu: dict[str, float] = {}
     problems: list[str] = []
@@ -196,7 +208,7 @@ def main() -> int:
                 return [str(exc)]
             return []
 
-        cfg = GuestConfig(iso=iso, cpus=1, nic="virtio-net-pci", shell=True)
+        cfg = GuestConfig(iso=iso, cpus=1, nic="virtio-net-pci", shell=True, extra=extra)
         result = run_sale(
             cfg,
             work / "serial.log",

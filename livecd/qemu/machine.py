@@ -85,6 +85,19 @@ def accelerator() -> str:
     return os.environ.get("LIVECD_ACCEL", "tcg,thread=multi")
 
 
+# QEMU counting the guest's time in instructions (4 ns each, its idle sleeps skipped): the
+# guest's clock then follows its own work, not the host's load, so two builds compare
+# within a few hundredths of a second. Needs single-threaded TCG: see `counting_instructions`.
+ICOUNT = ("-icount", "shift=2,sleep=on")
+
+
+def counting_instructions() -> tuple[str, ...]:
+    """QEMU options that count guest time in instructions, the accelerator set for them
+    (for the guests this process starts): benchmarks comparing builds, not measuring goals."""
+    os.environ["LIVECD_ACCEL"] = "tcg"
+    return ICOUNT
+
+
 def qemu_argv(cfg: GuestConfig, workdir: Path) -> list[str]:
     """The QEMU command line for `cfg`; OVMF's variable store is copied into `workdir`,
     where the QMP and shell sockets of a headless guest also live."""

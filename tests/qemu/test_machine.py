@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from livecd.errors import UserError
-from livecd.qemu.machine import OVMF_DIR, Forward, GuestConfig, Media, qemu_argv
+from livecd.qemu.machine import (
+    OVMF_DIR,
+    Forward,
+    GuestConfig,
+    Media,
+    counting_instructions,
+    qemu_argv,
+)
 
 
 @pytest.fixture
@@ -159,3 +166,14 @@ def test_a_window_gets_no_serial_redirection_and_the_extra_options_last(
     argv = _argv(cfg, tmp_path / "w")
     assert not _values(argv, "-serial") and not _values(argv, "-qmp")
     assert argv[-1] == "-nographic"
+
+
+def test_counting_instructions_runs_single_threaded_tcg(
+    iso: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QEMU refuses -icount with multi-threaded TCG, the harness's default."""
+    monkeypatch.delenv("LIVECD_ACCEL", raising=False)
+    assert _values(_argv(GuestConfig(iso=iso), tmp_path / "a"), "-accel") == ["tcg,thread=multi"]
+    argv = _argv(GuestConfig(iso=iso, extra=counting_instructions()), tmp_path / "b")
+    assert _values(argv, "-accel") == ["tcg"]
+    assert _values(argv, "-icount") == ["shift=2,sleep=on"]
