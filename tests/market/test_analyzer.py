@@ -46,22 +46,11 @@ def test_one_analyzer_per_database_keeps_statistics_and_another_takes_over(
             _until(lambda: len(_holders(conn)) == 1, "held by the first analyzer")
             (first,) = _holders(conn)
             analyzers.append(Analyzer(market_location))
-            conn.execute(
-                "INSERT INTO settings (key, value) SELECT 'k' || n, 'v' FROM "
-                "generate_series(1, %s) AS n",
-                (ANALYZE_ROWS,),
-            )
+            _insert_settings(conn, ANALYZE_ROWS)
             # Changed by more rows than it holds, and ANALYZE_ROWS more: stale.
             for _ in range(3):
                 conn.execute("UPDATE settings SET value = value || 'w'")
-
-            def analyzed() -> bool:
-                row = conn.execute(
-                    "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'settings'"
-                ).fetchone()
-                return row is not None and row[0] > 0
-
-            _until(analyzed, "analyzed")
+            _until(lambda: _analyzed(conn), "analyzed")
             time.sleep(2 * ANALYZE_EVERY)  # the second has tried for the lock meanwhile
             assert _holders(conn) == [first]
             analyzers.pop(0).close()  # its instance stops: the other takes over
@@ -82,18 +71,22 @@ def test_a_table_only_inserted_into_is_analyzed_once_it_grew(market_location: Lo
         conn.execute("ALTER TABLE settings SET (autovacuum_enabled = false)")
         analyzer = Analyzer(market_location)
         try:
-            conn.execute(
-                "INSERT INTO settings (key, value) SELECT 'k' || n, 'v' FROM "
-                "generate_series(1, %s) AS n",
-                (ANALYZE_ROWS + 1,),
-            )
+            _insert_settings(conn, ANALYZE_ROWS + 1)
 
-            def analyzed() -> bool:
-                row = conn.execute(
-                    "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'settings'"
-                ).fetchone()
-                return row is not None and row[0] > 0
-
-            _until(analyzed, "analyzed")
+            _until(lambda: _analyzed(conn), "analyzed")
         finally:
             analyzer.close()
+
+
+def _insert_settings(conn: psycopg.Connection[tuple[object, ...]], rows: int) -> None:
+    conn.execute(
+        "INSERT INTO settings (key, value) SELECT 'k' || n, 'v' FROM generate_series(1, %s) AS n",
+        (rows,),
+    )
+
+
+def _analyzed(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+    row = conn.execute(
+        "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'settings'"
+    ).fetchone()
+    return row is not None and row[0] > 0
