@@ -86,12 +86,28 @@ def _database_url(name: str) -> str:
     return f"{url.scheme}://{url.netloc}/{name}" + (f"?{url.query}" if url.query else "")
 
 
+def _drop_abandoned(admin: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Drop the databases of test runs killed before their clean-up: named after a
+    process that no longer runs."""
+    rows = admin.execute(
+        r"SELECT datname FROM pg_database WHERE datname ~ '^cpushare_(template|test)_\d+'"
+    ).fetchall()
+    for (name,) in rows:
+        try:
+            os.kill(int(str(name).split("_")[2]), 0)
+        except ProcessLookupError:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        except PermissionError:
+            pass  # another user's process: running
+
+
 @pytest.fixture(scope="session")
 def postgres_template() -> Iterator[str]:
     """A migrated, empty market database that test databases are copied from (a copy is
     much faster than running the migrations again)."""
     name = f"cpushare_template_{os.getpid()}"
     with psycopg.connect(POSTGRES, autocommit=True) as admin:
+        _drop_abandoned(admin)
         admin.execute(f"DROP DATABASE IF EXISTS {name}")
         admin.execute(f"CREATE DATABASE {name}")
         try:
