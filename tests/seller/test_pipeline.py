@@ -244,13 +244,7 @@ def test_room_for_an_output_counts_the_results_still_unposted_alone(
 ) -> None:
     """The outputs awaiting their post are counted as they come and as the market
     acknowledges them: an acknowledged one no longer takes room from the next job's."""
-    buyer = BuyerClient(market.url, market.account("lab", coins=100_000).api_key)
-    buyer.submit(buyer.upload_program(spin), [b"0"] * 2, replicas=1)
-    market.account("volunteer")
-    order = market.order("volunteer", public_url=relay.url)
-    host = market.enroll(order, seats=4)
-    client = MarketClient(order, 5.0, host.auth)
-    courier = Courier(client, list(range(4)), lambda o: o, lambda *_: None, print, 5.0, 1.0)
+    _, courier = _spin_courier(market, spin, 2, relay, seats=4, timeout=5.0)
     body = {"seller": "test", "max_memory_bytes": 1 << 30, "max_cpu_seconds": 600}
     output = JobResult(Outcome.OK, 0, b"x" * 1000, 0.001, 0.001, "")
     try:
@@ -266,7 +260,7 @@ def test_room_for_an_output_counts_the_results_still_unposted_alone(
         assert not courier.make_room(1001, 2000, 0.0)
     finally:
         courier.close()
-        client.close()
+        courier.client.close()
 
 
 def test_queue_target_runs_a_few_round_trips_of_jobs_ahead() -> None:
@@ -313,15 +307,9 @@ def test_the_job_loop_wakes_the_courier_only_for_its_errands(
     together) and the leases, not at every job's start and end: on a machine of one CPU
     each wake-up is a switch to the courier's thread and back, for nothing."""
     jobs, measured_from = 72, 24  # by then the jobs' time and the round trip are known
-    buyer = BuyerClient(market.url, market.account("lab", coins=100_000).api_key)
-    buyer.submit(buyer.upload_program(spin), [b"0"] * jobs, replicas=1)
     # Round trips a few times a job, as under emulation: the queue holds several jobs.
     relay = Relay(("127.0.0.1", market.port), delay=0.02)
-    market.account("volunteer")
-    order = market.order("volunteer", public_url=relay.url)
-    host = market.enroll(order, seats=32)
-    client = MarketClient(order, 30.0, host.auth)
-    courier = Courier(client, list(range(32)), lambda o: o, lambda *_: None, print, 5.0, 1.0)
+    buyer, courier = _spin_courier(market, spin, jobs, relay, seats=32, timeout=30.0)
     body = {"seller": "test", "max_memory_bytes": 1 << 30, "max_cpu_seconds": 600}
     done, before, requests = 0, 0, 0
     try:
@@ -346,7 +334,7 @@ def test_the_job_loop_wakes_the_courier_only_for_its_errands(
         assert buyer.status()["jobs"]["done"] == jobs
     finally:
         courier.close()
-        client.close()
+        courier.client.close()
         relay.close()
 
 
@@ -390,3 +378,17 @@ def test_tiny_jobs_leave_their_counts_to_the_job_loops_next_status_write(
     finally:
         seller.courier.close()
         seller.client.close()
+
+
+def _spin_courier(
+    market: MarketProcess, spin: bytes, jobs: int, relay: Relay, seats: int, timeout: float
+) -> tuple[BuyerClient, Courier]:
+    """A buyer with `jobs` spin jobs of no length queued, and the courier of a host with
+    `seats` seats enrolled through `relay` (close its client with it)."""
+    buyer = BuyerClient(market.url, market.account("lab", coins=100_000).api_key)
+    buyer.submit(buyer.upload_program(spin), [b"0"] * jobs, replicas=1)
+    market.account("volunteer")
+    order = market.order("volunteer", public_url=relay.url)
+    host = market.enroll(order, seats=seats)
+    client = MarketClient(order, timeout, host.auth)
+    return buyer, Courier(client, list(range(seats)), lambda o: o, lambda *_: None, print, 5.0, 1.0)
