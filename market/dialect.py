@@ -62,9 +62,3 @@ def credit_later(conn: Connection, credits: dict[int, int]) -> bool:
     update them now (SQLite, which updates a row in place; outside a transaction)."""
     defer = getattr(conn, "credit_later", None)
     return bool(defer(credits)) if defer is not None else False
-
-
-def skip_locked(conn: Connection) -> str:
-    """The clause that lets concurrent writers lease different rows instead of queueing
-    on one (SQLite has a single writer and needs none)."""
-    return " FOR UPDATE SKIP LOCKED" if is_postgres(conn) else ""

@@ -103,9 +103,8 @@ def _lease(lease_id: int, seat: int, deadline: float, job: Sequence[Any]) -> Lea
     """The Lease of a job's row: (id, program, program's size, input, cpu, wall, memory,
     output, ...)."""
     job_id, program, size, data, cpu, wall, memory, output = job[:8]
-    # Lease's fields in order, made as a tuple: 1.3 us a lease against 2.2 by keyword.
-    return _new_lease(
-        Lease,
+    # Lease's fields in order (_make): about 1.3 us a lease against 2.2 by keyword.
+    return Lease._make(
         (
             int(lease_id),
             int(job_id),
@@ -117,9 +116,6 @@ def _lease(lease_id: int, seat: int, deadline: float, job: Sequence[Any]) -> Lea
             int(seat),
         ),
     )
-
-
-_new_lease = tuple.__new__
 
 
 def _ready_text(postgres: bool, count: int, columns: str = "id") -> str:
