@@ -52,31 +52,6 @@ def account_list(db: Location, as_json: bool) -> None:
         click.echo(f"{row['name']:20} orders={row['orders']:<5} coins={row['coins']:.3f}")
 
 
-@account.command("leaderboard")
-@click.argument("name")
-@click.option("--off", is_flag=True, help="Take the account off the leaderboard.")
-@_db_option
-def account_leaderboard(name: str, off: bool, db: Location) -> None:
-    """Show account NAME and its coins on the public leaderboard (/v1/stats), or not."""
-    from market.admin import set_leaderboard
-
-    _user_errors(lambda: set_leaderboard(db, name, not off))
-    click.echo(f"account {name}: {'off' if off else 'on'} the public leaderboard")
-
-
-@account.command("operator")
-@click.argument("name")
-@click.option("--off", is_flag=True, help="Take the operator's pages away from the account.")
-@_db_option
-def account_operator(name: str, off: bool, db: Location) -> None:
-    """Let account NAME, signed in on the web portal, see and act on every account,
-    order and host (the pages under /operator), or no longer with --off."""
-    from market.admin import set_operator
-
-    _user_errors(lambda: set_operator(db, name, not off))
-    click.echo(f"account {name}: {'no longer' if off else 'now'} an operator on the web portal")
-
-
 @account.command("grant")
 @click.argument("name")
 @click.argument("coins", type=click.FloatRange(0.001, 1e12))
@@ -89,26 +64,49 @@ def account_grant(name: str, coins: float, db: Location) -> None:
     click.echo(f"account {name}: {balance:.3f} coins")
 
 
-@account.command("disable")
-@click.argument("name")
-@_db_option
-def account_disable(name: str, db: Location) -> None:
-    """Disable account NAME at once: its key, orders and hosts are refused until enabled."""
-    from market.admin import set_account_disabled
+def _account_switch(
+    verb: str, doc: str, setter: str, said: tuple[str, str], *, on: bool = True, off_help: str = ""
+) -> None:
+    """`account VERB NAME`: market.admin's SETTER(db, NAME, ON), printing `account NAME:
+    SAID[0]`; with OFF_HELP (the help of an --off flag), `--off` sets `not ON` and prints
+    SAID[1]."""
 
-    _user_errors(lambda: set_account_disabled(db, name, True))
-    click.echo(f"account {name}: disabled; its hosts' leases went back to the queue")
+    def run(name: str, db: Location, off: bool = False) -> None:
+        from market import admin
+
+        _user_errors(lambda: getattr(admin, setter)(db, name, on != off))
+        click.echo(f"account {name}: {said[off]}")
+
+    command = _db_option(run)
+    if off_help:
+        command = click.option("--off", is_flag=True, help=off_help)(command)
+    account.command(verb, help=doc)(click.argument("name")(command))
 
 
-@account.command("enable")
-@click.argument("name")
-@_db_option
-def account_enable(name: str, db: Location) -> None:
-    """Enable account NAME again."""
-    from market.admin import set_account_disabled
-
-    _user_errors(lambda: set_account_disabled(db, name, False))
-    click.echo(f"account {name}: enabled")
+_account_switch(
+    "leaderboard",
+    "Show account NAME and its coins on the public leaderboard (/v1/stats), or not.",
+    "set_leaderboard",
+    ("on the public leaderboard", "off the public leaderboard"),
+    off_help="Take the account off the leaderboard.",
+)
+_account_switch(
+    "operator",
+    "Let account NAME, signed in on the web portal, see and act on every account,\n"
+    "order and host (the pages under /operator), or no longer with --off.",
+    "set_operator",
+    ("now an operator on the web portal", "no longer an operator on the web portal"),
+    off_help="Take the operator's pages away from the account.",
+)
+_account_switch(
+    "disable",
+    "Disable account NAME at once: its key, orders and hosts are refused until enabled.",
+    "set_account_disabled",
+    ("disabled; its hosts' leases went back to the queue", ""),
+)
+_account_switch(
+    "enable", "Enable account NAME again.", "set_account_disabled", ("enabled", ""), on=False
+)
 
 
 @market.command("ledger-check")
