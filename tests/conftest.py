@@ -4,6 +4,7 @@ default profile, and a real market on loopback with a real job for the market an
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shutil
 import uuid
@@ -66,11 +67,32 @@ def iso(default_build: BuildResult) -> Path:
     return default_build.iso
 
 
+BuildJob = Callable[[Path], bytes]
+
+
 @pytest.fixture(scope="session")
-def fsdither(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+def build_test_job(tmp_path_factory: pytest.TempPathFactory) -> BuildJob:
+    """Builds a job from one C source with the SDK, once a source in a session."""
+    out = tmp_path_factory.mktemp("jobs")
+
+    @functools.cache
+    def build(source: Path) -> bytes:
+        return build_job([source], out / f"{source.stem}.job").read_bytes()
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def fsdither(build_test_job: BuildJob) -> bytes:
     """The Floyd-Steinberg reference job, built with the SDK."""
-    out = tmp_path_factory.mktemp("jobs") / "fsdither.job"
-    return build_job([FSDITHER_SOURCE], out).read_bytes()
+    return build_test_job(FSDITHER_SOURCE)
+
+
+@pytest.fixture(scope="session")
+def spin(build_test_job: BuildJob) -> bytes:
+    """A job that burns CPU for as many million rounds as its input says (about 0.65 s
+    per thousand on the host), then answers `spun`."""
+    return build_test_job(Path(__file__).resolve().parent / "seller" / "spin.c")
 
 
 # A superuser connection to the PostgreSQL cluster `make test` starts (Debian's, over its

@@ -29,12 +29,10 @@ from livecd.qemu.sale import (
     wait_for_results,
 )
 from livecd.sdk.dither import dither
-from livecd.toolchain import build_job
 
 EPOCH = 1_700_000_000
 # The supervisor's record of the first seller's process (/etc/init.d/cpushare).
 PIDFILE = "/run/cpushare/volunteer-cpu0.pid"
-SPIN = Path(__file__).resolve().parents[1] / "seller" / "spin.c"
 # The order of a market nobody serves: enough for a seller to start and wait.
 NOWHERE = SellOrder(
     market_url=f"https://{GUEST_MARKET_ADDR}:8443",
@@ -218,9 +216,8 @@ def test_sellers_wait_while_the_market_is_down_then_work(
 
 @pytest.mark.qemu
 def test_a_seller_killed_mid_job_is_restarted_and_the_job_completes(
-    iso: Path, tmp_path: Path, market: SaleMarket
+    iso: Path, tmp_path: Path, market: SaleMarket, spin: bytes
 ) -> None:
-    spin = build_job([SPIN], tmp_path / "spin.job").read_bytes()
     # Hundreds of millions of rounds: seconds under emulation, time to kill the seller.
     # replicas=1: this is about a restarted seller, not about agreement.
     job = market.submit(spin, [b"300"], replicas=1)[0]

@@ -16,17 +16,8 @@ from livecd.qemu.guest import Guest
 from livecd.qemu.machine import GuestConfig
 from livecd.qemu.medium import make_medium
 from livecd.qemu.sale import SaleMarket, guest_market, wait_for_results
-from livecd.toolchain import build_job
 
 pytestmark = pytest.mark.qemu
-
-SPIN = Path(__file__).resolve().parents[1] / "seller" / "spin.c"
-
-
-@pytest.fixture
-def spin(tmp_path: Path) -> bytes:
-    """A job that burns CPU for as many million rounds as its input says."""
-    return build_job([SPIN], tmp_path / "spin.job").read_bytes()
 
 
 def _market(tmp_path: Path, lease_seconds: float) -> Iterator[SaleMarket]:

@@ -25,7 +25,6 @@ from cpushare.seller.status import SellerStatus, read_statuses
 from livecd.debpkg.archive import Built
 from livecd.market_process import MarketProcess
 from livecd.sdk.dither import dither, sample_image
-from livecd.toolchain import FSDITHER_SOURCE, build_job
 from market import admin
 from market.buyer import BuyerClient
 
@@ -33,7 +32,6 @@ pytestmark = [pytest.mark.chroot, pytest.mark.timeout(300)]
 T = TypeVar("T")
 INIT = "/etc/init.d/cpushare"
 WANTS = "etc/systemd/system/multi-user.target.wants/cpushare.service"
-SPIN_SOURCE = Path(__file__).resolve().parent.parent / "seller" / "spin.c"
 BROKEN_ORDER = 'format = 1\n[market]\nurl = "ftp://nowhere"\n'
 
 
@@ -64,18 +62,6 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MarketProcess]:
     process = MarketProcess(tmp_path_factory.mktemp("market"), lease_seconds=30).start()
     yield process
     process.stop(kill=True)
-
-
-@pytest.fixture(scope="module")
-def spin(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    out = tmp_path_factory.mktemp("jobs") / "spin.job"
-    return build_job([SPIN_SOURCE], out).read_bytes()
-
-
-@pytest.fixture(scope="module")
-def fsdither(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    out = tmp_path_factory.mktemp("jobs") / "fsdither.job"
-    return build_job([FSDITHER_SOURCE], out).read_bytes()
 
 
 def orders_dir(root: DebianRoot) -> Path:

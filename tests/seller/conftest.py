@@ -8,17 +8,6 @@ from pathlib import Path
 import pytest
 from seller_processes import SellerProcess
 
-from livecd.toolchain import build_job
-
-HERE = Path(__file__).resolve().parent
-
-
-@pytest.fixture(scope="session")
-def spin(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """A job that burns about 0.65 s of CPU per thousand in its input."""
-    out = tmp_path_factory.mktemp("jobs") / "spin.job"
-    return build_job([HERE / "spin.c"], out).read_bytes()
-
 
 @pytest.fixture
 def sellers(tmp_path: Path) -> Iterator[list[SellerProcess]]:

@@ -5,7 +5,7 @@ reserve, and a job allowed more output than the plan is never leased to it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,16 +13,12 @@ from seller_processes import SellerProcess
 
 from cpushare.seller.plan import JOB_OUTPUT_BYTES, SELLER_RESERVE
 from livecd.market_process import MarketProcess
-from livecd.toolchain import build_job
 from market.buyer import BuyerClient
-
-HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
-def flood(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    out = tmp_path_factory.mktemp("jobs") / "flood.job"
-    return build_job([HERE / "flood.c"], out).read_bytes()
+def flood(build_test_job: Callable[[Path], bytes]) -> bytes:
+    return build_test_job(Path(__file__).resolve().parent / "flood.c")
 
 
 @pytest.fixture
