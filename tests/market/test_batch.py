@@ -11,7 +11,13 @@ from typing import Any
 import requests
 
 from cpushare.jail import JobResult, Outcome
-from cpushare.protocol import parse_leases, parse_next, parse_recorded_batch, result_document
+from cpushare.protocol import (
+    LeaseOffer,
+    parse_leases,
+    parse_next,
+    parse_recorded_batch,
+    result_document,
+)
 from cpushare.seller.client import Refused
 from livecd.market_process import Host, MarketProcess, source_session
 from market.buyer import BuyerClient
@@ -31,6 +37,11 @@ def _post(market: MarketProcess, host: Host, path: str, body: Any) -> requests.R
     )
 
 
+def _lease(market: MarketProcess, host: Host, seats: list[int]) -> list[LeaseOffer]:
+    """The leases `host` is given in one request for its `seats`."""
+    return parse_leases(_post(market, host, "/v1/leases", {"seats": seats}).json(), seats)
+
+
 def _result(lease: object, output: bytes = b"out") -> dict[str, Any]:
     return {"lease": lease, **result_document(JobResult(Outcome.OK, 0, output, 1.0, 1.0, ""))}
 
@@ -47,7 +58,7 @@ def test_one_request_leases_a_job_per_seat_as_far_as_jobs_go(
     assert sorted(o.job for o in offers) == jobs
     assert _post(market, host, "/v1/leases", {"seats": [1]}).status_code == 204
     # Asking again on a seat hands its lease back, as on /v1/lease: seat 2's job is free.
-    again = parse_leases(_post(market, host, "/v1/leases", {"seats": [2]}).json(), [2])
+    again = _lease(market, host, [2])
     assert [o.job for o in again] == [offers[1].job]
     gone = _post(market, host, "/v1/results", {"results": [_result(offers[1].lease)]})
     assert gone.json()["results"][0]["status"] == 410
@@ -94,9 +105,7 @@ def test_bad_seat_lists_are_refused_whole(
     missing = _post(market, host, "/v1/leases", {"seat": 0})
     assert missing.json() == {"error": "field 'seats' is missing"}
     # Nothing was leased by the refused requests: both jobs are still there.
-    assert (
-        len(parse_leases(_post(market, host, "/v1/leases", {"seats": [0, 1]}).json(), [0, 1])) == 2
-    )
+    assert len(_lease(market, host, [0, 1])) == 2
 
 
 def test_a_batch_of_results_answers_each_on_its_own(
@@ -105,9 +114,9 @@ def test_a_batch_of_results_answers_each_on_its_own(
     jobs = buyer.submit(buyer.upload_program(fsdither), [b"1", b"2"], replicas=1)
     host = _host(market, tmp_path, seats=2, name="honest")
     other = _host(market, tmp_path, seats=1, name="other")
-    offers = parse_leases(_post(market, host, "/v1/leases", {"seats": [0, 1]}).json(), [0, 1])
+    offers = _lease(market, host, [0, 1])
     buyer.submit(buyer.upload_program(fsdither), [b"3"], replicas=1)
-    theirs = parse_leases(_post(market, other, "/v1/leases", {"seats": [0]}).json(), [0])
+    theirs = _lease(market, other, [0])
     body = {
         "results": [
             _result(offers[0].lease, b"first"),
@@ -162,7 +171,7 @@ def test_results_and_the_next_leases_go_in_one_request(
 ) -> None:
     jobs = buyer.submit(buyer.upload_program(fsdither), [b"1", b"2", b"3", b"4"], replicas=1)
     host = _host(market, tmp_path, seats=3)
-    first = parse_leases(_post(market, host, "/v1/leases", {"seats": [0, 1]}).json(), [0, 1])
+    first = _lease(market, host, [0, 1])
     done = [_result(offer.lease) for offer in first]
     # The seats of the results just posted are asked for again, with a free one: two jobs
     # are left for the three seats.
@@ -189,7 +198,7 @@ def test_a_bad_lease_request_beside_results_loses_none_of_them(
     program = buyer.upload_program(fsdither)
     jobs = buyer.submit(program, [b"1", b"2"], replicas=1)
     host = _host(market, tmp_path, seats=2)
-    (offer,) = parse_leases(_post(market, host, "/v1/leases", {"seats": [0]}).json(), [0])
+    (offer,) = _lease(market, host, [0])
     for ahead, status, error in (
         ({"seats": [0, 2]}, 400, "seat 2 is not one of this host's"),
         ({"seats": [1, 1]}, 400, "names a seat twice"),
@@ -205,7 +214,7 @@ def test_a_bad_lease_request_beside_results_loses_none_of_them(
         assert isinstance(refused, Refused) and refused.status == status
     assert buyer.job(offer.job)["state"] == "done"
     # Nothing was leased by the refused lease requests: the other job is still there.
-    (left,) = parse_leases(_post(market, host, "/v1/leases", {"seats": [0, 1]}).json(), [0, 1])
+    (left,) = _lease(market, host, [0, 1])
     assert left.job == (set(jobs) - {offer.job}).pop()
 
 
@@ -216,7 +225,7 @@ def test_next_leases_keep_to_the_sellers_bounds(
     (small,) = buyer.submit(program, [b"1"], replicas=1, limits={"memory_bytes": 1 << 20})
     big = buyer.submit(program, [b"2"], replicas=1, limits={"output_bytes": 4 << 20})
     host = _host(market, tmp_path, seats=3)
-    (offer,) = parse_leases(_post(market, host, "/v1/leases", {"seats": [0]}).json(), [0])
+    (offer,) = _lease(market, host, [0])
     assert offer.job == small
     bounds = {"max_memory_bytes": 1 << 30, "max_cpu_seconds": 600, "max_output_bytes": 1 << 20}
     doc = _results_next(market, host, [_result(offer.lease)], {"seats": [0, 1], **bounds})
@@ -235,7 +244,7 @@ def test_a_seat_whose_result_was_not_acknowledged_keeps_its_lease(
 ) -> None:
     jobs = buyer.submit(buyer.upload_program(fsdither), [b"1", b"2", b"3", b"4"], replicas=1)
     host = _host(market, tmp_path, seats=2)
-    first = parse_leases(_post(market, host, "/v1/leases", {"seats": [0, 1]}).json(), [0, 1])
+    first = _lease(market, host, [0, 1])
     by_seat = {offer.seat: offer for offer in first}
     broken = {**_result(by_seat[0].lease), "outcome": "lied"}  # refused: not a result
     doc = _results_next(market, host, [broken, _result(by_seat[1].lease)], {"seats": [0, 1]})
