@@ -96,51 +96,55 @@ def test_a_stopped_or_killed_livecd_sell_leaves_no_seller_and_its_lease_goes_bac
         assert "Traceback" not in console.read_text()
 
 
-def test_livecd_sell_enrolls_once_per_order_and_hands_the_secret_over_a_pipe(
-    tmp_path: Path, sell: Sell
-) -> None:
+@pytest.fixture
+def volunteer(tmp_path: Path) -> Iterator[tuple[MarketProcess, Path]]:
+    """A market (10-second leases) and an order of its account `volunteer`, in a file."""
     with MarketProcess(tmp_path, lease_seconds=10).start() as market:
         market.account("volunteer")
         order = tmp_path / "volunteer.cpu"
         market.order("volunteer", order)
-        copy = tmp_path / "volunteer-2.cpu"
-        copy.write_bytes(order.read_bytes())
-        status = str(tmp_path / "status")
-        seller, console = sell(str(order), str(copy), "--status-dir", status, "--wait", "1")
-        _wait_for(console, "seller-started", 2)
-        (enrolled,) = _events(console, "enrolled")
-        assert enrolled["seats"] == str(2 * SEATS_PER_SELLER)  # two sellers
-        sellers = [int(e["pid"]) for e in _events(console, "seller-started")]
-        # A host secret is a word of 43 characters of URL-safe base64: none in any
-        # seller's command line nor in a status file; its environment is ours, no more.
-        secret = re.compile(rb"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
-        for pid in sellers:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            assert b"--host-fd" in cmdline and not secret.search(cmdline)
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            names = {item.partition(b"=")[0] for item in environ if item}
-            # (The CLI sets the terminal's size for its own output.)
-            assert names - {b"COLUMNS", b"LINES"} <= {name.encode() for name in os.environ}
-        for status in (tmp_path / "status").iterdir():
-            assert not secret.search(status.read_bytes())
-        seller.send_signal(signal.SIGTERM)
-        assert seller.wait(timeout=15) == 143
+        yield market, order
+
+
+def test_livecd_sell_enrolls_once_per_order_and_hands_the_secret_over_a_pipe(
+    tmp_path: Path, sell: Sell, volunteer: tuple[MarketProcess, Path]
+) -> None:
+    _, order = volunteer
+    copy = tmp_path / "volunteer-2.cpu"
+    copy.write_bytes(order.read_bytes())
+    status = str(tmp_path / "status")
+    seller, console = sell(str(order), str(copy), "--status-dir", status, "--wait", "1")
+    _wait_for(console, "seller-started", 2)
+    (enrolled,) = _events(console, "enrolled")
+    assert enrolled["seats"] == str(2 * SEATS_PER_SELLER)  # two sellers
+    sellers = [int(e["pid"]) for e in _events(console, "seller-started")]
+    # A host secret is a word of 43 characters of URL-safe base64: none in any
+    # seller's command line nor in a status file; its environment is ours, no more.
+    secret = re.compile(rb"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
+    for pid in sellers:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        assert b"--host-fd" in cmdline and not secret.search(cmdline)
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        names = {item.partition(b"=")[0] for item in environ if item}
+        # (The CLI sets the terminal's size for its own output.)
+        assert names - {b"COLUMNS", b"LINES"} <= {name.encode() for name in os.environ}
+    for status in (tmp_path / "status").iterdir():
+        assert not secret.search(status.read_bytes())
+    seller.send_signal(signal.SIGTERM)
+    assert seller.wait(timeout=15) == 143
 
 
 def test_livecd_sell_whose_host_is_revoked_ends_with_one_line_and_no_restart(
-    tmp_path: Path, sell: Sell
+    sell: Sell, volunteer: tuple[MarketProcess, Path]
 ) -> None:
-    with MarketProcess(tmp_path, lease_seconds=10).start() as market:
-        market.account("volunteer")
-        order = tmp_path / "volunteer.cpu"
-        market.order("volunteer", order)
-        seller, console = sell(str(order), "--wait", "1")
-        _wait_for(console, "seller-started")
-        (enrolled,) = _events(console, "enrolled")
-        admin.revoke_host(market.db, enrolled["host"])
-        assert seller.wait(timeout=30) == 2
-        revoked = [e for e in _events(console, "error") if e["what"] == "revoked"]
-        assert len(revoked) == 1
-        assert len(_events(console, "seller-started")) == 1
-        assert "the market revoked the host of" in console.read_text()
-        assert "Traceback" not in console.read_text()
+    market, order = volunteer
+    seller, console = sell(str(order), "--wait", "1")
+    _wait_for(console, "seller-started")
+    (enrolled,) = _events(console, "enrolled")
+    admin.revoke_host(market.db, enrolled["host"])
+    assert seller.wait(timeout=30) == 2
+    revoked = [e for e in _events(console, "error") if e["what"] == "revoked"]
+    assert len(revoked) == 1
+    assert len(_events(console, "seller-started")) == 1
+    assert "the market revoked the host of" in console.read_text()
+    assert "Traceback" not in console.read_text()
