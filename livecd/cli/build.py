@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from livecd.cli import main
-from livecd.cli.options import cache_option
+from livecd.cli.options import apt_sources_option, cache_option, profile_option
 from livecd.profile import Profile, load_profile, settings, value_kind
 
 F = Callable[..., Any]
@@ -45,20 +45,11 @@ def _setting_options(command: F) -> F:
 
 
 @main.command("build")
-@click.option(
-    "-p",
-    "--profile",
-    "profile_path",
-    type=click.Path(path_type=Path),
-    help="Profile (TOML) to build from. Default: the profile shipped with livecd.",
-)
+@profile_option("Profile (TOML) to build from. Default: the profile shipped with livecd.")
 @cache_option
-@click.option(
-    "--apt-sources",
-    multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="apt sources file(s) to take the Debian mirror from, instead of the "
-    "machine's /etc/apt configuration. Repeatable.",
+@apt_sources_option(
+    "apt sources file(s) to take the Debian mirror from, instead of the "
+    "machine's /etc/apt configuration. Repeatable."
 )
 @click.option(
     "--refresh",

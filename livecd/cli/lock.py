@@ -8,20 +8,11 @@ from pathlib import Path
 import click
 
 from livecd.cli import main
-from livecd.cli.options import cache_option
+from livecd.cli.options import apt_sources_option, cache_option, profile_option
 
-_profile_option = click.option(
-    "-p",
-    "--profile",
-    "profile_path",
-    type=click.Path(path_type=Path),
-    help="Profile (TOML). Default: the profile shipped with livecd.",
-)
-_sources_option = click.option(
-    "--apt-sources",
-    multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="apt sources file(s) to take the Debian mirror from. Repeatable.",
+_profile_option = profile_option("Profile (TOML). Default: the profile shipped with livecd.")
+_sources_option = apt_sources_option(
+    "apt sources file(s) to take the Debian mirror from. Repeatable."
 )
 
 

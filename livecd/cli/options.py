@@ -32,6 +32,21 @@ cache_option = click.option(
     help="Cache of packages and apt state. Default: $XDG_CACHE_HOME/livecd.",
 )
 
+
+def profile_option(help: str) -> Callable[[F], F]:
+    """`-p/--profile`: the profile (TOML) a command reads (`build`, `lock`, `verify`)."""
+    return click.option(
+        "-p", "--profile", "profile_path", type=click.Path(path_type=Path), help=help
+    )
+
+
+def apt_sources_option(help: str) -> Callable[[F], F]:
+    """`--apt-sources`: apt sources files to take the Debian mirror from, repeatable."""
+    return click.option(
+        "--apt-sources", multiple=True, type=click.Path(exists=True, path_type=Path), help=help
+    )
+
+
 # The file `market order new|create|cd|stick` write: the order's `.cpu`, its CD or stick.
 order_output_option = click.option(
     "-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True
