@@ -1,68 +1,26 @@
-"""`livecd market ...`: run the CPUShare market (`serve`, `openapi`, `cert`), and the group
-that holds the operator's commands (`market_admin`: `account`, `order`, `host`,
-`ledger-check`, on the database directly; `market_transfer`: `export`, `import`) and the
-buyer's (`market_buyer`: `submit`, `cancel`, `status`, `results`, over the HTTP API with an
-account's API key).
+"""`livecd market ...`: run the CPUShare market (`serve`, `migrate`, `openapi`, `cert`),
+and load the group's other commands: the operator's (`market_admin`: `account`, `order`,
+`host`, `ledger-check`, on the database directly; `market_transfer`: `export`, `import`)
+and the buyer's (`market_buyer`: `submit`, `cancel`, `status`, `results`, over the HTTP
+API with an account's API key). The group and what its commands share are in
+`market_group`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import click
 
-from livecd.cli import main
+from livecd.cli.market_group import db_option, echo_json, market, user_errors
 from livecd.cli.options import json_option
 from livecd.errors import UserError
 from livecd.files import atomic_write as write_atomically
 
 if TYPE_CHECKING:
     from market.dialect import Location
-
-
-def _echo_json(doc: object) -> None:
-    click.echo(json.dumps(doc, indent=2, sort_keys=True))
-
-
-def _market_errors() -> tuple[type[Exception], ...]:
-    from market.buyer import ClientError
-    from market.errors import MarketError
-    from market.schema import SchemaTooNew
-
-    return ClientError, MarketError, SchemaTooNew
-
-
-def _user_errors(fn: Callable[[], Any]) -> Any:
-    """Run fn, turning the market's refusals into one-line user errors."""
-    try:
-        return fn()
-    except _market_errors() as exc:
-        raise UserError(str(exc)) from None
-
-
-@main.group()
-def market() -> None:
-    """The CPUShare market: serve it, issue accounts and orders, submit jobs, get results."""
-
-
-def _db_location(_ctx: click.Context, _param: click.Parameter, value: str) -> Location:
-    from market.dialect import location
-
-    return location(value)
-
-
-_db_option = click.option(
-    "--db",
-    required=True,
-    envvar="CPUSHARE_MARKET_DB",
-    callback=_db_location,
-    help="The market's database: a SQLite file, or a postgresql:// URL "
-    "(e.g. postgresql:///market?host=/var/run/postgresql) [env CPUSHARE_MARKET_DB].",
-)
 
 
 def _redacted(url: str) -> str:
@@ -74,18 +32,18 @@ def _redacted(url: str) -> str:
 
 
 @market.command()
-@_db_option
+@db_option
 def migrate(db: Location) -> None:
     """Create the market's database or bring its schema up to this version (`serve` does
     it on start too)."""
     from market.store import open_database
 
-    _user_errors(lambda: open_database(db).close())
+    user_errors(lambda: open_database(db).close())
     click.echo("market: the database schema is up to date", err=True)
 
 
 @market.command()
-@_db_option
+@db_option
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to bind.")
 @click.option("--cert", type=click.Path(path_type=Path, dir_okay=False), help="TLS cert (PEM).")
 @click.option("--key", type=click.Path(path_type=Path, dir_okay=False), help="TLS key (PEM).")
@@ -136,7 +94,7 @@ def serve(
         options = ServeOptions(
             db, host, port, cert, key, public_url, lease_seconds, livecd, trusted_proxies
         )
-        url = _user_errors(lambda: prepare(options))
+        url = user_errors(lambda: prepare(options))
     except ServeError as exc:
         raise UserError(str(exc)) from None
     shown = _redacted(db) if isinstance(db, str) else db
@@ -149,7 +107,7 @@ def openapi() -> None:
     """Print the market's OpenAPI document, as it serves it at /v1/openapi.json."""
     from market.app import openapi_document
 
-    _echo_json(openapi_document())
+    echo_json(openapi_document())
 
 
 @market.command()
@@ -188,7 +146,7 @@ def cert(names: tuple[str, ...], cert_out: Path, key_out: Path, as_json: bool) -
         raise UserError(f"cannot write the certificate: {exc}") from None
     pin = pem_sha256(cert_pem)
     if as_json:
-        _echo_json({"cert": str(cert_out), "key": str(key_out), "cert_sha256": pin})
+        echo_json({"cert": str(cert_out), "key": str(key_out), "cert_sha256": pin})
     else:
         click.echo(f"wrote {cert_out} and {key_out}; orders pin cert_sha256 = {pin}")
 

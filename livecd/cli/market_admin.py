@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from livecd.cli.market import _db_option, _echo_json, _user_errors, market
+from livecd.cli.market_group import db_option, echo_json, market, user_errors
 from livecd.cli.options import json_option, order_output_option, order_terms_options
 from livecd.errors import UserError
 from livecd.orders import write_order
@@ -24,29 +24,29 @@ def account() -> None:
 
 @account.command("new")
 @click.argument("name")
-@_db_option
+@db_option
 @json_option
 def account_new(name: str, db: Location, as_json: bool) -> None:
     """Create account NAME and print its API key (shown only this once)."""
     from market.admin import new_account
 
-    issued = _user_errors(lambda: new_account(db, name))
+    issued = user_errors(lambda: new_account(db, name))
     if as_json:
-        _echo_json({"account": issued.name, "api_key": issued.api_key})
+        echo_json({"account": issued.name, "api_key": issued.api_key})
     else:
         click.echo(f"account {issued.name}: api key {issued.api_key}")
 
 
 @account.command("list")
-@_db_option
+@db_option
 @json_option
 def account_list(db: Location, as_json: bool) -> None:
     """List accounts with their orders and CPUCoins."""
     from market.admin import list_accounts
 
-    rows = _user_errors(lambda: list_accounts(db))
+    rows = user_errors(lambda: list_accounts(db))
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
         return
     for row in rows:
         click.echo(f"{row['name']:20} orders={row['orders']:<5} coins={row['coins']:.3f}")
@@ -55,12 +55,12 @@ def account_list(db: Location, as_json: bool) -> None:
 @account.command("grant")
 @click.argument("name")
 @click.argument("coins", type=click.FloatRange(0.001, 1e12))
-@_db_option
+@db_option
 def account_grant(name: str, coins: float, db: Location) -> None:
     """Give account NAME COINS CPUCoins (a buyer needs them to submit jobs)."""
     from market.admin import grant
 
-    balance = _user_errors(lambda: grant(db, name, coins))
+    balance = user_errors(lambda: grant(db, name, coins))
     click.echo(f"account {name}: {balance:.3f} coins")
 
 
@@ -74,10 +74,10 @@ def _account_switch(
     def run(name: str, db: Location, off: bool = False) -> None:
         from market import admin
 
-        _user_errors(lambda: getattr(admin, setter)(db, name, on != off))
+        user_errors(lambda: getattr(admin, setter)(db, name, on != off))
         click.echo(f"account {name}: {said[off]}")
 
-    command = _db_option(run)
+    command = db_option(run)
     if off_help:
         command = click.option("--off", is_flag=True, help=off_help)(command)
     account.command(verb, help=doc)(click.argument("name")(command))
@@ -110,13 +110,13 @@ _account_switch(
 
 
 @market.command("ledger-check")
-@_db_option
+@db_option
 def ledger_check(db: Location) -> None:
     """Check that the coin books add up (balances and reservations = coins granted), and
     that the rows they stand on name rows that exist (market.integrity)."""
     from market.admin import check_ledger
 
-    problems = _user_errors(lambda: check_ledger(db))
+    problems = user_errors(lambda: check_ledger(db))
     if problems:
         raise UserError("the ledger does not add up: " + "; ".join(problems[:10]))
     click.echo("ledger: the books add up")
@@ -128,15 +128,15 @@ def host() -> None:
 
 
 @host.command("list")
-@_db_option
+@db_option
 @json_option
 def host_list(db: Location, as_json: bool) -> None:
     """List hosts with their order, account, network, seats and active leases."""
     from market.admin import list_hosts
 
-    rows = _user_errors(lambda: list_hosts(db))
+    rows = user_errors(lambda: list_hosts(db))
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
         return
     for row in rows:
         state = "revoked" if row["revoked"] else f"leases={row['leases']}"
@@ -148,12 +148,12 @@ def host_list(db: Location, as_json: bool) -> None:
 
 @host.command("revoke")
 @click.argument("host_id")
-@_db_option
+@db_option
 def host_revoke(host_id: str, db: Location) -> None:
     """Revoke HOST_ID at once and for good; its leases go back to the queue."""
     from market.admin import revoke_host
 
-    _user_errors(lambda: revoke_host(db, host_id))
+    user_errors(lambda: revoke_host(db, host_id))
     click.echo(f"host {host_id}: revoked")
 
 
@@ -163,7 +163,7 @@ def market_order() -> None:
 
 
 @market_order.command("new")
-@_db_option
+@db_option
 @click.option("--account", required=True, help="The account the order credits.")
 @order_output_option
 @click.option("--public-url", help="The market as sellers reach it [default: from serve].")
@@ -182,7 +182,7 @@ def market_order_new(
     """Issue a sell order for ACCOUNT and write it to a `.cpu` file."""
     from market.admin import new_order
 
-    order = _user_errors(
+    order = user_errors(
         lambda: new_order(
             db,
             account,
@@ -194,7 +194,7 @@ def market_order_new(
         )
     )
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "file": str(output),
                 "order_id": order.order_id,
@@ -208,10 +208,10 @@ def market_order_new(
 
 @market_order.command("revoke")
 @click.argument("order_id")
-@_db_option
+@db_option
 def market_order_revoke(order_id: str, db: Location) -> None:
     """Revoke ORDER_ID: it enrolls no more hosts and its hosts are refused at once."""
     from market.admin import revoke_order
 
-    _user_errors(lambda: revoke_order(db, order_id))
+    user_errors(lambda: revoke_order(db, order_id))
     click.echo(f"order {order_id}: revoked, with its hosts")

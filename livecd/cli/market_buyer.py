@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from cpushare.limits import JobLimits, default_wall_seconds
-from livecd.cli.market import _echo_json, _user_errors, market
+from livecd.cli.market_admin import market_order
+from livecd.cli.market_group import echo_json, market, user_errors
 from livecd.cli.options import json_option, options, order_output_option, order_terms_options
 from livecd.errors import UserError
 from livecd.files import atomic_write as write_atomically
@@ -47,7 +48,7 @@ _buyer = options(
 def _client(market_url: str, api_key: str, cacert: Path | None) -> Any:
     from market.buyer import BuyerClient
 
-    return _user_errors(lambda: BuyerClient(market_url, api_key, cacert=cacert))
+    return user_errors(lambda: BuyerClient(market_url, api_key, cacert=cacert))
 
 
 def _read(path: Path) -> bytes:
@@ -105,10 +106,10 @@ def submit(
         memory_bytes=memory_mb << 20,
         output_bytes=output_bytes,
     ).as_dict()
-    sha256 = _user_errors(lambda: client.upload_program(code))
-    ids = _user_errors(lambda: client.submit(sha256, data, replicas=replicas, limits=limits))
+    sha256 = user_errors(lambda: client.upload_program(code))
+    ids = user_errors(lambda: client.submit(sha256, data, replicas=replicas, limits=limits))
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "program": sha256,
                 "jobs": [
@@ -126,9 +127,9 @@ def submit(
 @_buyer
 def cancel(job: int, market_url: str, api_key: str, cacert: Path | None, as_json: bool) -> None:
     """Cancel open JOB: its leases end and its reserved coins come back."""
-    _user_errors(lambda: _client(market_url, api_key, cacert).cancel(job))
+    user_errors(lambda: _client(market_url, api_key, cacert).cancel(job))
     if as_json:
-        _echo_json({"job": job, "cancelled": True})
+        echo_json({"job": job, "cancelled": True})
     else:
         click.echo(f"job {job}: cancelled")
 
@@ -137,9 +138,9 @@ def cancel(job: int, market_url: str, api_key: str, cacert: Path | None, as_json
 @_buyer
 def status(market_url: str, api_key: str, cacert: Path | None, as_json: bool) -> None:
     """Your account: its queue, leases, machines seen, results and coins."""
-    doc = _user_errors(lambda: _client(market_url, api_key, cacert).status())
+    doc = user_errors(lambda: _client(market_url, api_key, cacert).status())
     if as_json:
-        _echo_json(doc)
+        echo_json(doc)
         return
     jobs = doc["jobs"]
     click.echo(
@@ -181,9 +182,9 @@ def results(
         raise UserError("give a JOB id or --all, not both and not neither")
     client = _client(market_url, api_key, cacert)
     done = (
-        list(_user_errors(lambda: list(client.jobs("done"))))
+        list(user_errors(lambda: list(client.jobs("done"))))
         if all_jobs
-        else [_user_errors(lambda: client.job(job))]
+        else [user_errors(lambda: client.job(job))]
     )
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -192,20 +193,17 @@ def results(
     written = []
     for entry in done:
         job_id = int(entry["id"])
-        data = _user_errors(partial(client.output, job_id))
+        data = user_errors(partial(client.output, job_id))
         path = out / f"{job_id}.out"
         write_atomically(path, data, 0o644)
         written.append({**entry, "file": str(path)})
         if not as_json:
             click.echo(f"job {job_id}: {entry['outcome']} -> {path} ({len(data)} bytes)")
     if as_json:
-        _echo_json(written)
+        echo_json(written)
 
 
 # A volunteer's orders over the API, beside the operator's `order new --db`.
-from livecd.cli.market_admin import market_order  # noqa: E402
-
-
 @market_order.command("create")
 @order_output_option
 @order_terms_options
@@ -225,7 +223,7 @@ def order_create(
     from cpushare.order import parse_order
 
     client = _client(market_url, api_key, cacert)
-    text = _user_errors(
+    text = user_errors(
         lambda: client.create_order(
             nice=nice, max_memory_mb=max_memory_mb, max_cpu_seconds=max_cpu_seconds
         )
@@ -233,7 +231,7 @@ def order_create(
     write_atomically(output, text.encode(), 0o600)
     order = parse_order(text)
     if as_json:
-        _echo_json({"file": str(output), "order_id": order.order_id, "account": order.account})
+        echo_json({"file": str(output), "order_id": order.order_id, "account": order.account})
     else:
         click.echo(f"wrote {output}: order {order.order_id} for {order.account}")
 
@@ -255,9 +253,9 @@ def _download(what: str) -> Callable[[Callable[..., Any]], Any]:
             as_json: bool,
         ) -> None:
             client = _client(market_url, api_key, cacert)
-            size = _user_errors(lambda: getattr(client, what)(order_id, output))
+            size = user_errors(lambda: getattr(client, what)(order_id, output))
             if as_json:
-                _echo_json({"file": str(output), "order_id": order_id, "bytes": size})
+                echo_json({"file": str(output), "order_id": order_id, "bytes": size})
             else:
                 click.echo(f"wrote {output}: order {order_id} ({size} bytes)")
 

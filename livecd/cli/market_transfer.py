@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from livecd.cli.market import _db_option, _user_errors, market
+from livecd.cli.market_group import db_option, market, user_errors
 from livecd.errors import UserError
 from livecd.files import atomic_file
 
@@ -24,7 +24,7 @@ def _summary(counts: dict[str, int]) -> str:
 
 
 @market.command("export")
-@_db_option
+@db_option
 @click.option(
     "-o",
     "--output",
@@ -42,12 +42,12 @@ def market_export(db: Location, output: Path) -> None:
     from market.transfer import export
 
     if str(output) == "-":
-        counts = _user_errors(lambda: export(db, sys.stdout))
+        counts = user_errors(lambda: export(db, sys.stdout))
     else:
         try:
             with atomic_file(output, 0o600) as (raw, _):
                 text = io.TextIOWrapper(raw, encoding="utf-8", newline="\n")
-                counts = _user_errors(lambda: export(db, text))
+                counts = user_errors(lambda: export(db, text))
                 text.flush()
                 text.detach()
         except OSError as exc:
@@ -56,7 +56,7 @@ def market_export(db: Location, output: Path) -> None:
 
 
 @market.command("import")
-@_db_option
+@db_option
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
 def market_import(db: Location, file: Path) -> None:
     """Load FILE (from `livecd market export`) into the new, empty market database --db.
@@ -69,10 +69,10 @@ def market_import(db: Location, file: Path) -> None:
 
     try:
         if str(file) == "-":
-            counts = _user_errors(lambda: load(db, sys.stdin))
+            counts = user_errors(lambda: load(db, sys.stdin))
         else:
             with open(file, encoding="utf-8") as lines:
-                counts = _user_errors(lambda: load(db, lines))
+                counts = user_errors(lambda: load(db, lines))
     except OSError as exc:
         raise UserError(f"cannot read {file}: {exc.strerror or exc}") from None
     click.echo(f"market: imported {_summary(counts)}; the ledger adds up", err=True)
