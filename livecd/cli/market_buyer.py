@@ -4,9 +4,9 @@ HTTP API with an account's API key."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -17,11 +17,15 @@ from livecd.cli.options import json_option, options, order_output_option, order_
 from livecd.errors import UserError
 from livecd.files import atomic_write as write_atomically
 
+if TYPE_CHECKING:
+    from market.buyer import BuyerClient
+
+F = TypeVar("F", bound=Callable[..., Any])
 _DEFAULT = JobLimits()
 
 
 # The options every buyer command shares: where the market is, the API key, --json.
-_buyer = options(
+_buyer_options = options(
     click.option(
         "--market",
         "market_url",
@@ -45,10 +49,27 @@ _buyer = options(
 )
 
 
-def _client(market_url: str, api_key: str, cacert: Path | None) -> Any:
+# Makes the account's client of the --market, --api-key and --cacert a command was given.
+Connect = Callable[[], "BuyerClient"]
+
+
+def _client(market_url: str, api_key: str, cacert: Path | None) -> BuyerClient:
     from market.buyer import BuyerClient
 
-    return user_errors(lambda: BuyerClient(market_url, api_key, cacert=cacert))
+    client: BuyerClient = user_errors(lambda: BuyerClient(market_url, api_key, cacert=cacert))
+    return client
+
+
+def _buyer(command: F) -> F:
+    """`_buyer_options` on `command`, which takes `connect` (and --json's `as_json`) instead
+    of the market's URL, the API key and the CA: the client is made when it calls
+    `connect()`, so a bad URL is an error only then."""
+
+    @wraps(command)
+    def run(*args: Any, market_url: str, api_key: str, cacert: Path | None, **kwargs: Any) -> Any:
+        return command(*args, connect=partial(_client, market_url, api_key, cacert), **kwargs)
+
+    return cast(F, _buyer_options(run))
 
 
 def _read(path: Path) -> bytes:
@@ -91,13 +112,11 @@ def submit(
     cpu_seconds: int,
     memory_mb: int,
     output_bytes: int,
-    market_url: str,
-    api_key: str,
-    cacert: Path | None,
+    connect: Connect,
     as_json: bool,
 ) -> None:
     """Upload PROGRAM (a job ELF) and queue one job per --input file."""
-    client = _client(market_url, api_key, cacert)
+    client = connect()
     code = _read(program)
     data = [_read(path) for path in inputs]
     limits = JobLimits(
@@ -125,9 +144,9 @@ def submit(
 @market.command()
 @click.argument("job", type=int)
 @_buyer
-def cancel(job: int, market_url: str, api_key: str, cacert: Path | None, as_json: bool) -> None:
+def cancel(job: int, connect: Connect, as_json: bool) -> None:
     """Cancel open JOB: its leases end and its reserved coins come back."""
-    user_errors(lambda: _client(market_url, api_key, cacert).cancel(job))
+    user_errors(lambda: connect().cancel(job))
     if as_json:
         echo_json({"job": job, "cancelled": True})
     else:
@@ -136,9 +155,9 @@ def cancel(job: int, market_url: str, api_key: str, cacert: Path | None, as_json
 
 @market.command()
 @_buyer
-def status(market_url: str, api_key: str, cacert: Path | None, as_json: bool) -> None:
+def status(connect: Connect, as_json: bool) -> None:
     """Your account: its queue, leases, machines seen, results and coins."""
-    doc = user_errors(lambda: _client(market_url, api_key, cacert).status())
+    doc = user_errors(lambda: connect().status())
     if as_json:
         echo_json(doc)
         return
@@ -172,18 +191,16 @@ def results(
     job: int | None,
     all_jobs: bool,
     out: Path,
-    market_url: str,
-    api_key: str,
-    cacert: Path | None,
+    connect: Connect,
     as_json: bool,
 ) -> None:
     """Download the accepted output of JOB (or --all finished jobs) into --out."""
     if (job is None) == (not all_jobs):
         raise UserError("give a JOB id or --all, not both and not neither")
-    client = _client(market_url, api_key, cacert)
+    client = connect()
     done = (
         list(user_errors(lambda: list(client.jobs("done"))))
-        if all_jobs
+        if job is None  # then --all
         else [user_errors(lambda: client.job(job))]
     )
     try:
@@ -213,16 +230,14 @@ def order_create(
     nice: int,
     max_memory_mb: int,
     max_cpu_seconds: int,
-    market_url: str,
-    api_key: str,
-    cacert: Path | None,
+    connect: Connect,
     as_json: bool,
 ) -> None:
     """Create a sell order crediting your account and write its `.cpu` file to -o (keep it
     secret: it sells for you). `order cd` and `order stick` download it ready to boot."""
     from cpushare.order import parse_order
 
-    client = _client(market_url, api_key, cacert)
+    client = connect()
     text = user_errors(
         lambda: client.create_order(
             nice=nice, max_memory_mb=max_memory_mb, max_cpu_seconds=max_cpu_seconds
@@ -247,12 +262,10 @@ def _download(what: str) -> Callable[[Callable[..., Any]], Any]:
         def run(
             order_id: str,
             output: Path,
-            market_url: str,
-            api_key: str,
-            cacert: Path | None,
+            connect: Connect,
             as_json: bool,
         ) -> None:
-            client = _client(market_url, api_key, cacert)
+            client = connect()
             size = user_errors(lambda: getattr(client, what)(order_id, output))
             if as_json:
                 echo_json({"file": str(output), "order_id": order_id, "bytes": size})
