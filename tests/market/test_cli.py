@@ -12,6 +12,7 @@ from livecd.cli import main
 from livecd.market_process import MarketProcess
 from market.app import openapi_document
 from market.dialect import Location
+from market.stats import LEADERBOARD_SETTING
 from market.store import connect
 
 
@@ -98,6 +99,44 @@ def test_migrate_creates_the_schema_on_either_engine(
     assert conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == 0
     conn.close()
     assert runner.invoke(main, ["market", "account", "new", "lab", *db]).exit_code == 0
+
+
+def test_the_account_switches_set_what_they_say_and_off_unsets_it(
+    market_location: Location,
+) -> None:
+    runner = CliRunner()
+    db = ["--db", str(market_location)]
+    assert runner.invoke(main, ["market", "migrate", *db]).exit_code == 0
+    assert runner.invoke(main, ["market", "account", "new", "ada", *db]).exit_code == 0
+
+    def state() -> dict[str, bool]:
+        conn = connect(market_location)
+        try:
+            operator, disabled = conn.execute(
+                "SELECT operator, disabled FROM accounts WHERE name = 'ada'"
+            ).fetchone()
+            (listed,) = conn.execute(
+                "SELECT count(*) FROM settings WHERE key = ? AND value = 'on'",
+                (LEADERBOARD_SETTING + "ada",),
+            ).fetchone()
+        finally:
+            conn.close()
+        return {"leaderboard": listed == 1, "operator": bool(operator), "disabled": bool(disabled)}
+
+    steps = [
+        (["leaderboard"], "on the public leaderboard", "leaderboard", True),
+        (["leaderboard", "--off"], "off the public leaderboard", "leaderboard", False),
+        (["operator"], "now an operator on the web portal", "operator", True),
+        (["operator", "--off"], "no longer an operator on the web portal", "operator", False),
+        (["disable"], "disabled; its hosts' leases went back to the queue", "disabled", True),
+        (["enable"], "enabled", "disabled", False),
+    ]
+    for (verb, *flags), said, what, now in steps:
+        done = runner.invoke(main, ["market", "account", verb, "ada", *flags, *db])
+        assert done.exit_code == 0 and done.output == f"account ada: {said}\n", done.output
+        assert state()[what] is now, (verb, flags)
+    unknown = runner.invoke(main, ["market", "account", "enable", "ghost", *db])
+    assert unknown.exit_code == 2 and unknown.output.startswith("livecd: error: no account")
 
 
 def test_an_unreachable_postgres_database_is_one_line() -> None:
