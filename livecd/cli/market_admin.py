@@ -3,8 +3,9 @@ market's host against its database directly (beside a running server)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -44,12 +45,22 @@ def account_list(db: Location, as_json: bool) -> None:
     """List accounts with their orders and CPUCoins."""
     from market.admin import list_accounts
 
-    rows = user_errors(lambda: list_accounts(db))
+    _echo_rows(
+        user_errors(lambda: list_accounts(db)),
+        as_json,
+        lambda row: f"{row['name']:20} orders={row['orders']:<5} coins={row['coins']:.3f}",
+    )
+
+
+def _echo_rows(
+    rows: list[dict[str, Any]], as_json: bool, line: Callable[[dict[str, Any]], str]
+) -> None:
+    """A `list` command's rows: as JSON, or a line each."""
     if as_json:
         echo_json(rows)
         return
     for row in rows:
-        click.echo(f"{row['name']:20} orders={row['orders']:<5} coins={row['coins']:.3f}")
+        click.echo(line(row))
 
 
 @account.command("grant")
@@ -134,16 +145,15 @@ def host_list(db: Location, as_json: bool) -> None:
     """List hosts with their order, account, network, seats and active leases."""
     from market.admin import list_hosts
 
-    rows = user_errors(lambda: list_hosts(db))
-    if as_json:
-        echo_json(rows)
-        return
-    for row in rows:
-        state = "revoked" if row["revoked"] else f"leases={row['leases']}"
-        click.echo(
+    _echo_rows(
+        user_errors(lambda: list_hosts(db)),
+        as_json,
+        lambda row: (
             f"{row['host']} order={row['order']} account={row['account']} "
-            f"network={row['network']} seats={row['seats']} {state}"
-        )
+            f"network={row['network']} seats={row['seats']} "
+            + ("revoked" if row["revoked"] else f"leases={row['leases']}")
+        ),
+    )
 
 
 @host.command("revoke")

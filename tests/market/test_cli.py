@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from cpushare.order import load_order
 from livecd.cli import main
 from livecd.market_process import MarketProcess
+from market.admin import revoke_host
 from market.app import openapi_document
 from market.dialect import Location
 from market.stats import LEADERBOARD_SETTING
@@ -137,6 +138,29 @@ def test_the_account_switches_set_what_they_say_and_off_unsets_it(
         assert state()[what] is now, (verb, flags)
     unknown = runner.invoke(main, ["market", "account", "enable", "ghost", *db])
     assert unknown.exit_code == 2 and unknown.output.startswith("livecd: error: no account")
+
+
+def test_the_lists_print_a_line_a_row_or_the_rows_as_json(market: MarketProcess) -> None:
+    market.account("ada", coins=2.5)
+    order = market.order("ada")
+    kept = market.enroll(order, seats=2)
+    gone = market.enroll(order, source="127.0.0.2")
+    revoke_host(market.db, gone.id)
+    runner = CliRunner()
+    db = ["--db", str(market.db)]
+    accounts = runner.invoke(main, ["market", "account", "list", *db])
+    assert accounts.output == f"{'ada':20} orders=1     coins=2.500\n", accounts.output
+    (row,) = json.loads(runner.invoke(main, ["market", "account", "list", *db, "--json"]).output)
+    assert row == {"name": "ada", "orders": 1, "coins": 2.5, "disabled": False}
+    hosts = runner.invoke(main, ["market", "host", "list", *db]).output.splitlines()
+    assert [line.split(" order=")[0] for line in hosts] == [kept.id, gone.id]
+    assert hosts[0].endswith(" seats=2 leases=0") and hosts[1].endswith(" seats=1 revoked")
+    assert f"order={order.order_id} account=ada network=" in hosts[0]
+    rows = json.loads(runner.invoke(main, ["market", "host", "list", *db, "--json"]).output)
+    assert [(r["host"], r["seats"], r["revoked"] is None) for r in rows] == [
+        (kept.id, 2, True),
+        (gone.id, 1, False),
+    ]
 
 
 def test_an_unreachable_postgres_database_is_one_line() -> None:
