@@ -133,7 +133,7 @@ def inspect_iso(path: Path) -> IsoReport:
     with f:
         if _read_at(f, 16 * CD_SECTOR + 1, 5) != b"CD001":
             raise UserError(f"{path}: not an ISO 9660 image (no CD001 volume descriptor)")
-        iso = _open_iso(path, f)
+        iso = open_iso(path, f)
         try:
             return _report(path, f, iso)
         except PyCdlibException as exc:
@@ -142,7 +142,9 @@ def inspect_iso(path: Path) -> IsoReport:
             iso.close()
 
 
-def _open_iso(path: Path, f: BinaryIO) -> Any:
+def open_iso(path: Path, f: BinaryIO) -> Any:
+    """pycdlib's reader of the ISO open in `f` (read from `path`), or a UserError saying it
+    is no ISO 9660 image it can read. The caller closes it."""
     iso = pycdlib.PyCdlib()
     try:
         iso.open_fp(f)

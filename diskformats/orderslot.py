@@ -18,11 +18,11 @@ import stat
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
 
 from diskformats.cpio import Entry, write_newc
 from diskformats.errors import UserError
+from diskformats.isoread import open_iso
 
 SLOT_PATH = "live/order.img"  # in the ISO
 SLOT_SIZE = 64 * 1024  # an order is about 1 KiB; a whole number of 2 KiB sectors
@@ -69,11 +69,7 @@ def find_slot(iso: Path) -> int:
 
 
 def _slot_offset(path: Path, f: io.BufferedReader) -> int:
-    iso = pycdlib.PyCdlib()
-    try:
-        iso.open_fp(f)
-    except PyCdlibException as exc:
-        raise UserError(f"{path}: not a readable ISO 9660 image: {exc}") from None
+    iso = open_iso(path, f)
     try:
         record = iso.get_record(rr_path=f"/{SLOT_PATH}")
         size, lba = record.get_data_length(), record.extent_location()
