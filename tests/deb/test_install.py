@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from debroot import DebianRoot
+from polling import until
 
 from cpushare.console import events_in as events
 from cpushare.seller.status import SellerStatus, read_statuses
@@ -29,19 +28,9 @@ from market import admin
 from market.buyer import BuyerClient
 
 pytestmark = [pytest.mark.chroot, pytest.mark.timeout(300)]
-T = TypeVar("T")
 INIT = "/etc/init.d/cpushare"
 WANTS = "etc/systemd/system/multi-user.target.wants/cpushare.service"
 BROKEN_ORDER = 'format = 1\n[market]\nurl = "ftp://nowhere"\n'
-
-
-def until(look: Callable[[], T | None], what: str, timeout: float = 60) -> T:
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        if found := look():
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")

@@ -4,23 +4,15 @@ database, whichever the market instances sharing it start."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import psycopg
 import pytest
+from polling import until
 
 from market.dialect import Location
 from market.pgstore import ANALYZE_EVERY, ANALYZE_ROWS, ANALYZER_LOCK, Analyzer
 
 pytestmark = pytest.mark.parametrize("market_backend", ["postgres"])
-
-
-def _until(check: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
-    give_up = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > give_up:
-            raise AssertionError(f"still not {what} after {seconds} s")
-        time.sleep(0.1)
 
 
 def _holders(conn: psycopg.Connection[tuple[int]]) -> list[int]:
@@ -43,18 +35,18 @@ def test_one_analyzer_per_database_keeps_statistics_and_another_takes_over(
         conn.execute("ALTER TABLE settings SET (autovacuum_enabled = false)")
         analyzers = [Analyzer(market_location)]
         try:
-            _until(lambda: len(_holders(conn)) == 1, "held by the first analyzer")
+            until(lambda: len(_holders(conn)) == 1, "the lock held by the first analyzer", 30)
             (first,) = _holders(conn)
             analyzers.append(Analyzer(market_location))
             _insert_settings(conn, ANALYZE_ROWS)
             # Changed by more rows than it holds, and ANALYZE_ROWS more: stale.
             for _ in range(3):
                 conn.execute("UPDATE settings SET value = value || 'w'")
-            _until(lambda: _analyzed(conn), "analyzed")
+            until(lambda: _analyzed(conn), "the settings analyzed", 30)
             time.sleep(2 * ANALYZE_EVERY)  # the second has tried for the lock meanwhile
             assert _holders(conn) == [first]
             analyzers.pop(0).close()  # its instance stops: the other takes over
-            _until(lambda: len(set(_holders(conn)) - {first}) == 1, "taken over")
+            until(lambda: len(set(_holders(conn)) - {first}) == 1, "the lock taken over", 30)
         finally:
             for analyzer in analyzers:
                 analyzer.close()
@@ -73,7 +65,7 @@ def test_a_table_only_inserted_into_is_analyzed_once_it_grew(market_location: Lo
         try:
             _insert_settings(conn, ANALYZE_ROWS + 1)
 
-            _until(lambda: _analyzed(conn), "analyzed")
+            until(lambda: _analyzed(conn), "the settings analyzed", 30)
         finally:
             analyzer.close()
 
