@@ -85,8 +85,44 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+# What a plain https URL is made of (see `_plain_https`).
+_PLAIN_HOST = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+_PLAIN_PATH = _PLAIN_HOST | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ/_~")
+
+
+def _plain_https(url: str) -> bool:
+    """Whether `url` is `https://HOST[:PORT][/PATH]` of the plainest characters (a host
+    of lower-case letters, digits, dots and hyphens, a port 1-65535 without a leading
+    zero, a path of letters, digits and `/._~-`): urllib.parse splits such a URL as
+    `endpoint` does and finds nothing `url_problems` objects to. The market's own URLs
+    are of this kind: the fleet's child that checks the orders then never imports
+    urllib.parse (under emulation 17 ms of guest time on the way to the first sale)."""
+    if not url.startswith("https://"):
+        return False
+    netloc, _, path = url[len("https://") :].partition("/")
+    host, colon, port = netloc.partition(":")
+    if not host or not _PLAIN_HOST.issuperset(host) or not _PLAIN_PATH.issuperset(path):
+        return False
+    if not colon:
+        return True
+    return (
+        0 < len(port) <= 5
+        and port.isdigit()
+        and port.isascii()
+        and port[0] != "0"
+        and (int(port) <= 65535)
+    )
+
+
 def url_problems(url: str) -> list[str]:
     """What is wrong with a market URL (https, or http on loopback only)."""
+    if _plain_https(url):
+        return []
+    return _url_problems(url)
+
+
+def _url_problems(url: str) -> list[str]:
+    """`url_problems` by urllib.parse, for any URL."""
     import urllib.parse  # with ipaddress: 0.47 MiB in the fleet (sellers use `endpoint`)
 
     try:

@@ -12,6 +12,7 @@ ordering, slots, keyword-only fields, `ClassVar`s.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from types import CodeType, FunctionType
 
 # typing.TYPE_CHECKING, without importing typing (the type checker reads what it guards):
 # typing is about 0.5 MiB of an interpreter's memory, and the fleet needs none of it.
@@ -174,31 +175,61 @@ def _make(cls: type, frozen: bool, eq: bool) -> None:
         cls.__delattr__ = __delattr__  # type: ignore[assignment, method-assign]
 
 
+# Compiled __init__ code by shape: (fields, the factories' places, frozen, __post_init__).
+_TEMPLATES: dict[tuple[int, tuple[int, ...], bool, bool], CodeType] = {}
+
+
 def _init(cls: type, found: list[Field], frozen: bool) -> Callable[..., None]:
-    """`__init__` compiled from source, as dataclasses does: as fast as one written out."""
+    """`__init__` compiled from source, as dataclasses does: as fast as one written out.
+    The source of a shape is compiled once, its fields named by placeholders that each
+    record's names then replace in a copy of the code (compiling is most of the time a
+    record costs at import: under emulation about 2 ms each, on the fleet's way to its
+    first sale)."""
+    factories = tuple(i for i, f in enumerate(found) if f.default_factory is not None)
+    key = (len(found), factories, frozen, hasattr(cls, "__post_init__"))
+    template = _TEMPLATES.get(key)
+    if template is None:
+        template = _TEMPLATES[key] = _template(*key)
+    names = {_placeholder(i): f.name for i, f in enumerate(found)}
+    code = template.replace(
+        co_varnames=tuple(names.get(n, n) for n in template.co_varnames),
+        co_names=tuple(names.get(n, n) for n in template.co_names),
+        co_consts=tuple(names.get(c, c) if type(c) is str else c for c in template.co_consts),
+        co_qualname=f"{cls.__qualname__}.__init__",
+    )
     space: dict[str, Any] = {"_NONE": _NONE, "_set": object.__setattr__}
+    for i in factories:
+        space[f"_factory{i}"] = found[i].default_factory
+    defaults = tuple(_NONE if f.default_factory is not None else f.default for f in found)
+    defaults = defaults[sum(not f.has_default for f in found) :]
+    init: Callable[..., None] = FunctionType(code, space, "__init__", defaults or None)
+    return init
+
+
+def _placeholder(i: int) -> str:
+    return f"_field_{i}_"
+
+
+def _template(count: int, factories: tuple[int, ...], frozen: bool, post_init: bool) -> CodeType:
+    """The code of `__init__` for a shape, its fields named by placeholders (a record's
+    defaults are given to the function, not written in its source)."""
     params = ["self"]
     body = []
-    for i, f in enumerate(found):
-        if f.default_factory is not None:
-            space[f"_factory{i}"] = f.default_factory
-            params.append(f"{f.name}=_NONE")
-            body.append(f"if {f.name} is _NONE: {f.name} = _factory{i}()")
-        elif f.default is not _NONE:
-            space[f"_default{i}"] = f.default
-            params.append(f"{f.name}=_default{i}")
-        else:
-            params.append(f.name)
+    for i in range(count):
+        name = _placeholder(i)
+        params.append(name)
+        if i in factories:
+            body.append(f"if {name} is _NONE: {name} = _factory{i}()")
         if frozen:
-            body.append(f"_set(self, {f.name!r}, {f.name})")
+            body.append(f"_set(self, {name!r}, {name})")
         else:
-            body.append(f"self.{f.name} = {f.name}")
-    if hasattr(cls, "__post_init__"):
+            body.append(f"self.{name} = {name}")
+    if post_init:
         body.append("self.__post_init__()")
     text = f"def __init__({', '.join(params)}):\n" + "".join(
         f" {line}\n" for line in body or ["pass"]
     )
+    space: dict[str, Any] = {}
     exec(text, space)
-    init: Callable[..., None] = space["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    return init
+    code: CodeType = space["__init__"].__code__
+    return code

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from cpushare import record as record_module
 from cpushare.record import FrozenInstanceError, field, fields, record, replace
 
 
@@ -87,6 +88,30 @@ def test_fields_and_replace() -> None:
     assert replace(Counter(7), count=8).seen == [7, 8]  # __post_init__ runs for the copy
     with pytest.raises(TypeError):
         fields(object())
+
+
+def test_records_of_one_shape_share_one_compiled_init() -> None:
+    # Compiling is what a record costs at import: a shape (fields, factories' places,
+    # frozen, __post_init__) is compiled once, each record's names put in a copy.
+    @record(frozen=True)
+    class Left:
+        a: int
+        b: str = "left"
+
+    shapes = len(record_module._TEMPLATES)
+
+    @record(frozen=True)
+    class Right:
+        first: int
+        second: str = "right"
+
+    assert len(record_module._TEMPLATES) == shapes
+    assert Left.__init__.__code__.co_code == Right.__init__.__code__.co_code
+    assert Right.__init__.__code__.co_varnames == ("self", "first", "second")
+    assert Right.__init__.__qualname__.endswith("Right.__init__")
+    assert (Left(1).b, Right(first=2).second, Right(3, "x").second) == ("left", "right", "x")
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'first'"):
+        Right()
 
 
 def test_a_field_without_default_after_one_with_is_refused() -> None:

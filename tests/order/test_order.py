@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cpushare import order as order_module
 from cpushare.order import (
     OrderError,
     SellOrder,
@@ -249,3 +250,68 @@ def test_endpoint_agrees_with_urllib_or_the_url_is_refused(
     if url_problems(url) == []:
         parts = urllib.parse.urlsplit(url)
         assert endpoint(url) == (parts.scheme, parts.hostname, parts.port, parts.path)
+
+
+# Market URLs, most of them plain, some with a character, a port or a scheme that is not.
+_plain_host = st.text(alphabet="abz0189.-", min_size=1, max_size=10)
+_plainish_host = st.one_of(
+    _plain_host, _plain_host, _plain_host, st.text(alphabet="abz09.-X[]:@%é ", max_size=10)
+)
+_plain_port = st.integers(1, 65535).map(lambda p: f":{p}")
+_plainish_port = st.one_of(
+    st.just(""),
+    _plain_port,
+    _plain_port,
+    st.integers(0, 70000).map(lambda p: f":{p}"),
+    st.text(alphabet="0189a ", max_size=6).map(lambda p: f":{p}"),
+)
+_plain_path = st.text(alphabet="abzXZ019/._~-", max_size=10)
+_plainish_path = st.one_of(
+    _plain_path, _plain_path, _plain_path, st.text(alphabet="abz/._~-%?#@[]:\\té", max_size=10)
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(["https://", "https://", "HTTPS://", "http://", " https://"]),
+    _plainish_host,
+    _plainish_port,
+    _plainish_path,
+)
+def test_a_plain_https_url_is_one_urllib_finds_nothing_wrong_with(
+    scheme: str, host: str, port: str, path: str
+) -> None:
+    # The fast path skips urllib.parse: only for URLs it would accept, split alike.
+    url = f"{scheme}{host}{port}/{path}"
+    if order_module._plain_https(url):
+        assert order_module._url_problems(url) == []
+        parts = urllib.parse.urlsplit(url)
+        assert endpoint(url) == (parts.scheme, parts.hostname, parts.port, parts.path)
+
+
+@pytest.mark.parametrize(
+    ("url", "plain"),
+    [
+        ("https://10.0.2.100:8443", True),
+        ("https://market.example.org/cpushare/v1", True),
+        ("https://market.example.org:65535/", True),
+        ("https://market.example.org:65536", False),
+        ("https://market.example.org:0", False),
+        ("https://market.example.org:08443", False),
+        ("https://Market.example.org", False),
+        ("https://[::1]:8443", False),
+        ("https://user@market.example.org", False),
+        ("https://market.example.org/?q", False),
+        ("http://localhost", False),
+        ("https://", False),
+    ],
+)
+def test_only_a_plain_https_url_skips_urllib(
+    url: str, plain: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The orders' check in the fleet's child imports urllib.parse only for a URL that is
+    # not plain https (the market's own are).
+    asked: list[str] = []
+    monkeypatch.setattr(order_module, "_url_problems", lambda u: asked.append(u) or [])
+    assert url_problems(url) == []
+    assert asked == ([] if plain else [url])
