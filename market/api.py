@@ -108,6 +108,42 @@ async def read_json(request: Request, cap: int) -> dict[str, Any]:
     return doc
 
 
+async def read_document(request: Request, cap: int) -> tuple[dict[str, Any], memoryview | None]:
+    """The request body as a JSON object and, when it is a protocol.BLOBS body, the bytes
+    after its document (None for JSON)."""
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != protocol.BLOBS:
+        return await read_json(request, cap), None
+    try:
+        head, tail = protocol.split_blobs(await read_body(request, cap))
+        doc = json.loads(head)
+    except (ValueError, RecursionError):
+        raise MarketError("the request body is not a JSON document and its bytes") from None
+    if not isinstance(doc, dict):
+        raise MarketError("the request body must be a JSON object")
+    return doc, tail
+
+
+def blob_outputs(items: list[Any], tail: memoryview) -> list[bytes | None]:
+    """Each result's output in the bytes after a protocol.BLOBS document, by its
+    `output_size`, in order (None for an item that is not an object: refused later);
+    MarketError unless the sizes take exactly those bytes."""
+    outputs: list[bytes | None] = []
+    at = 0
+    for item in items:
+        if type(item) is not dict:
+            outputs.append(None)
+            continue
+        size = item.get("output_size")
+        if type(size) is not int or not 0 <= size <= len(tail) - at:
+            raise MarketError("field 'output_size' must be a size of the bytes that follow")
+        outputs.append(tail[at : at + size].tobytes())
+        at += size
+    if at != len(tail):
+        raise MarketError("the results' output sizes do not add up to the bytes that follow")
+    return outputs
+
+
 def field(doc: dict[str, Any], name: str, kind: type[T], default: T | None = None) -> T:
     """doc[name] checked to be of `kind` (an int is accepted where a float is wanted)."""
     value = doc.get(name, default)
@@ -184,13 +220,18 @@ def parse_limits(doc: dict[str, Any]) -> JobLimits:
     )
 
 
-def parse_result(doc: dict[str, Any]) -> ResultIn:
-    """A seller's result document."""
+def parse_result(doc: dict[str, Any], raw: bytes | None = None) -> ResultIn:
+    """A seller's result document; `raw`: its output, when it came after a
+    protocol.BLOBS document (the document then has no `output`)."""
     # Nearly always: every field there, of exactly its type (one test each, not a call of
     # field() each: a result is the market's most frequent document, several a request).
     outcome = doc.get("outcome")
     exit_status = doc.get("exit_status")
     output = doc.get("output")
+    if raw is not None:
+        if output is not None:
+            raise MarketError("a result's output is in its document and after it")
+        output = ""  # the fast path's type test; `raw` is the output
     cpu_seconds = doc.get("cpu_seconds")
     wall_seconds = doc.get("wall_seconds")
     detail = doc.get("detail", "")
@@ -207,16 +248,15 @@ def parse_result(doc: dict[str, Any]) -> ResultIn:
         and type(detail) is str
         and math.isfinite(cpu_seconds + wall_seconds)
     ):
-        return ResultIn(
-            outcome, exit_status, base64_field(output, "output"), cpu_seconds, wall_seconds, detail
-        )
+        data = base64_field(output, "output") if raw is None else raw
+        return ResultIn(outcome, exit_status, data, cpu_seconds, wall_seconds, detail)
     outcome = field(doc, "outcome", str)
     if outcome not in protocol.OUTCOMES:
         raise MarketError(f"field 'outcome' must be one of {', '.join(sorted(protocol.OUTCOMES))}")
     return ResultIn(
         outcome=outcome,
         exit_status=optional_int(doc, "exit_status"),
-        output=base64_field(doc.get("output"), "output"),
+        output=base64_field(doc.get("output"), "output") if raw is None else raw,
         cpu_seconds=field(doc, "cpu_seconds", float),
         wall_seconds=field(doc, "wall_seconds", float),
         detail=field(doc, "detail", str, ""),

@@ -24,6 +24,7 @@ from cpushare.limits import MAX_PROGRAM_BYTES, JobLimits
 from market import access, agreement, documents, export, hosts, jobs, leasing, openapi, stats, web
 from market.api import (
     base64_field,
+    blob_outputs,
     bounded_int,
     credentials,
     field,
@@ -32,6 +33,7 @@ from market.api import (
     path_int,
     query_int,
     read_body,
+    read_document,
     read_json,
 )
 from market.auth import Authenticator
@@ -42,7 +44,9 @@ from market.downloads import Downloads
 from market.errors import MarketError, Unavailable
 from market.gather import Gather
 from market.responses import (
+    BlobsReply,
     JSONReply,
+    accepts_blobs,
     encode,
     http_error,
     internal_error,
@@ -301,6 +305,9 @@ class Market:
         granted = await self._long_poll(request, host, _seats(host, doc), doc)
         if not granted:
             return Response(status_code=204)
+        if accepts_blobs(request):
+            head = documents.leases_head(granted, self.config.lease_seconds)
+            return BlobsReply(head, documents.leases_blobs(granted))
         return JSONReply(documents.leases_json(granted, self.config.lease_seconds), 200)
 
     async def _long_poll(
@@ -387,24 +394,25 @@ class Market:
         with those other sellers post meanwhile (market.gather) and each answered as its
         single post would be."""
         host = self.seller(request)
-        doc = await read_json(request, self.config.max_body)
+        doc, tail = await read_document(request, self.config.max_body)
         items = field(doc, "results", list)
         ahead = doc.get("next")
         if not 1 <= len(items) <= protocol.MAX_SEATS:
             raise MarketError(f"field 'results' must hold 1 to {protocol.MAX_SEATS} results")
+        outputs = [None] * len(items) if tail is None else blob_outputs(items, tail)
         # Each item's answer, encoded (None: its result's, once recorded), and the leases
         # of the results refused before recording.
         answers: list[bytes | None] = []
         refused: list[object] = []
         valid: list[tuple[str, int, agreement.ResultIn]] = []
-        for item in items:
+        for item, output in zip(items, outputs, strict=True):
             lease_id = item.get("lease") if type(item) is dict else None
             try:
                 if type(item) is not dict:
                     raise MarketError("each result must be a JSON object")
                 if type(lease_id) is not int or not 1 <= lease_id <= protocol.MAX_ID:
                     raise MarketError("field 'lease' must be a lease id")
-                valid.append((host.id, lease_id, parse_result(item)))
+                valid.append((host.id, lease_id, parse_result(item, output)))
                 answers.append(None)
             except MarketError as exc:
                 answers.append(encode({"lease": lease_id, "status": exc.status, "error": str(exc)}))
@@ -436,13 +444,18 @@ class Market:
         listed = b"[%s]" % b",".join(answers)  # type: ignore[arg-type]  # all filled in
         if ahead is None:
             return JSONReply(b'{"results":%s}' % listed, 200)
-        following = await self._next(host, ahead, refused)
-        return JSONReply(b'{"results":%s,"next":%s}' % (listed, following), 200)
+        blobs = accepts_blobs(request)
+        following, inputs = await self._next(host, ahead, refused, blobs)
+        head = b'{"results":%s,"next":%s}' % (listed, following)
+        return BlobsReply(head, inputs) if blobs else JSONReply(head, 200)
 
-    async def _next(self, host: hosts.Host, doc: object, refused: list[object]) -> bytes:
+    async def _next(
+        self, host: hosts.Host, doc: object, refused: list[object], blobs: bool
+    ) -> tuple[bytes, list[bytes]]:
         """The leases asked for beside a batch of results (its `next`), once the results
         are written: a lease batch without the wait, answered `{"leases": [...]}` or, on
-        its own, with its error (`{"status", "error"}`: the results stand), encoded. A seat whose
+        its own, with its error (`{"status", "error"}`: the results stand), encoded; with
+        `blobs`, as a protocol.BLOBS document, its leases' inputs beside it. A seat whose
         result of this batch was not acknowledged (its lease in `refused`) keeps its lease:
         leasing on it would hand that lease back, and the result's next post would find it
         gone."""
@@ -460,10 +473,13 @@ class Market:
             self._seen(host, seats)
             granted = await self._try_lease(host, seats, limits, woken=False) if seats else []
         except MarketError as exc:
-            return encode({"status": exc.status, "error": str(exc)})
+            return encode({"status": exc.status, "error": str(exc)}), []
         except StoreFull as exc:
-            return encode({"status": 507, "error": f"{exc}; nothing leased"})
-        return documents.leases_json(granted, self.config.lease_seconds)
+            return encode({"status": 507, "error": f"{exc}; nothing leased"}), []
+        if blobs:
+            head = documents.leases_head(granted, self.config.lease_seconds)
+            return head, documents.leases_blobs(granted)
+        return documents.leases_json(granted, self.config.lease_seconds), []
 
     # Documents.
 

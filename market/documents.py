@@ -63,6 +63,40 @@ def leases_json(leases: list[Lease], lease_seconds: float) -> bytes:
     return b'{"leases":[%s]}' % b",".join(lease_json(lease, lease_seconds) for lease in leases)
 
 
+_BLOB_LEASE = (
+    b'{"lease":%d,"job":%d,"program":%s,"input_size":%d,"limits":%s,"lease_seconds":%s,"seat":%d}'
+)
+
+
+def leases_head(leases: list[Lease], lease_seconds: float) -> bytes:
+    """`{"leases": [...]}` as a protocol.BLOBS document: each lease's input not in it
+    but its size (`input_size`), the inputs following the document in its order
+    (`leases_blobs`)."""
+    return b'{"leases":[%s]}' % b",".join(
+        _BLOB_LEASE
+        % (
+            lease.id,
+            lease.job_id,
+            _program(lease.program_sha256, lease.program_size),
+            len(lease.input),
+            _limits(
+                lease.limits.cpu_seconds,
+                lease.limits.wall_seconds,
+                lease.limits.memory_bytes,
+                lease.limits.output_bytes,
+            ),
+            _number(lease_seconds),
+            lease.seat,
+        )
+        for lease in leases
+    )
+
+
+def leases_blobs(leases: list[Lease]) -> list[bytes]:
+    """The inputs after a `leases_head` document, in its order."""
+    return [lease.input for lease in leases]
+
+
 _RECORDED = b'{"lease":%d,"status":200,"result":%d,"verdict":%s,"coins":%s,"duplicate":%s}'
 _VERDICTS = {verdict: encode(verdict) for verdict in ("accepted", "rejected", "pending")}
 

@@ -213,7 +213,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("/v1/leases", "POST"): Operation(
         "Lease a job for each of several seats at once (long-poll up to `wait` seconds for "
-        "the first); each lease says its seat",
+        "the first); each lease says its seat. A client whose Accept header names "
+        f"`{protocol.BLOBS}` gets the leases' inputs raw after the document "
+        "(one line), each lease naming its `input_size` instead of `input`",
         ("host",),
         {200: ("one lease per seat at most", _json("Leases")), 204: ("no job within `wait`", {})},
         {413: "Body too large."},
@@ -222,7 +224,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("/v1/results", "POST"): Operation(
         "Post several leases' results at once: each is recorded and answered (with the status "
         "its single post would have had) on its own; with `next`, lease the next jobs in the "
-        "same request, once the results are written",
+        f"same request, once the results are written. As `{protocol.BLOBS}`, the "
+        "document (one line) is followed by the outputs raw, each result naming its "
+        "`output_size` instead of `output`; the leases of `next` come so if Accept asks",
         ("host",),
         {200: ("an answer per result", _json("RecordedBatch"))},
         {413: "Body too large.", 507: DISK_FULL},

@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cpushare import protocol
 from market.errors import MarketError, TooManyRequests, Unavailable
 
 log = logging.getLogger("market")
@@ -34,6 +35,26 @@ class JSONReply(Response):
         self.background = None
         self.body = body
         self.raw_headers = [(b"content-length", b"%d" % len(body)), _JSON]
+
+
+_BLOBS = (b"content-type", protocol.BLOBS.encode())
+
+
+class BlobsReply(Response):
+    """A protocol.BLOBS reply: a JSON document on one line, then the bytes it names."""
+
+    media_type = protocol.BLOBS
+
+    def __init__(self, head: bytes, blobs: list[bytes], status: int = 200) -> None:
+        self.status_code = status
+        self.background = None
+        self.body = b"".join([head, b"\n", *blobs])
+        self.raw_headers = [(b"content-length", b"%d" % len(self.body)), _BLOBS]
+
+
+def accepts_blobs(request: Request) -> bool:
+    """Whether the client asks for protocol.BLOBS replies (a seller's Accept header)."""
+    return protocol.BLOBS in request.headers.get("accept", "")
 
 
 def json_response(doc: object, status: int = 200) -> Response:

@@ -23,7 +23,14 @@ from cpushare.limits import MAX_EXCHANGE_SECONDS, MAX_RETRY_AFTER
 from cpushare.order import SellOrder, endpoint
 from cpushare.seller.ciphers import suit
 from cpushare.seller.deadline import Deadline
-from cpushare.seller.http11 import Connection, Dropped, TooLarge, WireError, pinned_context
+from cpushare.seller.http11 import (
+    Connection,
+    Dropped,
+    Reply,
+    TooLarge,
+    WireError,
+    pinned_context,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:
@@ -128,7 +135,8 @@ class MarketClient:
         `timeout` bounds each read, `exchange` the whole request (the client's own if not
         given)."""
         with self._lock:
-            return self._request(method, path, body, timeout, cap, exchange or self.exchange)
+            reply = self._request(method, path, body, timeout, cap, exchange or self.exchange)
+            return reply.status, reply.body
 
     def _request(
         self,
@@ -138,11 +146,15 @@ class MarketClient:
         timeout: float | None,
         cap: int,
         exchange: float,
-    ) -> tuple[int, bytes]:
+        media: str = "application/json",
+        accept: str | None = None,
+    ) -> Reply:
         data = json.dumps(body).encode() if isinstance(body, dict) else body
         headers = dict(self._headers)
         if data is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = media
+        if accept is not None:
+            headers["Accept"] = accept
         if time.monotonic() - self._last_used > REUSE_SECONDS:
             self.close()
         deadline: Deadline | None = None
@@ -190,7 +202,7 @@ class MarketClient:
             raise Refused(reply.status, message)
         if reply.status >= 300:
             raise BadReply(f"{method} {path}: unexpected HTTP {reply.status}")
-        return reply.status, payload
+        return reply
 
     def request_json(
         self,
@@ -203,13 +215,54 @@ class MarketClient:
         status, payload = self.request(method, path, body, **kwargs)
         if status == 204:
             return None
+        return _json_object(method, path, payload)
+
+    def request_blobs(
+        self,
+        method: str,
+        path: str,
+        body: list[bytes],
+        *,
+        blobs: bool,
+        timeout: float | None = None,
+    ) -> tuple[dict[str, Any] | None, memoryview | None]:
+        """Like `request_json`, for the documents that may carry raw bytes after them
+        (cpushare.protocol.BLOBS): `body` sent as one (`blobs`) or as JSON, and the
+        reply asked for as one. The reply's JSON object (None for 204 No Content) and,
+        if it came as one, the bytes after its document."""
+        from cpushare.protocol import BLOBS, split_blobs  # it imports this module
+
+        with self._lock:
+            reply = self._request(
+                method,
+                path,
+                body,
+                timeout,
+                MAX_REPLY_BYTES,
+                self.exchange,
+                BLOBS if blobs else "application/json",
+                f"{BLOBS}, application/json",
+            )
+        if reply.status == 204:
+            return None, None
+        media = reply.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media != BLOBS:
+            return _json_object(method, path, reply.body), None
         try:
-            doc = json.loads(payload)
-        except (ValueError, RecursionError):
-            raise BadReply(f"{method} {path}: the reply is not JSON") from None
-        if not isinstance(doc, dict):
-            raise BadReply(f"{method} {path}: the reply is not a JSON object")
-        return doc
+            head, tail = split_blobs(reply.body)
+        except ValueError as exc:
+            raise BadReply(f"{method} {path}: {exc}") from None
+        return _json_object(method, path, head), tail
+
+
+def _json_object(method: str, path: str, payload: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise BadReply(f"{method} {path}: the reply is not JSON") from None
+    if not isinstance(doc, dict):
+        raise BadReply(f"{method} {path}: the reply is not a JSON object")
+    return doc
 
 
 def _retry_after(header: str | None) -> float:

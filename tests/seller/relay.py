@@ -1,6 +1,7 @@
 """A TCP relay between sellers and a market, for the tests: it counts the connections a
 seller opens, notes the requests it sends, can cut the market off and back on, and can
-hold what sellers send for a while (a market further away)."""
+hold what sellers send for a while (a market further away), or leave out a header line
+of theirs (a market that does not know what it asks for)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import time
 class Relay:
     """Listens on loopback and forwards each connection to `target` (host, port)."""
 
-    def __init__(self, target: tuple[str, int], delay: float = 0.0) -> None:
+    def __init__(self, target: tuple[str, int], delay: float = 0.0, strip: bytes = b"") -> None:
         self.target = target
         self.delay = delay  # seconds each chunk a client sends is held
+        self.strip = strip  # a header line (its CRLF included) taken out of what clients send
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -69,6 +71,8 @@ class Relay:
         try:
             while data := source.recv(65536):
                 if note:
+                    if self.strip:  # a request's head comes whole in its first chunk
+                        data = data.replace(self.strip, b"")
                     with self._lock:
                         self.sent += data
                     if self.delay:

@@ -16,7 +16,7 @@ from relay import Relay
 from seller_processes import SellerProcess
 
 from cpushare.jail import JobResult, Outcome
-from cpushare.protocol import LeaseOffer, Recorded
+from cpushare.protocol import BLOBS, LeaseOffer, Recorded
 from cpushare.seller.agent import Seller
 from cpushare.seller.client import MarketClient
 from cpushare.seller.courier import Courier, queue_target
@@ -182,6 +182,44 @@ def test_tiny_jobs_are_leased_and_posted_together_in_batches_on_a_queue_of_seats
     apart = relay.requests(b"POST /v1/leases ")
     assert relay.sent.count(b'"next": ') >= posts / 2, (posts, apart)
     assert apart < len(jobs) / 10, (posts, apart)
+
+
+BLOBS_POST = b"Content-Type: " + BLOBS.encode()
+
+
+def test_results_go_raw_after_their_document_to_a_market_that_leases_so(
+    market: MarketProcess,
+    relay: Relay,
+    tmp_path: Path,
+    buyer: BuyerClient,
+    spin: bytes,
+    sellers: list[SellerProcess],
+) -> None:
+    jobs = buyer.submit(buyer.upload_program(spin), [b"0"] * 30, replicas=1)
+    _sell(market, relay, tmp_path, sellers, buyer, jobs)
+    assert all(buyer.output(job) == b"spun\n" for job in jobs)
+    # Every post follows a lease reply, which came as BLOBS: every post goes so.
+    posts = relay.requests(b"POST /v1/results ")
+    assert posts and relay.sent.count(BLOBS_POST) == posts
+    assert b'"output"' not in relay.sent and b'"output_size": 5' in relay.sent
+
+
+def test_a_market_that_answers_json_alone_is_posted_json(
+    market: MarketProcess,
+    tmp_path: Path,
+    buyer: BuyerClient,
+    spin: bytes,
+    sellers: list[SellerProcess],
+) -> None:
+    accept = f"Accept: {BLOBS}, application/json\r\n".encode()
+    old = Relay(("127.0.0.1", market.port), strip=accept)
+    try:
+        jobs = buyer.submit(buyer.upload_program(spin), [b"0"] * 20, replicas=1)
+        _sell(market, old, tmp_path, sellers, buyer, jobs)
+        assert all(buyer.output(job) == b"spun\n" for job in jobs)
+        assert BLOBS.encode() not in old.sent and b'"output": "c3B1bgo="' in old.sent
+    finally:
+        old.close()
 
 
 def _tiny_result() -> JobResult:

@@ -9,11 +9,14 @@ import pytest
 from cpushare.jail import JobResult
 from cpushare.jail.model import Outcome
 from cpushare.protocol import (
+    Blobs,
     parse_lease,
+    parse_leases,
     parse_next,
     parse_recorded,
     result_document,
     results_body,
+    split_blobs,
 )
 from cpushare.seller.client import BadReply, Refused, Unreachable
 from cpushare.seller.programs import ProgramCache
@@ -94,3 +97,45 @@ def test_the_next_leases_of_a_results_reply_are_checked() -> None:
     assert isinstance(parse_next({"next": {"status": 507, "error": "full"}}, [0]), Unreachable)
     with pytest.raises(BadReply):
         parse_next({"next": []}, [0])
+
+
+def _blob_leases(*sizes: int) -> dict[str, object]:
+    return {
+        "leases": [
+            {**{k: v for k, v in LEASE.items() if k != "input"}, "input_size": size, "seat": seat}
+            for seat, size in enumerate(sizes)
+        ]
+    }
+
+
+def test_leases_take_their_inputs_from_the_bytes_after_their_document() -> None:
+    head, tail = split_blobs(b"".join([json.dumps(_blob_leases(2, 0, 3)).encode(), b"\nab\ncd"]))
+    offers = parse_leases(json.loads(head), [0, 1, 2], Blobs(tail))
+    assert [o.input for o in offers] == [b"ab", b"", b"\ncd"]
+    for sizes, data, message in (
+        ((2, 3), b"ab", "not a size of the bytes"),  # more than follow
+        ((2,), b"abc", "do not match the sizes"),  # bytes left over
+        ((-1,), b"", "not a size of the bytes"),
+    ):
+        with pytest.raises(BadReply, match=message):
+            parse_leases(_blob_leases(*sizes), [0, 1], Blobs(memoryview(data)))
+    with pytest.raises(BadReply, match="in its document and in its bytes"):
+        parse_lease(LEASE, Blobs(memoryview(b"in")))
+    with pytest.raises(ValueError, match="no line"):
+        split_blobs(b'{"leases": []}')
+
+
+def test_a_batch_of_results_as_blobs_has_each_output_raw_after_the_document() -> None:
+    results = [
+        (7, JobResult(Outcome.OK, 0, b"\x00\n\xffout", 1.5, 2.0, "")),
+        (9, JobResult(Outcome.OUTPUT_LIMIT, None, b"", 0.1, 0.2, "")),
+        (11, JobResult(Outcome.OK, 0, b"end", 0.1, 0.2, "")),
+    ]
+    ahead = {"seats": [0, 3]}
+    head, tail = split_blobs(b"".join(results_body(results, ahead, blobs=True)))
+    doc = json.loads(head)
+    assert doc["next"] == ahead
+    for (lease, result), item in zip(results, doc["results"], strict=True):
+        expected = {"lease": lease, **result_document(result, output=False)}
+        assert item == {**expected, "output_size": len(result.output)}
+    assert tail.tobytes() == b"\x00\n\xffoutend"
