@@ -33,10 +33,6 @@ _TEXT = pq.Format.TEXT
 # Parameters larger than this in one statement are sent out at once (reading whatever the
 # server answers meanwhile), so that a batch of large outputs is not held twice in memory.
 SEND_AT_ONCE_BYTES = 1 << 16
-# Statements queued after which what libpq holds is handed to the socket (without waiting
-# or asking for answers), so that the server runs them while more are being queued instead
-# of after: a writer's batch of single leases is one statement each.
-SEND_EVERY = 8
 # Prepared statements kept per connection; past it statements run unnamed.
 MAX_PREPARED = 1024
 # Names of prepared statements: unique in the process, so on each of its connections.
@@ -164,8 +160,6 @@ class Pipeline:
         self._waiting: collections.deque[Statement | None] = collections.deque()
         # Whether the server was asked to send its answers since the last command.
         self._asked = True
-        # Statements queued since libpq's buffer was last handed to the socket.
-        self._unsent = 0
         self._error: psycopg.Error | None = None
         self._error_raised = False
         self._pgconn.enter_pipeline_mode()
@@ -194,12 +188,6 @@ class Pipeline:
         self._asked = False
         if params and sum(len(p) for p in params if p is not None) > SEND_AT_ONCE_BYTES:
             self._send()
-        else:
-            self._unsent += 1
-            if self._unsent >= SEND_EVERY:
-                # As much as the socket takes now; the rest goes with the next _send.
-                self._unsent = 0
-                pgconn.flush()
         return statement
 
     def receive(self, statement: Statement) -> None:
@@ -246,7 +234,6 @@ class Pipeline:
         """Send everything libpq holds, reading what the server answers meanwhile so that
         neither side waits on the other."""
         pgconn = self._pgconn
-        self._unsent = 0
         while pgconn.flush():
             readable, _, _ = select.select([pgconn.socket], [pgconn.socket], [])
             if readable:

@@ -1,7 +1,6 @@
-"""The writer's pipeline on PostgreSQL (market.pgpipe): statements go out when a result is
-wanted or a run of them is queued, errors come back in order, prepared statements last as
-long as the connection, a lost server is the market's 503, and the writers' turn taken in it
-is always given back."""
+"""The writer's pipeline on PostgreSQL (market.pgpipe): statements go out only when a result
+is wanted, errors come back in order, prepared statements last as long as the connection,
+a lost server is the market's 503, and the writers' turn taken in it is always given back."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 
-from market import pgpipe, pgstore
+from market import pgstore
 from market.dialect import INTEGRITY_ERRORS, Connection, Location
 from market.errors import Unavailable
 from market.store import Store
@@ -57,28 +56,6 @@ def test_queued_statements_reach_the_server_only_when_a_result_is_wanted(
             time.sleep(0.3)
             # Still in the writer's buffer: the server has not seen it, so nothing waits.
             assert not _waiting(market_location, pid)
-            holder.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
-            assert taken.fetchone()[1] == 7
-            writer.execute("SELECT pg_advisory_unlock(?)", (LOCK,))
-
-
-def test_a_run_of_queued_statements_goes_out_before_any_result_is_wanted(
-    writer: pgstore.PgConnection, market_location: Location
-) -> None:
-    """So that the server runs a batch's statements while the writer queues the next ones."""
-    assert isinstance(market_location, str)
-    pid = writer.raw.info.backend_pid
-    with psycopg.connect(market_location, autocommit=True) as holder:
-        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK,))
-        with writer.pipelined():
-            taken = writer.execute("SELECT pg_advisory_lock(?), 7", (LOCK,))
-            for _ in range(pgpipe.SEND_EVERY - 1):
-                writer.execute("SELECT 1")
-            # Sent without a read: the server runs the first and waits for the lock.
-            deadline = time.monotonic() + 30
-            while not _waiting(market_location, pid) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert _waiting(market_location, pid)
             holder.execute("SELECT pg_advisory_unlock(%s)", (LOCK,))
             assert taken.fetchone()[1] == 7
             writer.execute("SELECT pg_advisory_unlock(?)", (LOCK,))
