@@ -183,6 +183,16 @@ def record_many_later(
     return Later(_record(conn, results, now).read)
 
 
+def record_many_checked(
+    conn: Connection, results: list[tuple[str, int, ResultIn]], now: float
+) -> tuple[Later[list[Recorded | MarketError]], list[MarketError | None]]:
+    """record_many_later(), and at once each result's refusal (None: recorded), for an
+    operation that goes on to lease on the seats whose results were kept (market.posting)."""
+    alone = _record(conn, results, now)
+    refusals = [answer if isinstance(answer, MarketError) else None for answer in alone.recorded]
+    return Later(alone.read), refusals
+
+
 def _record(conn: Connection, results: list[tuple[str, int, ResultIn]], now: float) -> _Alone:
     """record_many_later()'s work: its answers, those of the results accepted alone
     still to be read."""

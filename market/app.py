@@ -21,7 +21,19 @@ from starlette.routing import Route
 
 from cpushare import protocol
 from cpushare.limits import MAX_PROGRAM_BYTES, JobLimits
-from market import access, agreement, documents, export, hosts, jobs, leasing, openapi, stats, web
+from market import (
+    access,
+    agreement,
+    documents,
+    export,
+    hosts,
+    jobs,
+    leasing,
+    openapi,
+    posting,
+    stats,
+    web,
+)
 from market.api import (
     base64_field,
     blob_outputs,
@@ -98,9 +110,9 @@ class Market:
         # (host, seat) -> (order, last seen): keyed by market-issued host ids, and pruned.
         self.seats_seen: dict[tuple[str, int], tuple[str, float]] = {}
         self.auth = Authenticator(lambda: self.db.reader, lambda: connect(config.db))
-        # Single results posted together, recorded by one operation (market.gather).
-        self.posted: Gather[tuple[str, int, agreement.ResultIn], agreement.Recorded]
-        self.posted = Gather(self._record_posted)
+        # Results posted together, and the leases asked for beside them, recorded by one
+        # operation (market.gather, market.posting).
+        self.posted: Gather[posting.Item, posting.Answer] = Gather(self._record_posted)
         self.public_stats = stats.PublicStats()
         self.downloads = Downloads(lambda: self.db, self.account, config.livecd)
         # Built once, and before serving: an undocumented route stops the market at start.
@@ -372,6 +384,7 @@ class Market:
         doc = await read_json(request, self.config.max_body)
         result = parse_result(doc)
         recorded = await self.posted.submit((host.id, lease_id, result))
+        assert isinstance(recorded, agreement.Recorded)
         if recorded.verdict != "accepted":
             # A disagreeing result may have freed a slot for another replica.
             self.notify()
@@ -381,11 +394,10 @@ class Market:
             )
         )
 
-    async def _record_posted(
-        self, posted: list[tuple[str, int, agreement.ResultIn]]
-    ) -> list[agreement.Recorded | Exception]:
+    async def _record_posted(self, posted: list[posting.Item]) -> list[posting.Answer | Exception]:
+        seconds = self.config.lease_seconds
         recorded = await self.db.write(
-            lambda c: agreement.record_many_later(c, posted, time.time())
+            lambda c: posting.record_and_lease(c, posted, time.time(), seconds)
         )
         return list(recorded)
 
@@ -417,69 +429,83 @@ class Market:
             except MarketError as exc:
                 answers.append(encode({"lease": lease_id, "status": exc.status, "error": str(exc)}))
                 refused.append(lease_id)
+        posted = [lease_id for _, lease_id, _ in valid]
+        following, ask = self._ask_next(host, ahead, posted, refused)
         notify = False
-        if valid:
-            # With the results other sellers post meanwhile: one operation for all of them.
-            outcomes: list[agreement.Recorded | Exception]
+        outcomes: list[posting.Answer | Exception] = []
+        if valid or ask is not None:
+            # With the results other sellers post meanwhile, and the leases asked for beside
+            # them: one operation for all of them (market.posting).
+            asked: list[posting.Item] = [*valid, *([] if ask is None else [ask])]
             try:
-                outcomes = await self.posted.submit_all(valid)
+                outcomes = await self.posted.submit_all(asked)
             except StoreFull as exc:
-                outcomes = [exc] * len(valid)
-            pending = iter(zip(valid, outcomes, strict=True))
-            for place, answer in enumerate(answers):
-                if answer is not None:
-                    continue
-                (_, lease_id, _), outcome = next(pending)
-                if isinstance(outcome, agreement.Recorded):
-                    answers[place] = documents.recorded_json(lease_id, outcome)
-                    # A disagreeing result may have freed a slot for a replica.
-                    notify = notify or outcome.verdict != "accepted"
-                elif isinstance(outcome, MarketError | StoreFull):
-                    answers[place] = encode({"lease": lease_id, **_refusal(outcome)})
-                    refused.append(lease_id)
-                else:
-                    raise outcome
+                outcomes = [exc] * len(asked)
+        next_outcome = outcomes.pop() if ask is not None else None
+        pending = iter(zip(valid, outcomes, strict=True))
+        for place, answer in enumerate(answers):
+            if answer is not None:
+                continue
+            (_, lease_id, _), outcome = next(pending)
+            if isinstance(outcome, agreement.Recorded):
+                answers[place] = documents.recorded_json(lease_id, outcome)
+                # A disagreeing result may have freed a slot for a replica.
+                notify = notify or outcome.verdict != "accepted"
+            elif isinstance(outcome, MarketError | StoreFull):
+                answers[place] = encode({"lease": lease_id, **_refusal(outcome)})
+            else:
+                raise _unexpected(outcome)
         if notify:
             self.notify()
         listed = b"[%s]" % b",".join(answers)  # type: ignore[arg-type]  # all filled in
         if ahead is None:
             return JSONReply(b'{"results":%s}' % listed, 200)
         blobs = accepts_blobs(request)
-        following, inputs = await self._next(host, ahead, refused, blobs)
+        inputs: list[bytes] = []
+        if next_outcome is not None:
+            following, inputs = self._following(next_outcome, blobs)
         head = b'{"results":%s,"next":%s}' % (listed, following)
         return BlobsReply(head, inputs) if blobs else JSONReply(head, 200)
 
-    async def _next(
-        self, host: hosts.Host, doc: object, refused: list[object], blobs: bool
-    ) -> tuple[bytes, list[bytes]]:
-        """The leases asked for beside a batch of results (its `next`), once the results
-        are written: a lease batch without the wait, answered `{"leases": [...]}` or, on
-        its own, with its error (`{"status", "error"}`: the results stand), encoded; with
-        `blobs`, as a protocol.BLOBS document, its leases' inputs beside it. A seat whose
-        result of this batch was not acknowledged (its lease in `refused`) keeps its lease:
-        leasing on it would hand that lease back, and the result's next post would find it
-        gone."""
+    def _ask_next(
+        self, host: hosts.Host, doc: object, posted: list[int], refused: list[object]
+    ) -> tuple[bytes, posting.NextLeases | None]:
+        """The leases asked for beside a batch of results (its `next`: a lease batch without
+        the wait), to be taken in the results' operation (market.posting), or, when there is
+        none or it is refused on its own (the results stand), the answer, encoded
+        (`{"status", "error"}` for a refusal). `posted`: the leases of the results recorded
+        in that operation; `refused`: those of the results refused before recording, whose
+        seats keep their leases."""
+        if doc is None:
+            return b"", None
         try:
             if not isinstance(doc, dict):
                 raise MarketError("field 'next' must be a lease request (an object)")
             seats = _seats(host, doc)
             limits = _fit(doc)
-            unacknowledged = [
-                lease for lease in refused if type(lease) is int and 1 <= lease <= protocol.MAX_ID
-            ]
-            if unacknowledged:
-                held = leasing.active_seats(self.db.reader, host.id, unacknowledged)
-                seats = [seat for seat in seats if seat not in held]
-            self._seen(host, seats)
-            granted = await self._try_lease(host, seats, limits, woken=False) if seats else []
         except MarketError as exc:
-            return encode({"status": exc.status, "error": str(exc)}), []
-        except StoreFull as exc:
-            return encode({"status": 507, "error": f"{exc}; nothing leased"}), []
-        if blobs:
-            head = documents.leases_head(granted, self.config.lease_seconds)
-            return head, documents.leases_blobs(granted)
-        return documents.leases_json(granted, self.config.lease_seconds), []
+            return encode({"status": exc.status, "error": str(exc)}), None
+        self._seen(host, seats)
+        unacknowledged = [
+            lease for lease in refused if type(lease) is int and 1 <= lease <= protocol.MAX_ID
+        ]
+        return b"", posting.NextLeases(host, seats, limits, posted, unacknowledged)
+
+    def _following(
+        self, outcome: posting.Answer | Exception, blobs: bool
+    ) -> tuple[bytes, list[bytes]]:
+        """The `next` of a reply: the leases granted, or why none were, encoded; with
+        `blobs`, as a protocol.BLOBS document, its leases' inputs beside it."""
+        if isinstance(outcome, list):
+            seconds = self.config.lease_seconds
+            if blobs:
+                return documents.leases_head(outcome, seconds), documents.leases_blobs(outcome)
+            return documents.leases_json(outcome, seconds), []
+        if isinstance(outcome, StoreFull):
+            return encode({"status": 507, "error": f"{outcome}; nothing leased"}), []
+        if isinstance(outcome, MarketError):
+            return encode({"status": outcome.status, "error": str(outcome)}), []
+        raise _unexpected(outcome)
 
     # Documents.
 
@@ -506,6 +532,14 @@ def _fit(doc: dict[str, Any]) -> leasing.Fit:
         bounded_int(doc, "max_cpu_seconds", DEFAULT.cpu_seconds, 0, 1 << 30),
         bounded_int(doc, "max_output_bytes", leasing.NO_OUTPUT_CAP, 0, leasing.NO_OUTPUT_CAP),
     )
+
+
+def _unexpected(outcome: object) -> Exception:
+    """What to raise for an outcome of the posted results' operation that is neither an
+    answer nor a refusal: the error itself (the database away, say)."""
+    if isinstance(outcome, Exception):
+        return outcome
+    return AssertionError(f"an answer of the wrong kind: {outcome!r}")
 
 
 def _refusal(outcome: MarketError | StoreFull) -> dict[str, Any]:

@@ -257,3 +257,20 @@ def test_a_seat_whose_result_was_not_acknowledged_keeps_its_lease(
     assert buyer.job(by_seat[0].job)["state"] == "done"
     assert [o.seat for o in parse_next(doc, [0]) or []] == [0]
     assert len({buyer.job(job)["state"] for job in jobs}) == 2  # done, and two leased
+
+
+def test_a_seat_whose_result_is_refused_while_recording_keeps_its_lease(
+    buyer: BuyerClient, market: MarketProcess, fsdither: bytes, tmp_path: Path
+) -> None:
+    buyer.submit(buyer.upload_program(fsdither), [b"1", b"2", b"3"], replicas=1)
+    host = _host(market, tmp_path, seats=2)
+    first = parse_leases(_post(market, host, "/v1/leases", {"seats": [0, 1]}).json(), [0, 1])
+    by_seat = {offer.seat: offer for offer in first}
+    # Well-formed, but larger than the job's output limit: refused once its lease is read.
+    large = _result(by_seat[0].lease, b"x" * ((1 << 20) + 1))
+    doc = _results_next(market, host, [large, _result(by_seat[1].lease)], {"seats": [0, 1]})
+    assert [a["status"] for a in doc["results"]] == [413, 200]
+    granted = parse_next(doc, [1])
+    assert isinstance(granted, list) and [o.seat for o in granted] == [1]
+    doc = _results_next(market, host, [_result(by_seat[0].lease)], {"seats": [0]})
+    assert doc["results"][0]["status"] == 200 and doc["results"][0]["duplicate"] is False

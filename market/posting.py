@@ -1,0 +1,97 @@
+"""Results posted, and the leases asked for beside them, recorded by one operation.
+
+A seller in batch mode posts its seats' results and asks for their next leases (`next`)
+in one request. Recorded by two operations of the store, the results (gathered with those
+other sellers post meanwhile: market.gather) and then the leases, that request waited for
+two commits, one after the other, each in a batch of its own. Here the leases asked for
+are items of the same gathered operation as the results: taken after all its results, in
+the same transaction, as they were after the results' commit, so one commit answers the
+request. A seat whose result was not kept (refused before or while recording) keeps its
+lease: leasing on it would hand that lease back, and the result's next post would find
+it gone.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from market import agreement, leasing
+from market.agreement import Recorded, ResultIn
+from market.dialect import Connection
+from market.errors import MarketError
+from market.hosts import Host
+from market.later import Later
+from market.leasing import Fit, Lease
+
+
+class NextLeases(NamedTuple):
+    """The leases a request asks for beside its results (their seats checked already)."""
+
+    host: Host
+    seats: list[int]
+    limits: Fit
+    # The leases whose results the request posts (items of the same operation), and those
+    # whose results it refused before recording (malformed).
+    posted: list[int]
+    refused: list[int]
+
+
+# What the gathered operation is handed: a result (host, lease, result), or leases asked for.
+Item = tuple[str, int, ResultIn] | NextLeases
+Answer = Recorded | list[Lease]
+
+
+def record_and_lease(
+    conn: Connection, items: list[Item], now: float, lease_seconds: float
+) -> Later[list[Answer | MarketError]]:
+    """The results among `items` recorded (agreement.record_many_checked), then each
+    NextLeases granted (leasing.grant_leases_later); the answers in the items' order:
+    a result's Recorded or refusal, the leases granted."""
+    results = [item for item in items if not isinstance(item, NextLeases)]
+    recorded, refusals = (
+        agreement.record_many_checked(conn, results, now)
+        if results
+        else (
+            Later(list),
+            [],
+        )
+    )
+    refused = {
+        (host_id, lease_id)
+        for (host_id, lease_id, _), refusal in zip(results, refusals, strict=True)
+        if refusal is not None
+    }
+    granted = [
+        _grant(conn, item, refused, now, lease_seconds)
+        for item in items
+        if isinstance(item, NextLeases)
+    ]
+
+    def answers() -> list[Answer | MarketError]:
+        recorded_now = iter(recorded.value())
+        granted_now = iter(granted)
+        return [
+            next(granted_now).value() if isinstance(item, NextLeases) else next(recorded_now)
+            for item in items
+        ]
+
+    return Later(answers)
+
+
+def _grant(
+    conn: Connection,
+    ask: NextLeases,
+    refused: set[tuple[str, int]],
+    now: float,
+    lease_seconds: float,
+) -> Later[list[Lease]]:
+    """The leases of `ask`, but on the seats still holding a lease whose result was not kept."""
+    host = ask.host
+    unacknowledged = ask.refused + [lease for lease in ask.posted if (host.id, lease) in refused]
+    seats = ask.seats
+    if unacknowledged:
+        held = leasing.active_seats(conn, host.id, unacknowledged)
+        seats = [seat for seat in seats if seat not in held]
+    if not seats:
+        return Later(list)
+    return leasing.grant_leases_later(conn, host, seats, ask.limits, lease_seconds, now)
