@@ -71,8 +71,6 @@ from market.store import Store, StoreFull, connect
 log = logging.getLogger("market")
 
 MAX_WAIT_SECONDS = 60.0
-# Seen within this many seconds counts as a live seller in the status.
-SELLER_SEEN_SECONDS = 600.0
 # Seats remembered as seen at most; older entries are dropped past this.
 MAX_SEATS_SEEN = 100_000
 # A seller that names no bounds of its own takes jobs up to the default limits.
@@ -178,7 +176,7 @@ class Market:
     def _seen(self, host: hosts.Host, seats: list[int]) -> None:
         now = time.time()
         if len(self.seats_seen) + len(seats) > MAX_SEATS_SEEN:
-            old = now - SELLER_SEEN_SECONDS
+            old = now - stats.SELLER_SEEN_SECONDS
             self.seats_seen = {k: v for k, v in self.seats_seen.items() if v[1] >= old}
             if len(self.seats_seen) + len(seats) > MAX_SEATS_SEEN:
                 self.seats_seen.clear()
@@ -254,7 +252,7 @@ class Market:
         seen = [
             (host, o)
             for (host, _), (o, t) in self.seats_seen.items()
-            if o in mine and now - t < SELLER_SEEN_SECONDS
+            if o in mine and now - t < stats.SELLER_SEEN_SECONDS
         ]
         doc["seats_seen"] = len(seen)
         doc["machines_seen"] = len({host for host, _ in seen})

@@ -16,6 +16,9 @@ from market.dialect import Connection
 # the document needs no credentials, so its cost must not grow with its callers.
 STATS_SECONDS = 5.0
 LEADERBOARD_SIZE = 20
+# A seller seen within this many seconds counts as live: in an account's status and on
+# the home page's figures.
+SELLER_SEEN_SECONDS = 600.0
 LEADERBOARD_SETTING = "leaderboard:"
 
 

@@ -14,10 +14,8 @@ from market.web.portal import Portal, Visitor
 def _machines_seen(portal: Portal, now: float) -> int:
     """Hosts with a seller that asked this instance for work lately (a machine runs a
     seller per CPU: each is a seat of its host)."""
-    from market.app import SELLER_SEEN_SECONDS
-
     seen = list(portal.market.seats_seen.items())
-    return len({host for (host, _), (_, at) in seen if now - at < SELLER_SEEN_SECONDS})
+    return len({host for (host, _), (_, at) in seen if now - at < stats.SELLER_SEEN_SECONDS})
 
 
 async def home(portal: Portal, _request: Request, visitor: Visitor) -> Response:
