@@ -8,12 +8,22 @@ market sends and the seller checks. A route without an operation is an error at 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from cpushare import protocol
 from cpushare.limits import MAX_PROGRAM_BYTES
+from market import openapi_downloads
 from market.jobs import MAX_BATCH_JOBS, MAX_REPLICAS
+from market.openapi_parts import (
+    ANY_OBJECT,
+    BINARY,
+    DISK_FULL,
+    Operation,
+    id_parameter,
+    json_content,
+    name_parameter,
+    ref,
+)
 
 DESCRIPTION = (
     "A seller's machine enrolls once with its sell order (POST /v1/hosts) and gets a host "
@@ -25,75 +35,12 @@ DESCRIPTION = (
     'with HTTP Basic HOST_ID:HOST_SECRET. Errors are JSON objects {"error": "..."}, with '
     '"code": "revoked" when the host, its order or its account was revoked or disabled.'
 )
-# Every authenticated operation can answer these.
-AUTH_ERRORS = {
-    400: "Bad input: the error names the problem.",
-    401: "Missing or wrong credentials.",
-    403: "These credentials may not do this.",
-}
-DISK_FULL = "The market's disk is full; nothing was kept."
 NO_LEASE = "No such lease."
 LEASE_DONE = "The lease already has its result."
 LEASE_GONE = "The lease expired (or its job ended); its job was requeued."
 REVOKED = (
     'Revoked or disabled ("code": "revoked"), or order credentials where a host\'s are needed.'
 )
-
-BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
-ANY_OBJECT = {"application/json": {"schema": {"type": "object"}}}
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(name: str) -> dict[str, Any]:
-    return {"application/json": {"schema": _ref(name)}}
-
-
-def _id_parameter(name: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "schema": {"type": "integer", "minimum": 0},
-    }
-
-
-def _name_parameter(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-@dataclass(frozen=True)
-class Operation:
-    """One method on one path: who may call it, what it takes and what it answers."""
-
-    summary: str
-    security: tuple[str, ...]
-    replies: dict[int, tuple[str, dict[str, Any]]]
-    errors: dict[int, str] = field(default_factory=dict)
-    body: dict[str, Any] | None = None
-    body_required: bool = True
-    parameters: tuple[dict[str, Any], ...] = ()
-
-    def document(self) -> dict[str, Any]:
-        responses: dict[str, Any] = {
-            str(code): {"description": text, **({"content": content} if content else {})}
-            for code, (text, content) in self.replies.items()
-        }
-        errors = {**(AUTH_ERRORS if self.security else {}), **self.errors}
-        for code, text in sorted(errors.items()):
-            responses[str(code)] = {"description": text, "content": _json("Error")}
-        doc: dict[str, Any] = {
-            "summary": self.summary,
-            "security": [{name: []} for name in self.security],
-        }
-        if self.parameters:
-            doc["parameters"] = list(self.parameters)
-        if self.body is not None:
-            doc["requestBody"] = {"required": self.body_required, "content": self.body}
-        doc["responses"] = responses
-        return doc
 
 
 OPERATIONS: dict[tuple[str, str], Operation] = {
@@ -102,17 +49,20 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("/v1/status", "GET"): Operation(
         "The caller's own account: its queue, leases, results, machines seen and coins",
         ("account",),
-        {200: ("the account's status", _json("Status"))},
+        {200: ("the account's status", json_content("Status"))},
     ),
     ("/v1/stats", "GET"): Operation(
         "Public figures: market-wide totals and the opt-in leaderboard",
         (),
-        {200: ("market totals", _json("Stats"))},
+        {200: ("market totals", json_content("Stats"))},
     ),
     ("/v1/programs", "PUT"): Operation(
         "Upload a job program (static x86-64 ELF), validated by the jail",
         ("account",),
-        {200: ("already stored", _json("Program")), 201: ("stored", _json("Program"))},
+        {
+            200: ("already stored", json_content("Program")),
+            201: ("stored", json_content("Program")),
+        },
         {413: f"Larger than {MAX_PROGRAM_BYTES >> 20} MiB.", 507: DISK_FULL},
         body=BINARY,
     ),
@@ -128,48 +78,48 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("/v1/jobs", "POST"): Operation(
         "Submit a batch of jobs (one per input), all or none",
         ("account",),
-        {201: ("queued", _json("Submitted"))},
+        {201: ("queued", json_content("Submitted"))},
         {
             402: "The account's balance does not cover the batch's reservation.",
             404: "No such program.",
             413: "Body too large.",
             507: DISK_FULL,
         },
-        body=_json("Submit"),
+        body=json_content("Submit"),
     ),
     ("/v1/jobs/{job}/cancel", "POST"): Operation(
         "Cancel an open job: its leases end and its reservation comes back whole",
         ("account",),
-        {200: ("cancelled", _json("Cancelled"))},
+        {200: ("cancelled", json_content("Cancelled"))},
         {404: "No such job in this account.", 409: "The job is no longer open."},
-        parameters=(_id_parameter("job"),),
+        parameters=(id_parameter("job"),),
     ),
     ("/v1/orders/{order}/revoke", "POST"): Operation(
         "Revoke one of this account's sell orders and every host enrolled with it, at once",
         ("account",),
-        {200: ("revoked", _json("Revoked"))},
+        {200: ("revoked", json_content("Revoked"))},
         {404: "No such order in this account."},
-        parameters=(_name_parameter("order"),),
+        parameters=(name_parameter("order"),),
     ),
     ("/v1/hosts", "POST"): Operation(
         "Enroll a machine with a sell order: its host id and secret (shown once)",
         ("order",),
-        {201: ("enrolled", _json("Enrolled"))},
+        {201: ("enrolled", json_content("Enrolled"))},
         {403: REVOKED, 429: "Too many enrollments from this network: see Retry-After."},
-        body=_json("Enroll"),
+        body=json_content("Enroll"),
         body_required=False,
     ),
     ("/v1/hosts/{host}/revoke", "POST"): Operation(
         "Revoke a host enrolled with one of this account's orders, at once",
         ("account",),
-        {200: ("revoked", _json("Revoked"))},
+        {200: ("revoked", json_content("Revoked"))},
         {404: "No such host in this account."},
-        parameters=(_name_parameter("host"),),
+        parameters=(name_parameter("host"),),
     ),
     ("/v1/jobs", "GET"): Operation(
         "List this account's jobs, oldest first",
         ("account",),
-        {200: ("jobs", _json("JobList"))},
+        {200: ("jobs", json_content("JobList"))},
         parameters=(
             {
                 "name": "state",
@@ -192,23 +142,23 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("/v1/jobs/{job}", "GET"): Operation(
         "One job's status",
         ("account",),
-        {200: ("the job", _json("Job"))},
+        {200: ("the job", json_content("Job"))},
         {404: "No such job in this account."},
-        parameters=(_id_parameter("job"),),
+        parameters=(id_parameter("job"),),
     ),
     ("/v1/jobs/{job}/output", "GET"): Operation(
         "A finished job's accepted output",
         ("account",),
         {200: ("the output bytes", BINARY)},
         {404: "No such job in this account.", 409: "The job has no accepted result (yet)."},
-        parameters=(_id_parameter("job"),),
+        parameters=(id_parameter("job"),),
     ),
     ("/v1/lease", "POST"): Operation(
         "Lease a job (long-poll up to `wait` seconds)",
         ("host",),
-        {200: ("a lease", _json("Lease")), 204: ("no job within `wait`", {})},
+        {200: ("a lease", json_content("Lease")), 204: ("no job within `wait`", {})},
         {413: "Body too large."},
-        body=_json("LeaseRequest"),
+        body=json_content("LeaseRequest"),
         body_required=False,
     ),
     ("/v1/leases", "POST"): Operation(
@@ -217,9 +167,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         f"`{protocol.BLOBS}` gets the leases' inputs raw after the document "
         "(one line), each lease naming its `input_size` instead of `input`",
         ("host",),
-        {200: ("one lease per seat at most", _json("Leases")), 204: ("no job within `wait`", {})},
+        {
+            200: ("one lease per seat at most", json_content("Leases")),
+            204: ("no job within `wait`", {}),
+        },
         {413: "Body too large."},
-        body=_json("LeaseBatchRequest"),
+        body=json_content("LeaseBatchRequest"),
     ),
     ("/v1/results", "POST"): Operation(
         "Post several leases' results at once: each is recorded and answered (with the status "
@@ -228,35 +181,35 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "document (one line) is followed by the outputs raw, each result naming its "
         "`output_size` instead of `output`; the leases of `next` come so if Accept asks",
         ("host",),
-        {200: ("an answer per result", _json("RecordedBatch"))},
+        {200: ("an answer per result", json_content("RecordedBatch"))},
         {413: "Body too large.", 507: DISK_FULL},
-        body=_json("ResultBatch"),
+        body=json_content("ResultBatch"),
     ),
     ("/v1/leases/{lease}/extend", "POST"): Operation(
         "Push a running lease's deadline",
         ("host",),
-        {200: ("extended", _json("Extended"))},
+        {200: ("extended", json_content("Extended"))},
         {
             404: NO_LEASE,
             409: LEASE_DONE + " Or its job's wall-clock limit is reached.",
             410: LEASE_GONE,
         },
-        parameters=(_id_parameter("lease"),),
+        parameters=(id_parameter("lease"),),
     ),
     ("/v1/leases/{lease}/release", "POST"): Operation(
         "Hand a lease back: its job goes back to the queue at once",
         ("host",),
-        {200: ("released", _json("Released"))},
+        {200: ("released", json_content("Released"))},
         {404: NO_LEASE, 409: LEASE_DONE, 410: LEASE_GONE},
-        parameters=(_id_parameter("lease"),),
+        parameters=(id_parameter("lease"),),
     ),
     ("/v1/leases/{lease}/result", "POST"): Operation(
         "Post a lease's result; acknowledged only once stored on disk",
         ("host",),
-        {200: ("stored (or already stored)", _json("Recorded"))},
+        {200: ("stored (or already stored)", json_content("Recorded"))},
         {404: NO_LEASE, 410: LEASE_GONE, 413: "Output or body too large.", 507: DISK_FULL},
-        body=_json("Result"),
-        parameters=(_id_parameter("lease"),),
+        body=json_content("Result"),
+        parameters=(id_parameter("lease"),),
     ),
 }
 
@@ -328,12 +281,12 @@ def _market_schemas(lease_defaults: tuple[int, int], max_wait: float) -> dict[st
                     "always (1: trust every seller); absent: adaptive replication (two until "
                     "hosts earn trust per program)",
                 },
-                "limits": _ref("Limits"),
+                "limits": ref("Limits"),
             },
         ),
         "Submitted": _object(["jobs"], {"jobs": {"type": "array", "items": {"type": "integer"}}}),
         "Job": _object(list(job_fields), job_fields),
-        "JobList": _object(["jobs"], {"jobs": {"type": "array", "items": _ref("Job")}}),
+        "JobList": _object(["jobs"], {"jobs": {"type": "array", "items": ref("Job")}}),
         "Status": _object(list(status_fields), status_fields),
         "Stats": _object(list(stats_fields), stats_fields),
         "LeaseRequest": {
@@ -413,9 +366,6 @@ def document(
     routes: Iterable[tuple[str, str]], lease_defaults: tuple[int, int], max_wait: float
 ) -> dict[str, Any]:
     """The OpenAPI document of the app whose routes are (path, method) pairs."""
-    # Imported here: that module builds its operations with this one's parts.
-    from market import openapi_downloads
-
     operations = {**OPERATIONS, **openapi_downloads.OPERATIONS}
     paths: dict[str, dict[str, Any]] = {}
     for path, method in routes:

@@ -1,13 +1,20 @@
 """The OpenAPI operations of the download routes (`market.downloads`): a volunteer's
 orders, their CD and stick images, and the statistics export. Merged into the document
-by `market.openapi.document`."""
+by `market.openapi.document`; built from `market.openapi_parts`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from market.export import FILES
-from market.openapi import ANY_OBJECT, BINARY, DISK_FULL, Operation, _json, _name_parameter
+from market.openapi_parts import (
+    ANY_OBJECT,
+    BINARY,
+    DISK_FULL,
+    Operation,
+    json_content,
+    name_parameter,
+)
 from market.personal import TERMS
 
 TOML = {"application/toml": {"schema": {"type": "string"}}}
@@ -23,7 +30,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ("account",),
         {201: ("the order", TOML)},
         {507: DISK_FULL},
-        body=_json("OrderTerms"),
+        body=json_content("OrderTerms"),
         body_required=False,
     ),
     ("/v1/orders/{order}/livecd.iso", "GET"): Operation(
@@ -36,7 +43,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             409: NOT_KEPT,
             410: ORDER_GONE,
         },
-        parameters=(_name_parameter("order"),),
+        parameters=(name_parameter("order"),),
     ),
     ("/v1/orders/{order}/stick.img", "GET"): Operation(
         "This account's order on a small FAT image labelled CPUSHARE, for dd onto a stick "
@@ -44,7 +51,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         ("account",),
         {200: ("the FAT image", BINARY)},
         {404: NO_ORDER, 409: NOT_KEPT, 410: ORDER_GONE},
-        parameters=(_name_parameter("order"),),
+        parameters=(name_parameter("order"),),
     ),
     **{
         (f"/v1/export/{name}", "GET"): Operation(
