@@ -71,11 +71,17 @@ def orders(tmp_path: Path, market: MarketProcess) -> Path:
 
 
 @pytest.fixture
-def fleets() -> Iterator[list[FleetProcess]]:
-    """Started fleets are stopped at the end of the test as the live CD stops them
-    (SIGTERM, then SIGKILL), and none may leave a seller behind."""
+def start_fleet(tmp_path: Path) -> Iterator[Callable[[str], FleetProcess]]:
+    """Starts a fleet in the test's folder with a kernel command line; the fleets started
+    are stopped at the end of the test as the live CD stops them (SIGTERM, then SIGKILL),
+    and none may leave a seller behind."""
     started: list[FleetProcess] = []
-    yield started
+
+    def start(cmdline: str) -> FleetProcess:
+        started.append(FleetProcess(tmp_path, cmdline))
+        return started[-1]
+
+    yield start
     for fleet in started:
         if fleet.process.poll() is None:
             fleet.process.terminate()
@@ -106,10 +112,9 @@ def test_a_seller_per_seat_at_the_options_nice_level_sells_and_a_killed_one_come
     market: MarketProcess,
     buyer: BuyerClient,
     fsdither: bytes,
-    fleets: list[FleetProcess],
+    start_fleet: Callable[[str], FleetProcess],
 ) -> None:
-    fleet = FleetProcess(tmp_path, "quiet cpushare.sellers=2 cpushare.nice=7")
-    fleets.append(fleet)
+    fleet = start_fleet("quiet cpushare.sellers=2 cpushare.nice=7")
     started = fleet.wait_for("seller-started", 2)
     assert fleet.events("seccomp", status="verified")
     assert fleet.events("orders", source="directory", count="1")
@@ -155,10 +160,9 @@ def test_a_lone_seller_enrolls_the_machine_itself_and_its_successor_keeps_the_ho
     market: MarketProcess,
     buyer: BuyerClient,
     fsdither: bytes,
-    fleets: list[FleetProcess],
+    start_fleet: Callable[[str], FleetProcess],
 ) -> None:
-    fleet = FleetProcess(tmp_path, "cpushare.sellers=1")
-    fleets.append(fleet)
+    fleet = start_fleet("cpushare.sellers=1")
     first = fleet.wait_for("seller-started")[0]
     (enrolled,) = fleet.wait_for("enrolled")
     assert enrolled["seats"] == str(SEATS_PER_SELLER)
@@ -190,13 +194,12 @@ def test_a_lone_seller_enrolls_the_machine_itself_and_its_successor_keeps_the_ho
 
 
 def test_a_lone_seller_waiting_for_the_market_is_the_fleets_one_child(
-    tmp_path: Path, fleets: list[FleetProcess]
+    tmp_path: Path, start_fleet: Callable[[str], FleetProcess]
 ) -> None:
     (tmp_path / "orders").mkdir()
     order = SellOrder(f"http://127.0.0.1:{free_port()}", "o-nowhere", "s" * 24, "volunteer")
     write_order(order, tmp_path / "orders" / "nowhere.cpu")
-    fleet = FleetProcess(tmp_path, "cpushare.sellers=1")
-    fleets.append(fleet)
+    fleet = start_fleet("cpushare.sellers=1")
     first = int(fleet.wait_for("seller-started")[0]["pid"])
     fleet.wait_for("error", 2, what="market-unreachable")
     # The seller enrolls the machine itself: no child only for that.
@@ -221,7 +224,7 @@ def test_a_lone_seller_waiting_for_the_market_is_the_fleets_one_child(
 
 
 def test_a_lone_seller_that_enrolled_sells_without_waiting_for_the_fleet(
-    tmp_path: Path, fsdither: bytes, fleets: list[FleetProcess]
+    tmp_path: Path, fsdither: bytes, start_fleet: Callable[[str], FleetProcess]
 ) -> None:
     market = MarketProcess(tmp_path, port=free_port()).start()
     try:
@@ -230,8 +233,7 @@ def test_a_lone_seller_that_enrolled_sells_without_waiting_for_the_fleet(
         market.order("volunteer", tmp_path / "orders" / "volunteer.cpu")
         buyer = BuyerClient(market.url, market.account("lab", coins=1_000_000).api_key)
         market.stop()
-        fleet = FleetProcess(tmp_path, "cpushare.sellers=1")
-        fleets.append(fleet)
+        fleet = start_fleet("cpushare.sellers=1")
         fleet.wait_for("error", what="market-unreachable")
         # The fleet stopped, the market back: the seller hands itself its identity.
         fleet.process.send_signal(signal.SIGSTOP)
@@ -251,10 +253,9 @@ def test_a_lone_seller_that_enrolled_sells_without_waiting_for_the_fleet(
 
 
 def test_a_hung_seller_is_replaced(
-    tmp_path: Path, orders: Path, fleets: list[FleetProcess]
+    tmp_path: Path, orders: Path, start_fleet: Callable[[str], FleetProcess]
 ) -> None:
-    fleet = FleetProcess(tmp_path, "cpushare.sellers=1")
-    fleets.append(fleet)
+    fleet = start_fleet("cpushare.sellers=1")
     first = fleet.wait_for("seller-started")[0]
     pid = int(first["pid"])
     # A seller waiting for the machine's enrollment promises nothing; one that leases does.
@@ -273,7 +274,7 @@ def test_a_hung_seller_is_replaced(
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_a_stopped_or_killed_fleet_leaves_no_seller_and_its_lease_goes_back(
-    tmp_path: Path, spin: bytes, fleets: list[FleetProcess], signum: signal.Signals
+    tmp_path: Path, spin: bytes, start_fleet: Callable[[str], FleetProcess], signum: signal.Signals
 ) -> None:
     market = MarketProcess(tmp_path, lease_seconds=600).start()
     try:
@@ -285,8 +286,7 @@ def test_a_stopped_or_killed_fleet_leaves_no_seller_and_its_lease_goes_back(
         # per seller (the running one and the next): none is left polling for a job
         # released on the way out. replicas=1: this is about stopping, not agreement.
         jobs = buyer.submit(buyer.upload_program(spin), [b"100000"] * 4, replicas=1)
-        fleet = FleetProcess(tmp_path, "cpushare.sellers=2 cpushare.nice=high")
-        fleets.append(fleet)
+        fleet = start_fleet("cpushare.sellers=2 cpushare.nice=high")
         assert "cpushare.nice=high" in fleet.wait_for("error", what="option")[0]["detail"]
         sellers = {int(e["pid"]) for e in fleet.wait_for("seller-started", 2)}
         leased = {e["job"]: e["order"] for e in fleet.wait_for("job-leased", 2)}
@@ -338,10 +338,9 @@ def test_a_seller_takes_no_job_above_its_memory_cap(
 
 
 def test_a_revoked_host_stops_every_seller_of_the_fleet_for_good(
-    tmp_path: Path, orders: Path, market: MarketProcess, fleets: list[FleetProcess]
+    tmp_path: Path, orders: Path, market: MarketProcess, start_fleet: Callable[[str], FleetProcess]
 ) -> None:
-    fleet = FleetProcess(tmp_path, "cpushare.sellers=2")
-    fleets.append(fleet)
+    fleet = start_fleet("cpushare.sellers=2")
     fleet.wait_for("seller-started", 2)
     # The sellers start while the machine enrolls: under load the enrollment comes after.
     (enrolled,) = fleet.wait_for("enrolled")
@@ -359,13 +358,12 @@ def test_a_revoked_host_stops_every_seller_of_the_fleet_for_good(
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_a_fleet_stopped_while_it_waits_to_enroll_leaves_nothing_behind(
-    tmp_path: Path, fleets: list[FleetProcess], signum: signal.Signals
+    tmp_path: Path, start_fleet: Callable[[str], FleetProcess], signum: signal.Signals
 ) -> None:
     (tmp_path / "orders").mkdir()
     order = SellOrder(f"http://127.0.0.1:{free_port()}", "o-nowhere", "s" * 24, "volunteer")
     write_order(order, tmp_path / "orders" / "nowhere.cpu")
-    fleet = FleetProcess(tmp_path, "cpushare.sellers=2")
-    fleets.append(fleet)
+    fleet = start_fleet("cpushare.sellers=2")
     fleet.wait_for("seller-started", 2)
     fleet.wait_for("error", 2, what="market-unreachable")
     assert not fleet.events("enrolled")
@@ -378,7 +376,7 @@ def test_a_fleet_stopped_while_it_waits_to_enroll_leaves_nothing_behind(
 
 
 def test_the_fleet_checks_the_jail_once_and_its_sellers_not_again(
-    tmp_path: Path, fleets: list[FleetProcess], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, start_fleet: Callable[[str], FleetProcess], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The self-test runs the loader twice (a forbidden call, a benign job): the fleet's
     check, before it forks; a seller it forks starts without running it again."""
@@ -391,8 +389,7 @@ def test_the_fleet_checks_the_jail_once_and_its_sellers_not_again(
     (tmp_path / "orders").mkdir()
     order = SellOrder(f"http://127.0.0.1:{free_port()}", "o-nowhere", "s" * 24, "volunteer")
     write_order(order, tmp_path / "orders" / "nowhere.cpu")
-    fleet = FleetProcess(tmp_path, "cpushare.sellers=2")
-    fleets.append(fleet)
+    fleet = start_fleet("cpushare.sellers=2")
     assert fleet.wait_for("seccomp", status="verified")
     fleet.wait_for("seller-started", 2)
     assert runs.read_text().split() == ["run", "run"]
