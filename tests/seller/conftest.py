@@ -6,13 +6,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from seller_processes import SellerProcess
+from seller_processes import SellerProcess, StartSeller
 
 
 @pytest.fixture
-def sellers(tmp_path: Path) -> Iterator[list[SellerProcess]]:
-    """Started sellers are collected here and stopped at the end of the test."""
+def start_seller(tmp_path: Path) -> Iterator[StartSeller]:
+    """Starts sellers in the test's folder; those started are stopped at the end of the
+    test."""
     started: list[SellerProcess] = []
-    yield started
+
+    def start(order: Path, *extra: str, source: str | None = None) -> SellerProcess:
+        started.append(SellerProcess(order, tmp_path, *extra, source=source))
+        return started[-1]
+
+    yield start
     for seller in started:
         seller.stop(kill=True)

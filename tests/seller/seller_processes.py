@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from cpushare.console import events_in
 from cpushare.order import SellOrder
@@ -60,11 +61,18 @@ class SellerProcess:
         self.process.wait(timeout=20)
 
 
-def stand_in_seller(market_url: str, order_id: str, order: Path, *extra: str) -> SellerProcess:
-    """A seller, in the folder of `order`, of the order `order_id` (its secret and account
-    made up, written to `order`) of a test's stand-in market at `market_url`."""
+class StartSeller(Protocol):
+    """The `start_seller` fixture: a `SellerProcess` of `order` in the test's folder,
+    stopped at the end of the test."""
+
+    def __call__(self, order: Path, *extra: str, source: str | None = None) -> SellerProcess: ...
+
+
+def stand_in_order(market_url: str, order_id: str, order: Path) -> Path:
+    """`order`, written for the order `order_id` (its secret and account made up) of a
+    test's stand-in market at `market_url`."""
     write_order(SellOrder(market_url, order_id, "s" * 24, "lab"), order)
-    return SellerProcess(order, order.parent, *extra)
+    return order
 
 
 def running(mentioning: str) -> list[int]:

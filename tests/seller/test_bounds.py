@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import pytest
 from loopback_http import serving
-from seller_processes import SellerProcess, stand_in_seller
+from seller_processes import StartSeller, stand_in_order
 from test_hostile import GOOD_LEASE
 
 from cpushare.limits import MAX_EXTEND_INTERVAL, MAX_EXTEND_SECONDS, MAX_RETRY_AFTER
@@ -153,7 +153,7 @@ def _lease(**changes: object) -> tuple[int, dict[str, str], bytes]:
 
 
 def test_huge_lease_seconds_retry_after_and_silence_do_not_park_the_seller(
-    market: str, tmp_path: Path, sellers: list[SellerProcess]
+    market: str, tmp_path: Path, start_seller: StartSeller
 ) -> None:
     ScriptedMarket.script = [
         _lease(lease_seconds=10**9),
@@ -162,8 +162,9 @@ def test_huge_lease_seconds_retry_after_and_silence_do_not_park_the_seller(
         None,  # accepted, never answered
     ]
     order = tmp_path / "bounds.cpu"
-    seller = stand_in_seller(market, "o-bounds", order, "--request-timeout", str(REQUEST_TIMEOUT))
-    sellers.append(seller)
+    seller = start_seller(
+        stand_in_order(market, "o-bounds", order), "--request-timeout", str(REQUEST_TIMEOUT)
+    )
     errors = seller.wait_for("error", 4)
     give_up = time.monotonic() + 30
     while len(ScriptedMarket.arrivals) < 5 and time.monotonic() < give_up:

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import pytest
 from loopback_http import serving
-from seller_processes import SellerProcess, stand_in_seller
+from seller_processes import StartSeller, stand_in_order
 
 from cpushare.seller.host import SEATS_PER_SELLER
 from livecd.market_process import MarketProcess
@@ -26,12 +26,11 @@ def test_a_seller_whose_host_the_market_forgot_enrolls_again_and_works(
     market: MarketProcess,
     buyer: BuyerClient,
     fsdither: bytes,
-    sellers: list[SellerProcess],
+    start_seller: StartSeller,
 ) -> None:
     market.account("alice")
     market.order("alice", tmp_path / "alice.cpu")
-    seller = SellerProcess(tmp_path / "alice.cpu", tmp_path)
-    sellers.append(seller)
+    seller = start_seller(tmp_path / "alice.cpu")
     first = seller.wait_for("enrolled")[0]["host"]
     # The market reset: its hosts are gone, the order is still good.
     with sqlite3.connect(market.db) as db:
@@ -51,7 +50,7 @@ def test_a_seller_whose_host_the_market_forgot_enrolls_again_and_works(
 
 
 def test_a_seller_told_to_wait_by_a_429_waits_that_long(
-    tmp_path: Path, market: MarketProcess, sellers: list[SellerProcess]
+    tmp_path: Path, market: MarketProcess, start_seller: StartSeller
 ) -> None:
     market.account("alice")
     order = market.order("alice", tmp_path / "alice.cpu")
@@ -63,8 +62,7 @@ def test_a_seller_told_to_wait_by_a_429_waits_that_long(
         except RuntimeError as exc:
             assert "429" in str(exc)
             break
-    seller = SellerProcess(tmp_path / "alice.cpu", tmp_path, source="127.0.0.5")
-    sellers.append(seller)
+    seller = start_seller(tmp_path / "alice.cpu", source="127.0.0.5")
     enrolled = seller.wait_for("enrolled", timeout=60)[0]
     busy = [e for e in seller.events("error") if e["what"] == "market-busy"]
     assert busy and "429" in busy[0]["detail"]
@@ -104,10 +102,9 @@ def forgetful() -> Iterator[str]:
 
 
 def test_a_host_unknown_right_after_enrolling_again_is_an_error_not_a_loop(
-    forgetful: str, tmp_path: Path, sellers: list[SellerProcess]
+    forgetful: str, tmp_path: Path, start_seller: StartSeller
 ) -> None:
-    seller = stand_in_seller(forgetful, "o-forgotten", tmp_path / "f.cpu")
-    sellers.append(seller)
+    seller = start_seller(stand_in_order(forgetful, "o-forgotten", tmp_path / "f.cpu"))
     seller.wait_for("error", 6)
     whats = [e["what"] for e in seller.events("error")]
     assert whats[0] == "unknown-host" and set(whats[1:]) == {"market-refused"}

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from seller_processes import SellerProcess, outlivers, running, statuses_when
+from seller_processes import StartSeller, outlivers, running, statuses_when
 
 from cpushare.console import events_in
 from cpushare.order import SellOrder
@@ -107,7 +107,6 @@ def _gone(pid: int) -> bool:
 
 
 def test_a_seller_per_seat_at_the_options_nice_level_sells_and_a_killed_one_comes_back(
-    tmp_path: Path,
     orders: Path,
     market: MarketProcess,
     buyer: BuyerClient,
@@ -155,7 +154,6 @@ def test_a_seller_per_seat_at_the_options_nice_level_sells_and_a_killed_one_come
 
 
 def test_a_lone_seller_enrolls_the_machine_itself_and_its_successor_keeps_the_host(
-    tmp_path: Path,
     orders: Path,
     market: MarketProcess,
     buyer: BuyerClient,
@@ -253,7 +251,7 @@ def test_a_lone_seller_that_enrolled_sells_without_waiting_for_the_fleet(
 
 
 def test_a_hung_seller_is_replaced(
-    tmp_path: Path, orders: Path, start_fleet: Callable[[str], FleetProcess]
+    orders: Path, start_fleet: Callable[[str], FleetProcess]
 ) -> None:
     fleet = start_fleet("cpushare.sellers=1")
     first = fleet.wait_for("seller-started")[0]
@@ -324,21 +322,21 @@ def test_seats_share_the_orders_in_turn_with_numbered_copies(tmp_path: Path) -> 
 
 def test_a_seller_takes_no_job_above_its_memory_cap(
     tmp_path: Path, market: MarketProcess, buyer: BuyerClient, fsdither: bytes,
-    sellers: list[SellerProcess],
+    start_seller: StartSeller,
 ) -> None:  # fmt: skip
     market.order("lab", tmp_path / "lab.cpu")
     program = buyer.upload_program(fsdither)
     big = buyer.submit(program, [sample_image(8, 8)], limits={"memory_bytes": 64 << 20})[0]
     small = buyer.submit(program, [sample_image(8, 8)], limits={"memory_bytes": 16 << 20})[0]
-    sellers.append(SellerProcess(tmp_path / "lab.cpu", tmp_path, "--memory-cap", str(32 << 20)))
-    sellers[0].wait_for("job-finished")
+    seller = start_seller(tmp_path / "lab.cpu", "--memory-cap", str(32 << 20))
+    seller.wait_for("job-finished")
     time.sleep(2)  # two more lease rounds: the big job stays queued
-    assert [e["job"] for e in sellers[0].events("job-leased")] == [str(small)]
+    assert [e["job"] for e in seller.events("job-leased")] == [str(small)]
     assert buyer.job(big)["state"] == "open"
 
 
 def test_a_revoked_host_stops_every_seller_of_the_fleet_for_good(
-    tmp_path: Path, orders: Path, market: MarketProcess, start_fleet: Callable[[str], FleetProcess]
+    orders: Path, market: MarketProcess, start_fleet: Callable[[str], FleetProcess]
 ) -> None:
     fleet = start_fleet("cpushare.sellers=2")
     fleet.wait_for("seller-started", 2)

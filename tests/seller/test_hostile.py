@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import pytest
 from loopback_http import serving
-from seller_processes import SellerProcess, stand_in_seller
+from seller_processes import StartSeller, stand_in_order
 
 from cpushare.seller.host import SEATS_PER_SELLER
 
@@ -85,10 +85,9 @@ def hostile() -> Iterator[str]:
 
 
 def test_hostile_replies_are_logged_and_survived(
-    hostile: str, tmp_path: Path, sellers: list[SellerProcess]
+    hostile: str, tmp_path: Path, start_seller: StartSeller
 ) -> None:
-    seller = stand_in_seller(hostile, "o-victim", tmp_path / "victim.cpu")
-    sellers.append(seller)
+    seller = start_seller(stand_in_order(hostile, "o-victim", tmp_path / "victim.cpu"))
     errors = seller.wait_for("error", len(REPLIES))
     details = [e["detail"] for e in errors]
     assert {e["what"] for e in errors} == {"bad-reply"}

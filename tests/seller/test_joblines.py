@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 import pytest
-from seller_processes import SellerProcess
+from seller_processes import StartSeller
 
 from cpushare.console import events_in
 from cpushare.seller.fleet import JOB_LINES_SECONDS, job_lines
@@ -68,13 +68,12 @@ def test_a_seller_with_a_period_counts_the_jobs_it_does_not_show(
     market: MarketProcess,
     buyer: BuyerClient,
     fsdither: bytes,
-    sellers: list[SellerProcess],
+    start_seller: StartSeller,
 ) -> None:
     market.order("lab", tmp_path / "lab.cpu")
     count = 20
     buyer.submit(buyer.upload_program(fsdither), job_inputs(count), replicas=1)
-    seller = SellerProcess(tmp_path / "lab.cpu", tmp_path, "--job-lines", "3600")
-    sellers.append(seller)
+    seller = start_seller(tmp_path / "lab.cpu", "--job-lines", "3600")
     finished = seller.wait_for("job-finished", 1)
     while finished[-1]["done"] != str(count):
         finished = seller.wait_for("job-finished", len(finished) + 1)

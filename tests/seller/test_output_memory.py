@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from polling import until
-from seller_processes import SellerProcess
+from seller_processes import StartSeller
 
 from cpushare.seller.plan import JOB_OUTPUT_BYTES, SELLER_RESERVE
 from livecd.market_process import MarketProcess
@@ -36,7 +36,7 @@ def _peak_rss(pid: int) -> int:
 
 
 def test_a_big_output_stays_within_the_sellers_plan(
-    market: MarketProcess, tmp_path: Path, flood: bytes, sellers: list[SellerProcess]
+    market: MarketProcess, tmp_path: Path, flood: bytes, start_seller: StartSeller
 ) -> None:
     buyer = BuyerClient(market.url, market.account("lab", coins=100_000).api_key)
     program = buyer.upload_program(flood)
@@ -44,8 +44,7 @@ def test_a_big_output_stays_within_the_sellers_plan(
     market.account("volunteer")
     market.order("volunteer", order)
     planned = {"output_bytes": JOB_OUTPUT_BYTES}
-    seller = SellerProcess(order, tmp_path, "--output-cap", str(JOB_OUTPUT_BYTES))
-    sellers.append(seller)
+    seller = start_seller(order, "--output-cap", str(JOB_OUTPUT_BYTES))
     (warm,) = buyer.submit(program, [b"1"], replicas=1, limits=planned)
     until(lambda: buyer.job(warm)["state"] != "open", "the warm-up job to finish")
     pid = int(seller.wait_for("seller-started")[0]["pid"])

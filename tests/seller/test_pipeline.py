@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from relay import Relay
-from seller_processes import SellerProcess
+from seller_processes import SellerProcess, StartSeller
 
 from cpushare.jail import JobResult, Outcome
 from cpushare.protocol import BLOBS, LeaseOffer, Recorded
@@ -53,13 +53,33 @@ def _sell(
     market: MarketProcess,
     relay: Relay,
     tmp_path: Path,
-    sellers: list[SellerProcess],
+    start_seller: StartSeller,
     buyer: BuyerClient,
     jobs: list[int],
 ) -> None:
     """One seller, reaching the market through the relay, sells until `jobs` are done."""
-    sellers.append(SellerProcess(_order(market, relay, tmp_path), tmp_path))
+    start_seller(_order(market, relay, tmp_path))
     _wait(lambda: buyer.status()["jobs"]["done"] == len(jobs), "the jobs are not done")
+
+
+@pytest.fixture
+def sell_spins(
+    market: MarketProcess,
+    tmp_path: Path,
+    buyer: BuyerClient,
+    spin: bytes,
+    start_seller: StartSeller,
+) -> Callable[[int, Relay], list[int]]:
+    """Sells `count` spin jobs of no time with one seller reaching the market through
+    `relay`, and checks each one's output."""
+
+    def sell(count: int, relay: Relay) -> list[int]:
+        jobs = buyer.submit(buyer.upload_program(spin), [b"0"] * count, replicas=1)
+        _sell(market, relay, tmp_path, start_seller, buyer, jobs)
+        assert all(buyer.output(job) == b"spun\n" for job in jobs)
+        return jobs
+
+    return sell
 
 
 @pytest.fixture
@@ -75,10 +95,10 @@ def test_the_next_job_is_leased_while_one_runs_over_one_connection(
     tmp_path: Path,
     buyer: BuyerClient,
     spin: bytes,
-    sellers: list[SellerProcess],
+    start_seller: StartSeller,
 ) -> None:
     jobs = buyer.submit(buyer.upload_program(spin), [b"2500"] * 6, replicas=1)
-    _sell(market, relay, tmp_path, sellers, buyer, jobs)
+    _sell(market, relay, tmp_path, start_seller, buyer, jobs)
     with sqlite3.connect(market.db) as db:
         leases = db.execute(
             "SELECT l.created, r.created FROM leases l JOIN results r ON r.lease_id = l.id "
@@ -94,38 +114,40 @@ def test_the_next_job_is_leased_while_one_runs_over_one_connection(
     assert relay.connections <= 2
 
 
-def _finished_while_away(
+AwayRun = Callable[[bytes], tuple[BuyerClient, SellerProcess, int]]
+
+
+@pytest.fixture
+def finished_while_away(
     market: MarketProcess,
     relay: Relay,
     tmp_path: Path,
     spin: bytes,
-    sellers: list[SellerProcess],
-    spins: bytes,
-) -> tuple[BuyerClient, SellerProcess, int]:
+    start_seller: StartSeller,
+) -> AwayRun:
     """A seller that ran one spin job (it holds the program, so a job of it leased next
     needs the market no more until its result), then a second job (`spins`) that it
     finished while the market was cut off; the relay stays cut."""
-    buyer = BuyerClient(market.url, market.account("lab", coins=100_000).api_key)
-    program = buyer.upload_program(spin)
-    (first,) = buyer.submit(program, [b"1"], replicas=1)
-    seller = SellerProcess(_order(market, relay, tmp_path), tmp_path)
-    sellers.append(seller)
-    _wait(lambda: buyer.job(first)["state"] == "done", "the first job is not done")
-    (job,) = buyer.submit(program, [spins], replicas=1)
-    seller.wait_for("job-leased", 2)
-    relay.cut(True)  # the market is away when the job ends (its lease outlasts this)
-    seller.wait_for("job-finished", 2)
-    return buyer, seller, job
+
+    def run(spins: bytes) -> tuple[BuyerClient, SellerProcess, int]:
+        buyer = BuyerClient(market.url, market.account("lab", coins=100_000).api_key)
+        program = buyer.upload_program(spin)
+        (first,) = buyer.submit(program, [b"1"], replicas=1)
+        seller = start_seller(_order(market, relay, tmp_path))
+        _wait(lambda: buyer.job(first)["state"] == "done", "the first job is not done")
+        (job,) = buyer.submit(program, [spins], replicas=1)
+        seller.wait_for("job-leased", 2)
+        relay.cut(True)  # the market is away when the job ends (its lease outlasts this)
+        seller.wait_for("job-finished", 2)
+        return buyer, seller, job
+
+    return run
 
 
 def test_a_result_is_kept_until_the_market_has_it(
-    market: MarketProcess,
-    relay: Relay,
-    tmp_path: Path,
-    spin: bytes,
-    sellers: list[SellerProcess],
+    relay: Relay, finished_while_away: AwayRun
 ) -> None:
-    buyer, seller, job = _finished_while_away(market, relay, tmp_path, spin, sellers, b"3000")
+    buyer, seller, job = finished_while_away(b"3000")
     _wait(
         lambda: any(e["what"] == "post-result" for e in seller.events("error")),
         "no failed post",
@@ -137,13 +159,9 @@ def test_a_result_is_kept_until_the_market_has_it(
 
 
 def test_a_stopped_seller_says_which_result_it_could_not_post(
-    market: MarketProcess,
-    relay: Relay,
-    tmp_path: Path,
-    spin: bytes,
-    sellers: list[SellerProcess],
+    finished_while_away: AwayRun,
 ) -> None:
-    _, seller, job = _finished_while_away(market, relay, tmp_path, spin, sellers, b"1500")
+    _, seller, job = finished_while_away(b"1500")
     seller.stop()
     assert seller.process.returncode == 143
     (lost,) = [e for e in seller.events("error") if e["what"] == "result-lost"]
@@ -152,16 +170,9 @@ def test_a_stopped_seller_says_which_result_it_could_not_post(
 
 
 def test_tiny_jobs_are_leased_and_posted_together_in_batches_on_a_queue_of_seats(
-    market: MarketProcess,
-    relay: Relay,
-    tmp_path: Path,
-    buyer: BuyerClient,
-    spin: bytes,
-    sellers: list[SellerProcess],
+    market: MarketProcess, relay: Relay, sell_spins: Callable[[int, Relay], list[int]]
 ) -> None:
-    jobs = buyer.submit(buyer.upload_program(spin), [b"0"] * 60, replicas=1)
-    _sell(market, relay, tmp_path, sellers, buyer, jobs)
-    assert all(buyer.output(job) == b"spun\n" for job in jobs)
+    jobs = sell_spins(60, relay)
     with sqlite3.connect(market.db) as db:
         leases = db.execute("SELECT created, seat FROM leases").fetchall()
         batches = db.execute(
@@ -188,16 +199,9 @@ BLOBS_POST = b"Content-Type: " + BLOBS.encode()
 
 
 def test_results_go_raw_after_their_document_to_a_market_that_leases_so(
-    market: MarketProcess,
-    relay: Relay,
-    tmp_path: Path,
-    buyer: BuyerClient,
-    spin: bytes,
-    sellers: list[SellerProcess],
+    relay: Relay, sell_spins: Callable[[int, Relay], list[int]]
 ) -> None:
-    jobs = buyer.submit(buyer.upload_program(spin), [b"0"] * 30, replicas=1)
-    _sell(market, relay, tmp_path, sellers, buyer, jobs)
-    assert all(buyer.output(job) == b"spun\n" for job in jobs)
+    sell_spins(30, relay)
     # Every post follows a lease reply, which came as BLOBS: every post goes so.
     posts = relay.requests(b"POST /v1/results ")
     assert posts and relay.sent.count(BLOBS_POST) == posts
@@ -205,18 +209,12 @@ def test_results_go_raw_after_their_document_to_a_market_that_leases_so(
 
 
 def test_a_market_that_answers_json_alone_is_posted_json(
-    market: MarketProcess,
-    tmp_path: Path,
-    buyer: BuyerClient,
-    spin: bytes,
-    sellers: list[SellerProcess],
+    market: MarketProcess, sell_spins: Callable[[int, Relay], list[int]]
 ) -> None:
     accept = f"Accept: {BLOBS}, application/json\r\n".encode()
     old = Relay(("127.0.0.1", market.port), strip=accept)
     try:
-        jobs = buyer.submit(buyer.upload_program(spin), [b"0"] * 20, replicas=1)
-        _sell(market, old, tmp_path, sellers, buyer, jobs)
-        assert all(buyer.output(job) == b"spun\n" for job in jobs)
+        sell_spins(20, old)
         assert BLOBS.encode() not in old.sent and b'"output": "c3B1bgo="' in old.sent
     finally:
         old.close()

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from seller_processes import SellerProcess, statuses_when
+from seller_processes import SellerProcess, StartSeller, statuses_when
 
 from cpushare.order import load_order
 from cpushare.seller.agent import Seller, stop_on_signal
@@ -41,7 +41,7 @@ def _wait_done(buyer: BuyerClient, count: int, timeout: float = 60) -> None:
 
 
 def test_a_batch_through_two_sellers_over_pinned_tls_matches_the_reference(
-    tmp_path: Path, fsdither: bytes, sellers: list[SellerProcess]
+    tmp_path: Path, fsdither: bytes, start_seller: StartSeller
 ) -> None:
     cert_pem, key_pem = self_signed(["127.0.0.1"])
     (tmp_path / "cert.pem").write_bytes(cert_pem)
@@ -54,11 +54,12 @@ def test_a_batch_through_two_sellers_over_pinned_tls_matches_the_reference(
         buyer = BuyerClient(market.url, api_key, cacert=tmp_path / "cert.pem")
         images = [sample_image(40 + 7 * i, 30 + 5 * i, seed=i) for i in range(8)]
         # Two machines (two source addresses): new hosts, so every job needs both.
+        sellers = []
         for name, source in (("alice", "127.0.0.2"), ("bob", "127.0.0.3")):
             market.account(name)
             order = market.order(name, tmp_path / f"{name}.cpu")
             assert order.market_url == market.url and order.cert_sha256
-            sellers.append(SellerProcess(tmp_path / f"{name}.cpu", tmp_path, source=source))
+            sellers.append(start_seller(tmp_path / f"{name}.cpu", source=source))
         ids = buyer.submit(buyer.upload_program(fsdither), images)
         _wait_done(buyer, len(ids))
         for job, image in zip(ids, images, strict=True):
@@ -79,7 +80,7 @@ def test_a_batch_through_two_sellers_over_pinned_tls_matches_the_reference(
 
 
 def test_a_seller_refuses_a_market_whose_certificate_is_not_pinned(
-    tmp_path: Path, sellers: list[SellerProcess]
+    tmp_path: Path, start_seller: StartSeller
 ) -> None:
     cert_pem, key_pem = self_signed(["127.0.0.1"])
     (tmp_path / "cert.pem").write_bytes(cert_pem)
@@ -91,8 +92,7 @@ def test_a_seller_refuses_a_market_whose_certificate_is_not_pinned(
         from cpushare.record import replace
 
         write_order(replace(order, cert_sha256="0" * 64), tmp_path / "impostor.cpu")
-        seller = SellerProcess(tmp_path / "impostor.cpu", tmp_path)
-        sellers.append(seller)
+        seller = start_seller(tmp_path / "impostor.cpu")
         errors = seller.wait_for("error", 2)
         assert all(e["what"] == "market-unreachable" for e in errors)
         assert "does not match the order's cert_sha256" in errors[0]["detail"]
@@ -106,7 +106,7 @@ def test_replication_rejects_a_lying_seller_and_credits_the_honest(
     buyer: BuyerClient,
     fsdither: bytes,
     tmp_path: Path,
-    sellers: list[SellerProcess],
+    start_seller: StartSeller,
 ) -> None:
     images = [sample_image(32, 24, seed=s) for s in (1, 2)]
     ids = buyer.submit(buyer.upload_program(fsdither), images, replicas=2)
@@ -128,7 +128,7 @@ def test_replication_rejects_a_lying_seller_and_credits_the_honest(
     for name, source in (("alice", "127.0.0.2"), ("bob", "127.0.0.3")):
         market.account(name)
         market.order(name, tmp_path / f"{name}.cpu")
-        sellers.append(SellerProcess(tmp_path / f"{name}.cpu", tmp_path, source=source))
+        start_seller(tmp_path / f"{name}.cpu", source=source)
     _wait_done(buyer, len(ids))
     for job, image in zip(ids, images, strict=True):
         assert buyer.output(job) == dither(image)
@@ -151,20 +151,18 @@ def test_a_seller_killed_mid_job_loses_its_lease_and_another_finishes(
     buyer: BuyerClient,
     spin: bytes,
     tmp_path: Path,
-    sellers: list[SellerProcess],
+    start_seller: StartSeller,
 ) -> None:
     market.account("alice")
     market.order("alice", tmp_path / "first.cpu")
     market.order("alice", tmp_path / "second.cpu")
     # replicas=1: this is about a lost lease, not about agreement (one machine here).
     job = buyer.submit(buyer.upload_program(spin), [b"6000"], replicas=1)[0]
-    first = SellerProcess(tmp_path / "first.cpu", tmp_path)
-    sellers.append(first)
+    first = start_seller(tmp_path / "first.cpu")
     first.wait_for("job-leased")
     first.stop(kill=True)
     assert buyer.job(job)["state"] == "open"
-    second = SellerProcess(tmp_path / "second.cpu", tmp_path)
-    sellers.append(second)
+    second = start_seller(tmp_path / "second.cpu")
     _wait_done(buyer, 1)
     assert buyer.output(job) == b"spun\n"
     assert second.events("job-finished")[0]["job"] == str(job)
@@ -172,7 +170,7 @@ def test_a_seller_killed_mid_job_loses_its_lease_and_another_finishes(
 
 
 def test_sellers_back_off_while_the_market_is_down_then_work(
-    tmp_path: Path, fsdither: bytes, sellers: list[SellerProcess]
+    tmp_path: Path, fsdither: bytes, start_seller: StartSeller
 ) -> None:
     market = MarketProcess(tmp_path, port=free_port(), lease_seconds=5).start()
     api_key = market.account("lab", coins=GRANT).api_key
@@ -180,8 +178,7 @@ def test_sellers_back_off_while_the_market_is_down_then_work(
     market.stop()
     try:
         # Pauses of up to 1 s, then 2 s: at least a tenth of that each.
-        seller = SellerProcess(tmp_path / "lab.cpu", tmp_path, "--backoff-max", "2")
-        sellers.append(seller)
+        seller = start_seller(tmp_path / "lab.cpu", "--backoff-max", "2")
         errors = seller.wait_for("error", 3)
         assert {e["what"] for e in errors} == {"market-unreachable"}
         times = [float(e["uptime"]) for e in errors[:3]]
@@ -218,17 +215,17 @@ def test_a_seller_extends_its_lease_while_a_long_job_runs(
     buyer: BuyerClient,
     spin: bytes,
     tmp_path: Path,
-    sellers: list[SellerProcess],
+    start_seller: StartSeller,
 ) -> None:
     market.account("alice")
     market.order("alice", tmp_path / "alice.cpu")
     # About 4 s of CPU against 2-second leases: only extensions keep the lease alive.
     # replicas=1: this is about extensions, not about agreement.
     job = buyer.submit(buyer.upload_program(spin), [b"6000"], replicas=1)[0]
-    sellers.append(SellerProcess(tmp_path / "alice.cpu", tmp_path))
+    seller = start_seller(tmp_path / "alice.cpu")
     _wait_done(buyer, 1)
     assert buyer.job(job)["results"] == 1
-    assert not sellers[0].events("error")
+    assert not seller.events("error")
 
 
 def test_a_sigterm_as_a_job_starts_still_hands_its_lease_back(
