@@ -5,12 +5,12 @@ acknowledged only once committed; close() meanwhile still finishes them and stop
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
+from polling import until
 
 from market import pgstore
 from market.dialect import Connection, Location
@@ -18,13 +18,6 @@ from market.store import Store
 from tests.market.helpers import writer_turns
 
 pytestmark = pytest.mark.parametrize("market_backend", ["postgres"])
-
-
-def _until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while not condition():
-        assert time.monotonic() < deadline, f"never {what}"
-        time.sleep(0.01)
 
 
 class Writes:
@@ -86,10 +79,15 @@ def test_writes_queued_during_the_wait_for_the_turn_join_the_waiting_batch(
                 turn_held.execute("SELECT pg_advisory_lock(%s)", (pgstore.WRITER_LOCK,))
             writes = Writes(store)
             writes.start(first)
-            _until(lambda: writer_turns(market_location, granted=False) == 1, "waited for the turn")
+            until(
+                lambda: writer_turns(market_location, granted=False) == 1,
+                "the wait for the turn",
+                30,
+                0.01,
+            )
             for n in range(first + 1, first + 4):
                 writes.start(n)
-            _until(lambda: store._queue.qsize() == 3, "queued the later writes")
+            until(lambda: store._queue.qsize() == 3, "the later writes queued", 30, 0.01)
             assert not writes.transactions
             assert not {f"w{n}" for n in range(first, first + 4)} & _committed(market_location)
             turn_held.execute("SELECT pg_advisory_unlock(%s)", (pgstore.WRITER_LOCK,))
@@ -109,12 +107,14 @@ def test_close_while_the_writer_waits_for_the_turn_finishes_the_batch_and_stops(
     store = Store(market_location)
     writes = Writes(store)
     writes.start(0)
-    _until(lambda: writer_turns(market_location, granted=False) == 1, "waited for the turn")
+    until(
+        lambda: writer_turns(market_location, granted=False) == 1, "the wait for the turn", 30, 0.01
+    )
     writes.start(1)
-    _until(lambda: store._queue.qsize() == 1, "queued the later write")
+    until(lambda: store._queue.qsize() == 1, "the later write queued", 30, 0.01)
     closing = threading.Thread(target=store.close, daemon=True)
     closing.start()
-    _until(lambda: store._queue.qsize() == 2, "asked the writer to stop")
+    until(lambda: store._queue.qsize() == 2, "the writer asked to stop", 30, 0.01)
     turn_held.execute("SELECT pg_advisory_unlock(%s)", (pgstore.WRITER_LOCK,))
     writes.join()
     closing.join(timeout=60)
@@ -132,7 +132,12 @@ def test_a_failing_write_that_joined_the_waiting_batch_fails_alone(
     try:
         writes = Writes(store)
         writes.start(0)
-        _until(lambda: writer_turns(market_location, granted=False) == 1, "waited for the turn")
+        until(
+            lambda: writer_turns(market_location, granted=False) == 1,
+            "the wait for the turn",
+            30,
+            0.01,
+        )
         failed: list[BaseException] = []
 
         def duplicate() -> None:
@@ -143,9 +148,9 @@ def test_a_failing_write_that_joined_the_waiting_batch_fails_alone(
 
         clash = threading.Thread(target=duplicate, daemon=True)
         clash.start()
-        _until(lambda: store._queue.qsize() == 1, "queued the clashing write")
+        until(lambda: store._queue.qsize() == 1, "the clashing write queued", 30, 0.01)
         writes.start(1)
-        _until(lambda: store._queue.qsize() == 2, "queued the later write")
+        until(lambda: store._queue.qsize() == 2, "the later write queued", 30, 0.01)
         turn_held.execute("SELECT pg_advisory_unlock(%s)", (pgstore.WRITER_LOCK,))
         writes.join()
         clash.join(timeout=60)

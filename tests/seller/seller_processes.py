@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from polling import until
+
 from cpushare.console import events_in
 from cpushare.order import SellOrder
 from cpushare.seller.status import SellerStatus, read_statuses
@@ -110,8 +112,10 @@ def statuses_when(
     """The sellers' status files once they show what `shows` looks for: a seller writes
     the counts of results acknowledged while tiny jobs run with the job loop's next
     write, about a second later, not at once (cpushare.seller.agent._written_soon)."""
-    give_up = time.monotonic() + timeout
-    while not shows(statuses := read_statuses(directory)):
-        assert time.monotonic() < give_up, f"the status files still say {statuses}"
-        time.sleep(0.05)
-    return statuses
+    return until(
+        lambda: statuses if shows(statuses := read_statuses(directory)) else None,
+        "the status files to show it",
+        timeout,
+        0.05,
+        lambda: read_statuses(directory),
+    )

@@ -14,6 +14,7 @@ from typing import ClassVar
 
 import pytest
 from loopback_http import serving
+from polling import until
 from seller_processes import StartSeller, stand_in_order
 from test_hostile import GOOD_LEASE
 
@@ -132,9 +133,7 @@ def test_an_unanswered_extension_holds_the_connection_no_longer_than_its_timeout
         client, [0, 1], lambda o: o, lambda *_: None, lambda w, d: errors.append((w, str(d))), 1, 1
     )
     courier.hold(offer)
-    give_up = time.monotonic() + interval + timeout + MARGIN
-    while not errors and time.monotonic() < give_up:
-        time.sleep(0.05)
+    until(lambda: errors, "the extension's error", interval + timeout + MARGIN, 0.05)
     assert ScriptedMarket.arrivals[0][0] == "/v1/leases/7/extend"
     assert errors and errors[0][0] == "extend"
     assert time.monotonic() - ScriptedMarket.arrivals[0][1] <= timeout + MARGIN
@@ -166,9 +165,7 @@ def test_huge_lease_seconds_retry_after_and_silence_do_not_park_the_seller(
         stand_in_order(market, "o-bounds", order), "--request-timeout", str(REQUEST_TIMEOUT)
     )
     errors = seller.wait_for("error", 4)
-    give_up = time.monotonic() + 30
-    while len(ScriptedMarket.arrivals) < 5 and time.monotonic() < give_up:
-        time.sleep(0.05)
+    until(lambda: len(ScriptedMarket.arrivals) >= 5, "five requests", 30, 0.05)
     times = [at for path, at in ScriptedMarket.arrivals if path == "/v1/leases"]
     assert len(times) >= 5, ScriptedMarket.arrivals
     gaps = [b - a for a, b in itertools.pairwise(times)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import ClassVar
 
 import pytest
 from loopback_http import serving
+from polling import until
 from seller_processes import StartSeller, stand_in_order
 
 from cpushare.seller.host import SEATS_PER_SELLER
@@ -42,10 +42,13 @@ def test_a_seller_whose_host_the_market_forgot_enrolls_again_and_works(
     image = sample_image(12, 12)
     job = buyer.submit(buyer.upload_program(fsdither), [image], replicas=1)[0]
     seller.wait_for("job-finished")  # printed as the job ends, before its result is posted
-    give_up = time.monotonic() + 30
-    while buyer.job(job)["state"] != "done":
-        assert time.monotonic() < give_up, buyer.job(job)
-        time.sleep(0.05)
+    until(
+        lambda: buyer.job(job)["state"] == "done",
+        "the job's result",
+        30,
+        0.05,
+        lambda: buyer.job(job),
+    )
     assert buyer.output(job) == dither(image)
 
 

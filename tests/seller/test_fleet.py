@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from polling import until
 from seller_processes import StartSeller, outlivers, running, statuses_when
 
 from cpushare.console import events_in
@@ -48,18 +49,13 @@ class FleetProcess:
     def wait_for(
         self, name: str, count: int = 1, timeout: float = 60, **fields: str
     ) -> list[dict[str, str]]:
-        return _until(lambda: self.events(name, **fields), count, timeout, self.console)
-
-
-def _until(
-    look: Callable[[], list[dict[str, str]]], count: int, timeout: float, log: Path
-) -> list[dict[str, str]]:
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        if len(found := look()) >= count:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"not {count} such events in:\n{log.read_text()}")
+        return until(
+            lambda: found if len(found := self.events(name, **fields)) >= count else None,
+            f"{count} x {name}",
+            timeout,
+            0.05,
+            self.console.read_text,
+        )
 
 
 @pytest.fixture
@@ -130,10 +126,11 @@ def test_a_seller_per_seat_at_the_options_nice_level_sells_and_a_killed_one_come
     images = [sample_image(30 + i, 20 + i, seed=i) for i in range(4)]
     # replicas=1: this is about the fleet, not about agreement (one machine here).
     jobs = buyer.submit(buyer.upload_program(fsdither), images, replicas=1)
-    give_up = time.monotonic() + 60
-    while buyer.status()["jobs"]["done"] < len(jobs):
-        assert time.monotonic() < give_up, fleet.console.read_text()
-        time.sleep(0.1)
+    until(
+        lambda: buyer.status()["jobs"]["done"] >= len(jobs),
+        "the jobs to be done",
+        told=fleet.console.read_text,
+    )
     assert [buyer.output(job) for job in jobs] == [dither(image) for image in images]
     statuses = statuses_when(
         fleet.run / "status", lambda found: sum(s.jobs_done for s in found.values()) == len(jobs)
@@ -169,10 +166,11 @@ def test_a_lone_seller_enrolls_the_machine_itself_and_its_successor_keeps_the_ho
     def sells(seed: int) -> None:
         image = sample_image(12, 10, seed=seed)
         (job,) = buyer.submit(program, [image], replicas=1)
-        give_up = time.monotonic() + 60
-        while buyer.job(job)["state"] != "done":
-            assert time.monotonic() < give_up, fleet.console.read_text()
-            time.sleep(0.1)
+        until(
+            lambda: buyer.job(job)["state"] == "done",
+            "the job to be done",
+            told=fleet.console.read_text,
+        )
         assert buyer.output(job) == dither(image)
 
     sells(1)
@@ -239,10 +237,11 @@ def test_a_lone_seller_that_enrolled_sells_without_waiting_for_the_fleet(
             market.start()
             image = sample_image(12, 10)
             (job,) = buyer.submit(buyer.upload_program(fsdither), [image], replicas=1)
-            give_up = time.monotonic() + 60
-            while buyer.job(job)["state"] != "done":
-                assert time.monotonic() < give_up, fleet.console.read_text()
-                time.sleep(0.1)
+            until(
+                lambda: buyer.job(job)["state"] == "done",
+                "the job to be done",
+                told=fleet.console.read_text,
+            )
             assert buyer.output(job) == dither(image)
         finally:
             fleet.process.send_signal(signal.SIGCONT)
@@ -258,10 +257,13 @@ def test_a_hung_seller_is_replaced(
     pid = int(first["pid"])
     # A seller waiting for the machine's enrollment promises nothing; one that leases does.
     status = fleet.run / "status" / "volunteer-cpu0.json"
-    give_up = time.monotonic() + 30
-    while (s := read_status(status)) is None or s.state in ("starting", "enrolling"):
-        assert time.monotonic() < give_up, s
-        time.sleep(0.05)
+    until(
+        lambda: (s := read_status(status)) is not None and s.state not in ("starting", "enrolling"),
+        "the seller to lease",
+        30,
+        0.05,
+        lambda: read_status(status),
+    )
     os.kill(pid, signal.SIGSTOP)
     replaced = fleet.wait_for("error", what="seller", timeout=30)[0]
     assert "hung and was replaced" in replaced["detail"]

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from polling import until
 from relay import Relay
 from seller_processes import SellerProcess, StartSeller
 
@@ -42,13 +43,6 @@ def _order(market: MarketProcess, relay: Relay, tmp_path: Path) -> Path:
     return path
 
 
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 90) -> None:
-    give_up = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < give_up, what
-        time.sleep(0.1)
-
-
 def _sell(
     market: MarketProcess,
     relay: Relay,
@@ -59,7 +53,7 @@ def _sell(
 ) -> None:
     """One seller, reaching the market through the relay, sells until `jobs` are done."""
     start_seller(_order(market, relay, tmp_path))
-    _wait(lambda: buyer.status()["jobs"]["done"] == len(jobs), "the jobs are not done")
+    until(lambda: buyer.status()["jobs"]["done"] == len(jobs), "the jobs to be done", 90)
 
 
 @pytest.fixture
@@ -134,7 +128,7 @@ def finished_while_away(
         program = buyer.upload_program(spin)
         (first,) = buyer.submit(program, [b"1"], replicas=1)
         seller = start_seller(_order(market, relay, tmp_path))
-        _wait(lambda: buyer.job(first)["state"] == "done", "the first job is not done")
+        until(lambda: buyer.job(first)["state"] == "done", "the first job to be done", 90)
         (job,) = buyer.submit(program, [spins], replicas=1)
         seller.wait_for("job-leased", 2)
         relay.cut(True)  # the market is away when the job ends (its lease outlasts this)
@@ -148,13 +142,14 @@ def test_a_result_is_kept_until_the_market_has_it(
     relay: Relay, finished_while_away: AwayRun
 ) -> None:
     buyer, seller, job = finished_while_away(b"3000")
-    _wait(
+    until(
         lambda: any(e["what"] == "post-result" for e in seller.events("error")),
-        "no failed post",
+        "a failed post",
+        90,
     )
     assert buyer.job(job)["state"] == "open"
     relay.cut(False)
-    _wait(lambda: buyer.job(job)["state"] == "done", "the result never arrived")
+    until(lambda: buyer.job(job)["state"] == "done", "the result to arrive", 90)
     assert buyer.output(job) == b"spun\n"
 
 
@@ -255,7 +250,7 @@ def test_the_queue_keeps_its_inputs_within_the_memory_plan(
             assert offer is not None
             courier.deliver(offer, _tiny_result())  # a job of no time: every seat wanted
             courier.lease_ahead(body)
-            _wait(lambda: courier.unposted() == 0 and courier.queued() >= 2, "no refill", 30)
+            until(lambda: courier.unposted() == 0 and courier.queued() >= 2, "a refill", 30)
             # Two queued inputs of 1000 bytes fit in 2500, a third would not.
             assert courier.queued() == 2
             assert courier.target() == 15
@@ -264,7 +259,7 @@ def test_the_queue_keeps_its_inputs_within_the_memory_plan(
         courier.lease_ahead(None)
         while (offer := courier.next_job(5.0)) is not None:
             courier.deliver(offer, _tiny_result())
-            _wait(lambda: courier.unposted() == 0, "results not posted", 30)
+            until(lambda: courier.unposted() == 0, "the results to be posted", 30)
         courier.lease(body, 0.0)
         assert courier.queued() == 3
         assert errors == []
@@ -288,7 +283,7 @@ def test_room_for_an_output_counts_the_results_still_unposted_alone(
         first, second = courier.next_job(5.0), courier.next_job(5.0)
         assert first is not None and second is not None
         courier.deliver(first, output)
-        _wait(lambda: courier.unposted() == 0, "the first result is not acknowledged", 30)
+        until(lambda: courier.unposted() == 0, "the first result to be acknowledged", 30)
         relay.cut(True)  # the second stays unposted
         courier.deliver(second, output)
         assert courier.unposted() == 1
@@ -361,7 +356,7 @@ def test_the_job_loop_wakes_the_courier_only_for_its_errands(
             if done == measured_from:
                 before = _voluntary_switches(courier._thread)
                 requests = relay.requests(b"POST /v1/")
-        _wait(lambda: courier.unposted() == 0, "results not posted", 30)
+        until(lambda: courier.unposted() == 0, "the results to be posted", 30)
         # Each request the courier made puts it to sleep at least once.
         woken = _voluntary_switches(courier._thread) - before
         idle = woken - (relay.requests(b"POST /v1/") - requests)

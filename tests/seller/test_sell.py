@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from polling import until
 from seller_processes import outlivers, running
 
 from cpushare.console import events_in
@@ -51,10 +52,13 @@ def _events(console: Path, name: str) -> list[dict[str, str]]:
 
 
 def _wait_for(console: Path, name: str, count: int = 1, timeout: float = 60) -> None:
-    give_up = time.monotonic() + timeout
-    while len(_events(console, name)) < count:
-        assert time.monotonic() < give_up, console.read_text()
-        time.sleep(0.05)
+    until(
+        lambda: len(_events(console, name)) >= count,
+        f"{count} x {name}",
+        timeout,
+        0.05,
+        console.read_text,
+    )
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])

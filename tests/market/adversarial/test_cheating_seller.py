@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from polling import until
 
 from cpushare.console import parse_line
 from livecd.market_process import MarketProcess
@@ -87,10 +88,13 @@ class Seller:
         ]
 
     def wait_for(self, name: str, timeout: float = 60, **fields: str) -> dict[str, str]:
-        give_up = time.monotonic() + timeout
-        while not (found := self.events(name, **fields)):
-            assert time.monotonic() < give_up, self.console.read_text()
-            time.sleep(0.05)
+        found = until(
+            lambda: self.events(name, **fields),
+            f"a {name} event",
+            timeout,
+            0.05,
+            self.console.read_text,
+        )
         return found[0]
 
 
@@ -105,10 +109,13 @@ def started() -> Iterator[list[Seller]]:
 
 
 def _wait_accepted(buyer: BuyerClient, jobs: list[int], timeout: float = 240) -> None:
-    give_up = time.monotonic() + timeout
-    while any(buyer.job(job)["state"] != "done" for job in jobs):
-        assert time.monotonic() < give_up, [buyer.job(job) for job in jobs]
-        time.sleep(0.2)
+    until(
+        lambda: all(buyer.job(job)["state"] == "done" for job in jobs),
+        "every job done",
+        timeout,
+        0.2,
+        lambda: [buyer.job(job) for job in jobs],
+    )
 
 
 def _trust(db: Path, host: str) -> int:
