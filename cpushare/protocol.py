@@ -19,7 +19,7 @@ import sys
 from cpushare.jail.model import JobResult, Outcome
 from cpushare.limits import BOUNDS, MAX_INPUT_BYTES, MAX_PROGRAM_BYTES, JobLimits
 from cpushare.record import record
-from cpushare.seller.client import BadReply, Refused, Unreachable
+from cpushare.replies import BadReply, Refused, Unreachable
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # A str as json.dumps writes it (ensure_ascii: its C encoder).

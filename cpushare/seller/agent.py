@@ -31,8 +31,9 @@ from cpushare.jail import Jail, JailError, JobResult, Limits, run_prepared, self
 from cpushare.limits import BOUNDS, MAX_EXCHANGE_SECONDS
 from cpushare.order import SellOrder
 from cpushare.protocol import LeaseOffer, Recorded, parse_recorded_batch, results_body
+from cpushare.replies import BadReply, Busy, Refused, Revoked, Unreachable
 from cpushare.seller.backoff import Backoff
-from cpushare.seller.client import BadReply, Busy, MarketClient, Refused, Revoked, Unreachable
+from cpushare.seller.client import MarketClient
 from cpushare.seller.courier import Courier, Unposted, say_unposted
 from cpushare.seller.host import (
     ENROLL_TIMEOUT,

@@ -1,7 +1,7 @@
 """The seller's HTTP client: TLS pinned by the order, Basic auth, capped and checked replies.
 
 Every reply is treated as hostile until checked: its size is capped before it is read,
-JSON must parse to the expected shape, and failures become one of the exceptions below,
+JSON must parse to the expected shape, and failures become one of cpushare.replies' exceptions,
 which the agent knows how to survive (or, for Revoked, how to stop).
 
 The credentials are the order's for enrollment and the host's for everything after it
@@ -21,6 +21,8 @@ import time
 
 from cpushare.limits import MAX_EXCHANGE_SECONDS, MAX_RETRY_AFTER
 from cpushare.order import SellOrder, endpoint
+from cpushare.protocol import BLOBS, split_blobs
+from cpushare.replies import BadReply, Busy, Refused, Revoked, Unreachable
 from cpushare.seller.ciphers import suit
 from cpushare.seller.deadline import Deadline
 from cpushare.seller.http11 import (
@@ -46,35 +48,6 @@ REUSE_SECONDS = 4.0
 # Requests sent again, once, on a fresh connection when the kept-alive one turns out to
 # have been closed before it replied: those that change nothing on the market.
 REPEATABLE = frozenset({"GET"})
-
-
-class Unreachable(Exception):
-    """No usable answer now (network down, TLS or pin failure, 5xx): back off and retry."""
-
-
-class Busy(Unreachable):
-    """429: the market asks to be left alone for `retry_after` seconds."""
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class Refused(Exception):
-    """The market said no (4xx); `status` is the HTTP status, the message its reason."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-
-
-class Revoked(Refused):
-    """403 with `"code": "revoked"`: this host, its order or its account is revoked or
-    disabled; asking again is pointless."""
-
-
-class BadReply(Exception):
-    """The market answered something malformed, oversized or inconsistent."""
 
 
 def _connection(order: SellOrder, timeout: float) -> Connection:
@@ -230,8 +203,6 @@ class MarketClient:
         (cpushare.protocol.BLOBS): `body` sent as one (`blobs`) or as JSON, and the
         reply asked for as one. The reply's JSON object (None for 204 No Content) and,
         if it came as one, the bytes after its document."""
-        from cpushare.protocol import BLOBS, split_blobs  # it imports this module
-
         with self._lock:
             reply = self._request(
                 method,

@@ -67,8 +67,9 @@ from cpushare.protocol import (
     results_body,
 )
 from cpushare.record import record
+from cpushare.replies import BadReply, Busy, Refused, Revoked, Unreachable
 from cpushare.seller.backoff import Backoff
-from cpushare.seller.client import BadReply, Busy, MarketClient, Refused, Revoked, Unreachable
+from cpushare.seller.client import MarketClient
 from cpushare.seller.plan import QUEUE_INPUT_BYTES
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing

@@ -22,8 +22,9 @@ from cpushare.console import emit
 from cpushare.order import SellOrder
 from cpushare.protocol import MAX_SEATS
 from cpushare.record import field, record, replace
+from cpushare.replies import BadReply, Busy, Refused, Revoked, Unreachable
 from cpushare.seller.backoff import Backoff
-from cpushare.seller.client import BadReply, Busy, MarketClient, Refused, Revoked, Unreachable
+from cpushare.seller.client import MarketClient
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from cpushare.protocol import (
     parse_recorded_batch,
     result_document,
 )
-from cpushare.seller.client import Refused
+from cpushare.replies import Refused
 from livecd.market_process import Host, MarketProcess, source_session
 from market.buyer import BuyerClient
 

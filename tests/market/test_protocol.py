@@ -20,7 +20,7 @@ from cpushare.protocol import (
     results_body,
     schemas,
 )
-from cpushare.seller.client import BadReply
+from cpushare.replies import BadReply
 from market.app import openapi_document
 
 EXTREMES = [

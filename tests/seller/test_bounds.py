@@ -21,7 +21,8 @@ from test_hostile import GOOD_LEASE
 from cpushare.limits import MAX_EXTEND_INTERVAL, MAX_EXTEND_SECONDS, MAX_RETRY_AFTER
 from cpushare.order import SellOrder
 from cpushare.protocol import MAX_LEASE_SECONDS, parse_lease
-from cpushare.seller.client import MarketClient, Unreachable, _retry_after
+from cpushare.replies import Unreachable
+from cpushare.seller.client import MarketClient, _retry_after
 from cpushare.seller.courier import Courier, extend_schedule
 from cpushare.seller.host import SEATS_PER_SELLER
 

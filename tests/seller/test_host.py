@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from cpushare.seller.client import BadReply
+from cpushare.replies import BadReply
 from cpushare.seller.host import Identity, parse_enrollment, read_identity, write_identity
 
 SECRET = "A" * 42 + "_"

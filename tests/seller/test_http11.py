@@ -19,7 +19,8 @@ import pytest
 import cpushare
 from cpushare.order import SellOrder
 from cpushare.protocol import parse_leases
-from cpushare.seller.client import BadReply, MarketClient, Unreachable
+from cpushare.replies import BadReply, Unreachable
+from cpushare.seller.client import MarketClient
 from livecd.market_process import MarketProcess
 from market.buyer import BuyerClient
 from market.tls import self_signed

@@ -18,7 +18,7 @@ from cpushare.protocol import (
     results_body,
     split_blobs,
 )
-from cpushare.seller.client import BadReply, Refused, Unreachable
+from cpushare.replies import BadReply, Refused, Unreachable
 from cpushare.seller.programs import ProgramCache
 
 LEASE = {
