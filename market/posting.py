@@ -48,14 +48,10 @@ def record_and_lease(
     NextLeases granted (leasing.grant_leases_later); the answers in the items' order:
     a result's Recorded or refusal, the leases granted."""
     results = [item for item in items if not isinstance(item, NextLeases)]
-    recorded, refusals = (
-        agreement.record_many_checked(conn, results, now)
-        if results
-        else (
-            Later(list),
-            [],
-        )
-    )
+    recorded: Later[list[Recorded | MarketError]] = Later(list)
+    refusals: list[MarketError | None] = []
+    if results:
+        recorded, refusals = agreement.record_many_checked(conn, results, now)
     refused = {
         (host_id, lease_id)
         for (host_id, lease_id, _), refusal in zip(results, refusals, strict=True)
