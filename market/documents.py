@@ -46,12 +46,18 @@ _LEASE = b'{"lease":%d,"job":%d,"program":%s,"input":"%s","limits":%s,"lease_sec
 
 def lease_json(lease: Lease, lease_seconds: float) -> bytes:
     """protocol.lease_document of `lease`, encoded."""
+    return _written(_LEASE, lease, binascii.b2a_base64(lease.input, newline=False), lease_seconds)
+
+
+def _written(template: bytes, lease: Lease, data: bytes | int, lease_seconds: float) -> bytes:
+    """A lease document of `template`, its input field `data` (the input in base64, or its
+    size in a BLOBS document)."""
     limits = lease.limits
-    return _LEASE % (
+    return template % (
         lease.id,
         lease.job_id,
         _program(lease.program_sha256, lease.program_size),
-        binascii.b2a_base64(lease.input, newline=False),
+        data,
         _limits(limits.cpu_seconds, limits.wall_seconds, limits.memory_bytes, limits.output_bytes),
         _number(lease_seconds),
         lease.seat,
@@ -73,22 +79,7 @@ def leases_head(leases: list[Lease], lease_seconds: float) -> bytes:
     but its size (`input_size`), the inputs following the document in its order
     (`leases_blobs`)."""
     return b'{"leases":[%s]}' % b",".join(
-        _BLOB_LEASE
-        % (
-            lease.id,
-            lease.job_id,
-            _program(lease.program_sha256, lease.program_size),
-            len(lease.input),
-            _limits(
-                lease.limits.cpu_seconds,
-                lease.limits.wall_seconds,
-                lease.limits.memory_bytes,
-                lease.limits.output_bytes,
-            ),
-            _number(lease_seconds),
-            lease.seat,
-        )
-        for lease in leases
+        _written(_BLOB_LEASE, lease, len(lease.input), lease_seconds) for lease in leases
     )
 
 
