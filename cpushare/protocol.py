@@ -396,21 +396,26 @@ def blobs_body(head: list[bytes], blobs: list[bytes]) -> list[bytes]:
 
 
 class Blobs:
-    """The bytes after a BLOBS document, taken in order by the sizes its items name."""
+    """The bytes after a BLOBS document, taken in order by the sizes its items name, for
+    the seller (a reply's lease inputs) and the market (a post's result outputs) alike.
+    Sizes that do not fit raise ValueError with the message; each side raises it again as
+    its own error (BadReply, the market's refusal)."""
 
     def __init__(self, data: memoryview) -> None:
         self.data = data
         self.at = 0
 
     def take(self, size: object, what: str) -> bytes:
+        """The next `size` bytes; `what` names the size in the message."""
         if type(size) is not int or not 0 <= size <= len(self.data) - self.at:
-            raise BadReply(f"the {what} size is not a size of the bytes that follow")
+            raise ValueError(f"{what} is not a size of the bytes that follow")
         start, self.at = self.at, self.at + size
         return self.data[start : self.at].tobytes()
 
-    def check_used(self) -> None:
+    def check_used(self, what: str) -> None:
+        """ValueError unless every byte was taken; `what` names the sizes in the message."""
         if self.at != len(self.data):
-            raise BadReply("the reply's bytes do not match the sizes its document names")
+            raise ValueError(f"{what} do not add up to the bytes that follow")
 
 
 def parse_lease(doc: dict[str, Any], blobs: Blobs | None = None) -> LeaseOffer:
@@ -419,7 +424,10 @@ def parse_lease(doc: dict[str, Any], blobs: Blobs | None = None) -> LeaseOffer:
     if blobs is not None:
         if "input" in doc:
             raise BadReply("the lease has an input in its document and in its bytes")
-        data = blobs.take(doc.get("input_size"), "lease's input")
+        try:
+            data = blobs.take(doc.get("input_size"), "the lease's input size")
+        except ValueError as exc:
+            raise BadReply(str(exc)) from None
         return _offer(doc, data)
     return _offer(doc, None)
 
@@ -468,7 +476,10 @@ def parse_leases(
         raise BadReply("the batch lease reply is not a list of at most one lease per seat")
     offers = [parse_lease(item if isinstance(item, dict) else {}, blobs) for item in items]
     if blobs is not None:
-        blobs.check_used()
+        try:
+            blobs.check_used("the leases' input sizes")
+        except ValueError as exc:
+            raise BadReply(str(exc)) from None
     held = [offer.seat for offer in offers]
     if any(seat not in seats for seat in held) or len(set(held)) != len(held):
         raise BadReply(f"the batch lease reply's seats {held} are not distinct seats of {seats}")

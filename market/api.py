@@ -128,19 +128,17 @@ def blob_outputs(items: list[Any], tail: memoryview) -> list[bytes | None]:
     """Each result's output in the bytes after a protocol.BLOBS document, by its
     `output_size`, in order (None for an item that is not an object: refused later);
     MarketError unless the sizes take exactly those bytes."""
-    outputs: list[bytes | None] = []
-    at = 0
-    for item in items:
-        if type(item) is not dict:
-            outputs.append(None)
-            continue
-        size = item.get("output_size")
-        if type(size) is not int or not 0 <= size <= len(tail) - at:
-            raise MarketError("field 'output_size' must be a size of the bytes that follow")
-        outputs.append(tail[at : at + size].tobytes())
-        at += size
-    if at != len(tail):
-        raise MarketError("the results' output sizes do not add up to the bytes that follow")
+    blobs = protocol.Blobs(tail)
+    try:
+        outputs = [
+            blobs.take(item.get("output_size"), "field 'output_size'")
+            if type(item) is dict
+            else None
+            for item in items
+        ]
+        blobs.check_used("the results' output sizes")
+    except ValueError as exc:
+        raise MarketError(str(exc)) from None
     return outputs
 
 

@@ -103,9 +103,9 @@ def test_a_blobs_body_whose_sizes_do_not_add_up_is_refused_whole(
     good = b"".join(results_body([(offer.lease, _result(b"out"))], blobs=True))
     for body, error in (
         (good + b"x", "do not add up"),
-        (good[:-1], "must be a size of the bytes that follow"),
+        (good[:-1], "field 'output_size' is not a size of the bytes that follow"),
         (good.replace(b"\n", b" "), "not a JSON document and its bytes"),
-        (good.replace(b'"output_size": 3', b'"output_size": -1'), "must be a size"),
+        (good.replace(b'"output_size": 3', b'"output_size": -1'), "is not a size"),
     ):
         reply = _post(market, host, "/v1/results", body, {"Content-Type": BLOBS})
         assert reply.status_code == 400, body

@@ -114,7 +114,7 @@ def test_leases_take_their_inputs_from_the_bytes_after_their_document() -> None:
     assert [o.input for o in offers] == [b"ab", b"", b"\ncd"]
     for sizes, data, message in (
         ((2, 3), b"ab", "not a size of the bytes"),  # more than follow
-        ((2,), b"abc", "do not match the sizes"),  # bytes left over
+        ((2,), b"abc", "input sizes do not add up"),  # bytes left over
         ((-1,), b"", "not a size of the bytes"),
     ):
         with pytest.raises(BadReply, match=message):
@@ -123,6 +123,20 @@ def test_leases_take_their_inputs_from_the_bytes_after_their_document() -> None:
         parse_lease(LEASE, Blobs(memoryview(b"in")))
     with pytest.raises(ValueError, match="no line"):
         split_blobs(b'{"leases": []}')
+
+
+def test_the_blobs_walker_takes_bytes_by_size_and_names_what_does_not_fit() -> None:
+    blobs = Blobs(memoryview(b"abcde"))
+    assert blobs.take(2, "a") == b"ab" and blobs.take(0, "b") == b""
+    with pytest.raises(ValueError, match=r"^c is not a size of the bytes that follow$"):
+        blobs.take(4, "c")
+    for size in (-1, True, 1.0, None):
+        with pytest.raises(ValueError, match="is not a size"):
+            blobs.take(size, "d")
+    with pytest.raises(ValueError, match=r"^the sizes do not add up to the bytes that follow$"):
+        blobs.check_used("the sizes")
+    assert blobs.take(3, "e") == b"cde"
+    blobs.check_used("the sizes")
 
 
 def test_a_batch_of_results_as_blobs_has_each_output_raw_after_the_document() -> None:
