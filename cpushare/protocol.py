@@ -395,6 +395,12 @@ def blobs_body(head: list[bytes], blobs: list[bytes]) -> list[bytes]:
     return [*head, b"\n", *blobs]
 
 
+def media_type(content_type: str) -> str:
+    """The media type a Content-Type header names, without its parameters, in lower case
+    (to compare with BLOBS or application/json)."""
+    return content_type.partition(";")[0].strip().lower()
+
+
 class Blobs:
     """The bytes after a BLOBS document, taken in order by the sizes its items name, for
     the seller (a reply's lease inputs) and the market (a post's result outputs) alike.

@@ -111,8 +111,7 @@ async def read_json(request: Request, cap: int) -> dict[str, Any]:
 async def read_document(request: Request, cap: int) -> tuple[dict[str, Any], memoryview | None]:
     """The request body as a JSON object and, when it is a protocol.BLOBS body, the bytes
     after its document (None for JSON)."""
-    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media != protocol.BLOBS:
+    if protocol.media_type(request.headers.get("content-type", "")) != protocol.BLOBS:
         return await read_json(request, cap), None
     try:
         head, tail = protocol.split_blobs(await read_body(request, cap))

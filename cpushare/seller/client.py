@@ -21,7 +21,7 @@ import time
 
 from cpushare.limits import MAX_EXCHANGE_SECONDS, MAX_RETRY_AFTER
 from cpushare.order import SellOrder, endpoint
-from cpushare.protocol import BLOBS, split_blobs
+from cpushare.protocol import BLOBS, media_type, split_blobs
 from cpushare.replies import BadReply, Busy, Refused, Revoked, Unreachable
 from cpushare.seller.ciphers import suit
 from cpushare.seller.deadline import Deadline
@@ -216,8 +216,7 @@ class MarketClient:
             )
         if reply.status == 204:
             return None, None
-        media = reply.headers.get("content-type", "").partition(";")[0].strip().lower()
-        if media != BLOBS:
+        if media_type(reply.headers.get("content-type", "")) != BLOBS:
             return _json_object(method, path, reply.body), None
         try:
             head, tail = split_blobs(reply.body)

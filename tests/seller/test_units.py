@@ -9,7 +9,9 @@ import pytest
 from cpushare.jail import JobResult
 from cpushare.jail.model import Outcome
 from cpushare.protocol import (
+    BLOBS,
     Blobs,
+    media_type,
     parse_lease,
     parse_leases,
     parse_next,
@@ -137,6 +139,12 @@ def test_the_blobs_walker_takes_bytes_by_size_and_names_what_does_not_fit() -> N
         blobs.check_used("the sizes")
     assert blobs.take(3, "e") == b"cde"
     blobs.check_used("the sizes")
+
+
+def test_a_content_type_names_its_media_type_without_parameters_in_lower_case() -> None:
+    assert media_type(f" {BLOBS.upper()} ; charset=utf-8") == BLOBS
+    assert media_type("application/json") == "application/json"
+    assert media_type("") == ""
 
 
 def test_a_batch_of_results_as_blobs_has_each_output_raw_after_the_document() -> None:
