@@ -57,7 +57,8 @@ from livecd.qemu.guest import Guest, scaled
 from livecd.qemu.machine import GuestConfig, accelerator, counting_instructions
 from livecd.qemu.matrix import live_memory
 from livecd.qemu.report import Report, format_report, power_off
-from livecd.qemu.sale import SaleMarket, guest_market, run_sale, with_order
+from livecd.qemu.sale import run_sale, with_order
+from livecd.qemu.sale_market import SaleMarket, guest_market
 from livecd.qemu.smoke import run_smoke
 from livecd.run import need
 

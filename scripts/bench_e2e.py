@@ -23,7 +23,8 @@ from cpushare.jail import Limits, Outcome, run_job
 from livecd.build import given_or_built
 from livecd.qemu.machine import GuestConfig
 from livecd.qemu.report import format_report
-from livecd.qemu.sale import JOB_LIMITS, build_fsdither, job_inputs, run_sale
+from livecd.qemu.sale import run_sale
+from livecd.qemu.sale_market import JOB_LIMITS, build_fsdither, job_inputs
 from livecd.toolchain import jail_environment
 
 FIRST_RESULT_GOAL = 8.0

@@ -44,7 +44,8 @@ from livecd.qemu.events import Event
 from livecd.qemu.guest import Guest
 from livecd.qemu.machine import GuestConfig, counting_instructions
 from livecd.qemu.report import format_report
-from livecd.qemu.sale import JOB_LIMITS, build_fsdither, job_inputs, run_sale
+from livecd.qemu.sale import run_sale
+from livecd.qemu.sale_market import JOB_LIMITS, build_fsdither, job_inputs
 from livecd.sdk.dither import dither
 
 RATIO_GOAL = 0.8

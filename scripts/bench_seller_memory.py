@@ -36,14 +36,8 @@ from livecd.qemu.guest import Guest
 from livecd.qemu.machine import GuestConfig
 from livecd.qemu.medium import make_medium
 from livecd.qemu.report import Report, power_off
-from livecd.qemu.sale import (
-    JOB_LIMITS,
-    VOLUNTEER,
-    SaleMarket,
-    build_fsdither,
-    guest_market,
-    result_problems,
-)
+from livecd.qemu.sale_checks import result_problems
+from livecd.qemu.sale_market import JOB_LIMITS, VOLUNTEER, SaleMarket, build_fsdither, guest_market
 from livecd.sdk.dither import dither, sample_image
 from livecd.toolchain import jail_environment
 

@@ -140,7 +140,7 @@ def boot_command(
     default=None,
     metavar="MIB",
     help="The memory limit each --market job asks for, in MiB. Default: the sale's own "
-    "(livecd/qemu/sale.py JOB_MEMORY_MB), which a 128 MiB machine's plan gives.",
+    "(livecd/qemu/sale_market.py JOB_MEMORY_MB), which a 128 MiB machine's plan gives.",
 )
 def smoke_command(
     iso: Path,
@@ -225,7 +225,8 @@ def _smoke(
             check_order_file(order_file)
             return run_order_smoke(cfg, order_file, log, Path(tmp), timeout=timeout)
         # The sale needs the market and the SDK: imported only for it.
-        from livecd.qemu.sale import JOB_LIMITS, run_sale
+        from livecd.qemu.sale import run_sale
+        from livecd.qemu.sale_market import JOB_LIMITS
 
         memory = JOB_LIMITS.memory_bytes if job_memory is None else job_memory << 20
         return run_sale(cfg, log, Path(tmp), jobs=jobs, job_memory=memory, timeout=timeout)

@@ -7,5 +7,7 @@
 - `events`: the guest's `cpushare:` console lines as events, and waiting for them;
 - `report`: what a boot run found (milestones, problems), as a table or JSON;
 - `medium`: the CPUSHARE medium that carries orders into the guest;
-- `smoke`, `sale`, `matrix`: the scenarios, from a plain boot to a whole sale.
+- `smoke`, `sale`, `matrix`: the scenarios, from a plain boot to a whole sale;
+- `sale_market`, `sale_checks`: the sale's stand-in market (accounts, order, jobs,
+  the host's honest seller) and its checks (results, coins, sellers).
 """

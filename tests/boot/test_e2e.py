@@ -19,14 +19,13 @@ from livecd.qemu.events import ConsoleEvents
 from livecd.qemu.guest import Guest
 from livecd.qemu.machine import GuestConfig
 from livecd.qemu.medium import make_medium
-from livecd.qemu.sale import (
+from livecd.qemu.sale import run_sale, wait_for_results
+from livecd.qemu.sale_market import (
     GUEST_MARKET_ADDR,
     SaleMarket,
     build_fsdither,
     guest_market,
     job_inputs,
-    run_sale,
-    wait_for_results,
 )
 from livecd.sdk.dither import dither
 

@@ -11,7 +11,8 @@ from cpushare.console import events_in
 from livecd.cmdline import MEMORY_OPTIONS
 from livecd.qemu.guest import Guest
 from livecd.qemu.machine import GuestConfig, qemu_argv
-from livecd.qemu.sale import JOB_LIMITS, run_sale
+from livecd.qemu.sale import run_sale
+from livecd.qemu.sale_market import JOB_LIMITS
 from livecd.qemu.smoke import run_smoke
 
 pytestmark = pytest.mark.qemu

@@ -22,7 +22,9 @@ from livecd.qemu.events import ConsoleEvents
 from livecd.qemu.guest import Guest
 from livecd.qemu.machine import Forward, GuestConfig
 from livecd.qemu.report import console_problems
-from livecd.qemu.sale import (
+from livecd.qemu.sale import wait_for_results
+from livecd.qemu.sale_checks import coin_problems, seller_problems
+from livecd.qemu.sale_market import (
     BUYER,
     BUYER_COINS,
     GUEST_MARKET_ADDR,
@@ -30,10 +32,7 @@ from livecd.qemu.sale import (
     VOLUNTEER,
     SaleMarket,
     build_fsdither,
-    coin_problems,
     job_inputs,
-    seller_problems,
-    wait_for_results,
 )
 from livecd.sdk.dither import dither
 from market.buyer import BuyerClient

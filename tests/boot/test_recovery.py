@@ -15,7 +15,8 @@ from livecd.qemu.events import ConsoleEvents
 from livecd.qemu.guest import Guest
 from livecd.qemu.machine import GuestConfig
 from livecd.qemu.medium import make_medium
-from livecd.qemu.sale import SaleMarket, guest_market, wait_for_results
+from livecd.qemu.sale import wait_for_results
+from livecd.qemu.sale_market import SaleMarket, guest_market
 
 pytestmark = pytest.mark.qemu
 

@@ -13,14 +13,8 @@ import pytest
 
 from cpushare.record import replace
 from livecd.orders import write_order
-from livecd.qemu.sale import (
-    SaleMarket,
-    build_fsdither,
-    coin_problems,
-    guest_market,
-    job_inputs,
-    result_problems,
-)
+from livecd.qemu.sale_checks import coin_problems, result_problems
+from livecd.qemu.sale_market import SaleMarket, build_fsdither, guest_market, job_inputs
 
 
 @pytest.fixture

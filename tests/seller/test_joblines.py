@@ -13,7 +13,7 @@ from cpushare.console import events_in
 from cpushare.seller.fleet import JOB_LINES_SECONDS, job_lines
 from cpushare.seller.joblines import JobLines
 from livecd.market_process import MarketProcess
-from livecd.qemu.sale import job_inputs
+from livecd.qemu.sale_market import job_inputs
 from market.buyer import BuyerClient
 
 

@@ -23,7 +23,7 @@ from cpushare.seller.plan import (
     mem_available,
     plan_sellers,
 )
-from livecd.qemu.sale import JOB_LIMITS
+from livecd.qemu.sale_market import JOB_LIMITS
 
 # MemAvailable at the fleet's plan (the `memory` console line), one CPU each.
 AT_128_MIB = 26 * MIB
