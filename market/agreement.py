@@ -150,19 +150,16 @@ def record_result_later(
     return Later(answer)
 
 
-def record_results(
-    conn: Connection, host_id: str, results: list[tuple[int, ResultIn]], now: float
-) -> list[Recorded | MarketError]:
-    """record_results_later(), its answers read at once."""
-    return record_results_later(conn, host_id, results, now).value()
+def record_many_checked(
+    conn: Connection, results: list[tuple[str, int, ResultIn]], now: float
+) -> tuple[Later[list[Recorded | MarketError]], list[MarketError | None]]:
+    """record_result for each (host, lease, result), in one operation of the store (the
+    single results posted at once, market.gather, or a host's batch): their answers read
+    Later (market.later), and at once each result's refusal (None: recorded), for an
+    operation that goes on to lease on the seats whose results were kept (market.posting).
 
-
-def record_results_later(
-    conn: Connection, host_id: str, results: list[tuple[int, ResultIn]], now: float
-) -> Later[list[Recorded | MarketError]]:
-    """record_result for each of a host's (lease, result) in one operation of the store; a
-    result refused (an unknown or expired lease, say) is refused before anything of it is
-    written, and is answered with its error while the others are kept. Their leases and
+    A result refused (an unknown or expired lease, say) is refused before anything of it
+    is written, and is answered with its error while the others are kept. Their leases and
     jobs are read in one statement; one whose job an earlier result of the request changed
     (the same lease posted twice, say), or whose program's median it may have moved (an
     acceptance by agreement), is read again.
@@ -170,31 +167,14 @@ def record_results_later(
     The results accepted on their own (_alone) are written together, a statement per table
     for all of them (_accept_alone), as late as the others allow: before anything reads
     what they change and before any other result is stored, so every row and id comes out
-    as if each result had been recorded in turn. Their ids are read Later (market.later)."""
-    return record_many_later(conn, [(host_id, lease, result) for lease, result in results], now)
-
-
-def record_many_later(
-    conn: Connection, results: list[tuple[str, int, ResultIn]], now: float
-) -> Later[list[Recorded | MarketError]]:
-    """record_results_later() for the results of any hosts: (host, lease, result) each, as
-    the market gathers the single results posted at once (market.gather): one read of
-    their leases, and one statement per table for those accepted alone."""
-    return Later(_record(conn, results, now).read)
-
-
-def record_many_checked(
-    conn: Connection, results: list[tuple[str, int, ResultIn]], now: float
-) -> tuple[Later[list[Recorded | MarketError]], list[MarketError | None]]:
-    """record_many_later(), and at once each result's refusal (None: recorded), for an
-    operation that goes on to lease on the seats whose results were kept (market.posting)."""
+    as if each result had been recorded in turn."""
     alone = _record(conn, results, now)
     refusals = [answer if isinstance(answer, MarketError) else None for answer in alone.recorded]
     return Later(alone.read), refusals
 
 
 def _record(conn: Connection, results: list[tuple[str, int, ResultIn]], now: float) -> _Alone:
-    """record_many_later()'s work: its answers, those of the results accepted alone
+    """record_many_checked()'s work: its answers, those of the results accepted alone
     still to be read."""
     leases = sorted({lease_id for _, lease_id, _ in results})
     once = not is_postgres(conn)

@@ -10,6 +10,7 @@ import psycopg
 from cpushare.limits import JobLimits
 from market import accounts, agreement, hosts, jobs, ledger, pgstore
 from market.dialect import Connection
+from market.errors import MarketError
 
 LIMITS = (256 << 20, 60)
 PROGRAM = b"\x7fELF program"
@@ -42,6 +43,18 @@ def job(conn: Connection, replicas: int | None = None, cpu_seconds: int = 60) ->
 
 def result(output: bytes, cpu: float = 2.0) -> agreement.ResultIn:
     return agreement.ResultIn("ok", 0, output, cpu, cpu, "")
+
+
+def record(
+    conn: Connection, results: list[tuple[str, int, agreement.ResultIn]], now: float
+) -> list[agreement.Recorded | MarketError]:
+    """(host, lease, result)s recorded as the market records posted results
+    (agreement.record_many_checked), their answers read at once; the refusals it tells at
+    once checked to be the answers' own."""
+    later, refusals = agreement.record_many_checked(conn, results, now)
+    answers = later.value()
+    assert refusals == [a if isinstance(a, MarketError) else None for a in answers]
+    return answers
 
 
 def paid(conn: Connection) -> dict[str, int]:

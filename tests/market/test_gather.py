@@ -1,5 +1,5 @@
 """Single results posted together are recorded by one operation of the store
-(market.gather, agreement.record_many_later), each caller answered as if alone."""
+(market.gather, agreement.record_many_checked), each caller answered as if alone."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from market.dialect import Connection
 from market.errors import Forbidden, MarketError
 from market.gather import Gather
 from tests.conftest import RunCoroutine
-from tests.market.helpers import LIMITS, host, job, result
+from tests.market.helpers import LIMITS, host, job, record, result
 from tests.market.test_api import _lease, _result, _seller
 from tests.market.test_statements import ALONE, engine, statements
 
@@ -90,9 +90,7 @@ def test_results_of_several_hosts_cost_the_statements_of_one(conn: Connection) -
     # mallory posts the lease of bob's second host: refused, the others kept.
     posted.append((sellers[2].id, leases[3].id, result(b"forged")))
     recorded: list[list[agreement.Recorded | MarketError]] = []
-    ran = statements(
-        conn, lambda: recorded.append(agreement.record_many_later(conn, posted, 1).value())
-    )
+    ran = statements(conn, lambda: recorded.append(record(conn, posted, 1)))
     assert len(ran) == ALONE[engine(conn)]
     answers = recorded[0]
     verdicts = [a.verdict for a in answers[:3] if isinstance(a, agreement.Recorded)]

@@ -1,7 +1,7 @@
-"""A batch of results (agreement.record_results) ends exactly as the same results recorded
-one by one: the same answers, and the same rows in every table the results touch, ids
-included, whichever of them are accepted alone (written together), judged against
-replicas, posted twice or refused."""
+"""A batch of results (agreement.record_many_checked, as the market records a post) ends
+exactly as the same results recorded one by one: the same answers, and the same rows in
+every table the results touch, ids included, whichever of them are accepted alone (written
+together), judged against replicas, posted twice or refused."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from market import agreement, leasing
 from market.dialect import Connection, Location
 from market.errors import MarketError
 from market.store import open_database
-from tests.market.helpers import LIMITS, host, job, market_db, result
+from tests.market.helpers import LIMITS, host, job, market_db, record, result
 
 TABLES = ("results", "transfers", "accounts", "jobs", "leases", "trust")
 
@@ -63,7 +63,7 @@ def test_a_batch_of_results_ends_as_the_results_one_by_one(tmp_path: Path) -> No
     one_by_one = sqlite3.connect(tmp_path / "one_by_one.db", isolation_level=None)
     assert isinstance(together, sqlite3.Connection)
     together.backup(one_by_one)
-    answers = agreement.record_results(together, alice, posted, 5)
+    answers = record(together, [(alice, lease, res) for lease, res in posted], 5)
     expected: list[agreement.Recorded | MarketError] = []
     for lease_id, posted_result in posted:
         try:
@@ -97,7 +97,7 @@ def test_jobs_ended_together_keep_their_outcomes_with_their_types(
         (leases[1].id, agreement.ResultIn("crashed", None, b"", 1.0, 1.0, "signal 11")),
         (leases[2].id, agreement.ResultIn("ok", 3, b"three", 1.0, 1.0, "")),
     ]
-    answers = agreement.record_results(conn, alice.id, posted, 1)
+    answers = record(conn, [(alice.id, lease, res) for lease, res in posted], 1)
     assert [a.verdict for a in answers if isinstance(a, agreement.Recorded)] == ["accepted"] * 3
     rows = conn.execute(
         "SELECT id, state, outcome, exit_status, output_sha256, slots, reserved FROM jobs "

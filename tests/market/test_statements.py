@@ -13,7 +13,7 @@ from market import agreement, leasing
 from market.dialect import Connection
 from market.errors import MarketError, NotFound
 from market.hosts import Host
-from tests.market.helpers import LIMITS, host, job, result
+from tests.market.helpers import LIMITS, host, job, record, result
 
 # A result that ends its job alone (replicas=1): the lease, job row and program's median
 # read at once (on SQLite the median on its own: a statement per program of the batch),
@@ -131,7 +131,7 @@ def test_a_batch_of_results_reads_its_leases_at_once(conn: Connection) -> None:
     posted += [(leases[0].id, result(b"x")), (10**9, result(b"x"))]
     recorded: list[list[agreement.Recorded | MarketError]] = []
     ran = statements(
-        conn, lambda: recorded.append(agreement.record_results(conn, seller.id, posted, 1))
+        conn, lambda: recorded.append(record(conn, [(seller.id, *p) for p in posted], 1))
     )
     answers = recorded[0]
     assert [getattr(a, "verdict", None) for a in answers[:4]] == ["accepted"] * 4
