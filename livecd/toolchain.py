@@ -31,12 +31,14 @@ CC_PACKAGE = "gcc"
 
 JAIL_DIR = Path(cpushare.jail.__file__).resolve().parent
 LOADER_SOURCE = JAIL_DIR / "loader.c"
-SELFTEST_SOURCE = JAIL_DIR / "selftest.c"
 SDK_DIR = Path(__file__).resolve().parent / "sdk"
 HEADER = SDK_DIR / "cpushare.h"
 START = SDK_DIR / "start.c"
 LINKER_SCRIPT = SDK_DIR / "job.ld"
 FSDITHER_SOURCE = SDK_DIR / "jobs" / "fsdither.c"
+# A job like any other, built with the SDK (its header, start.c and job.ld), so that the
+# boot-time check runs what every job runs; the guest needs only the built job.
+SELFTEST_SOURCE = SDK_DIR / "jobs" / "selftest.c"
 SDK_FILES = (HEADER, START, LINKER_SCRIPT)
 
 # Far above the job window, the arena and the stack (cpushare.jail.elf), below mmap_base.

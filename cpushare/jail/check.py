@@ -41,7 +41,8 @@ class SelfTestReport:
 
 
 def find_selftest_job() -> Path:
-    """$CPUSHARE_SELFTEST_JOB, else the installed self-test job (`selftest.c`)."""
+    """$CPUSHARE_SELFTEST_JOB, else the installed self-test job (built by the builder with
+    the job SDK from its `selftest.c`)."""
     return find_prebuilt("CPUSHARE_SELFTEST_JOB", IMAGE_SELFTEST_JOB, "self-test job")
 
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -57,6 +58,19 @@ def test_the_guest_package_needs_only_the_standard_library() -> None:
         if name.split(".")[0] not in stdlib | {"cpushare"}
     ]
     assert foreign == []
+
+
+def test_the_guest_package_s_c_includes_nothing_from_outside_it() -> None:
+    """The guest's C (the jail loader) includes the system's headers or files beside it,
+    not the job SDK's header (livecd/sdk), which only the builder's -I would find."""
+    local = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
+    outside = [
+        f"{path.relative_to(ROOT)} includes {name}"
+        for path in sorted((ROOT / "cpushare").rglob("*.[ch]"))
+        for name in local.findall(path.read_text())
+        if not (path.parent / name).is_file()
+    ]
+    assert outside == []
 
 
 def test_the_rule_sees_a_wrong_import(tmp_path: Path) -> None:

@@ -6,7 +6,9 @@
  *   "forbidden"  call getpid, which strict seccomp must answer with SIGKILL; if it
  *                survives it says so and exits 3
  *
- * One binary for both, so the image carries a single self-test job.
+ * One binary for both, so the image carries a single self-test job. It is built with the
+ * SDK like every job (livecd/toolchain.py), so the check runs the SDK's own runtime: its
+ * start, arena and memory functions. The guest (cpushare.jail.check) needs only the job.
  */
 #include "cpushare.h"
 
