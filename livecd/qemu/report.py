@@ -112,6 +112,20 @@ def power_off(guest: Guest, report: Report, timeout: float) -> None:
     report.wall_seconds = guest.elapsed
 
 
+def exited_early(guest: Guest) -> str:
+    """The problem of a run whose QEMU is gone before it ended, with what QEMU said."""
+    return f"QEMU exited early: {guest.stderr or 'no message'}"
+
+
+def end_run(guest: Guest, report: Report, power_off_timeout: float) -> None:
+    """A run's last checks: a Python traceback on the console (crash_problems), then the
+    power button (power_off); a run with problems names its console log last."""
+    report.problems += crash_problems(guest)
+    power_off(guest, report, power_off_timeout)
+    if report.problems:
+        report.problems.append(f"console log: {guest.log_path}")
+
+
 def format_report(report: Report, echo: Callable[[str], None]) -> None:
     """The milestones with guest uptime and host wall time, then for a sale the guest
     uptime at the first and last accepted result and the figures, then the power-off."""

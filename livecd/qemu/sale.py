@@ -24,8 +24,8 @@ from livecd.qemu.report import (
     Report,
     SaleFigures,
     console_problems,
-    crash_problems,
-    power_off,
+    end_run,
+    exited_early,
     refused,
 )
 from livecd.qemu.sale_checks import coin_problems, result_problems, seller_problems
@@ -98,14 +98,11 @@ def run_sale(
             report.problems += console_problems(
                 console.events, secure_boot=cfg.secure_boot, from_medium=order_on == "stick"
             )
-            report.problems += crash_problems(guest)
             if not guest.running:
-                report.problems.append(f"QEMU exited early: {guest.stderr or 'no message'}")
+                report.problems.append(exited_early(guest))
             elif while_up is not None:
                 report.problems += while_up(guest)
-            power_off(guest, report, power_off_timeout)
-    if report.problems:
-        report.problems.append(f"console log: {log_path}")
+            end_run(guest, report, power_off_timeout)
     return report
 
 

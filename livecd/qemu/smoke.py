@@ -12,7 +12,14 @@ from livecd.qemu.events import ConsoleEvents
 from livecd.qemu.guest import Guest
 from livecd.qemu.machine import GuestConfig
 from livecd.qemu.medium import make_medium
-from livecd.qemu.report import Report, console_problems, crash_problems, power_off, refused
+from livecd.qemu.report import (
+    Report,
+    console_problems,
+    end_run,
+    exited_early,
+    power_off,
+    refused,
+)
 
 
 def expected_events(cfg: GuestConfig) -> list[str]:
@@ -76,14 +83,11 @@ def run_order_smoke(
             report.problems.append(
                 f"{cfg.cpus} seller(s) did not start within {timeout:.0f} s"
                 if guest.running
-                else f"QEMU exited early: {guest.stderr or 'no message'}"
+                else exited_early(guest)
             )
         report.milestones = console.events
         report.problems += _boot_problems(console, cfg, from_medium=True)
-        report.problems += crash_problems(guest)
-        power_off(guest, report, power_off_timeout)
-    if report.problems:
-        report.problems.append(f"console log: {log_path}")
+        end_run(guest, report, power_off_timeout)
     return report
 
 
