@@ -165,20 +165,21 @@ def _media(cfg: GuestConfig) -> list[str]:
     if cfg.sticks and cfg.media != "usb":
         argv += ["-device", "qemu-xhci,id=xhci"]
     for i, stick in enumerate(cfg.sticks):
-        argv += [
-            "-drive",
-            f"file={stick},format=raw,if=none,id=stick{i}",
-            "-device",
-            f"usb-storage,bus=xhci.0,drive=stick{i},removable=on",
-        ]
+        argv += _raw_drive(stick, f"stick{i}", "usb-storage,bus=xhci.0", ",removable=on")
     for i, disk in enumerate(cfg.drives):
-        argv += [
-            "-drive",
-            f"file={disk},format=raw,if=none,id=disk{i}",
-            "-device",
-            f"virtio-blk-pci,drive=disk{i}",
-        ]
+        argv += _raw_drive(disk, f"disk{i}", "virtio-blk-pci")
     return argv
+
+
+def _raw_drive(image: Path, name: str, device: str, properties: str = "") -> list[str]:
+    """The raw disk image `image` as the drive `name`, seen by the guest through `device`
+    (its model and bus) with more `properties` after the drive."""
+    return [
+        "-drive",
+        f"file={image},format=raw,if=none,id={name}",
+        "-device",
+        f"{device},drive={name}{properties}",
+    ]
 
 
 def _headless(cfg: GuestConfig, workdir: Path) -> list[str]:
