@@ -19,7 +19,7 @@ from livecd.qemu.events import ConsoleEvents
 from livecd.qemu.guest import Guest
 from livecd.qemu.machine import GuestConfig
 from livecd.qemu.medium import make_medium
-from livecd.qemu.sale import run_sale, wait_for_results
+from livecd.qemu.sale import run_sale, wait_for_results, with_order
 from livecd.qemu.sale_market import (
     GUEST_MARKET_ADDR,
     SaleMarket,
@@ -196,8 +196,7 @@ def test_sellers_wait_while_the_market_is_down_then_work(
     # replicas=1: this is about waiting for the market, not about agreement.
     jobs = market.submit(build_fsdither(tmp_path), inputs, replicas=1)
     market.process.stop()
-    medium = make_medium({"volunteer.cpu": market.order_file()}, tmp_path / "m.img")
-    cfg = GuestConfig(iso=iso, sticks=(medium,), forwards=(market.forward,))
+    cfg = with_order(GuestConfig(iso=iso), market, tmp_path, "stick")
     with Guest(cfg, tmp_path / "serial.log") as guest:
         console = ConsoleEvents(guest)
         assert console.wait("seller-started", 120) is not None
@@ -220,8 +219,7 @@ def test_a_seller_killed_mid_job_is_restarted_and_the_job_completes(
     # Hundreds of millions of rounds: seconds under emulation, time to kill the seller.
     # replicas=1: this is about a restarted seller, not about agreement.
     job = market.submit(spin, [b"300"], replicas=1)[0]
-    medium = make_medium({"volunteer.cpu": market.order_file()}, tmp_path / "m.img")
-    cfg = GuestConfig(iso=iso, sticks=(medium,), forwards=(market.forward,), shell=True)
+    cfg = with_order(GuestConfig(iso=iso, shell=True), market, tmp_path, "stick")
     with Guest(cfg, tmp_path / "serial.log") as guest:
         console = ConsoleEvents(guest)
         first = console.wait("seller-started", 120)

@@ -14,8 +14,7 @@ import pytest
 from livecd.qemu.events import ConsoleEvents
 from livecd.qemu.guest import Guest
 from livecd.qemu.machine import GuestConfig
-from livecd.qemu.medium import make_medium
-from livecd.qemu.sale import wait_for_results
+from livecd.qemu.sale import wait_for_results, with_order
 from livecd.qemu.sale_market import SaleMarket, guest_market
 
 pytestmark = pytest.mark.qemu
@@ -39,8 +38,7 @@ def slow_market(tmp_path: Path) -> Iterator[SaleMarket]:
 
 
 def _guest_cfg(iso: Path, tmp_path: Path, market: SaleMarket) -> GuestConfig:
-    medium = make_medium({"volunteer.cpu": market.order_file()}, tmp_path / "medium.img")
-    return GuestConfig(iso=iso, sticks=(medium,), forwards=(market.forward,), shell=True)
+    return with_order(GuestConfig(iso=iso, shell=True), market, tmp_path, "stick")
 
 
 def test_the_link_lost_during_a_job_comes_back_and_the_job_completes(
