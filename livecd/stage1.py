@@ -35,7 +35,7 @@ APPLETS = (
 SHARED = ("lib/cpushare/say.sh",)
 # MemAvailable below which /init stops. Measured under SeaBIOS (the first stage's figure,
 # then the fleet's plan, then the guest uptime at the first accepted result of a sale of
-# 1 MiB Floyd-Steinberg jobs, the order in the CD's slot): 128 MiB finds 56, then 37-38;
+# 1 MiB Floyd-Steinberg jobs, the order in the CD's slot): 128 MiB finds 56, then 37-44;
 # 96 MiB 25, then 13, first result at 8.1-8.5 s; 92 MiB 21, then 9, 8.0-8.3 s; 90 MiB 19,
 # then 7, and sells, but the first result comes at 13-14 s: the page cache the live
 # system runs from is re-read from the image (thrashing), so it is told so here. Below
