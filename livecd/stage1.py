@@ -36,10 +36,11 @@ SHARED = ("lib/cpushare/say.sh",)
 # MemAvailable below which /init stops. Measured under SeaBIOS (the first stage's figure,
 # then the fleet's plan, then the guest uptime at the first accepted result of a sale of
 # 1 MiB Floyd-Steinberg jobs, the order in the CD's slot): 128 MiB finds 56, then 37-44;
-# 96 MiB 25, then 13, first result at 8.1-8.5 s; 92 MiB 21, then 9, 8.0-8.3 s; 90 MiB 19,
-# then 7, and sells, but the first result comes at 13-14 s: the page cache the live
-# system runs from is re-read from the image (thrashing), so it is told so here. Below
-# 90 MiB the kernel cannot unpack the initramfs and panics before this stage runs.
+# 96 MiB 25, then 13, first result at 7.5-8.6 s (120-136 major faults in the sale);
+# 92 MiB 21, then 9, 8.0-8.3 s; 90 MiB 19, then 7-8, and the page cache the live system
+# runs from thrashes: first results at 13-16 s (4,500 major faults), and one sale in four
+# had none in 300 s (71,600), so it is told so here. Below 90 MiB the kernel cannot
+# unpack the initramfs and panics before this stage runs.
 MIN_AVAILABLE_MB = 21
 
 
