@@ -33,13 +33,15 @@ APPLETS = (
 )  # fmt: skip
 # Rendered files of the live system that the first stage needs too.
 SHARED = ("lib/cpushare/say.sh",)
-# MemAvailable below which /init stops: what the live system takes with one idle seller
-# and its status screen, plus the smallest job memory worth selling. Measured (first
-# stage, then the fleet's plan; scripts/bench_seller_memory.py): 128 MiB finds 50, then
-# 22-30, and sells; 120 MiB 42, then 18, and sells jobs on small pictures (its seller's
-# reserve comes out of the system's); 112 MiB 34, then 15, and never enrolls, its TLS
-# exchanges stalled by page-cache thrashing: so it is told so here.
-MIN_AVAILABLE_MB = 40
+# MemAvailable below which /init stops. Measured under SeaBIOS (the first stage's figure,
+# then the fleet's plan, then the guest uptime at the first accepted result of a sale of
+# 1 MiB Floyd-Steinberg jobs, the order in the CD's slot): 128 MiB finds 56, then 37-44;
+# 96 MiB 25, then 13, first result at 7.5-8.6 s (120-136 major faults in the sale);
+# 92 MiB 21, then 9, 8.0-8.3 s; 90 MiB 19, then 7-8, and the page cache the live system
+# runs from thrashes: first results at 13-16 s (4,500 major faults), and one sale in four
+# had none in 300 s (71,600), so it is told so here. Below 90 MiB the kernel cannot
+# unpack the initramfs and panics before this stage runs.
+MIN_AVAILABLE_MB = 21
 
 
 def entries(

@@ -44,10 +44,10 @@ _guest_options = options(
     click.option("--cpus", type=click.IntRange(1, 64), default=1, show_default=True),
     click.option(
         "--memory",
-        type=click.IntRange(128),
+        type=click.IntRange(90),
         default=512,
         show_default=True,
-        help="Guest memory in MiB.",
+        help="Guest memory in MiB (below 90 the kernel cannot unpack the initramfs).",
     ),
     click.option(
         "--nic",
