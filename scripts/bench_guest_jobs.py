@@ -18,7 +18,8 @@ is the host's. Measure old and new ISOs alternately, several runs each, with mor
 (--jobs 400) for steadier figures. Also printed: the guest's CPU per job outside the jobs
 (the sellers' own, their start-up included, against the jail run's own Python) and of the
 jobs themselves (the loader, its stand-in and the job), which the host's load sways less
-(guest CPU time still stretches when the host takes the vCPU's thread away).
+(guest CPU time still stretches when the host takes the vCPU's thread away), and where
+the sellers' queue ran dry (each time, the job loop waited on a round trip to the market).
 
 With --icount, QEMU counts the guest's time in instructions (single-threaded TCG): the
 guest's CPU per job no longer depends on the host's load, so two builds' sellers compare
@@ -176,6 +177,26 @@ def job_times(events: list[Event]) -> tuple[list[float], list[float]]:
     return running, between
 
 
+def dry_queues(events: list[Event]) -> list[tuple[str, float]]:
+    """Where a seller's queue ran dry before the batch's end (its job loop then waited
+    for a round trip): the jobs that ended with nothing queued behind them, shown on the
+    console although their start was not (`job-finished` of a job with no `job-leased`
+    line, ok), but the last one, with their guest seconds since the first lease."""
+    leased: set[str] = set()
+    found: list[tuple[str, float]] = []
+    first: float | None = None
+    for e in events:
+        job = e.fields.get("job")
+        if e.uptime is None or job is None:
+            continue
+        if e.event == "job-leased":
+            leased.add(job)
+            first = e.uptime if first is None else first
+        elif e.event == "job-finished" and job not in leased and e.fields.get("status") == "ok":
+            found.append((job, e.uptime - (first or e.uptime)))
+    return found[:-1]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iso", type=Path, help="ISO to boot [default: build the default one]")
@@ -232,6 +253,11 @@ def main() -> int:
         print(f"per job, lease to end (mean)      {statistics.mean(running) * 1000:9.1f} ms")
     if between:
         print(f"per job, end to next lease (mean) {statistics.mean(between) * 1000:9.1f} ms")
+    dry = dry_queues(result.milestones)
+    print(
+        f"queue ran dry                     {len(dry):6d} times   "
+        + " ".join(f"job {job} at {at:.2f} s" for job, at in dry)
+    )
     if cpu:
         print(
             "guest CPU since boot (s)          "

@@ -372,6 +372,8 @@ class Seller:
             if self.jail is None:
                 self.jail = Jail.find(self.options.loader)
             prepared = self.cache.prepared(offer.program_sha256, program, limits)
+            if not self.lines.done:  # the first job: its program fetched, the jail found
+                courier.starts_now(offer)
             result = run_prepared(prepared, offer.input, limits, self.jail)
         except (BadReply, Unreachable, Refused, JailError):
             # This seller will not run it: the job goes back to the queue now.

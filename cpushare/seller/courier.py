@@ -89,6 +89,10 @@ EXTEND_LATE = 1.0
 # than such a job), each waiting at most POST_DELAY seconds (see _holding_back).
 POST_BATCH = 8
 POST_DELAY = 0.25
+# A long-polled lease that came back with jobs within this many seconds stands for the
+# first round trip (see Courier._lease): at worst, the queue is sized for a round trip this
+# long until the quick ones measured bring the mean down.
+FIRST_TRIP_MAX = 1.0
 
 
 def extend_schedule(lease_seconds: float) -> tuple[float, float]:
@@ -278,6 +282,14 @@ class Courier:
             if self._queue_low():  # the queue is shorter: lease ahead or post if wanted
                 self._cond.notify_all()
             return offer
+
+    def starts_now(self, offer: LeaseOffer) -> None:
+        """`offer`'s job starts only now, its time counted from here: a seller's first
+        job waited for its program and the jail's look-ups, which the next ones do not
+        (counted in, they sized the first queue for jobs several times longer)."""
+        with self._cond:
+            if offer.lease in self._started:
+                self._started[offer.lease] = time.monotonic()
 
     def lease(self, body: dict[str, Any], wait: float) -> None:
         """Lease jobs into the queue now, in the job loop's thread: on as many free seats
@@ -537,17 +549,34 @@ class Courier:
         if tail is not None:
             self._blobs = True
         if timed:
-            with self._cond:
-                if self._trip_seconds is None or took < 4 * self._trip_seconds + 1:
-                    self._trip_seconds = _mean(self._trip_seconds, took)
-                    self._resize()
+            self._timed_trip(took)
         return doc, None if tail is None else Blobs(tail)
 
+    def _timed_trip(self, took: float, *, first: bool = False) -> None:
+        """A round trip of `took` seconds into the running mean (unless far off it);
+        `first`: only if none was measured yet."""
+        with self._cond:
+            if first and self._trip_seconds is not None:
+                return
+            if self._trip_seconds is None or took < 4 * self._trip_seconds + 1:
+                self._trip_seconds = _mean(self._trip_seconds, took)
+                self._resize()
+
     def _lease(self, body: dict[str, Any], seats: list[int], wait: float) -> int:
-        """Lease on `seats` (asked for already) into the queue; how many came."""
+        """Lease on `seats` (asked for already) into the queue; how many came. A lease
+        that may wait (a long poll) is no round trip's measure, but the first that came
+        back with jobs within FIRST_TRIP_MAX seconds stands for one until a quick request
+        is timed: the first results' post then leases a full queue (the jobs' time is
+        known once the first ended) instead of one more spare, which ran dry again and
+        again while the queue grew a round trip at a time."""
         request = [json.dumps({**body, "seats": seats, "wait": wait}).encode()]
+        started = time.monotonic()
         doc, blobs = self._exchange("/v1/leases", request, timed=not wait)
-        return self._queue_offers(parse_leases(doc, seats, blobs))
+        took = time.monotonic() - started
+        offers = parse_leases(doc, seats, blobs)
+        if wait and offers and took <= FIRST_TRIP_MAX:
+            self._timed_trip(took, first=True)  # before the first job can end
+        return self._queue_offers(offers)
 
     def _queue_offers(self, offers: list[LeaseOffer]) -> int:
         """Hold and queue the offers this seller accepts (handing the others back); how

@@ -5,6 +5,7 @@ a result is kept until the market acknowledged it (or its loss said, on the way 
 from __future__ import annotations
 
 import itertools
+import re
 import sqlite3
 import threading
 import time
@@ -190,6 +191,22 @@ def test_tiny_jobs_are_leased_and_posted_together_in_batches_on_a_queue_of_seats
     assert apart < len(jobs) / 10, (posts, apart)
 
 
+def test_the_first_results_post_leases_a_full_queue_of_tiny_jobs(
+    relay: Relay, sell_spins: Callable[[int, Relay], list[int]]
+) -> None:
+    sell_spins(40, relay)
+    # The first lease came back at once: it stands for a round trip, so once the first
+    # job ended (its time known) the first post asks for the queue's worth of seats,
+    # not for one more spare (the queue then grew a round trip at a time, running dry).
+    sent = bytes(relay.sent)
+    start = sent.index(b"POST /v1/results ")
+    end = sent.find(b"POST /v1/", start + 1)
+    first_post = sent[start : end if end > 0 else len(sent)]
+    asked = re.search(rb'"next": \{[^}]*"seats": \[([0-9, ]*)\]', first_post)
+    assert asked is not None, first_post[:2000]
+    assert len(asked.group(1).split(b",")) >= 4, asked.group(0)
+
+
 BLOBS_POST = b"Content-Type: " + BLOBS.encode()
 
 
@@ -263,6 +280,36 @@ def test_the_queue_keeps_its_inputs_within_the_memory_plan(
         courier.lease(body, 0.0)
         assert courier.queued() == 3
         assert errors == []
+    finally:
+        for item in courier.close():
+            if isinstance(item, LeaseOffer):
+                courier.release(item)
+        client.close()
+
+
+def test_the_first_job_sizes_the_queue_from_its_run_and_the_first_lease(
+    market: MarketProcess, tmp_path: Path, spin: bytes
+) -> None:
+    """The first lease, a long poll answered at once, stands for a round trip; the first
+    job's time counts from its run (not from its program's fetch): once it ended, the
+    queue is sized for tiny jobs (every seat but the running one's), not one spare."""
+    buyer = BuyerClient(market.url, market.account("lab", coins=100_000).api_key)
+    buyer.submit(buyer.upload_program(spin), [b"0"] * 4, replicas=1)
+    market.account("volunteer")
+    order = market.order("volunteer")
+    host = market.enroll(order, seats=16)
+    client = MarketClient(order, 30.0, host.auth)
+    courier = Courier(client, list(range(16)), lambda o: o, lambda *_: None, print, 5.0, 1.0)
+    body = {"seller": "test", "max_memory_bytes": 1 << 30, "max_cpu_seconds": 600}
+    try:
+        courier.lease(body, 5.0)  # may wait: jobs are there, so it does not
+        offer = courier.next_job(5.0)
+        assert offer is not None and courier.target() == 1  # the job's time unknown
+        time.sleep(0.5)  # as if its program were fetched meanwhile
+        courier.starts_now(offer)
+        courier.deliver(offer, _tiny_result())
+        assert courier.job_seconds is not None and courier.job_seconds < 0.5
+        assert courier.target() == 15
     finally:
         for item in courier.close():
             if isinstance(item, LeaseOffer):
