@@ -88,8 +88,9 @@ def test_a_stopped_or_killed_livecd_sell_leaves_no_seller_and_its_lease_goes_bac
         # A seller's child between fork and exec (a job's start) still shows its command
         # line for a moment: what runs is, once it settles, the fleet and its sellers.
         until(
-            lambda: {pid for path in orders for pid in running(str(path))}
-            == sellers | {seller.pid},
+            lambda: (
+                {pid for path in orders for pid in running(str(path))} == sellers | {seller.pid}
+            ),
             "the fleet and its two sellers alone",
             5,
             0.01,
