@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from livecd.qemu.machine import GuestConfig
-from livecd.qemu.sale import JOB_LIMITS, run_sale
+from livecd.qemu.sale import run_sale
+from livecd.qemu.sale_market import JOB_LIMITS
 
 pytestmark = pytest.mark.qemu
 
