@@ -40,7 +40,7 @@ SHARED = ("lib/cpushare/say.sh",)
 # 92 MiB 21, then 9, 8.0-8.3 s; 90 MiB 19, then 7-8, and the page cache the live system
 # runs from thrashes: first results at 13-16 s (4,500 major faults), and one sale in four
 # had none in 300 s (71,600), so it is told so here. Below 90 MiB the kernel cannot
-# unpack the initramfs and panics before this stage runs.
+# unpack the initramfs and panics before this stage runs (qemu.machine.SMALLEST_MEMORY_MB).
 MIN_AVAILABLE_MB = 21
 
 

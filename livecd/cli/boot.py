@@ -16,7 +16,14 @@ from livecd.cli import main
 from livecd.cli.options import json_option, options
 from livecd.errors import UserError
 from livecd.orders import check_order_file
-from livecd.qemu.machine import NIC_MODELS, Firmware, GuestConfig, Media, qemu_argv
+from livecd.qemu.machine import (
+    NIC_MODELS,
+    SMALLEST_MEMORY_MB,
+    Firmware,
+    GuestConfig,
+    Media,
+    qemu_argv,
+)
 from livecd.qemu.report import Report, format_report, report_json
 from livecd.qemu.smoke import run_order_smoke, run_smoke
 
@@ -44,10 +51,11 @@ _guest_options = options(
     click.option("--cpus", type=click.IntRange(1, 64), default=1, show_default=True),
     click.option(
         "--memory",
-        type=click.IntRange(90),
+        type=click.IntRange(SMALLEST_MEMORY_MB),
         default=512,
         show_default=True,
-        help="Guest memory in MiB (below 90 the kernel cannot unpack the initramfs).",
+        help=f"Guest memory in MiB (below {SMALLEST_MEMORY_MB} the kernel cannot unpack the "
+        "initramfs).",
     ),
     click.option(
         "--nic",

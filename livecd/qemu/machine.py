@@ -42,6 +42,11 @@ class Forward:
         return f"guestfwd=tcp:{self.guest_addr}:{self.guest_port}-{relay}"
 
 
+# The least memory the CD boots in: with less, Debian 12's signed kernel cannot unpack
+# the initramfs and panics before the first stage runs (docs/memory.md).
+SMALLEST_MEMORY_MB = 90
+
+
 @dataclass(frozen=True)
 class GuestConfig:
     iso: Path

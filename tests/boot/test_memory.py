@@ -10,7 +10,7 @@ import pytest
 from cpushare.console import events_in
 from livecd.cmdline import MEMORY_OPTIONS
 from livecd.qemu.guest import Guest
-from livecd.qemu.machine import GuestConfig, qemu_argv
+from livecd.qemu.machine import SMALLEST_MEMORY_MB, GuestConfig, qemu_argv
 from livecd.qemu.sale import run_sale
 from livecd.qemu.sale_market import JOB_LIMITS
 from livecd.qemu.smoke import run_smoke
@@ -85,7 +85,7 @@ def test_too_little_memory_is_one_clear_line_and_the_power_button_works(
     # (measured: the first stage finds 19 MiB available at 90 MiB, 21 at 92, 25 at 96, of
     # 21 it needs; livecd/stage1.py). At 89 MiB and less the kernel cannot unpack the
     # initramfs: 90 is the least memory at which the first stage can say anything.
-    cfg = GuestConfig(iso=iso, memory_mb=90)
+    cfg = GuestConfig(iso=iso, memory_mb=SMALLEST_MEMORY_MB)
     result = run_smoke(cfg, tmp_path / "serial.log", timeout=120, expect=["error"])
     errors = [m for m in result.milestones if m.event == "error"]
     assert len(errors) == 1 and errors[0].fields["what"] == "memory", result.milestones
