@@ -129,25 +129,15 @@ def _medians(conn: Connection, rows: Any) -> dict[str, float | None]:
 def record_result(
     conn: Connection, lease_id: int, host_id: str, result: ResultIn, now: float
 ) -> Recorded:
-    """Store a lease's result and judge its job. Posting the same lease again is harmless."""
-    return record_result_later(conn, lease_id, host_id, result, now).value()
-
-
-def record_result_later(
-    conn: Connection, lease_id: int, host_id: str, result: ResultIn, now: float
-) -> Later[Recorded]:
-    """record_result(), its answer read Later (market.later); a refusal raised at once."""
+    """Store a lease's result and judge its job (record_many_checked for one result; a
+    refusal raised). Posting the same lease again is harmless."""
     alone = _record(conn, [(host_id, lease_id, result)], now)
     refused = alone.recorded[0]
     if isinstance(refused, MarketError):
         raise refused
-
-    def answer() -> Recorded:
-        recorded = alone.read()[0]
-        assert isinstance(recorded, Recorded)
-        return recorded
-
-    return Later(answer)
+    recorded = alone.read()[0]
+    assert isinstance(recorded, Recorded)
+    return recorded
 
 
 def record_many_checked(
