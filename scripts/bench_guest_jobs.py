@@ -19,7 +19,9 @@ is the host's. Measure old and new ISOs alternately, several runs each, with mor
 (the sellers' own, their start-up included, against the jail run's own Python) and of the
 jobs themselves (the loader, its stand-in and the job), which the host's load sways less
 (guest CPU time still stretches when the host takes the vCPU's thread away), and where
-the sellers' queue ran dry (each time, the job loop waited on a round trip to the market).
+the sellers' queue ran dry (each time, the job loop waited on a round trip to the market),
+each seller thread's CPU, switches and system calls, the jail run's, and how many results
+a post carried and leases a grant (from the market's database).
 
 With --icount, QEMU counts the guest's time in instructions (single-threaded TCG): the
 guest's CPU per job no longer depends on the host's load, so two builds' sellers compare
@@ -31,9 +33,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import json
 import os
+import re
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -76,14 +81,21 @@ def cpu(who):
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
 own, jobs = cpu(resource.RUSAGE_SELF), cpu(resource.RUSAGE_CHILDREN)
+before = resource.getrusage(resource.RUSAGE_SELF)
 start = time.perf_counter()
 prepared, jail = prepare(program, limits), Jail.find()
 results = [run_prepared(prepared, data, limits, jail) for data in inputs]
 seconds = time.perf_counter() - start
+after = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"seconds": seconds, "outcomes": [r.outcome.value for r in results],
                   "sha256": [hashlib.sha256(r.output).hexdigest() for r in results],
                   "own_cpu": cpu(resource.RUSAGE_SELF) - own,
-                  "jobs_cpu": cpu(resource.RUSAGE_CHILDREN) - jobs}))
+                  "jobs_cpu": cpu(resource.RUSAGE_CHILDREN) - jobs,
+                  "own_split": [after.ru_utime - before.ru_utime,
+                                after.ru_stime - before.ru_stime,
+                                after.ru_minflt - before.ru_minflt,
+                                after.ru_nvcsw - before.ru_nvcsw,
+                                after.ru_nivcsw - before.ru_nivcsw]}))
 """
 
 
@@ -153,6 +165,52 @@ def guest_cpu(guest: Guest) -> dict[str, float]:
     return found
 
 
+def seller_threads(guest: Guest) -> list[str]:
+    """Each seller thread's CPU since boot in the guest, user and system, its context
+    switches (voluntary and not), page faults and read and write system calls: where a
+    seller's own CPU goes (by thread id, in the order started: the job loop first, the
+    courier the last busy one)."""
+    _, out = guest.shell(
+        "for f in /run/cpushare/*.pid; do case $f in *fleet.pid) continue;; esac; "
+        'for t in /proc/$(cat "$f")/task/*; do echo "$t $(cat $t/stat) '
+        "$(grep -h ctxt_switches $t/status | tr -s ' \\t' ' ' | tr '\\n' ' ') "
+        "$(grep -h sysc $t/io | tr '\\n' ' ')\"; done; done",
+        30,
+    )
+    found = []
+    for line in out.splitlines():
+        if not line.startswith("/proc/") or ")" not in line:
+            continue
+        fields = line[line.rindex(")") + 2 :].split()
+        user, system = int(fields[11]) / 100, int(fields[12]) / 100
+        faults = int(fields[7])
+        switches = re.findall(r"ctxt_switches:\s*(\d+)", line)
+        calls = dict(re.findall(r"(sysc[rw]):\s*(\d+)", line))
+        found.append(
+            f"{line.split()[0]}: user {user:.2f} s, system {system:.2f} s, "
+            f"switches {'/'.join(switches)} (voluntary/not), {faults} page faults, "
+            f"{calls.get('syscr', '?')} reads and {calls.get('syscw', '?')} writes"
+        )
+    return found
+
+
+def market_batches(db: Path) -> str:
+    """How the results came and the leases went, from the market's database: the requests
+    that stored results (one time of storing each) and those that granted leases, with
+    how many each carried on average."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        posts, results = conn.execute(
+            "SELECT count(DISTINCT created), count(*) FROM results"
+        ).fetchone()
+        grants, leases = conn.execute(
+            "SELECT count(DISTINCT created), count(*) FROM leases"
+        ).fetchone()
+    return (
+        f"{posts} posts of {results / max(posts, 1):.1f} results, "
+        f"{grants} grants of {leases / max(grants, 1):.1f} leases"
+    )
+
+
 def job_times(events: list[Event]) -> tuple[list[float], list[float]]:
     """Guest seconds of each job from its lease to its end (`job-leased` to `job-finished`
     of the same job) and from one job's end to the next one's lease, by the console's
@@ -214,6 +272,7 @@ def main() -> int:
     extra = counting_instructions() if args.icount else ()
     direct: dict[str, object] = {}
     cpu: dict[str, float] = {}
+    threads: list[str] = []
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-guest-jobs-") as tmp:
         work = Path(tmp)
@@ -225,6 +284,7 @@ def main() -> int:
         def in_the_jail(guest: Guest) -> list[str]:
             try:
                 cpu.update(guest_cpu(guest))
+                threads.extend(seller_threads(guest))
                 direct.update(jail_in_guest(guest, program, inputs, nice=19))
             except (RuntimeError, TimeoutError) as exc:
                 return [str(exc)]
@@ -241,6 +301,8 @@ def main() -> int:
             replicas=1,
         )
         format_report(result, print)
+        database = work / "market" / "market.db"
+        batches = market_batches(database) if database.exists() else "no market database"
         problems += result.problems
     for problem in problems:
         print(f"bench_guest_jobs: problem: {problem}")
@@ -263,6 +325,9 @@ def main() -> int:
             "guest CPU since boot (s)          "
             + " ".join(f"{name}={seconds:.2f}" for name, seconds in cpu.items())
         )
+    print(f"market requests                   {batches}")
+    for thread in threads:
+        print(f"seller thread {thread}")
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"host load averages                {load}")
     market = result.sale.jobs_per_minute if result.sale else None
@@ -277,6 +342,12 @@ def main() -> int:
     jail = 60 * len(inputs) / seconds
     print(f"jobs per minute, guest's jail     {jail:9.1f}   ({seconds:.2f} s)")
     own, jobs_cpu = direct.get("own_cpu"), direct.get("jobs_cpu")
+    split = direct.get("own_split")
+    if isinstance(split, list) and len(split) == 5:
+        print(
+            f"the jail run's own: user {split[0]:.2f} s, system {split[1]:.2f} s, "
+            f"switches {split[3]}/{split[4]} (voluntary/not), {split[2]} page faults"
+        )
     if cpu and isinstance(own, float) and isinstance(jobs_cpu, float):
         per_job = 1000 / len(inputs)
         print(
