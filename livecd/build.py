@@ -134,7 +134,8 @@ def build(opts: BuildOptions, progress: Progress | None = None) -> BuildResult:
             raise BuildError(f"the root filesystem cannot be archived: {exc}") from None
     with progress.stage("initramfs"):
         buf = io.BytesIO()
-        write_newc(first_stage(opts, kernel, trees, context, image), buf, mtime=epoch)
+        layout = stage1.root_layout(entries)
+        write_newc(first_stage(opts, kernel, trees, context, image, layout), buf, mtime=epoch)
         initramfs = stage1.initramfs(compressed(buf.getvalue(), profile, opts.cache), image, epoch)
     with progress.stage("ESP image"):
         esp = esp_image(
@@ -248,12 +249,16 @@ def first_stage(
     trees: dict[str, Path],
     context: dict[str, object],
     image: bytes,
+    layout: tuple[list[str], list[str]],
 ) -> list[Entry]:
-    """The initramfs the kernel unpacks: `/init` of the first stage and the image."""
+    """The initramfs the kernel unpacks: `/init` of the first stage and the image, whose
+    top folders `layout` says how /init lays out (`stage1.root_layout`)."""
     stage_context = {
         **context,
         "image": stage1.IMAGE,
         "image_size": len(image),
+        "bound": layout[0],
+        "copied": layout[1],
         "min_available_mb": stage1.MIN_AVAILABLE_MB,
     }
     return stage1.entries(

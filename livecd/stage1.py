@@ -2,8 +2,10 @@
 system's squashfs image, `/init` and the image itself.
 
 Its `/init` (templates/initramfs/init.j2) checks that the image arrived whole and that
-the machine has the memory the live system needs, mounts the image under a tmpfs
-overlay (writable, and still all in RAM: the CD can be ejected) and switches to it. When
+the machine has the memory the live system needs, mounts the image, makes the live
+system's root a tmpfs with the image's program folders bound into it read-only and its
+few other files copied (writable, and still all in RAM: the CD can be ejected) and
+switches to it. When
 it cannot, it says so in one `cpushare: event=error what=memory` line and keeps a
 minimal system up whose power button works.
 """
@@ -16,15 +18,24 @@ from collections.abc import Iterable, Sequence
 
 from diskformats.cpio import Entry, write_newc
 from livecd import rootfs
+from livecd.errors import BuildError
 from livecd.kernel import Kernel, ModuleTree
 from livecd.templates import Rendered
 
 IMAGE = "live/root.squashfs"
 # The one busybox of the ISO: the first stage's, which /init hands to the live system.
 BUSYBOX = "bin/busybox"
-# loop and squashfs mount the image, overlay makes it writable; button and evdev let
-# acpid see the power button when the boot stops here.
-MODULES = ("loop", "squashfs", "overlay", "button", "evdev")
+# loop and squashfs mount the image; button and evdev let acpid see the power button
+# when the boot stops here. No overlay module: a module costs its signature check above
+# all, about 0.5 ms a KB under TCG, and overlay.ko is 355 KB (see `root_layout`).
+MODULES = ("loop", "squashfs", "button", "evdev")
+# The image's top folders that /init binds into the live system's root read-only: the
+# programs, libraries, modules and Python, all but a few KB of the image. The others
+# (/etc, busybox's links in /bin and /sbin, empty folders) are copied into the root's
+# tmpfs, writable. A tmpfs overlay over the whole image did the same for writes, at the
+# cost of loading overlay.ko (first accepted result, `scripts/bench_boot.py --icount`:
+# see the commit's figures).
+READ_ONLY = ("lib", "usr")
 # What /init and the stopped system run: everything else of busybox stays in the image.
 APPLETS = (
     "sh", "mount", "umount", "mkdir", "cat", "cp", "cut", "sed", "echo", "modprobe", "losetup",
@@ -67,11 +78,26 @@ def entries(
     )
 
 
+def root_layout(image: Iterable[Entry]) -> tuple[list[str], list[str]]:
+    """The image's top entries as /init lays out the live system's root: the folders
+    bound read-only (READ_ONLY, those the image has) and the entries copied, by name."""
+    folder: dict[str, bool] = {}  # top name: whether it is a folder
+    for e in image:
+        name, below, _ = e.path.partition("/")
+        if name:
+            folder[name] = folder.get(name, False) or bool(below) or stat.S_ISDIR(e.mode)
+    for name in READ_ONLY:
+        if name in folder and not folder[name]:
+            raise BuildError(f"/{name} of the image is not a folder: it cannot be bound read-only")
+    bound = [name for name in READ_ONLY if name in folder]
+    return bound, sorted(name for name in folder if name not in READ_ONLY)
+
+
 def busybox_links(busybox: Sequence[Entry]) -> list[Entry]:
     """busybox's applet links without its binary, for the image: the first stage's
-    /bin/busybox is the live system's too. /init copies it into the overlay's upper
-    layer before it mounts the overlay (templates/initramfs/init.j2), so the ISO
-    carries it once (about 0.95 MB less in the compressed image)."""
+    /bin/busybox is the live system's too. /init copies it into the root's /bin
+    (templates/initramfs/init.j2), so the ISO carries it once (about 0.95 MB less in
+    the compressed image)."""
     return [e for e in busybox if e.path != BUSYBOX]
 
 

@@ -119,7 +119,8 @@ def enroll(order: SellOrder, seats: int, stream: TextIO | None = None) -> Identi
     try:
         doc = client.request_json("POST", "/v1/hosts", {"seats": seats})
     finally:
-        client.close()
+        # The seller of this process that serves the order leases over this connection.
+        client.hand_over()
     identity = parse_enrollment(doc or {}, order.order_id, seats)
     emit("enrolled", stream, order=order.order_id, host=identity.host, seats=seats)
     return identity

@@ -73,7 +73,11 @@ def _no_disk_in_use(guest: Guest) -> list[str]:
     problems = []
     if status != 0 or not {"sda", "sdb"} <= set(partitions.split()):
         problems.append(f"the guest does not see the medium and the data stick: {partitions!r}")
-    if "/dev/" in "".join(line.split(" ")[0] for line in mounts.splitlines()):
+    # The one block device mounted is the loop device of the live system's image, held
+    # in RAM (its folders bound read-only into the root).
+    fields = [line.split(" ") for line in mounts.splitlines()]
+    image = [f for f in fields if f[0] == "/dev/loop0" and f[2] == "squashfs"]
+    if any(f[0].startswith("/dev/") for f in fields if f not in image):
         problems.append(f"a disk is mounted: {mounts!r}")
     if len(swaps.strip().splitlines()) > 1:
         problems.append(f"swap is on: {swaps!r}")

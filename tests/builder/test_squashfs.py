@@ -7,9 +7,12 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from diskformats.compress import compress
 from diskformats.cpio import Entry
 from livecd import squashfs, stage1
+from livecd.errors import BuildError
 
 EPOCH = 1_700_000_000
 
@@ -94,3 +97,20 @@ def test_the_image_is_zstd_in_128_kib_blocks(tmp_path: Path) -> None:
     ).stdout
     assert "Compression zstd" in said and "compression-level 19" in said
     assert "Block size 131072" in said
+
+
+def test_the_roots_program_folders_are_bound_and_the_rest_copied(tmp_path: Path) -> None:
+    entries = [
+        *_entries(tmp_path),
+        Entry("lib/modules/6.1/modules.dep", stat.S_IFREG | 0o644, data=b""),
+        Entry("init", stat.S_IFREG | 0o755, data=b"#!/bin/sh\n"),
+    ]
+    bound, copied = stage1.root_layout(entries)
+    assert bound == ["lib", "usr"]
+    assert copied == ["bin", "dev", "etc", "init", "tmp"]
+
+
+def test_a_program_folder_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    entries = [Entry("usr", stat.S_IFREG | 0o644, data=b"not a folder")]
+    with pytest.raises(BuildError, match=r"/usr of the image is not a folder"):
+        stage1.root_layout(entries)

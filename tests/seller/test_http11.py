@@ -296,6 +296,44 @@ def test_requests_share_a_connection_until_the_market_says_close(raw: list[RawSe
     client.close()
 
 
+def test_a_connection_handed_over_carries_the_next_clients_requests(
+    raw: list[RawServer],
+) -> None:
+    """The client that enrolled hands its connection to the seller's client (another
+    market's client, and one after it, open their own)."""
+    raw.append(server := RawServer([[_reply(b"{}"), _reply(b'{"n": 2}')], [_reply(b"{}")]]))
+    raw.append(other := RawServer([[_reply(b'{"other": 1}')]]))
+    enrolling = _client(server)
+    assert enrolling.request_json("POST", "/v1/hosts", {}) == {}
+    enrolling.hand_over()
+    assert _client(other).request_json("POST", "/v1/x", {}) == {"other": 1}
+    seller = _client(server)
+    assert seller.request_json("POST", "/v1/leases", {}) == {"n": 2}
+    assert _client(server).request_json("POST", "/v1/c", {}) == {}
+    assert server.requests == [
+        (0, "POST /v1/hosts HTTP/1.1"),
+        (0, "POST /v1/leases HTTP/1.1"),
+        (1, "POST /v1/c HTTP/1.1"),
+    ]
+    seller.close()
+
+
+def test_a_connection_idle_too_long_is_closed_not_handed_over(
+    raw: list[RawServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first connection would carry a second request: the seller's goes on another.
+    first: list[Step] = [_reply(b"{}"), _reply(b'{"n": 1}')]
+    raw.append(server := RawServer([first, [_reply(b'{"n": 2}')]]))
+    enrolling = _client(server)
+    assert enrolling.request_json("POST", "/v1/hosts", {}) == {}
+    monkeypatch.setattr("cpushare.seller.client.REUSE_SECONDS", -1.0)  # any idle is too long
+    enrolling.hand_over()
+    seller = _client(server)
+    assert seller.request_json("POST", "/v1/leases", {}) == {"n": 2}
+    assert [number for number, _ in server.requests] == [0, 1]
+    seller.close()
+
+
 def test_a_connection_the_market_closed_while_idle_is_not_used(raw: list[RawServer]) -> None:
     raw.append(server := RawServer([[_reply(b"{}")], [_reply(b'{"n": 2}')]]))
     client = _client(server)
