@@ -167,9 +167,18 @@ async def seller_loop(
         counts[0] += done
 
 
-async def round_trips(seats: list[Seat], seconds: float, batch: bool) -> tuple[float, float]:
+async def round_trips(
+    seats: list[Seat],
+    seconds: float,
+    batch: bool,
+    warm_up: float = 0.0,
+    mark: Callable[[], None] | None = None,
+) -> tuple[float, float]:
     """(round trips per second, seconds measured): a connection per seat stepping on its
-    own, or in batch mode a connection per host stepping for all its seats at once."""
+    own, or in batch mode a connection per host stepping for all its seats at once. The
+    sellers step for `warm_up` seconds before the clock starts (the market's first
+    batches, plans and caches are not its steady state); `mark` is called when it starts,
+    on the event loop, so that the caller reads the CPU spent from then on."""
     loops: list[tuple[Connection, Callable[[], Awaitable[int]]]] = []
     if batch:
         hosts: dict[tuple[str, str, int], list[int]] = {}
@@ -186,9 +195,18 @@ async def round_trips(seats: list[Seat], seconds: float, batch: bool) -> tuple[f
     counts = [0]
     # Warm up the connections (and the server) before the clock starts.
     await asyncio.gather(*(c.request("GET", "/v1/health") for c in conns))
+    began = time.monotonic()
+    stop = began + warm_up + seconds
+    sellers = asyncio.gather(*(seller_loop(c, step, stop, counts) for c, step in loops))
+    if warm_up > 0:
+        await asyncio.sleep(warm_up)
+    warmed = counts[0]
     start = time.monotonic()
-    await asyncio.gather(*(seller_loop(c, step, start + seconds, counts) for c, step in loops))
+    if mark is not None:
+        mark()
+    await sellers
     elapsed = time.monotonic() - start
+    counts[0] -= warmed
     for c in conns:
         c.close()
     return counts[0] / elapsed, elapsed
@@ -341,12 +359,22 @@ class Figures:
     client_ms: float  # ... and in this benchmark's own client (the sellers)
 
 
-def measure(market: Market, seconds: float, batch: bool = False) -> Figures:
+def measure(market: Market, seconds: float, batch: bool = False, warm_up: float = 0.0) -> Figures:
+    """The figures of `seconds` of round trips after `warm_up` seconds of them."""
     pids = [p.process.pid for p in market.instances if p.process is not None]
     backends = _backends(market.db)
-    before = [_cpu(pid) for pid in pids], [_cpu(pid) for pid in backends], [_cpu(os.getpid())]
-    rate, elapsed = asyncio.run(round_trips(market.seats, seconds, batch))
-    after = [_cpu(pid) for pid in pids], [_cpu(pid) for pid in backends], [_cpu(os.getpid())]
+
+    def cpu() -> tuple[list[float], list[float], list[float]]:
+        return [_cpu(pid) for pid in pids], [_cpu(pid) for pid in backends], [_cpu(os.getpid())]
+
+    before = cpu()
+
+    def mark() -> None:
+        nonlocal before
+        before = cpu()
+
+    rate, elapsed = asyncio.run(round_trips(market.seats, seconds, batch, warm_up, mark))
+    after = cpu()
     trips = max(1.0, rate * elapsed)
     spent = [1000 * (sum(a) - sum(b)) / trips for a, b in zip(after, before, strict=True)]
     return Figures(rate, *spent)
@@ -356,14 +384,24 @@ def _engine(server: str | None) -> str:
     return "SQLite" if server is None else "PostgreSQL"
 
 
+def load_average() -> str:
+    """The host's load averages over 1, 5 and 15 minutes, as /proc/loadavg gives them."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def bench_scale(
-    sellers: int, instances: int, seconds: float, server: str | None, batch: bool = False
+    sellers: int,
+    instances: int,
+    seconds: float,
+    server: str | None,
+    batch: bool = False,
+    warm_up: float = 0.0,
 ) -> Figures:
-    queued = int(seconds * QUEUED_PER_SECOND[batch])
+    queued = int((warm_up + seconds) * QUEUED_PER_SECOND[batch])
     with running_market(sellers, server, instances) as market:
         fill_queue(market, queued)
-        figures = measure(market, seconds, batch)
-    if figures.rate * seconds > 0.9 * queued:
+        figures = measure(market, seconds, batch, warm_up)
+    if figures.rate * (warm_up + seconds) > 0.9 * queued:
         raise SystemExit(
             f"bench_market: {figures.rate:.0f} round trips/s nearly emptied the {queued:,} "
             "jobs queued: raise QUEUED_PER_SECOND, the rate measured is the queue's"
@@ -374,7 +412,7 @@ def bench_scale(
         f"{figures.rate:5.0f} round trips/s, CPU per round trip: market "
         f"{figures.market_ms:.3f} ms"
         + (f", PostgreSQL {figures.postgres_ms:.3f} ms" if server else "")
-        + f" (client {figures.client_ms:.3f} ms)",
+        + f" (client {figures.client_ms:.3f} ms), load {load_average()}",
         flush=True,
     )
     return figures
@@ -503,50 +541,125 @@ def capacity(figures: dict[Key, Figures]) -> None:
         )
 
 
+def spread(values: list[float], digits: int = 2) -> str:
+    """The median of `values`, and their range when there are several."""
+    middle = f"{statistics.median(values):.{digits}f}"
+    if len(values) == 1:
+        return middle
+    return f"{middle} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def summary(runs: list[dict[Key, Figures]]) -> None:
+    """Each configuration's medians and ranges over the runs (printed only for several)."""
+    print(f"market: medians (and ranges) of {len(runs)} runs, load {load_average()}")
+    for key in runs[0]:
+        engine, sellers, instances, batch = key
+        each = [run[key] for run in runs]
+        print(
+            f"market {engine:10} {instances} instance(s) {sellers:5} sellers "
+            f"{'batch ' if batch else 'single'}: "
+            f"{spread([f.rate for f in each], 0)} round trips/s, CPU per round trip: market "
+            f"{spread([f.market_ms for f in each], 3)} ms"
+            + (
+                f", PostgreSQL {spread([f.postgres_ms for f in each], 3)} ms"
+                if engine == "PostgreSQL"
+                else ""
+            )
+            + f" (client {spread([f.client_ms for f in each], 3)} ms)"
+        )
+
+
+def ratios(runs: list[dict[Key, Figures]], sellers: int, servers: list[str | None]) -> None:
+    """The goals' ratios, each worked out within a run (its two sides measured minutes
+    apart, not across runs) and printed as their median and range over the runs; beside
+    each, the same ratio of the round trips one CPU second buys (market and PostgreSQL
+    server processes together), steadier on a shared machine."""
+
+    def each(a: Key, b: Key, figure: Callable[[Figures], float]) -> list[float]:
+        return [figure(run[a]) / figure(run[b]) for run in runs if a in run and b in run]
+
+    def rate(f: Figures) -> float:
+        return f.rate
+
+    def cpu(f: Figures) -> float:
+        return f.market_ms + f.postgres_ms
+
+    lite, pg = ("SQLite", sellers, 1, False), ("PostgreSQL", sellers, 1, False)
+    if found := each(pg, lite, rate):
+        print(
+            f"market {sellers} sellers, one instance: PostgreSQL at {spread(found)}x SQLite "
+            f"(goal >= 0.8x); by CPU per round trip {spread(each(lite, pg, cpu))}x"
+        )
+    for server in servers:
+        single, batched = ((_engine(server), sellers, 1, b) for b in (False, True))
+        if found := each(batched, single, rate):
+            print(
+                f"market {sellers} sellers, one instance, {_engine(server)}: batch leasing "
+                f"(4 seats a request) at {spread(found, 1)}x single, "
+                f"{spread(each(single, batched, cpu), 1)}x less CPU per round trip (goal >= 3x)"
+            )
+    for server in servers:
+        for batch in (False, True):
+            one, two = ((_engine(server), sellers, n, batch) for n in (1, 2))
+            if found := each(two, one, rate):
+                print(
+                    f"market {sellers} sellers, {_engine(server)}, "
+                    f"{'batch' if batch else 'single'} leasing: two instances at "
+                    f"{spread(found)}x one (goal >= 1x); by CPU per round trip "
+                    f"{spread(each(one, two, cpu))}x"
+                )
+
+
 def scale(
     sellers_counts: list[int],
     instance_counts: list[int],
     seconds: float,
     servers: list[str | None],
     modes: list[bool],
+    repeats: int = 1,
+    warm_up: float = 0.0,
 ) -> None:
     """Round trips/s and CPU per round trip for each count of sellers and instances, engine
-    and leasing mode; the ratios of the goals where both sides ran; the paper fleet."""
-    figures: dict[Key, Figures] = {}
+    and leasing mode; the ratios of the goals where both sides ran; the paper fleet.
+
+    With `repeats` runs the configurations take turns, all of them once a run, so that the
+    host's load drifting between runs falls on all of them alike; then each one's medians
+    and ranges, and each goal's ratio worked out within each run. One run's figures on a
+    shared machine are one sample: the same code has landed on both sides of a goal."""
+    configurations = [
+        (sellers, instances, server, batch)
+        for sellers in sellers_counts
+        for instances in instance_counts
+        for server in servers
+        for batch in modes
+    ]
+    runs: list[dict[Key, Figures]] = []
+    for run in range(repeats):
+        if repeats > 1:
+            print(f"market: run {run + 1} of {repeats}, load {load_average()}", flush=True)
+        figures: dict[Key, Figures] = {}
+        # Every other run in the opposite order, so that no configuration always runs
+        # first (on a machine not yet loaded by the run) or last.
+        for sellers, instances, server, batch in configurations[:: -1 if run % 2 else 1]:
+            key = (_engine(server), sellers, instances, batch)
+            figures[key] = bench_scale(sellers, instances, seconds, server, batch, warm_up)
+        # In the configurations' own order, whichever order they ran in.
+        runs.append(
+            {(_engine(v), s, n, b): figures[(_engine(v), s, n, b)] for s, n, v, b in configurations}
+        )
+    if repeats > 1:
+        summary(runs)
     for sellers in sellers_counts:
-        for instances in instance_counts:
-            for server in servers:
-                for batch in modes:
-                    key = (_engine(server), sellers, instances, batch)
-                    figures[key] = bench_scale(sellers, instances, seconds, server, batch)
-    for sellers in sellers_counts:
-        lite, pg = (figures.get((e, sellers, 1, False)) for e in ("SQLite", "PostgreSQL"))
-        if lite and pg:
-            print(
-                f"market {sellers} sellers, one instance: PostgreSQL at "
-                f"{pg.rate / lite.rate:.2f}x SQLite (goal >= 0.8x)"
-            )
-        for server in servers:
-            single, batched = (figures.get((_engine(server), sellers, 1, b)) for b in (False, True))
-            if single and batched:
-                cpu = (single.market_ms + single.postgres_ms) / (
-                    batched.market_ms + batched.postgres_ms
-                )
-                print(
-                    f"market {sellers} sellers, one instance, {_engine(server)}: batch leasing "
-                    f"(4 seats a request) at {batched.rate / single.rate:.1f}x single, "
-                    f"{cpu:.1f}x less CPU per round trip (goal >= 3x)"
-                )
-        for server in servers:
-            for batch in modes:
-                one, two = (figures.get((_engine(server), sellers, n, batch)) for n in (1, 2))
-                if one and two:
-                    print(
-                        f"market {sellers} sellers, {_engine(server)}, "
-                        f"{'batch' if batch else 'single'} leasing: two instances at "
-                        f"{two.rate / one.rate:.2f}x one (goal >= 1x)"
-                    )
-    capacity(figures)
+        ratios(runs, sellers, servers)
+    capacity(
+        {
+            key: Figures(*(statistics.median(getattr(run[key], f) for run in runs) for f in FIELDS))
+            for key in runs[0]
+        }
+    )
+
+
+FIELDS = ("rate", "market_ms", "postgres_ms", "client_ms")
 
 
 PARTS = ("scale", "deep", "wake", "validation")
@@ -565,6 +678,20 @@ def main() -> None:
     parser.add_argument("--pollers", type=int, default=20, help="sellers waiting for a job")
     parser.add_argument("--rounds", type=int, default=30, help="wake-up latency samples")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each validation mode")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="runs of the scale part, its configurations taking turns; then medians and "
+        "ranges, and each goal's ratio within each run (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--warm-up",
+        type=float,
+        default=1.0,
+        help="seconds of round trips before each scale run's clock starts, not counted "
+        "(default: %(default)s)",
+    )
     parser.add_argument(
         "--postgres",
         metavar="URL",
@@ -589,6 +716,8 @@ def main() -> None:
         help="leasing modes of the scale part (default: both)",
     )
     args = parser.parse_args()
+    if args.runs < 1 or args.warm_up < 0:
+        parser.error("--runs must be at least 1 and --warm-up not negative")
     if args.sqlite_only and args.postgres_only:
         parser.error("--sqlite-only and --postgres-only leave no engine to measure")
     servers: list[str | None] = [None, args.postgres]
@@ -597,9 +726,9 @@ def main() -> None:
     elif args.postgres_only:
         servers = [args.postgres]
     modes = [mode == "batch" for mode in args.modes]
-    print(f"market bench on {os.cpu_count()} cores", flush=True)
+    print(f"market bench on {os.cpu_count()} cores, load {load_average()}", flush=True)
     if "scale" in args.parts:
-        scale(args.sellers, args.instances, args.seconds, servers, modes)
+        scale(args.sellers, args.instances, args.seconds, servers, modes, args.runs, args.warm_up)
     if "deep" in args.parts:
         for server in servers:
             bench_deep_queue(args.depth, args.seconds, server)
