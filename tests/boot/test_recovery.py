@@ -90,6 +90,10 @@ def test_a_hung_seller_is_replaced_and_the_job_completes(
         console = ConsoleEvents(guest)
         first = console.wait("seller-started", 180)
         assert first is not None
+        # Hung once it sells: a seller still enrolling makes no promise to the watchdog
+        # (the market may be down for long), and the lone seller enrolls in its own process,
+        # which may not have the network yet (DHCP runs beside the fleet's start).
+        assert console.wait("enrolled", 120) is not None
         status, out = guest.shell(f"kill -STOP {first.fields['pid']}")
         assert status == 0, out
         replaced = console.wait("error", 240, what="seller")
