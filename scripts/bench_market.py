@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -651,15 +652,13 @@ def scale(
         summary(runs)
     for sellers in sellers_counts:
         ratios(runs, sellers, servers)
-    capacity(
-        {
-            key: Figures(*(statistics.median(getattr(run[key], f) for run in runs) for f in FIELDS))
-            for key in runs[0]
-        }
-    )
+    capacity({key: median_figures([run[key] for run in runs]) for key in runs[0]})
 
 
-FIELDS = ("rate", "market_ms", "postgres_ms", "client_ms")
+def median_figures(each: list[Figures]) -> Figures:
+    """Each figure's median over the runs."""
+    names = [field.name for field in dataclasses.fields(Figures)]
+    return Figures(*(statistics.median(getattr(f, name) for f in each) for name in names))
 
 
 PARTS = ("scale", "deep", "wake", "validation")
