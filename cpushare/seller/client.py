@@ -110,12 +110,13 @@ class MarketClient:
             conn, self._conn = self._conn, None
             if conn is None:
                 return
-            if conn.sock is None or time.monotonic() - self._last_used > REUSE_SECONDS:
+            if not _reusable(conn, self._last_used):
                 conn.close()
                 return
+            market = _market(self.order)
             with _spares_lock:
-                left = _spares.pop(_market(self.order), None)
-                _spares[_market(self.order)] = (conn, self._last_used)
+                left = _spares.pop(market, None)
+                _spares[market] = (conn, self._last_used)
             if left is not None:
                 left[0].close()
 
@@ -126,7 +127,7 @@ class MarketClient:
             spare = _spares.pop(_market(self.order), None)
         if spare is not None:
             conn, last_used = spare
-            if conn.sock is not None and time.monotonic() - last_used <= REUSE_SECONDS:
+            if _reusable(conn, last_used):
                 self._last_used = last_used
                 return conn
             conn.close()
@@ -261,6 +262,11 @@ class MarketClient:
         except ValueError as exc:
             raise BadReply(f"{method} {path}: {exc}") from None
         return _json_object(method, path, head), tail
+
+
+def _reusable(conn: Connection, last_used: float) -> bool:
+    """Whether a kept-alive connection last used at `last_used` may carry a request."""
+    return conn.sock is not None and time.monotonic() - last_used <= REUSE_SECONDS
 
 
 def _market(order: SellOrder) -> tuple[str, str | None, str | None]:
