@@ -9,6 +9,12 @@ class Unreachable(Exception):
     """No usable answer now (network down, TLS or pin failure, 5xx): back off and retry."""
 
 
+class NoRoute(Unreachable):
+    """This machine has no way to the market yet: no route to it, no address to send from,
+    or no name server to ask (a machine still coming up, before DHCP). Found out locally,
+    without a packet sent to the market, so cheap to ask again soon."""
+
+
 class Busy(Unreachable):
     """429: the market asks to be left alone for `retry_after` seconds."""
 

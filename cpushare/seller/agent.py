@@ -37,6 +37,7 @@ from cpushare.seller.client import MarketClient
 from cpushare.seller.courier import Courier, Unposted, say_unposted
 from cpushare.seller.host import (
     ENROLL_TIMEOUT,
+    NETWORK_WAIT,
     SEATS_PER_SELLER,
     Identity,
     enroll,
@@ -250,7 +251,8 @@ class Seller:
         whole life; errors end in a backoff, a revocation in Revoked."""
         try:
             if self.identity is None:
-                self._state("enrolling", ENROLL_TIMEOUT, job=None)
+                # Waiting for a route first, while the machine comes up (enroll).
+                self._state("enrolling", ENROLL_TIMEOUT + NETWORK_WAIT, job=None)
                 self._use(enroll(self.order, SEATS_PER_SELLER, self.stream).for_seller(0))
             assert self.courier is not None
             self.courier.check()

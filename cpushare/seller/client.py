@@ -13,8 +13,10 @@ itself, over one kept-alive connection, is cpushare.seller.http11's.
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
+import socket
 import ssl
 import threading
 import time
@@ -22,7 +24,7 @@ import time
 from cpushare.limits import MAX_EXCHANGE_SECONDS, MAX_RETRY_AFTER
 from cpushare.order import SellOrder, endpoint
 from cpushare.protocol import BLOBS, media_type, split_blobs
-from cpushare.replies import BadReply, Busy, Refused, Revoked, Unreachable
+from cpushare.replies import BadReply, Busy, NoRoute, Refused, Revoked, Unreachable
 from cpushare.seller.ciphers import suit
 from cpushare.seller.deadline import Deadline
 from cpushare.seller.http11 import (
@@ -56,6 +58,13 @@ REPEATABLE = frozenset({"GET"})
 # to its first job.
 _spares: dict[tuple[str, str | None, str | None], tuple[Connection, float]] = {}
 _spares_lock = threading.Lock()
+# A connection's failures that say this machine has no way to the market yet (NoRoute),
+# found out without a packet sent to it: no route (ENETUNREACH), no address to send
+# from (EADDRNOTAVAIL: none yet, or not yet the CPUSHARE_SOURCE_ADDRESS asked for).
+# EHOSTUNREACH is not one: a router said no, or the neighbour never answered, after
+# packets went out. Nor is a refused connection or a timeout: the market's or the
+# network's own answers.
+NO_ROUTE_ERRNOS = frozenset({errno.ENETUNREACH, errno.EADDRNOTAVAIL})
 
 
 def _connection(order: SellOrder, timeout: float) -> Connection:
@@ -198,7 +207,8 @@ class MarketClient:
             self.close()
             late = deadline is not None and deadline.expired
             reason = f"no whole reply within {exchange:g} s" if late else exc
-            raise Unreachable(f"{method} {path}: {reason or type(exc).__name__}") from None
+            kind = NoRoute if not late and _no_route(exc) else Unreachable
+            raise kind(f"{method} {path}: {reason or type(exc).__name__}") from None
         if reply.will_close:
             self.close()
         payload = reply.body
@@ -262,6 +272,16 @@ class MarketClient:
         except ValueError as exc:
             raise BadReply(f"{method} {path}: {exc}") from None
         return _json_object(method, path, head), tail
+
+
+def _no_route(exc: Exception) -> bool:
+    """Whether `exc` says this machine has no way to the market yet: NO_ROUTE_ERRNOS, or
+    the market's name unresolved for want of a name server (EAI_AGAIN: before DHCP there
+    is no resolv.conf, or no route to the one it names; a name server that does not
+    answer says the same, later)."""
+    if isinstance(exc, socket.gaierror):
+        return exc.errno == socket.EAI_AGAIN
+    return isinstance(exc, OSError) and exc.errno in NO_ROUTE_ERRNOS
 
 
 def _reusable(conn: Connection, last_used: float) -> bool:

@@ -22,7 +22,7 @@ from cpushare.console import emit
 from cpushare.order import SellOrder
 from cpushare.protocol import MAX_SEATS
 from cpushare.record import field, record, replace
-from cpushare.replies import BadReply, Busy, Refused, Revoked, Unreachable
+from cpushare.replies import BadReply, Busy, NoRoute, Refused, Revoked, Unreachable
 from cpushare.seller.backoff import Backoff
 from cpushare.seller.client import MarketClient
 
@@ -39,6 +39,13 @@ HOST_ID = re.compile(r"host-[A-Za-z0-9_-]{1,80}")
 # 32 random bytes in URL-safe base64, with or without padding.
 HOST_SECRET = re.compile(r"[A-Za-z0-9_-]{43}=?")
 ENROLL_TIMEOUT = 30.0
+# A seller often starts before DHCP gave the machine its address (QEMU's e1000: a second
+# or more later): the market has no route yet (NoRoute). Each attempt is a local route
+# lookup, no packet leaves: the enrollment tries again every NO_ROUTE_RETRY seconds,
+# without a console line, for up to NETWORK_WAIT seconds after this process first found
+# no route (DHCP at QEMU's defaults, or a slow LAN); past that, as any unreachable market.
+NETWORK_WAIT = 30.0
+NO_ROUTE_RETRY = 0.1
 # An identity handed over a pipe is far smaller than this; more is not one.
 MAX_IDENTITY_BYTES = 4096
 
@@ -113,11 +120,33 @@ def parse_enrollment(doc: dict[str, Any], order: str, seats: int) -> Identity:
         raise BadReply(f"the enrollment is malformed: {exc}") from None
 
 
+_network_wait_ends: float | None = None  # once this process found no route
+
+
+def _waits_for_network() -> bool:
+    """Whether this process still waits quietly for a route to its market: for
+    NETWORK_WAIT seconds from the first time it found none, once (a machine comes up
+    once; a network lost later is reported at once)."""
+    global _network_wait_ends
+    now = time.monotonic()
+    if _network_wait_ends is None:
+        _network_wait_ends = now + NETWORK_WAIT
+    return now < _network_wait_ends
+
+
 def enroll(order: SellOrder, seats: int, stream: TextIO | None = None) -> Identity:
-    """Enroll this machine with `seats` seats under `order`; say so on the console."""
+    """Enroll this machine with `seats` seats under `order`; say so on the console. While
+    the machine is coming up without a route to the market, wait for one (NETWORK_WAIT)."""
     client = MarketClient(order, timeout=ENROLL_TIMEOUT)
     try:
-        doc = client.request_json("POST", "/v1/hosts", {"seats": seats})
+        while True:
+            try:
+                doc = client.request_json("POST", "/v1/hosts", {"seats": seats})
+                break
+            except NoRoute:
+                if not _waits_for_network():
+                    raise
+                time.sleep(NO_ROUTE_RETRY)
     finally:
         # The seller of this process that serves the order leases over this connection.
         client.hand_over()
