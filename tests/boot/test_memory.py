@@ -51,6 +51,16 @@ def test_qemus_defaults_sell_end_to_end(iso: Path, tmp_path: Path) -> None:
         while_up=_no_shell_on_ttys1_and_no_usb, order_on="cd",
     )  # fmt: skip
     assert result.ok, result.problems
+    # The e1000 gets its address after the seller starts: the seller waits for a route to
+    # its market without a word, not with an error line at every boot.
+    before_sale = []
+    for m in result.milestones:
+        if m.event == "job-leased":
+            break
+        before_sale.append(m)
+    assert any(m.event == "enrolled" for m in before_sale), result.milestones
+    unreachable = [m for m in before_sale if m.fields.get("what") == "market-unreachable"]
+    assert not unreachable, unreachable
     # The slot's order replaced the built-in one (run_sale checks that the sellers sold
     # for the market's order).
     orders = [
