@@ -3,7 +3,7 @@
 volunteer's path (`qemu -cdrom` with the order in the CD's slot, no USB), of one or more
 ISOs taken in turn, run after run. Prints, asserts nothing.
 
-    scripts/bench_defaults.py ISO [ISO...] [--runs 3]
+    scripts/bench_defaults.py [ISO...] [--runs 3]    (no ISO: the default one, built)
 
 Each sale prints the guest's uptime when DHCP gave the address (`network`), when the
 seller started, the `what=market-unreachable` lines before the first job (uptime and
@@ -22,6 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from livecd.build import given_or_built
 from livecd.qemu.machine import GuestConfig
 from livecd.qemu.report import Report
 from livecd.qemu.sale import run_sale
@@ -50,12 +51,17 @@ def _figure(value: float | None) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("isos", type=Path, nargs="+", metavar="ISO")
+    parser.add_argument("isos", type=Path, nargs="*", metavar="ISO")
     parser.add_argument("--runs", type=int, default=3, help="sales of each ISO (3)")
     args = parser.parse_args()
-    firsts: dict[Path, list[float]] = {iso: [] for iso in args.isos}
-    for run in range(args.runs):
-        for iso in args.isos:
+    with tempfile.TemporaryDirectory(prefix="bench-defaults-iso-") as built:
+        return sales(args.isos or [given_or_built(None, Path(built))], args.runs)
+
+
+def sales(isos: list[Path], runs: int) -> int:
+    firsts: dict[Path, list[float]] = {iso: [] for iso in isos}
+    for run in range(runs):
+        for iso in isos:
             with tempfile.TemporaryDirectory(prefix="bench-defaults-") as work:
                 cfg = GuestConfig(iso=iso, memory_mb=None)
                 report = run_sale(
