@@ -42,8 +42,9 @@ ENROLL_TIMEOUT = 30.0
 # A seller often starts before DHCP gave the machine its address (QEMU's e1000: a second
 # or more later): the market has no route yet (NoRoute). Each attempt is a local route
 # lookup, no packet leaves: the enrollment tries again every NO_ROUTE_RETRY seconds,
-# without a console line, for up to NETWORK_WAIT seconds after this process first found
-# no route (DHCP at QEMU's defaults, or a slow LAN); past that, as any unreachable market.
+# without a console line, until NETWORK_WAIT seconds after this process's first
+# enrollment began (DHCP at QEMU's defaults, or a slow LAN); past that, and for a later
+# enrollment (a machine comes up once), as any unreachable market.
 NETWORK_WAIT = 30.0
 NO_ROUTE_RETRY = 0.1
 # An identity handed over a pipe is far smaller than this; more is not one.
@@ -120,23 +121,23 @@ def parse_enrollment(doc: dict[str, Any], order: str, seats: int) -> Identity:
         raise BadReply(f"the enrollment is malformed: {exc}") from None
 
 
-_network_wait_ends: float | None = None  # once this process found no route
+_network_wait_ends: float | None = None  # set at this process's first enrollment
 
 
-def _waits_for_network() -> bool:
-    """Whether this process still waits quietly for a route to its market: for
-    NETWORK_WAIT seconds from the first time it found none, once (a machine comes up
-    once; a network lost later is reported at once)."""
+def _network_wait() -> float:
+    """When this process stops waiting quietly for a route to its market (by
+    time.monotonic()): NETWORK_WAIT seconds after its first enrollment began. A machine
+    comes up once: a route lost later is reported at once."""
     global _network_wait_ends
-    now = time.monotonic()
     if _network_wait_ends is None:
-        _network_wait_ends = now + NETWORK_WAIT
-    return now < _network_wait_ends
+        _network_wait_ends = time.monotonic() + NETWORK_WAIT
+    return _network_wait_ends
 
 
 def enroll(order: SellOrder, seats: int, stream: TextIO | None = None) -> Identity:
     """Enroll this machine with `seats` seats under `order`; say so on the console. While
     the machine is coming up without a route to the market, wait for one (NETWORK_WAIT)."""
+    quiet_until = _network_wait()
     client = MarketClient(order, timeout=ENROLL_TIMEOUT)
     try:
         while True:
@@ -144,7 +145,7 @@ def enroll(order: SellOrder, seats: int, stream: TextIO | None = None) -> Identi
                 doc = client.request_json("POST", "/v1/hosts", {"seats": seats})
                 break
             except NoRoute:
-                if not _waits_for_network():
+                if time.monotonic() >= quiet_until:
                     raise
                 time.sleep(NO_ROUTE_RETRY)
     finally:
