@@ -49,7 +49,7 @@ from market.dialect import Location, is_postgres
 from market.store import connect
 
 RESULT_BODY = json.dumps(
-    result_document(JobResult(Outcome.OK, 0, b"P5\n1 1\n255\n\x00", 0.01, 0.01, ""))
+    result_document(JobResult(Outcome.OK, 0, b"P4\n1 1\n\x00", 0.01, 0.01, ""))
 ).encode()
 DEFAULT_POSTGRES = "postgresql:///postgres?host=/var/run/postgresql"
 # Jobs queued for each second of a run: more than single and batch leasing can take, so that

@@ -42,7 +42,7 @@ def job() -> None:
     A job is C that includes cpushare.h and defines `int main(void)`: it reads fd 0,
     writes fd 1, and can do nothing else. Test one before submitting it:
       livecd job build dither.c -o dither.job
-      livecd job run dither.job --input picture.pgm > halftone.pgm
+      livecd job run dither.job --input picture.pgm > halftone.pbm
     """
 
 

@@ -1,8 +1,9 @@
 """Floyd-Steinberg in pure Python: the reference that the fsdither job must match bit for bit.
 
 `dither(pgm)` returns exactly the bytes livecd/sdk/jobs/fsdither.c writes for the same
-input (see that file for the format and the quality figure); results from sellers are
-checked against it. `sample_image` makes reproducible test pictures.
+input, a PBM (see that file for the format and the quality figure); results from sellers
+are checked against it. `read_pbm` turns such a result back into grey levels, to view or
+convert it; `sample_image` makes reproducible test pictures.
 """
 
 from __future__ import annotations
@@ -120,13 +121,50 @@ def format_mse(error_sum: int, pixels: int) -> str:
     return f"{ten_thousandths // 10_000}.{ten_thousandths % 10_000:04d}"
 
 
+def pack_pbm(halftone: bytes, width: int) -> bytes:
+    """The halftone's rows as a PBM raster: eight pixels a byte, the leftmost in the most
+    significant bit, 1 for black (level 0); each row padded with 0 bits to a whole byte."""
+    stride = (width + 7) // 8
+    pad = 8 * stride - width
+    out = bytearray()
+    for start in range(0, len(halftone), width):
+        row = halftone[start : start + width]
+        bits = int("".join("1" if level == 0 else "0" for level in row) + "0" * pad, 2)
+        out += bits.to_bytes(stride, "big")
+    return bytes(out)
+
+
 def dither(pgm: bytes) -> bytes:
     """Exactly the fsdither job's output for the input `pgm`."""
     image = read_pgm(pgm)
     halftone = floyd_steinberg(image)
     mse = format_mse(blurred_error(image, halftone), image.width * image.height)
-    header = f"P5\n# mse={mse}\n{image.width} {image.height}\n255\n".encode()
-    return header + halftone
+    header = f"P4\n# mse={mse}\n{image.width} {image.height}\n".encode()
+    return header + pack_pbm(halftone, image.width)
+
+
+def read_pbm(output: bytes) -> Image:
+    """The halftone in a fsdither output (a binary PBM) as grey levels, 0 or 255 a pixel,
+    so it can be shown or written out as a PGM; ValueError if it is not one."""
+    if output[:2] != b"P4":
+        raise ValueError("not a binary PBM (P4)")
+    try:
+        width, pos = _read_field(output, 2, MAX_SIDE)
+        height, pos = _read_field(output, pos, MAX_SIDE)
+    except ValueError:
+        raise ValueError("bad PBM header (width, height 1..65535)") from None
+    stride = (width + 7) // 8
+    if not (width and height) or pos >= len(output) or output[pos] not in _SPACE:
+        raise ValueError("bad PBM header (width, height 1..65535)")
+    raster = output[pos + 1 : pos + 1 + stride * height]
+    if len(raster) < stride * height:
+        raise ValueError("PBM raster is shorter than height * ceil(width / 8)")
+    pixels = bytearray(width * height)
+    for y in range(height):
+        bits = int.from_bytes(raster[y * stride : (y + 1) * stride], "big") >> (8 * stride - width)
+        row = f"{bits:0{width}b}"
+        pixels[y * width : (y + 1) * width] = bytes(0 if bit == "1" else 255 for bit in row)
+    return Image(width, height, bytes(pixels))
 
 
 def quality(output: bytes) -> float:

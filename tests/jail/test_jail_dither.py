@@ -13,6 +13,7 @@ from livecd.sdk.dither import (
     dither,
     floyd_steinberg,
     quality,
+    read_pbm,
     read_pgm,
     sample_image,
 )
@@ -89,4 +90,29 @@ def test_quality_is_read_back_from_the_output() -> None:
     image = read_pgm(sample_image(40, 30, 1))
     mse = blurred_error(image, floyd_steinberg(image)) / (256 * 40 * 30)
     assert quality(output) == pytest.approx(mse, abs=1e-4)
-    assert output.endswith(floyd_steinberg(image))
+    assert read_pbm(output).pixels == floyd_steinberg(image)
+
+
+@pytest.mark.parametrize(("level", "row"), [(0, b"\xff\xc0"), (255, b"\x00\x00")])
+def test_the_output_is_a_pbm_with_black_as_1(
+    jobs: dict[str, bytes], loader: Path, level: int, row: bytes
+) -> None:
+    """PBM's polarity and row padding, spelled out: a flat black or white 10x2 picture
+    halftones to itself, ten bits a row (1 for black) padded with zeros to two bytes."""
+    picture = b"P5\n10 2\n255\n" + bytes([level]) * 20
+    result = run_job(jobs["fsdither"], picture, LIMITS, loader=loader)
+    assert result.output == b"P4\n# mse=0.0000\n10 2\n" + row * 2
+    assert result.output == dither(picture)
+
+
+def test_a_pbm_reads_back_and_bad_ones_are_refused() -> None:
+    output = dither(sample_image(13, 5, 3))
+    halftone = read_pbm(output)
+    assert (halftone.width, halftone.height) == (13, 5)
+    assert halftone.pixels == floyd_steinberg(read_pgm(sample_image(13, 5, 3)))
+    with pytest.raises(ValueError, match="not a binary PBM"):
+        read_pbm(sample_image(13, 5, 3))
+    with pytest.raises(ValueError, match="shorter"):
+        read_pbm(output[:-1])
+    with pytest.raises(ValueError, match="bad PBM header"):
+        read_pbm(b"P4\n0 5\n")

@@ -2,13 +2,16 @@
  * fsdither.c: Floyd-Steinberg error diffusion, the libcaca group's reference job.
  *
  * Input: a binary PGM (P5, maxval 1..255). Output: the black-and-white halftone as a
- * PGM whose comment line carries the quality figure,
+ * binary PBM whose comment line carries the quality figure,
  *
- *   P5\n# mse=M.MMMM\nWIDTH HEIGHT\n255\n<pixels, each 0 or 255>
+ *   P4\n# mse=M.MMMM\nWIDTH HEIGHT\n<rows of pixels, one bit each>
  *
- * where M.MMMM (truncated to four decimals) is the mean squared error, in grey levels,
+ * PBM is the bilevel format: eight pixels a byte, the leftmost in the most significant
+ * bit, 1 for black; each row ends on a whole byte (the last one's spare bits are 0). It is
+ * an eighth of a PGM's bytes, and every byte a result carries costs the seller's courier.
+ * M.MMMM (truncated to four decimals) is the mean squared error, in grey levels,
  * between the halftone blurred by the 3x3 kernel [1 2 1; 2 4 2; 1 2 1]/16 (edges
- * clamped) and the original. All arithmetic is integer, so cpushare/dither.py
+ * clamped) and the original. All arithmetic is integer, so livecd/sdk/dither.py
  * reproduces the output bit for bit. Bad input: one line on fd 1 and exit status 2.
  */
 #include "cpushare.h"
@@ -144,6 +147,40 @@ static u64 blurred_error(const struct image *img, const unsigned char *halftone)
 	return sum;
 }
 
+/* Eight halftone pixels (each 0 or 255) as one PBM byte, the first in the top bit, 1 for
+ * black, in a few instructions: the pixels read as one little-endian word (one load, the
+ * builtin even in a freestanding build) keep bit 8i for pixel i once inverted and masked;
+ * the multiplier moves bit 8i to bit 63 - i, and no two of its partial products share a
+ * bit, so nothing carries into the top byte. */
+static unsigned pack8(const unsigned char *pixels)
+{
+	u64 word;
+	__builtin_memcpy(&word, pixels, sizeof word);
+	return (unsigned)(((~word & 0x0101010101010101UL) * 0x8040201008040201UL) >> 56);
+}
+
+/* The halftone's rows as PBM's bits, in place: packed byte k of row y lands at
+ * y * stride + k, never past pixel y * w + 8k, the first of the eight it is made of, so
+ * no pixel is overwritten before it is read and no second buffer is needed. Returns
+ * the packed size, height * stride. */
+static u64 pack_rows(const struct image *img, unsigned char *halftone)
+{
+	u64 w = img->width, whole = w / 8, stride = (w + 7) / 8;
+	for (u64 y = 0; y < img->height; y++) {
+		const unsigned char *row = halftone + y * w;
+		unsigned char *dst = halftone + y * stride;
+		for (u64 k = 0; k < whole; k++)
+			dst[k] = (unsigned char)pack8(row + 8 * k);
+		if (whole < stride) {
+			unsigned bits = 0;
+			for (u64 x = 8 * whole; x < 8 * whole + 8; x++)
+				bits = bits << 1 | (x < w && row[x] == 0);
+			dst[whole] = (unsigned char)bits;
+		}
+	}
+	return img->height * stride;
+}
+
 static size_t put_number(char *buf, size_t at, u64 n, int min_digits)
 {
 	char digits[24];
@@ -164,7 +201,7 @@ static size_t put_text(char *buf, size_t at, const char *text)
 	return at;
 }
 
-/* "P5\n# mse=M.MMMM\nW H\n255\n": the mean of sum / 256 (sixteenths squared) over the
+/* "P4\n# mse=M.MMMM\nW H\n": the mean of sum / 256 (sixteenths squared) over the
  * pixels, by long division, truncated to four decimals. */
 static size_t format_header(char *buf, const struct image *img, u64 sum)
 {
@@ -174,7 +211,7 @@ static size_t format_header(char *buf, const struct image *img, u64 sum)
 		fraction = fraction * 10 + rest / divisor;
 		rest %= divisor;
 	}
-	size_t n = put_text(buf, 0, "P5\n# mse=");
+	size_t n = put_text(buf, 0, "P4\n# mse=");
 	n = put_number(buf, n, sum / divisor, 1);
 	n = put_text(buf, n, ".");
 	n = put_number(buf, n, fraction, 4);
@@ -182,7 +219,7 @@ static size_t format_header(char *buf, const struct image *img, u64 sum)
 	n = put_number(buf, n, img->width, 1);
 	n = put_text(buf, n, " ");
 	n = put_number(buf, n, img->height, 1);
-	return put_text(buf, n, "\n255\n");
+	return put_text(buf, n, "\n");
 }
 
 int main(void)
@@ -204,7 +241,8 @@ int main(void)
 	dither(&img, out, cur, next);
 	char header[96];
 	size_t n = format_header(header, &img, blurred_error(&img, out));
-	if (cs_write_all(header, n) != 0 || cs_write_all(out, count) != 0)
+	u64 packed = pack_rows(&img, out);
+	if (cs_write_all(header, n) != 0 || cs_write_all(out, packed) != 0)
 		return fail("cannot write the output");
 	return 0;
 }

@@ -16,7 +16,7 @@ from market.store import connect
 from tests.market.adversarial.conftest import Fleet, Seller
 
 GARBAGE = b"garbage"
-RIGHT = b"P5\n1 1\n255\n\x00"
+RIGHT = b"P4\n1 1\n\x00"  # a result in the job's format: a 1x1 white PBM
 
 
 def _ledger_adds_up(market: MarketProcess) -> None:

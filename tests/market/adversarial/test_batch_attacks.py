@@ -11,7 +11,7 @@ from market import admin
 from market.buyer import BuyerClient
 from tests.market.adversarial.conftest import Fleet
 
-RIGHT = b"P5\n1 1\n255\n\x00"
+RIGHT = b"P4\n1 1\n\x00"  # a result in the job's format: a 1x1 white PBM
 
 
 def _result(lease: object, output: bytes = RIGHT, cpu: float = 1.0) -> dict[str, object]:
