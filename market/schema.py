@@ -246,10 +246,6 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX jobs_batch;
     CREATE INDEX jobs_batch ON jobs(batch_id, id) WHERE batch_id IS NOT NULL;
     """,
-    """
-    -- The results' index by time (results_created, for the statistics' counts of the
-    -- last hours) changes on PostgreSQL only (POSTGRES_ONLY); SQLite has one kind of index.
-    """,
 )
 
 # Statements PostgreSQL runs after the step of the same index in MIGRATIONS (SQLite has
@@ -278,15 +274,6 @@ POSTGRES_ONLY: dict[int, str] = {
     -- table's UNIQUE (its index cannot be dropped apart from the table).
     ALTER TABLE transfers DROP CONSTRAINT transfers_result_id_key;
     CREATE UNIQUE INDEX transfers_result ON transfers(result_id) WHERE result_id IS NOT NULL;
-    """,
-    7: """
-    -- Results are stored in the order of their time, so a block range index (the least
-    -- and greatest time of each 128 pages) finds the last hours' results as well as a
-    -- B-tree, and a result's INSERT leaves it alone until its pages are summarized (by
-    -- VACUUM, or once a range is full: autosummarize), where a B-tree took an entry, its
-    -- page and its WAL record each result.
-    DROP INDEX results_created;
-    CREATE INDEX results_created ON results USING brin (created) WITH (autosummarize = on);
     """,
 }
 

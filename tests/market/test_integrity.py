@@ -11,7 +11,6 @@ import pytest
 from market import agreement, integrity, leasing, ledger
 from market.dialect import INTEGRITY_ERRORS, Connection, is_postgres
 from market.schema import POSTGRES_ONLY
-from market.stats import public_stats
 from tests.market.helpers import LIMITS, host, job, paid, result
 
 # What step 6 drops: on both engines, three indexes no query needs ...
@@ -126,7 +125,7 @@ def test_step_6_drops_the_unused_indexes_and_on_postgresql_the_hot_constraints(
     # changes, its slots stay 0) touches no indexed column.
     assert _ready_index(conn).replace("(", "").replace(")", "").endswith("WHERE slots > 0")
     assert "leases_network" in indexes and "transfers_target" in indexes
-    assert set(POSTGRES_ONLY) == {5, 6, 7}
+    assert set(POSTGRES_ONLY) == {5, 6}
 
 
 def _index(conn: Connection, name: str) -> str:
@@ -168,32 +167,3 @@ def test_step_7_indexes_only_the_rows_looked_up_and_a_result_is_still_paid_once(
     ledger.grant(conn, 1, 5, 2.0)
     ledger.grant(conn, 1, 5, 3.0)
     assert ledger.check(conn) == []
-
-
-def test_step_8_finds_the_last_hours_results_through_a_block_range_index(
-    conn: Connection,
-) -> None:
-    # On PostgreSQL the results' index by time is a block range index (a result's INSERT
-    # writes no entry into it); SQLite keeps its B-tree. Either way the statistics count
-    # the results of the last hour and minute, and only those.
-    if is_postgres(conn):
-        assert " USING brin " in _index(conn, "results_created")
-    else:
-        assert "USING" not in _index(conn, "results_created")
-    seller = host(conn, "alice", "10.0.0.1")
-    for at in (100.0, 5000.0, 5190.0):
-        job(conn, replicas=1)
-        lease = leasing.grant_lease(conn, seller, 0, LIMITS, 60, at)
-        assert lease is not None
-        agreement.record_result(conn, lease.id, seller.id, result(b"out"), at)
-    if is_postgres(conn):
-        # Summarized (as VACUUM would), the index answers the statistics' condition.
-        conn.execute("SELECT brin_summarize_new_values('results_created')")
-        conn.execute("SET enable_seqscan = off")
-        plan = conn.execute(
-            "EXPLAIN SELECT count(*) FROM results WHERE created >= ?", (5000.0,)
-        ).fetchall()
-        conn.execute("RESET enable_seqscan")
-        assert any("results_created" in str(row[0]) for row in plan)
-    stats = public_stats(conn, 5200.0)
-    assert (stats["results_last_minute"], stats["results_last_hour"]) == (1, 2)
