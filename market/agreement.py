@@ -86,11 +86,16 @@ _MEDIAN = f"CASE WHEN {_ALONE_MAY} THEN {_PROGRAM_MEDIAN.format(program='j.progr
 
 # One read for the lease, its job, the job's other active leases and its program's median:
 # each statement costs a round trip and a parse on PostgreSQL, and a result is the market's
-# most frequent write.
+# most frequent write. The job's active leases are counted among all its leases (a FILTER,
+# not a WHERE): with `state = 'active'` in the WHERE, PostgreSQL could take the index of
+# the active leases by deadline (leases_deadline) after statistics read while few were
+# active, and then read every active lease of the market, and the entries of those that
+# ended since the last VACUUM, for each lease (4,036 entries for one, 4 loops of 0.145 ms).
 _LEASE_AND_JOB = f"""
     SELECT l.job_id, l.host_id, l.state, l.deadline, j.output_bytes, j.cpu_seconds, j.program,
            j.account_id, j.state, j.replicas, j.max_results, j.reserved,
-           (SELECT count(*) FROM leases a WHERE a.job_id = l.job_id AND a.state = 'active'),
+           (SELECT count(*) FILTER (WHERE a.state = 'active') FROM leases a
+            WHERE a.job_id = l.job_id),
            (SELECT count(*) FROM results r WHERE r.job_id = l.job_id AND r.verdict = 'pending'),
            o.account_id, {_MEDIAN}, l.network, l.solo, l.id, l.order_id
     FROM leases l JOIN jobs j ON j.id = l.job_id JOIN orders o ON o.id = l.order_id

@@ -22,13 +22,16 @@ class Tally:
 
 
 # One statement for the whole tally: it is read after every result that does not end its job.
+# Active leases counted by FILTER among the job's leases, as in market.agreement's read of a
+# lease and its job: never through the index of every active lease (leases_deadline).
 _TALLY = """
-    SELECT (SELECT count(*) FROM leases WHERE job_id = ? AND state = 'active'),
+    SELECT (SELECT count(*) FILTER (WHERE state = 'active') FROM leases WHERE job_id = ?),
            (SELECT count(*) FROM results WHERE job_id = ?),
            (SELECT coalesce(max(n), 0) FROM (SELECT count(DISTINCT network) AS n FROM results
             WHERE job_id = ? AND verdict = 'pending'
             GROUP BY outcome, exit_status, output_sha256) AS groups),
-           (SELECT count(*) FROM leases WHERE job_id = ? AND state = 'active' AND solo = 1)
+           (SELECT count(*) FILTER (WHERE state = 'active' AND solo = 1) FROM leases
+            WHERE job_id = ?)
 """
 
 
