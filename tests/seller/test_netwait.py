@@ -20,13 +20,14 @@ from cpushare.seller.client import SOURCE_ADDRESS_ENV, MarketClient
 from livecd.market_process import free_port
 
 HELPER = Path(__file__).with_name("netns_enroll.py")
+ALONE = ["unshare", "--net", "--pid", "--fork", "--kill-child"]
 
 
 def _own_network_namespace() -> bool:
     """Whether this process may run another in a network namespace of its own (root)."""
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         return False
-    return subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+    return subprocess.run([*ALONE, "true"], capture_output=True).returncode == 0
 
 
 @pytest.mark.skipif(not _own_network_namespace(), reason="needs root, unshare and ip")
@@ -34,8 +35,10 @@ def test_a_seller_with_no_route_yet_waits_quietly_and_enrolls_once_there_is_one(
     tmp_path: Path,
 ) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    # A process namespace of their own too, the helper its first process: if it ends, or
+    # unshare is killed (the timeout), the kernel kills its market and seller with it.
     done = subprocess.run(
-        ["unshare", "-n", sys.executable, str(HELPER), str(tmp_path), "1.5"],
+        [*ALONE, sys.executable, str(HELPER), str(tmp_path), "1.5"],
         capture_output=True, text=True, timeout=120, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
