@@ -42,11 +42,13 @@ ENROLL_TIMEOUT = 30.0
 # A seller often starts before DHCP gave the machine its address (QEMU's e1000: a second
 # or more later): the market has no route yet (NoRoute). Each attempt is a local route
 # lookup, no packet leaves: the enrollment tries again every NO_ROUTE_RETRY seconds,
-# without a console line, until NETWORK_WAIT seconds after this process's first
-# enrollment began (DHCP at QEMU's defaults, or a slow LAN); past that, and for a later
-# enrollment (a machine comes up once), as any unreachable market.
+# without a console line, until NETWORK_WAIT seconds after this process came up (loaded
+# this module; its first enrollment follows within a second or two) to cover DHCP at
+# QEMU's defaults or on a slow LAN; past that, and so for a later enrollment (a machine
+# comes up once), as any unreachable market.
 NETWORK_WAIT = 30.0
 NO_ROUTE_RETRY = 0.1
+_CAME_UP = time.monotonic()
 # An identity handed over a pipe is far smaller than this; more is not one.
 MAX_IDENTITY_BYTES = 4096
 
@@ -121,23 +123,10 @@ def parse_enrollment(doc: dict[str, Any], order: str, seats: int) -> Identity:
         raise BadReply(f"the enrollment is malformed: {exc}") from None
 
 
-_network_wait_ends: float | None = None  # set at this process's first enrollment
-
-
-def _network_wait() -> float:
-    """When this process stops waiting quietly for a route to its market (by
-    time.monotonic()): NETWORK_WAIT seconds after its first enrollment began. A machine
-    comes up once: a route lost later is reported at once."""
-    global _network_wait_ends
-    if _network_wait_ends is None:
-        _network_wait_ends = time.monotonic() + NETWORK_WAIT
-    return _network_wait_ends
-
-
 def enroll(order: SellOrder, seats: int, stream: TextIO | None = None) -> Identity:
     """Enroll this machine with `seats` seats under `order`; say so on the console. While
     the machine is coming up without a route to the market, wait for one (NETWORK_WAIT)."""
-    quiet_until = _network_wait()
+    quiet_until = _CAME_UP + NETWORK_WAIT
     client = MarketClient(order, timeout=ENROLL_TIMEOUT)
     try:
         while True:
