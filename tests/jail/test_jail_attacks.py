@@ -108,5 +108,9 @@ def test_output_flood_keeps_exactly_the_cap(attacks: dict[str, bytes], loader: P
 def test_cpu_limit_reports_the_cpu_time_used(attacks: dict[str, bytes], loader: Path) -> None:
     result = run_job(attacks["endless_loop"], b"", LIMITS, loader=loader)
     assert result.outcome is Outcome.CPU_LIMIT
-    # rusage and the limit are sampled on different clocks: close, not exact.
-    assert result.cpu_seconds == pytest.approx(LIMITS.cpu_seconds, abs=0.2)
+    # Not exact: the limit is checked against the CPU time counted in whole ticks, which
+    # charge a busy machine's processes for ticks they only shared, while rusage reports
+    # the time the scheduler measured (0.79 s was seen for a 1 s limit at load 3). The CPU
+    # time used, then: most of the limit, never past the hard limit a second later.
+    assert LIMITS.cpu_seconds / 2 <= result.cpu_seconds <= LIMITS.cpu_seconds + 1
+    assert result.cpu_seconds <= result.wall_seconds
