@@ -354,11 +354,12 @@ class Market:
         # all but the lucky ones away from the writer.
         if woken and leasing.ready_job(self.db.reader, host.network, limits) is None:
             return []
-        now = time.time()
-        seconds = self.config.lease_seconds
-        return await self.db.write(
-            lambda c: leasing.grant_leases_later(c, host, seats, limits, seconds, now)
-        )
+        # With the asks and results other sellers send meanwhile: one operation of the
+        # writer, whose asks are granted together (market.posting, market.grants).
+        granted = await self.posted.submit(posting.NextLeases(host, seats, limits, [], []))
+        if not isinstance(granted, list):
+            raise _unexpected(granted)
+        return granted
 
     async def extend(self, request: Request) -> Response:
         host = self.seller(request)
