@@ -303,6 +303,7 @@ class Market:
         host = self.seller(request)
         doc = await read_json(request, 64 << 10)
         seat = bounded_int(doc, "seat", 0, 0, protocol.MAX_SEATS - 1)
+        leasing.check_seats(host, [seat])
         granted = await self._long_poll(request, host, [seat], doc)
         if not granted:
             return Response(status_code=204)

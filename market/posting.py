@@ -62,25 +62,42 @@ def record_and_lease(
         for (host_id, lease_id, _), refusal in zip(results, refusals, strict=True)
         if refusal is not None
     }
+    # An ask refused on its own (a seat its host does not have) is answered so; the rest
+    # of the operation stands.
     asks = [_ask(conn, item, refused) for item in items if isinstance(item, NextLeases)]
-    leased = iter(grants.grant_many(conn, [ask for ask in asks if ask.seats], lease_seconds, now))
+    wanted = [ask for ask in asks if isinstance(ask, grants.Ask) and ask.seats]
+    leased = iter(grants.grant_many(conn, wanted, lease_seconds, now))
     nothing: Later[list[Lease]] = Later(list)
-    granted = [next(leased) if ask.seats else nothing for ask in asks]
+    granted = [
+        ask if isinstance(ask, MarketError) else next(leased) if ask.seats else nothing
+        for ask in asks
+    ]
 
     def answers() -> list[Answer | MarketError]:
         recorded_now = iter(recorded.value())
         granted_now = iter(granted)
         return [
-            next(granted_now).value() if isinstance(item, NextLeases) else next(recorded_now)
+            _value(next(granted_now)) if isinstance(item, NextLeases) else next(recorded_now)
             for item in items
         ]
 
     return Later(answers)
 
 
-def _ask(conn: Connection, ask: NextLeases, refused: set[tuple[str, int]]) -> grants.Ask:
-    """The leases of `ask`, but on the seats still holding a lease whose result was not kept."""
+def _value(granted: Later[list[Lease]] | MarketError) -> list[Lease] | MarketError:
+    return granted if isinstance(granted, MarketError) else granted.value()
+
+
+def _ask(
+    conn: Connection, ask: NextLeases, refused: set[tuple[str, int]]
+) -> grants.Ask | MarketError:
+    """The leases of `ask`, but on the seats still holding a lease whose result was not
+    kept; its refusal if it names a seat its host does not have."""
     host = ask.host
+    try:
+        leasing.check_seats(host, ask.seats)
+    except MarketError as exc:
+        return exc
     unacknowledged = ask.refused + [lease for lease in ask.posted if (host.id, lease) in refused]
     seats = ask.seats
     if unacknowledged:
