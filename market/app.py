@@ -303,6 +303,7 @@ class Market:
         host = self.seller(request)
         doc = await read_json(request, 64 << 10)
         seat = bounded_int(doc, "seat", 0, 0, protocol.MAX_SEATS - 1)
+        leasing.check_seats(host, [seat])
         granted = await self._long_poll(request, host, [seat], doc)
         if not granted:
             return Response(status_code=204)
@@ -354,11 +355,12 @@ class Market:
         # all but the lucky ones away from the writer.
         if woken and leasing.ready_job(self.db.reader, host.network, limits) is None:
             return []
-        now = time.time()
-        seconds = self.config.lease_seconds
-        return await self.db.write(
-            lambda c: leasing.grant_leases_later(c, host, seats, limits, seconds, now)
-        )
+        # With the asks and results other sellers send meanwhile: one operation of the
+        # writer, whose asks are granted together (market.posting, market.grants).
+        granted = await self.posted.submit(posting.NextLeases(host, seats, limits, [], []))
+        if not isinstance(granted, list):
+            raise _unexpected(granted)
+        return granted
 
     async def extend(self, request: Request) -> Response:
         host = self.seller(request)

@@ -99,7 +99,7 @@ _READY_TEXT = """
 _limits = functools.lru_cache(maxsize=256, typed=True)(JobLimits)
 
 
-def _lease(lease_id: int, seat: int, deadline: float, job: Sequence[Any]) -> Lease:
+def lease_of(lease_id: int, seat: int, deadline: float, job: Sequence[Any]) -> Lease:
     """The Lease of a job's row: (id, program, program's size, input, cpu, wall, memory,
     output, ...)."""
     job_id, program, size, data, cpu, wall, memory, output = job[:8]
@@ -123,9 +123,14 @@ def _ready_text(postgres: bool, count: int, columns: str = "id") -> str:
     return _READY_TEXT.format(count=count, barrier=barrier, columns=columns)
 
 
-def _ready_parameters(network: str, limits: Fit) -> tuple[int, int, int, str]:
+def fit_bounds(limits: Fit) -> tuple[int, int, int]:
+    """A seller's (memory bytes, CPU seconds, output bytes) (no output cap if it named none)."""
     output = limits[2] if len(limits) > 2 else NO_OUTPUT_CAP
-    return limits[0], limits[1], output, network
+    return limits[0], limits[1], output
+
+
+def _ready_parameters(network: str, limits: Fit) -> tuple[int, int, int, str]:
+    return (*fit_bounds(limits), network)
 
 
 def grant_leases(
@@ -221,9 +226,9 @@ def _store_leases(
         conn.execute(f"UPDATE jobs SET slots = 0 WHERE id IN ({', '.join(['?'] * len(ids))})", ids)
 
     def leases() -> list[Lease]:
-        lease_of = {int(seat): int(lease_id) for lease_id, seat in lease_ids.value()}
+        ids = {int(seat): int(lease_id) for lease_id, seat in lease_ids.value()}
         return [
-            _lease(lease_of[seat], seat, deadline, row)
+            lease_of(ids[seat], seat, deadline, row)
             for row, seat in zip(taken, seats, strict=False)
         ]
 
@@ -337,7 +342,7 @@ def _grant_postgres(
             taken = _take(conn, host, len(seats), limits)
             return _store_leases(conn, host, seats, taken, lease_seconds, now, chance).value()
         granted = sorted((row for row in rows if row[0] == "lease"), key=lambda row: row[11])
-        return [_lease(row[1], row[2], deadline, row[3:11]) for row in granted]
+        return [lease_of(row[1], row[2], deadline, row[3:11]) for row in granted]
 
     return Later(leases)
 

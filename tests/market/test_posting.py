@@ -7,7 +7,7 @@ from __future__ import annotations
 from market import leasing, posting
 from market.agreement import Recorded
 from market.dialect import Connection
-from market.errors import TooLarge
+from market.errors import MarketError, TooLarge
 from market.later import resolved
 from tests.market.helpers import LIMITS, host, job, result
 
@@ -57,3 +57,23 @@ def test_leases_asked_for_without_results_are_granted(conn: Connection) -> None:
     ask = posting.NextLeases(alice, [1, 0], LIMITS, posted=[], refused=[])
     (granted,) = resolved(posting.record_and_lease(conn, [ask], 0, 30))
     assert [(lease.seat, lease.job_id) for lease in granted] == list(zip([1, 0], jobs, strict=True))
+
+
+def test_an_ask_refused_on_its_own_leaves_the_rest_of_the_operation(conn: Connection) -> None:
+    jobs = [job(conn, replicas=1) for _ in range(3)]
+    alice = host(conn, "alice", "10.0.0.1", seats=1)
+    bob = host(conn, "bob", "10.0.0.2", seats=2)
+    (held,) = leasing.grant_leases(conn, bob, [0], LIMITS, 30, 0)
+    items: list[posting.Item] = [
+        posting.NextLeases(alice, [0], LIMITS, posted=[], refused=[]),
+        posting.NextLeases(alice, [1], LIMITS, posted=[], refused=[]),  # alice has one seat
+        (bob.id, held.id, result(b"bob's")),
+        posting.NextLeases(bob, [1], LIMITS, posted=[], refused=[]),
+    ]
+    answers = resolved(posting.record_and_lease(conn, items, 1, 30))
+    assert isinstance(answers, list)
+    granted, refused, recorded, bobs = answers
+    assert isinstance(refused, MarketError) and "seat 1 is not one of this host's" in str(refused)
+    assert isinstance(recorded, Recorded) and recorded.verdict == "accepted"
+    assert isinstance(granted, list) and isinstance(bobs, list)
+    assert [(lease.seat, lease.job_id) for lease in granted + bobs] == [(0, jobs[1]), (1, jobs[2])]

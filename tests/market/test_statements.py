@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from market import agreement, leasing
+from market import agreement, grants, leasing
 from market.dialect import Connection
 from market.errors import MarketError, NotFound
 from market.hosts import Host
@@ -34,6 +34,10 @@ LEASE = {"sqlite": 2, "postgres": 1}
 # tally and an update), the jobs taken again and the leases stored (PostgreSQL's
 # statement only handed back).
 HANDED_BACK = {"sqlite": 7, "postgres": 5}
+# The asks of one operation granted together, however many: on PostgreSQL the jobs read
+# (with their networks, the trust rows and the seats held), their slots, the leases; on
+# SQLite each ask's own.
+ASKS = {"sqlite": lambda asks: LEASE["sqlite"] * asks, "postgres": lambda asks: 3}
 
 
 def engine(conn: Connection) -> str:
@@ -104,6 +108,24 @@ def test_a_lease_runs_few_statements_however_many_seats(conn: Connection) -> Non
     assert [tuple(row) for row in slots] == [(1, 0), (2, 0), (3, 0), (4, 0), (5, 1), (6, 1)]
     active = conn.execute("SELECT count(*) FROM leases WHERE state = 'active'").fetchone()
     assert active[0] == 4
+
+
+@pytest.mark.parametrize("count", [2, 12])
+def test_the_asks_of_an_operation_run_few_statements_however_many(
+    conn: Connection, count: int
+) -> None:
+    for _ in range(4 * count):
+        job(conn, replicas=1)
+    sellers = [host(conn, "alice", f"10.0.0.{n}", seats=4) for n in range(count)]
+    asks = [grants.Ask(seller, [3, 1], LIMITS) for seller in sellers]
+    granted: list[list[leasing.Lease]] = []
+    ran = statements(
+        conn,
+        lambda: granted.extend(lease.value() for lease in grants.grant_many(conn, asks, 30, 0)),
+    )
+    assert [len(leases) for leases in granted] == [2] * count
+    assert len({lease.job_id for leases in granted for lease in leases}) == 2 * count
+    assert len(ran) == ASKS[engine(conn)](count)
 
 
 def test_a_result_that_ends_its_job_alone_runs_few_statements(conn: Connection) -> None:
