@@ -4,8 +4,9 @@ Each operation of the store's writer that reads a row waits for PostgreSQL once 
 pgpipe): a seller's result reads its lease and job before it is judged. The results posted
 by many sellers at once (they arrive together: the writer answers a whole batch of leases
 at once), singly or a host's batch, are gathered over one turn of the event loop and
-recorded by one operation (market.posting, with the leases asked for beside them), which
-reads all their leases in one statement (agreement.record_many_checked). Each caller
+recorded by one operation (market.posting, with the leases asked for beside them or on
+their own), which reads all their leases in one statement (agreement.record_many_checked)
+and the jobs all its lease asks may take in another (market.grants). Each caller
 gets its own answer, or its own refusal; an error of the operation as a whole (the
 database away, the disk full) reaches every caller of it.
 """
